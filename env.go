@@ -1,0 +1,407 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config holds every setting of the service. It is read once at start by
+// loadConfig and passed down by value; nothing changes it afterwards, so it is
+// safe for concurrent use. Each field names its environment variable and its
+// default.
+type config struct {
+	// Addr is the listen address (ADDR), default "localhost:8000".
+	Addr string
+
+	// ClientID is the application (client) id of the Entra app registration
+	// (AZURE_CLIENT_ID), a GUID. Required.
+	ClientID string
+	// ClientSecret is the client secret (AZURE_CLIENT_SECRET). Required unless
+	// ClientCertPath is set. Never logged.
+	ClientSecret string
+	// ClientAuth is how the service authenticates to the token endpoint
+	// (AZURE_CLIENT_AUTH): "post" (default: client_secret in the form body,
+	// RFC 6749 §2.3.1), "basic" (HTTP Basic) or "certificate" (a signed client
+	// assertion, RFC 7523 §2.2; chosen automatically when ClientCertPath is set).
+	ClientAuth string
+	// ClientCertPath is a PEM file holding the certificate and its RSA private
+	// key (AZURE_CLIENT_CERTIFICATE_PATH), default empty.
+	ClientCertPath string
+
+	// TenantID is the directory (tenant) id (AZURE_TENANT_ID): a GUID, or
+	// "organizations" or "common" (multi-tenant; then AllowedTenants is
+	// required). Required.
+	TenantID string
+	// AllowedTenants lists the tenant GUIDs whose tokens are accepted when
+	// TenantID is "organizations" or "common" (ALLOWED_TENANTS, comma list).
+	// AnyTenant is true when ALLOWED_TENANTS is "*".
+	AllowedTenants []string
+	AnyTenant      bool
+
+	// APIScopes are the API's scopes the sign-in asks for (API_SCOPE,
+	// space-separated), e.g. "api://<client-id>/Heroes.Read". Required.
+	APIScopes []string
+	// Audiences are the accepted token audiences: the client id, every App ID
+	// URI taken from APIScopes (the part before the last "/"), and the values
+	// of AZURE_AUDIENCE (comma or space separated). Compared exactly.
+	Audiences []string
+
+	// RedirectURI is the OAuth redirect URI (REDIRECT_URI), default
+	// "http://localhost:8000/auth/callback". It must be registered in Entra.
+	RedirectURI string
+	// PostLogoutRedirectURI is sent to the end_session_endpoint on logout
+	// (POST_LOGOUT_REDIRECT_URI), default empty (not sent).
+	PostLogoutRedirectURI string
+
+	// AuthorityHost is the identity provider's base URL (AZURE_AUTHORITY_HOST),
+	// default "https://login.microsoftonline.com". The discovery document is
+	// read from {AuthorityHost}/{TenantID}/v2.0/.well-known/openid-configuration.
+	AuthorityHost string
+
+	// ClockSkew is the leeway applied to exp, nbf and iat, both ways
+	// (CLOCK_SKEW, a Go duration), default 5m, as Microsoft.Identity.Web.
+	ClockSkew time.Duration
+	// AcceptV1Tokens accepts v1 tokens (issuer https://sts.windows.net/{tid}/)
+	// besides v2 ones (ACCEPT_V1_TOKENS), default true.
+	AcceptV1Tokens bool
+	// CustomSigningKeys fetches the key set with ?appid=<client id>
+	// (AZURE_CUSTOM_SIGNING_KEYS), default false.
+	CustomSigningKeys bool
+
+	// SessionKey is the 32-byte AES-256-GCM key that seals the login cookie
+	// (SESSION_KEY, standard base64). When unset, a random key is made per
+	// process and SessionKeyRandom is true.
+	SessionKey       []byte
+	SessionKeyRandom bool
+
+	// HeroesStore selects the store (HEROES_STORE): "memory" (default),
+	// "file" (HEROES_FILE alone also selects it) or "azuretable".
+	HeroesStore string
+	// HeroesFile is the JSON file of the file store (HEROES_FILE).
+	HeroesFile string
+	// StorageConnectionString is the Azure Storage connection string of the
+	// azuretable store (AZURE_STORAGE_CONNECTION_STRING). Never logged.
+	StorageConnectionString string
+	// HeroesTable is the table name of the azuretable store (HEROES_TABLE),
+	// default "heroes".
+	HeroesTable string
+
+	// LogFormat is "text" (default) or "json" (LOG_FORMAT).
+	LogFormat string
+	// LogLevel is the lowest level logged (LOG_LEVEL: debug, info, warn,
+	// error), default info.
+	LogLevel slog.Level
+	// ShutdownGrace is how long in-flight requests may run after SIGINT or
+	// SIGTERM (SHUTDOWN_GRACE, a Go duration), default 15s.
+	ShutdownGrace time.Duration
+
+	// Dev is true when the service runs with -dev and serves its own local
+	// identity provider under /devidp/. Only run sets it, from the flag; no
+	// variable can.
+	Dev bool
+}
+
+// Client authentication methods for the token endpoint (config.ClientAuth).
+const (
+	clientAuthPost        = "post"
+	clientAuthBasic       = "basic"
+	clientAuthCertificate = "certificate"
+)
+
+// guidPattern matches a GUID in its usual 8-4-4-4-12 hexadecimal form.
+var guidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// isGUID reports whether s is a GUID such as a tenant or client id.
+func isGUID(s string) bool { return guidPattern.MatchString(s) }
+
+// isMultiTenant reports whether TenantID names a multi-tenant authority, whose
+// issuer holds a {tenantid} placeholder.
+func (c config) isMultiTenant() bool {
+	return c.TenantID == "organizations" || c.TenantID == "common"
+}
+
+// discoveryURL is the OpenID Connect discovery document of the authority
+// (OpenID Connect Discovery 1.0 §4).
+func (c config) discoveryURL() string {
+	return c.AuthorityHost + "/" + c.TenantID + "/v2.0/.well-known/openid-configuration"
+}
+
+// secureCookies reports whether cookies carry the Secure attribute: whenever
+// the redirect URI is https.
+func (c config) secureCookies() bool {
+	return strings.HasPrefix(c.RedirectURI, "https://")
+}
+
+// loadConfig reads every setting through getenv, applies defaults and
+// validates them. It returns one error naming every problem at once; the
+// error never contains a secret's value.
+func loadConfig(getenv func(string) string) (config, error) {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	get := func(k string) string { return strings.TrimSpace(getenv(k)) }
+	orDefault := func(k, def string) string {
+		if v := get(k); v != "" {
+			return v
+		}
+		return def
+	}
+
+	c := config{
+		Addr:                    orDefault("ADDR", "localhost:8000"),
+		ClientID:                get("AZURE_CLIENT_ID"),
+		ClientSecret:            getenv("AZURE_CLIENT_SECRET"),
+		ClientAuth:              orDefault("AZURE_CLIENT_AUTH", clientAuthPost),
+		ClientCertPath:          get("AZURE_CLIENT_CERTIFICATE_PATH"),
+		TenantID:                get("AZURE_TENANT_ID"),
+		APIScopes:               strings.Fields(getenv("API_SCOPE")),
+		RedirectURI:             orDefault("REDIRECT_URI", "http://localhost:8000/auth/callback"),
+		PostLogoutRedirectURI:   get("POST_LOGOUT_REDIRECT_URI"),
+		AuthorityHost:           strings.TrimRight(orDefault("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com"), "/"),
+		HeroesFile:              get("HEROES_FILE"),
+		StorageConnectionString: get("AZURE_STORAGE_CONNECTION_STRING"),
+		HeroesTable:             orDefault("HEROES_TABLE", "heroes"),
+		LogFormat:               orDefault("LOG_FORMAT", "text"),
+	}
+
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		bad("ADDR is not host:port")
+	}
+	if c.ClientID == "" {
+		bad("AZURE_CLIENT_ID is required")
+	} else if !isGUID(c.ClientID) {
+		bad("AZURE_CLIENT_ID is not a GUID")
+	}
+
+	switch {
+	case c.ClientCertPath != "":
+		c.ClientAuth = clientAuthCertificate
+	case c.ClientAuth != clientAuthPost && c.ClientAuth != clientAuthBasic:
+		bad("AZURE_CLIENT_AUTH must be post or basic (certificate is chosen by AZURE_CLIENT_CERTIFICATE_PATH)")
+	case c.ClientSecret == "":
+		bad("AZURE_CLIENT_SECRET is required (or set AZURE_CLIENT_CERTIFICATE_PATH)")
+	}
+
+	c.TenantID = strings.ToLower(c.TenantID)
+	switch {
+	case c.TenantID == "":
+		bad("AZURE_TENANT_ID is required")
+	case c.TenantID == "consumers":
+		bad("AZURE_TENANT_ID=consumers is not supported: use a tenant GUID, organizations or common")
+	case c.isMultiTenant():
+		c.AllowedTenants, c.AnyTenant = parseAllowedTenants(get("ALLOWED_TENANTS"), bad)
+		if len(c.AllowedTenants) == 0 && !c.AnyTenant {
+			bad("ALLOWED_TENANTS is required when AZURE_TENANT_ID is %s: list the tenant GUIDs that may sign in, or * to accept any tenant on purpose", c.TenantID)
+		}
+	case !isGUID(c.TenantID):
+		bad("AZURE_TENANT_ID is not a GUID, organizations or common")
+	}
+
+	if len(c.APIScopes) == 0 {
+		bad("API_SCOPE is required (e.g. api://<client-id>/Heroes.Read)")
+	}
+	c.Audiences = audiences(c.ClientID, c.APIScopes, getenv("AZURE_AUDIENCE"))
+
+	for _, u := range []struct{ name, value string }{
+		{"REDIRECT_URI", c.RedirectURI},
+		{"AZURE_AUTHORITY_HOST", c.AuthorityHost},
+		{"POST_LOGOUT_REDIRECT_URI", c.PostLogoutRedirectURI},
+	} {
+		if u.value != "" && !isHTTPURL(u.value) {
+			bad("%s is not an absolute http(s) URL", u.name)
+		}
+	}
+
+	var err error
+	if c.ClockSkew, err = parseDuration(orDefault("CLOCK_SKEW", "5m"), time.Hour); err != nil {
+		bad("CLOCK_SKEW %v", err)
+	}
+	if c.ShutdownGrace, err = parseDuration(orDefault("SHUTDOWN_GRACE", "15s"), 10*time.Minute); err != nil {
+		bad("SHUTDOWN_GRACE %v", err)
+	}
+	if c.AcceptV1Tokens, err = strconv.ParseBool(orDefault("ACCEPT_V1_TOKENS", "true")); err != nil {
+		bad("ACCEPT_V1_TOKENS is not true or false")
+	}
+	if c.CustomSigningKeys, err = strconv.ParseBool(orDefault("AZURE_CUSTOM_SIGNING_KEYS", "false")); err != nil {
+		bad("AZURE_CUSTOM_SIGNING_KEYS is not true or false")
+	}
+
+	if k := get("SESSION_KEY"); k != "" {
+		c.SessionKey, err = base64.StdEncoding.DecodeString(k)
+		if err != nil || len(c.SessionKey) != 32 {
+			bad("SESSION_KEY is not 32 bytes in standard base64 (make one with: openssl rand -base64 32)")
+		}
+	} else {
+		c.SessionKey, c.SessionKeyRandom = make([]byte, 32), true
+		rand.Read(c.SessionKey) // never fails (crypto/rand documents it)
+	}
+
+	c.HeroesStore = get("HEROES_STORE")
+	if c.HeroesStore == "" {
+		c.HeroesStore = "memory"
+		if c.HeroesFile != "" {
+			c.HeroesStore = "file"
+		}
+	}
+	switch c.HeroesStore {
+	case "memory":
+	case "file":
+		if c.HeroesFile == "" {
+			bad("HEROES_FILE is required when HEROES_STORE=file")
+		}
+	case "azuretable":
+		if c.StorageConnectionString == "" {
+			bad("AZURE_STORAGE_CONNECTION_STRING is required when HEROES_STORE=azuretable")
+		}
+		if !tableNamePattern.MatchString(c.HeroesTable) {
+			bad("HEROES_TABLE must be 3 to 63 letters or digits, starting with a letter")
+		}
+	default:
+		bad("HEROES_STORE must be memory, file or azuretable")
+	}
+
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("LOG_FORMAT must be text or json")
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(orDefault("LOG_LEVEL", "info"))); err != nil {
+		bad("LOG_LEVEL must be debug, info, warn or error")
+	}
+
+	if len(problems) > 0 {
+		return config{}, fmt.Errorf("%w:\n  %s", errConfig, strings.Join(problems, "\n  "))
+	}
+	return c, nil
+}
+
+// errConfig marks every error of loadConfig; run exits with status 2 on it.
+var errConfig = errors.New("config: invalid settings")
+
+// tableNamePattern is Azure Table Storage's rule for table names.
+var tableNamePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{2,62}$`)
+
+// parseAllowedTenants reads ALLOWED_TENANTS: "*" or a comma list of GUIDs.
+func parseAllowedTenants(s string, bad func(string, ...any)) (tenants []string, any bool) {
+	if s == "*" {
+		return nil, true
+	}
+	for _, t := range strings.Split(s, ",") {
+		t = strings.ToLower(strings.TrimSpace(t))
+		if t == "" {
+			continue
+		}
+		if !isGUID(t) {
+			bad("ALLOWED_TENANTS holds %q, which is not a GUID", t)
+			continue
+		}
+		tenants = append(tenants, t)
+	}
+	return tenants, false
+}
+
+// audiences builds the accepted token audiences: the client id, the App ID
+// URI of each API scope ("api://x/Heroes.Read" gives "api://x"), and the
+// extra values, with duplicates dropped.
+func audiences(clientID string, scopes []string, extra string) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(a string) {
+		if a != "" && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	add(clientID)
+	for _, s := range scopes {
+		if i := strings.LastIndex(s, "/"); i > 0 && strings.Contains(s, "://") {
+			add(s[:i])
+		}
+	}
+	for _, a := range strings.FieldsFunc(extra, func(r rune) bool { return r == ',' || r == ' ' }) {
+		add(a)
+	}
+	return out
+}
+
+// isHTTPURL reports whether s is an absolute http or https URL with a host.
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// parseDuration parses a Go duration between 0 and max inclusive.
+func parseDuration(s string, max time.Duration) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, errors.New("is not a duration such as 30s or 5m")
+	}
+	if d < 0 || d > max {
+		return 0, fmt.Errorf("must be between 0 and %v", max)
+	}
+	return d, nil
+}
+
+// maxDotEnvSize bounds the .env_oauth file (64 KiB).
+const maxDotEnvSize = 64 << 10
+
+// parseDotEnv parses a .env_oauth file: KEY=VALUE lines, blank lines and
+// lines starting with # ignored, an optional "export " prefix, and a value
+// optionally wrapped in single or double quotes (taken literally, no escapes).
+// Unquoted values end at " #" (an inline comment). It returns an error naming
+// the first bad line; the error never holds the line's value.
+func parseDotEnv(data []byte) (map[string]string, error) {
+	if len(data) > maxDotEnvSize {
+		return nil, fmt.Errorf("config: .env_oauth is larger than %d bytes", maxDotEnvSize)
+	}
+	vars := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 4096), maxDotEnvSize+1)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		line = strings.TrimPrefix(line, "export ")
+		key, value, ok := strings.Cut(line, "=")
+		key = strings.TrimSpace(key)
+		if !ok || !envKeyPattern.MatchString(key) {
+			return nil, fmt.Errorf("config: .env_oauth line %d is not KEY=VALUE", n)
+		}
+		value = strings.TrimSpace(value)
+		if len(value) >= 2 && (value[0] == '"' || value[0] == '\'') && value[len(value)-1] == value[0] {
+			value = value[1 : len(value)-1]
+		} else if len(value) > 0 && (value[0] == '"' || value[0] == '\'') {
+			return nil, fmt.Errorf("config: .env_oauth line %d has an unclosed quote", n)
+		} else if i := strings.Index(value, " #"); i >= 0 {
+			value = strings.TrimSpace(value[:i])
+		}
+		vars[key] = value
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("config: .env_oauth: %w", err)
+	}
+	return vars, nil
+}
+
+// envKeyPattern is the shape of a variable name in .env_oauth.
+var envKeyPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// withFallback returns a getenv that answers from getenv first and from vars
+// when getenv gives "" (real environment variables win over .env_oauth).
+func withFallback(getenv func(string) string, vars map[string]string) func(string) string {
+	return func(k string) string {
+		if v := getenv(k); v != "" {
+			return v
+		}
+		return vars[k]
+	}
+}

@@ -1,0 +1,3 @@
+module heroes-auth
+
+go 1.26
