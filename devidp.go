@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"math/big"
-	"net/http"
 )
 
 // devIDP is the local identity provider that -dev serves under /devidp/.
@@ -24,7 +23,7 @@ func newDevIDP() (*devIDP, error) { return &devIDP{}, nil }
 func (d *devIDP) getenv(getenv func(string) string, base string) func(string) string { return getenv }
 
 // addRoutes registers the provider's endpoints under /devidp/.
-func (d *devIDP) addRoutes(mux *http.ServeMux, logger *slog.Logger) {}
+func (d *devIDP) addRoutes(mux router, logger *slog.Logger) {}
 
 // signRS256 makes a compact JWS (RFC 7515 §7.1) of claims, signed with
 // RSASSA-PKCS1-v1_5 SHA-256 (RFC 7518 §3.3) under key, with the header

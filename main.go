@@ -198,8 +198,14 @@ func newServer(logger *slog.Logger, cfg config, prov *provider, v *verifier, af 
 	return h
 }
 
+// router is what addRoutes registers on: an *http.ServeMux, or in tests a
+// recorder of the patterns.
+type router interface {
+	Handle(pattern string, handler http.Handler)
+}
+
 // addRoutes registers every route of the service in one place.
-func addRoutes(mux *http.ServeMux, logger *slog.Logger, cfg config, prov *provider, v *verifier, af *authFlow, store heroStore, idp *devIDP) {
+func addRoutes(mux router, logger *slog.Logger, cfg config, prov *provider, v *verifier, af *authFlow, store heroStore, idp *devIDP) {
 	read := requireAuth(logger, v, permRead)
 	create := requireAuth(logger, v, permCreate)
 	admin := requireAuth(logger, v, permAdmin)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 )
@@ -20,3 +21,7 @@ func securityHeaders(next http.Handler) http.Handler {
 func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
 	return next // TODO(lead)
 }
+
+// notePrincipal records the authenticated caller's oid, tid and azp for the
+// request's log line. requireAuth calls it after a token is verified.
+func notePrincipal(ctx context.Context, c *claims) {} // TODO(lead)
