@@ -1,0 +1,288 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for concurrent use: run writes logs to
+// it while a test reads them.
+type syncBuffer struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startRun starts run with args and getenv (ADDR forced to a free loopback
+// port, logs as JSON) and waits until /healthz answers. It returns the base
+// URL, the log buffer, and a stop function that cancels run's context and
+// returns run's error.
+func startRun(tb testing.TB, args []string, getenv func(string) string) (base string, logs *syncBuffer, stop func() error) {
+	tb.Helper()
+	logs = &syncBuffer{}
+	env := func(k string) string {
+		switch k {
+		case "ADDR":
+			return "127.0.0.1:0"
+		case "LOG_FORMAT":
+			return "json"
+		}
+		return getenv(k)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var runErr error
+	go func() {
+		defer close(done)
+		runErr = run(ctx, append([]string{"heroes-auth"}, args...), env, logs, logs)
+	}()
+	stop = sync.OnceValue(func() error {
+		cancel()
+		select {
+		case <-done:
+			return runErr
+		case <-time.After(20 * time.Second):
+			return errors.New("run did not return 20 s after cancel")
+		}
+	})
+	tb.Cleanup(func() { stop() })
+
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-done:
+			tb.Fatalf("run returned early: %v\nlogs:\n%s", runErr, logs)
+		default:
+		}
+		if addr := listeningAddr(logs.String()); addr != "" {
+			base = "http://" + addr
+			if resp, err := http.Get(base + "/healthz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return base, logs, stop
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tb.Fatalf("service did not become healthy; logs:\n%s", logs)
+	return "", nil, nil
+}
+
+// listeningAddr finds the address in run's "listening" log line.
+func listeningAddr(logs string) string {
+	for _, line := range strings.Split(logs, "\n") {
+		var rec struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" {
+			return rec.Addr
+		}
+	}
+	return ""
+}
+
+func TestRunConfigErrorExitsTwo(t *testing.T) {
+	var stderr bytes.Buffer
+	getenv := func(k string) string {
+		if k == "ADDR" {
+			return "127.0.0.1:0"
+		}
+		if k == "AZURE_CLIENT_SECRET" {
+			return "do-not-print-me"
+		}
+		return ""
+	}
+	err := run(context.Background(), []string{"heroes-auth"}, getenv, io.Discard, &stderr)
+	if !errors.Is(err, errConfig) || exitCode(err) != 2 {
+		t.Fatalf("run = %v (exit %d); want a config error, exit 2", err, exitCode(err))
+	}
+	if strings.Contains(err.Error(), "do-not-print-me") {
+		t.Errorf("run error %q holds the secret", err)
+	}
+	for _, want := range []string{"AZURE_CLIENT_ID", "AZURE_TENANT_ID", "API_SCOPE"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("run error %q does not name %s", err, want)
+		}
+	}
+}
+
+func TestRunUnknownFlag(t *testing.T) {
+	err := run(context.Background(), []string{"heroes-auth", "-nope"}, func(string) string { return "" }, io.Discard, io.Discard)
+	if exitCode(err) != 2 {
+		t.Errorf("run(-nope) = %v; want a config error", err)
+	}
+}
+
+func TestRunStartsAndStopsCleanly(t *testing.T) {
+	p := newTestIDP(t)
+	base, _, stop := startRun(t, nil, p.getenv(nil))
+	resp, err := http.Get(base + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := stop(); err != nil {
+		t.Errorf("run after cancel = %v; want nil", err)
+	}
+	if _, err := http.Get(base + "/healthz"); err == nil {
+		t.Errorf("server still answers after run returned")
+	}
+}
+
+// newTestServer builds the handler with a memory store and the given
+// provider's settings, as run does, without listening.
+func newTestServer(tb testing.TB, p *testIDP, extra map[string]string, logs io.Writer) http.Handler {
+	tb.Helper()
+	cfg := p.config(tb, extra)
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
+	client := &http.Client{Timeout: idpTimeout}
+	prov := newProvider(cfg, client, logger)
+	keys := newKeySet(cfg, prov, client, logger)
+	v := newVerifier(cfg, prov, keys, time.Now)
+	store, err := openStore(context.Background(), cfg, client, logger)
+	if err != nil {
+		tb.Fatalf("openStore: %v", err)
+	}
+	af, err := newAuthFlow(cfg, prov, v, client, logger)
+	if err != nil {
+		tb.Fatalf("newAuthFlow: %v", err)
+	}
+	return newServer(logger, cfg, prov, v, af, store, nil)
+}
+
+func TestSecurityHeadersOnEveryAnswer(t *testing.T) {
+	p := newTestIDP(t)
+	h := newTestServer(t, p, nil, io.Discard)
+	for _, path := range []string{"/healthz", "/api/heroes/", "/no-such-page", "/"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		for name, want := range map[string]string{
+			"X-Content-Type-Options":  "nosniff",
+			"Referrer-Policy":         "no-referrer",
+			"X-Frame-Options":         "DENY",
+			"Content-Security-Policy": contentSecurityPolicy,
+		} {
+			if got := rec.Header().Get(name); got != want {
+				t.Errorf("GET %s: %s = %q; want %q", path, name, got, want)
+			}
+		}
+		if rec.Header().Get("X-Request-Id") == "" {
+			t.Errorf("GET %s: no X-Request-Id", path)
+		}
+	}
+}
+
+func TestRequestID(t *testing.T) {
+	tests := []struct {
+		name, in string
+		echoed   bool
+	}{
+		{"well-formed id is echoed", "abc-123.DEF_4", true},
+		{"id with spaces is replaced", "abc 123", false},
+		{"id with a newline is replaced", "a\nb", false},
+		{"overlong id is replaced", strings.Repeat("a", 65), false},
+		{"missing id is generated", "", false},
+	}
+	h := logRequests(slog.New(slog.DiscardHandler), handleHealthz())
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/healthz", nil)
+			if tc.in != "" {
+				r.Header["X-Request-Id"] = []string{tc.in}
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			got := rec.Header().Get("X-Request-Id")
+			if tc.echoed != (got == tc.in) || !requestIDPattern.MatchString(got) {
+				t.Errorf("X-Request-Id %q → %q; want echoed=%v and well-formed", tc.in, got, tc.echoed)
+			}
+		})
+	}
+}
+
+func TestPanicBecomes500AndServerKeepsServing(t *testing.T) {
+	var logs syncBuffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /boom", func(w http.ResponseWriter, r *http.Request) { panic("secret-panic-value") })
+	mux.Handle("GET /ok", handleHealthz())
+	h := logRequests(logger, securityHeaders(recoverPanics(logger, mux)))
+
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/boom", nil))
+	if rec.Code != http.StatusInternalServerError {
+		t.Errorf("GET /boom status = %d; want 500", rec.Code)
+	}
+	var body apiError
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Detail != "internal error" {
+		t.Errorf("GET /boom body = %s; want {\"detail\":\"internal error\"}", rec.Body)
+	}
+	if strings.Contains(rec.Body.String(), "secret-panic-value") || strings.Contains(rec.Body.String(), "goroutine") {
+		t.Errorf("GET /boom leaks the panic: %s", rec.Body)
+	}
+	if !strings.Contains(logs.String(), "panic in handler") {
+		t.Errorf("no log line for the panic: %s", logs.String())
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/ok", nil))
+	if rec.Code != http.StatusOK {
+		t.Errorf("GET /ok after a panic = %d; want 200", rec.Code)
+	}
+}
+
+// TestRequestLogLine: one line per request with the documented fields, and
+// never the query string, the Authorization header or a cookie.
+func TestRequestLogLine(t *testing.T) {
+	var logs syncBuffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	h := logRequests(logger, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		notePrincipal(r.Context(), &claims{ObjectID: "oid-1", TenantID: "tid-1", AuthorizedParty: "azp-1"})
+		w.WriteHeader(http.StatusTeapot)
+		io.WriteString(w, "12345")
+	}))
+	r := httptest.NewRequest("GET", "/api/heroes/?code=the-code&state=the-state", nil)
+	r.Header.Set("Authorization", "Bearer the-token")
+	r.Header.Set("Cookie", "heroes_login=the-cookie")
+	r.Header.Set("X-Request-Id", "req-1")
+	h.ServeHTTP(httptest.NewRecorder(), r)
+
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(logs.String()), &rec); err != nil {
+		t.Fatalf("log is not one JSON line: %q", logs.String())
+	}
+	want := map[string]any{"method": "GET", "path": "/api/heroes/", "status": 418.0, "bytes": 5.0,
+		"request_id": "req-1", "oid": "oid-1", "tid": "tid-1", "azp": "azp-1"}
+	for k, v := range want {
+		if rec[k] != v {
+			t.Errorf("log %s = %v; want %v", k, rec[k], v)
+		}
+	}
+	if _, ok := rec["duration"]; !ok {
+		t.Errorf("log has no duration: %v", rec)
+	}
+	for _, secret := range []string{"the-code", "the-state", "the-token", "the-cookie"} {
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("log holds %q: %s", secret, logs.String())
+		}
+	}
+}
