@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -562,4 +563,353 @@ func (testRand) Read(b []byte) (int, error) {
 		b[i] = byte(i*7 + 3)
 	}
 	return len(b), nil
+}
+
+// setJWKSHandler makes p answer its jwks_uri with h.
+func setJWKSHandler(p *testIDP, h http.HandlerFunc) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.jwksHandler = h
+}
+
+// signWith signs p's standard claims with key under kid.
+func signWith(tb testing.TB, p *testIDP, key *rsa.PrivateKey, kid string) string {
+	tb.Helper()
+	tok, err := signRS256(key, kid, p.claims(time.Now()))
+	if err != nil {
+		tb.Fatalf("signRS256: %v", err)
+	}
+	return tok
+}
+
+func TestKeySetRotation(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	k0, k1 := testKeys()[0], testKeys()[1]
+	v := newTestVerifier(t, p, nil)
+	ctx := context.Background()
+	if p.jwksHits.Load() != 0 || p.discoveryHits.Load() != 0 {
+		t.Fatalf("constructors fetched: %d JWKS, %d discovery requests; want none", p.jwksHits.Load(), p.discoveryHits.Load())
+	}
+	tok0 := signWith(t, p, k0, "k0")
+	if _, err := v.verifyAccessToken(ctx, tok0); err != nil {
+		t.Fatalf("first token: %v", err)
+	}
+	if err := v.ready(); err != nil {
+		t.Fatalf("ready() after a load = %v", err)
+	}
+
+	t.Run("new kid within the refetch interval is unknown and fetches nothing", func(t *testing.T) {
+		p.publish(map[string]*rsa.PrivateKey{"k0": k0, "k1": k1})
+		_, err := v.verifyAccessToken(ctx, signWith(t, p, k1, "k1"))
+		if !errors.Is(err, errUnknownKID) || p.jwksHits.Load() != 1 {
+			t.Fatalf("verify = %v after %d JWKS requests; want errUnknownKID after 1", err, p.jwksHits.Load())
+		}
+	})
+	t.Run("new kid is accepted after one fetch", func(t *testing.T) {
+		v.clock.advance(minKeyRefetch)
+		if _, err := v.verifyAccessToken(ctx, signWith(t, p, k1, "k1")); err != nil || p.jwksHits.Load() != 2 {
+			t.Fatalf("verify = %v after %d JWKS requests; want nil after 2", err, p.jwksHits.Load())
+		}
+	})
+	t.Run("a second unknown kid right after does not fetch again", func(t *testing.T) {
+		_, err := v.verifyAccessToken(ctx, signWith(t, p, k1, "k9"))
+		if !errors.Is(err, errUnknownKID) || p.jwksHits.Load() != 2 {
+			t.Fatalf("verify = %v after %d JWKS requests; want errUnknownKID after 2", err, p.jwksHits.Load())
+		}
+	})
+	t.Run("a dropped kid is refused after the refresh, cached token included", func(t *testing.T) {
+		if v.cache.len() == 0 {
+			t.Fatalf("the k0 token is not cached")
+		}
+		p.publish(map[string]*rsa.PrivateKey{"k1": k1})
+		if err := v.keys.refresh(ctx); err != nil {
+			t.Fatalf("refresh: %v", err)
+		}
+		if _, err := v.verifyAccessToken(ctx, tok0); !errors.Is(err, errUnknownKID) {
+			t.Fatalf("verify(k0 token) = %v; want errUnknownKID", err)
+		}
+	})
+	t.Run("a key replaced under the same kid drops cached tokens", func(t *testing.T) {
+		tok1 := signWith(t, p, k1, "k1")
+		if _, err := v.verifyAccessToken(ctx, tok1); err != nil {
+			t.Fatalf("verify(k1 token) = %v", err)
+		}
+		p.publish(map[string]*rsa.PrivateKey{"k1": testKeys()[2]})
+		if err := v.keys.refresh(ctx); err != nil {
+			t.Fatalf("refresh: %v", err)
+		}
+		if _, err := v.verifyAccessToken(ctx, tok1); !errors.Is(err, errBadSignature) {
+			t.Fatalf("verify(k1 token, key replaced) = %v; want errBadSignature", err)
+		}
+	})
+}
+
+func TestKeySetConcurrentUnknownKIDsShareOneFetch(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	k0 := testKeys()[0]
+	tests := []struct {
+		name    string
+		preload bool
+	}{
+		{"before any key is loaded", false},
+		{"after the refetch interval", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v := newTestVerifier(t, p, nil)
+			ctx := context.Background()
+			if tc.preload {
+				if err := v.keys.refresh(ctx); err != nil {
+					t.Fatalf("refresh: %v", err)
+				}
+				v.clock.advance(minKeyRefetch + time.Second)
+			}
+			before := p.jwksHits.Load()
+			var wg sync.WaitGroup
+			for i := range 1000 {
+				wg.Go(func() {
+					kid := "unknown-" + string(rune('a'+i%26)) + strings.Repeat("x", i%7)
+					_, err := v.verifyAccessToken(ctx, signWithCached(t, p, k0, kid))
+					if !errors.Is(err, errUnknownKID) {
+						t.Errorf("verify = %v; want errUnknownKID", err)
+					}
+				})
+			}
+			wg.Wait()
+			if got := p.jwksHits.Load() - before; got > 1 {
+				t.Fatalf("1000 unknown-kid requests made %d JWKS requests; want at most 1", got)
+			}
+		})
+	}
+}
+
+// signWithCached signs p's claims once per kid (RSA signing 1000 tokens
+// would dominate the test's time).
+var signedByKID sync.Map
+
+func signWithCached(tb testing.TB, p *testIDP, key *rsa.PrivateKey, kid string) string {
+	if tok, ok := signedByKID.Load(p.srv.URL + kid); ok {
+		return tok.(string)
+	}
+	tok := signWith(tb, p, key, kid)
+	signedByKID.Store(p.srv.URL+kid, tok)
+	return tok
+}
+
+func TestKeySetKeepsKeysWhenFetchFails(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	huge := `{"keys":[` + strings.Repeat(" ", maxIDPResponse) + `]}`
+	ec := `{"keys":[{"kty":"EC","kid":"e1","crv":"P-256","x":"AA","y":"AA"}]}`
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+	}{
+		{"endpoint down (500)", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", 500) }},
+		{"endpoint slow", func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(2 * time.Second):
+			}
+		}},
+		{"garbage body", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte("<html>oops</html>"))
+		}},
+		{"huge body", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(huge))
+		}},
+		{"not JSON content type", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			w.Write([]byte(`{"keys":[]}`))
+		}},
+		{"no usable key", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(ec))
+		}},
+	}
+	tok := signWith(t, p, testKeys()[0], "k0")
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			v := newTestVerifier(t, p, nil)
+			v.keys.client = &http.Client{Transport: p.srv.Client().Transport, Timeout: 300 * time.Millisecond}
+			ctx := context.Background()
+			if err := v.keys.refresh(ctx); err != nil {
+				t.Fatalf("first refresh: %v", err)
+			}
+			bad := newTestIDP(t) // a second provider whose key set is broken
+			setJWKSHandler(bad, tc.handler)
+			v.prov.mu.Lock()
+			v.prov.md.JWKSURI = bad.srv.URL + "/" + testTenant + "/discovery/v2.0/keys"
+			v.prov.mu.Unlock()
+			if err := v.keys.refresh(ctx); err == nil {
+				t.Fatalf("refresh against a broken endpoint = nil; want an error")
+			}
+			v.cache = newTokenCache(10)
+			if _, err := v.verifyAccessToken(ctx, tok); err != nil {
+				t.Fatalf("verify with the old keys = %v; want nil", err)
+			}
+			if err := v.ready(); err != nil {
+				t.Fatalf("ready() = %v; want ready with the old keys", err)
+			}
+		})
+	}
+}
+
+func TestKeySetCustomSigningKeys(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	got := make(chan string, 1)
+	setJWKSHandler(p, func(w http.ResponseWriter, r *http.Request) {
+		got <- r.URL.Query().Get("appid")
+		writeJSON(w, 200, map[string]any{"keys": []any{publicJWK(&testKeys()[0].PublicKey, "k0", "")}})
+	})
+	v := newTestVerifier(t, p, map[string]string{"AZURE_CUSTOM_SIGNING_KEYS": "true"})
+	if err := v.keys.refresh(context.Background()); err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	if appid := <-got; appid != testClientID {
+		t.Fatalf("JWKS request appid = %q; want %q", appid, testClientID)
+	}
+}
+
+func TestKeySetRunLoadsAndRetries(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	var healthy atomic.Bool // the endpoint fails until set
+	setJWKSHandler(p, func(w http.ResponseWriter, r *http.Request) {
+		if healthy.Load() {
+			writeJSON(w, 200, map[string]any{"keys": []any{publicJWK(&testKeys()[0].PublicKey, "k0", "")}})
+			return
+		}
+		http.Error(w, "down", 503)
+	})
+	v := newTestVerifier(t, p, nil)
+	v.keys.now = time.Now // run sleeps on real timers
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go v.keys.run(ctx)
+	deadline := time.Now().Add(5 * time.Second)
+	for p.jwksHits.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := v.ready(); err == nil {
+		t.Fatalf("ready() = nil while the key set endpoint fails")
+	}
+	healthy.Store(true)
+	for v.ready() != nil && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := v.ready(); err != nil {
+		t.Fatalf("run did not retry after a failure: %v", err)
+	}
+}
+
+func TestProviderMetadata(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	t.Run("fetched once and cached", func(t *testing.T) {
+		t.Parallel()
+		p := newTestIDP(t)
+		v := newTestVerifier(t, p, nil)
+		for range 5 {
+			md, err := v.prov.metadata(ctx)
+			if err != nil || md.Issuer != p.issuer(testTenant) || md.TokenEndpoint == "" || md.JWKSURI == "" {
+				t.Fatalf("metadata = %+v, %v", md, err)
+			}
+		}
+		if n := p.discoveryHits.Load(); n != 1 {
+			t.Fatalf("discovery requests = %d; want 1", n)
+		}
+	})
+	t.Run("failure is retried only after the backoff", func(t *testing.T) {
+		t.Parallel()
+		p := newTestIDP(t)
+		v := newTestVerifier(t, p, map[string]string{"AZURE_TENANT_ID": "dddddddd-86f1-41af-91ab-2d7cd011db47"})
+		v.prov.cfg.AuthorityHost = p.srv.URL + "/nowhere"
+		if _, err := v.prov.metadata(ctx); !errors.Is(err, errIDPUnavailable) {
+			t.Fatalf("metadata = %v; want errIDPUnavailable", err)
+		}
+		if _, err := v.prov.metadata(ctx); !errors.Is(err, errIDPUnavailable) {
+			t.Fatalf("metadata (in backoff) = %v; want errIDPUnavailable", err)
+		}
+		v.prov.cfg.AuthorityHost = p.srv.URL
+		v.clock.advance(2 * time.Second)
+		if _, err := v.prov.metadata(ctx); err != nil {
+			t.Fatalf("metadata after the backoff = %v", err)
+		}
+	})
+	t.Run("issuer of another tenant is refused", func(t *testing.T) {
+		t.Parallel()
+		p := newTestIDP(t)
+		v := newTestVerifier(t, p, nil)
+		err := v.prov.validate(providerMetadata{Issuer: p.issuer("eeeeeeee-86f1-41af-91ab-2d7cd011db47"),
+			AuthorizationEndpoint: p.srv.URL, TokenEndpoint: p.srv.URL, JWKSURI: p.srv.URL})
+		if err == nil {
+			t.Fatalf("validate(other tenant's issuer) = nil; want error")
+		}
+	})
+}
+
+func TestVerifiedTokenCache(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	ctx := context.Background()
+	t.Run("a cached token still expires", func(t *testing.T) {
+		t.Parallel()
+		v := newTestVerifier(t, p, nil)
+		tok := p.token(t, nil)
+		if _, err := v.verifyAccessToken(ctx, tok); err != nil {
+			t.Fatalf("verify: %v", err)
+		}
+		if v.cache.len() != 1 {
+			t.Fatalf("cache len = %d; want 1", v.cache.len())
+		}
+		v.clock.advance(time.Hour + 6*time.Minute)
+		if _, err := v.verifyAccessToken(ctx, tok); !errors.Is(err, errTokenExpired) {
+			t.Fatalf("verify after exp = %v; want errTokenExpired", err)
+		}
+	})
+	t.Run("a hit returns the same claims without verifying again", func(t *testing.T) {
+		t.Parallel()
+		v := newTestVerifier(t, p, nil)
+		tok := p.token(t, nil)
+		first, err := v.verifyAccessToken(ctx, tok)
+		if err != nil {
+			t.Fatalf("verify: %v", err)
+		}
+		second, err := v.verifyAccessToken(ctx, tok)
+		if err != nil || second != first {
+			t.Fatalf("second verify = %p, %v; want the cached %p", second, err, first)
+		}
+	})
+	t.Run("refused tokens are not cached", func(t *testing.T) {
+		t.Parallel()
+		v := newTestVerifier(t, p, nil)
+		v.verifyAccessToken(ctx, p.token(t, map[string]any{"aud": "x"}))
+		v.verifyAccessToken(ctx, p.token(t, map[string]any{"scp": nil}))
+		if v.cache.len() != 0 {
+			t.Fatalf("cache len = %d; want 0", v.cache.len())
+		}
+	})
+	t.Run("the cache is bounded, least recently used out first", func(t *testing.T) {
+		t.Parallel()
+		tc := newTokenCache(2)
+		ks := &keySet{}
+		ks.keys.Store(&keyIndex{byKID: map[string]*publicKey{"k": {kid: "k"}}})
+		k := ks.keys.Load().byKID["k"]
+		c := &claims{Expiry: time.Now().Add(time.Hour), hasExp: true}
+		a, b, d := [32]byte{1}, [32]byte{2}, [32]byte{3}
+		tc.put(a, c, k, "k", false)
+		tc.put(b, c, k, "k", false)
+		tc.get(a, time.Now(), 0, ks) // a is now the most recent
+		tc.put(d, c, k, "k", false)
+		if tc.len() != 2 || tc.get(b, time.Now(), 0, ks) != nil || tc.get(a, time.Now(), 0, ks) == nil {
+			t.Fatalf("after 3 puts in a cache of 2: len %d; want b evicted and a kept", tc.len())
+		}
+	})
 }
