@@ -1,14 +1,23 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // testHero returns a valid hero with the given id and name, with a spell and
@@ -285,4 +294,250 @@ func TestStores(t *testing.T) {
 			testHeroStore(t, st.open)
 		})
 	}
+}
+
+// TestFileStoreOpen checks how openFileStore treats what it finds at start.
+func TestFileStoreOpen(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T, path string) // makes what is at path
+		wantErr bool
+		wantN   int
+	}{
+		{"missing file starts empty", func(t *testing.T, path string) {}, false, 0},
+		{"file written by the store loads", func(t *testing.T, path string) {
+			s, err := openFileStore(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				if _, err := s.Create(context.Background(), testHero(newHeroID(), fmt.Sprint(i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, false, 3},
+		{"corrupt JSON stops start-up", writeFile(`{"version":1,"heroes":[`), true, 0},
+		{"empty file stops start-up", writeFile(``), true, 0},
+		{"trailing data stops start-up", writeFile(`{"version":1,"heroes":[]} {}`), true, 0},
+		{"unknown version stops start-up", writeFile(`{"version":2,"heroes":[]}`), true, 0},
+		{"unknown field stops start-up", writeFile(`{"version":1,"heroes":[],"x":1}`), true, 0},
+		{"hero with a bad id stops start-up", writeFile(`{"version":1,"heroes":[{"etag":"\"a\"","hero":{"id":"nope"}}]}`), true, 0},
+		{"hero without etag stops start-up", writeFile(`{"version":1,"heroes":[{"etag":"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}}]}`), true, 0},
+		{"duplicate id stops start-up", writeFile(`{"version":1,"heroes":[` +
+			`{"etag":"\"a\"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}},` +
+			`{"etag":"\"b\"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}}]}`), true, 0},
+		{"hero of the wrong shape stops start-up", writeFile(`{"version":1,"heroes":[{"etag":"\"a\"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11","level":"x"}}]}`), true, 0},
+		{"unreadable path (a folder) stops start-up", func(t *testing.T, path string) {
+			if err := os.Mkdir(path, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, true, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "heroes.json")
+			tc.setup(t, path)
+			before, _ := os.ReadFile(path) // nil when missing or a folder
+			s, err := openFileStore(path)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("openFileStore() = nil error; want one")
+				}
+				if !strings.Contains(err.Error(), path) {
+					t.Errorf("openFileStore() = %q; want the error to name %s", err, path)
+				}
+				if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+					t.Errorf("openFileStore() changed the file it refused")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("openFileStore() = %v", err)
+			}
+			if got := s.count(); got != tc.wantN {
+				t.Errorf("openFileStore() holds %d heroes; want %d", got, tc.wantN)
+			}
+		})
+	}
+}
+
+// writeFile returns a setup that writes content to the path.
+func writeFile(content string) func(t *testing.T, path string) {
+	return func(t *testing.T, path string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestFileStoreRestartSeesEveryWrite reopens the file after creates,
+// replaces and deletes: every acknowledged change, and its etag, is there,
+// and no temporary file is left behind.
+func TestFileStoreRestartSeesEveryWrite(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "heroes.json")
+	s, err := openFileStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{} // id → etag
+	for i := range 10 {
+		h := testHero(newHeroID(), fmt.Sprint(i))
+		etag, err := s.Create(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[h.ID] = etag
+		switch i % 3 {
+		case 1:
+			h.Name = "Renamed"
+			if want[h.ID], err = s.Replace(ctx, h, etag); err != nil {
+				t.Fatal(err)
+			}
+		case 2:
+			if err := s.Delete(ctx, h.ID, etag); err != nil {
+				t.Fatal(err)
+			}
+			delete(want, h.ID)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.List(ctx, 0, 10); !errors.Is(err, errStoreUnavailable) {
+		t.Errorf("List() after Close = %v; want errStoreUnavailable", err)
+	}
+
+	r, err := openFileStore(path)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	if r.count() != len(want) {
+		t.Errorf("reopened store holds %d heroes; want %d", r.count(), len(want))
+	}
+	for id, etag := range want {
+		if _, got, err := r.Get(ctx, id); err != nil || got != etag {
+			t.Errorf("reopened Get(%s) = %q, %v; want %q", id, got, err, etag)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 {
+		t.Errorf("folder holds %v; want only heroes.json (no temporary files left)", entries)
+	}
+}
+
+// TestFileStoreFailedWriteChangesNothing makes the write fail (the folder is
+// gone) and checks the change is refused as errStoreUnavailable and not
+// applied in memory either.
+func TestFileStoreFailedWriteChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "sub")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := openFileStore(filepath.Join(dir, "heroes.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := testHero(newHeroID(), "Kept")
+	if _, err := s.Create(ctx, kept); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, testHero(newHeroID(), "Lost")); !errors.Is(err, errStoreUnavailable) {
+		t.Errorf("Create() with the folder gone = %v; want errStoreUnavailable", err)
+	}
+	if err := s.Delete(ctx, kept.ID, ""); !errors.Is(err, errStoreUnavailable) {
+		t.Errorf("Delete() with the folder gone = %v; want errStoreUnavailable", err)
+	}
+	got, err := s.List(ctx, 0, 10)
+	if err != nil || !slices.Equal(heroIDs(got), []string{kept.ID}) {
+		t.Errorf("List() after failed writes = %v, %v; want only %s", heroIDs(got), err, kept.ID)
+	}
+}
+
+// envFileWriter names the file the SIGKILL child writes to; when set, the
+// test binary runs TestHelperFileWriter as that child.
+const envFileWriter = "HEROES_TEST_FILE_WRITER"
+
+// TestFileStoreSurvivesSIGKILL runs a child process that creates heroes in
+// a loop, printing each acknowledged id, kills it with SIGKILL mid-loop, and
+// checks the file loads and holds every id the child printed.
+func TestFileStoreSurvivesSIGKILL(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("SIGKILL is not available on windows")
+	}
+	path := filepath.Join(t.TempDir(), "heroes.json")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperFileWriter$")
+	cmd.Env = append(os.Environ(), envFileWriter+"="+path)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var acked []string
+	sc := bufio.NewScanner(out)
+	deadline := time.Now().Add(3 * time.Second)
+	for len(acked) < 40 && time.Now().Before(deadline) && sc.Scan() {
+		if id, ok := strings.CutPrefix(sc.Text(), "acked "); ok {
+			acked = append(acked, id)
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Lines the child printed before it died are acknowledged too.
+	for sc.Scan() {
+		if id, ok := strings.CutPrefix(sc.Text(), "acked "); ok {
+			acked = append(acked, id)
+		}
+	}
+	cmd.Wait() // the child was killed: its error is the expected signal
+	if len(acked) == 0 {
+		t.Fatal("the child acknowledged no hero before it was killed")
+	}
+	s, err := openFileStore(path)
+	if err != nil {
+		t.Fatalf("openFileStore() after SIGKILL = %v; want the file to load", err)
+	}
+	for _, id := range acked {
+		if _, _, err := s.Get(context.Background(), id); err != nil {
+			t.Errorf("acknowledged hero %s after SIGKILL: %v", id, err)
+		}
+	}
+	t.Logf("%d acknowledged heroes survived SIGKILL", len(acked))
+}
+
+// TestHelperFileWriter is the child of TestFileStoreSurvivesSIGKILL; it does
+// nothing in a normal test run. It creates heroes until killed (or for at
+// most 10 seconds), printing "acked <id>" after each Create returns.
+func TestHelperFileWriter(t *testing.T) {
+	path := os.Getenv(envFileWriter)
+	if path == "" {
+		t.Skip("runs only as the child of TestFileStoreSurvivesSIGKILL")
+	}
+	s, err := openFileStore(path)
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(2)
+	}
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); {
+		h := testHero(newHeroID(), "Survivor")
+		if _, err := s.Create(context.Background(), h); err != nil {
+			fmt.Println("create:", err)
+			os.Exit(2)
+		}
+		fmt.Println("acked", h.ID)
+	}
+	os.Exit(0)
 }
