@@ -1,0 +1,543 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// testHero returns a valid hero with the given id and name, with a spell and
+// equipment so a store's round trip of nested values is exercised.
+func testHero(id, name string) hero {
+	bg := "Sage"
+	weapon := "Quarterstaff"
+	return hero{
+		ID: id, Name: name, Race: "Elf", Class: "Wizard", Level: 5,
+		Background: &bg, Alignment: "Neutral Good",
+		AbilityScores:      abilityScores{Strength: 8, Dexterity: 14, Constitution: 12, Intelligence: 18, Wisdom: 13, Charisma: 10},
+		SkillProficiencies: skillProficiencies{Arcana: true, History: true},
+		Equipment:          equipment{Weapon: &weapon, Items: []string{"Spellbook", "Component pouch"}},
+		Spells: []spell{{
+			Name: "Fireball", Level: 3, CastingTime: "1 action", Range: "150 feet",
+			Components: []string{"V", "S", "M"}, Duration: "Instantaneous",
+		}},
+		HitPoints: 27, ArmorClass: 12, Speed: 30,
+	}
+}
+
+// testHeroStore is the conformance suite every heroStore passes: memory and
+// file here (TestStores), the Azure Table store in tablestore_test.go. open
+// must return a new, empty store each time it is called; the suite closes
+// it when the subtest ends.
+func testHeroStore(t *testing.T, open func(t *testing.T) heroStore) {
+	ctx := context.Background()
+	newStore := func(t *testing.T) heroStore {
+		t.Helper()
+		s := open(t)
+		t.Cleanup(func() {
+			if err := s.Close(); err != nil {
+				t.Errorf("Close() = %v", err)
+			}
+		})
+		return s
+	}
+	mustCreate := func(t *testing.T, s heroStore, h hero) string {
+		t.Helper()
+		etag, err := s.Create(ctx, h)
+		if err != nil {
+			t.Fatalf("Create(%s) = %v", h.ID, err)
+		}
+		if etag == "" {
+			t.Fatalf("Create(%s) gave an empty etag", h.ID)
+		}
+		return etag
+	}
+
+	tests := []struct {
+		name string
+		run  func(t *testing.T, s heroStore)
+	}{
+		{"ready when open", func(t *testing.T, s heroStore) {
+			if err := s.Ready(ctx); err != nil {
+				t.Fatalf("Ready() = %v; want nil", err)
+			}
+		}},
+		{"create then get returns the same hero and etag", func(t *testing.T, s heroStore) {
+			want := testHero(newHeroID(), "Gandalf")
+			etag := mustCreate(t, s, want)
+			got, gotTag, err := s.Get(ctx, want.ID)
+			if err != nil {
+				t.Fatalf("Get() = %v", err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("Get() = %+v; want %+v", got, want)
+			}
+			if gotTag != etag {
+				t.Errorf("Get() etag = %q; want the Create etag %q", gotTag, etag)
+			}
+		}},
+		{"get of an unknown id is not found", func(t *testing.T, s heroStore) {
+			if _, _, err := s.Get(ctx, newHeroID()); !errors.Is(err, errHeroNotFound) {
+				t.Fatalf("Get(unknown) = %v; want errHeroNotFound", err)
+			}
+		}},
+		{"create of an existing id conflicts", func(t *testing.T, s heroStore) {
+			h := testHero(newHeroID(), "Twin")
+			mustCreate(t, s, h)
+			if _, err := s.Create(ctx, h); !errors.Is(err, errHeroConflict) {
+				t.Fatalf("Create(same id) = %v; want errHeroConflict", err)
+			}
+		}},
+		{"caller cannot change a stored hero through its slices", func(t *testing.T, s heroStore) {
+			h := testHero(newHeroID(), "Aliased")
+			mustCreate(t, s, h)
+			h.Spells[0].Name = "Changed"
+			h.Equipment.Items[0] = "Changed"
+			got, _, err := s.Get(ctx, h.ID)
+			if err != nil {
+				t.Fatalf("Get() = %v", err)
+			}
+			if got.Spells[0].Name != "Fireball" || got.Equipment.Items[0] != "Spellbook" {
+				t.Errorf("stored hero changed through the caller's slices: %+v", got)
+			}
+		}},
+		{"list is ordered by id and pages with offset and limit", func(t *testing.T, s heroStore) {
+			var ids []string
+			for i := range 7 {
+				h := testHero(newHeroID(), fmt.Sprintf("Hero %d", i))
+				mustCreate(t, s, h)
+				ids = append(ids, h.ID)
+			}
+			slices.Sort(ids)
+			for _, p := range []struct{ offset, limit int }{{0, 100}, {0, 3}, {2, 3}, {5, 10}, {6, 1}, {7, 5}, {100, 5}} {
+				got, err := s.List(ctx, p.offset, p.limit)
+				if err != nil {
+					t.Fatalf("List(%d, %d) = %v", p.offset, p.limit, err)
+				}
+				if got == nil {
+					t.Errorf("List(%d, %d) = nil; want a non-nil slice", p.offset, p.limit)
+				}
+				want := ids[min(p.offset, len(ids)):min(p.offset+p.limit, len(ids))]
+				if gotIDs := heroIDs(got); !slices.Equal(gotIDs, want) {
+					t.Errorf("List(%d, %d) ids = %v; want %v", p.offset, p.limit, gotIDs, want)
+				}
+			}
+		}},
+		{"list of an empty store is empty, not nil", func(t *testing.T, s heroStore) {
+			got, err := s.List(ctx, 0, 100)
+			if err != nil || got == nil || len(got) != 0 {
+				t.Fatalf("List() = %v, %v; want [], nil", got, err)
+			}
+		}},
+		{"replace stores the new hero under a new etag", func(t *testing.T, s heroStore) {
+			h := testHero(newHeroID(), "Before")
+			old := mustCreate(t, s, h)
+			h.Name, h.Spells, h.Level = "After", nil, 6
+			etag, err := s.Replace(ctx, h, "")
+			if err != nil {
+				t.Fatalf("Replace() = %v", err)
+			}
+			if etag == "" || etag == old {
+				t.Errorf("Replace() etag = %q; want a new one (old %q)", etag, old)
+			}
+			got, gotTag, err := s.Get(ctx, h.ID)
+			if err != nil || !reflect.DeepEqual(got, h) || gotTag != etag {
+				t.Errorf("Get() = %+v, %q, %v; want %+v, %q", got, gotTag, err, h, etag)
+			}
+		}},
+		{"replace of an unknown id is not found, with or without If-Match", func(t *testing.T, s heroStore) {
+			for _, ifMatch := range []string{"", "*", `"stale"`} {
+				if _, err := s.Replace(ctx, testHero(newHeroID(), "Ghost"), ifMatch); !errors.Is(err, errHeroNotFound) {
+					t.Errorf("Replace(unknown, %q) = %v; want errHeroNotFound", ifMatch, err)
+				}
+			}
+		}},
+		{"replace honours If-Match", func(t *testing.T, s heroStore) {
+			h := testHero(newHeroID(), "Versioned")
+			v1 := mustCreate(t, s, h)
+			h.Level = 6
+			v2, err := s.Replace(ctx, h, v1)
+			if err != nil {
+				t.Fatalf("Replace(current etag) = %v", err)
+			}
+			h.Level = 7
+			if _, err := s.Replace(ctx, h, v1); !errors.Is(err, errHeroConflict) {
+				t.Fatalf("Replace(stale etag) = %v; want errHeroConflict", err)
+			}
+			if got, _, _ := s.Get(ctx, h.ID); got.Level != 6 {
+				t.Errorf("after a stale Replace level = %d; want 6 (unchanged)", got.Level)
+			}
+			if _, err := s.Replace(ctx, h, "*"); err != nil {
+				t.Errorf("Replace(*) = %v; want nil", err)
+			}
+			if _, err := s.Replace(ctx, h, v2); !errors.Is(err, errHeroConflict) {
+				t.Errorf("Replace(etag before the * replace) = %v; want errHeroConflict", err)
+			}
+		}},
+		{"delete removes the hero once", func(t *testing.T, s heroStore) {
+			h := testHero(newHeroID(), "Doomed")
+			mustCreate(t, s, h)
+			if err := s.Delete(ctx, h.ID, ""); err != nil {
+				t.Fatalf("Delete() = %v", err)
+			}
+			if _, _, err := s.Get(ctx, h.ID); !errors.Is(err, errHeroNotFound) {
+				t.Errorf("Get(deleted) = %v; want errHeroNotFound", err)
+			}
+			if err := s.Delete(ctx, h.ID, ""); !errors.Is(err, errHeroNotFound) {
+				t.Errorf("Delete(deleted) = %v; want errHeroNotFound", err)
+			}
+		}},
+		{"delete honours If-Match", func(t *testing.T, s heroStore) {
+			h := testHero(newHeroID(), "Guarded")
+			v1 := mustCreate(t, s, h)
+			v2, err := s.Replace(ctx, h, "")
+			if err != nil {
+				t.Fatalf("Replace() = %v", err)
+			}
+			if err := s.Delete(ctx, h.ID, v1); !errors.Is(err, errHeroConflict) {
+				t.Fatalf("Delete(stale etag) = %v; want errHeroConflict", err)
+			}
+			if _, _, err := s.Get(ctx, h.ID); err != nil {
+				t.Fatalf("Get() after a stale Delete = %v; want the hero kept", err)
+			}
+			if err := s.Delete(ctx, h.ID, v2); err != nil {
+				t.Errorf("Delete(current etag) = %v; want nil", err)
+			}
+		}},
+		{"concurrent creates and deletes lose nothing", func(t *testing.T, s heroStore) {
+			const workers, each = 6, 8
+			var (
+				wg   sync.WaitGroup
+				mu   sync.Mutex
+				kept []string
+			)
+			for w := range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range each {
+						h := testHero(newHeroID(), fmt.Sprintf("Worker %d hero %d", w, i))
+						if _, err := s.Create(ctx, h); err != nil {
+							t.Errorf("Create() = %v", err)
+							return
+						}
+						if i%2 == 1 {
+							if err := s.Delete(ctx, h.ID, ""); err != nil {
+								t.Errorf("Delete() = %v", err)
+							}
+							continue
+						}
+						mu.Lock()
+						kept = append(kept, h.ID)
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			got, err := s.List(ctx, 0, 1000)
+			if err != nil {
+				t.Fatalf("List() = %v", err)
+			}
+			sort.Strings(kept)
+			if gotIDs := heroIDs(got); !slices.Equal(gotIDs, kept) {
+				t.Errorf("after concurrent changes List() has %d heroes %v; want %d %v", len(gotIDs), gotIDs, len(kept), kept)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.run(t, newStore(t))
+		})
+	}
+}
+
+// heroIDs returns the ids of hs in order.
+func heroIDs(hs []hero) []string {
+	ids := make([]string, 0, len(hs))
+	for _, h := range hs {
+		ids = append(ids, h.ID)
+	}
+	return ids
+}
+
+// TestStores runs the conformance suite against the memory and file stores.
+func TestStores(t *testing.T) {
+	stores := []struct {
+		name string
+		open func(t *testing.T) heroStore
+	}{
+		{"memory", func(t *testing.T) heroStore { return newMemoryStore() }},
+		{"file", func(t *testing.T) heroStore {
+			s, err := openFileStore(t.TempDir() + "/heroes.json")
+			if err != nil {
+				t.Fatalf("openFileStore() = %v", err)
+			}
+			return s
+		}},
+	}
+	for _, st := range stores {
+		t.Run(st.name, func(t *testing.T) {
+			testHeroStore(t, st.open)
+		})
+	}
+}
+
+// TestFileStoreOpen checks how openFileStore treats what it finds at start.
+func TestFileStoreOpen(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T, path string) // makes what is at path
+		wantErr bool
+		wantN   int
+	}{
+		{"missing file starts empty", func(t *testing.T, path string) {}, false, 0},
+		{"file written by the store loads", func(t *testing.T, path string) {
+			s, err := openFileStore(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				if _, err := s.Create(context.Background(), testHero(newHeroID(), fmt.Sprint(i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, false, 3},
+		{"corrupt JSON stops start-up", writeFile(`{"version":1,"heroes":[`), true, 0},
+		{"empty file stops start-up", writeFile(``), true, 0},
+		{"trailing data stops start-up", writeFile(`{"version":1,"heroes":[]} {}`), true, 0},
+		{"unknown version stops start-up", writeFile(`{"version":2,"heroes":[]}`), true, 0},
+		{"unknown field stops start-up", writeFile(`{"version":1,"heroes":[],"x":1}`), true, 0},
+		{"hero with a bad id stops start-up", writeFile(`{"version":1,"heroes":[{"etag":"\"a\"","hero":{"id":"nope"}}]}`), true, 0},
+		{"hero without etag stops start-up", writeFile(`{"version":1,"heroes":[{"etag":"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}}]}`), true, 0},
+		{"duplicate id stops start-up", writeFile(`{"version":1,"heroes":[` +
+			`{"etag":"\"a\"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}},` +
+			`{"etag":"\"b\"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}}]}`), true, 0},
+		{"hero of the wrong shape stops start-up", writeFile(`{"version":1,"heroes":[{"etag":"\"a\"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11","level":"x"}}]}`), true, 0},
+		{"unreadable path (a folder) stops start-up", func(t *testing.T, path string) {
+			if err := os.Mkdir(path, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, true, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "heroes.json")
+			tc.setup(t, path)
+			before, _ := os.ReadFile(path) // nil when missing or a folder
+			s, err := openFileStore(path)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("openFileStore() = nil error; want one")
+				}
+				if !strings.Contains(err.Error(), path) {
+					t.Errorf("openFileStore() = %q; want the error to name %s", err, path)
+				}
+				if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+					t.Errorf("openFileStore() changed the file it refused")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("openFileStore() = %v", err)
+			}
+			if got := s.count(); got != tc.wantN {
+				t.Errorf("openFileStore() holds %d heroes; want %d", got, tc.wantN)
+			}
+		})
+	}
+}
+
+// writeFile returns a setup that writes content to the path.
+func writeFile(content string) func(t *testing.T, path string) {
+	return func(t *testing.T, path string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestFileStoreRestartSeesEveryWrite reopens the file after creates,
+// replaces and deletes: every acknowledged change, and its etag, is there,
+// and no temporary file is left behind.
+func TestFileStoreRestartSeesEveryWrite(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "heroes.json")
+	s, err := openFileStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{} // id → etag
+	for i := range 10 {
+		h := testHero(newHeroID(), fmt.Sprint(i))
+		etag, err := s.Create(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[h.ID] = etag
+		switch i % 3 {
+		case 1:
+			h.Name = "Renamed"
+			if want[h.ID], err = s.Replace(ctx, h, etag); err != nil {
+				t.Fatal(err)
+			}
+		case 2:
+			if err := s.Delete(ctx, h.ID, etag); err != nil {
+				t.Fatal(err)
+			}
+			delete(want, h.ID)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.List(ctx, 0, 10); !errors.Is(err, errStoreUnavailable) {
+		t.Errorf("List() after Close = %v; want errStoreUnavailable", err)
+	}
+
+	r, err := openFileStore(path)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	if r.count() != len(want) {
+		t.Errorf("reopened store holds %d heroes; want %d", r.count(), len(want))
+	}
+	for id, etag := range want {
+		if _, got, err := r.Get(ctx, id); err != nil || got != etag {
+			t.Errorf("reopened Get(%s) = %q, %v; want %q", id, got, err, etag)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 {
+		t.Errorf("folder holds %v; want only heroes.json (no temporary files left)", entries)
+	}
+}
+
+// TestFileStoreFailedWriteChangesNothing makes the write fail (the folder is
+// gone) and checks the change is refused as errStoreUnavailable and not
+// applied in memory either.
+func TestFileStoreFailedWriteChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "sub")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := openFileStore(filepath.Join(dir, "heroes.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := testHero(newHeroID(), "Kept")
+	if _, err := s.Create(ctx, kept); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, testHero(newHeroID(), "Lost")); !errors.Is(err, errStoreUnavailable) {
+		t.Errorf("Create() with the folder gone = %v; want errStoreUnavailable", err)
+	}
+	if err := s.Delete(ctx, kept.ID, ""); !errors.Is(err, errStoreUnavailable) {
+		t.Errorf("Delete() with the folder gone = %v; want errStoreUnavailable", err)
+	}
+	got, err := s.List(ctx, 0, 10)
+	if err != nil || !slices.Equal(heroIDs(got), []string{kept.ID}) {
+		t.Errorf("List() after failed writes = %v, %v; want only %s", heroIDs(got), err, kept.ID)
+	}
+}
+
+// envFileWriter names the file the SIGKILL child writes to; when set, the
+// test binary runs TestHelperFileWriter as that child.
+const envFileWriter = "HEROES_TEST_FILE_WRITER"
+
+// TestFileStoreSurvivesSIGKILL runs a child process that creates heroes in
+// a loop, printing each acknowledged id, kills it with SIGKILL mid-loop, and
+// checks the file loads and holds every id the child printed.
+func TestFileStoreSurvivesSIGKILL(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("SIGKILL is not available on windows")
+	}
+	path := filepath.Join(t.TempDir(), "heroes.json")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperFileWriter$")
+	cmd.Env = append(os.Environ(), envFileWriter+"="+path)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var acked []string
+	sc := bufio.NewScanner(out)
+	deadline := time.Now().Add(3 * time.Second)
+	for len(acked) < 40 && time.Now().Before(deadline) && sc.Scan() {
+		if id, ok := strings.CutPrefix(sc.Text(), "acked "); ok {
+			acked = append(acked, id)
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Lines the child printed before it died are acknowledged too.
+	for sc.Scan() {
+		if id, ok := strings.CutPrefix(sc.Text(), "acked "); ok {
+			acked = append(acked, id)
+		}
+	}
+	cmd.Wait() // the child was killed: its error is the expected signal
+	if len(acked) == 0 {
+		t.Fatal("the child acknowledged no hero before it was killed")
+	}
+	s, err := openFileStore(path)
+	if err != nil {
+		t.Fatalf("openFileStore() after SIGKILL = %v; want the file to load", err)
+	}
+	for _, id := range acked {
+		if _, _, err := s.Get(context.Background(), id); err != nil {
+			t.Errorf("acknowledged hero %s after SIGKILL: %v", id, err)
+		}
+	}
+	t.Logf("%d acknowledged heroes survived SIGKILL", len(acked))
+}
+
+// TestHelperFileWriter is the child of TestFileStoreSurvivesSIGKILL; it does
+// nothing in a normal test run. It creates heroes until killed (or for at
+// most 10 seconds), printing "acked <id>" after each Create returns.
+func TestHelperFileWriter(t *testing.T) {
+	path := os.Getenv(envFileWriter)
+	if path == "" {
+		t.Skip("runs only as the child of TestFileStoreSurvivesSIGKILL")
+	}
+	s, err := openFileStore(path)
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(2)
+	}
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); {
+		h := testHero(newHeroID(), "Survivor")
+		if _, err := s.Create(context.Background(), h); err != nil {
+			fmt.Println("create:", err)
+			os.Exit(2)
+		}
+		fmt.Println("acked", h.ID)
+	}
+	os.Exit(0)
+}
