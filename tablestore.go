@@ -754,9 +754,12 @@ func (s *tableStore) Replace(ctx context.Context, h hero, ifMatch string) (strin
 	if err != nil {
 		return "", err
 	}
+	if !sendableETag(ifMatch) {
+		return "", s.mismatch(ctx, h.ID, ifMatch, nil)
+	}
 	resp, err := s.call(ctx, tableRequest{op: op, method: http.MethodPut, path: s.entityPath(h.ID), entity: true, ifMatch: orAny(ifMatch), body: entity})
 	if err != nil {
-		return "", err
+		return "", s.mismatch(ctx, h.ID, ifMatch, err)
 	}
 	return resp.etag(op)
 }
@@ -768,7 +771,55 @@ func (s *tableStore) Delete(ctx context.Context, id string, ifMatch string) erro
 	if !validTableKey(id) {
 		return errHeroNotFound
 	}
+	if !sendableETag(ifMatch) {
+		return s.mismatch(ctx, id, ifMatch, nil)
+	}
 	_, err := s.call(ctx, tableRequest{op: "delete hero", method: http.MethodDelete, path: s.entityPath(id), entity: true, ifMatch: orAny(ifMatch)})
+	if err != nil {
+		return s.mismatch(ctx, id, ifMatch, err)
+	}
+	return nil
+}
+
+// maxETagBytes bounds an If-Match value sent to the service.
+const maxETagBytes = 256
+
+// sendableETag reports whether ifMatch can go into an If-Match header: at
+// most maxETagBytes of printable ASCII. Any other value cannot name a stored
+// version, which are all of that form.
+func sendableETag(ifMatch string) bool {
+	if len(ifMatch) > maxETagBytes {
+		return false
+	}
+	for i := 0; i < len(ifMatch); i++ {
+		if ifMatch[i] < 0x20 || ifMatch[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// mismatch settles a conditional write the service refused as malformed
+// (400) or that was not sent because ifMatch cannot be a stored version
+// (err nil). The service only accepts entity-tags in its own format (such as
+// W/"datetime'…'"), so an If-Match in another format, which can match no
+// stored version, comes back 400 rather than 412. It reads the entity: absent
+// → errHeroNotFound; present under another etag → errHeroConflict; else err
+// stands. Any other err is returned as it is.
+func (s *tableStore) mismatch(ctx context.Context, id, ifMatch string, err error) error {
+	var te *tableError
+	if err != nil && !(errors.As(err, &te) && te.Status == http.StatusBadRequest && ifMatch != "" && ifMatch != "*") {
+		return err
+	}
+	_, etag, gerr := s.Get(ctx, id)
+	switch {
+	case gerr != nil:
+		return gerr
+	case etag != ifMatch:
+		return fmt.Errorf("table: stored version differs from If-Match: %w", errHeroConflict)
+	case err == nil:
+		return fmt.Errorf("table: If-Match cannot be sent: %w", errHeroConflict)
+	}
 	return err
 }
 
