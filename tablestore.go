@@ -1,13 +1,842 @@
 package main
 
+// The azuretable store keeps heroes in Azure Table Storage or Azure Cosmos DB
+// for Table, which speak the same REST protocol. The client is hand-built on
+// net/http, crypto/hmac and encoding/json, like the token requests in auth.go.
+//
+// Sources (Microsoft Learn, REST API for Azure Storage):
+//   - "Authorize with Shared Key": the SharedKeyLite scheme and the
+//     canonicalized resource;
+//   - "Azure Storage connection strings" and "Use the Azurite emulator": the
+//     connection string keys and the emulator's well-known account;
+//   - "Insert Entity", "Update Entity", "Delete Entity", "Query Entities",
+//     "Create Table", "Query timeout and pagination", "Payload format for
+//     Table service operations" and "Understanding the Table service data
+//     model" (property and key limits).
+
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"mime"
+	"net"
 	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode/utf16"
 )
 
-// openTableStore opens the Azure Table Storage store (HEROES_STORE=azuretable).
-func openTableStore(ctx context.Context, cfg config, client *http.Client, logger *slog.Logger) (heroStore, error) {
-	return nil, errors.New("table: not implemented")
+// Protocol constants of the Table service.
+const (
+	// tableAPIVersion is the pinned x-ms-version (the version the current
+	// Azure SDKs for Tables use; Azurite and Cosmos DB for Table accept it).
+	tableAPIVersion = "2019-02-02"
+	// tablePartition is the PartitionKey of every hero. One fixed partition
+	// keeps List a single ordered range scan by RowKey (= hero id); a
+	// partition serves up to 2,000 entities per second, ample for this API.
+	tablePartition = "heroes"
+	// tableHeroProperty is the String property holding the hero's JSON.
+	tableHeroProperty = "Hero"
+	// maxHeroPropertyBytes is the Table service's limit on a String property:
+	// 64 KiB of UTF-16. A hero whose JSON is larger is refused with
+	// errHeroTooLarge before any request is sent.
+	maxHeroPropertyBytes = 64 << 10
+	// maxTableResponse caps the bytes read from any Table service response
+	// (8 MiB). A list page of tableListPage heroes at the property limit fits
+	// even when every UTF-16 unit comes back escaped as \uXXXX (6 bytes).
+	maxTableResponse = 8 << 20
+	// tableListPage is the $top of a page that carries hero JSON, and
+	// tableSkipPage that of a page that reads only keys (to skip an offset);
+	// 1,000 is the service's own maximum.
+	tableListPage = 40
+	tableSkipPage = 1000
+	// maxTablePages bounds how many pages one List follows, so a service
+	// that keeps answering with empty pages cannot keep a request forever.
+	maxTablePages = 10000
+	// tableCallTimeout bounds each call to the Table service, on top of the
+	// *http.Client's own Timeout.
+	tableCallTimeout = 10 * time.Second
+	// maxTableKeyBytes is the service's limit on PartitionKey and RowKey.
+	maxTableKeyBytes = 1024
+)
+
+// Azurite's well-known development account ("Use the Azurite emulator for
+// local Azure Storage development"). The key is public and grants access to
+// the local emulator only; UseDevelopmentStorage=true selects it.
+const (
+	devStorageAccount  = "devstoreaccount1"
+	devStorageKey      = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+	devStorageEndpoint = "http://127.0.0.1:10002/devstoreaccount1"
+)
+
+// storageAccount is a parsed Azure Storage connection string: the account
+// name, its decoded shared key, and the Table service endpoint (scheme, host
+// and, for the emulator's path-style URLs, the account as first path
+// segment; no trailing slash, no query). It is immutable and safe for
+// concurrent use. Its String and LogValue never show the key.
+type storageAccount struct {
+	name     string
+	key      []byte
+	endpoint *url.URL
 }
+
+// String describes the account without its key.
+func (a storageAccount) String() string {
+	return "account " + a.name + " at " + a.endpoint.Redacted()
+}
+
+// LogValue logs the account without its key (log/slog.LogValuer).
+func (a storageAccount) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("account", a.name), slog.String("endpoint", a.endpoint.Redacted()))
+}
+
+// accountNamePattern accepts Azure Storage account names (3-24 lowercase
+// letters and digits) and Cosmos DB account names (which may hold hyphens).
+var accountNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,62}$`)
+
+// maxConnectionString bounds the connection string (4 KiB).
+const maxConnectionString = 4 << 10
+
+// errConnectionString marks every error of parseConnectionString. No error
+// ever holds a value of the connection string, only key names.
+var errConnectionString = errors.New("table: bad AZURE_STORAGE_CONNECTION_STRING")
+
+// parseConnectionString reads an Azure Storage connection string
+// ("Configure Azure Storage connection strings"): Key=Value pairs separated
+// by ";", keys case-insensitive, values taken up to the next ";" (an account
+// key's trailing "=" is kept). It understands DefaultEndpointsProtocol
+// (https by default), AccountName, AccountKey (standard base64),
+// TableEndpoint (overrides the endpoint built from the protocol, the account
+// and EndpointSuffix, default "core.windows.net"), and
+// UseDevelopmentStorage=true (Azurite's devstoreaccount1 at
+// http://127.0.0.1:10002/devstoreaccount1, alone). Endpoints of other
+// services are ignored; SharedAccessSignature and unknown keys are refused.
+// Errors wrap errConnectionString and name the key at fault, never a value.
+func parseConnectionString(s string) (storageAccount, error) {
+	bad := func(format string, args ...any) (storageAccount, error) {
+		return storageAccount{}, fmt.Errorf("%w: "+format, append([]any{errConnectionString}, args...)...)
+	}
+	if len(s) > maxConnectionString {
+		return bad("longer than %d bytes", maxConnectionString)
+	}
+	kv := map[string]string{}
+	for _, part := range strings.Split(s, ";") {
+		if strings.TrimSpace(part) == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		k = strings.ToLower(strings.TrimSpace(k))
+		if !ok || k == "" {
+			return bad("a part is not Key=Value")
+		}
+		if !knownConnectionKeys[k] {
+			if !connectionKeyPattern.MatchString(k) {
+				return bad("a key holds characters other than letters")
+			}
+			return bad("key %s is not supported", k)
+		}
+		if _, dup := kv[k]; dup {
+			return bad("key %s appears twice", k)
+		}
+		kv[k] = strings.TrimSpace(v)
+	}
+	if v, ok := kv["usedevelopmentstorage"]; ok {
+		if !strings.EqualFold(v, "true") || len(kv) != 1 {
+			return bad("UseDevelopmentStorage must be true and alone")
+		}
+		kv = map[string]string{"accountname": devStorageAccount, "accountkey": devStorageKey, "tableendpoint": devStorageEndpoint}
+	}
+
+	var a storageAccount
+	a.name = kv["accountname"]
+	if !accountNamePattern.MatchString(a.name) {
+		return bad("AccountName must be 3 to 63 lowercase letters, digits or hyphens")
+	}
+	key, err := base64.StdEncoding.DecodeString(kv["accountkey"])
+	if err != nil || len(key) == 0 {
+		return bad("AccountKey must be the account's key in standard base64")
+	}
+	a.key = key
+
+	protocol := strings.ToLower(kv["defaultendpointsprotocol"])
+	if protocol == "" {
+		protocol = "https"
+	}
+	if protocol != "https" && protocol != "http" {
+		return bad("DefaultEndpointsProtocol must be https or http")
+	}
+	endpoint := kv["tableendpoint"]
+	if endpoint == "" {
+		suffix := kv["endpointsuffix"]
+		if suffix == "" {
+			suffix = "core.windows.net"
+		}
+		if !hostnamePattern.MatchString(suffix) {
+			return bad("EndpointSuffix is not a host name")
+		}
+		endpoint = protocol + "://" + a.name + ".table." + suffix
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return bad("TableEndpoint must be an absolute http(s) URL without user, query or fragment")
+	}
+	u.Path, u.RawPath = strings.TrimRight(u.Path, "/"), ""
+	a.endpoint = u
+	return a, nil
+}
+
+// knownConnectionKeys are the lowercase connection string keys
+// parseConnectionString accepts; the endpoints of other services are
+// accepted and ignored, so the portal's strings work as they are.
+var knownConnectionKeys = map[string]bool{
+	"defaultendpointsprotocol": true, "accountname": true, "accountkey": true,
+	"tableendpoint": true, "endpointsuffix": true, "usedevelopmentstorage": true,
+	"blobendpoint": true, "queueendpoint": true, "fileendpoint": true,
+	"tablesecondaryendpoint": true, "blobsecondaryendpoint": true,
+	"queuesecondaryendpoint": true, "filesecondaryendpoint": true,
+}
+
+// connectionKeyPattern is the shape of a connection string key; a key of
+// another shape is probably a value pasted in the wrong place, so the error
+// does not repeat it.
+var connectionKeyPattern = regexp.MustCompile(`^[a-z]{1,40}$`)
+
+// hostnamePattern is a DNS name such as "core.windows.net".
+var hostnamePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$`)
+
+// canonicalizedResource builds the CanonicalizedResource of a request to the
+// Table service ("Authorize with Shared Key", Shared Key Lite and Table
+// service format for 2009-09-19 and later): "/", the account name, the
+// request's encoded URI path, and "?comp=<value>" when the query holds comp
+// (no other query parameter). The emulator puts the account in the path, so
+// there the account appears twice ("/devstoreaccount1/devstoreaccount1/Tables"),
+// as the document says it must.
+func canonicalizedResource(account string, u *url.URL) string {
+	res := "/" + account + u.EscapedPath()
+	if comp, ok := u.Query()["comp"]; ok && len(comp) > 0 {
+		res += "?comp=" + comp[0]
+	}
+	return res
+}
+
+// signSharedKeyLite returns the Authorization header value of the
+// SharedKeyLite scheme for the Table service ("Authorize with Shared Key"):
+// "SharedKeyLite <account>:<signature>", where the signature is
+// Base64(HMAC-SHA256(key, StringToSign)) and StringToSign is the request's
+// date (the x-ms-date value, in RFC 1123 form) + "\n" + CanonicalizedResource.
+func signSharedKeyLite(account string, key []byte, date, resource string) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(date + "\n" + resource))
+	return "SharedKeyLite " + account + ":" + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// tableStore is the heroStore on a Table service table: one entity per hero
+// with PartitionKey tablePartition, RowKey the hero id and the hero's JSON in
+// the String property tableHeroProperty. ETags come from the service, so
+// replicas sharing the table detect each other's changes (optimistic
+// concurrency with If-Match). It is safe for concurrent use.
+type tableStore struct {
+	client *http.Client
+	acct   storageAccount
+	table  string
+	logger *slog.Logger
+	now    func() time.Time // dates requests; time.Now outside tests
+
+	// tableReady is set once the table is known to exist, so the Create
+	// Table call is not repeated; it is cleared when the service answers
+	// TableNotFound.
+	tableReady atomic.Bool
+}
+
+// openTableStore opens the Azure Table Storage store (HEROES_STORE=azuretable)
+// described by cfg.StorageConnectionString and cfg.HeroesTable, and creates
+// the table when it is missing. A service that cannot be reached now does not
+// stop start-up (the table is created on first use and /readyz reports it),
+// but refused credentials or a bad connection string do. The error never
+// holds the connection string or the key.
+func openTableStore(ctx context.Context, cfg config, client *http.Client, logger *slog.Logger) (heroStore, error) {
+	acct, err := parseConnectionString(cfg.StorageConnectionString)
+	if err != nil {
+		return nil, err
+	}
+	if !tableNamePattern.MatchString(cfg.HeroesTable) {
+		return nil, errors.New("table: HEROES_TABLE must be 3 to 63 letters or digits, starting with a letter")
+	}
+	if acct.endpoint.Scheme == "http" && !isLoopbackHost(acct.endpoint.Hostname()) {
+		logger.Warn("table: the storage endpoint is plain http: entities travel unencrypted; use https outside a private network", "store", acct)
+	}
+	s := newTableStore(acct, cfg.HeroesTable, client, logger, time.Now)
+	if err := s.ensureTable(ctx); err != nil {
+		if !errors.Is(err, errStoreUnavailable) || isAuthError(err) {
+			return nil, err
+		}
+		logger.Warn("table: storage not reachable at start; the table is created on first use", "store", acct, "err", err)
+	}
+	logger.Info("heroes store: azure table", "store", acct, "table", cfg.HeroesTable)
+	return s, nil
+}
+
+// newTableStore returns a store on table of acct. now dates requests.
+func newTableStore(acct storageAccount, table string, client *http.Client, logger *slog.Logger, now func() time.Time) *tableStore {
+	return &tableStore{client: client, acct: acct, table: table, logger: logger, now: now}
+}
+
+// isLoopbackHost reports whether host is "localhost" or a loopback address.
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// tableError is a non-2xx answer of the Table service. Error gives the
+// operation, the status and the service's error code, never the service's
+// message text. Unwrap maps it onto the store's errors: 429, 5xx, 401, 403
+// and TableNotFound → errStoreUnavailable; 404 on one entity →
+// errHeroNotFound (on anything else, such as the table itself, the endpoint
+// is wrong: errStoreUnavailable); 412 and EntityAlreadyExists →
+// errHeroConflict; 413 and the size codes → errHeroTooLarge.
+type tableError struct {
+	Op     string // what the store was doing, e.g. "replace hero"
+	Status int    // HTTP status
+	Code   string // the service's error code (odata.error.code), sanitized
+	Entity bool   // the request named one entity
+}
+
+func (e *tableError) Error() string {
+	msg := fmt.Sprintf("table: %s: status %d", e.Op, e.Status)
+	if e.Code != "" {
+		msg += " " + e.Code
+	}
+	if err := e.Unwrap(); err != nil {
+		msg += ": " + err.Error()
+	}
+	return msg
+}
+
+// Unwrap returns the store error the answer means, or nil.
+func (e *tableError) Unwrap() error {
+	switch {
+	case e.Status == http.StatusTooManyRequests, e.Status >= 500,
+		e.Status == http.StatusUnauthorized, e.Status == http.StatusForbidden,
+		e.Code == "TableNotFound", e.Code == "TableBeingDeleted":
+		return errStoreUnavailable
+	case e.Status == http.StatusNotFound && e.Entity:
+		return errHeroNotFound
+	case e.Status == http.StatusNotFound:
+		return errStoreUnavailable
+	case e.Status == http.StatusPreconditionFailed, e.Code == "EntityAlreadyExists":
+		return errHeroConflict
+	case e.Status == http.StatusRequestEntityTooLarge, e.Code == "PropertyValueTooLarge",
+		e.Code == "EntityTooLarge", e.Code == "RequestBodyTooLarge":
+		return errHeroTooLarge
+	}
+	return nil
+}
+
+// isAuthError reports whether err is the service refusing our credentials.
+func isAuthError(err error) bool {
+	var te *tableError
+	return errors.As(err, &te) && (te.Status == http.StatusUnauthorized || te.Status == http.StatusForbidden)
+}
+
+// tableRequest is one call to the Table service. path is relative to the
+// endpoint and already escaped ("/Tables", "/heroes()"); query is an escaped
+// query string without "?". body, when not nil, is sent as JSON. entity is
+// true when path names one entity (a 404 then means the hero is absent).
+type tableRequest struct {
+	op      string
+	entity  bool
+	method  string
+	path    string
+	query   string
+	ifMatch string
+	body    any
+}
+
+// tableResponse is a 2xx answer, its body read in full (at most
+// maxTableResponse bytes).
+type tableResponse struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// do signs and sends r and reads the answer. It returns a *tableError for a
+// non-2xx status, an error wrapping errStoreUnavailable when the service
+// cannot be reached in time, and the caller's context error when ctx ends.
+func (s *tableStore) do(ctx context.Context, r tableRequest) (tableResponse, error) {
+	var body io.Reader
+	if r.body != nil {
+		b, err := json.Marshal(r.body)
+		if err != nil {
+			return tableResponse{}, fmt.Errorf("table: %s: encoding the entity: %w", r.op, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	raw := s.acct.endpoint.String() + r.path
+	if r.query != "" {
+		raw += "?" + r.query
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return tableResponse{}, fmt.Errorf("table: %s: building the URL: %w", r.op, err)
+	}
+
+	callCtx, cancel := context.WithTimeout(ctx, tableCallTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(callCtx, r.method, u.String(), body)
+	if err != nil {
+		return tableResponse{}, fmt.Errorf("table: %s: %w", r.op, err)
+	}
+	date := s.now().UTC().Format(http.TimeFormat)
+	req.Header.Set("x-ms-date", date)
+	req.Header.Set("x-ms-version", tableAPIVersion)
+	req.Header.Set("Accept", "application/json;odata=nometadata")
+	req.Header.Set("DataServiceVersion", "3.0")
+	req.Header.Set("MaxDataServiceVersion", "3.0;NetFx")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Prefer", "return-no-content")
+	}
+	if r.ifMatch != "" {
+		req.Header.Set("If-Match", r.ifMatch)
+	}
+	req.Header.Set("Authorization", signSharedKeyLite(s.acct.name, s.acct.key, date, canonicalizedResource(s.acct.name, req.URL)))
+
+	resp, err := s.client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return tableResponse{}, fmt.Errorf("table: %s: %w", r.op, ctx.Err())
+		}
+		return tableResponse{}, fmt.Errorf("table: %s: %w: %w", r.op, errStoreUnavailable, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxTableResponse+1))
+	if err != nil {
+		return tableResponse{}, fmt.Errorf("table: %s: reading the answer: %w: %w", r.op, errStoreUnavailable, err)
+	}
+	if len(data) > maxTableResponse {
+		return tableResponse{}, fmt.Errorf("table: %s: answer larger than %d bytes", r.op, maxTableResponse)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return tableResponse{}, &tableError{Op: r.op, Status: resp.StatusCode, Code: errorCode(resp.Header, data), Entity: r.entity}
+	}
+	return tableResponse{status: resp.StatusCode, header: resp.Header, body: data}, nil
+}
+
+// errorCode extracts the service's error code from the x-ms-error-code
+// header or the JSON error body ({"odata.error":{"code":…}}), keeping only
+// letters and digits (at most 64), so nothing else from the answer reaches
+// an error message.
+func errorCode(h http.Header, body []byte) string {
+	code := h.Get("x-ms-error-code")
+	if code == "" {
+		var e struct {
+			OData struct {
+				Code string `json:"code"`
+			} `json:"odata.error"`
+		}
+		if json.Unmarshal(body, &e) == nil {
+			code = e.OData.Code
+		}
+	}
+	code = strings.Map(func(r rune) rune {
+		if r < 128 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return r
+		}
+		return -1
+	}, code)
+	return code[:min(len(code), 64)]
+}
+
+// decodeJSON decodes a 2xx answer's JSON body into v after checking its
+// Content-Type. Errors do not include the body.
+func (resp tableResponse) decodeJSON(op string, v any) error {
+	mt, _, err := mime.ParseMediaType(resp.header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return fmt.Errorf("table: %s: answer is not application/json", op)
+	}
+	if err := json.Unmarshal(resp.body, v); err != nil {
+		return fmt.Errorf("table: %s: malformed answer: %w", op, err)
+	}
+	return nil
+}
+
+// etag returns the answer's ETag header, or an error when it is missing.
+func (resp tableResponse) etag(op string) (string, error) {
+	etag := resp.header.Get("ETag")
+	if etag == "" {
+		return "", fmt.Errorf("table: %s: answer has no ETag", op)
+	}
+	return etag, nil
+}
+
+// ensureTable creates the table unless it is known to exist ("Create
+// Table"); 409 TableAlreadyExists counts as success.
+func (s *tableStore) ensureTable(ctx context.Context) error {
+	if s.tableReady.Load() {
+		return nil
+	}
+	_, err := s.do(ctx, tableRequest{
+		op: "create table", method: http.MethodPost, path: "/Tables",
+		body: map[string]string{"TableName": s.table},
+	})
+	var te *tableError
+	if errors.As(err, &te) && te.Status == http.StatusConflict && te.Code == "TableAlreadyExists" {
+		err = nil
+	}
+	if err != nil {
+		return err
+	}
+	s.tableReady.Store(true)
+	return nil
+}
+
+// call runs r after making sure the table exists, and forgets that it does
+// when the service answers TableNotFound (someone deleted it).
+func (s *tableStore) call(ctx context.Context, r tableRequest) (tableResponse, error) {
+	if err := s.ensureTable(ctx); err != nil {
+		return tableResponse{}, err
+	}
+	resp, err := s.do(ctx, r)
+	var te *tableError
+	if errors.As(err, &te) && te.Code == "TableNotFound" {
+		s.tableReady.Store(false)
+	}
+	return resp, err
+}
+
+// tableEntity is a hero entity as the service returns it with
+// odata=nometadata (Timestamp and other properties are ignored).
+type tableEntity struct {
+	PartitionKey string `json:"PartitionKey"`
+	RowKey       string `json:"RowKey"`
+	Hero         string `json:"Hero"`
+}
+
+// heroEntity builds the entity stored for h. It returns errHeroTooLarge when
+// h's JSON exceeds the property limit, and an error when h.ID cannot be a
+// RowKey.
+func heroEntity(h hero) (map[string]string, error) {
+	if !validTableKey(h.ID) {
+		return nil, errors.New("table: hero id cannot be a RowKey")
+	}
+	data, err := json.Marshal(h)
+	if err != nil {
+		return nil, fmt.Errorf("table: encoding hero: %w", err)
+	}
+	if utf16Bytes(string(data)) > maxHeroPropertyBytes {
+		return nil, fmt.Errorf("table: hero JSON is over %d bytes of UTF-16: %w", maxHeroPropertyBytes, errHeroTooLarge)
+	}
+	return map[string]string{
+		"PartitionKey":    tablePartition,
+		"RowKey":          h.ID,
+		tableHeroProperty: string(data),
+	}, nil
+}
+
+// utf16Bytes is the size of s in UTF-16, the unit of the service's limits.
+func utf16Bytes(s string) int {
+	n := 0
+	for _, r := range s {
+		n += 2 * utf16.RuneLen(r)
+	}
+	return n
+}
+
+// hero decodes the hero an entity holds; the RowKey is its id.
+func (e tableEntity) hero() (hero, error) {
+	var h hero
+	if err := json.Unmarshal([]byte(e.Hero), &h); err != nil {
+		return hero{}, fmt.Errorf("table: entity %q holds no hero: %w", e.RowKey, err)
+	}
+	h.ID = e.RowKey
+	return h, nil
+}
+
+// validTableKey reports whether s can be a PartitionKey or RowKey: not
+// empty, at most 1 KiB, valid UTF-8, and none of "/", "\", "#", "?" or
+// control characters ("Understanding the Table service data model").
+func validTableKey(s string) bool {
+	if s == "" || len(s) > maxTableKeyBytes {
+		return false
+	}
+	for _, r := range s {
+		if r == '/' || r == '\\' || r == '#' || r == '?' || r < 0x20 || (r >= 0x7f && r <= 0x9f) || r == 0xfffd {
+			return false
+		}
+	}
+	return true
+}
+
+// escapeTable percent-encodes every byte of s except the unreserved
+// characters of RFC 3986 §2.3, for key literals in paths and values in the
+// query string (so "$", "'", "+", "&" and spaces are never ambiguous).
+func escapeTable(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~' {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "%%%02X", c)
+	}
+	return b.String()
+}
+
+// odataString quotes s as an OData string literal: single quotes doubled.
+func odataString(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+// entityPath is the escaped path of the hero entity with the given id:
+// /<table>(PartitionKey='heroes',RowKey='<id>').
+func (s *tableStore) entityPath(id string) string {
+	return "/" + s.table + "(PartitionKey=" + escapeTable(odataString(tablePartition)) +
+		",RowKey=" + escapeTable(odataString(id)) + ")"
+}
+
+// List returns at most limit heroes ordered by id, after skipping offset of
+// them. The service has no offset, so the skipped heroes are read as keys
+// only (1,000 a page), then heroes are read tableListPage a page from the
+// last skipped key on; each read follows the
+// x-ms-continuation-NextPartitionKey/NextRowKey headers ("Query timeout and
+// pagination"). A negative offset counts as 0; limit <= 0 gives no heroes.
+func (s *tableStore) List(ctx context.Context, offset, limit int) ([]hero, error) {
+	heroes := []hero{}
+	if limit <= 0 {
+		return heroes, nil
+	}
+	filter := "PartitionKey eq " + odataString(tablePartition)
+	if offset > 0 {
+		var last string
+		skipped := 0
+		err := s.scan(ctx, "list heroes", filter, "RowKey", tableSkipPage, offset, func(e tableEntity) error {
+			last = e.RowKey
+			skipped++
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if skipped < offset {
+			return heroes, nil
+		}
+		filter += " and RowKey gt " + odataString(last)
+	}
+	err := s.scan(ctx, "list heroes", filter, "RowKey,"+tableHeroProperty, tableListPage, limit, func(e tableEntity) error {
+		h, err := e.hero()
+		if err != nil {
+			return err
+		}
+		heroes = append(heroes, h)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return heroes, nil
+}
+
+// scan queries the hero entities matching filter ("Query Entities"), pages
+// of at most pageSize, following the continuation headers, and hands each
+// entity to visit until want entities were seen or the query ends.
+func (s *tableStore) scan(ctx context.Context, op, filter, sel string, pageSize, want int, visit func(tableEntity) error) error {
+	var nextPK, nextRK string
+	seen := 0
+	for pages := 0; seen < want; pages++ {
+		if pages == maxTablePages {
+			return fmt.Errorf("table: %s: more than %d pages", op, maxTablePages)
+		}
+		top := min(pageSize, want-seen)
+		q := "$filter=" + escapeTable(filter) + "&$select=" + escapeTable(sel) + "&$top=" + strconv.Itoa(top)
+		if nextPK != "" {
+			q += "&NextPartitionKey=" + escapeTable(nextPK)
+		}
+		if nextRK != "" {
+			q += "&NextRowKey=" + escapeTable(nextRK)
+		}
+		resp, err := s.call(ctx, tableRequest{op: op, method: http.MethodGet, path: "/" + s.table + "()", query: q})
+		if err != nil {
+			return err
+		}
+		var page struct {
+			Value []tableEntity `json:"value"`
+		}
+		if err := resp.decodeJSON(op, &page); err != nil {
+			return err
+		}
+		if len(page.Value) > top {
+			return fmt.Errorf("table: %s: page holds %d entities, asked for %d", op, len(page.Value), top)
+		}
+		for _, e := range page.Value {
+			if err := visit(e); err != nil {
+				return err
+			}
+			seen++
+		}
+		nextPK = resp.header.Get("x-ms-continuation-NextPartitionKey")
+		nextRK = resp.header.Get("x-ms-continuation-NextRowKey")
+		if nextPK == "" && nextRK == "" {
+			return nil
+		}
+	}
+	return nil
+}
+
+// Get returns the hero with id and its ETag ("Query Entities" on one
+// entity), or errHeroNotFound.
+func (s *tableStore) Get(ctx context.Context, id string) (hero, string, error) {
+	if !validTableKey(id) {
+		return hero{}, "", errHeroNotFound
+	}
+	const op = "get hero"
+	resp, err := s.call(ctx, tableRequest{op: op, method: http.MethodGet, path: s.entityPath(id), entity: true})
+	if err != nil {
+		return hero{}, "", err
+	}
+	var e tableEntity
+	if err := resp.decodeJSON(op, &e); err != nil {
+		return hero{}, "", err
+	}
+	if e.RowKey != id {
+		return hero{}, "", fmt.Errorf("table: %s: answer holds another entity", op)
+	}
+	etag, err := resp.etag(op)
+	if err != nil {
+		return hero{}, "", err
+	}
+	h, err := e.hero()
+	return h, etag, err
+}
+
+// Create stores a new hero ("Insert Entity") and returns its ETag. It
+// returns errHeroConflict when the id exists and errHeroTooLarge when the
+// hero's JSON is over the property limit (nothing is sent then).
+func (s *tableStore) Create(ctx context.Context, h hero) (string, error) {
+	const op = "create hero"
+	entity, err := heroEntity(h)
+	if err != nil {
+		return "", err
+	}
+	resp, err := s.call(ctx, tableRequest{op: op, method: http.MethodPost, path: "/" + s.table, body: entity})
+	if err != nil {
+		return "", err
+	}
+	return resp.etag(op)
+}
+
+// Replace replaces the stored hero h.ID ("Update Entity") and returns the new
+// ETag. With ifMatch "" it replaces whatever version is stored (If-Match: *,
+// never creating the entity); otherwise only the version ifMatch names, else
+// errHeroConflict (the service's 412). errHeroNotFound when absent.
+func (s *tableStore) Replace(ctx context.Context, h hero, ifMatch string) (string, error) {
+	const op = "replace hero"
+	if !validTableKey(h.ID) {
+		return "", errHeroNotFound
+	}
+	entity, err := heroEntity(h)
+	if err != nil {
+		return "", err
+	}
+	if !sendableETag(ifMatch) {
+		return "", s.mismatch(ctx, h.ID, ifMatch, nil)
+	}
+	resp, err := s.call(ctx, tableRequest{op: op, method: http.MethodPut, path: s.entityPath(h.ID), entity: true, ifMatch: orAny(ifMatch), body: entity})
+	if err != nil {
+		return "", s.mismatch(ctx, h.ID, ifMatch, err)
+	}
+	return resp.etag(op)
+}
+
+// Delete deletes the hero id ("Delete Entity"), any version when ifMatch is
+// "", else only the version ifMatch names (errHeroConflict otherwise).
+// errHeroNotFound when absent.
+func (s *tableStore) Delete(ctx context.Context, id string, ifMatch string) error {
+	if !validTableKey(id) {
+		return errHeroNotFound
+	}
+	if !sendableETag(ifMatch) {
+		return s.mismatch(ctx, id, ifMatch, nil)
+	}
+	_, err := s.call(ctx, tableRequest{op: "delete hero", method: http.MethodDelete, path: s.entityPath(id), entity: true, ifMatch: orAny(ifMatch)})
+	if err != nil {
+		return s.mismatch(ctx, id, ifMatch, err)
+	}
+	return nil
+}
+
+// maxETagBytes bounds an If-Match value sent to the service.
+const maxETagBytes = 256
+
+// sendableETag reports whether ifMatch can go into an If-Match header: at
+// most maxETagBytes of printable ASCII. Any other value cannot name a stored
+// version, which are all of that form.
+func sendableETag(ifMatch string) bool {
+	if len(ifMatch) > maxETagBytes {
+		return false
+	}
+	for i := 0; i < len(ifMatch); i++ {
+		if ifMatch[i] < 0x20 || ifMatch[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// mismatch settles a conditional write the service refused as malformed
+// (400) or that was not sent because ifMatch cannot be a stored version
+// (err nil). The service only accepts entity-tags in its own format (such as
+// W/"datetime'…'"), so an If-Match in another format, which can match no
+// stored version, comes back 400 rather than 412. It reads the entity: absent
+// → errHeroNotFound; present under another etag → errHeroConflict; else err
+// stands. Any other err is returned as it is.
+func (s *tableStore) mismatch(ctx context.Context, id, ifMatch string, err error) error {
+	var te *tableError
+	if err != nil && !(errors.As(err, &te) && te.Status == http.StatusBadRequest && ifMatch != "" && ifMatch != "*") {
+		return err
+	}
+	_, etag, gerr := s.Get(ctx, id)
+	switch {
+	case gerr != nil:
+		return gerr
+	case etag != ifMatch:
+		return fmt.Errorf("table: stored version differs from If-Match: %w", errHeroConflict)
+	case err == nil:
+		return fmt.Errorf("table: If-Match cannot be sent: %w", errHeroConflict)
+	}
+	return err
+}
+
+// orAny returns etag, or "*" (any version) when etag is empty.
+func orAny(etag string) string {
+	if etag == "" {
+		return "*"
+	}
+	return etag
+}
+
+// Ready reports whether the table can be read: it creates the table if
+// needed and queries one key.
+func (s *tableStore) Ready(ctx context.Context) error {
+	filter := "PartitionKey eq " + odataString(tablePartition)
+	return s.scan(ctx, "ready", filter, "RowKey", 1, 1, func(tableEntity) error { return nil })
+}
+
+// Close releases nothing: the *http.Client belongs to the caller.
+func (s *tableStore) Close() error { return nil }
