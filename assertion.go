@@ -26,8 +26,6 @@ const (
 	assertionLifetime = 5 * time.Minute
 	// maxCertificateFile bounds the PEM file read at start, in bytes.
 	maxCertificateFile = 1 << 20
-	// minRSABits is the smallest RSA key accepted for a client certificate.
-	minRSABits = 2048
 )
 
 // clientCertificate is the certificate credential of the app registration:

@@ -280,7 +280,8 @@ type harnessOptions struct {
 	metadata metadataSource    // nil: the IdP's discovery document
 }
 
-// newHarness builds a flowHarness. The verifier is newTestVerifier's.
+// newHarness builds a flowHarness on the real provider, key set and verifier
+// (so ID and access tokens are checked as in production).
 func newHarness(tb testing.TB, opts harnessOptions) *flowHarness {
 	tb.Helper()
 	h := &flowHarness{idp: newTestIDP(tb), logs: &lockedBuffer{}}
@@ -291,11 +292,13 @@ func newHarness(tb testing.TB, opts harnessOptions) *flowHarness {
 		client = &http.Client{Timeout: idpTimeout}
 	}
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	md := opts.metadata
-	if md == nil {
-		md = fakeMetadata{md: idpMetadata(h.idp)}
+	prov := newProvider(h.cfg, client, logger)
+	v := newVerifier(h.cfg, prov, newKeySet(h.cfg, prov, client, logger), time.Now)
+	var md metadataSource = prov
+	if opts.metadata != nil {
+		md = opts.metadata
 	}
-	af, err := newAuthFlow(h.cfg, md, newTestVerifier(tb, h.cfg, h.idp, client, logger), client, logger)
+	af, err := newAuthFlow(h.cfg, md, v, client, logger)
 	if err != nil {
 		tb.Fatalf("newAuthFlow: %v", err)
 	}
@@ -368,56 +371,6 @@ func decodeAnswer(tb testing.TB, w *httptest.ResponseRecorder) map[string]any {
 		tb.Fatalf("answer %d is not JSON: %v: %s", w.Code, err, w.Body)
 	}
 	return m
-}
-
-// fakeVerifier stands in for the real verifier until it exists: it reads the
-// payload without checking the signature, and checks aud, exp and nonce.
-type fakeVerifier struct{}
-
-func newTestVerifier(tb testing.TB, cfg config, p *testIDP, client *http.Client, logger *slog.Logger) tokenVerifier {
-	return fakeVerifier{}
-}
-
-func (fakeVerifier) parse(raw string) (map[string]any, error) {
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 {
-		return nil, errors.New("auth: malformed token")
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return nil, errors.New("auth: malformed token")
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, errors.New("auth: malformed token")
-	}
-	if m["aud"] != testClientID {
-		return nil, errors.New("auth: wrong audience")
-	}
-	if exp, _ := m["exp"].(float64); time.Unix(int64(exp), 0).Before(time.Now()) {
-		return nil, errors.New("auth: token expired")
-	}
-	return m, nil
-}
-
-func (f fakeVerifier) verifyIDToken(ctx context.Context, raw, nonce string) (*claims, error) {
-	m, err := f.parse(raw)
-	if err != nil {
-		return nil, err
-	}
-	if got, _ := m["nonce"].(string); nonce != "" && got != nonce {
-		return nil, errors.New("auth: nonce mismatch")
-	}
-	name, _ := m["name"].(string)
-	user, _ := m["preferred_username"].(string)
-	return &claims{Name: name, PreferredUsername: user, TenantID: testTenant, Audience: []string{testClientID}}, nil
-}
-
-func (f fakeVerifier) verifyAccessToken(ctx context.Context, raw string) (*claims, error) {
-	if _, err := f.parse(raw); err != nil {
-		return nil, err
-	}
-	return &claims{Scopes: []string{"Heroes.Read"}}, nil
 }
 
 func TestLoginRedirectsToAuthorizeEndpoint(t *testing.T) {

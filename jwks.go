@@ -1,12 +1,76 @@
 package main
 
 import (
+	"container/list"
 	"context"
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"math"
+	"math/big"
+	"mime"
 	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
+
+// Limits and intervals of the identity provider client and the token
+// verifier. Durations are time.Duration; sizes are bytes.
+const (
+	maxTokenBytes     = 16 << 10         // a compact JWS longer than this is refused unread (issue 3)
+	maxIDPResponse    = 1 << 20          // discovery document and key set are read up to 1 MiB
+	idpFetchTimeout   = 10 * time.Second // one discovery or JWKS request, whatever the caller's deadline
+	keyRefreshEvery   = 24 * time.Hour   // scheduled JWKS refresh
+	minKeyRefetch     = 5 * time.Minute  // at most one unknown-kid refetch per this interval
+	maxRetryBackoff   = time.Minute      // cap of the retry backoff after failed fetches
+	maxJSONDepth      = 32               // nesting limit of JOSE headers, claim sets and key sets
+	minRSABits        = 2048             // RFC 7518 §3.3: keys of 2048 bits or more
+	maxRSABits        = 8192             // bounds the cost of one verification
+	maxKeyIDLen       = 256              // longest kid or x5t accepted in a token header
+	tokenCacheSize    = 10000            // verified access tokens kept (LRU)
+	tenantPlaceholder = "{tenantid}"     // Entra's multi-tenant issuer template
+)
+
+// Sentinel errors of token verification (RFC 7515, RFC 7519, RFC 8725). They
+// are wrapped with detail; match them with errors.Is. requireAuth turns each
+// into an RFC 6750 error_description.
+var (
+	errMalformedToken  = errors.New("jwks: malformed token")
+	errUnsupportedAlg  = errors.New("jwks: unsupported alg (only RS256 is accepted)")
+	errBadHeader       = errors.New("jwks: unacceptable token header")
+	errNoKeyID         = errors.New("jwks: token header has no kid or x5t")
+	errUnknownKID      = errors.New("jwks: unknown signing key")
+	errBadSignature    = errors.New("jwks: bad signature")
+	errBadIssuer       = errors.New("jwks: wrong issuer")
+	errKeyIssuer       = errors.New("jwks: signing key belongs to another issuer")
+	errBadAudience     = errors.New("jwks: wrong audience")
+	errTokenExpired    = errors.New("jwks: token expired")
+	errNotYetValid     = errors.New("jwks: token not yet valid")
+	errIssuedInFuture  = errors.New("jwks: token issued in the future")
+	errTenantForbidden = errors.New("jwks: tenant not allowed")
+	errNoPermissions   = errors.New("jwks: token has neither scp nor roles")
+	errBadNonce        = errors.New("jwks: nonce mismatch")
+)
+
+// errIDPUnavailable: the discovery document or the key set could not be
+// loaded and nothing was loaded before, so no token can be checked.
+// requireAuth answers 503 with Retry-After on it.
+var errIDPUnavailable = errors.New("jwks: identity provider metadata unavailable")
+
+// ---------------------------------------------------------------------------
+// Discovery (OpenID Connect Discovery 1.0)
 
 // providerMetadata is the part of the OpenID Connect discovery document
 // (OpenID Connect Discovery 1.0 §3) the service uses.
@@ -18,31 +82,611 @@ type providerMetadata struct {
 	EndSessionEndpoint    string `json:"end_session_endpoint"`
 }
 
-// provider fetches and caches the discovery document of cfg.discoveryURL().
-type provider struct{}
+// provider fetches the discovery document of cfg.discoveryURL() on first use
+// and caches it for the life of the process. A failed fetch is retried on a
+// later call, but not before a backoff (1 s doubling to maxRetryBackoff) has
+// passed; concurrent callers share one fetch. Safe for concurrent use.
+type provider struct {
+	cfg    config
+	client *http.Client
+	logger *slog.Logger
+	now    func() time.Time // clock of the backoff; tests may replace it
 
-// errIDPUnavailable: discovery or keys could not be loaded (maps to 503).
-var errIDPUnavailable = errors.New("jwks: identity provider metadata unavailable")
+	mu       sync.Mutex // guards the fields below
+	md       providerMetadata
+	loaded   bool
+	failures int       // consecutive failed fetches
+	lastTry  time.Time // start of the last fetch
+	lastErr  error
+	inflight *fetchCall
+}
 
-func newProvider(cfg config, client *http.Client, logger *slog.Logger) *provider { return &provider{} }
+// fetchCall is one fetch in progress; done is closed when err is set.
+type fetchCall struct {
+	done chan struct{}
+	err  error
+}
 
-// metadata returns the discovery document, fetching it on first use.
+// newProvider makes a provider for cfg. It does no network I/O.
+func newProvider(cfg config, client *http.Client, logger *slog.Logger) *provider {
+	return &provider{cfg: cfg, client: client, logger: logger, now: time.Now}
+}
+
+// metadata returns the discovery document, fetching it on first use. It
+// returns an error wrapping errIDPUnavailable while the document cannot be
+// loaded (including during the backoff after a failure), and ctx's error if
+// ctx ends first.
 func (p *provider) metadata(ctx context.Context) (providerMetadata, error) {
-	return providerMetadata{}, errIDPUnavailable
+	p.mu.Lock()
+	if p.loaded {
+		md := p.md
+		p.mu.Unlock()
+		return md, nil
+	}
+	call := p.inflight
+	if call == nil {
+		if wait := backoff(p.failures) - p.now().Sub(p.lastTry); p.failures > 0 && wait > 0 {
+			err := p.lastErr
+			p.mu.Unlock()
+			return providerMetadata{}, fmt.Errorf("%w: retry in %v: %w", errIDPUnavailable, wait.Round(time.Second), err)
+		}
+		call = &fetchCall{done: make(chan struct{})}
+		p.inflight, p.lastTry = call, p.now()
+		go p.fetch(context.WithoutCancel(ctx), call)
+	}
+	p.mu.Unlock()
+
+	select {
+	case <-call.done:
+	case <-ctx.Done():
+		return providerMetadata{}, ctx.Err()
+	}
+	if call.err != nil {
+		return providerMetadata{}, call.err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.md, nil
 }
 
-// keySet is the cached JWKS.
-type keySet struct{}
+// fetch loads the discovery document and records the outcome in p.
+func (p *provider) fetch(ctx context.Context, call *fetchCall) {
+	ctx, cancel := context.WithTimeout(ctx, idpFetchTimeout)
+	defer cancel()
+	var md providerMetadata
+	body, err := getJSON(ctx, p.client, p.cfg.discoveryURL())
+	if err == nil {
+		err = json.Unmarshal(body, &md)
+	}
+	if err == nil {
+		err = p.validate(md)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inflight = nil
+	if err != nil {
+		p.failures++
+		p.lastErr = err
+		call.err = fmt.Errorf("%w: discovery: %w", errIDPUnavailable, err)
+		p.logger.Warn("jwks: discovery document not loaded", "url", p.cfg.discoveryURL(), "failures", p.failures, "err", err)
+	} else {
+		p.md, p.loaded, p.failures, p.lastErr = md, true, 0, nil
+		p.logger.Info("jwks: discovery document loaded", "issuer", md.Issuer)
+	}
+	close(call.done)
+}
 
+// validate checks that a discovery document names the endpoints the service
+// needs as absolute http(s) URLs, and an issuer for the configured tenant:
+// holding the tenant GUID, or Entra's {tenantid} placeholder for
+// organizations/common (OpenID Connect Discovery 1.0 §4.3, adapted to
+// Entra's multi-tenant issuer).
+func (p *provider) validate(md providerMetadata) error {
+	for _, u := range []struct{ name, value string }{
+		{"issuer", md.Issuer},
+		{"authorization_endpoint", md.AuthorizationEndpoint},
+		{"token_endpoint", md.TokenEndpoint},
+		{"jwks_uri", md.JWKSURI},
+	} {
+		if !isHTTPURL(u.value) {
+			return fmt.Errorf("jwks: discovery %s is not an absolute http(s) URL", u.name)
+		}
+	}
+	want := p.cfg.TenantID
+	if p.cfg.isMultiTenant() {
+		want = tenantPlaceholder
+	}
+	if !strings.Contains(md.Issuer, want) {
+		return fmt.Errorf("jwks: discovery issuer %q is not for tenant %s", md.Issuer, p.cfg.TenantID)
+	}
+	return nil
+}
+
+// backoff is the wait after n consecutive failures: 0, then 1 s doubling up
+// to maxRetryBackoff.
+func backoff(n int) time.Duration {
+	if n <= 0 {
+		return 0
+	}
+	d := time.Second << min(n-1, 16)
+	return min(d, maxRetryBackoff)
+}
+
+// getJSON GETs u and returns its body: at most maxIDPResponse bytes, status
+// 200, and a JSON media type (application/json or any +json type).
+func getJSON(ctx context.Context, client *http.Client, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("jwks: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("jwks: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("jwks: %s answered %s", req.URL.Redacted(), resp.Status)
+	}
+	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if err != nil || (mt != "application/json" && !(strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))) {
+		return nil, fmt.Errorf("jwks: %s answered content type %q, not JSON", req.URL.Redacted(), resp.Header.Get("Content-Type"))
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxIDPResponse+1))
+	if err != nil {
+		return nil, fmt.Errorf("jwks: reading %s: %w", req.URL.Redacted(), err)
+	}
+	if len(body) > maxIDPResponse {
+		return nil, fmt.Errorf("jwks: %s answered more than %d bytes", req.URL.Redacted(), maxIDPResponse)
+	}
+	return body, nil
+}
+
+// ---------------------------------------------------------------------------
+// Key set (RFC 7517)
+
+// publicKey is one usable signing key of the key set. Values are never
+// changed after parseJWKS makes them, so they are shared freely.
+type publicKey struct {
+	kid    string
+	x5t    string
+	issuer string // Entra's issuer member, possibly holding {tenantid}; "" when absent
+	pub    *rsa.PublicKey
+}
+
+// keyIndex is an immutable snapshot of the loaded keys, by kid and by x5t.
+type keyIndex struct {
+	byKID map[string]*publicKey
+	byX5T map[string]*publicKey
+}
+
+// lookup finds the key a token header names: by kid, or, when the header
+// has only x5t (Entra v1 tokens of 2013–2014), by the key's x5t or kid.
+func (ix *keyIndex) lookup(id string, isX5T bool) *publicKey {
+	if ix == nil {
+		return nil
+	}
+	if isX5T {
+		if k := ix.byX5T[id]; k != nil {
+			return k
+		}
+	}
+	return ix.byKID[id]
+}
+
+// keySet is the cached JWKS of the provider's jwks_uri (RFC 7517 §5). Keys
+// are loaded by run (at once, then every keyRefreshEvery) and on demand when
+// a token names an unknown key, at most once per minKeyRefetch; concurrent
+// demands share one fetch. A failed fetch keeps the keys already loaded.
+// Safe for concurrent use; lookups take no lock.
+type keySet struct {
+	cfg    config
+	p      *provider
+	client *http.Client
+	logger *slog.Logger
+
+	now          func() time.Time // clock of the rate limits; tests may replace it
+	minRefetch   time.Duration    // minKeyRefetch; tests may change it
+	refreshEvery time.Duration    // keyRefreshEvery; tests may change it
+
+	keys atomic.Pointer[keyIndex] // nil until the first successful load
+
+	mu        sync.Mutex // guards the fields below
+	lastFetch time.Time  // start of the last fetch, successful or not
+	failures  int        // consecutive failed fetches
+	inflight  *fetchCall
+}
+
+// newKeySet makes a key set that loads keys from p's jwks_uri. It does no
+// network I/O; run or the first token does.
 func newKeySet(cfg config, p *provider, client *http.Client, logger *slog.Logger) *keySet {
-	return &keySet{}
+	return &keySet{cfg: cfg, p: p, client: client, logger: logger,
+		now: time.Now, minRefetch: minKeyRefetch, refreshEvery: keyRefreshEvery}
 }
 
-// run refreshes the key set in the background until ctx is done.
-func (ks *keySet) run(ctx context.Context) {}
+// run loads the key set at once and then every refreshEvery until ctx is
+// done. After a failed load it retries with backoff (1 s doubling to
+// maxRetryBackoff), keeping the keys it has.
+func (ks *keySet) run(ctx context.Context) {
+	for {
+		wait := ks.refreshEvery
+		if err := ks.refresh(ctx); err != nil {
+			ks.mu.Lock()
+			wait = backoff(ks.failures)
+			ks.mu.Unlock()
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// refresh fetches the key set now, or waits for the fetch in progress. It
+// returns the fetch's error, or ctx's error if ctx ends first.
+func (ks *keySet) refresh(ctx context.Context) error {
+	ks.mu.Lock()
+	call := ks.startFetchLocked(ctx)
+	ks.mu.Unlock()
+	return call.wait(ctx)
+}
+
+// startFetchLocked returns the fetch in progress or starts one. ks.mu must be
+// held. The fetch runs detached from ctx's cancellation, so one impatient
+// caller cannot fail the others sharing it.
+func (ks *keySet) startFetchLocked(ctx context.Context) *fetchCall {
+	if ks.inflight != nil {
+		return ks.inflight
+	}
+	call := &fetchCall{done: make(chan struct{})}
+	ks.inflight, ks.lastFetch = call, ks.now()
+	go ks.fetch(context.WithoutCancel(ctx), call)
+	return call
+}
+
+// wait blocks until the fetch is done or ctx ends.
+func (c *fetchCall) wait(ctx context.Context) error {
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// fetch loads the key set and records the outcome in ks.
+func (ks *keySet) fetch(ctx context.Context, call *fetchCall) {
+	ctx, cancel := context.WithTimeout(ctx, idpFetchTimeout)
+	defer cancel()
+	ix, skipped, err := ks.load(ctx)
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	ks.inflight = nil
+	if err != nil {
+		ks.failures++
+		call.err = err
+		ks.logger.Warn("jwks: key set not loaded; keeping the previous keys", "failures", ks.failures, "err", err)
+	} else {
+		ks.failures = 0
+		ks.keys.Store(ix)
+		ks.logger.Info("jwks: key set loaded", "keys", len(ix.byKID), "skipped", len(skipped))
+		for _, s := range skipped {
+			ks.logger.Debug("jwks: key skipped", "reason", s)
+		}
+	}
+	close(call.done)
+}
+
+// load fetches and parses the key set named by the discovery document.
+func (ks *keySet) load(ctx context.Context) (*keyIndex, []error, error) {
+	md, err := ks.p.metadata(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	u, err := url.Parse(md.JWKSURI)
+	if err != nil {
+		return nil, nil, fmt.Errorf("jwks: jwks_uri: %w", err)
+	}
+	if ks.cfg.CustomSigningKeys {
+		q := u.Query()
+		q.Set("appid", ks.cfg.ClientID)
+		u.RawQuery = q.Encode()
+	}
+	body, err := getJSON(ctx, ks.client, u.String())
+	if err != nil {
+		return nil, nil, err
+	}
+	return parseJWKS(body)
+}
+
+// key returns the key a token header names (by kid, or by x5t when isX5T).
+// On a miss it refetches the key set, sharing a fetch in progress, but starts
+// a new fetch only when minRefetch has passed since the last one (or, while
+// no key was ever loaded, when the failure backoff has passed). It returns
+// errUnknownKID when the key is still unknown, and errIDPUnavailable when no
+// key set was ever loaded.
+func (ks *keySet) key(ctx context.Context, id string, isX5T bool) (*publicKey, error) {
+	if k := ks.keys.Load().lookup(id, isX5T); k != nil {
+		return k, nil
+	}
+	ks.mu.Lock()
+	call := ks.inflight
+	if call == nil {
+		since := ks.now().Sub(ks.lastFetch)
+		loaded := ks.keys.Load() != nil
+		if (loaded && since >= ks.minRefetch) || (!loaded && since >= backoff(ks.failures)) {
+			call = ks.startFetchLocked(ctx)
+		}
+	}
+	ks.mu.Unlock()
+	if call != nil {
+		if err := call.wait(ctx); err != nil && ks.keys.Load() == nil {
+			return nil, fmt.Errorf("%w: %w", errIDPUnavailable, err)
+		}
+	}
+	ix := ks.keys.Load()
+	if ix == nil {
+		return nil, errIDPUnavailable
+	}
+	if k := ix.lookup(id, isX5T); k != nil {
+		return k, nil
+	}
+	return nil, fmt.Errorf("%w: %q", errUnknownKID, id)
+}
+
+// current reports whether k is still the key the key set holds under id; a
+// cached token verified with k is dropped once it is not.
+func (ks *keySet) current(k *publicKey, id string, isX5T bool) bool {
+	return ks.keys.Load().lookup(id, isX5T) == k
+}
+
+// loaded reports whether at least one key is loaded.
+func (ks *keySet) loaded() bool {
+	ix := ks.keys.Load()
+	return ix != nil && len(ix.byKID)+len(ix.byX5T) > 0
+}
+
+// parseJWKS parses a JWK Set document (RFC 7517 §5) and keeps the keys fit
+// to verify RS256 signatures: kty "RSA" (RFC 7518 §6.3), use absent or "sig",
+// alg absent (Entra keys carry none) or "RS256", key_ops absent or holding
+// "verify", n and e in unpadded base64url (RFC 7518 §6.3.1; the standard
+// base64 some 2014 documents used is refused), a modulus of minRSABits to
+// maxRSABits bits, an odd public exponent from 65537 to 2^31-1, and a kid or
+// x5t to find it by. It returns the usable keys, one error per key skipped
+// (with the reason), and an error when the document itself is not a key set
+// or no key is usable. A kid that two keys share is dropped: the token could
+// not say which one it means. The x5c chain is not read: n and e are the key.
+func parseJWKS(data []byte) (*keyIndex, []error, error) {
+	if _, err := parseObject(data); err != nil {
+		return nil, nil, fmt.Errorf("jwks: key set: %w", err)
+	}
+	var doc struct {
+		Keys []map[string]json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil || doc.Keys == nil {
+		return nil, nil, errors.New("jwks: key set has no keys array")
+	}
+	ix := &keyIndex{byKID: map[string]*publicKey{}, byX5T: map[string]*publicKey{}}
+	var skipped []error
+	dupKID, dupX5T := map[string]bool{}, map[string]bool{}
+	for i, m := range doc.Keys {
+		k, err := parseJWK(m)
+		if err != nil {
+			skipped = append(skipped, fmt.Errorf("jwks: key %d: %w", i, err))
+			continue
+		}
+		addUnique(ix.byKID, dupKID, k.kid, k)
+		addUnique(ix.byX5T, dupX5T, k.x5t, k)
+	}
+	if len(ix.byKID)+len(ix.byX5T) == 0 {
+		return nil, skipped, fmt.Errorf("jwks: key set has no usable RS256 key (%d skipped)", len(skipped))
+	}
+	return ix, skipped, nil
+}
+
+// addUnique adds k under id unless id is empty; an id seen twice is removed
+// and never added again.
+func addUnique(m map[string]*publicKey, dup map[string]bool, id string, k *publicKey) {
+	switch {
+	case id == "" || dup[id]:
+	case m[id] != nil:
+		delete(m, id)
+		dup[id] = true
+	default:
+		m[id] = k
+	}
+}
+
+// parseJWK checks one JWK (RFC 7517 §4) against parseJWKS's rules.
+func parseJWK(m map[string]json.RawMessage) (*publicKey, error) {
+	str := func(name string) (string, error) {
+		raw, ok := m[name]
+		if !ok {
+			return "", nil
+		}
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", fmt.Errorf("%s is not a string", name)
+		}
+		return s, nil
+	}
+	var f struct{ kty, use, alg, kid, x5t, n, e, issuer string }
+	for _, x := range []struct {
+		name string
+		dst  *string
+	}{{"kty", &f.kty}, {"use", &f.use}, {"alg", &f.alg}, {"kid", &f.kid}, {"x5t", &f.x5t}, {"n", &f.n}, {"e", &f.e}, {"issuer", &f.issuer}} {
+		s, err := str(x.name)
+		if err != nil {
+			return nil, err
+		}
+		*x.dst = s
+	}
+	switch {
+	case f.kty != "RSA":
+		return nil, fmt.Errorf("kty %q is not RSA", f.kty)
+	case f.use != "" && f.use != "sig":
+		return nil, fmt.Errorf("use %q is not sig", f.use)
+	case f.alg != "" && f.alg != "RS256":
+		return nil, fmt.Errorf("alg %q is not RS256", f.alg)
+	case f.kid == "" && f.x5t == "":
+		return nil, errors.New("no kid or x5t")
+	}
+	if raw, ok := m["key_ops"]; ok {
+		var ops []string
+		if err := json.Unmarshal(raw, &ops); err != nil || !contains(ops, "verify") {
+			return nil, errors.New("key_ops does not allow verify")
+		}
+	}
+	nb, err := base64.RawURLEncoding.Strict().DecodeString(f.n)
+	if err != nil || len(nb) == 0 {
+		return nil, errors.New("n is not unpadded base64url")
+	}
+	eb, err := base64.RawURLEncoding.Strict().DecodeString(f.e)
+	if err != nil || len(eb) == 0 || len(eb) > 4 {
+		return nil, errors.New("e is not a base64url integer of at most 4 bytes")
+	}
+	n := new(big.Int).SetBytes(nb)
+	var e uint64
+	for _, b := range eb {
+		e = e<<8 | uint64(b)
+	}
+	if bits := n.BitLen(); bits < minRSABits || bits > maxRSABits {
+		return nil, fmt.Errorf("modulus of %d bits is outside %d..%d", bits, minRSABits, maxRSABits)
+	}
+	if e < 65537 || e > math.MaxInt32 || e%2 == 0 {
+		return nil, fmt.Errorf("public exponent %d is not an odd number from 65537 to 2^31-1", e)
+	}
+	return &publicKey{kid: f.kid, x5t: f.x5t, issuer: f.issuer, pub: &rsa.PublicKey{N: n, E: int(e)}}, nil
+}
+
+// contains reports whether list holds s exactly.
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// ---------------------------------------------------------------------------
+// Token parsing (RFC 7515 §7.1, RFC 7519 §7.2, RFC 8725 §3)
+
+// jws is a parsed compact JWS whose signature is not yet checked.
+type jws struct {
+	alg, kid, x5t, typ string
+	signingInput       string // ASCII "header.payload", exactly as received
+	signature          []byte
+	claims             claims
+}
+
+// parseToken splits and decodes a compact JWS and its claims, refusing
+// before any cryptography: more than maxTokenBytes; anything but three
+// segments of canonical unpadded base64url; a header or payload that is not
+// a JSON object, holds duplicate member names, or nests deeper than
+// maxJSONDepth; an alg other than exactly "RS256" (so none, HS256, PS256,
+// RS512 and case variants); a crit member (RFC 7515 §4.1.11: we understand
+// no extension); a typ other than JWT or at+jwt (RFC 9068 §2.1); and a header
+// with neither kid nor x5t. The jku, x5u, jwk and x5c header members are
+// never used: keys come only from our key set. Claims are type-checked
+// (see parseClaims) but not yet validated. Errors wrap errMalformedToken,
+// errUnsupportedAlg, errBadHeader or errNoKeyID.
+func parseToken(raw string) (*jws, error) {
+	if len(raw) > maxTokenBytes {
+		return nil, fmt.Errorf("%w: longer than %d bytes", errMalformedToken, maxTokenBytes)
+	}
+	for i := 0; i < len(raw); i++ {
+		if !isBase64URLByte(raw[i]) && raw[i] != '.' {
+			return nil, fmt.Errorf("%w: character outside base64url", errMalformedToken)
+		}
+	}
+	h64, rest, ok1 := strings.Cut(raw, ".")
+	p64, s64, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || strings.Contains(s64, ".") {
+		return nil, fmt.Errorf("%w: not three segments", errMalformedToken)
+	}
+	enc := base64.RawURLEncoding.Strict()
+	header, err1 := enc.DecodeString(h64)
+	payload, err2 := enc.DecodeString(p64)
+	sig, err3 := enc.DecodeString(s64)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return nil, fmt.Errorf("%w: segment is not canonical base64url", errMalformedToken)
+	}
+	t := &jws{signingInput: raw[:len(h64)+1+len(p64)], signature: sig}
+	if err := t.parseHeader(header); err != nil {
+		return nil, err
+	}
+	if err := parseClaims(payload, &t.claims); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// isBase64URLByte reports whether b is in the base64url alphabet (RFC 4648 §5).
+func isBase64URLByte(b byte) bool {
+	return 'A' <= b && b <= 'Z' || 'a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '-' || b == '_'
+}
+
+// parseHeader reads and checks the JOSE header (RFC 7515 §4).
+func (t *jws) parseHeader(data []byte) error {
+	members, err := parseObject(data)
+	if err != nil {
+		return fmt.Errorf("%w: header: %w", errMalformedToken, err)
+	}
+	for _, m := range members {
+		switch string(m.key) {
+		case "alg":
+			err = decodeString(m.val, &t.alg)
+		case "kid":
+			err = decodeString(m.val, &t.kid)
+		case "x5t":
+			err = decodeString(m.val, &t.x5t)
+		case "typ":
+			err = decodeString(m.val, &t.typ)
+		case "crit":
+			return fmt.Errorf("%w: crit is not supported", errBadHeader)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: header %s: %w", errMalformedToken, m.key, err)
+		}
+	}
+	if t.alg != "RS256" {
+		return fmt.Errorf("%w: %q", errUnsupportedAlg, t.alg)
+	}
+	if t.typ != "" {
+		typ := t.typ
+		if len(typ) > len("application/") && strings.EqualFold(typ[:len("application/")], "application/") {
+			typ = typ[len("application/"):]
+		}
+		if !strings.EqualFold(typ, "JWT") && !strings.EqualFold(typ, "at+jwt") {
+			return fmt.Errorf("%w: typ %q", errBadHeader, t.typ)
+		}
+	}
+	if len(t.kid) > maxKeyIDLen || len(t.x5t) > maxKeyIDLen {
+		return fmt.Errorf("%w: kid or x5t longer than %d bytes", errBadHeader, maxKeyIDLen)
+	}
+	if t.kid == "" && t.x5t == "" {
+		return errNoKeyID
+	}
+	return nil
+}
+
+// keyID is the id a token names its key by: kid, or x5t when kid is absent
+// (isX5T true).
+func (t *jws) keyID() (id string, isX5T bool) {
+	if t.kid != "" {
+		return t.kid, false
+	}
+	return t.x5t, true
+}
 
 // claims are the verified claims of an Entra access or ID token
-// (RFC 7519 §4.1; Microsoft identity platform token claims reference).
+// (RFC 7519 §4.1; Microsoft identity platform token claims reference). A
+// *claims returned by the verifier may be shared between requests (see
+// tokenCache): treat it, and its slices, as read-only.
 type claims struct {
 	Issuer            string    // iss
 	Subject           string    // sub
@@ -59,25 +703,686 @@ type claims struct {
 	Version           string    // ver: "1.0" or "2.0"
 	Scopes            []string  // scp split on spaces (or RFC 9068 scope)
 	Roles             []string  // roles
+
+	hasExp bool // exp was present
 }
 
-// verifier checks RS256 JWTs against the cached key set and the configured
-// issuer, audience and time rules.
-type verifier struct{}
+// parseClaims decodes a JWT claims set (RFC 7519 §4) into c. The payload must
+// be a JSON object without duplicate member names. Registered and Entra
+// claims must have their documented JSON types: strings; aud a string or an
+// array of strings; roles an array of strings; exp, nbf and iat NumericDates
+// (RFC 7519 §2: JSON numbers, integer or decimal, not negative, at most year
+// 9999). Other claims are ignored. Errors wrap errMalformedToken.
+func parseClaims(data []byte, c *claims) error {
+	members, err := parseObject(data)
+	if err != nil {
+		return fmt.Errorf("%w: payload: %w", errMalformedToken, err)
+	}
+	var scope, upn, uniqueName, appid string
+	for _, m := range members {
+		switch string(m.key) {
+		case "iss":
+			err = decodeString(m.val, &c.Issuer)
+		case "sub":
+			err = decodeString(m.val, &c.Subject)
+		case "aud":
+			c.Audience, err = decodeStrings(m.val, true)
+		case "exp":
+			c.Expiry, err = decodeNumericDate(m.val)
+			c.hasExp = err == nil
+		case "nbf":
+			c.NotBefore, err = decodeNumericDate(m.val)
+		case "iat":
+			c.IssuedAt, err = decodeNumericDate(m.val)
+		case "tid":
+			err = decodeString(m.val, &c.TenantID)
+		case "oid":
+			err = decodeString(m.val, &c.ObjectID)
+		case "azp":
+			err = decodeString(m.val, &c.AuthorizedParty)
+		case "appid":
+			err = decodeString(m.val, &appid)
+		case "name":
+			err = decodeString(m.val, &c.Name)
+		case "preferred_username":
+			err = decodeString(m.val, &c.PreferredUsername)
+		case "upn":
+			err = decodeString(m.val, &upn)
+		case "unique_name":
+			err = decodeString(m.val, &uniqueName)
+		case "nonce":
+			err = decodeString(m.val, &c.Nonce)
+		case "ver":
+			err = decodeString(m.val, &c.Version)
+		case "scp":
+			var scp string
+			err = decodeString(m.val, &scp)
+			c.Scopes = strings.Fields(scp)
+		case "scope":
+			err = decodeString(m.val, &scope)
+		case "roles":
+			c.Roles, err = decodeStrings(m.val, false)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: claim %s: %w", errMalformedToken, m.key, err)
+		}
+	}
+	if c.Scopes == nil && scope != "" {
+		c.Scopes = strings.Fields(scope)
+	}
+	c.AuthorizedParty = firstNonEmpty(c.AuthorizedParty, appid)
+	c.PreferredUsername = firstNonEmpty(c.PreferredUsername, upn, uniqueName)
+	return nil
+}
 
+// firstNonEmpty returns the first non-empty string (like cmp.Or).
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}
+
+// decodeString decodes a JSON string value into dst.
+func decodeString(val []byte, dst *string) error {
+	if len(val) < 2 || val[0] != '"' {
+		return errors.New("not a string")
+	}
+	inner := val[1 : len(val)-1]
+	for _, b := range inner {
+		if b == '\\' {
+			return json.Unmarshal(val, dst)
+		}
+	}
+	*dst = string(inner)
+	return nil
+}
+
+// decodeStrings decodes a JSON array of strings, or when single is true also
+// a lone string (RFC 7519 §4.1.3 aud).
+func decodeStrings(val []byte, single bool) ([]string, error) {
+	if single && len(val) > 0 && val[0] == '"' {
+		var s string
+		err := decodeString(val, &s)
+		return []string{s}, err
+	}
+	if len(val) == 0 || val[0] != '[' {
+		return nil, errors.New("not an array of strings")
+	}
+	var out []string
+	if err := json.Unmarshal(val, &out); err != nil {
+		return nil, errors.New("not an array of strings")
+	}
+	if out == nil {
+		out = []string{}
+	}
+	return out, nil
+}
+
+// maxNumericDate is 9999-12-31T23:59:59Z in seconds since the epoch; a
+// NumericDate above it is refused as an overflow.
+const maxNumericDate = 253402300799
+
+// decodeNumericDate decodes a NumericDate (RFC 7519 §2): seconds since the
+// epoch as a JSON number, integer or decimal. Strings, null, negative values
+// and values beyond maxNumericDate are errors.
+func decodeNumericDate(val []byte) (time.Time, error) {
+	s := string(val)
+	if len(s) == 0 || !(s[0] >= '0' && s[0] <= '9') {
+		return time.Time{}, errors.New("not a non-negative number")
+	}
+	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if i > maxNumericDate {
+			return time.Time{}, errors.New("out of range")
+		}
+		return time.Unix(i, 0), nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) || f > maxNumericDate {
+		return time.Time{}, errors.New("out of range")
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9)), nil
+}
+
+// ---------------------------------------------------------------------------
+// A strict JSON object scanner (RFC 8259), used because encoding/json keeps
+// the last of duplicate member names and matches field names without regard
+// to case: both let two parsers read one token differently (RFC 8725 §3.6
+// asks that such input be refused).
+
+// member is one member of a JSON object: its name, unescaped, and its value
+// as raw JSON.
+type member struct {
+	key []byte
+	val []byte
+}
+
+// parseObject checks that data is exactly one JSON object (RFC 8259), valid
+// UTF-8, nested at most maxJSONDepth deep, with no duplicate member names in
+// any object, and returns its top-level members in order.
+func parseObject(data []byte) ([]member, error) {
+	if !utf8.Valid(data) {
+		return nil, errors.New("not UTF-8")
+	}
+	s := &scanner{data: data}
+	s.skipSpace()
+	if s.peek() != '{' {
+		return nil, errors.New("not a JSON object")
+	}
+	members, err := s.object(0, true)
+	if err != nil {
+		return nil, err
+	}
+	s.skipSpace()
+	if s.pos != len(s.data) {
+		return nil, errors.New("data after the JSON object")
+	}
+	return members, nil
+}
+
+// scanner walks JSON text; pos is the next byte to read.
+type scanner struct {
+	data []byte
+	pos  int
+}
+
+var errJSONSyntax = errors.New("invalid JSON")
+
+func (s *scanner) peek() byte {
+	if s.pos < len(s.data) {
+		return s.data[s.pos]
+	}
+	return 0
+}
+
+func (s *scanner) skipSpace() {
+	for s.pos < len(s.data) {
+		switch s.data[s.pos] {
+		case ' ', '\t', '\n', '\r':
+			s.pos++
+		default:
+			return
+		}
+	}
+}
+
+// value skips one JSON value at depth.
+func (s *scanner) value(depth int) error {
+	s.skipSpace()
+	switch c := s.peek(); {
+	case c == '{':
+		_, err := s.object(depth+1, false)
+		return err
+	case c == '[':
+		return s.array(depth + 1)
+	case c == '"':
+		_, _, err := s.str()
+		return err
+	case c == '-' || c >= '0' && c <= '9':
+		return s.number()
+	case c == 't':
+		return s.literal("true")
+	case c == 'f':
+		return s.literal("false")
+	case c == 'n':
+		return s.literal("null")
+	}
+	return errJSONSyntax
+}
+
+// object reads an object at s.pos; with collect it returns the members.
+func (s *scanner) object(depth int, collect bool) ([]member, error) {
+	if depth > maxJSONDepth {
+		return nil, errors.New("JSON nested too deep")
+	}
+	s.pos++ // {
+	var members []member
+	var keys [][]byte
+	s.skipSpace()
+	if s.peek() == '}' {
+		s.pos++
+		return members, nil
+	}
+	for {
+		s.skipSpace()
+		if s.peek() != '"' {
+			return nil, errJSONSyntax
+		}
+		raw, escaped, err := s.str()
+		if err != nil {
+			return nil, err
+		}
+		key := raw[1 : len(raw)-1]
+		if escaped {
+			var k string
+			if err := json.Unmarshal(raw, &k); err != nil {
+				return nil, errJSONSyntax
+			}
+			key = []byte(k)
+		}
+		for _, k := range keys {
+			if string(k) == string(key) {
+				return nil, fmt.Errorf("duplicate member %q", key)
+			}
+		}
+		keys = append(keys, key)
+		s.skipSpace()
+		if s.peek() != ':' {
+			return nil, errJSONSyntax
+		}
+		s.pos++
+		s.skipSpace()
+		start := s.pos
+		if err := s.value(depth); err != nil {
+			return nil, err
+		}
+		if collect {
+			members = append(members, member{key: key, val: s.data[start:s.pos]})
+		}
+		s.skipSpace()
+		switch s.peek() {
+		case ',':
+			s.pos++
+		case '}':
+			s.pos++
+			return members, nil
+		default:
+			return nil, errJSONSyntax
+		}
+	}
+}
+
+// array skips an array at s.pos.
+func (s *scanner) array(depth int) error {
+	if depth > maxJSONDepth {
+		return errors.New("JSON nested too deep")
+	}
+	s.pos++ // [
+	s.skipSpace()
+	if s.peek() == ']' {
+		s.pos++
+		return nil
+	}
+	for {
+		if err := s.value(depth); err != nil {
+			return err
+		}
+		s.skipSpace()
+		switch s.peek() {
+		case ',':
+			s.pos++
+		case ']':
+			s.pos++
+			return nil
+		default:
+			return errJSONSyntax
+		}
+	}
+}
+
+// str reads a string at s.pos and returns it raw (with its quotes), and
+// whether it holds an escape.
+func (s *scanner) str() (raw []byte, escaped bool, err error) {
+	start := s.pos
+	s.pos++ // "
+	for s.pos < len(s.data) {
+		c := s.data[s.pos]
+		switch {
+		case c == '"':
+			s.pos++
+			return s.data[start:s.pos], escaped, nil
+		case c < 0x20:
+			return nil, false, errJSONSyntax
+		case c == '\\':
+			escaped = true
+			s.pos++
+			switch s.peek() {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				s.pos++
+			case 'u':
+				s.pos++
+				for range 4 {
+					if !isHex(s.peek()) {
+						return nil, false, errJSONSyntax
+					}
+					s.pos++
+				}
+			default:
+				return nil, false, errJSONSyntax
+			}
+		default:
+			s.pos++
+		}
+	}
+	return nil, false, errJSONSyntax
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// number reads a number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func (s *scanner) number() error {
+	if s.peek() == '-' {
+		s.pos++
+	}
+	switch c := s.peek(); {
+	case c == '0':
+		s.pos++
+	case c >= '1' && c <= '9':
+		s.digits()
+	default:
+		return errJSONSyntax
+	}
+	if s.peek() == '.' {
+		s.pos++
+		if s.digits() == 0 {
+			return errJSONSyntax
+		}
+	}
+	if c := s.peek(); c == 'e' || c == 'E' {
+		s.pos++
+		if c := s.peek(); c == '+' || c == '-' {
+			s.pos++
+		}
+		if s.digits() == 0 {
+			return errJSONSyntax
+		}
+	}
+	return nil
+}
+
+func (s *scanner) digits() int {
+	n := 0
+	for s.pos < len(s.data) && s.data[s.pos] >= '0' && s.data[s.pos] <= '9' {
+		s.pos++
+		n++
+	}
+	return n
+}
+
+func (s *scanner) literal(lit string) error {
+	if !strings.HasPrefix(string(s.data[s.pos:]), lit) {
+		return errJSONSyntax
+	}
+	s.pos += len(lit)
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Signature (RFC 7515 §5.2, RFC 7518 §3.3)
+
+// verifyRS256 checks an RSASSA-PKCS1-v1_5 SHA-256 signature (RFC 7518 §3.3,
+// RFC 8017 §8.2.2) of signingInput, the ASCII "header.payload" of a compact
+// JWS, under pub. The signature must be exactly as long as the modulus. It
+// applies no key policy (size, exponent): parseJWKS does. Returns
+// errBadSignature.
+func verifyRS256(pub *rsa.PublicKey, signingInput []byte, sig []byte) error {
+	if len(sig) != pub.Size() {
+		return fmt.Errorf("%w: %d bytes for a %d-byte modulus", errBadSignature, len(sig), pub.Size())
+	}
+	sum := sha256.Sum256(signingInput)
+	if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], sig); err != nil {
+		return errBadSignature
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Verification (RFC 7519 §7.2, OpenID Connect Core §3.1.3.7, RFC 9068 §4)
+
+// verifier checks Entra RS256 JWTs: the signature against the cached key set,
+// then the issuer, the signing key's issuer, the audience, the tenant and the
+// time claims, with cfg.ClockSkew of leeway. Verified access tokens are
+// cached (tokenCache) so a repeated token skips RSA. Safe for concurrent use.
+//
+// It does not check: azp/appid (any client of our API may call it), acr/amr,
+// the at_hash/c_hash of hybrid flows, token revocation (Entra access tokens
+// are not revocable before exp), or the x5c chain of keys.
+type verifier struct {
+	cfg   config
+	p     *provider
+	ks    *keySet
+	now   func() time.Time
+	cache *tokenCache
+}
+
+// newVerifier makes a verifier. now is the clock of the time checks.
 func newVerifier(cfg config, p *provider, ks *keySet, now func() time.Time) *verifier {
-	return &verifier{}
+	return &verifier{cfg: cfg, p: p, ks: ks, now: now, cache: newTokenCache(tokenCacheSize)}
 }
 
-// verifyAccessToken verifies a bearer access token.
+// verifyAccessToken verifies a bearer access token: every check of verify,
+// an audience in cfg.Audiences, and scp, scope or roles present (a token
+// with none is unconsented or meant for someone else, Microsoft.Identity.Web
+// IDW10201). A token verified before comes from the cache, still subject to
+// its exp and nbf and to its key being in the key set. Errors wrap the
+// sentinels above, errIDPUnavailable, or ctx's error.
 func (v *verifier) verifyAccessToken(ctx context.Context, raw string) (*claims, error) {
-	return nil, errIDPUnavailable
+	if len(raw) > maxTokenBytes {
+		return nil, fmt.Errorf("%w: longer than %d bytes", errMalformedToken, maxTokenBytes)
+	}
+	sum := sha256.Sum256([]byte(raw))
+	now := v.now()
+	if c := v.cache.get(sum, now, v.cfg.ClockSkew, v.ks); c != nil {
+		return c, nil
+	}
+	t, k, err := v.verify(ctx, raw, now)
+	if err != nil {
+		return nil, err
+	}
+	c := &t.claims
+	if !containsAny(c.Audience, v.cfg.Audiences) {
+		return nil, fmt.Errorf("%w: %q", errBadAudience, c.Audience)
+	}
+	if len(c.Scopes) == 0 && len(c.Roles) == 0 {
+		return nil, errNoPermissions
+	}
+	id, isX5T := t.keyID()
+	v.cache.put(sum, c, k, id, isX5T)
+	return c, nil
 }
 
-// verifyIDToken verifies an ID token (audience = client id) and its nonce.
+// verifyIDToken verifies an OpenID Connect ID token (OpenID Connect Core
+// §3.1.3.7): every check of verify, the client id among the audiences, and
+// the nonce equal to nonce (constant-time). An empty nonce skips the nonce
+// check: only for ID tokens from a refresh (OpenID Connect Core §12.2), which
+// carry none of ours. ID tokens need no scp or roles and are not cached.
 func (v *verifier) verifyIDToken(ctx context.Context, raw, nonce string) (*claims, error) {
-	return nil, errIDPUnavailable
+	t, _, err := v.verify(ctx, raw, v.now())
+	if err != nil {
+		return nil, err
+	}
+	c := &t.claims
+	if !contains(c.Audience, v.cfg.ClientID) {
+		return nil, fmt.Errorf("%w: %q", errBadAudience, c.Audience)
+	}
+	if nonce != "" && subtle.ConstantTimeCompare([]byte(c.Nonce), []byte(nonce)) != 1 {
+		return nil, errBadNonce
+	}
+	return c, nil
 }
 
-// ready reports nil once the discovery document and at least one key are loaded.
-func (v *verifier) ready() error { return errIDPUnavailable }
+// verify does the checks both token kinds share, in go-oidc's order: parse
+// (parseToken), find the key (kid, or x5t), check the signature, then the
+// tenant, the issuer, the signing key's issuer and the time claims.
+func (v *verifier) verify(ctx context.Context, raw string, now time.Time) (*jws, *publicKey, error) {
+	t, err := parseToken(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	id, isX5T := t.keyID()
+	k, err := v.ks.key(ctx, id, isX5T)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := verifyRS256(k.pub, []byte(t.signingInput), t.signature); err != nil {
+		return nil, nil, err
+	}
+	md, err := v.p.metadata(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := v.checkIssuer(md, &t.claims, k); err != nil {
+		return nil, nil, err
+	}
+	if err := checkTime(&t.claims, now, v.cfg.ClockSkew); err != nil {
+		return nil, nil, err
+	}
+	return t, k, nil
+}
+
+// checkIssuer checks tid and iss. For a tenant GUID the token's tid, when
+// present, must be that tenant; for organizations/common tid must be a GUID
+// in cfg.AllowedTenants (unless cfg.AnyTenant). iss must then equal the
+// discovery issuer with {tenantid} replaced by tid (v2 tokens), or, unless
+// ACCEPT_V1_TOKENS=false, https://sts.windows.net/{tid}/ (v1 tokens). When
+// the signing key has an issuer member (Entra v2 keys do), it must equal iss
+// after the same replacement, or, for a v1 token, the v2 issuer of its
+// tenant (as Microsoft.IdentityModel's signing-key issuer validation does).
+func (v *verifier) checkIssuer(md providerMetadata, c *claims, k *publicKey) error {
+	tid := c.TenantID
+	if v.cfg.isMultiTenant() {
+		if !isGUID(tid) {
+			return fmt.Errorf("%w: tid %q is not a tenant GUID", errTenantForbidden, tid)
+		}
+		if !v.cfg.AnyTenant && !contains(v.cfg.AllowedTenants, strings.ToLower(tid)) {
+			return fmt.Errorf("%w: %s", errTenantForbidden, tid)
+		}
+	} else {
+		if tid != "" && !strings.EqualFold(tid, v.cfg.TenantID) {
+			return fmt.Errorf("%w: %s", errTenantForbidden, tid)
+		}
+		if tid == "" {
+			tid = v.cfg.TenantID
+		}
+	}
+	v2 := strings.ReplaceAll(md.Issuer, tenantPlaceholder, tid)
+	v1 := "https://sts.windows.net/" + tid + "/"
+	isV1 := v.cfg.AcceptV1Tokens && c.Issuer == v1
+	if c.Issuer != v2 && !isV1 {
+		return fmt.Errorf("%w: %q", errBadIssuer, c.Issuer)
+	}
+	if k.issuer != "" {
+		want := strings.ReplaceAll(k.issuer, tenantPlaceholder, tid)
+		if want != c.Issuer && !(isV1 && want == v2) {
+			return fmt.Errorf("%w: key issuer %q, token issuer %q", errKeyIssuer, k.issuer, c.Issuer)
+		}
+	}
+	return nil
+}
+
+// checkTime checks exp (required), nbf and iat (when present) against now
+// with skew of leeway both ways (RFC 7519 §4.1.4-6).
+func checkTime(c *claims, now time.Time, skew time.Duration) error {
+	switch {
+	case !c.hasExp:
+		return fmt.Errorf("%w: no exp", errMalformedToken)
+	case now.After(c.Expiry.Add(skew)):
+		return fmt.Errorf("%w: at %s", errTokenExpired, c.Expiry.UTC().Format(time.RFC3339))
+	case !c.NotBefore.IsZero() && now.Add(skew).Before(c.NotBefore):
+		return fmt.Errorf("%w: until %s", errNotYetValid, c.NotBefore.UTC().Format(time.RFC3339))
+	case !c.IssuedAt.IsZero() && now.Add(skew).Before(c.IssuedAt):
+		return fmt.Errorf("%w: at %s", errIssuedInFuture, c.IssuedAt.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// containsAny reports whether any of got is exactly one of want.
+func containsAny(got, want []string) bool {
+	for _, g := range got {
+		if contains(want, g) {
+			return true
+		}
+	}
+	return false
+}
+
+// ready reports nil once the discovery document and at least one key are
+// loaded, and an error wrapping errIDPUnavailable naming what is missing.
+// It does no I/O.
+func (v *verifier) ready() error {
+	v.p.mu.Lock()
+	md := v.p.loaded
+	v.p.mu.Unlock()
+	switch {
+	case !md:
+		return fmt.Errorf("%w: discovery document not loaded", errIDPUnavailable)
+	case !v.ks.loaded():
+		return fmt.Errorf("%w: no signing key loaded", errIDPUnavailable)
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Verified-token cache
+
+// tokenCache keeps verified access tokens by the SHA-256 of the compact
+// token, least recently used first out beyond max entries. An entry is used
+// only while its token is inside exp/nbf (with the skew) and the key that
+// verified it is still in the key set under the same id; otherwise it is
+// dropped. Safe for concurrent use.
+type tokenCache struct {
+	max int
+
+	mu      sync.Mutex // guards lru and entries
+	lru     *list.List // of *cacheEntry, most recently used at the front
+	entries map[[sha256.Size]byte]*list.Element
+}
+
+// cacheEntry is one verified token.
+type cacheEntry struct {
+	sum   [sha256.Size]byte
+	c     *claims
+	k     *publicKey
+	id    string
+	isX5T bool
+}
+
+func newTokenCache(max int) *tokenCache {
+	return &tokenCache{max: max, lru: list.New(), entries: map[[sha256.Size]byte]*list.Element{}}
+}
+
+// get returns the claims cached under sum, or nil.
+func (tc *tokenCache) get(sum [sha256.Size]byte, now time.Time, skew time.Duration, ks *keySet) *claims {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	el := tc.entries[sum]
+	if el == nil {
+		return nil
+	}
+	e := el.Value.(*cacheEntry)
+	if checkTime(e.c, now, skew) != nil || !ks.current(e.k, e.id, e.isX5T) {
+		tc.lru.Remove(el)
+		delete(tc.entries, sum)
+		return nil
+	}
+	tc.lru.MoveToFront(el)
+	return e.c
+}
+
+// put caches c, verified with key k found under id.
+func (tc *tokenCache) put(sum [sha256.Size]byte, c *claims, k *publicKey, id string, isX5T bool) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if el := tc.entries[sum]; el != nil {
+		tc.lru.MoveToFront(el)
+		return
+	}
+	tc.entries[sum] = tc.lru.PushFront(&cacheEntry{sum: sum, c: c, k: k, id: id, isX5T: isX5T})
+	for tc.lru.Len() > tc.max {
+		old := tc.lru.Back()
+		tc.lru.Remove(old)
+		delete(tc.entries, old.Value.(*cacheEntry).sum)
+	}
+}
+
+// len is the number of cached tokens.
+func (tc *tokenCache) len() int {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	return tc.lru.Len()
+}

@@ -1,0 +1,565 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"crypto/hmac"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock is a settable clock for the verifier and the key set's rate
+// limits. Safe for concurrent use.
+type fakeClock struct {
+	mu sync.Mutex // guards t
+	t  time.Time
+}
+
+func newFakeClock(t time.Time) *fakeClock { return &fakeClock{t: t} }
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// testVerifier bundles a verifier wired to a testIDP and its parts.
+type testVerifier struct {
+	*verifier
+	prov  *provider
+	keys  *keySet
+	clock *fakeClock
+}
+
+// newTestVerifier builds provider, key set and verifier for p with settings
+// p.getenv(extra), a fake clock starting now, and a discarding logger.
+func newTestVerifier(tb testing.TB, p *testIDP, extra map[string]string) *testVerifier {
+	tb.Helper()
+	cfg := p.config(tb, extra)
+	client := &http.Client{Transport: p.srv.Client().Transport, Timeout: 5 * time.Second}
+	logger := slog.New(slog.DiscardHandler)
+	clock := newFakeClock(time.Now())
+	prov := newProvider(cfg, client, logger)
+	prov.now = clock.now
+	ks := newKeySet(cfg, prov, client, logger)
+	ks.now = clock.now
+	return &testVerifier{verifier: newVerifier(cfg, prov, ks, clock.now), prov: prov, keys: ks, clock: clock}
+}
+
+// sign signs claims under header with key (a test helper around signJWS).
+func sign(tb testing.TB, key *rsa.PrivateKey, header, claims any) string {
+	tb.Helper()
+	tok, err := signJWS(key, header, claims)
+	if err != nil {
+		tb.Fatalf("signJWS: %v", err)
+	}
+	return tok
+}
+
+// rawToken assembles a token from raw header and payload JSON text, signed
+// with key (so tests can send byte-exact JSON encoding/json would not make).
+func rawToken(key *rsa.PrivateKey, header, payload string) string {
+	input := b64(header) + "." + b64(payload)
+	sum := sha256.Sum256([]byte(input))
+	sig, err := rsa.SignPKCS1v15(nil, key, crypto.SHA256, sum[:])
+	if err != nil {
+		panic(err)
+	}
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// withClaims returns p's standard access-token claims at now with override
+// applied (nil removes a claim).
+func withClaims(p *testIDP, now time.Time, override map[string]any) map[string]any {
+	c := p.claims(now)
+	for k, v := range override {
+		if v == nil {
+			delete(c, k)
+			continue
+		}
+		c[k] = v
+	}
+	return c
+}
+
+var stdHeader = map[string]string{"alg": "RS256", "kid": "k0", "typ": "JWT"}
+
+func TestVerifyAccessTokenClaims(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	key := testKeys()[0]
+	now := time.Now()
+	v1iss := "https://sts.windows.net/" + testTenant + "/"
+	tests := []struct {
+		name     string
+		override map[string]any
+		env      map[string]string
+		want     error // nil: accepted
+	}{
+		{name: "valid v2 token is accepted"},
+		{name: "exp in the past beyond skew is expired", override: map[string]any{"exp": now.Add(-6 * time.Minute).Unix()}, want: errTokenExpired},
+		{name: "exp in the past within skew is accepted", override: map[string]any{"exp": now.Add(-4 * time.Minute).Unix()}},
+		{name: "exp honours CLOCK_SKEW", override: map[string]any{"exp": now.Add(-2 * time.Minute).Unix()}, env: map[string]string{"CLOCK_SKEW": "1m"}, want: errTokenExpired},
+		{name: "exp is required", override: map[string]any{"exp": nil}, want: errMalformedToken},
+		{name: "exp as a decimal is accepted", override: map[string]any{"exp": float64(now.Add(time.Hour).Unix()) + 0.5}},
+		{name: "exp as a string is malformed", override: map[string]any{"exp": "2000000000"}, want: errMalformedToken},
+		{name: "exp negative is malformed", override: map[string]any{"exp": -1}, want: errMalformedToken},
+		{name: "exp overflowing is malformed", override: map[string]any{"exp": 1e300}, want: errMalformedToken},
+		{name: "exp beyond year 9999 is malformed", override: map[string]any{"exp": int64(253402300800)}, want: errMalformedToken},
+		{name: "nbf in the future beyond skew is refused", override: map[string]any{"nbf": now.Add(6 * time.Minute).Unix()}, want: errNotYetValid},
+		{name: "nbf in the future within skew is accepted", override: map[string]any{"nbf": now.Add(4 * time.Minute).Unix()}},
+		{name: "nbf absent is accepted", override: map[string]any{"nbf": nil}},
+		{name: "nbf null is malformed", override: map[string]any{"nbf": json.RawMessage("null")}, want: errMalformedToken},
+		{name: "iat in the future beyond skew is refused", override: map[string]any{"iat": now.Add(10 * time.Minute).Unix()}, want: errIssuedInFuture},
+		{name: "aud another app is refused", override: map[string]any{"aud": "99999999-2222-3333-4444-555555555555"}, want: errBadAudience},
+		{name: "aud array holding the client id is accepted", override: map[string]any{"aud": []string{"other", testClientID}}},
+		{name: "aud App ID URI from API_SCOPE is accepted", override: map[string]any{"aud": "api://" + testClientID}},
+		{name: "aud from AZURE_AUDIENCE is accepted", override: map[string]any{"aud": "https://heroes.example"}, env: map[string]string{"AZURE_AUDIENCE": "https://heroes.example"}},
+		{name: "aud prefix of the App ID URI is refused", override: map[string]any{"aud": "api://" + testClientID[:10]}, want: errBadAudience},
+		{name: "aud differing in case is refused", override: map[string]any{"aud": "API://" + testClientID}, want: errBadAudience},
+		{name: "aud with a trailing slash is refused", override: map[string]any{"aud": "api://" + testClientID + "/"}, want: errBadAudience},
+		{name: "aud empty array is refused", override: map[string]any{"aud": []string{}}, want: errBadAudience},
+		{name: "aud number is malformed", override: map[string]any{"aud": 5}, want: errMalformedToken},
+		{name: "iss of another tenant is refused", override: map[string]any{"iss": p.issuer("aaaaaaaa-86f1-41af-91ab-2d7cd011db47")}, want: errBadIssuer},
+		{name: "iss with a trailing slash is refused", override: map[string]any{"iss": p.issuer(testTenant) + "/"}, want: errBadIssuer},
+		{name: "iss v1 form is accepted", override: map[string]any{"iss": v1iss}},
+		{name: "iss v1 form is refused with ACCEPT_V1_TOKENS=false", override: map[string]any{"iss": v1iss}, env: map[string]string{"ACCEPT_V1_TOKENS": "false"}, want: errBadIssuer},
+		{name: "iss missing is refused", override: map[string]any{"iss": nil}, want: errBadIssuer},
+		{name: "tid of another tenant is refused", override: map[string]any{"tid": "aaaaaaaa-86f1-41af-91ab-2d7cd011db47"}, want: errTenantForbidden},
+		{name: "no scp and no roles is refused", override: map[string]any{"scp": nil}, want: errNoPermissions},
+		{name: "empty scp and no roles is refused", override: map[string]any{"scp": ""}, want: errNoPermissions},
+		{name: "roles alone (app-only token) are accepted", override: map[string]any{"scp": nil, "roles": []string{"Heroes.Read"}}},
+		{name: "RFC 9068 scope is accepted when scp is absent", override: map[string]any{"scp": nil, "scope": "Heroes.Read"}},
+		{name: "roles as a string is malformed", override: map[string]any{"roles": "Admin"}, want: errMalformedToken},
+		{name: "scp as an array is malformed", override: map[string]any{"scp": []string{"Heroes.Read"}}, want: errMalformedToken},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			v := newTestVerifier(t, p, tc.env)
+			v.clock.set(now)
+			tok := sign(t, key, stdHeader, withClaims(p, now, tc.override))
+			got, err := v.verifyAccessToken(context.Background(), tok)
+			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Fatalf("verifyAccessToken = %v; want %v", err, tc.want)
+			}
+			if err == nil && got.Subject != "test-subject" {
+				t.Errorf("verifyAccessToken subject = %q; want test-subject", got.Subject)
+			}
+		})
+	}
+}
+
+func TestVerifyAccessTokenFields(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	v := newTestVerifier(t, p, nil)
+	tok := p.token(t, map[string]any{"scp": "Heroes.Read Heroes.Create", "roles": []string{"Admin"},
+		"name": "Ada", "preferred_username": "ada@example.com", "aud": []string{testClientID}})
+	got, err := v.verifyAccessToken(context.Background(), tok)
+	if err != nil {
+		t.Fatalf("verifyAccessToken = %v", err)
+	}
+	if got.Issuer != p.issuer(testTenant) || got.TenantID != testTenant || got.ObjectID == "" ||
+		got.AuthorizedParty == "" || got.Name != "Ada" || got.PreferredUsername != "ada@example.com" || got.Version != "2.0" {
+		t.Errorf("claims = %+v", got)
+	}
+	if strings.Join(got.Scopes, ",") != "Heroes.Read,Heroes.Create" || strings.Join(got.Roles, ",") != "Admin" {
+		t.Errorf("scopes %q roles %q", got.Scopes, got.Roles)
+	}
+	if got.Expiry.IsZero() || got.NotBefore.IsZero() || got.IssuedAt.IsZero() {
+		t.Errorf("times exp %v nbf %v iat %v", got.Expiry, got.NotBefore, got.IssuedAt)
+	}
+}
+
+// hs256 signs header.payload with HMAC-SHA256 under secret (the alg
+// confusion attack: the RSA public key used as an HMAC secret).
+func hs256(header, payload string, secret []byte) string {
+	input := b64(header) + "." + b64(payload)
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(input))
+	return input + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func TestVerifyRefusesHeaderAttacks(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	key := testKeys()[0]
+	other := testKeys()[1]
+	payloadJSON, _ := json.Marshal(p.claims(time.Now()))
+	payload := string(payloadJSON)
+	good := rawToken(key, `{"alg":"RS256","kid":"k0","typ":"JWT"}`, payload)
+	h, pl, sig := splitToken(good)
+	pubDER, _ := json.Marshal(publicJWK(&other.PublicKey, "evil", ""))
+	tests := []struct {
+		name string
+		tok  string
+		want error
+	}{
+		{"alg none is refused", b64(`{"alg":"none","kid":"k0"}`) + "." + b64(payload) + ".", errUnsupportedAlg},
+		{"alg HS256 with the RSA key as secret is refused", hs256(`{"alg":"HS256","kid":"k0"}`, payload, key.PublicKey.N.Bytes()), errUnsupportedAlg},
+		{"alg PS256 is refused", rawToken(key, `{"alg":"PS256","kid":"k0"}`, payload), errUnsupportedAlg},
+		{"alg RS512 is refused", rawToken(key, `{"alg":"RS512","kid":"k0"}`, payload), errUnsupportedAlg},
+		{"alg rs256 in lower case is refused", rawToken(key, `{"alg":"rs256","kid":"k0"}`, payload), errUnsupportedAlg},
+		{"alg missing is refused", rawToken(key, `{"kid":"k0"}`, payload), errUnsupportedAlg},
+		{"alg not a string is malformed", rawToken(key, `{"alg":1,"kid":"k0"}`, payload), errMalformedToken},
+		{"duplicate alg is malformed", rawToken(key, `{"alg":"RS256","kid":"k0","alg":"none"}`, payload), errMalformedToken},
+		{"duplicate alg hidden by an escape is malformed", rawToken(key, `{"alg":"RS256","kid":"k0","\u0061lg":"RS256"}`, payload), errMalformedToken},
+		{"duplicate claim is malformed", rawToken(key, `{"alg":"RS256","kid":"k0"}`, strings.TrimSuffix(payload, "}")+`,"aud":"x"}`), errMalformedToken},
+		{"crit header is refused", rawToken(key, `{"alg":"RS256","kid":"k0","crit":["exp"],"exp":1}`, payload), errBadHeader},
+		{"typ other than JWT is refused", rawToken(key, `{"alg":"RS256","kid":"k0","typ":"JWE"}`, payload), errBadHeader},
+		{"no kid and no x5t is refused", rawToken(key, `{"alg":"RS256"}`, payload), errNoKeyID},
+		{"unknown kid is refused", rawToken(key, `{"alg":"RS256","kid":"nope"}`, payload), errUnknownKID},
+		{"embedded jwk is never used", rawToken(other, `{"alg":"RS256","kid":"evil","jwk":`+string(pubDER)+`}`, payload), errUnknownKID},
+		{"jku pointing elsewhere is never used", rawToken(other, `{"alg":"RS256","kid":"k0","jku":"https://evil.example/keys"}`, payload), errBadSignature},
+		{"x5c of another key is never used", rawToken(other, `{"alg":"RS256","kid":"k0","x5c":["MIIB"]}`, payload), errBadSignature},
+		{"signature by another key is refused", rawToken(other, `{"alg":"RS256","kid":"k0"}`, payload), errBadSignature},
+		{"payload changed after signing is refused", h + "." + b64(strings.Replace(payload, "Heroes.Read", "Admin", 1)) + "." + sig, errBadSignature},
+		{"signature one byte short is refused", h + "." + pl + "." + sig[:len(sig)-2], errBadSignature},
+		{"empty signature is refused", h + "." + pl + ".", errBadSignature},
+		{"payload not an object is malformed", rawToken(key, `{"alg":"RS256","kid":"k0"}`, `["a"]`), errMalformedToken},
+		{"payload not JSON is malformed", rawToken(key, `{"alg":"RS256","kid":"k0"}`, `hello`), errMalformedToken},
+		{"header not JSON is malformed", rawToken(key, `RS256`, payload), errMalformedToken},
+		{"two segments are malformed", h + "." + pl, errMalformedToken},
+		{"four segments are malformed", good + ".x", errMalformedToken},
+		{"padded base64 is malformed", h + "=." + pl + "." + sig, errMalformedToken},
+		{"standard base64 alphabet is malformed", h + "." + pl + ".+" + sig[1:], errMalformedToken},
+		{"a newline inside is malformed", h + "\n." + pl + "." + sig, errMalformedToken},
+		{"non-canonical trailing bits are malformed", h + "." + pl + "." + flipLastBits(sig), errMalformedToken},
+		{"longer than 16 KiB is malformed", rawToken(key, `{"alg":"RS256","kid":"k0"}`, `{"x":"`+strings.Repeat("a", maxTokenBytes)+`"}`), errMalformedToken},
+		{"empty token is malformed", "", errMalformedToken},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			v := newTestVerifier(t, p, nil)
+			_, err := v.verifyAccessToken(context.Background(), tc.tok)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("verifyAccessToken = %v; want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// splitToken returns the three segments of a compact JWS.
+func splitToken(tok string) (h, p, s string) {
+	parts := strings.Split(tok, ".")
+	return parts[0], parts[1], parts[2]
+}
+
+// flipLastBits changes the last base64url character of a 256-byte signature
+// so that only its unused low bits differ (a non-canonical encoding of the
+// same bytes).
+func flipLastBits(s string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	i := strings.IndexByte(alphabet, s[len(s)-1])
+	return s[:len(s)-1] + string(alphabet[i^1])
+}
+
+func TestVerifyTypAndKeyID(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	key := testKeys()[0]
+	payloadJSON, _ := json.Marshal(p.claims(time.Now()))
+	tests := []struct {
+		name, header string
+		want         error
+	}{
+		{"typ JWT is accepted", `{"alg":"RS256","kid":"k0","typ":"JWT"}`, nil},
+		{"typ at+jwt is accepted", `{"alg":"RS256","kid":"k0","typ":"at+jwt"}`, nil},
+		{"typ application/at+JWT is accepted", `{"alg":"RS256","kid":"k0","typ":"application/at+JWT"}`, nil},
+		{"typ absent is accepted", `{"alg":"RS256","kid":"k0"}`, nil},
+		{"x5t alone finds the key by kid", `{"alg":"RS256","x5t":"k0"}`, nil},
+		{"kid wins over x5t", `{"alg":"RS256","kid":"zz","x5t":"k0"}`, errUnknownKID},
+		{"kid longer than 256 bytes is refused", `{"alg":"RS256","kid":"` + strings.Repeat("k", 300) + `"}`, errBadHeader},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			v := newTestVerifier(t, p, nil)
+			_, err := v.verifyAccessToken(context.Background(), rawToken(key, tc.header, string(payloadJSON)))
+			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Fatalf("verifyAccessToken = %v; want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestVerifyIDToken(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	key := testKeys()[0]
+	now := time.Now()
+	id := func(override map[string]any) string {
+		base := map[string]any{"scp": nil, "azp": nil, "nonce": "n-123", "aud": testClientID}
+		for k, v := range override {
+			base[k] = v
+		}
+		return sign(t, key, stdHeader, withClaims(p, now, base))
+	}
+	tests := []struct {
+		name  string
+		tok   string
+		nonce string
+		want  error
+	}{
+		{"ID token without scp is accepted", id(nil), "n-123", nil},
+		{"nonce mismatch is refused", id(nil), "n-124", errBadNonce},
+		{"nonce missing in the token is refused", id(map[string]any{"nonce": nil}), "n-123", errBadNonce},
+		{"empty expected nonce skips the check (refresh)", id(map[string]any{"nonce": nil}), "", nil},
+		{"aud App ID URI is not the client id", id(map[string]any{"aud": "api://" + testClientID}), "n-123", errBadAudience},
+		{"aud of another client is refused", id(map[string]any{"aud": "99999999-2222-3333-4444-555555555555"}), "n-123", errBadAudience},
+		{"tid of another tenant is refused", id(map[string]any{"tid": "aaaaaaaa-86f1-41af-91ab-2d7cd011db47"}), "n-123", errTenantForbidden},
+		{"expired ID token is refused", id(map[string]any{"exp": now.Add(-time.Hour).Unix()}), "n-123", errTokenExpired},
+		{"wrong issuer is refused", id(map[string]any{"iss": "https://evil.example/v2.0"}), "n-123", errBadIssuer},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			v := newTestVerifier(t, p, nil)
+			v.clock.set(now)
+			_, err := v.verifyIDToken(context.Background(), tc.tok, tc.nonce)
+			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Fatalf("verifyIDToken = %v; want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestVerifyMultiTenant(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	key := testKeys()[0]
+	const allowed = "bbbbbbbb-86f1-41af-91ab-2d7cd011db47"
+	const stranger = "cccccccc-86f1-41af-91ab-2d7cd011db47"
+	tok := func(tid, iss string) string {
+		return sign(t, key, stdHeader, withClaims(p, time.Now(), map[string]any{"tid": tid, "iss": iss}))
+	}
+	issuerOf := func(tid string) string { return p.srv.URL + "/" + tid + "/v2.0" }
+	tests := []struct {
+		name, tenant, allowedTenants string
+		tok                          string
+		want                         error
+	}{
+		{"allowed tenant is accepted", "organizations", allowed, tok(allowed, issuerOf(allowed)), nil},
+		{"allowed tenant is accepted with common", "common", allowed + "," + testTenant, tok(allowed, issuerOf(allowed)), nil},
+		{"tenant not in ALLOWED_TENANTS is refused", "organizations", allowed, tok(stranger, issuerOf(stranger)), errTenantForbidden},
+		{"any tenant with ALLOWED_TENANTS=*", "organizations", "*", tok(stranger, issuerOf(stranger)), nil},
+		{"tid not a GUID is refused", "organizations", "*", tok("{tenantid}", issuerOf("{tenantid}")), errTenantForbidden},
+		{"issuer of another tenant than tid is refused", "organizations", "*", tok(allowed, issuerOf(stranger)), errBadIssuer},
+		{"v1 issuer of tid is accepted", "organizations", allowed, tok(allowed, "https://sts.windows.net/"+allowed+"/"), nil},
+		{"issuer still holding the placeholder is refused", "organizations", "*", tok(allowed, issuerOf("{tenantid}")), errBadIssuer},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			v := newTestVerifier(t, p, map[string]string{"AZURE_TENANT_ID": tc.tenant, "ALLOWED_TENANTS": tc.allowedTenants})
+			_, err := v.verifyAccessToken(context.Background(), tc.tok)
+			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Fatalf("verifyAccessToken = %v; want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestVerifyKeyIssuer(t *testing.T) {
+	t.Parallel()
+	key := testKeys()[0]
+	now := time.Now()
+	const tid = testTenant
+	v2 := "https://login.microsoftonline.com/" + tid + "/v2.0"
+	v1 := "https://sts.windows.net/" + tid + "/"
+	tests := []struct {
+		name, keyIssuer, iss string
+		want                 error
+	}{
+		{"key issuer template matches the token issuer", "https://login.microsoftonline.com/{tenantid}/v2.0", v2, nil},
+		{"key issuer template matches a v1 token of the tenant", "https://login.microsoftonline.com/{tenantid}/v2.0", v1, nil},
+		{"key without issuer is accepted", "", v2, nil},
+		{"key issuer of another tenant is refused", "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0", v2, errKeyIssuer},
+		{"key issuer of another cloud is refused", "https://login.example.us/{tenantid}/v2.0", v2, errKeyIssuer},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			v := staticVerifier(t, tid, "https://login.microsoftonline.com/"+tid+"/v2.0", []string{testClientID}, &publicKey{kid: "k0", issuer: tc.keyIssuer, pub: &key.PublicKey}, now)
+			tok := sign(t, key, stdHeader, map[string]any{"iss": tc.iss, "tid": tid, "aud": testClientID, "scp": "Heroes.Read", "exp": now.Add(time.Hour).Unix()})
+			_, err := v.verifyAccessToken(context.Background(), tok)
+			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Fatalf("verifyAccessToken = %v; want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// staticVerifier builds a verifier with a preloaded discovery issuer and key
+// set and no identity provider behind them (no network I/O happens).
+func staticVerifier(tb testing.TB, tenant, issuer string, audiences []string, k *publicKey, now time.Time) *verifier {
+	tb.Helper()
+	ix := &keyIndex{byKID: map[string]*publicKey{}, byX5T: map[string]*publicKey{}}
+	if k.kid != "" {
+		ix.byKID[k.kid] = k
+	}
+	if k.x5t != "" {
+		ix.byX5T[k.x5t] = k
+	}
+	return staticVerifierIndex(tb, tenant, issuer, audiences, ix, now)
+}
+
+// staticVerifierIndex is staticVerifier with a whole key index.
+func staticVerifierIndex(tb testing.TB, tenant, issuer string, audiences []string, ix *keyIndex, now time.Time) *verifier {
+	tb.Helper()
+	cfg := config{TenantID: tenant, ClientID: audiences[0], Audiences: audiences, ClockSkew: 5 * time.Minute,
+		AcceptV1Tokens: true, AuthorityHost: "http://127.0.0.1:1"}
+	logger := slog.New(slog.DiscardHandler)
+	client := &http.Client{Timeout: time.Second}
+	prov := newProvider(cfg, client, logger)
+	prov.md, prov.loaded = providerMetadata{Issuer: issuer}, true
+	ks := newKeySet(cfg, prov, client, logger)
+	ks.keys.Store(ix)
+	ks.lastFetch = now.Add(time.Hour) // never refetch: no I/O in these tests
+	ks.now = func() time.Time { return now }
+	return newVerifier(cfg, prov, ks, func() time.Time { return now })
+}
+
+func TestParseJWKS(t *testing.T) {
+	t.Parallel()
+	pub := &testKeys()[0].PublicKey
+	good := publicJWK(pub, "k0", "")
+	with := func(changes map[string]any) map[string]any {
+		m := map[string]any{}
+		for k, v := range good {
+			m[k] = v
+		}
+		for k, v := range changes {
+			if v == nil {
+				delete(m, k)
+				continue
+			}
+			m[k] = v
+		}
+		return m
+	}
+	small, _ := rsa.GenerateKey(testRand{}, 1024)
+	stdN := base64.StdEncoding.EncodeToString(pub.N.Bytes())
+	tests := []struct {
+		name    string
+		key     map[string]any
+		usable  bool
+		wantErr string // substring of the skip reason
+	}{
+		{"Entra-shaped key without alg is usable", with(nil), true, ""},
+		{"alg RS256 is usable", with(map[string]any{"alg": "RS256"}), true, ""},
+		{"use absent is usable", with(map[string]any{"use": nil}), true, ""},
+		{"key_ops with verify is usable", with(map[string]any{"key_ops": []string{"verify"}}), true, ""},
+		{"x5t alone is usable", with(map[string]any{"kid": nil, "x5t": "t0"}), true, ""},
+		{"kty EC is skipped", with(map[string]any{"kty": "EC"}), false, "kty"},
+		{"use enc is skipped", with(map[string]any{"use": "enc"}), false, "use"},
+		{"alg RS512 is skipped", with(map[string]any{"alg": "RS512"}), false, "alg"},
+		{"alg SHA256 of the 2014 fixture is skipped", with(map[string]any{"alg": "SHA256"}), false, "alg"},
+		{"key_ops without verify is skipped", with(map[string]any{"key_ops": []string{"encrypt"}}), false, "key_ops"},
+		{"1024-bit modulus is skipped", with(map[string]any{"n": base64.RawURLEncoding.EncodeToString(small.N.Bytes())}), false, "1024 bits"},
+		{"standard base64 n is skipped", with(map[string]any{"n": stdN}), false, "base64url"},
+		{"padded n is skipped", with(map[string]any{"n": good["n"] + "="}), false, "base64url"},
+		{"e=3 is skipped", with(map[string]any{"e": "Aw"}), false, "exponent"},
+		{"even e is skipped", with(map[string]any{"e": "AQAC"}), false, "exponent"},
+		{"e longer than 4 bytes is skipped", with(map[string]any{"e": "AQAAAAAB"}), false, "e is not"},
+		{"no kid and no x5t is skipped", with(map[string]any{"kid": nil}), false, "no kid"},
+		{"kid not a string is skipped", with(map[string]any{"kid": 7}), false, "kid"},
+		{"n missing is skipped", with(map[string]any{"n": nil}), false, "n is not"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			doc, _ := json.Marshal(map[string]any{"keys": []any{tc.key}})
+			ix, skipped, err := parseJWKS(doc)
+			if tc.usable {
+				if err != nil || ix.lookup("k0", false) == nil && ix.lookup("t0", true) == nil {
+					t.Fatalf("parseJWKS = %v, %v; want the key usable", err, skipped)
+				}
+				return
+			}
+			if err == nil || len(skipped) != 1 || !strings.Contains(skipped[0].Error(), tc.wantErr) {
+				t.Fatalf("parseJWKS = %v, %v; want the key skipped for %q", err, skipped, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestParseJWKSDocument(t *testing.T) {
+	t.Parallel()
+	k0 := publicJWK(&testKeys()[0].PublicKey, "k0", "")
+	k1 := publicJWK(&testKeys()[1].PublicKey, "k1", "")
+	k1dup := publicJWK(&testKeys()[2].PublicKey, "k1", "")
+	tests := []struct {
+		name     string
+		doc      any
+		wantErr  bool
+		wantKIDs []string
+	}{
+		{"two keys are both usable", map[string]any{"keys": []any{k0, k1}}, false, []string{"k0", "k1"}},
+		{"a kid two keys share is dropped", map[string]any{"keys": []any{k0, k1, k1dup}}, false, []string{"k0"}},
+		{"no keys array is an error", map[string]any{"key": []any{k0}}, true, nil},
+		{"empty keys is an error", map[string]any{"keys": []any{}}, true, nil},
+		{"not an object is an error", []any{k0}, true, nil},
+		{"keys not an array is an error", map[string]any{"keys": "x"}, true, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			doc, _ := json.Marshal(tc.doc)
+			ix, _, err := parseJWKS(doc)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("parseJWKS = %v; want error %v", err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if len(ix.byKID) != len(tc.wantKIDs) {
+				t.Fatalf("parseJWKS kids = %d; want %q", len(ix.byKID), tc.wantKIDs)
+			}
+			for _, kid := range tc.wantKIDs {
+				if ix.lookup(kid, false) == nil {
+					t.Errorf("parseJWKS lost kid %q", kid)
+				}
+			}
+		})
+	}
+	if _, _, err := parseJWKS([]byte(`{"keys":[],"keys":[]}`)); err == nil {
+		t.Errorf("parseJWKS(duplicate keys member) = nil; want error")
+	}
+}
+
+// testRand is a deterministic, insecure byte source so a small test key can
+// be made quickly; never use it outside tests.
+type testRand struct{}
+
+func (testRand) Read(b []byte) (int, error) {
+	for i := range b {
+		b[i] = byte(i*7 + 3)
+	}
+	return len(b), nil
+}
