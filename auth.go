@@ -1,28 +1,1017 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
+	"io"
 	"log/slog"
+	"mime"
+	"net"
 	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
+	"time"
+	"unicode/utf8"
 )
 
-// authFlow is the client half: login, callback, refresh and logout.
-type authFlow struct{}
-
-func newAuthFlow(cfg config, p *provider, v *verifier, client *http.Client, logger *slog.Logger) (*authFlow, error) {
-	return &authFlow{}, nil
+// metadataSource gives the identity provider's discovery document (OpenID
+// Connect Discovery 1.0 §3). *provider implements it; tests use fakes.
+type metadataSource interface {
+	metadata(ctx context.Context) (providerMetadata, error)
 }
 
-func (af *authFlow) handleLogin() http.Handler    { return http.NotFoundHandler() }
-func (af *authFlow) handleCallback() http.Handler { return http.NotFoundHandler() }
-func (af *authFlow) handleRefresh() http.Handler  { return http.NotFoundHandler() }
-func (af *authFlow) handleLogout() http.Handler   { return http.NotFoundHandler() }
+// tokenVerifier verifies the tokens the token endpoint returns. *verifier
+// implements it; tests use fakes. Both methods return errIDPUnavailable
+// (wrapped) when keys or metadata cannot be loaded, and another error naming
+// the failed check otherwise.
+type tokenVerifier interface {
+	verifyIDToken(ctx context.Context, raw, nonce string) (*claims, error)
+	verifyAccessToken(ctx context.Context, raw string) (*claims, error)
+}
 
-// handleIndex serves GET /: a plain HTML page with a sign-in link.
-func handleIndex(cfg config) http.Handler { return http.NotFoundHandler() }
+// Limits of the client half, in bytes unless stated.
+const (
+	maxTokenAnswer  = 1 << 20  // a token endpoint answer (RFC 6749 §5.1, §5.2)
+	maxRefreshBody  = 64 << 10 // the body of POST /auth/refresh
+	maxCodeLen      = 8 << 10  // the code query parameter (Entra's are 1–2 KiB)
+	maxHintLen      = 256      // login_hint and domain_hint
+	maxReturnToLen  = 512      // return_to
+	maxShownIdPText = 300      // IdP error text echoed to the user or logged
+	maxAcceptLen    = 1024     // the part of Accept that prefersHTML reads
+)
+
+// authFlow is the client half of the service: a confidential OAuth 2.0
+// client (RFC 6749 §2.1) using the authorization code grant with PKCE
+// (RFC 7636) and OpenID Connect (Core §3.1), following RFC 9700. It keeps no
+// server-side session: each login's state, nonce and code_verifier travel in
+// a sealed cookie. It is immutable after newAuthFlow and safe for concurrent
+// use.
+type authFlow struct {
+	cfg    config
+	p      metadataSource
+	v      tokenVerifier
+	client *http.Client
+	logger *slog.Logger
+	seal   *sealer
+	// cert is the client certificate when cfg.ClientAuth is "certificate",
+	// else nil.
+	cert *clientCertificate
+	// now is the clock for login ages and assertion times (time.Now).
+	now func() time.Time
+}
+
+// newAuthFlow builds the client half from cfg. p gives the endpoints (never
+// hard-coded), v verifies returned tokens, client (which must carry a
+// Timeout) calls the token endpoint. It loads the client certificate when
+// cfg.ClientAuth is "certificate" and fails with an "auth:" error naming the
+// problem if the certificate or the session key is unusable. It does no
+// network I/O.
+func newAuthFlow(cfg config, p metadataSource, v tokenVerifier, client *http.Client, logger *slog.Logger) (*authFlow, error) {
+	if p == nil || v == nil || client == nil || logger == nil {
+		return nil, errors.New("auth: newAuthFlow needs a provider, a verifier, a client and a logger")
+	}
+	seal, err := newSealer(cfg.SessionKey)
+	if err != nil {
+		return nil, err
+	}
+	af := &authFlow{cfg: cfg, p: p, v: v, client: client, logger: logger, seal: seal, now: time.Now}
+	switch cfg.ClientAuth {
+	case clientAuthCertificate:
+		if cfg.ClientCertPath == "" {
+			return nil, errors.New("auth: AZURE_CLIENT_AUTH=certificate needs AZURE_CLIENT_CERTIFICATE_PATH")
+		}
+		af.cert, err = loadClientCertificate(cfg.ClientCertPath, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		logger.Info("auth: client certificate loaded", "x5t#S256", af.cert.thumbprint, "not_after", af.cert.notAfter.UTC().Format(time.RFC3339))
+		if time.Until(af.cert.notAfter) < 30*24*time.Hour {
+			logger.Warn("auth: client certificate expires within 30 days; upload a new one to the app registration", "not_after", af.cert.notAfter.UTC().Format(time.RFC3339))
+		}
+	case clientAuthPost, clientAuthBasic:
+		if cfg.ClientSecret == "" {
+			return nil, errors.New("auth: AZURE_CLIENT_SECRET is empty")
+		}
+	default:
+		return nil, fmt.Errorf("auth: unknown client authentication %q", cfg.ClientAuth)
+	}
+	return af, nil
+}
+
+// scope is the scope requested at login and on token requests: OpenID
+// Connect's openid and profile, offline_access for a refresh token, and the
+// API's scopes (config.APIScopes).
+func (af *authFlow) scope() string {
+	return strings.Join(append([]string{"openid", "profile", "offline_access"}, af.cfg.APIScopes...), " ")
+}
+
+// handleLogin serves GET /auth/login[?return_to=/path][&prompt=…]
+// [&login_hint=…][&domain_hint=…]: it makes a fresh state, nonce and PKCE
+// code_verifier (crypto/rand), seals them with return_to into a login cookie
+// of their own, and redirects (302) to the authorization endpoint from the
+// discovery document (RFC 6749 §4.1.1, RFC 7636 §4.3, OpenID Connect Core
+// §3.1.2.1). Unusable return_to values become "/". 503 when the provider's
+// metadata cannot be loaded.
+func (af *authFlow) handleLogin() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		md, err := af.p.metadata(r.Context())
+		if err != nil {
+			af.providerDown(w, r, err)
+			return
+		}
+		q := r.URL.Query()
+		ls := loginState{
+			State:        rand.Text(),
+			Nonce:        rand.Text(),
+			CodeVerifier: rand.Text() + rand.Text(), // 52 characters of [A-Z2-7], 256 bits (RFC 7636 §4.1)
+			ReturnTo:     safeReturnTo(q.Get("return_to")),
+			Created:      af.now().Unix(),
+		}
+		target, err := af.authorizeURL(md, ls, q)
+		if err != nil {
+			af.logger.Error("auth: unusable authorization_endpoint in the discovery document", "err", err)
+			af.fail(w, r, http.StatusBadGateway, "the identity provider's authorization endpoint is unusable", "", "")
+			return
+		}
+		name := loginCookieName(ls.State)
+		value, err := af.seal.seal(name, ls)
+		if err != nil {
+			af.logger.Error("auth: sealing the login cookie", "err", err)
+			af.fail(w, r, http.StatusInternalServerError, "internal error", "", "")
+			return
+		}
+		for _, old := range af.seal.staleLogins(r, af.now()) {
+			http.SetCookie(w, expiredCookie(old, af.cfg.secureCookies()))
+		}
+		http.SetCookie(w, loginCookie(name, value, af.cfg.secureCookies()))
+		af.logger.Info("auth: login started", "login", loginCookieID(ls.State))
+		http.Redirect(w, r, target, http.StatusFound)
+	})
+}
+
+// promptValues are the prompt values passed through to the authorization
+// endpoint (OpenID Connect Core §3.1.2.1; Entra adds "create").
+var promptValues = map[string]bool{"login": true, "none": true, "consent": true, "select_account": true, "create": true}
+
+// authorizeURL builds the authorization request of ls at the discovery
+// document's authorization_endpoint, keeping any query it already has, and
+// passing through prompt, login_hint and domain_hint from in when they are
+// well-formed (others are dropped).
+func (af *authFlow) authorizeURL(md providerMetadata, ls loginState, in url.Values) (string, error) {
+	u, err := parseEndpoint(md.AuthorizationEndpoint)
+	if err != nil {
+		return "", err
+	}
+	challenge := sha256.Sum256([]byte(ls.CodeVerifier))
+	q := u.Query()
+	q.Set("client_id", af.cfg.ClientID)
+	q.Set("response_type", "code")
+	q.Set("redirect_uri", af.cfg.RedirectURI)
+	q.Set("response_mode", "query")
+	q.Set("scope", af.scope())
+	q.Set("state", ls.State)
+	q.Set("nonce", ls.Nonce)
+	q.Set("code_challenge", base64.RawURLEncoding.EncodeToString(challenge[:]))
+	q.Set("code_challenge_method", "S256")
+	if p := in.Get("prompt"); promptValues[p] {
+		q.Set("prompt", p)
+	}
+	for _, k := range []string{"login_hint", "domain_hint"} {
+		if v := in.Get(k); v != "" && len(v) <= maxHintLen && printable(v) {
+			q.Set(k, v)
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// parseEndpoint parses an endpoint URL of the discovery document, which must
+// be absolute http(s).
+func parseEndpoint(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("auth: endpoint: %w", err)
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("auth: endpoint %q is not an absolute http(s) URL", truncate(s, 100))
+	}
+	return u, nil
+}
+
+// printable reports whether s is valid UTF-8 without control characters.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// safeReturnTo returns s when it is a local path that is safe to redirect to
+// after login or logout, and "/" otherwise (no open redirect, RFC 9700
+// §4.11): it must start with one "/", hold no backslash or control
+// character, have no scheme, host or user, not decode to a path starting
+// with "//", and be at most maxReturnToLen bytes.
+func safeReturnTo(s string) string {
+	if s == "" || len(s) > maxReturnToLen || s[0] != '/' || strings.HasPrefix(s, "//") ||
+		strings.Contains(s, `\`) || !printable(s) {
+		return "/"
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" ||
+		strings.HasPrefix(u.Path, "//") || strings.Contains(u.Path, `\`) || !printable(u.Path) {
+		return "/"
+	}
+	return s
+}
+
+// restartLogin is the hint every "start again" answer of the callback ends with.
+const restartLogin = "start again at /auth/login"
+
+// handleCallback serves GET /auth/callback, where the identity provider sends
+// the browser back (RFC 6749 §4.1.2). It deletes the login cookie of state
+// first (so a replayed callback finds none), answers an IdP error
+// (§4.1.2.1) with a 4xx naming it, checks state against the sealed cookie,
+// redeems the code with the PKCE code_verifier (§4.1.3, RFC 7636 §4.5),
+// verifies the ID token (nonce included) and the access token, and answers
+// the tokens as JSON, or as an HTML page when Accept prefers text/html.
+// Answers carry Cache-Control: no-store and Referrer-Policy: no-referrer
+// (the URL holds the code).
+//
+// When the login carried a return_to other than "/", the service does not
+// redirect: it keeps no session, and the tokens must not travel in a URL or a
+// cookie, so the answer names return_to (JSON "return_to", and a "Continue"
+// link on the HTML page) and the client goes there with its token.
+func (af *authFlow) handleCallback() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		q := r.URL.Query()
+		state, code := q.Get("state"), q.Get("code")
+		if state != "" && len(state) <= maxStateLen {
+			http.SetCookie(w, expiredCookie(loginCookieName(state), af.cfg.secureCookies()))
+		}
+		if e := q.Get("error"); e != "" {
+			af.idpError(w, r, e, q.Get("error_description"), state)
+			return
+		}
+		if state == "" || code == "" || len(state) > maxStateLen || len(code) > maxCodeLen {
+			af.fail(w, r, http.StatusBadRequest, "the callback needs a code and a state; "+restartLogin, "invalid_request", "")
+			return
+		}
+		ls, err := af.seal.openLogin(r, state, af.now())
+		if err != nil {
+			af.logger.Warn("auth: callback rejected", "login", loginCookieID(state), "err", err)
+			af.fail(w, r, http.StatusBadRequest, "this sign-in is unknown, expired or already finished; "+restartLogin, "invalid_request", "")
+			return
+		}
+		af.finishLogin(w, r, ls, code)
+	})
+}
+
+// finishLogin redeems code for the login ls, verifies the tokens and answers
+// them.
+func (af *authFlow) finishLogin(w http.ResponseWriter, r *http.Request, ls loginState, code string) {
+	ctx := r.Context()
+	md, err := af.p.metadata(ctx)
+	if err != nil {
+		af.providerDown(w, r, err)
+		return
+	}
+	id := loginCookieID(ls.State)
+	tr, err := af.redeem(ctx, md, url.Values{
+		"grant_type":    {"authorization_code"},
+		"code":          {code},
+		"redirect_uri":  {af.cfg.RedirectURI},
+		"code_verifier": {ls.CodeVerifier},
+		"scope":         {af.scope()},
+	})
+	if err != nil {
+		af.tokenFailure(w, r, err, id, restartLogin)
+		return
+	}
+	if tr.IDToken == "" {
+		af.logger.Warn("auth: token endpoint answered without an id_token", "login", id)
+		af.fail(w, r, http.StatusBadGateway, "the identity provider returned no ID token", "", "")
+		return
+	}
+	idc, err := af.v.verifyIDToken(ctx, tr.IDToken, ls.Nonce)
+	if err != nil {
+		af.verifyFailure(w, r, "id_token", id, err)
+		return
+	}
+	atc, err := af.v.verifyAccessToken(ctx, tr.AccessToken)
+	if err != nil {
+		af.verifyFailure(w, r, "access_token", id, err)
+		return
+	}
+	af.logger.Info("auth: signed in", "login", id, "oid", idc.ObjectID, "tid", idc.TenantID)
+	ans := newTokenAnswer(tr, idc, atc, af.now())
+	ans.ReturnTo = ls.ReturnTo
+	if ans.ReturnTo == "/" {
+		ans.ReturnTo = ""
+	}
+	if prefersHTML(r.Header.Get("Accept")) {
+		af.renderSignedIn(w, r, ans, idc)
+		return
+	}
+	writeJSON(w, http.StatusOK, ans)
+}
+
+// tokenAnswer is the JSON answer of /auth/callback and /auth/refresh: the
+// RFC 6749 §5.1 fields the client needs, the verified ID token claims, and
+// notes on what the provider did not send.
+type tokenAnswer struct {
+	TokenType     string         `json:"token_type"`
+	AccessToken   string         `json:"access_token"`
+	ExpiresIn     int64          `json:"expires_in"` // seconds from now
+	Scope         string         `json:"scope"`
+	RefreshToken  string         `json:"refresh_token,omitempty"`
+	IDTokenClaims map[string]any `json:"id_token_claims,omitempty"`
+	ReturnTo      string         `json:"return_to,omitempty"`
+	Notes         []string       `json:"notes,omitempty"`
+}
+
+// newTokenAnswer builds the answer from a token response and the verified
+// claims of its ID token (idc, nil when none) and access token (atc). When
+// expires_in or scope is missing it is taken from the access token.
+func newTokenAnswer(tr *tokenResponse, idc, atc *claims, now time.Time) tokenAnswer {
+	ans := tokenAnswer{
+		TokenType:    "Bearer",
+		AccessToken:  tr.AccessToken,
+		ExpiresIn:    int64(tr.ExpiresIn),
+		Scope:        tr.Scope,
+		RefreshToken: tr.RefreshToken,
+	}
+	if ans.ExpiresIn == 0 && atc != nil && !atc.Expiry.IsZero() {
+		ans.ExpiresIn = max(0, int64(atc.Expiry.Sub(now)/time.Second))
+	}
+	if ans.Scope == "" && atc != nil {
+		ans.Scope = strings.Join(atc.Scopes, " ")
+	}
+	if idc != nil {
+		ans.IDTokenClaims = claimsView(idc)
+	}
+	return ans
+}
+
+// claimsView shows verified claims under their JWT names (RFC 7519 §4.1,
+// Microsoft's tid, oid, name, preferred_username, ver), times in seconds
+// since the epoch, leaving out the empty ones.
+func claimsView(c *claims) map[string]any {
+	m := map[string]any{}
+	put := func(k string, v string) {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	put("iss", c.Issuer)
+	put("sub", c.Subject)
+	put("tid", c.TenantID)
+	put("oid", c.ObjectID)
+	put("name", c.Name)
+	put("preferred_username", c.PreferredUsername)
+	put("ver", c.Version)
+	if len(c.Audience) > 0 {
+		m["aud"] = c.Audience
+	}
+	for k, t := range map[string]time.Time{"exp": c.Expiry, "nbf": c.NotBefore, "iat": c.IssuedAt} {
+		if !t.IsZero() {
+			m[k] = t.Unix()
+		}
+	}
+	return m
+}
+
+// idpError answers an error the identity provider sent back to the callback
+// (RFC 6749 §4.1.2.1, OpenID Connect Core §3.1.2.6): 403 for access_denied,
+// 400 otherwise, naming the error and its description (bounded; escaped by
+// writeJSON or html/template).
+func (af *authFlow) idpError(w http.ResponseWriter, r *http.Request, code, desc, state string) {
+	code, desc = truncate(code, 64), truncate(desc, maxShownIdPText)
+	status := http.StatusBadRequest
+	if code == "access_denied" {
+		status = http.StatusForbidden
+	}
+	aadsts := aadstsPattern.FindString(desc)
+	af.logger.Warn("auth: identity provider answered the login with an error",
+		"login", loginCookieID(state), "error", code, "aadsts", aadsts)
+	detail := "sign-in failed: the identity provider answered " + code
+	if desc != "" {
+		detail += " (" + desc + ")"
+	}
+	af.fail(w, r, status, detail+"; "+restartLogin, code, aadsts)
+}
+
+// aadstsPattern finds an Entra error code such as AADSTS70008 in a text.
+var aadstsPattern = regexp.MustCompile(`AADSTS[0-9]{1,9}`)
+
+// truncate cuts s to at most n bytes without splitting a UTF-8 sequence,
+// and replaces invalid UTF-8.
+func truncate(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// fail answers an error: JSON apiError, or a small HTML page when the request
+// prefers text/html. oauthErr and code fill apiError.Error and apiError.Code
+// when non-empty.
+func (af *authFlow) fail(w http.ResponseWriter, r *http.Request, status int, detail, oauthErr, code string) {
+	if prefersHTML(r.Header.Get("Accept")) {
+		af.render(w, status, "error", map[string]any{"Status": status, "StatusText": http.StatusText(status), "Detail": detail, "Error": oauthErr, "Code": code})
+		return
+	}
+	writeJSON(w, status, apiError{Detail: detail, Error: oauthErr, Code: code})
+}
+
+// providerDown answers 503 when the discovery document or keys cannot be
+// loaded (errIDPUnavailable or any other metadata error).
+func (af *authFlow) providerDown(w http.ResponseWriter, r *http.Request, err error) {
+	af.logger.Warn("auth: identity provider metadata unavailable", "err", err)
+	w.Header().Set("Retry-After", "5")
+	af.fail(w, r, http.StatusServiceUnavailable, "the identity provider is unavailable; try again shortly", "temporarily_unavailable", "")
+}
+
+// verifyFailure answers a token that failed verification: 503 when the keys
+// could not be loaded (errIDPUnavailable), else 502. The log line names the
+// token (which, "id_token" or "access_token") and the failed check; never
+// the token.
+func (af *authFlow) verifyFailure(w http.ResponseWriter, r *http.Request, which, id string, err error) {
+	if errors.Is(err, errIDPUnavailable) {
+		af.providerDown(w, r, err)
+		return
+	}
+	af.logger.Warn("auth: token from the identity provider failed verification", "login", id, "token", which, "err", err)
+	af.fail(w, r, http.StatusBadGateway, "the identity provider returned a token that failed verification", "", "")
+}
+
+// Errors of redeem besides *tokenError.
+var (
+	errTokenTimeout     = errors.New("auth: token endpoint timed out")
+	errTokenUnreachable = errors.New("auth: token endpoint unreachable")
+	errTokenAnswer      = errors.New("auth: token endpoint answer unusable")
+)
+
+// tokenResponse is a successful token endpoint answer (RFC 6749 §5.1, OpenID
+// Connect Core §3.1.3.3). Unknown members (ext_expires_in, …) are ignored.
+type tokenResponse struct {
+	TokenType    string    `json:"token_type"`
+	AccessToken  string    `json:"access_token"`
+	ExpiresIn    expiresIn `json:"expires_in"`
+	Scope        string    `json:"scope"`
+	RefreshToken string    `json:"refresh_token"`
+	IDToken      string    `json:"id_token"`
+}
+
+// expiresIn is the expires_in member, in seconds (RFC 6749 §5.1). Entra's v2
+// endpoint sends a JSON number and its v1 endpoint a numeric string; both are
+// accepted. Negative, fractional or non-numeric values are errors.
+type expiresIn int64
+
+// UnmarshalJSON accepts 3599 or "3599" (and null, as 0).
+func (e *expiresIn) UnmarshalJSON(data []byte) error {
+	s := string(data)
+	if s == "null" {
+		return nil
+	}
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		s = s[1 : len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("auth: expires_in %q is not a non-negative integer", truncate(s, 20))
+	}
+	*e = expiresIn(n)
+	return nil
+}
+
+// tokenError is an error answer of the token endpoint: RFC 6749 §5.2's error
+// and error_description, plus Entra's error_codes (AADSTS numbers),
+// trace_id and correlation_id. Status is the HTTP status. Text fields are
+// bounded by parseTokenAnswer.
+type tokenError struct {
+	Status        int    `json:"-"`
+	Code          string `json:"error"`
+	Description   string `json:"error_description"`
+	ErrorCodes    []int  `json:"error_codes"`
+	TraceID       string `json:"trace_id"`
+	CorrelationID string `json:"correlation_id"`
+}
+
+// Error returns "auth: token endpoint: <error> <AADSTS code>".
+func (e *tokenError) Error() string {
+	return strings.TrimSpace("auth: token endpoint: " + e.Code + " " + e.aadsts())
+}
+
+// aadsts returns the first Entra error code as "AADSTS<n>", from error_codes
+// or else from the description, or "".
+func (e *tokenError) aadsts() string {
+	if len(e.ErrorCodes) > 0 {
+		return "AADSTS" + strconv.Itoa(e.ErrorCodes[0])
+	}
+	return aadstsPattern.FindString(e.Description)
+}
+
+// configFault returns the operator's fix when the answer carries an Entra
+// error code listed in configFaults.
+func (e *tokenError) configFault() (string, bool) {
+	codes := e.ErrorCodes
+	if len(codes) == 0 {
+		if n, err := strconv.Atoi(strings.TrimPrefix(e.aadsts(), "AADSTS")); err == nil {
+			codes = []int{n}
+		}
+	}
+	for _, c := range codes {
+		if fix, ok := configFaults[c]; ok {
+			return fix, true
+		}
+	}
+	return "", false
+}
+
+// hasCode reports whether the answer carries Entra error code n.
+func (e *tokenError) hasCode(n int) bool {
+	for _, c := range e.ErrorCodes {
+		if c == n {
+			return true
+		}
+	}
+	return e.aadsts() == "AADSTS"+strconv.Itoa(n)
+}
+
+// redeem posts a hand-built application/x-www-form-urlencoded token request
+// (RFC 6749 §3.2, §4.1.3, §6) with form plus client_id and the client
+// authentication of cfg.ClientAuth: client_secret in the body (§2.3.1,
+// "post"), HTTP Basic with form-encoded id and secret ("basic"), or a client
+// assertion signed with the certificate (RFC 7523 §2.2, "certificate"). It
+// waits at most idpTimeout and reads at most maxTokenAnswer bytes. Errors:
+// errTokenTimeout, errTokenUnreachable, errTokenAnswer (wrapped, naming what
+// was wrong), or *tokenError. Neither the form nor the answer is logged.
+func (af *authFlow) redeem(ctx context.Context, md providerMetadata, form url.Values) (*tokenResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, idpTimeout)
+	defer cancel()
+	if _, err := parseEndpoint(md.TokenEndpoint); err != nil {
+		return nil, fmt.Errorf("%w: %w", errTokenUnreachable, err)
+	}
+	form.Set("client_id", af.cfg.ClientID)
+	switch af.cfg.ClientAuth {
+	case clientAuthCertificate:
+		assertion, err := af.cert.assertion(af.cfg.ClientID, md.TokenEndpoint, af.now())
+		if err != nil {
+			return nil, err
+		}
+		form.Set("client_assertion_type", clientAssertionType)
+		form.Set("client_assertion", assertion)
+	case clientAuthPost:
+		form.Set("client_secret", af.cfg.ClientSecret)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, md.TokenEndpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errTokenUnreachable, err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if af.cfg.ClientAuth == clientAuthBasic {
+		req.SetBasicAuth(url.QueryEscape(af.cfg.ClientID), url.QueryEscape(af.cfg.ClientSecret))
+	}
+	resp, err := af.client.Do(req)
+	if err != nil {
+		return nil, networkError(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenAnswer+1))
+	if err != nil {
+		return nil, networkError(err)
+	}
+	if len(body) > maxTokenAnswer {
+		return nil, fmt.Errorf("%w: larger than %d bytes", errTokenAnswer, maxTokenAnswer)
+	}
+	return parseTokenAnswer(resp.StatusCode, resp.Header.Get("Content-Type"), body)
+}
+
+// networkError classifies a failed exchange: errTokenTimeout when a deadline
+// passed (the client's Timeout or the context's), else errTokenUnreachable.
+func networkError(err error) error {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return fmt.Errorf("%w: %w", errTokenTimeout, err)
+	}
+	return fmt.Errorf("%w: %w", errTokenUnreachable, err)
+}
+
+// parseTokenAnswer reads a token endpoint answer: a 200 JSON success with an
+// access_token of token_type Bearer (RFC 6749 §5.1), or a JSON error
+// (§5.2) returned as *tokenError. Anything else, non-JSON included, is
+// errTokenAnswer.
+func parseTokenAnswer(status int, contentType string, body []byte) (*tokenResponse, error) {
+	mt, _, err := mime.ParseMediaType(contentType)
+	isJSON := err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+	if !isJSON {
+		return nil, fmt.Errorf("%w: status %d, content type %q", errTokenAnswer, status, truncate(contentType, 60))
+	}
+	var te tokenError
+	if status != http.StatusOK || bytes.Contains(body, []byte(`"error"`)) {
+		if err := json.Unmarshal(body, &te); err == nil && te.Code != "" {
+			te.Status = status
+			te.Code = truncate(te.Code, 64)
+			te.Description = truncate(te.Description, maxShownIdPText)
+			te.TraceID, te.CorrelationID = truncate(te.TraceID, 64), truncate(te.CorrelationID, 64)
+			te.ErrorCodes = te.ErrorCodes[:min(len(te.ErrorCodes), 8)]
+			return nil, &te
+		}
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("%w: status %d without an OAuth error", errTokenAnswer, status)
+	}
+	var tr tokenResponse
+	if err := json.Unmarshal(body, &tr); err != nil {
+		return nil, fmt.Errorf("%w: %w", errTokenAnswer, err)
+	}
+	if tr.AccessToken == "" {
+		return nil, fmt.Errorf("%w: no access_token", errTokenAnswer)
+	}
+	if !strings.EqualFold(tr.TokenType, "Bearer") {
+		return nil, fmt.Errorf("%w: token_type %q is not Bearer", errTokenAnswer, truncate(tr.TokenType, 20))
+	}
+	return &tr, nil
+}
+
+// configFaults are Entra error codes that mean the service is misconfigured,
+// with the fix an operator should make (Microsoft's AADSTS error reference).
+var configFaults = map[int]string{
+	7000215: "AZURE_CLIENT_SECRET is not a valid secret of the app registration (use the secret's Value, not its Secret ID)",
+	7000222: "AZURE_CLIENT_SECRET has expired: add a new client secret to the app registration",
+	50011:   "REDIRECT_URI does not exactly match a redirect URI registered on the app (Authentication > Web)",
+	700016:  "AZURE_CLIENT_ID is not an application in tenant AZURE_TENANT_ID",
+	700027:  "the client assertion was rejected: upload the certificate of AZURE_CLIENT_CERTIFICATE_PATH to the app registration",
+	700024:  "the client assertion is outside its validity window: check the server clock",
+	7000218: "the request carried no client credential: set AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH",
+	500011:  "API_SCOPE names a resource that is not in the tenant: check the App ID URI",
+	70011:   "API_SCOPE is not a valid scope of the API: check Expose an API in the app registration",
+	90002:   "AZURE_TENANT_ID does not name an existing tenant",
+	900023:  "AZURE_TENANT_ID is not a valid tenant id",
+}
+
+// userFixable are OAuth error codes a fresh sign-in fixes: an expired,
+// reused or revoked code or refresh token (AADSTS70008, 54005, 700082,
+// 50173…), or a grant that now needs user interaction (MFA, consent).
+var userFixable = map[string]bool{
+	"invalid_grant": true, "interaction_required": true, "consent_required": true, "login_required": true,
+}
+
+// tokenFailure answers a failed redeem: see classifyTokenFailure. id
+// correlates the log line with the login ("" for refresh); restart is the
+// "start again" hint for user-fixable failures.
+func (af *authFlow) tokenFailure(w http.ResponseWriter, r *http.Request, err error, id, restart string) {
+	var te *tokenError
+	if !errors.As(err, &te) {
+		status, detail := classifyNetworkFailure(err)
+		af.logger.Warn("auth: token request failed", "login", id, "err", err)
+		af.fail(w, r, status, detail, "", "")
+		return
+	}
+	aadsts := te.aadsts()
+	if fix, ok := te.configFault(); ok {
+		af.logger.Error("auth: the identity provider rejected the service's configuration",
+			"login", id, "error", te.Code, "aadsts", aadsts, "fix", fix,
+			"description", te.Description, "trace_id", te.TraceID, "correlation_id", te.CorrelationID)
+		af.fail(w, r, http.StatusBadGateway, "the service is misconfigured for the identity provider ("+aadsts+"); an operator must fix it", te.Code, aadsts)
+		return
+	}
+	af.logger.Warn("auth: token endpoint returned an error", "login", id, "status", te.Status, "error", te.Code,
+		"aadsts", aadsts, "description", te.Description, "trace_id", te.TraceID, "correlation_id", te.CorrelationID)
+	switch {
+	case userFixable[te.Code]:
+		detail := "the identity provider refused the grant"
+		switch {
+		case te.hasCode(70008):
+			detail = "the sign-in code or refresh token has expired"
+		case te.hasCode(54005):
+			detail = "the sign-in code was already redeemed"
+		}
+		af.fail(w, r, http.StatusBadRequest, detail+" ("+strings.TrimSpace(te.Code+" "+aadsts)+"); "+restart, te.Code, aadsts)
+	case te.Code == "temporarily_unavailable" || te.Status == http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "5")
+		af.fail(w, r, http.StatusServiceUnavailable, "the identity provider is temporarily unavailable; try again shortly", te.Code, aadsts)
+	default:
+		af.fail(w, r, http.StatusBadGateway, "the identity provider refused the token request ("+strings.TrimSpace(te.Code+" "+aadsts)+")", te.Code, aadsts)
+	}
+}
+
+// classifyNetworkFailure maps a redeem error that is not a *tokenError to a
+// status and message: 504 for errTokenTimeout, 502 otherwise.
+func classifyNetworkFailure(err error) (int, string) {
+	switch {
+	case errors.Is(err, errTokenTimeout):
+		return http.StatusGatewayTimeout, "the identity provider did not answer in time"
+	case errors.Is(err, errTokenAnswer):
+		return http.StatusBadGateway, "the identity provider's token endpoint gave an unusable answer"
+	default:
+		return http.StatusBadGateway, "the identity provider's token endpoint could not be reached"
+	}
+}
+
+// handleRefresh serves POST /auth/refresh: it takes refresh_token from an
+// application/x-www-form-urlencoded or application/json body (at most
+// maxRefreshBody bytes; 413 beyond, 415 for other types, 400 when missing)
+// and redeems it (grant_type=refresh_token, RFC 6749 §6) with the same client
+// authentication and error mapping as the callback. The new access token is
+// verified before it is handed out, and a new ID token when one comes. An
+// answer without a new refresh token or ID token is normal (Entra rotates
+// refresh tokens at will; OpenID Connect Core §12.2): the JSON notes say so.
+func (af *authFlow) handleRefresh() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		rt, status, detail := readRefreshToken(w, r)
+		if status != 0 {
+			writeError(w, status, detail)
+			return
+		}
+		ctx := r.Context()
+		md, err := af.p.metadata(ctx)
+		if err != nil {
+			af.providerDown(w, r, err)
+			return
+		}
+		tr, err := af.redeem(ctx, md, url.Values{
+			"grant_type":    {"refresh_token"},
+			"refresh_token": {rt},
+			"scope":         {af.scope()},
+		})
+		if err != nil {
+			af.tokenFailure(w, r, err, "", "sign in again at /auth/login")
+			return
+		}
+		var idc *claims
+		if tr.IDToken != "" {
+			if idc, err = af.v.verifyIDToken(ctx, tr.IDToken, ""); err != nil {
+				af.verifyFailure(w, r, "id_token", "", err)
+				return
+			}
+		}
+		atc, err := af.v.verifyAccessToken(ctx, tr.AccessToken)
+		if err != nil {
+			af.verifyFailure(w, r, "access_token", "", err)
+			return
+		}
+		ans := newTokenAnswer(tr, idc, atc, af.now())
+		if tr.RefreshToken == "" {
+			ans.Notes = append(ans.Notes, "no new refresh_token was issued: keep using the one you sent")
+		}
+		if tr.IDToken == "" {
+			ans.Notes = append(ans.Notes, "no new ID token was issued: the identity is the one from sign-in")
+		}
+		af.logger.Info("auth: tokens refreshed", "oid", atc.ObjectID, "tid", atc.TenantID)
+		writeJSON(w, http.StatusOK, ans)
+	})
+}
+
+// readRefreshToken reads refresh_token from the body of r. On failure it
+// returns the status (400, 413 or 415) and a message; status is 0 on success.
+func readRefreshToken(w http.ResponseWriter, r *http.Request) (token string, status int, detail string) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		mt = ""
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxRefreshBody)
+	switch mt {
+	case "application/x-www-form-urlencoded":
+		if err := r.ParseForm(); err != nil {
+			return "", bodyErrorStatus(err), "the form body is unreadable or too large"
+		}
+		token = r.PostForm.Get("refresh_token")
+	case "application/json":
+		var in struct {
+			RefreshToken string `json:"refresh_token"`
+		}
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&in); err != nil {
+			return "", bodyErrorStatus(err), "the JSON body must be {\"refresh_token\": \"…\"}"
+		}
+		if dec.More() {
+			return "", http.StatusBadRequest, "the JSON body must hold one object"
+		}
+		token = in.RefreshToken
+	default:
+		return "", http.StatusUnsupportedMediaType, "send refresh_token as application/x-www-form-urlencoded or application/json"
+	}
+	if token == "" {
+		return "", http.StatusBadRequest, "refresh_token is required"
+	}
+	return token, 0, ""
+}
+
+// bodyErrorStatus is 413 when err comes from http.MaxBytesReader, else 400.
+func bodyErrorStatus(err error) int {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusBadRequest
+}
+
+// handleLogout serves GET /auth/logout[?return_to=/path]: it deletes every
+// login cookie and redirects (302) to the discovery document's
+// end_session_endpoint (OpenID Connect RP-Initiated Logout 1.0 §2) with
+// post_logout_redirect_uri when config.PostLogoutRedirectURI is set; the
+// provider then returns the browser there, so return_to is not used. When the
+// provider has no end_session_endpoint, it redirects to return_to (a safe
+// local path, "/" otherwise). 503 when the metadata cannot be loaded. The
+// service keeps no session, so a client must also drop its tokens.
+func (af *authFlow) handleLogout() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		for _, name := range loginCookieNames(r) {
+			http.SetCookie(w, expiredCookie(name, af.cfg.secureCookies()))
+		}
+		md, err := af.p.metadata(r.Context())
+		if err != nil {
+			af.providerDown(w, r, err)
+			return
+		}
+		if md.EndSessionEndpoint == "" {
+			http.Redirect(w, r, safeReturnTo(r.URL.Query().Get("return_to")), http.StatusFound)
+			return
+		}
+		u, err := parseEndpoint(md.EndSessionEndpoint)
+		if err != nil {
+			af.logger.Error("auth: unusable end_session_endpoint in the discovery document", "err", err)
+			af.fail(w, r, http.StatusBadGateway, "the identity provider's logout endpoint is unusable", "", "")
+			return
+		}
+		if af.cfg.PostLogoutRedirectURI != "" {
+			q := u.Query()
+			q.Set("post_logout_redirect_uri", af.cfg.PostLogoutRedirectURI)
+			u.RawQuery = q.Encode()
+		}
+		af.logger.Info("auth: logout")
+		http.Redirect(w, r, u.String(), http.StatusFound)
+	})
+}
+
+// handleIndex serves GET /: a plain HTML page (no external assets) with a
+// sign-in link and links to the API and its OpenAPI document.
+func handleIndex(cfg config) http.Handler {
+	data := map[string]any{"Dev": cfg.Dev, "Scopes": cfg.APIScopes}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		renderPage(w, http.StatusOK, "index", data)
+	})
+}
+
+// prefersHTML reports whether an Accept header (RFC 9110 §12.5.1) ranks
+// text/html above application/json, each taking the q of its most specific
+// matching range. A tie (such as curl's */*) means JSON, the API's default.
+// Only the first maxAcceptLen bytes are read.
+func prefersHTML(accept string) bool {
+	if len(accept) > maxAcceptLen {
+		accept = accept[:maxAcceptLen]
+	}
+	htmlQ, jsonQ := 0.0, 0.0
+	htmlSpec, jsonSpec := -1, -1
+	for part := range strings.SplitSeq(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		q := 1.0
+		if s, ok := params["q"]; ok {
+			f, err := strconv.ParseFloat(s, 64)
+			if err != nil || !(f >= 0 && f <= 1) {
+				continue
+			}
+			q = f
+		}
+		if s := rangeSpecificity(mt, "text/html"); s > htmlSpec {
+			htmlSpec, htmlQ = s, q
+		}
+		if s := rangeSpecificity(mt, "application/json"); s > jsonSpec {
+			jsonSpec, jsonQ = s, q
+		}
+	}
+	return htmlQ > jsonQ
+}
+
+// rangeSpecificity is how specifically the media range rng matches the media
+// type want: 2 exactly, 1 as type/*, 0 as */*, -1 not at all.
+func rangeSpecificity(rng, want string) int {
+	switch {
+	case rng == want:
+		return 2
+	case rng == "*/*":
+		return 0
+	case strings.HasSuffix(rng, "/*") && strings.HasPrefix(want, strings.TrimSuffix(rng, "*")):
+		return 1
+	}
+	return -1
+}
+
+// renderSignedIn answers the callback with the signed-in HTML page.
+func (af *authFlow) renderSignedIn(w http.ResponseWriter, r *http.Request, ans tokenAnswer, idc *claims) {
+	base := "http://localhost:8000"
+	if u, err := url.Parse(af.cfg.RedirectURI); err == nil && u.Host != "" {
+		base = u.Scheme + "://" + u.Host
+	}
+	af.render(w, http.StatusOK, "signedin", map[string]any{
+		"Name":       idc.Name,
+		"Username":   idc.PreferredUsername,
+		"TenantID":   idc.TenantID,
+		"Scopes":     strings.Fields(ans.Scope),
+		"ExpiresIn":  ans.ExpiresIn,
+		"ExpiresAt":  af.now().Add(time.Duration(ans.ExpiresIn) * time.Second).UTC().Format(time.RFC1123),
+		"HasRefresh": ans.RefreshToken != "",
+		"Token":      ans.AccessToken,
+		"Curl":       "curl -H 'Authorization: Bearer " + ans.AccessToken + "' " + base + "/api/heroes/",
+		"ReturnTo":   ans.ReturnTo,
+	})
+}
+
+// render writes page name of pages with status, logging template errors.
+func (af *authFlow) render(w http.ResponseWriter, status int, name string, data any) {
+	if err := renderPage(w, status, name, data); err != nil {
+		af.logger.Error("auth: rendering page", "page", name, "err", err)
+	}
+}
+
+// renderPage executes page name into a buffer, then writes it as text/html
+// with status; a template error becomes a 500 JSON error.
+func renderPage(w http.ResponseWriter, status int, name string, data any) error {
+	var buf bytes.Buffer
+	if err := pages.ExecuteTemplate(&buf, name, data); err != nil {
+		writeError(w, http.StatusInternalServerError, "internal error")
+		return err
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+	return nil
+}
+
+// pages are the HTML pages of the client half: index, signedin and error.
+// html/template escapes every value by context. Parsed once; read-only
+// afterwards, and so safe for concurrent use.
+var pages = template.Must(template.New("pages").Parse(`
+{{define "head"}}<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.}} · heroes-auth</title>
+<style>body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.5}
+pre{background:#f4f4f4;padding:.75rem;overflow-x:auto;white-space:pre-wrap;word-break:break-all}</style>
+</head><body>{{end}}
+
+{{define "index"}}{{template "head" "Heroes API"}}
+<h1>Heroes API</h1>
+<p>A small REST API protected by Microsoft Entra ID with the OAuth 2.0 authorization code flow.</p>
+{{if .Dev}}<p><strong>Development mode:</strong> sign-in goes to the local identity provider; it is not for production.</p>{{end}}
+<ul>
+<li><a href="/auth/login">Sign in</a> (or <a href="/auth/login?prompt=select_account">pick another account</a>) to get an access token</li>
+<li><a href="/api/heroes/">/api/heroes/</a>: the API (needs <code>Authorization: Bearer &lt;token&gt;</code>)</li>
+<li><a href="/openapi.json">/openapi.json</a>: the API's description</li>
+<li><a href="/auth/logout">Sign out</a></li>
+</ul>
+{{with .Scopes}}<p>Scopes asked for: {{range .}}<code>{{.}}</code> {{end}}</p>{{end}}
+</body></html>{{end}}
+
+{{define "signedin"}}{{template "head" "Signed in"}}
+<h1>Signed in</h1>
+<p>Signed in as <strong>{{or .Name "(no name)"}}</strong>{{with .Username}} ({{.}}){{end}}{{with .TenantID}} in tenant <code>{{.}}</code>{{end}}.</p>
+<p>Granted scopes: {{range .Scopes}}<code>{{.}}</code> {{else}}none{{end}}</p>
+<p>The access token expires in {{.ExpiresIn}} seconds, at {{.ExpiresAt}}.{{if .HasRefresh}} A refresh token was issued: POST it to <code>/auth/refresh</code> for a new access token.{{end}}</p>
+<p>Call the API:</p>
+<pre>{{.Curl}}</pre>
+<details><summary>Access token</summary><pre>{{.Token}}</pre></details>
+<p>Keep this token private; this page is not stored by the browser cache.</p>
+{{with .ReturnTo}}<p><a href="{{.}}">Continue to {{.}}</a></p>{{end}}
+<p><a href="/">Home</a> · <a href="/auth/logout">Sign out</a></p>
+</body></html>{{end}}
+
+{{define "error"}}{{template "head" "Sign-in failed"}}
+<h1>{{.Status}} {{.StatusText}}</h1>
+<p>{{.Detail}}</p>
+{{with .Error}}<p>Error: <code>{{.}}</code>{{with $.Code}} (<code>{{.}}</code>){{end}}</p>{{end}}
+<p><a href="/auth/login">Sign in again</a> · <a href="/">Home</a></p>
+</body></html>{{end}}
+`))
 
 // Permissions, with the hierarchy Admin ⊇ Heroes.Create ⊇ Heroes.Read. They
 // are delegated scopes (scp) or application permissions (roles) of the API's

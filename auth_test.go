@@ -1,0 +1,930 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writes, to capture logs.
+type lockedBuffer struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// grant is an authorization code the fake authorize step issued: what the
+// token endpoint must see again when the code is redeemed.
+type grant struct {
+	nonce, challenge, redirectURI string
+	used                          bool
+}
+
+// tokenIssuer plays the identity provider's authorize and token endpoints on
+// a testIDP. authorize turns an authorization URL into a code; serveToken
+// redeems codes and refresh tokens, checking the form, PKCE (RFC 7636 §4.6)
+// and the client authentication with checkClient. Safe for concurrent use.
+type tokenIssuer struct {
+	tb  testing.TB
+	idp *testIDP
+
+	mu sync.Mutex // guards the fields below
+	// grants are the issued codes by code.
+	grants map[string]*grant
+	// refreshTokens are the refresh tokens issued.
+	refreshTokens map[string]bool
+	// idOverride and atOverride change the claims of the ID and access
+	// tokens minted (see testIDP.token).
+	idOverride, atOverride map[string]any
+	// rotateRefresh makes refresh answers carry a new refresh and ID token.
+	rotateRefresh bool
+	// checkClient checks the client authentication of a token request; nil
+	// means client_secret_post with testSecret.
+	checkClient func(r *http.Request, form url.Values) error
+	// issued records every token and code handed out, for the log test.
+	issued []string
+}
+
+// newTokenIssuer installs a tokenIssuer as idp's token endpoint.
+func newTokenIssuer(tb testing.TB, idp *testIDP) *tokenIssuer {
+	ti := &tokenIssuer{tb: tb, idp: idp, grants: map[string]*grant{}, refreshTokens: map[string]bool{}}
+	idp.mu.Lock()
+	idp.tokenHandler = ti.serveToken
+	idp.mu.Unlock()
+	return ti
+}
+
+// setTokenHandler replaces the token endpoint of p.
+func setTokenHandler(p *testIDP, h http.HandlerFunc) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.tokenHandler = h
+}
+
+// authorize plays the user signing in at the authorization URL: it records
+// the nonce, challenge and redirect URI, and returns a fresh code and the
+// state to send back.
+func (ti *tokenIssuer) authorize(authURL string) (code, state string) {
+	ti.tb.Helper()
+	u, err := url.Parse(authURL)
+	if err != nil {
+		ti.tb.Fatalf("authorize URL: %v", err)
+	}
+	q := u.Query()
+	if q.Get("code_challenge_method") != "S256" {
+		ti.tb.Fatalf("code_challenge_method = %q; want S256", q.Get("code_challenge_method"))
+	}
+	code = "code-" + rand.Text()
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	ti.grants[code] = &grant{nonce: q.Get("nonce"), challenge: q.Get("code_challenge"), redirectURI: q.Get("redirect_uri")}
+	ti.issued = append(ti.issued, code)
+	return code, q.Get("state")
+}
+
+// entraError writes an Entra-shaped token endpoint error (RFC 6749 §5.2).
+func entraError(w http.ResponseWriter, status int, code, desc string, codes ...int) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{
+		"error": code, "error_description": desc, "error_codes": codes,
+		"timestamp": "2026-11-30 10:00:00Z", "trace_id": "trace-1", "correlation_id": "corr-1",
+	})
+}
+
+func (ti *tokenIssuer) serveToken(w http.ResponseWriter, r *http.Request) {
+	if ct := r.Header.Get("Content-Type"); ct != "application/x-www-form-urlencoded" {
+		entraError(w, 400, "invalid_request", fmt.Sprintf("content type %q", ct))
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		entraError(w, 400, "invalid_request", "form")
+		return
+	}
+	form := r.PostForm
+	check := ti.checkClient
+	if check == nil {
+		check = checkClientSecretPost
+	}
+	if err := check(r, form); err != nil {
+		entraError(w, 401, "invalid_client", "AADSTS7000215: "+err.Error(), 7000215)
+		return
+	}
+	if !strings.Contains(form.Get("scope"), "api://"+testClientID+"/Heroes.Read") {
+		entraError(w, 400, "invalid_scope", "scope "+form.Get("scope"), 70011)
+		return
+	}
+	switch form.Get("grant_type") {
+	case "authorization_code":
+		ti.redeemCode(w, form)
+	case "refresh_token":
+		ti.redeemRefresh(w, form)
+	default:
+		entraError(w, 400, "unsupported_grant_type", "grant_type")
+	}
+}
+
+// checkClientSecretPost accepts client_secret_post with the test secret.
+func checkClientSecretPost(r *http.Request, form url.Values) error {
+	if _, _, ok := r.BasicAuth(); ok {
+		return errors.New("unexpected Basic authorization")
+	}
+	if form.Get("client_id") != testClientID || form.Get("client_secret") != testSecret {
+		return errors.New("bad client_id or client_secret")
+	}
+	return nil
+}
+
+func (ti *tokenIssuer) redeemCode(w http.ResponseWriter, form url.Values) {
+	ti.mu.Lock()
+	g := ti.grants[form.Get("code")]
+	reused := g != nil && g.used
+	if g != nil {
+		g.used = true
+	}
+	ti.mu.Unlock()
+	switch {
+	case g == nil:
+		entraError(w, 400, "invalid_grant", "AADSTS70000: unknown code", 70000)
+		return
+	case reused:
+		entraError(w, 400, "invalid_grant", "AADSTS54005: OAuth2 Authorization code was already redeemed", 54005)
+		return
+	case form.Get("redirect_uri") != g.redirectURI:
+		entraError(w, 400, "invalid_grant", "AADSTS50011: redirect_uri", 50011)
+		return
+	}
+	sum := sha256.Sum256([]byte(form.Get("code_verifier")))
+	if base64.RawURLEncoding.EncodeToString(sum[:]) != g.challenge {
+		entraError(w, 400, "invalid_grant", "AADSTS501481: The Code_Verifier does not match the code_challenge", 501481)
+		return
+	}
+	idClaims := map[string]any{"aud": testClientID, "nonce": g.nonce, "scp": nil,
+		"name": "Ada <b>Lovelace</b>", "preferred_username": "ada@example.com"}
+	ti.answer(w, idClaims, true, true)
+}
+
+func (ti *tokenIssuer) redeemRefresh(w http.ResponseWriter, form url.Values) {
+	ti.mu.Lock()
+	ok := ti.refreshTokens[form.Get("refresh_token")]
+	rotate := ti.rotateRefresh
+	ti.mu.Unlock()
+	if !ok {
+		entraError(w, 400, "invalid_grant", "AADSTS700082: The refresh token has expired due to inactivity", 700082)
+		return
+	}
+	ti.answer(w, map[string]any{"aud": testClientID, "scp": nil, "name": "Ada"}, rotate, rotate)
+}
+
+// answer mints and writes a token answer: an access token, and an ID token
+// and refresh token when asked. expires_in is a string, as Entra v1 sends.
+func (ti *tokenIssuer) answer(w http.ResponseWriter, idClaims map[string]any, withID, withRefresh bool) {
+	ti.mu.Lock()
+	idOver, atOver := maps.Clone(ti.idOverride), maps.Clone(ti.atOverride)
+	ti.mu.Unlock()
+	maps.Copy(idClaims, idOver)
+	fields := map[string]any{
+		"token_type":   "Bearer",
+		"access_token": ti.idp.token(ti.tb, atOver),
+		"expires_in":   "3599",
+		"scope":        "api://" + testClientID + "/Heroes.Read",
+	}
+	if withID {
+		fields["id_token"] = ti.idp.token(ti.tb, idClaims)
+	}
+	if withRefresh {
+		fields["refresh_token"] = "refresh-" + rand.Text()
+	}
+	ti.mu.Lock()
+	for _, k := range []string{"access_token", "id_token", "refresh_token"} {
+		if v, ok := fields[k].(string); ok {
+			ti.issued = append(ti.issued, v)
+		}
+	}
+	if rt, ok := fields["refresh_token"].(string); ok {
+		ti.refreshTokens[rt] = true
+	}
+	ti.mu.Unlock()
+	tokenJSON(w, fields)
+}
+
+// addRefreshToken makes rt a refresh token the issuer accepts.
+func (ti *tokenIssuer) addRefreshToken(rt string) {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	ti.refreshTokens[rt] = true
+	ti.issued = append(ti.issued, rt)
+}
+
+// fakeMetadata is a metadataSource answering md or err.
+type fakeMetadata struct {
+	md  providerMetadata
+	err error
+}
+
+func (f fakeMetadata) metadata(ctx context.Context) (providerMetadata, error) { return f.md, f.err }
+
+// idpMetadata is the discovery document of p for testTenant.
+func idpMetadata(p *testIDP) providerMetadata {
+	base := p.srv.URL + "/" + testTenant
+	return providerMetadata{
+		Issuer:                p.issuer(testTenant),
+		AuthorizationEndpoint: base + "/oauth2/v2.0/authorize",
+		TokenEndpoint:         base + "/oauth2/v2.0/token",
+		JWKSURI:               base + "/discovery/v2.0/keys",
+		EndSessionEndpoint:    base + "/oauth2/v2.0/logout",
+	}
+}
+
+// flowHarness is an authFlow wired to a test IdP, with its routes on a mux
+// and its logs captured.
+type flowHarness struct {
+	idp  *testIDP
+	ti   *tokenIssuer
+	cfg  config
+	af   *authFlow
+	mux  *http.ServeMux
+	logs *lockedBuffer
+}
+
+// harnessOptions tune newHarness.
+type harnessOptions struct {
+	env      map[string]string // extra settings
+	client   *http.Client      // nil: a client with idpTimeout
+	metadata metadataSource    // nil: the IdP's discovery document
+}
+
+// newHarness builds a flowHarness on the real provider, key set and verifier
+// (so ID and access tokens are checked as in production).
+func newHarness(tb testing.TB, opts harnessOptions) *flowHarness {
+	tb.Helper()
+	h := &flowHarness{idp: newTestIDP(tb), logs: &lockedBuffer{}}
+	h.ti = newTokenIssuer(tb, h.idp)
+	h.cfg = h.idp.config(tb, opts.env)
+	client := opts.client
+	if client == nil {
+		client = &http.Client{Timeout: idpTimeout}
+	}
+	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	prov := newProvider(h.cfg, client, logger)
+	v := newVerifier(h.cfg, prov, newKeySet(h.cfg, prov, client, logger), time.Now)
+	var md metadataSource = prov
+	if opts.metadata != nil {
+		md = opts.metadata
+	}
+	af, err := newAuthFlow(h.cfg, md, v, client, logger)
+	if err != nil {
+		tb.Fatalf("newAuthFlow: %v", err)
+	}
+	h.af = af
+	h.mux = http.NewServeMux()
+	h.mux.Handle("GET /{$}", handleIndex(h.cfg))
+	h.mux.Handle("GET /auth/login", af.handleLogin())
+	h.mux.Handle("GET /auth/callback", af.handleCallback())
+	h.mux.Handle("POST /auth/refresh", af.handleRefresh())
+	h.mux.Handle("GET /auth/logout", af.handleLogout())
+	return h
+}
+
+// do serves r and returns the recorded answer.
+func (h *flowHarness) do(r *http.Request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	h.mux.ServeHTTP(w, r)
+	return w
+}
+
+// login starts a login with query q and returns the login cookie and the
+// authorization URL, failing unless the answer is a 302 with one new cookie.
+func (h *flowHarness) login(tb testing.TB, q string, cookies ...*http.Cookie) (*http.Cookie, string) {
+	tb.Helper()
+	r := httptest.NewRequest("GET", "/auth/login"+q, nil)
+	for _, c := range cookies {
+		r.AddCookie(c)
+	}
+	w := h.do(r)
+	if w.Code != http.StatusFound {
+		tb.Fatalf("GET /auth/login%s = %d %s; want 302", q, w.Code, w.Body)
+	}
+	var set *http.Cookie
+	for _, c := range w.Result().Cookies() {
+		if strings.HasPrefix(c.Name, loginCookiePrefix) && c.MaxAge > 0 {
+			set = c
+		}
+	}
+	if set == nil {
+		tb.Fatalf("GET /auth/login set no login cookie")
+	}
+	return set, w.Header().Get("Location")
+}
+
+// callback sends the browser back to /auth/callback with query and cookies.
+func (h *flowHarness) callback(query url.Values, accept string, cookies ...*http.Cookie) *httptest.ResponseRecorder {
+	r := httptest.NewRequest("GET", "/auth/callback?"+query.Encode(), nil)
+	if accept != "" {
+		r.Header.Set("Accept", accept)
+	}
+	for _, c := range cookies {
+		r.AddCookie(c)
+	}
+	return h.do(r)
+}
+
+// signIn walks login → authorize → callback and returns the callback answer.
+func (h *flowHarness) signIn(tb testing.TB, loginQuery, accept string) *httptest.ResponseRecorder {
+	tb.Helper()
+	cookie, authURL := h.login(tb, loginQuery)
+	code, state := h.ti.authorize(authURL)
+	return h.callback(url.Values{"code": {code}, "state": {state}}, accept, cookie)
+}
+
+// decodeAnswer decodes a JSON answer into a map.
+func decodeAnswer(tb testing.TB, w *httptest.ResponseRecorder) map[string]any {
+	tb.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(w.Body.Bytes(), &m); err != nil {
+		tb.Fatalf("answer %d is not JSON: %v: %s", w.Code, err, w.Body)
+	}
+	return m
+}
+
+func TestLoginRedirectsToAuthorizeEndpoint(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	cookie, loc := h.login(t, "?prompt=select_account&login_hint=ada%40example.com&domain_hint=contoso.com")
+	u, err := url.Parse(loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := idpMetadata(h.idp)
+	if got := u.Scheme + "://" + u.Host + u.Path; got != md.AuthorizationEndpoint {
+		t.Errorf("redirect to %q; want the discovery document's %q", got, md.AuthorizationEndpoint)
+	}
+	q := u.Query()
+	want := map[string]string{
+		"client_id":             testClientID,
+		"response_type":         "code",
+		"redirect_uri":          h.cfg.RedirectURI,
+		"response_mode":         "query",
+		"scope":                 "openid profile offline_access api://" + testClientID + "/Heroes.Read",
+		"code_challenge_method": "S256",
+		"prompt":                "select_account",
+		"login_hint":            "ada@example.com",
+		"domain_hint":           "contoso.com",
+	}
+	for k, v := range want {
+		if got := q.Get(k); got != v {
+			t.Errorf("authorize %s = %q; want %q", k, got, v)
+		}
+	}
+	for _, k := range []string{"state", "nonce", "code_challenge"} {
+		if len(q.Get(k)) < 22 {
+			t.Errorf("authorize %s = %q; want at least 128 bits of randomness", k, q.Get(k))
+		}
+	}
+	if cookie.Name != loginCookieName(q.Get("state")) {
+		t.Errorf("cookie name %q; want one per state, %q", cookie.Name, loginCookieName(q.Get("state")))
+	}
+	if !cookie.HttpOnly || cookie.SameSite != http.SameSiteLaxMode || cookie.Path != "/auth" || cookie.MaxAge != 600 || cookie.Secure {
+		t.Errorf("cookie = %+v; want HttpOnly, SameSite=Lax, Path=/auth, Max-Age=600, not Secure on http", cookie)
+	}
+	for _, secret := range []string{q.Get("state"), q.Get("nonce")} {
+		if strings.Contains(cookie.Value, secret) {
+			t.Errorf("cookie value holds %q in clear; want it sealed", secret)
+		}
+	}
+}
+
+func TestLoginDropsMalformedPassThroughParameters(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	long := strings.Repeat("a", maxHintLen+1)
+	_, loc := h.login(t, "?prompt=evil&login_hint="+long+"&domain_hint=a%0Db")
+	q, _ := url.ParseQuery(loc[strings.Index(loc, "?")+1:])
+	for _, k := range []string{"prompt", "login_hint", "domain_hint"} {
+		if q.Has(k) {
+			t.Errorf("authorize URL has %s=%q; want malformed values dropped", k, q.Get(k))
+		}
+	}
+}
+
+func TestLoginCookieIsSecureWithHTTPSRedirectURI(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{env: map[string]string{"REDIRECT_URI": "https://heroes.example.com/auth/callback"}})
+	cookie, _ := h.login(t, "")
+	if !cookie.Secure {
+		t.Errorf("cookie Secure = false with an https REDIRECT_URI; want true")
+	}
+}
+
+func TestLoginAnswers503WhenProviderUnavailable(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{metadata: fakeMetadata{err: fmt.Errorf("jwks: fetch: %w", errIDPUnavailable)}})
+	for _, path := range []string{"/auth/login", "/auth/logout"} {
+		w := h.do(httptest.NewRequest("GET", path, nil))
+		if w.Code != http.StatusServiceUnavailable {
+			t.Errorf("GET %s with the provider down = %d; want 503", path, w.Code)
+		}
+	}
+}
+
+func TestSafeReturnTo(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, in, want string
+	}{
+		{"local path kept", "/api/heroes/?x=1", "/api/heroes/?x=1"},
+		{"root kept", "/", "/"},
+		{"empty is root", "", "/"},
+		{"absolute URL refused", "https://evil.example/", "/"},
+		{"scheme-relative refused", "//evil.example/x", "/"},
+		{"backslash refused", "/\\evil.example", "/"},
+		{"backslash after slash refused", "\\/evil.example", "/"},
+		{"javascript refused", "javascript:alert(1)", "/"},
+		{"relative path refused", "api/heroes", "/"},
+		{"tab trick refused", "/\t/evil.example", "/"},
+		{"newline refused", "/x\r\nLocation: //evil", "/"},
+		{"encoded slash prefix refused", "/%2F/evil.example", "/"},
+		{"encoded backslash refused", "/%5Cevil.example", "/"},
+		{"too long refused", "/" + strings.Repeat("a", maxReturnToLen), "/"},
+		{"invalid UTF-8 refused", "/\xff", "/"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := safeReturnTo(tc.in); got != tc.want {
+				t.Errorf("safeReturnTo(%q) = %q; want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestOpenRedirectAttemptsEndAtRoot(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	h.af.p = fakeMetadata{md: providerMetadata{AuthorizationEndpoint: idpMetadata(h.idp).AuthorizationEndpoint, TokenEndpoint: idpMetadata(h.idp).TokenEndpoint}}
+	for _, rt := range []string{"https://evil.example/", "//evil.example", "/\\evil.example", "/%2F/evil.example"} {
+		// Through logout (no end_session_endpoint): the redirect stays local.
+		w := h.do(httptest.NewRequest("GET", "/auth/logout?return_to="+url.QueryEscape(rt), nil))
+		if loc := w.Header().Get("Location"); w.Code != http.StatusFound || loc != "/" {
+			t.Errorf("GET /auth/logout?return_to=%q = %d Location %q; want 302 to /", rt, w.Code, loc)
+		}
+		// Through login → callback: the answer names no return_to.
+		got := decodeAnswer(t, h.signIn(t, "?return_to="+url.QueryEscape(rt), ""))
+		if _, ok := got["return_to"]; ok {
+			t.Errorf("login with return_to=%q answered return_to %v; want none", rt, got["return_to"])
+		}
+	}
+}
+
+func TestCallbackAnswersVerifiedTokens(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	w := h.signIn(t, "?return_to=/api/heroes/", "")
+	if w.Code != http.StatusOK {
+		t.Fatalf("callback = %d %s; want 200", w.Code, w.Body)
+	}
+	if cc := w.Header().Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control = %q; want no-store", cc)
+	}
+	if rp := w.Header().Get("Referrer-Policy"); rp != "no-referrer" {
+		t.Errorf("Referrer-Policy = %q; want no-referrer (the URL holds the code)", rp)
+	}
+	got := decodeAnswer(t, w)
+	if got["token_type"] != "Bearer" || got["access_token"] == "" || got["refresh_token"] == "" {
+		t.Errorf("answer = %v; want token_type Bearer, an access_token and a refresh_token", got)
+	}
+	if got["expires_in"] != 3599.0 {
+		t.Errorf("expires_in = %v; want 3599 (sent as the string \"3599\")", got["expires_in"])
+	}
+	if got["scope"] != "api://"+testClientID+"/Heroes.Read" {
+		t.Errorf("scope = %v", got["scope"])
+	}
+	if got["return_to"] != "/api/heroes/" {
+		t.Errorf("return_to = %v; want /api/heroes/ named in the answer, not redirected to", got["return_to"])
+	}
+	idc, _ := got["id_token_claims"].(map[string]any)
+	if idc["preferred_username"] != "ada@example.com" {
+		t.Errorf("id_token_claims = %v; want preferred_username ada@example.com", idc)
+	}
+	cleared := false
+	for _, c := range w.Result().Cookies() {
+		cleared = cleared || (strings.HasPrefix(c.Name, loginCookiePrefix) && c.MaxAge < 0)
+	}
+	if !cleared {
+		t.Errorf("callback did not delete the login cookie")
+	}
+}
+
+func TestCallbackHTMLPage(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	w := h.signIn(t, "?return_to=/api/heroes/", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
+	if w.Code != http.StatusOK || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/html") {
+		t.Fatalf("callback = %d %q; want 200 text/html", w.Code, w.Header().Get("Content-Type"))
+	}
+	if cc := w.Header().Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control = %q; want no-store", cc)
+	}
+	body := w.Body.String()
+	for _, want := range []string{
+		"Ada &lt;b&gt;Lovelace&lt;/b&gt;", // the name, HTML-escaped
+		"ada@example.com",
+		"Heroes.Read",
+		"3599 seconds",
+		"curl -H &#39;Authorization: Bearer ey",
+		"http://localhost:8000/api/heroes/",
+		`href="/api/heroes/"`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q:\n%s", want, body)
+		}
+	}
+	for _, bad := range []string{"<b>Lovelace", "<script", "src=\"http", "href=\"http"} {
+		if strings.Contains(body, bad) {
+			t.Errorf("page holds %q; want escaped values and no external assets", bad)
+		}
+	}
+}
+
+func TestTwoTabsBothComplete(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	c1, url1 := h.login(t, "?return_to=/one")
+	c2, url2 := h.login(t, "?return_to=/two", c1)
+	if c1.Name == c2.Name {
+		t.Fatalf("both logins use cookie %q; want one per state", c1.Name)
+	}
+	code1, state1 := h.ti.authorize(url1)
+	code2, state2 := h.ti.authorize(url2)
+	// The second tab finishes first; the browser sends both cookies each time.
+	for _, tc := range []struct{ code, state, want string }{{code2, state2, "/two"}, {code1, state1, "/one"}} {
+		w := h.callback(url.Values{"code": {tc.code}, "state": {tc.state}}, "", c1, c2)
+		if w.Code != http.StatusOK {
+			t.Fatalf("callback of tab %s = %d %s; want 200", tc.want, w.Code, w.Body)
+		}
+		if got := decodeAnswer(t, w)["return_to"]; got != tc.want {
+			t.Errorf("tab %s got return_to %v", tc.want, got)
+		}
+	}
+}
+
+func TestLoginCookiesAreCapped(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	var jar []*http.Cookie
+	for i := range maxPendingLogins + 3 {
+		r := httptest.NewRequest("GET", "/auth/login", nil)
+		for _, c := range jar {
+			r.AddCookie(c)
+		}
+		h.af.now = func() time.Time { return time.Now().Add(time.Duration(i) * time.Second) }
+		w := h.do(r)
+		// Apply Set-Cookie like a browser: deletions, then the new cookie.
+		for _, sc := range w.Result().Cookies() {
+			jar = slicesDeleteCookie(jar, sc.Name)
+			if sc.MaxAge > 0 {
+				jar = append(jar, sc)
+			}
+		}
+		if len(jar) > maxPendingLogins {
+			t.Fatalf("after login %d the browser holds %d login cookies; want at most %d", i+1, len(jar), maxPendingLogins)
+		}
+	}
+	if len(jar) != maxPendingLogins {
+		t.Errorf("browser holds %d login cookies; want the newest %d kept", len(jar), maxPendingLogins)
+	}
+}
+
+// slicesDeleteCookie removes the cookies called name from jar.
+func slicesDeleteCookie(jar []*http.Cookie, name string) []*http.Cookie {
+	out := jar[:0]
+	for _, c := range jar {
+		if c.Name != name {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func TestCallbackRejectsBadState(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	tests := []struct {
+		name  string
+		setup func(t *testing.T) (url.Values, []*http.Cookie)
+	}{
+		{"missing code", func(t *testing.T) (url.Values, []*http.Cookie) {
+			c, u := h.login(t, "")
+			_, state := h.ti.authorize(u)
+			return url.Values{"state": {state}}, []*http.Cookie{c}
+		}},
+		{"missing state", func(t *testing.T) (url.Values, []*http.Cookie) {
+			c, u := h.login(t, "")
+			code, _ := h.ti.authorize(u)
+			return url.Values{"code": {code}}, []*http.Cookie{c}
+		}},
+		{"unknown state", func(t *testing.T) (url.Values, []*http.Cookie) {
+			c, u := h.login(t, "")
+			code, _ := h.ti.authorize(u)
+			return url.Values{"code": {code}, "state": {"forged-state"}}, []*http.Cookie{c}
+		}},
+		{"no cookie", func(t *testing.T) (url.Values, []*http.Cookie) {
+			_, u := h.login(t, "")
+			code, state := h.ti.authorize(u)
+			return url.Values{"code": {code}, "state": {state}}, nil
+		}},
+		{"tampered cookie", func(t *testing.T) (url.Values, []*http.Cookie) {
+			c, u := h.login(t, "")
+			code, state := h.ti.authorize(u)
+			b := []byte(c.Value)
+			b[len(b)/2] ^= 1
+			return url.Values{"code": {code}, "state": {state}}, []*http.Cookie{{Name: c.Name, Value: string(b)}}
+		}},
+		{"cookie of another login under this state's name", func(t *testing.T) (url.Values, []*http.Cookie) {
+			c1, _ := h.login(t, "")
+			c2, u := h.login(t, "")
+			code, state := h.ti.authorize(u)
+			return url.Values{"code": {code}, "state": {state}}, []*http.Cookie{{Name: c2.Name, Value: c1.Value}}
+		}},
+		{"state too long", func(t *testing.T) (url.Values, []*http.Cookie) {
+			c, u := h.login(t, "")
+			code, _ := h.ti.authorize(u)
+			return url.Values{"code": {code}, "state": {strings.Repeat("A", maxStateLen+1)}}, []*http.Cookie{c}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			q, cookies := tc.setup(t)
+			w := h.callback(q, "", cookies...)
+			if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "start again at /auth/login") {
+				t.Errorf("callback = %d %s; want 400 telling to start again at /auth/login", w.Code, w.Body)
+			}
+		})
+	}
+}
+
+func TestCallbackRejectsExpiredLogin(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	c, u := h.login(t, "")
+	code, state := h.ti.authorize(u)
+	h.af.now = func() time.Time { return time.Now().Add(loginTTL + time.Second) }
+	w := h.callback(url.Values{"code": {code}, "state": {state}}, "", c)
+	if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "/auth/login") {
+		t.Errorf("callback after %v = %d %s; want 400 start again", loginTTL, w.Code, w.Body)
+	}
+}
+
+func TestCallbackReplayIsRejected(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	c, u := h.login(t, "")
+	code, state := h.ti.authorize(u)
+	q := url.Values{"code": {code}, "state": {state}}
+	if w := h.callback(q, "", c); w.Code != http.StatusOK {
+		t.Fatalf("first callback = %d %s; want 200", w.Code, w.Body)
+	}
+	// A browser honours the deletion; a replaying client may not: with the
+	// old cookie the code is refused by the provider, without it we refuse.
+	if w := h.callback(q, ""); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "start again at /auth/login") {
+		t.Errorf("replayed callback without the cookie = %d %s; want 400 start again", w.Code, w.Body)
+	}
+	w := h.callback(q, "", c)
+	if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "AADSTS54005") || !strings.Contains(w.Body.String(), "start again") {
+		t.Errorf("replayed code with the old cookie = %d %s; want 400 naming AADSTS54005", w.Code, w.Body)
+	}
+}
+
+func TestCallbackIdPErrors(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	tests := []struct {
+		name, err, desc, accept string
+		wantStatus              int
+		wantIn                  []string
+	}{
+		{"access_denied is 403", "access_denied", "AADSTS65004: User declined to consent", "", 403, []string{"access_denied", "AADSTS65004", "/auth/login"}},
+		{"consent_required is 400", "consent_required", "AADSTS65001: consent", "", 400, []string{"consent_required", "AADSTS65001"}},
+		{"login_required is 400", "login_required", "", "", 400, []string{"login_required"}},
+		{"HTML page escapes the description", "invalid_request", "<script>alert(1)</script>", "text/html", 400, []string{"&lt;script&gt;alert(1)&lt;/script&gt;", "invalid_request"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, u := h.login(t, "")
+			_, state := h.ti.authorize(u)
+			w := h.callback(url.Values{"error": {tc.err}, "error_description": {tc.desc}, "state": {state}}, tc.accept, c)
+			if w.Code != tc.wantStatus {
+				t.Errorf("callback error=%s = %d; want %d", tc.err, w.Code, tc.wantStatus)
+			}
+			for _, want := range tc.wantIn {
+				if !strings.Contains(w.Body.String(), want) {
+					t.Errorf("answer lacks %q: %s", want, w.Body)
+				}
+			}
+			if strings.Contains(w.Body.String(), "<script>") {
+				t.Errorf("answer echoes markup unescaped: %s", w.Body)
+			}
+			deleted := false
+			for _, sc := range w.Result().Cookies() {
+				deleted = deleted || (sc.Name == c.Name && sc.MaxAge < 0)
+			}
+			if !deleted {
+				t.Errorf("callback error did not delete the login cookie %s", c.Name)
+			}
+		})
+	}
+}
+
+func TestTokenEndpointErrorsAreMapped(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		answer     http.HandlerFunc
+		wantStatus int
+		wantIn     []string
+		wantLog    string
+	}{
+		{"expired code is 400 start again", func(w http.ResponseWriter, r *http.Request) {
+			entraError(w, 400, "invalid_grant", "AADSTS70008: The provided authorization code or refresh token has expired due to inactivity.", 70008)
+		}, 400, []string{"expired", "AADSTS70008", "start again at /auth/login"}, ""},
+		{"redeemed code is 400 start again", func(w http.ResponseWriter, r *http.Request) {
+			entraError(w, 400, "invalid_grant", "AADSTS54005: OAuth2 Authorization code was already redeemed", 54005)
+		}, 400, []string{"already redeemed", "AADSTS54005", "start again at /auth/login"}, ""},
+		{"v1 answer with the code only in the description", func(w http.ResponseWriter, r *http.Request) {
+			entraError(w, 400, "invalid_grant", "AADSTS70008: expired")
+		}, 400, []string{"AADSTS70008", "start again"}, ""},
+		{"bad secret is 502 with the code", func(w http.ResponseWriter, r *http.Request) {
+			entraError(w, 401, "invalid_client", "AADSTS7000215: Invalid client secret provided.", 7000215)
+		}, 502, []string{"AADSTS7000215", "misconfigured"}, "AZURE_CLIENT_SECRET is not a valid secret"},
+		{"expired secret is 502", func(w http.ResponseWriter, r *http.Request) {
+			entraError(w, 401, "invalid_client", "AADSTS7000222: expired", 7000222)
+		}, 502, []string{"AADSTS7000222"}, "has expired"},
+		{"redirect mismatch is 502 with the code", func(w http.ResponseWriter, r *http.Request) {
+			entraError(w, 400, "invalid_request", "AADSTS50011: The redirect URI does not match", 50011)
+		}, 502, []string{"AADSTS50011"}, "REDIRECT_URI does not exactly match"},
+		{"unknown client error is 502", func(w http.ResponseWriter, r *http.Request) {
+			entraError(w, 400, "unauthorized_client", "AADSTS700025: public client", 700025)
+		}, 502, []string{"unauthorized_client", "AADSTS700025"}, ""},
+		{"temporarily unavailable is 503", func(w http.ResponseWriter, r *http.Request) {
+			entraError(w, 503, "temporarily_unavailable", "AADSTS90033: busy", 90033)
+		}, 503, []string{"temporarily unavailable"}, ""},
+		{"non-JSON error page is 502", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(500)
+			io.WriteString(w, "<h1>oops</h1>")
+		}, 502, []string{"unusable answer"}, ""},
+		{"non-JSON success is 502", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			io.WriteString(w, `{"access_token":"x","token_type":"Bearer"}`)
+		}, 502, []string{"unusable answer"}, ""},
+		{"malformed JSON is 502", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"access_token":`)
+		}, 502, []string{"unusable answer"}, ""},
+		{"expires_in not numeric is 502", func(w http.ResponseWriter, r *http.Request) {
+			tokenJSON(w, map[string]any{"access_token": "x", "token_type": "Bearer", "expires_in": "soon"})
+		}, 502, []string{"unusable answer"}, ""},
+		{"no access token is 502", func(w http.ResponseWriter, r *http.Request) {
+			tokenJSON(w, map[string]any{"token_type": "Bearer", "expires_in": 3599})
+		}, 502, []string{"unusable answer"}, ""},
+		{"token type other than Bearer is 502", func(w http.ResponseWriter, r *http.Request) {
+			tokenJSON(w, map[string]any{"access_token": "x", "token_type": "DPoP", "expires_in": 3599})
+		}, 502, []string{"unusable answer"}, ""},
+		{"oversized answer is 502", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"access_token":"`+strings.Repeat("a", maxTokenAnswer)+`","token_type":"Bearer"}`)
+		}, 502, []string{"unusable answer"}, "larger than"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, harnessOptions{})
+			c, u := h.login(t, "")
+			code, state := h.ti.authorize(u)
+			setTokenHandler(h.idp, tc.answer)
+			w := h.callback(url.Values{"code": {code}, "state": {state}}, "", c)
+			if w.Code != tc.wantStatus {
+				t.Errorf("callback = %d %s; want %d", w.Code, w.Body, tc.wantStatus)
+			}
+			if w.Header().Get("Cache-Control") != "no-store" {
+				t.Errorf("Cache-Control = %q; want no-store", w.Header().Get("Cache-Control"))
+			}
+			for _, want := range tc.wantIn {
+				if !strings.Contains(w.Body.String(), want) {
+					t.Errorf("answer lacks %q: %s", want, w.Body)
+				}
+			}
+			if tc.wantLog != "" && !strings.Contains(h.logs.String(), tc.wantLog) {
+				t.Errorf("logs lack %q:\n%s", tc.wantLog, h.logs)
+			}
+		})
+	}
+}
+
+func TestTokenEndpointNetworkFailures(t *testing.T) {
+	t.Parallel()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	tests := []struct {
+		name       string
+		client     *http.Client
+		endpoint   func(h *flowHarness) string
+		answer     http.HandlerFunc
+		wantStatus int
+	}{
+		{"timeout is 504", &http.Client{Timeout: 200 * time.Millisecond}, nil, func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+		}, http.StatusGatewayTimeout},
+		{"slow body is 504", &http.Client{Timeout: 200 * time.Millisecond}, nil, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"access_token":"`)
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+		}, http.StatusGatewayTimeout},
+		{"connection refused is 502", nil, func(*flowHarness) string { return closed.URL + "/token" }, nil, http.StatusBadGateway},
+		{"connection dropped is 502", nil, nil, func(w http.ResponseWriter, r *http.Request) {
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+		}, http.StatusBadGateway},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, harnessOptions{client: tc.client})
+			if tc.endpoint != nil {
+				md := idpMetadata(h.idp)
+				md.TokenEndpoint = tc.endpoint(h)
+				h.af.p = fakeMetadata{md: md}
+			}
+			c, u := h.login(t, "")
+			code, state := h.ti.authorize(u)
+			if tc.answer != nil {
+				setTokenHandler(h.idp, tc.answer)
+			}
+			w := h.callback(url.Values{"code": {code}, "state": {state}}, "", c)
+			if w.Code != tc.wantStatus {
+				t.Errorf("callback = %d %s; want %d", w.Code, w.Body, tc.wantStatus)
+			}
+		})
+	}
+}
+
+func TestCallbackRejectsTokensThatFailVerification(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name                   string
+		idOverride, atOverride map[string]any
+	}{
+		{"nonce mismatch", map[string]any{"nonce": "another-login"}, nil},
+		{"ID token for another client", map[string]any{"aud": "99999999-2222-3333-4444-555555555555"}, nil},
+		{"expired ID token", map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}, nil},
+		{"access token for another audience", nil, map[string]any{"aud": "api://someone-else"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, harnessOptions{})
+			h.ti.idOverride, h.ti.atOverride = tc.idOverride, tc.atOverride
+			w := h.signIn(t, "", "")
+			if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), "failed verification") {
+				t.Errorf("callback = %d %s; want 502 failed verification", w.Code, w.Body)
+			}
+			if !strings.Contains(h.logs.String(), "failed verification") {
+				t.Errorf("no log line names the failed check:\n%s", h.logs)
+			}
+		})
+	}
+}

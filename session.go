@@ -1,0 +1,216 @@
+package main
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Login cookie parameters. Each login started at /auth/login gets its own
+// cookie, named after its state, so logins in two browser tabs do not
+// overwrite each other.
+const (
+	// loginCookiePrefix starts the name of every login cookie; the rest is
+	// loginCookieID(state).
+	loginCookiePrefix = "heroes_login_"
+	// loginCookiePath scopes the cookies to /auth/…: /auth/callback reads
+	// them, and /auth/login and /auth/logout must see them too, to cap how
+	// many pile up and to clear them. The browser sends them nowhere else.
+	loginCookiePath = "/auth"
+	// loginTTL is how long a login may take, from /auth/login to
+	// /auth/callback: the cookie's Max-Age and the sealed created-at check.
+	loginTTL = 10 * time.Minute
+	// maxPendingLogins caps the login cookies a browser holds at once. A new
+	// login clears the oldest beyond it, so repeated logins can neither grow
+	// the Cookie header past the server's limit nor lock a user out.
+	maxPendingLogins = 5
+	// maxLoginCookieLen bounds a sealed cookie value, in bytes, before any
+	// decoding. A genuine one is about 350 bytes.
+	maxLoginCookieLen = 2048
+	// maxStateLen bounds the state query parameter, in bytes. Ours are 26.
+	maxStateLen = 128
+)
+
+// Errors of openLogin. Each maps to 400 "start again at /auth/login".
+var (
+	errLoginMissing  = errors.New("auth: no login cookie for this state")
+	errLoginTampered = errors.New("auth: login cookie does not open")
+	errLoginExpired  = errors.New("auth: login cookie expired")
+	errStateMismatch = errors.New("auth: state does not match the login cookie")
+)
+
+// loginState is what a login cookie carries between /auth/login and
+// /auth/callback: the state (RFC 6749 §10.12), the nonce (OpenID Connect Core
+// §3.1.2.1), the PKCE code_verifier (RFC 7636 §4.1), the local path to return
+// to, and when the login started (seconds since the Unix epoch).
+type loginState struct {
+	State        string `json:"s"`
+	Nonce        string `json:"n"`
+	CodeVerifier string `json:"v"`
+	ReturnTo     string `json:"r"`
+	Created      int64  `json:"t"`
+}
+
+// sealer seals and opens login cookies with AES-256-GCM under the session
+// key. Nonces are random per seal (cipher.NewGCMWithRandomNonce). The cookie
+// name is the additional data, so a value cannot be moved to another name.
+// A sealer is immutable and safe for concurrent use.
+type sealer struct {
+	aead cipher.AEAD
+}
+
+// newSealer makes a sealer from a 32-byte key (config.SessionKey).
+func newSealer(key []byte) (*sealer, error) {
+	if len(key) != 32 {
+		return nil, fmt.Errorf("auth: session key is %d bytes; want 32", len(key))
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("auth: session key: %w", err)
+	}
+	aead, err := cipher.NewGCMWithRandomNonce(block)
+	if err != nil {
+		return nil, fmt.Errorf("auth: session key: %w", err)
+	}
+	return &sealer{aead: aead}, nil
+}
+
+// seal encrypts ls for the cookie called name and returns the cookie value
+// (base64url, no padding).
+func (s *sealer) seal(name string, ls loginState) (string, error) {
+	plain, err := json.Marshal(ls)
+	if err != nil {
+		return "", fmt.Errorf("auth: sealing login state: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(s.aead.Seal(nil, nil, plain, []byte(name))), nil
+}
+
+// open decrypts the value of the cookie called name. It checks only that the
+// value is authentic; openLogin also checks age and state. It returns
+// errLoginTampered for anything that does not open.
+func (s *sealer) open(name, value string) (loginState, error) {
+	var ls loginState
+	if len(value) > maxLoginCookieLen {
+		return ls, errLoginTampered
+	}
+	sealed, err := base64.RawURLEncoding.DecodeString(value)
+	if err != nil {
+		return ls, errLoginTampered
+	}
+	plain, err := s.aead.Open(nil, nil, sealed, []byte(name))
+	if err != nil {
+		return ls, errLoginTampered
+	}
+	if err := json.Unmarshal(plain, &ls); err != nil {
+		return ls, errLoginTampered
+	}
+	return ls, nil
+}
+
+// loginCookieID is the short, log-safe id of a state: the first 16 hex digits
+// of its SHA-256. It names the login cookie and correlates log lines without
+// revealing the state.
+func loginCookieID(state string) string {
+	sum := sha256.Sum256([]byte(state))
+	return hex.EncodeToString(sum[:8])
+}
+
+// loginCookieName is the name of the cookie holding the login of state.
+func loginCookieName(state string) string { return loginCookiePrefix + loginCookieID(state) }
+
+// loginCookie makes the Set-Cookie for a login (RFC 6265 §4.1; RFC 9700
+// §4.7 on CSRF): HttpOnly, SameSite=Lax (the IdP's redirect back is a
+// top-level GET, which Lax allows), Secure when secure, Max-Age loginTTL.
+func loginCookie(name, value string, secure bool) *http.Cookie {
+	return &http.Cookie{
+		Name:     name,
+		Value:    value,
+		Path:     loginCookiePath,
+		MaxAge:   int(loginTTL / time.Second),
+		HttpOnly: true,
+		Secure:   secure,
+		SameSite: http.SameSiteLaxMode,
+	}
+}
+
+// expiredCookie makes the Set-Cookie that deletes the login cookie name.
+func expiredCookie(name string, secure bool) *http.Cookie {
+	c := loginCookie(name, "", secure)
+	c.MaxAge = -1
+	return c
+}
+
+// openLogin finds the login cookie of state in r, opens it, and checks that
+// it is younger than loginTTL at now and holds the same state. Errors:
+// errLoginMissing, errLoginTampered, errLoginExpired, errStateMismatch.
+func (s *sealer) openLogin(r *http.Request, state string, now time.Time) (loginState, error) {
+	name := loginCookieName(state)
+	c, err := r.Cookie(name)
+	if err != nil {
+		return loginState{}, errLoginMissing
+	}
+	ls, err := s.open(name, c.Value)
+	if err != nil {
+		return loginState{}, err
+	}
+	age := now.Sub(time.Unix(ls.Created, 0))
+	if age > loginTTL || age < -time.Minute {
+		return loginState{}, errLoginExpired
+	}
+	if subtle.ConstantTimeCompare([]byte(ls.State), []byte(state)) != 1 {
+		return loginState{}, errStateMismatch
+	}
+	return ls, nil
+}
+
+// pendingLogin is a login cookie found on a request, for pruning.
+type pendingLogin struct {
+	name    string
+	created int64 // seconds since the Unix epoch; 0 when the cookie does not open
+}
+
+// staleLogins returns the names of the login cookies on r to delete so that,
+// with one more login added, at most maxPendingLogins remain: every cookie
+// that does not open or has expired at now, then the oldest.
+func (s *sealer) staleLogins(r *http.Request, now time.Time) []string {
+	var live []pendingLogin
+	var stale []string
+	for _, c := range r.Cookies() {
+		if !strings.HasPrefix(c.Name, loginCookiePrefix) {
+			continue
+		}
+		ls, err := s.open(c.Name, c.Value)
+		if err != nil || now.Sub(time.Unix(ls.Created, 0)) > loginTTL {
+			stale = append(stale, c.Name)
+			continue
+		}
+		live = append(live, pendingLogin{name: c.Name, created: ls.Created})
+	}
+	slices.SortFunc(live, func(a, b pendingLogin) int { return int(a.created - b.created) })
+	for len(live) >= maxPendingLogins {
+		stale = append(stale, live[0].name)
+		live = live[1:]
+	}
+	return stale
+}
+
+// loginCookieNames returns the names of every login cookie on r.
+func loginCookieNames(r *http.Request) []string {
+	var names []string
+	for _, c := range r.Cookies() {
+		if strings.HasPrefix(c.Name, loginCookiePrefix) && !slices.Contains(names, c.Name) {
+			names = append(names, c.Name)
+		}
+	}
+	return names
+}
