@@ -509,7 +509,6 @@ func (s *localStore) Close() error {
 // characters (runes) or list items.
 const (
 	maxBodyBytes   = 1 << 20 // 1 MiB request body, else 413
-	maxJSONDepth   = 32      // nesting of objects and arrays; a hero needs 4
 	maxStringRunes = 200     // every string field
 	maxListItems   = 100     // every list field
 	maxProblems    = 100     // validation problems reported in one 422

@@ -433,16 +433,16 @@ func (s *tableStore) do(ctx context.Context, r tableRequest) (tableResponse, err
 		return tableResponse{}, fmt.Errorf("table: %s: answer larger than %d bytes", r.op, maxTableResponse)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return tableResponse{}, &tableError{Op: r.op, Status: resp.StatusCode, Code: errorCode(resp.Header, data), Entity: r.entity}
+		return tableResponse{}, &tableError{Op: r.op, Status: resp.StatusCode, Code: tableErrorCode(resp.Header, data), Entity: r.entity}
 	}
 	return tableResponse{status: resp.StatusCode, header: resp.Header, body: data}, nil
 }
 
-// errorCode extracts the service's error code from the x-ms-error-code
+// tableErrorCode extracts the service's error code from the x-ms-error-code
 // header or the JSON error body ({"odata.error":{"code":…}}), keeping only
 // letters and digits (at most 64), so nothing else from the answer reaches
 // an error message.
-func errorCode(h http.Header, body []byte) string {
+func tableErrorCode(h http.Header, body []byte) string {
 	code := h.Get("x-ms-error-code")
 	if code == "" {
 		var e struct {
