@@ -32,7 +32,6 @@ const envAzurite = "AZURITE_TABLE_URL"
 func fixedNow() time.Time { return time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC) }
 
 // discardLogger drops every record.
-func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // TestSignSharedKeyLite checks the Authorization value against vectors
 // computed outside Go from the rules of "Authorize with Shared Key"
