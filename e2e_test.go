@@ -1,0 +1,223 @@
+package main
+
+import (
+	"encoding/json"
+	"html"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// hiddenInput matches the hidden fields of the dev provider's sign-in form.
+var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([a-z_]+)" value="([^"]*)">`)
+
+// formAction matches the sign-in form's action.
+var formAction = regexp.MustCompile(`<form[^>]* action="([^"]+)"`)
+
+// signInDev walks the whole flow of a -dev service at base as a browser
+// would: /auth/login → the dev provider's sign-in form → /auth/callback. It
+// signs in as user granting grants and returns the callback's JSON answer.
+func signInDev(t *testing.T, base, user string, grants ...string) tokenAnswer {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+
+	resp, err := client.Get(base + "/auth/login")
+	if err != nil {
+		t.Fatalf("GET /auth/login: %v", err)
+	}
+	page := readBody(t, resp)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "<form") {
+		t.Fatalf("GET /auth/login ended at %s %d, not the sign-in form:\n%s", resp.Request.URL.Path, resp.StatusCode, page)
+	}
+	form := url.Values{"username": {user}, "action": {"signin"}, "grant": grants}
+	for _, m := range hiddenInput.FindAllStringSubmatch(page, -1) {
+		form.Set(m[1], html.UnescapeString(m[2]))
+	}
+	action := resp.Request.URL.String()
+	if m := formAction.FindStringSubmatch(page); m != nil {
+		u, err := resp.Request.URL.Parse(html.UnescapeString(m[1]))
+		if err != nil {
+			t.Fatalf("form action %q: %v", m[1], err)
+		}
+		action = u.String()
+	}
+
+	resp, err = client.PostForm(action, form)
+	if err != nil {
+		t.Fatalf("POST sign-in form: %v", err)
+	}
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/auth/callback" {
+		t.Fatalf("sign-in ended at %s with %d:\n%s", resp.Request.URL.Path, resp.StatusCode, body)
+	}
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("callback Cache-Control = %q; want no-store", cc)
+	}
+	var ans tokenAnswer
+	if err := json.Unmarshal([]byte(body), &ans); err != nil || ans.AccessToken == "" {
+		t.Fatalf("callback answer %s: %v", body, err)
+	}
+	return ans
+}
+
+// readBody reads and closes resp.Body (at most 1 MiB).
+func readBody(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		t.Fatalf("reading body: %v", err)
+	}
+	return string(b)
+}
+
+// call sends method path with an optional bearer token and returns the
+// status, the WWW-Authenticate header and the body.
+func call(t *testing.T, method, url, token string, body io.Reader) (int, string, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	b := readBody(t, resp)
+	return resp.StatusCode, resp.Header.Get("WWW-Authenticate"), b
+}
+
+// TestEndToEndDev starts the real service with -dev on a random loopback
+// port and walks the whole flow: login → sign-in form → callback → token →
+// heroes list, then the refusals a user meets.
+func TestEndToEndDev(t *testing.T) {
+	base, logs, stop := startRun(t, []string{"-dev"}, func(string) string { return "" })
+
+	reader := signInDev(t, base, "Ada Reader", permRead)
+	if reader.IDTokenClaims["name"] != "Ada Reader" {
+		t.Errorf("id_token_claims.name = %v; want Ada Reader", reader.IDTokenClaims["name"])
+	}
+	status, _, body := call(t, "GET", base+"/api/heroes/", reader.AccessToken, nil)
+	var heroes []map[string]any
+	if status != http.StatusOK || json.Unmarshal([]byte(body), &heroes) != nil || len(heroes) == 0 {
+		t.Fatalf("GET /api/heroes/ with the token = %d %s; want 200 and the seeded heroes", status, body)
+	}
+
+	t.Run("no token is 401 with a bare challenge", func(t *testing.T) {
+		status, challenge, _ := call(t, "GET", base+"/api/heroes/", "", nil)
+		if status != http.StatusUnauthorized || !strings.HasPrefix(challenge, "Bearer realm=") || strings.Contains(challenge, "error=") {
+			t.Errorf("GET /api/heroes/ without a token = %d, WWW-Authenticate %q", status, challenge)
+		}
+	})
+	t.Run("tampered token is 401 invalid_token", func(t *testing.T) {
+		tok := reader.AccessToken
+		tampered := tok[:len(tok)-4] + map[bool]string{true: "AAAA", false: "BBBB"}[!strings.HasSuffix(tok, "AAAA")]
+		status, challenge, _ := call(t, "GET", base+"/api/heroes/", tampered, nil)
+		if status != http.StatusUnauthorized || !strings.Contains(challenge, `error="invalid_token"`) {
+			t.Errorf("tampered token = %d, WWW-Authenticate %q", status, challenge)
+		}
+	})
+	t.Run("a reader may not delete: 403 insufficient_scope", func(t *testing.T) {
+		id, _ := heroes[0]["id"].(string)
+		status, challenge, _ := call(t, "DELETE", base+"/api/heroes/"+id, reader.AccessToken, nil)
+		if status != http.StatusForbidden || !strings.Contains(challenge, `error="insufficient_scope"`) || !strings.Contains(challenge, `scope="Admin"`) {
+			t.Errorf("DELETE as reader = %d, WWW-Authenticate %q", status, challenge)
+		}
+	})
+	t.Run("an admin may create and delete", func(t *testing.T) {
+		admin := signInDev(t, base, "Grace Admin", permAdmin)
+		hero := `{"name":"Tester","race":"Elf","class_":"Wizard","level":3,
+			"ability_scores":{"strength":8,"dexterity":14,"constitution":12,"intelligence":17,"wisdom":12,"charisma":10},
+			"equipment":{"items":[]},"hit_points":18,"armor_class":12,"speed":30}`
+		status, _, body := call(t, "POST", base+"/api/heroes/", admin.AccessToken, strings.NewReader(hero))
+		var created map[string]any
+		if status != http.StatusCreated || json.Unmarshal([]byte(body), &created) != nil {
+			t.Fatalf("POST as admin = %d %s; want 201", status, body)
+		}
+		id, _ := created["id"].(string)
+		if status, _, body := call(t, "DELETE", base+"/api/heroes/"+id, admin.AccessToken, nil); status != http.StatusOK {
+			t.Errorf("DELETE as admin = %d %s; want 200", status, body)
+		}
+	})
+	t.Run("tampered state is 400", func(t *testing.T) {
+		jar, _ := cookiejar.New(nil)
+		client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := client.Get(base + "/auth/login")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		loc, err := url.Parse(resp.Header.Get("Location"))
+		if err != nil || loc.Query().Get("state") == "" {
+			t.Fatalf("login redirect %q has no state", resp.Header.Get("Location"))
+		}
+		state := loc.Query().Get("state")
+		bad := state[:len(state)-1] + map[bool]string{true: "A", false: "B"}[state[len(state)-1] != 'A']
+		resp, err = client.Get(base + "/auth/callback?code=some-code&state=" + url.QueryEscape(bad))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readBody(t, resp)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "/auth/login") {
+			t.Errorf("callback with a tampered state = %d %s; want 400 telling to start again at /auth/login", resp.StatusCode, body)
+		}
+	})
+
+	if err := stop(); err != nil {
+		t.Errorf("run after cancel = %v", err)
+	}
+	assertNoSecretsLogged(t, logs.String(), reader.AccessToken, reader.RefreshToken)
+}
+
+// assertNoSecretsLogged fails if any non-empty secret appears in logs.
+func assertNoSecretsLogged(t *testing.T, logs string, secrets ...string) {
+	t.Helper()
+	for _, s := range secrets {
+		if s != "" && strings.Contains(logs, s) {
+			t.Errorf("the logs hold a secret value (%d bytes)", len(s))
+		}
+	}
+}
+
+// TestEndToEndTokenRefusals runs the real service (run) against a test
+// provider and presents tokens it signed with the right key but wrong claims.
+func TestEndToEndTokenRefusals(t *testing.T) {
+	p := newTestIDP(t)
+	base, _, _ := startRun(t, nil, p.getenv(nil))
+	tests := []struct {
+		name       string
+		override   map[string]any
+		wantStatus int
+		wantInWWW  string
+	}{
+		{"valid token", nil, http.StatusOK, ""},
+		{"another audience", map[string]any{"aud": "api://someone-else"}, http.StatusUnauthorized, `error="invalid_token"`},
+		{"another tenant's issuer", map[string]any{"iss": p.issuer("99999999-9999-9999-9999-999999999999")}, http.StatusUnauthorized, `error="invalid_token"`},
+		{"expired", map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}, http.StatusUnauthorized, `error="invalid_token"`},
+		{"without Heroes.Read", map[string]any{"scp": "User.Read"}, http.StatusForbidden, `error="insufficient_scope"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			status, challenge, body := call(t, "GET", base+"/api/heroes/", p.token(t, tc.override), nil)
+			if status != tc.wantStatus || !strings.Contains(challenge, tc.wantInWWW) ||
+				(status == http.StatusForbidden && !strings.Contains(challenge, `scope="Heroes.Read"`)) {
+				t.Errorf("GET /api/heroes/ = %d, WWW-Authenticate %q, body %s; want %d with %q", status, challenge, body, tc.wantStatus, tc.wantInWWW)
+			}
+		})
+	}
+}
