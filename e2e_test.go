@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
 	"html"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -219,5 +222,128 @@ func TestEndToEndTokenRefusals(t *testing.T) {
 				t.Errorf("GET /api/heroes/ = %d, WWW-Authenticate %q, body %s; want %d with %q", status, challenge, body, tc.wantStatus, tc.wantInWWW)
 			}
 		})
+	}
+}
+
+// fakeLoginProvider makes p's token endpoint act like Entra for an
+// authorization code flow: it checks the grant, the PKCE code_verifier
+// against the challenge the login sent (RFC 7636 §4.6) and answers with an
+// access token and an ID token carrying the nonce. The challenge and nonce
+// are read from the authorize URL the service redirected to.
+func fakeLoginProvider(t *testing.T, p *testIDP, authorizeURL string) {
+	t.Helper()
+	u, err := url.Parse(authorizeURL)
+	if err != nil {
+		t.Fatalf("authorize URL %q: %v", authorizeURL, err)
+	}
+	q := u.Query()
+	challenge, nonce := q.Get("code_challenge"), q.Get("nonce")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.tokenHandler = func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		if r.PostForm.Get("code") != "the-code" || !devPKCEMatches(r.PostForm.Get("code_verifier"), challenge) {
+			w.WriteHeader(http.StatusBadRequest)
+			tokenJSON(w, map[string]any{"error": "invalid_grant", "error_codes": []int{70008}})
+			return
+		}
+		tokenJSON(w, map[string]any{
+			"token_type":   "Bearer",
+			"expires_in":   3600,
+			"scope":        "api://" + testClientID + "/Heroes.Read",
+			"access_token": p.token(t, nil),
+			"id_token":     p.token(t, map[string]any{"nonce": nonce, "scp": nil, "name": "Replica User"}),
+		})
+	}
+}
+
+// TestTwoReplicasShareLoginsAndTokens: two instances started with the same
+// settings and SESSION_KEY behave as one service: a login started on one
+// completes on the other, and a token accepted by one is accepted by both.
+func TestTwoReplicasShareLoginsAndTokens(t *testing.T) {
+	p := newTestIDP(t)
+	env := p.getenv(map[string]string{"SESSION_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="})
+	baseA, _, _ := startRun(t, nil, env)
+	baseB, _, _ := startRun(t, nil, env)
+
+	// Both listen on 127.0.0.1; cookies ignore the port, so one jar serves
+	// the browser's view of both replicas behind one load balancer.
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(baseA + "/auth/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, p.srv.URL) {
+		t.Fatalf("login on A = %d to %q; want 302 to the provider", resp.StatusCode, loc)
+	}
+	fakeLoginProvider(t, p, loc)
+	state := mustQuery(t, loc, "state")
+
+	resp, err = client.Get(baseB + "/auth/callback?code=the-code&state=" + url.QueryEscape(state))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := readBody(t, resp)
+	var ans tokenAnswer
+	if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &ans) != nil {
+		t.Fatalf("callback on B = %d %s; want 200 with tokens", resp.StatusCode, body)
+	}
+	for _, base := range []string{baseA, baseB} {
+		if status, _, body := call(t, "GET", base+"/api/heroes/", ans.AccessToken, nil); status != http.StatusOK {
+			t.Errorf("GET %s/api/heroes/ = %d %s; want 200", base, status, body)
+		}
+	}
+}
+
+// mustQuery returns the query parameter name of the URL s.
+func mustQuery(t *testing.T, s, name string) string {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil || u.Query().Get(name) == "" {
+		t.Fatalf("URL %q has no %s", s, name)
+	}
+	return u.Query().Get(name)
+}
+
+// TestShutdownFinishesInFlightRequest cancels run's context while a request
+// is half sent, and checks that the request still gets its answer and run
+// then returns nil.
+func TestShutdownFinishesInFlightRequest(t *testing.T) {
+	p := newTestIDP(t)
+	p.tokenHandler = func(w http.ResponseWriter, r *http.Request) {
+		tokenJSON(w, map[string]any{"token_type": "Bearer", "expires_in": 3600, "access_token": p.token(t, nil)})
+	}
+	base, _, stop := startRun(t, nil, p.getenv(nil))
+
+	body := "refresh_token=a-refresh-token"
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /auth/refresh HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", len(body), body[:5])
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	time.Sleep(300 * time.Millisecond) // shutdown has begun and is waiting for this request
+	select {
+	case err := <-stopped:
+		t.Fatalf("run returned %v while a request was in flight", err)
+	default:
+	}
+	io.WriteString(conn, body[5:])
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading the in-flight answer: %v", err)
+	}
+	got := readBody(t, resp)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("in-flight POST /auth/refresh = %d %s; want 200", resp.StatusCode, got)
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("run = %v; want nil after a graceful shutdown", err)
 	}
 }
