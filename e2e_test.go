@@ -324,7 +324,18 @@ func TestShutdownFinishesInFlightRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	// A first request on the connection makes sure the server has accepted
+	// it; then the second is sent in part, and the server waits in the
+	// handler for the rest of its body.
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("reading /healthz: %v", err)
+	}
+	readBody(t, resp)
 	fmt.Fprintf(conn, "POST /auth/refresh HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", len(body), body[:5])
+	time.Sleep(200 * time.Millisecond) // the server reads the head and enters the handler
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop() }()
@@ -335,7 +346,7 @@ func TestShutdownFinishesInFlightRequest(t *testing.T) {
 	default:
 	}
 	io.WriteString(conn, body[5:])
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	resp, err = http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatalf("reading the in-flight answer: %v", err)
 	}
