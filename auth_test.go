@@ -928,3 +928,12 @@ func TestCallbackRejectsTokensThatFailVerification(t *testing.T) {
 		})
 	}
 }
+
+// newRefreshRequest makes POST /auth/refresh with a body of content type ct.
+func newRefreshRequest(ct, body string) *http.Request {
+	r := httptest.NewRequest("POST", "/auth/refresh", strings.NewReader(body))
+	if ct != "" {
+		r.Header.Set("Content-Type", ct)
+	}
+	return r
+}
