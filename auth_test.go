@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -936,4 +937,301 @@ func newRefreshRequest(ct, body string) *http.Request {
 		r.Header.Set("Content-Type", ct)
 	}
 	return r
+}
+
+func TestRefresh(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	h.ti.addRefreshToken("rt-known")
+	big := strings.Repeat("a", maxRefreshBody+1)
+	tests := []struct {
+		name       string
+		ct, body   string
+		rotate     bool
+		wantStatus int
+		wantIn     []string
+		wantOut    []string
+	}{
+		{"form body", "application/x-www-form-urlencoded", "refresh_token=rt-known", false, 200,
+			[]string{`"access_token":"ey`, "no new refresh_token", "no new ID token"}, []string{`"refresh_token"`}},
+		{"JSON body", "application/json; charset=utf-8", `{"refresh_token":"rt-known"}`, false, 200,
+			[]string{`"access_token":"ey`, `"expires_in":3599`}, nil},
+		{"rotated refresh token and new ID token", "application/json", `{"refresh_token":"rt-known"}`, true, 200,
+			[]string{`"refresh_token":"refresh-`, `"id_token_claims"`}, []string{"notes"}},
+		{"expired refresh token is 400 sign in again", "application/x-www-form-urlencoded", "refresh_token=rt-unknown", false, 400,
+			[]string{"AADSTS700082", "sign in again at /auth/login"}, nil},
+		{"missing refresh token is 400", "application/x-www-form-urlencoded", "other=1", false, 400, []string{"refresh_token is required"}, nil},
+		{"unknown JSON field is 400", "application/json", `{"refresh_token":"x","extra":1}`, false, 400, nil, nil},
+		{"two JSON values is 400", "application/json", `{"refresh_token":"x"}{}`, false, 400, nil, nil},
+		{"other content type is 415", "text/plain", "refresh_token=rt-known", false, 415, nil, nil},
+		{"no content type is 415", "", "refresh_token=rt-known", false, 415, nil, nil},
+		{"oversized form is 413", "application/x-www-form-urlencoded", "refresh_token=" + big, false, 413, nil, nil},
+		{"oversized JSON is 413", "application/json", `{"refresh_token":"` + big + `"}`, false, 413, nil, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h.ti.mu.Lock()
+			h.ti.rotateRefresh = tc.rotate
+			h.ti.mu.Unlock()
+			w := h.do(newRefreshRequest(tc.ct, tc.body))
+			if w.Code != tc.wantStatus {
+				t.Fatalf("POST /auth/refresh = %d %s; want %d", w.Code, w.Body, tc.wantStatus)
+			}
+			if w.Header().Get("Cache-Control") != "no-store" {
+				t.Errorf("Cache-Control = %q; want no-store", w.Header().Get("Cache-Control"))
+			}
+			for _, want := range tc.wantIn {
+				if !strings.Contains(w.Body.String(), want) {
+					t.Errorf("answer lacks %q: %s", want, w.Body)
+				}
+			}
+			for _, bad := range tc.wantOut {
+				if strings.Contains(w.Body.String(), bad) {
+					t.Errorf("answer holds %q: %s", bad, w.Body)
+				}
+			}
+		})
+	}
+}
+
+func TestRefreshSendsTheRefreshGrant(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	var got url.Values
+	setTokenHandler(h.idp, func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		got = r.PostForm
+		h.ti.serveToken(w, r)
+	})
+	h.ti.addRefreshToken("rt-1")
+	if w := h.do(newRefreshRequest("application/x-www-form-urlencoded", "refresh_token=rt-1")); w.Code != 200 {
+		t.Fatalf("refresh = %d %s", w.Code, w.Body)
+	}
+	want := map[string]string{"grant_type": "refresh_token", "refresh_token": "rt-1", "client_id": testClientID, "client_secret": testSecret}
+	for k, v := range want {
+		if got.Get(k) != v {
+			t.Errorf("token request %s = %q; want %q", k, got.Get(k), v)
+		}
+	}
+	if !strings.Contains(got.Get("scope"), "offline_access") {
+		t.Errorf("token request scope = %q; want offline_access and the API scope", got.Get("scope"))
+	}
+}
+
+func TestCallbackSendsTheCodeGrant(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	var got url.Values
+	var header http.Header
+	setTokenHandler(h.idp, func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		got, header = r.PostForm, r.Header.Clone()
+		h.ti.serveToken(w, r) // also checks PKCE and redirect_uri
+	})
+	if w := h.signIn(t, "", ""); w.Code != 200 {
+		t.Fatalf("callback = %d %s", w.Code, w.Body)
+	}
+	for k, v := range map[string]string{"grant_type": "authorization_code", "redirect_uri": h.cfg.RedirectURI, "client_id": testClientID, "client_secret": testSecret} {
+		if got.Get(k) != v {
+			t.Errorf("token request %s = %q; want %q", k, got.Get(k), v)
+		}
+	}
+	if len(got.Get("code_verifier")) < 43 {
+		t.Errorf("code_verifier = %q; want 43 or more characters (RFC 7636 §4.1)", got.Get("code_verifier"))
+	}
+	if header.Get("Content-Type") != "application/x-www-form-urlencoded" || header.Get("Authorization") != "" {
+		t.Errorf("token request headers = %v; want a form and no Authorization with client_secret_post", header)
+	}
+}
+
+func TestLogout(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{env: map[string]string{"POST_LOGOUT_REDIRECT_URI": "http://localhost:8000/"}})
+	c1, _ := h.login(t, "")
+	c2, _ := h.login(t, "", c1)
+	r := httptest.NewRequest("GET", "/auth/logout?return_to=/api/heroes/", nil)
+	r.AddCookie(c1)
+	r.AddCookie(c2)
+	w := h.do(r)
+	if w.Code != http.StatusFound {
+		t.Fatalf("logout = %d; want 302", w.Code)
+	}
+	u, _ := url.Parse(w.Header().Get("Location"))
+	if got, want := u.Scheme+"://"+u.Host+u.Path, idpMetadata(h.idp).EndSessionEndpoint; got != want {
+		t.Errorf("logout redirects to %q; want the end_session_endpoint %q", got, want)
+	}
+	if got := u.Query().Get("post_logout_redirect_uri"); got != "http://localhost:8000/" {
+		t.Errorf("post_logout_redirect_uri = %q; want POST_LOGOUT_REDIRECT_URI", got)
+	}
+	deleted := map[string]bool{}
+	for _, sc := range w.Result().Cookies() {
+		if sc.MaxAge < 0 {
+			deleted[sc.Name] = true
+		}
+	}
+	if !deleted[c1.Name] || !deleted[c2.Name] {
+		t.Errorf("logout deleted %v; want both login cookies", deleted)
+	}
+
+	plain := newHarness(t, harnessOptions{})
+	w = plain.do(httptest.NewRequest("GET", "/auth/logout", nil))
+	if u, _ := url.Parse(w.Header().Get("Location")); u.Query().Has("post_logout_redirect_uri") {
+		t.Errorf("logout without POST_LOGOUT_REDIRECT_URI sent one: %s", u)
+	}
+}
+
+func TestIndexPage(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	w := h.do(httptest.NewRequest("GET", "/", nil))
+	if w.Code != 200 || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/html") {
+		t.Fatalf("GET / = %d %q; want 200 text/html", w.Code, w.Header().Get("Content-Type"))
+	}
+	for _, want := range []string{`href="/auth/login"`, `href="/api/heroes/"`, `href="/openapi.json"`} {
+		if !strings.Contains(w.Body.String(), want) {
+			t.Errorf("index lacks %s", want)
+		}
+	}
+	if strings.Contains(w.Body.String(), "src=") || strings.Contains(w.Body.String(), `href="http`) {
+		t.Errorf("index loads external assets")
+	}
+}
+
+func TestPrefersHTML(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, accept string
+		want         bool
+	}{
+		{"browser navigation", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", true},
+		{"curl's */* is JSON", "*/*", false},
+		{"no header is JSON", "", false},
+		{"JSON asked", "application/json", false},
+		{"JSON preferred by q", "text/html;q=0.5, application/json", false},
+		{"HTML preferred by q", "text/html, application/json;q=0.9", true},
+		{"text/* counts for HTML", "text/*", true},
+		{"HTML refused with q=0", "text/html;q=0, */*", false},
+		{"bad q ignored", "text/html;q=NaN, application/json;q=0.1", false},
+		{"garbage", ";;;,,,", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := prefersHTML(tc.accept); got != tc.want {
+				t.Errorf("prefersHTML(%q) = %v; want %v", tc.accept, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseTokenAnswer(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		status      int
+		ct, body    string
+		wantExpires int64
+		wantErr     error
+		wantAADSTS  string
+	}{
+		{"expires_in number", 200, "application/json", `{"access_token":"a","token_type":"Bearer","expires_in":3599}`, 3599, nil, ""},
+		{"expires_in string (Entra v1)", 200, "application/json; charset=utf-8", `{"access_token":"a","token_type":"bearer","expires_in":"3599"}`, 3599, nil, ""},
+		{"expires_in absent", 200, "application/json", `{"access_token":"a","token_type":"Bearer"}`, 0, nil, ""},
+		{"expires_in negative", 200, "application/json", `{"access_token":"a","token_type":"Bearer","expires_in":-1}`, 0, errTokenAnswer, ""},
+		{"expires_in fraction", 200, "application/json", `{"access_token":"a","token_type":"Bearer","expires_in":1.5}`, 0, errTokenAnswer, ""},
+		{"Entra error", 400, "application/json", `{"error":"invalid_grant","error_description":"AADSTS70008: x","error_codes":[70008]}`, 0, nil, "AADSTS70008"},
+		{"error on a 200", 200, "application/json", `{"error":"invalid_grant","error_codes":[54005]}`, 0, nil, "AADSTS54005"},
+		{"status without error", 500, "application/json", `{}`, 0, errTokenAnswer, ""},
+		{"HTML", 200, "text/html", `<html>`, 0, errTokenAnswer, ""},
+		{"no content type", 200, "", `{"access_token":"a","token_type":"Bearer"}`, 0, errTokenAnswer, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, err := parseTokenAnswer(tc.status, tc.ct, []byte(tc.body))
+			var te *tokenError
+			switch {
+			case tc.wantAADSTS != "":
+				if !errors.As(err, &te) || te.aadsts() != tc.wantAADSTS {
+					t.Errorf("parseTokenAnswer(%q) = %v; want a tokenError %s", tc.body, err, tc.wantAADSTS)
+				}
+			case tc.wantErr != nil:
+				if !errors.Is(err, tc.wantErr) {
+					t.Errorf("parseTokenAnswer(%q) = %v; want %v", tc.body, err, tc.wantErr)
+				}
+			case err != nil:
+				t.Errorf("parseTokenAnswer(%q) = %v", tc.body, err)
+			case int64(tr.ExpiresIn) != tc.wantExpires:
+				t.Errorf("expires_in = %d; want %d", tr.ExpiresIn, tc.wantExpires)
+			}
+		})
+	}
+}
+
+func TestLogsHoldNoSecretCodeOrToken(t *testing.T) {
+	t.Parallel()
+	key := testKeys()[1]
+	cert := testCertificate(t, key, time.Now().Add(time.Hour))
+	certPath := writePEM(t, &pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}, pkcs8Block(t, key))
+	var secrets []string
+	for _, env := range []map[string]string{
+		nil,
+		{"AZURE_CLIENT_AUTH": "basic"},
+		{"AZURE_CLIENT_CERTIFICATE_PATH": certPath},
+	} {
+		h := newHarness(t, harnessOptions{env: env})
+		if env["AZURE_CLIENT_CERTIFICATE_PATH"] != "" {
+			h.ti.checkClient = (&assertionChecker{cert: cert, seen: map[string]bool{}}).check
+		} else if env["AZURE_CLIENT_AUTH"] == "basic" {
+			h.ti.checkClient = func(r *http.Request, _ url.Values) error {
+				if _, s, _ := r.BasicAuth(); s != testSecret {
+					return errors.New("bad Basic")
+				}
+				return nil
+			}
+		}
+		var cookieValues []string
+		capture := func(w *httptest.ResponseRecorder) {
+			for _, c := range w.Result().Cookies() {
+				if c.Value != "" {
+					cookieValues = append(cookieValues, c.Value)
+				}
+			}
+		}
+		// Every flow: success (JSON and HTML), refresh, errors of each kind, logout.
+		w := h.signIn(t, "?return_to=/x", "")
+		capture(w)
+		rt, _ := decodeAnswer(t, w)["refresh_token"].(string)
+		capture(h.signIn(t, "", "text/html"))
+		capture(h.do(newRefreshRequest("application/x-www-form-urlencoded", "refresh_token="+url.QueryEscape(rt))))
+		capture(h.do(newRefreshRequest("application/json", `{"refresh_token":"unknown-refresh-token-value"}`)))
+		secrets = append(secrets, "unknown-refresh-token-value")
+		c, u := h.login(t, "")
+		code, state := h.ti.authorize(u)
+		capture(h.callback(url.Values{"code": {code}, "state": {state}}, "", c))
+		capture(h.callback(url.Values{"code": {code}, "state": {state}}, "", c)) // replay
+		capture(h.callback(url.Values{"code": {"code-never-issued"}, "state": {state}}, "", c))
+		secrets = append(secrets, "code-never-issued", state)
+		h.ti.mu.Lock()
+		h.ti.idOverride = map[string]any{"nonce": "wrong"}
+		h.ti.mu.Unlock()
+		capture(h.signIn(t, "", ""))
+		setTokenHandler(h.idp, func(w http.ResponseWriter, r *http.Request) {
+			entraError(w, 401, "invalid_client", "AADSTS7000215: Invalid client secret provided.", 7000215)
+		})
+		capture(h.signIn(t, "", ""))
+		capture(h.do(httptest.NewRequest("GET", "/auth/logout", nil)))
+
+		h.ti.mu.Lock()
+		secrets = append(secrets, h.ti.issued...)
+		h.ti.mu.Unlock()
+		secrets = append(secrets, cookieValues...)
+		logs := h.logs.String()
+		if !strings.Contains(logs, "signed in") || !strings.Contains(logs, "AADSTS7000215") {
+			t.Fatalf("logs miss the expected lines; the test captures nothing:\n%s", logs)
+		}
+		for _, s := range append(secrets, testSecret, url.QueryEscape(testSecret)) {
+			if s != "" && strings.Contains(logs, s) {
+				t.Errorf("logs hold a secret, code, token or cookie value %.20q…:\n%s", s, logs)
+			}
+		}
+	}
 }
