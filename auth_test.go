@@ -1235,3 +1235,69 @@ func TestLogsHoldNoSecretCodeOrToken(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSafeReturnTo: whatever comes in, the result is "/" or a local path
+// that no browser reads as another origin.
+func FuzzSafeReturnTo(f *testing.F) {
+	for _, s := range []string{"/", "/a?b=c", "//evil", "/\\evil", "https://evil", "/%2F/x", "/\t/evil", "\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		got := safeReturnTo(in)
+		if got != "/" && got != in {
+			t.Fatalf("safeReturnTo(%q) = %q; want the input or /", in, got)
+		}
+		u, err := url.Parse(got)
+		if err != nil || got[0] != '/' || strings.HasPrefix(got, "//") || strings.ContainsAny(got, "\\\t\r\n") || u.Host != "" || u.Scheme != "" {
+			t.Fatalf("safeReturnTo(%q) = %q, which may leave the origin", in, got)
+		}
+		// Resolved against our origin, it must stay there.
+		base, _ := url.Parse("https://heroes.example/")
+		if r := base.ResolveReference(u); r.Host != "heroes.example" {
+			t.Fatalf("safeReturnTo(%q) = %q resolves to host %q", in, got, r.Host)
+		}
+	})
+}
+
+// FuzzParseTokenAnswer: no panic on any answer, and a success always has an
+// access token and a non-negative expires_in.
+func FuzzParseTokenAnswer(f *testing.F) {
+	f.Add(200, "application/json", `{"access_token":"a","token_type":"Bearer","expires_in":"3599"}`)
+	f.Add(400, "application/json", `{"error":"invalid_grant","error_codes":[70008]}`)
+	f.Add(200, "text/html", `<html>`)
+	f.Add(200, "application/json", `{"expires_in":1e400}`)
+	f.Fuzz(func(t *testing.T, status int, ct, body string) {
+		tr, err := parseTokenAnswer(status, ct, []byte(body))
+		if err == nil && (tr.AccessToken == "" || tr.ExpiresIn < 0) {
+			t.Fatalf("parseTokenAnswer(%d, %q, %q) = %+v; want an access token and expires_in >= 0", status, ct, body, tr)
+		}
+		var te *tokenError
+		if errors.As(err, &te) && (len(te.Description) > maxShownIdPText+3 || len(te.Code) > 64+3) {
+			t.Fatalf("tokenError fields are unbounded: %d, %d bytes", len(te.Description), len(te.Code))
+		}
+	})
+}
+
+// FuzzPrefersHTML: no panic on any Accept header.
+func FuzzPrefersHTML(f *testing.F) {
+	f.Add("text/html,application/xhtml+xml,*/*;q=0.8")
+	f.Add("application/json;q=0.1, text/*;q=NaN")
+	f.Fuzz(func(t *testing.T, accept string) { prefersHTML(accept) })
+}
+
+// FuzzCallbackQuery: the callback never panics and answers 4xx for any query
+// without a genuine login cookie.
+func FuzzCallbackQuery(f *testing.F) {
+	h := newHarness(f, harnessOptions{})
+	f.Add("code=x&state=y")
+	f.Add("error=access_denied&error_description=%3Cb%3E&state=")
+	f.Add("state=" + strings.Repeat("A", 200))
+	f.Fuzz(func(t *testing.T, rawQuery string) {
+		r := httptest.NewRequest("GET", "/auth/callback", nil)
+		r.URL.RawQuery = rawQuery
+		w := h.do(r)
+		if w.Code < 400 || w.Code > 499 {
+			t.Fatalf("callback?%s = %d; want 4xx", rawQuery, w.Code)
+		}
+	})
+}
