@@ -928,9 +928,11 @@ func rangeSpecificity(rng, want string) int {
 
 // renderSignedIn answers the callback with the signed-in HTML page.
 func (af *authFlow) renderSignedIn(w http.ResponseWriter, r *http.Request, ans tokenAnswer, idc *claims) {
+	// The API lives next to the callback: REDIRECT_URI without its
+	// /auth/callback suffix (which keeps a reverse proxy's path prefix).
 	base := "http://localhost:8000"
 	if u, err := url.Parse(af.cfg.RedirectURI); err == nil && u.Host != "" {
-		base = u.Scheme + "://" + u.Host
+		base = u.Scheme + "://" + u.Host + strings.TrimSuffix(u.Path, "/auth/callback")
 	}
 	af.render(w, http.StatusOK, "signedin", map[string]any{
 		"Name":       idc.Name,

@@ -63,6 +63,9 @@ type tokenIssuer struct {
 	// idOverride and atOverride change the claims of the ID and access
 	// tokens minted (see testIDP.token).
 	idOverride, atOverride map[string]any
+	// forgeID signs ID tokens with a key the provider does not publish,
+	// under the published kid (a bad signature).
+	forgeID bool
 	// rotateRefresh makes refresh answers carry a new refresh and ID token.
 	rotateRefresh bool
 	// checkClient checks the client authentication of a token request; nil
@@ -218,6 +221,21 @@ func (ti *tokenIssuer) answer(w http.ResponseWriter, idClaims map[string]any, wi
 	}
 	if withID {
 		fields["id_token"] = ti.idp.token(ti.tb, idClaims)
+	}
+	if withID && ti.forgeID {
+		c := ti.idp.claims(time.Now())
+		for k, v := range idClaims {
+			if v == nil {
+				delete(c, k)
+				continue
+			}
+			c[k] = v
+		}
+		forged, err := signRS256(testKeys()[2], "k0", c)
+		if err != nil {
+			ti.tb.Fatal(err)
+		}
+		fields["id_token"] = forged
 	}
 	if withRefresh {
 		fields["refresh_token"] = "refresh-" + rand.Text()
@@ -908,23 +926,36 @@ func TestCallbackRejectsTokensThatFailVerification(t *testing.T) {
 	tests := []struct {
 		name                   string
 		idOverride, atOverride map[string]any
+		forgeID                bool
 	}{
-		{"nonce mismatch", map[string]any{"nonce": "another-login"}, nil},
-		{"ID token for another client", map[string]any{"aud": "99999999-2222-3333-4444-555555555555"}, nil},
-		{"expired ID token", map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}, nil},
-		{"access token for another audience", nil, map[string]any{"aud": "api://someone-else"}},
+		{"ID token with a bad signature", nil, nil, true},
+		{"nonce mismatch", map[string]any{"nonce": "another-login"}, nil, false},
+		{"ID token for another client", map[string]any{"aud": "99999999-2222-3333-4444-555555555555"}, nil, false},
+		{"expired ID token", map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}, nil, false},
+		{"ID token of another tenant", map[string]any{"tid": "00000000-1111-2222-3333-444444444444"}, nil, false},
+		{"ID token from another issuer", map[string]any{"iss": "https://login.microsoftonline.com/" + testTenant + "/v2.0"}, nil, false},
+		{"access token for another audience", nil, map[string]any{"aud": "api://someone-else"}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			h := newHarness(t, harnessOptions{})
-			h.ti.idOverride, h.ti.atOverride = tc.idOverride, tc.atOverride
+			h.ti.idOverride, h.ti.atOverride, h.ti.forgeID = tc.idOverride, tc.atOverride, tc.forgeID
 			w := h.signIn(t, "", "")
 			if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), "failed verification") {
 				t.Errorf("callback = %d %s; want 502 failed verification", w.Code, w.Body)
 			}
-			if !strings.Contains(h.logs.String(), "failed verification") {
-				t.Errorf("no log line names the failed check:\n%s", h.logs)
+			check := map[string]string{
+				"ID token with a bad signature":     errBadSignature.Error(),
+				"nonce mismatch":                    errBadNonce.Error(),
+				"ID token for another client":       errBadAudience.Error(),
+				"expired ID token":                  errTokenExpired.Error(),
+				"ID token of another tenant":        errTenantForbidden.Error(),
+				"ID token from another issuer":      errBadIssuer.Error(),
+				"access token for another audience": errBadAudience.Error(),
+			}[tc.name]
+			if logs := h.logs.String(); !strings.Contains(logs, "failed verification") || !strings.Contains(logs, check) {
+				t.Errorf("no log line names the failed check %q:\n%s", check, logs)
 			}
 		})
 	}
