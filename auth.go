@@ -269,7 +269,8 @@ func (af *authFlow) handleCallback() http.Handler {
 			af.idpError(w, r, e, q.Get("error_description"), state)
 			return
 		}
-		if state == "" || code == "" || len(state) > maxStateLen || len(code) > maxCodeLen {
+		if state == "" || code == "" || len(state) > maxStateLen || len(code) > maxCodeLen ||
+			len(q["state"]) > 1 || len(q["code"]) > 1 { // RFC 6749 §3.1: no parameter twice
 			af.fail(w, r, http.StatusBadRequest, "the callback needs a code and a state; "+restartLogin, "invalid_request", "")
 			return
 		}
@@ -408,8 +409,11 @@ func (af *authFlow) idpError(w http.ResponseWriter, r *http.Request, code, desc,
 		status = http.StatusForbidden
 	}
 	aadsts := aadstsPattern.FindString(desc)
-	af.logger.Warn("auth: identity provider answered the login with an error",
-		"login", loginCookieID(state), "error", code, "aadsts", aadsts)
+	id := ""
+	if state != "" {
+		id = loginCookieID(state)
+	}
+	af.logger.Warn("auth: identity provider answered the login with an error", "login", id, "error", code, "aadsts", aadsts)
 	detail := "sign-in failed: the identity provider answered " + code
 	if desc != "" {
 		detail += " (" + desc + ")"

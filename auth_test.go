@@ -690,6 +690,11 @@ func TestCallbackRejectsBadState(t *testing.T) {
 			code, state := h.ti.authorize(u)
 			return url.Values{"code": {code}, "state": {state}}, []*http.Cookie{{Name: c2.Name, Value: c1.Value}}
 		}},
+		{"code twice", func(t *testing.T) (url.Values, []*http.Cookie) {
+			c, u := h.login(t, "")
+			code, state := h.ti.authorize(u)
+			return url.Values{"code": {code, "other"}, "state": {state}}, []*http.Cookie{c}
+		}},
 		{"state too long", func(t *testing.T) (url.Values, []*http.Cookie) {
 			c, u := h.login(t, "")
 			code, _ := h.ti.authorize(u)

@@ -30,6 +30,7 @@ func TestSealerRoundTripAndRefusals(t *testing.T) {
 	if got, err := s.open(name, value); err != nil || got != ls {
 		t.Fatalf("open(seal(ls)) = %+v, %v; want %+v", got, err, ls)
 	}
+	noNonce, _ := s.seal(name, loginState{State: "STATE", CodeVerifier: "V", Created: ls.Created})
 	again, _ := s.seal(name, ls)
 	if again == value {
 		t.Errorf("two seals of the same state are equal; want a random nonce each time")
@@ -44,6 +45,7 @@ func TestSealerRoundTripAndRefusals(t *testing.T) {
 		{"not base64url", name, value + "!", s},
 		{"empty", name, "", s},
 		{"oversized", name, string(bytes.Repeat([]byte{'A'}, maxLoginCookieLen+1)), s},
+		{"authentic but without a nonce", name, noNonce, s},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -68,7 +70,7 @@ func TestOpenLoginChecksAgeAndState(t *testing.T) {
 	s := testSealer(t, 1)
 	now := time.Now()
 	mk := func(state string, created time.Time) *http.Request {
-		v, err := s.seal(loginCookieName(state), loginState{State: state, Created: created.Unix()})
+		v, err := s.seal(loginCookieName(state), loginState{State: state, Nonce: "N", CodeVerifier: "V", Created: created.Unix()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,13 +103,13 @@ func TestOpenLoginChecksAgeAndState(t *testing.T) {
 // their own seed, so the check is on what opens, not on the exact value.)
 func FuzzOpenLoginCookie(f *testing.F) {
 	s := testSealer(f, 1)
-	good, _ := s.seal("heroes_login_x", loginState{State: "S", Created: 1})
+	good, _ := s.seal("heroes_login_x", loginState{State: "S", Nonce: "N", CodeVerifier: "V", Created: 1})
 	f.Add("heroes_login_x", good)
 	f.Add("heroes_login_x", "")
 	f.Add("heroes_login_y", good)
 	f.Fuzz(func(t *testing.T, name, value string) {
 		ls, err := s.open(name, value)
-		if err == nil && (name != "heroes_login_x" || ls != (loginState{State: "S", Created: 1})) {
+		if err == nil && (name != "heroes_login_x" || ls != (loginState{State: "S", Nonce: "N", CodeVerifier: "V", Created: 1})) {
 			t.Errorf("open(%q, %q) = %+v; want errLoginTampered", name, value, ls)
 		}
 	})
