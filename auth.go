@@ -683,9 +683,17 @@ var userFixable = map[string]bool{
 	"invalid_grant": true, "interaction_required": true, "consent_required": true, "login_required": true,
 }
 
-// tokenFailure answers a failed redeem: see classifyTokenFailure. id
-// correlates the log line with the login ("" for refresh); restart is the
-// "start again" hint for user-fixable failures.
+// tokenFailure answers a failed redeem (Entra's AADSTS error reference):
+//   - a configuration fault (configFaults: bad or expired secret, redirect
+//     URI mismatch, unknown app, rejected certificate…): 502 with the AADSTS
+//     code in the body, and an error log line naming the fix;
+//   - a user-fixable error (userFixable: expired or redeemed code, expired
+//     refresh token, interaction needed): 400 ending with restart;
+//   - temporarily_unavailable or a 503: 503 with Retry-After;
+//   - any other OAuth error: 502 naming it;
+//   - no OAuth error: 504 on a timeout, else 502 (classifyNetworkFailure).
+//
+// id correlates the log line with the login ("" for refresh).
 func (af *authFlow) tokenFailure(w http.ResponseWriter, r *http.Request, err error, id, restart string) {
 	var te *tokenError
 	if !errors.As(err, &te) {
