@@ -1,0 +1,171 @@
+package main
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// protected wraps a handler that reports the principal's subject in
+// requireAuth(perm) over v.
+func protected(v *verifier, perm string) http.Handler {
+	logger := slog.New(slog.DiscardHandler)
+	return requireAuth(logger, v, perm)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, ok := principalFrom(r.Context())
+		if !ok {
+			writeError(w, http.StatusInternalServerError, "no principal")
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"sub": c.Subject})
+	}))
+}
+
+func TestRequireAuthAnswers(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	good := p.token(t, nil)
+	expired := p.token(t, map[string]any{"exp": time.Now().Add(-time.Hour).Unix()})
+	otherAud := p.token(t, map[string]any{"aud": "99999999-2222-3333-4444-555555555555"})
+	tests := []struct {
+		name       string
+		header     []string // Authorization header values
+		target     string
+		wantStatus int
+		wantChall  string // exact WWW-Authenticate, "" for none
+		wantError  string // error member of the JSON body
+	}{
+		{"valid token passes", []string{"Bearer " + good}, "/", 200, "", ""},
+		{"scheme is case-insensitive", []string{"bEARER " + good}, "/", 200, "", ""},
+		{"several spaces before the token are allowed", []string{"Bearer   " + good}, "/", 200, "", ""},
+		{"no credentials gets a bare challenge", nil, "/", 401, `Bearer realm="heroes-auth"`, ""},
+		{"another scheme gets a bare challenge", []string{"Basic dXNlcjpwYXNz"}, "/", 401, `Bearer realm="heroes-auth"`, ""},
+		{"token in the query string is never read", nil, "/?access_token=" + good, 401, `Bearer realm="heroes-auth"`, ""},
+		{"scheme alone is invalid_request", []string{"Bearer"}, "/", 400,
+			`Bearer realm="heroes-auth", error="invalid_request", error_description="the Authorization header is not Bearer and one token"`, "invalid_request"},
+		{"two tokens are invalid_request", []string{"Bearer " + good + " " + good}, "/", 400,
+			`Bearer realm="heroes-auth", error="invalid_request", error_description="the Authorization header is not Bearer and one token"`, "invalid_request"},
+		{"two Authorization headers are invalid_request", []string{"Bearer " + good, "Bearer " + good}, "/", 400,
+			`Bearer realm="heroes-auth", error="invalid_request", error_description="the Authorization header is not Bearer and one token"`, "invalid_request"},
+		{"a token with a comma is invalid_request", []string{"Bearer a,b"}, "/", 400,
+			`Bearer realm="heroes-auth", error="invalid_request", error_description="the Authorization header is not Bearer and one token"`, "invalid_request"},
+		{"a leading space is invalid_request", []string{" Bearer " + good}, "/", 400,
+			`Bearer realm="heroes-auth", error="invalid_request", error_description="the Authorization header is not Bearer and one token"`, "invalid_request"},
+		{"a token longer than 16 KiB is invalid_token", []string{"Bearer " + strings.Repeat("a", maxTokenBytes+1)}, "/", 401,
+			`Bearer realm="heroes-auth", error="invalid_token", error_description="malformed token"`, "invalid_token"},
+		{"garbage token is invalid_token", []string{"Bearer abc"}, "/", 401,
+			`Bearer realm="heroes-auth", error="invalid_token", error_description="malformed token"`, "invalid_token"},
+		{"expired token says so", []string{"Bearer " + expired}, "/", 401,
+			`Bearer realm="heroes-auth", error="invalid_token", error_description="the token expired"`, "invalid_token"},
+		{"wrong audience says so", []string{"Bearer " + otherAud}, "/", 401,
+			`Bearer realm="heroes-auth", error="invalid_token", error_description="wrong audience"`, "invalid_token"},
+	}
+	v := newTestVerifier(t, p, nil)
+	h := protected(v.verifier, permRead)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := httptest.NewRequest("GET", tc.target, nil)
+			for _, a := range tc.header {
+				r.Header.Add("Authorization", a)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != tc.wantStatus {
+				t.Fatalf("status = %d; want %d (body %s)", w.Code, tc.wantStatus, w.Body)
+			}
+			if got := w.Header().Get("WWW-Authenticate"); got != tc.wantChall {
+				t.Errorf("WWW-Authenticate = %q; want %q", got, tc.wantChall)
+			}
+			var body apiError
+			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Detail == nil && tc.wantStatus != 200 {
+				t.Fatalf("body %q is not an apiError: %v", w.Body, err)
+			}
+			if body.Error != tc.wantError {
+				t.Errorf("body error = %q; want %q", body.Error, tc.wantError)
+			}
+			if strings.Contains(w.Body.String(), good) || strings.Contains(w.Header().Get("WWW-Authenticate"), good[:20]) {
+				t.Errorf("the answer echoes the token")
+			}
+		})
+	}
+}
+
+func TestRequireAuthPermissionHierarchy(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	v := newTestVerifier(t, p, nil)
+	tests := []struct {
+		name   string
+		claims map[string]any
+		perm   string
+		want   int
+	}{
+		{"scp Heroes.Read grants Heroes.Read", map[string]any{"scp": "Heroes.Read"}, permRead, 200},
+		{"scp Heroes.Read does not grant Heroes.Create", map[string]any{"scp": "Heroes.Read"}, permCreate, 403},
+		{"scp Heroes.Create grants Heroes.Read", map[string]any{"scp": "Heroes.Create"}, permRead, 200},
+		{"scp Heroes.Create grants Heroes.Create", map[string]any{"scp": "Heroes.Create"}, permCreate, 200},
+		{"scp Heroes.Create does not grant Admin", map[string]any{"scp": "Heroes.Create"}, permAdmin, 403},
+		{"scp Admin grants Heroes.Read", map[string]any{"scp": "Admin"}, permRead, 200},
+		{"scp Admin grants Admin", map[string]any{"scp": "openid Admin"}, permAdmin, 200},
+		{"roles Admin grants Heroes.Create", map[string]any{"scp": nil, "roles": []string{"Admin"}}, permCreate, 200},
+		{"roles Heroes.Read grants Heroes.Read", map[string]any{"scp": nil, "roles": []string{"Heroes.Read"}}, permRead, 200},
+		{"roles Heroes.Read does not grant Admin", map[string]any{"scp": nil, "roles": []string{"Heroes.Read"}}, permAdmin, 403},
+		{"a scope containing the name is no match", map[string]any{"scp": "Heroes.ReadAll"}, permRead, 403},
+		{"the full scope URI is no match", map[string]any{"scp": "api://" + testClientID + "/Heroes.Read"}, permRead, 403},
+		{"scope names are case-sensitive", map[string]any{"scp": "heroes.read"}, permRead, 403},
+		{"a role in scp-less token must be exact", map[string]any{"scp": nil, "roles": []string{"Admins"}}, permRead, 403},
+		{"RFC 9068 scope grants when scp is absent", map[string]any{"scp": nil, "scope": "Heroes.Read"}, permRead, 200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := bearer(httptest.NewRequest("GET", "/", nil), p.token(t, tc.claims))
+			w := httptest.NewRecorder()
+			protected(v.verifier, tc.perm).ServeHTTP(w, r)
+			if w.Code != tc.want {
+				t.Fatalf("status = %d; want %d (body %s)", w.Code, tc.want, w.Body)
+			}
+			if tc.want == 403 {
+				want := `Bearer realm="heroes-auth", error="insufficient_scope", error_description="the token does not grant ` + tc.perm + `", scope="` + tc.perm + `"`
+				if got := w.Header().Get("WWW-Authenticate"); got != want {
+					t.Errorf("WWW-Authenticate = %q; want %q", got, want)
+				}
+				if !strings.Contains(w.Body.String(), `"error":"insufficient_scope"`) {
+					t.Errorf("body = %s; want error insufficient_scope", w.Body)
+				}
+			}
+		})
+	}
+}
+
+func TestRequireAuthIDPUnavailable(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	p.srv.Close() // the identity provider is unreachable from the start
+	v := newTestVerifier(t, p, nil)
+	tok := sign(t, testKeys()[0], stdHeader, p.claims(time.Now()))
+	for _, name := range []string{"first request triggers a load that fails", "second request is inside the backoff"} {
+		t.Run(name, func(t *testing.T) {
+			r := bearer(httptest.NewRequest("GET", "/", nil), tok)
+			w := httptest.NewRecorder()
+			protected(v.verifier, permRead).ServeHTTP(w, r)
+			if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+				t.Fatalf("status = %d, Retry-After %q; want 503 with Retry-After", w.Code, w.Header().Get("Retry-After"))
+			}
+		})
+	}
+	if err := v.ready(); err == nil {
+		t.Errorf("ready() = nil; want not ready")
+	}
+}
+
+func TestPrincipalFromEmptyContext(t *testing.T) {
+	t.Parallel()
+	if c, ok := principalFrom(httptest.NewRequest("GET", "/", nil).Context()); ok || c != nil {
+		t.Errorf("principalFrom(empty) = %v, %v; want nil, false", c, ok)
+	}
+}
