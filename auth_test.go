@@ -1337,3 +1337,31 @@ func FuzzCallbackQuery(f *testing.F) {
 		}
 	})
 }
+
+// safeReturnTo keeps local paths and turns everything else into "/".
+func Example_safeReturnTo() {
+	for _, s := range []string{"/api/heroes/?page=2", "https://evil.example/", "//evil.example", "/\\evil.example"} {
+		fmt.Println(safeReturnTo(s))
+	}
+	// Output:
+	// /api/heroes/?page=2
+	// /
+	// /
+	// /
+}
+
+// expires_in arrives as a number from Entra's v2 endpoint and as a string
+// from its v1 endpoint.
+func Example_expiresIn() {
+	for _, body := range []string{`{"expires_in":3599}`, `{"expires_in":"3599"}`, `{"expires_in":"soon"}`} {
+		var tr struct {
+			ExpiresIn expiresIn `json:"expires_in"`
+		}
+		err := json.Unmarshal([]byte(body), &tr)
+		fmt.Println(int64(tr.ExpiresIn), err != nil)
+	}
+	// Output:
+	// 3599 false
+	// 3599 false
+	// 0 true
+}
