@@ -1365,3 +1365,35 @@ func Example_expiresIn() {
 	// 3599 false
 	// 0 true
 }
+
+func TestUpstreamFaultsAroundTheExchange(t *testing.T) {
+	t.Parallel()
+	t.Run("unusable authorization_endpoint is 502", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, harnessOptions{metadata: fakeMetadata{md: providerMetadata{AuthorizationEndpoint: "javascript:alert(1)"}}})
+		if w := h.do(httptest.NewRequest("GET", "/auth/login", nil)); w.Code != http.StatusBadGateway {
+			t.Errorf("login = %d %s; want 502", w.Code, w.Body)
+		}
+	})
+	t.Run("key set unavailable is 503", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, harnessOptions{})
+		h.idp.mu.Lock()
+		h.idp.jwksHandler = func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", http.StatusInternalServerError) }
+		h.idp.mu.Unlock()
+		w := h.signIn(t, "", "")
+		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+			t.Errorf("callback with no signing keys = %d %s; want 503 with Retry-After", w.Code, w.Body)
+		}
+	})
+	t.Run("refreshed access token failing verification is 502", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, harnessOptions{})
+		h.ti.addRefreshToken("rt")
+		h.ti.atOverride = map[string]any{"iss": "https://evil.example/v2.0"}
+		w := h.do(newRefreshRequest("application/x-www-form-urlencoded", "refresh_token=rt"))
+		if w.Code != http.StatusBadGateway || strings.Contains(w.Body.String(), "access_token\":\"ey") {
+			t.Errorf("refresh = %d %s; want 502 and no token handed out", w.Code, w.Body)
+		}
+	})
+}
