@@ -269,7 +269,8 @@ func (af *authFlow) handleCallback() http.Handler {
 			af.idpError(w, r, e, q.Get("error_description"), state)
 			return
 		}
-		if state == "" || code == "" || len(state) > maxStateLen || len(code) > maxCodeLen {
+		if state == "" || code == "" || len(state) > maxStateLen || len(code) > maxCodeLen ||
+			len(q["state"]) > 1 || len(q["code"]) > 1 { // RFC 6749 §3.1: no parameter twice
 			af.fail(w, r, http.StatusBadRequest, "the callback needs a code and a state; "+restartLogin, "invalid_request", "")
 			return
 		}
@@ -408,8 +409,11 @@ func (af *authFlow) idpError(w http.ResponseWriter, r *http.Request, code, desc,
 		status = http.StatusForbidden
 	}
 	aadsts := aadstsPattern.FindString(desc)
-	af.logger.Warn("auth: identity provider answered the login with an error",
-		"login", loginCookieID(state), "error", code, "aadsts", aadsts)
+	id := ""
+	if state != "" {
+		id = loginCookieID(state)
+	}
+	af.logger.Warn("auth: identity provider answered the login with an error", "login", id, "error", code, "aadsts", aadsts)
 	detail := "sign-in failed: the identity provider answered " + code
 	if desc != "" {
 		detail += " (" + desc + ")"
@@ -679,9 +683,17 @@ var userFixable = map[string]bool{
 	"invalid_grant": true, "interaction_required": true, "consent_required": true, "login_required": true,
 }
 
-// tokenFailure answers a failed redeem: see classifyTokenFailure. id
-// correlates the log line with the login ("" for refresh); restart is the
-// "start again" hint for user-fixable failures.
+// tokenFailure answers a failed redeem (Entra's AADSTS error reference):
+//   - a configuration fault (configFaults: bad or expired secret, redirect
+//     URI mismatch, unknown app, rejected certificate…): 502 with the AADSTS
+//     code in the body, and an error log line naming the fix;
+//   - a user-fixable error (userFixable: expired or redeemed code, expired
+//     refresh token, interaction needed): 400 ending with restart;
+//   - temporarily_unavailable or a 503: 503 with Retry-After;
+//   - any other OAuth error: 502 naming it;
+//   - no OAuth error: 504 on a timeout, else 502 (classifyNetworkFailure).
+//
+// id correlates the log line with the login ("" for refresh).
 func (af *authFlow) tokenFailure(w http.ResponseWriter, r *http.Request, err error, id, restart string) {
 	var te *tokenError
 	if !errors.As(err, &te) {
@@ -928,9 +940,11 @@ func rangeSpecificity(rng, want string) int {
 
 // renderSignedIn answers the callback with the signed-in HTML page.
 func (af *authFlow) renderSignedIn(w http.ResponseWriter, r *http.Request, ans tokenAnswer, idc *claims) {
+	// The API lives next to the callback: REDIRECT_URI without its
+	// /auth/callback suffix (which keeps a reverse proxy's path prefix).
 	base := "http://localhost:8000"
 	if u, err := url.Parse(af.cfg.RedirectURI); err == nil && u.Host != "" {
-		base = u.Scheme + "://" + u.Host
+		base = u.Scheme + "://" + u.Host + strings.TrimSuffix(u.Path, "/auth/callback")
 	}
 	af.render(w, http.StatusOK, "signedin", map[string]any{
 		"Name":       idc.Name,

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -62,6 +63,9 @@ type tokenIssuer struct {
 	// idOverride and atOverride change the claims of the ID and access
 	// tokens minted (see testIDP.token).
 	idOverride, atOverride map[string]any
+	// forgeID signs ID tokens with a key the provider does not publish,
+	// under the published kid (a bad signature).
+	forgeID bool
 	// rotateRefresh makes refresh answers carry a new refresh and ID token.
 	rotateRefresh bool
 	// checkClient checks the client authentication of a token request; nil
@@ -217,6 +221,21 @@ func (ti *tokenIssuer) answer(w http.ResponseWriter, idClaims map[string]any, wi
 	}
 	if withID {
 		fields["id_token"] = ti.idp.token(ti.tb, idClaims)
+	}
+	if withID && ti.forgeID {
+		c := ti.idp.claims(time.Now())
+		for k, v := range idClaims {
+			if v == nil {
+				delete(c, k)
+				continue
+			}
+			c[k] = v
+		}
+		forged, err := signRS256(testKeys()[2], "k0", c)
+		if err != nil {
+			ti.tb.Fatal(err)
+		}
+		fields["id_token"] = forged
 	}
 	if withRefresh {
 		fields["refresh_token"] = "refresh-" + rand.Text()
@@ -671,6 +690,11 @@ func TestCallbackRejectsBadState(t *testing.T) {
 			code, state := h.ti.authorize(u)
 			return url.Values{"code": {code}, "state": {state}}, []*http.Cookie{{Name: c2.Name, Value: c1.Value}}
 		}},
+		{"code twice", func(t *testing.T) (url.Values, []*http.Cookie) {
+			c, u := h.login(t, "")
+			code, state := h.ti.authorize(u)
+			return url.Values{"code": {code, "other"}, "state": {state}}, []*http.Cookie{c}
+		}},
 		{"state too long", func(t *testing.T) (url.Values, []*http.Cookie) {
 			c, u := h.login(t, "")
 			code, _ := h.ti.authorize(u)
@@ -907,24 +931,469 @@ func TestCallbackRejectsTokensThatFailVerification(t *testing.T) {
 	tests := []struct {
 		name                   string
 		idOverride, atOverride map[string]any
+		forgeID                bool
 	}{
-		{"nonce mismatch", map[string]any{"nonce": "another-login"}, nil},
-		{"ID token for another client", map[string]any{"aud": "99999999-2222-3333-4444-555555555555"}, nil},
-		{"expired ID token", map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}, nil},
-		{"access token for another audience", nil, map[string]any{"aud": "api://someone-else"}},
+		{"ID token with a bad signature", nil, nil, true},
+		{"nonce mismatch", map[string]any{"nonce": "another-login"}, nil, false},
+		{"ID token for another client", map[string]any{"aud": "99999999-2222-3333-4444-555555555555"}, nil, false},
+		{"expired ID token", map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}, nil, false},
+		{"ID token of another tenant", map[string]any{"tid": "00000000-1111-2222-3333-444444444444"}, nil, false},
+		{"ID token from another issuer", map[string]any{"iss": "https://login.microsoftonline.com/" + testTenant + "/v2.0"}, nil, false},
+		{"access token for another audience", nil, map[string]any{"aud": "api://someone-else"}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			h := newHarness(t, harnessOptions{})
-			h.ti.idOverride, h.ti.atOverride = tc.idOverride, tc.atOverride
+			h.ti.idOverride, h.ti.atOverride, h.ti.forgeID = tc.idOverride, tc.atOverride, tc.forgeID
 			w := h.signIn(t, "", "")
 			if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), "failed verification") {
 				t.Errorf("callback = %d %s; want 502 failed verification", w.Code, w.Body)
 			}
-			if !strings.Contains(h.logs.String(), "failed verification") {
-				t.Errorf("no log line names the failed check:\n%s", h.logs)
+			check := map[string]string{
+				"ID token with a bad signature":     errBadSignature.Error(),
+				"nonce mismatch":                    errBadNonce.Error(),
+				"ID token for another client":       errBadAudience.Error(),
+				"expired ID token":                  errTokenExpired.Error(),
+				"ID token of another tenant":        errTenantForbidden.Error(),
+				"ID token from another issuer":      errBadIssuer.Error(),
+				"access token for another audience": errBadAudience.Error(),
+			}[tc.name]
+			if logs := h.logs.String(); !strings.Contains(logs, "failed verification") || !strings.Contains(logs, check) {
+				t.Errorf("no log line names the failed check %q:\n%s", check, logs)
 			}
 		})
 	}
+}
+
+// newRefreshRequest makes POST /auth/refresh with a body of content type ct.
+func newRefreshRequest(ct, body string) *http.Request {
+	r := httptest.NewRequest("POST", "/auth/refresh", strings.NewReader(body))
+	if ct != "" {
+		r.Header.Set("Content-Type", ct)
+	}
+	return r
+}
+
+func TestRefresh(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	h.ti.addRefreshToken("rt-known")
+	big := strings.Repeat("a", maxRefreshBody+1)
+	tests := []struct {
+		name       string
+		ct, body   string
+		rotate     bool
+		wantStatus int
+		wantIn     []string
+		wantOut    []string
+	}{
+		{"form body", "application/x-www-form-urlencoded", "refresh_token=rt-known", false, 200,
+			[]string{`"access_token":"ey`, "no new refresh_token", "no new ID token"}, []string{`"refresh_token"`}},
+		{"JSON body", "application/json; charset=utf-8", `{"refresh_token":"rt-known"}`, false, 200,
+			[]string{`"access_token":"ey`, `"expires_in":3599`}, nil},
+		{"rotated refresh token and new ID token", "application/json", `{"refresh_token":"rt-known"}`, true, 200,
+			[]string{`"refresh_token":"refresh-`, `"id_token_claims"`}, []string{"notes"}},
+		{"expired refresh token is 400 sign in again", "application/x-www-form-urlencoded", "refresh_token=rt-unknown", false, 400,
+			[]string{"AADSTS700082", "sign in again at /auth/login"}, nil},
+		{"missing refresh token is 400", "application/x-www-form-urlencoded", "other=1", false, 400, []string{"refresh_token is required"}, nil},
+		{"unknown JSON field is 400", "application/json", `{"refresh_token":"x","extra":1}`, false, 400, nil, nil},
+		{"two JSON values is 400", "application/json", `{"refresh_token":"x"}{}`, false, 400, nil, nil},
+		{"other content type is 415", "text/plain", "refresh_token=rt-known", false, 415, nil, nil},
+		{"no content type is 415", "", "refresh_token=rt-known", false, 415, nil, nil},
+		{"oversized form is 413", "application/x-www-form-urlencoded", "refresh_token=" + big, false, 413, nil, nil},
+		{"oversized JSON is 413", "application/json", `{"refresh_token":"` + big + `"}`, false, 413, nil, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h.ti.mu.Lock()
+			h.ti.rotateRefresh = tc.rotate
+			h.ti.mu.Unlock()
+			w := h.do(newRefreshRequest(tc.ct, tc.body))
+			if w.Code != tc.wantStatus {
+				t.Fatalf("POST /auth/refresh = %d %s; want %d", w.Code, w.Body, tc.wantStatus)
+			}
+			if w.Header().Get("Cache-Control") != "no-store" {
+				t.Errorf("Cache-Control = %q; want no-store", w.Header().Get("Cache-Control"))
+			}
+			for _, want := range tc.wantIn {
+				if !strings.Contains(w.Body.String(), want) {
+					t.Errorf("answer lacks %q: %s", want, w.Body)
+				}
+			}
+			for _, bad := range tc.wantOut {
+				if strings.Contains(w.Body.String(), bad) {
+					t.Errorf("answer holds %q: %s", bad, w.Body)
+				}
+			}
+		})
+	}
+}
+
+func TestRefreshSendsTheRefreshGrant(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	var got url.Values
+	setTokenHandler(h.idp, func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		got = r.PostForm
+		h.ti.serveToken(w, r)
+	})
+	h.ti.addRefreshToken("rt-1")
+	if w := h.do(newRefreshRequest("application/x-www-form-urlencoded", "refresh_token=rt-1")); w.Code != 200 {
+		t.Fatalf("refresh = %d %s", w.Code, w.Body)
+	}
+	want := map[string]string{"grant_type": "refresh_token", "refresh_token": "rt-1", "client_id": testClientID, "client_secret": testSecret}
+	for k, v := range want {
+		if got.Get(k) != v {
+			t.Errorf("token request %s = %q; want %q", k, got.Get(k), v)
+		}
+	}
+	if !strings.Contains(got.Get("scope"), "offline_access") {
+		t.Errorf("token request scope = %q; want offline_access and the API scope", got.Get("scope"))
+	}
+}
+
+func TestCallbackSendsTheCodeGrant(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	var got url.Values
+	var header http.Header
+	setTokenHandler(h.idp, func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		got, header = r.PostForm, r.Header.Clone()
+		h.ti.serveToken(w, r) // also checks PKCE and redirect_uri
+	})
+	if w := h.signIn(t, "", ""); w.Code != 200 {
+		t.Fatalf("callback = %d %s", w.Code, w.Body)
+	}
+	for k, v := range map[string]string{"grant_type": "authorization_code", "redirect_uri": h.cfg.RedirectURI, "client_id": testClientID, "client_secret": testSecret} {
+		if got.Get(k) != v {
+			t.Errorf("token request %s = %q; want %q", k, got.Get(k), v)
+		}
+	}
+	if len(got.Get("code_verifier")) < 43 {
+		t.Errorf("code_verifier = %q; want 43 or more characters (RFC 7636 §4.1)", got.Get("code_verifier"))
+	}
+	if header.Get("Content-Type") != "application/x-www-form-urlencoded" || header.Get("Authorization") != "" {
+		t.Errorf("token request headers = %v; want a form and no Authorization with client_secret_post", header)
+	}
+}
+
+func TestLogout(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{env: map[string]string{"POST_LOGOUT_REDIRECT_URI": "http://localhost:8000/"}})
+	c1, _ := h.login(t, "")
+	c2, _ := h.login(t, "", c1)
+	r := httptest.NewRequest("GET", "/auth/logout?return_to=/api/heroes/", nil)
+	r.AddCookie(c1)
+	r.AddCookie(c2)
+	w := h.do(r)
+	if w.Code != http.StatusFound {
+		t.Fatalf("logout = %d; want 302", w.Code)
+	}
+	u, _ := url.Parse(w.Header().Get("Location"))
+	if got, want := u.Scheme+"://"+u.Host+u.Path, idpMetadata(h.idp).EndSessionEndpoint; got != want {
+		t.Errorf("logout redirects to %q; want the end_session_endpoint %q", got, want)
+	}
+	if got := u.Query().Get("post_logout_redirect_uri"); got != "http://localhost:8000/" {
+		t.Errorf("post_logout_redirect_uri = %q; want POST_LOGOUT_REDIRECT_URI", got)
+	}
+	deleted := map[string]bool{}
+	for _, sc := range w.Result().Cookies() {
+		if sc.MaxAge < 0 {
+			deleted[sc.Name] = true
+		}
+	}
+	if !deleted[c1.Name] || !deleted[c2.Name] {
+		t.Errorf("logout deleted %v; want both login cookies", deleted)
+	}
+
+	plain := newHarness(t, harnessOptions{})
+	w = plain.do(httptest.NewRequest("GET", "/auth/logout", nil))
+	if u, _ := url.Parse(w.Header().Get("Location")); u.Query().Has("post_logout_redirect_uri") {
+		t.Errorf("logout without POST_LOGOUT_REDIRECT_URI sent one: %s", u)
+	}
+}
+
+func TestIndexPage(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	w := h.do(httptest.NewRequest("GET", "/", nil))
+	if w.Code != 200 || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/html") {
+		t.Fatalf("GET / = %d %q; want 200 text/html", w.Code, w.Header().Get("Content-Type"))
+	}
+	for _, want := range []string{`href="/auth/login"`, `href="/api/heroes/"`, `href="/openapi.json"`} {
+		if !strings.Contains(w.Body.String(), want) {
+			t.Errorf("index lacks %s", want)
+		}
+	}
+	if strings.Contains(w.Body.String(), "src=") || strings.Contains(w.Body.String(), `href="http`) {
+		t.Errorf("index loads external assets")
+	}
+}
+
+func TestPrefersHTML(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, accept string
+		want         bool
+	}{
+		{"browser navigation", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", true},
+		{"curl's */* is JSON", "*/*", false},
+		{"no header is JSON", "", false},
+		{"JSON asked", "application/json", false},
+		{"JSON preferred by q", "text/html;q=0.5, application/json", false},
+		{"HTML preferred by q", "text/html, application/json;q=0.9", true},
+		{"text/* counts for HTML", "text/*", true},
+		{"HTML refused with q=0", "text/html;q=0, */*", false},
+		{"bad q ignored", "text/html;q=NaN, application/json;q=0.1", false},
+		{"garbage", ";;;,,,", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := prefersHTML(tc.accept); got != tc.want {
+				t.Errorf("prefersHTML(%q) = %v; want %v", tc.accept, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseTokenAnswer(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		status      int
+		ct, body    string
+		wantExpires int64
+		wantErr     error
+		wantAADSTS  string
+	}{
+		{"expires_in number", 200, "application/json", `{"access_token":"a","token_type":"Bearer","expires_in":3599}`, 3599, nil, ""},
+		{"expires_in string (Entra v1)", 200, "application/json; charset=utf-8", `{"access_token":"a","token_type":"bearer","expires_in":"3599"}`, 3599, nil, ""},
+		{"expires_in absent", 200, "application/json", `{"access_token":"a","token_type":"Bearer"}`, 0, nil, ""},
+		{"expires_in negative", 200, "application/json", `{"access_token":"a","token_type":"Bearer","expires_in":-1}`, 0, errTokenAnswer, ""},
+		{"expires_in fraction", 200, "application/json", `{"access_token":"a","token_type":"Bearer","expires_in":1.5}`, 0, errTokenAnswer, ""},
+		{"Entra error", 400, "application/json", `{"error":"invalid_grant","error_description":"AADSTS70008: x","error_codes":[70008]}`, 0, nil, "AADSTS70008"},
+		{"error on a 200", 200, "application/json", `{"error":"invalid_grant","error_codes":[54005]}`, 0, nil, "AADSTS54005"},
+		{"status without error", 500, "application/json", `{}`, 0, errTokenAnswer, ""},
+		{"HTML", 200, "text/html", `<html>`, 0, errTokenAnswer, ""},
+		{"no content type", 200, "", `{"access_token":"a","token_type":"Bearer"}`, 0, errTokenAnswer, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, err := parseTokenAnswer(tc.status, tc.ct, []byte(tc.body))
+			var te *tokenError
+			switch {
+			case tc.wantAADSTS != "":
+				if !errors.As(err, &te) || te.aadsts() != tc.wantAADSTS {
+					t.Errorf("parseTokenAnswer(%q) = %v; want a tokenError %s", tc.body, err, tc.wantAADSTS)
+				}
+			case tc.wantErr != nil:
+				if !errors.Is(err, tc.wantErr) {
+					t.Errorf("parseTokenAnswer(%q) = %v; want %v", tc.body, err, tc.wantErr)
+				}
+			case err != nil:
+				t.Errorf("parseTokenAnswer(%q) = %v", tc.body, err)
+			case int64(tr.ExpiresIn) != tc.wantExpires:
+				t.Errorf("expires_in = %d; want %d", tr.ExpiresIn, tc.wantExpires)
+			}
+		})
+	}
+}
+
+func TestLogsHoldNoSecretCodeOrToken(t *testing.T) {
+	t.Parallel()
+	key := testKeys()[1]
+	cert := testCertificate(t, key, time.Now().Add(time.Hour))
+	certPath := writePEM(t, &pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}, pkcs8Block(t, key))
+	var secrets []string
+	for _, env := range []map[string]string{
+		nil,
+		{"AZURE_CLIENT_AUTH": "basic"},
+		{"AZURE_CLIENT_CERTIFICATE_PATH": certPath},
+	} {
+		h := newHarness(t, harnessOptions{env: env})
+		if env["AZURE_CLIENT_CERTIFICATE_PATH"] != "" {
+			h.ti.checkClient = (&assertionChecker{cert: cert, seen: map[string]bool{}}).check
+		} else if env["AZURE_CLIENT_AUTH"] == "basic" {
+			h.ti.checkClient = func(r *http.Request, _ url.Values) error {
+				if _, s, _ := r.BasicAuth(); s != testSecret {
+					return errors.New("bad Basic")
+				}
+				return nil
+			}
+		}
+		var cookieValues []string
+		capture := func(w *httptest.ResponseRecorder) {
+			for _, c := range w.Result().Cookies() {
+				if c.Value != "" {
+					cookieValues = append(cookieValues, c.Value)
+				}
+			}
+		}
+		// Every flow: success (JSON and HTML), refresh, errors of each kind, logout.
+		w := h.signIn(t, "?return_to=/x", "")
+		capture(w)
+		rt, _ := decodeAnswer(t, w)["refresh_token"].(string)
+		capture(h.signIn(t, "", "text/html"))
+		capture(h.do(newRefreshRequest("application/x-www-form-urlencoded", "refresh_token="+url.QueryEscape(rt))))
+		capture(h.do(newRefreshRequest("application/json", `{"refresh_token":"unknown-refresh-token-value"}`)))
+		secrets = append(secrets, "unknown-refresh-token-value")
+		c, u := h.login(t, "")
+		code, state := h.ti.authorize(u)
+		capture(h.callback(url.Values{"code": {code}, "state": {state}}, "", c))
+		capture(h.callback(url.Values{"code": {code}, "state": {state}}, "", c)) // replay
+		capture(h.callback(url.Values{"code": {"code-never-issued"}, "state": {state}}, "", c))
+		secrets = append(secrets, "code-never-issued", state)
+		h.ti.mu.Lock()
+		h.ti.idOverride = map[string]any{"nonce": "wrong"}
+		h.ti.mu.Unlock()
+		capture(h.signIn(t, "", ""))
+		setTokenHandler(h.idp, func(w http.ResponseWriter, r *http.Request) {
+			entraError(w, 401, "invalid_client", "AADSTS7000215: Invalid client secret provided.", 7000215)
+		})
+		capture(h.signIn(t, "", ""))
+		capture(h.do(httptest.NewRequest("GET", "/auth/logout", nil)))
+
+		h.ti.mu.Lock()
+		secrets = append(secrets, h.ti.issued...)
+		h.ti.mu.Unlock()
+		secrets = append(secrets, cookieValues...)
+		logs := h.logs.String()
+		if !strings.Contains(logs, "signed in") || !strings.Contains(logs, "AADSTS7000215") {
+			t.Fatalf("logs miss the expected lines; the test captures nothing:\n%s", logs)
+		}
+		for _, s := range append(secrets, testSecret, url.QueryEscape(testSecret)) {
+			if s != "" && strings.Contains(logs, s) {
+				t.Errorf("logs hold a secret, code, token or cookie value %.20q…:\n%s", s, logs)
+			}
+		}
+	}
+}
+
+// FuzzSafeReturnTo: whatever comes in, the result is "/" or a local path
+// that no browser reads as another origin.
+func FuzzSafeReturnTo(f *testing.F) {
+	for _, s := range []string{"/", "/a?b=c", "//evil", "/\\evil", "https://evil", "/%2F/x", "/\t/evil", "\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		got := safeReturnTo(in)
+		if got != "/" && got != in {
+			t.Fatalf("safeReturnTo(%q) = %q; want the input or /", in, got)
+		}
+		u, err := url.Parse(got)
+		if err != nil || got[0] != '/' || strings.HasPrefix(got, "//") || strings.ContainsAny(got, "\\\t\r\n") || u.Host != "" || u.Scheme != "" {
+			t.Fatalf("safeReturnTo(%q) = %q, which may leave the origin", in, got)
+		}
+		// Resolved against our origin, it must stay there.
+		base, _ := url.Parse("https://heroes.example/")
+		if r := base.ResolveReference(u); r.Host != "heroes.example" {
+			t.Fatalf("safeReturnTo(%q) = %q resolves to host %q", in, got, r.Host)
+		}
+	})
+}
+
+// FuzzParseTokenAnswer: no panic on any answer, and a success always has an
+// access token and a non-negative expires_in.
+func FuzzParseTokenAnswer(f *testing.F) {
+	f.Add(200, "application/json", `{"access_token":"a","token_type":"Bearer","expires_in":"3599"}`)
+	f.Add(400, "application/json", `{"error":"invalid_grant","error_codes":[70008]}`)
+	f.Add(200, "text/html", `<html>`)
+	f.Add(200, "application/json", `{"expires_in":1e400}`)
+	f.Fuzz(func(t *testing.T, status int, ct, body string) {
+		tr, err := parseTokenAnswer(status, ct, []byte(body))
+		if err == nil && (tr.AccessToken == "" || tr.ExpiresIn < 0) {
+			t.Fatalf("parseTokenAnswer(%d, %q, %q) = %+v; want an access token and expires_in >= 0", status, ct, body, tr)
+		}
+		var te *tokenError
+		if errors.As(err, &te) && (len(te.Description) > maxShownIdPText+3 || len(te.Code) > 64+3) {
+			t.Fatalf("tokenError fields are unbounded: %d, %d bytes", len(te.Description), len(te.Code))
+		}
+	})
+}
+
+// FuzzPrefersHTML: no panic on any Accept header.
+func FuzzPrefersHTML(f *testing.F) {
+	f.Add("text/html,application/xhtml+xml,*/*;q=0.8")
+	f.Add("application/json;q=0.1, text/*;q=NaN")
+	f.Fuzz(func(t *testing.T, accept string) { prefersHTML(accept) })
+}
+
+// FuzzCallbackQuery: the callback never panics and answers 4xx for any query
+// without a genuine login cookie.
+func FuzzCallbackQuery(f *testing.F) {
+	h := newHarness(f, harnessOptions{})
+	f.Add("code=x&state=y")
+	f.Add("error=access_denied&error_description=%3Cb%3E&state=")
+	f.Add("state=" + strings.Repeat("A", 200))
+	f.Fuzz(func(t *testing.T, rawQuery string) {
+		r := httptest.NewRequest("GET", "/auth/callback", nil)
+		r.URL.RawQuery = rawQuery
+		w := h.do(r)
+		if w.Code < 400 || w.Code > 499 {
+			t.Fatalf("callback?%s = %d; want 4xx", rawQuery, w.Code)
+		}
+	})
+}
+
+// safeReturnTo keeps local paths and turns everything else into "/".
+func Example_safeReturnTo() {
+	for _, s := range []string{"/api/heroes/?page=2", "https://evil.example/", "//evil.example", "/\\evil.example"} {
+		fmt.Println(safeReturnTo(s))
+	}
+	// Output:
+	// /api/heroes/?page=2
+	// /
+	// /
+	// /
+}
+
+// expires_in arrives as a number from Entra's v2 endpoint and as a string
+// from its v1 endpoint.
+func Example_expiresIn() {
+	for _, body := range []string{`{"expires_in":3599}`, `{"expires_in":"3599"}`, `{"expires_in":"soon"}`} {
+		var tr struct {
+			ExpiresIn expiresIn `json:"expires_in"`
+		}
+		err := json.Unmarshal([]byte(body), &tr)
+		fmt.Println(int64(tr.ExpiresIn), err != nil)
+	}
+	// Output:
+	// 3599 false
+	// 3599 false
+	// 0 true
+}
+
+func TestUpstreamFaultsAroundTheExchange(t *testing.T) {
+	t.Parallel()
+	t.Run("unusable authorization_endpoint is 502", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, harnessOptions{metadata: fakeMetadata{md: providerMetadata{AuthorizationEndpoint: "javascript:alert(1)"}}})
+		if w := h.do(httptest.NewRequest("GET", "/auth/login", nil)); w.Code != http.StatusBadGateway {
+			t.Errorf("login = %d %s; want 502", w.Code, w.Body)
+		}
+	})
+	t.Run("key set unavailable is 503", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, harnessOptions{})
+		h.idp.mu.Lock()
+		h.idp.jwksHandler = func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", http.StatusInternalServerError) }
+		h.idp.mu.Unlock()
+		w := h.signIn(t, "", "")
+		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+			t.Errorf("callback with no signing keys = %d %s; want 503 with Retry-After", w.Code, w.Body)
+		}
+	})
+	t.Run("refreshed access token failing verification is 502", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, harnessOptions{})
+		h.ti.addRefreshToken("rt")
+		h.ti.atOverride = map[string]any{"iss": "https://evil.example/v2.0"}
+		w := h.do(newRefreshRequest("application/x-www-form-urlencoded", "refresh_token=rt"))
+		if w.Code != http.StatusBadGateway || strings.Contains(w.Body.String(), "access_token\":\"ey") {
+			t.Errorf("refresh = %d %s; want 502 and no token handed out", w.Code, w.Body)
+		}
+	})
 }

@@ -95,9 +95,10 @@ func (s *sealer) seal(name string, ls loginState) (string, error) {
 	return base64.RawURLEncoding.EncodeToString(s.aead.Seal(nil, nil, plain, []byte(name))), nil
 }
 
-// open decrypts the value of the cookie called name. It checks only that the
-// value is authentic; openLogin also checks age and state. It returns
-// errLoginTampered for anything that does not open.
+// open decrypts the value of the cookie called name. It checks that the
+// value is authentic and holds a state, a nonce and a code_verifier;
+// openLogin also checks age and state. It returns errLoginTampered for
+// anything else.
 func (s *sealer) open(name, value string) (loginState, error) {
 	var ls loginState
 	if len(value) > maxLoginCookieLen {
@@ -111,8 +112,10 @@ func (s *sealer) open(name, value string) (loginState, error) {
 	if err != nil {
 		return ls, errLoginTampered
 	}
-	if err := json.Unmarshal(plain, &ls); err != nil {
-		return ls, errLoginTampered
+	if err := json.Unmarshal(plain, &ls); err != nil || ls.State == "" || ls.Nonce == "" || ls.CodeVerifier == "" {
+		// An empty nonce would skip verifyIDToken's nonce check: never
+		// sealed by handleLogin, so refused here too.
+		return loginState{}, errLoginTampered
 	}
 	return ls, nil
 }

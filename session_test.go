@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+// testSealer is a sealer under a fixed test key.
+func testSealer(tb testing.TB, fill byte) *sealer {
+	tb.Helper()
+	s, err := newSealer(bytes.Repeat([]byte{fill}, 32))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+func TestSealerRoundTripAndRefusals(t *testing.T) {
+	t.Parallel()
+	s := testSealer(t, 1)
+	ls := loginState{State: "STATE", Nonce: "NONCE", CodeVerifier: "VERIFIER", ReturnTo: "/x", Created: time.Now().Unix()}
+	name := loginCookieName(ls.State)
+	value, err := s.seal(name, ls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.open(name, value); err != nil || got != ls {
+		t.Fatalf("open(seal(ls)) = %+v, %v; want %+v", got, err, ls)
+	}
+	noNonce, _ := s.seal(name, loginState{State: "STATE", CodeVerifier: "V", Created: ls.Created})
+	again, _ := s.seal(name, ls)
+	if again == value {
+		t.Errorf("two seals of the same state are equal; want a random nonce each time")
+	}
+	tests := []struct {
+		name, cookieName, value string
+		s                       *sealer
+	}{
+		{"other key", name, value, testSealer(t, 2)},
+		{"other cookie name", loginCookieName("OTHER"), value, s},
+		{"truncated", name, value[:len(value)-1], s},
+		{"not base64url", name, value + "!", s},
+		{"empty", name, "", s},
+		{"oversized", name, string(bytes.Repeat([]byte{'A'}, maxLoginCookieLen+1)), s},
+		{"authentic but without a nonce", name, noNonce, s},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := tc.s.open(tc.cookieName, tc.value); err != errLoginTampered {
+				t.Errorf("open = %v; want errLoginTampered", err)
+			}
+		})
+	}
+}
+
+func TestNewSealerRefusesShortKeys(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{0, 16, 31, 33} {
+		if _, err := newSealer(make([]byte, n)); err == nil {
+			t.Errorf("newSealer(%d bytes) = nil error; want a refusal (AES-256 needs 32)", n)
+		}
+	}
+}
+
+func TestOpenLoginChecksAgeAndState(t *testing.T) {
+	t.Parallel()
+	s := testSealer(t, 1)
+	now := time.Now()
+	mk := func(state string, created time.Time) *http.Request {
+		v, err := s.seal(loginCookieName(state), loginState{State: state, Nonce: "N", CodeVerifier: "V", Created: created.Unix()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := httptest.NewRequest("GET", "/auth/callback", nil)
+		r.AddCookie(&http.Cookie{Name: loginCookieName(state), Value: v})
+		return r
+	}
+	tests := []struct {
+		name  string
+		r     *http.Request
+		state string
+		want  error
+	}{
+		{"fresh", mk("S", now.Add(-time.Minute)), "S", nil},
+		{"expired", mk("S", now.Add(-loginTTL-time.Second)), "S", errLoginExpired},
+		{"from the future", mk("S", now.Add(2*time.Minute)), "S", errLoginExpired},
+		{"missing", mk("S", now), "T", errLoginMissing},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := s.openLogin(tc.r, tc.state, now); err != tc.want {
+				t.Errorf("openLogin = %v; want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzOpenLoginCookie: open never panics on any cookie value, and nothing
+// but a value this key sealed for this name opens. (Fuzz workers each seal
+// their own seed, so the check is on what opens, not on the exact value.)
+func FuzzOpenLoginCookie(f *testing.F) {
+	s := testSealer(f, 1)
+	good, _ := s.seal("heroes_login_x", loginState{State: "S", Nonce: "N", CodeVerifier: "V", Created: 1})
+	f.Add("heroes_login_x", good)
+	f.Add("heroes_login_x", "")
+	f.Add("heroes_login_y", good)
+	f.Fuzz(func(t *testing.T, name, value string) {
+		ls, err := s.open(name, value)
+		if err == nil && (name != "heroes_login_x" || ls != (loginState{State: "S", Nonce: "N", CodeVerifier: "V", Created: 1})) {
+			t.Errorf("open(%q, %q) = %+v; want errLoginTampered", name, value, ls)
+		}
+	})
+}
+
+// BenchmarkSealOpen measures one login cookie sealed and opened again.
+func BenchmarkSealOpen(b *testing.B) {
+	s := testSealer(b, 1)
+	ls := loginState{State: "STATE", Nonce: "NONCE", CodeVerifier: "VERIFIER", ReturnTo: "/", Created: time.Now().Unix()}
+	for b.Loop() {
+		v, err := s.seal("heroes_login_x", ls)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.open("heroes_login_x", v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
