@@ -971,3 +971,72 @@ func TestTableStoreAzuriteWrongKey(t *testing.T) {
 		t.Errorf("openTableStore() error %q holds a key", err)
 	}
 }
+
+// TestTableStoreAzuriteForeignETags checks If-Match values the service did
+// not make: they match no version, so an existing hero conflicts and an
+// absent one is not found, whether or not the value could be sent.
+func TestTableStoreAzuriteForeignETags(t *testing.T) {
+	ctx := context.Background()
+	s := openAzurite(t, azuriteConfig(t))
+	h := testHero(newHeroID(), "Kept")
+	if _, err := s.Create(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	gone := testHero(newHeroID(), "Gone")
+	goneTag, err := s.Create(ctx, gone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, gone.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		id      string
+		ifMatch string
+		want    error
+	}{
+		{"opaque tag of another store conflicts", h.ID, `"stale"`, errHeroConflict},
+		{"service-format tag of no version conflicts", h.ID, `W/"datetime'2000-01-01T00%3A00%3A00.0000000Z'"`, errHeroConflict},
+		{"tag that cannot be sent conflicts", h.ID, "W/\"\u00e9\"", errHeroConflict},
+		{"oversized tag conflicts", h.ID, `"` + strings.Repeat("a", 300) + `"`, errHeroConflict},
+		{"old tag of a deleted hero is not found", gone.ID, goneTag, errHeroNotFound},
+		{"foreign tag of a deleted hero is not found", gone.ID, `"stale"`, errHeroNotFound},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h
+			r.ID = tc.id
+			if _, err := s.Replace(ctx, r, tc.ifMatch); !errors.Is(err, tc.want) {
+				t.Errorf("Replace(%q) = %v; want %v", tc.ifMatch, err, tc.want)
+			}
+			if err := s.Delete(ctx, tc.id, tc.ifMatch); !errors.Is(err, tc.want) {
+				t.Errorf("Delete(%q) = %v; want %v", tc.ifMatch, err, tc.want)
+			}
+		})
+	}
+	if _, _, err := s.Get(ctx, h.ID); err != nil {
+		t.Errorf("Get() after refused writes = %v; want the hero kept", err)
+	}
+}
+
+// FuzzErrorCode checks the error code taken from an answer is at most 64
+// ASCII letters and digits whatever the header and body hold.
+func FuzzErrorCode(f *testing.F) {
+	f.Add("", `{"odata.error":{"code":"ResourceNotFound","message":{"value":"x"}}}`)
+	f.Add("TableNotFound", ``)
+	f.Add("a\r\nb", `{"odata.error":{"code":"<script>\u0000"}}`)
+	f.Fuzz(func(t *testing.T, header, body string) {
+		h := http.Header{}
+		h.Set("x-ms-error-code", header)
+		got := errorCode(h, []byte(body))
+		if len(got) > 64 {
+			t.Fatalf("errorCode() = %q; longer than 64", got)
+		}
+		for _, r := range got {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+				t.Fatalf("errorCode() = %q; holds %q", got, r)
+			}
+		}
+	})
+}
