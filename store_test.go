@@ -23,11 +23,11 @@ import (
 // testHero returns a valid hero with the given id and name, with a spell and
 // equipment so a store's round trip of nested values is exercised.
 func testHero(id, name string) hero {
-	bg := "Sage"
+	bg, align := "Sage", "Neutral Good"
 	weapon := "Quarterstaff"
 	return hero{
 		ID: id, Name: name, Race: "Elf", Class: "Wizard", Level: 5,
-		Background: &bg, Alignment: "Neutral Good",
+		Background: &bg, Alignment: &align,
 		AbilityScores:      abilityScores{Strength: 8, Dexterity: 14, Constitution: 12, Intelligence: 18, Wisdom: 13, Charisma: 10},
 		SkillProficiencies: skillProficiencies{Arcana: true, History: true},
 		Equipment:          equipment{Weapon: &weapon, Items: []string{"Spellbook", "Component pouch"}},

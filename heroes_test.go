@@ -1,0 +1,650 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// discardLogger is a logger for tests that do not look at logs.
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// heroMux registers the hero handlers on the same patterns addRoutes uses,
+// without requireAuth (auth has its own tests), so patterns and PathValue
+// are exercised.
+func heroMux(store heroStore) http.Handler {
+	logger := discardLogger()
+	mux := http.NewServeMux()
+	for _, path := range []string{"/api/heroes/{$}", "/api/heroes"} {
+		mux.Handle("GET "+path, handleHeroList(logger, store))
+		mux.Handle("POST "+path, handleHeroCreate(logger, store))
+	}
+	mux.Handle("GET /api/heroes/{id}", handleHeroGet(logger, store))
+	mux.Handle("PUT /api/heroes/{id}", handleHeroReplace(logger, store))
+	mux.Handle("DELETE /api/heroes/{id}", handleHeroDelete(logger, store))
+	mux.Handle("GET /api/heroes-fireball-low-ac", handleFireballLowAC(logger, store))
+	return mux
+}
+
+// do sends one request to h and returns the recorder. A non-empty body is
+// sent as application/json unless headers say otherwise.
+func do(h http.Handler, method, target, body string, headers ...string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(method, target, strings.NewReader(body))
+	if body != "" {
+		r.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		r.Header.Set(headers[i], headers[i+1])
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+// validHeroJSON is a valid request body for a hero named name.
+func validHeroJSON(name string) string {
+	return `{"name":"` + name + `","race":"Elf","class_":"Wizard","level":5,"alignment":"Neutral Good",
+	"ability_scores":{"strength":8,"dexterity":14,"constitution":12,"intelligence":18,"wisdom":13,"charisma":10},
+	"skill_proficiencies":{"arcana":true},
+	"equipment":{"weapon":"Staff","items":["Spellbook"]},
+	"spells":[{"name":"Fireball","level":3,"casting_time":"1 action","range":"150 feet","components":["V","S","M"],"duration":"Instantaneous"}],
+	"hit_points":27,"armor_class":12,"speed":30}`
+}
+
+// withField returns validHeroJSON("Test") with key set to the raw JSON value
+// (or removed when raw is "").
+func withField(key, raw string) string {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(validHeroJSON("Test")), &m); err != nil {
+		panic(err)
+	}
+	if raw == "" {
+		delete(m, key)
+	} else {
+		m[key] = json.RawMessage(raw)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// problems decodes a 422 answer into its list of problems.
+func problems(t *testing.T, w *httptest.ResponseRecorder) []fieldError {
+	t.Helper()
+	if w.Code != http.StatusUnprocessableEntity {
+		t.Fatalf("status = %d; want 422 (body %s)", w.Code, w.Body)
+	}
+	var body struct {
+		Detail []fieldError `json:"detail"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+		t.Fatalf("422 body %s: %v", w.Body, err)
+	}
+	return body.Detail
+}
+
+// locString renders a loc as "body.ability_scores.strength".
+func locString(loc []any) string {
+	parts := make([]string, len(loc))
+	for i, p := range loc {
+		parts[i] = fmt.Sprint(p)
+	}
+	return strings.Join(parts, ".")
+}
+
+// TestHeroLifecycle walks create, get, list, replace and delete through the
+// routes, checking statuses, headers and bodies.
+func TestHeroLifecycle(t *testing.T) {
+	h := heroMux(newMemoryStore())
+
+	w := do(h, "POST", "/api/heroes/", validHeroJSON("Gandalf"))
+	if w.Code != http.StatusCreated {
+		t.Fatalf("POST = %d %s; want 201", w.Code, w.Body)
+	}
+	var created hero
+	if err := json.Unmarshal(w.Body.Bytes(), &created); err != nil {
+		t.Fatal(err)
+	}
+	if !isGUID(created.ID) || created.ID[14] != '4' {
+		t.Errorf("POST id = %q; want a UUIDv4", created.ID)
+	}
+	if got, want := w.Header().Get("Location"), "/api/heroes/"+created.ID; got != want {
+		t.Errorf("POST Location = %q; want %q", got, want)
+	}
+	etag := w.Header().Get("ETag")
+	if !strings.HasPrefix(etag, `"`) {
+		t.Errorf("POST ETag = %q; want a quoted entity-tag", etag)
+	}
+	if !strings.Contains(w.Body.String(), `"class_":"Wizard"`) || !strings.Contains(w.Body.String(), `"background":null`) {
+		t.Errorf("POST body = %s; want class_ written and absent optionals as null", w.Body)
+	}
+
+	w = do(h, "GET", "/api/heroes/"+created.ID, "")
+	if w.Code != http.StatusOK || w.Header().Get("ETag") != etag {
+		t.Errorf("GET = %d ETag %q; want 200 ETag %q", w.Code, w.Header().Get("ETag"), etag)
+	}
+
+	for _, path := range []string{"/api/heroes/", "/api/heroes"} {
+		w = do(h, "GET", path, "")
+		var list []hero
+		if err := json.Unmarshal(w.Body.Bytes(), &list); err != nil || w.Code != 200 || len(list) != 1 || list[0].ID != created.ID {
+			t.Errorf("GET %s = %d %s; want the one hero", path, w.Code, w.Body)
+		}
+	}
+
+	w = do(h, "PUT", "/api/heroes/"+created.ID, withField("name", `"Gandalf the White"`), "If-Match", etag)
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "Gandalf the White") {
+		t.Fatalf("PUT = %d %s; want 200 with the new name", w.Code, w.Body)
+	}
+	if newTag := w.Header().Get("ETag"); newTag == "" || newTag == etag {
+		t.Errorf("PUT ETag = %q; want a new one (old %q)", newTag, etag)
+	}
+
+	w = do(h, "DELETE", "/api/heroes/"+created.ID, "")
+	want := `{"message":"Hero with id '` + created.ID + `' deleted successfully"}`
+	if w.Code != http.StatusOK || strings.TrimSpace(w.Body.String()) != want {
+		t.Errorf("DELETE = %d %s; want 200 %s", w.Code, w.Body, want)
+	}
+	for _, method := range []string{"GET", "DELETE"} {
+		w = do(h, method, "/api/heroes/"+created.ID, "")
+		if w.Code != http.StatusNotFound || strings.TrimSpace(w.Body.String()) != `{"detail":"Hero not found"}` {
+			t.Errorf("%s after delete = %d %s; want 404 Hero not found", method, w.Code, w.Body)
+		}
+	}
+	w = do(h, "PUT", "/api/heroes/"+created.ID, validHeroJSON("Ghost"))
+	if w.Code != http.StatusNotFound {
+		t.Errorf("PUT after delete = %d; want 404", w.Code)
+	}
+}
+
+// TestHeroRoutesStatus checks the answer of each route to ill-formed
+// requests that are not about the hero's fields.
+func TestHeroRoutesStatus(t *testing.T) {
+	store := newMemoryStore()
+	h := heroMux(store)
+	existing := testHero(newHeroID(), "Existing")
+	etag, err := store.Create(context.Background(), existing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := `{"name":"` + strings.Repeat("a", maxBodyBytes) + `"}`
+	tests := []struct {
+		name       string
+		method     string
+		target     string
+		body       string
+		headers    []string
+		wantStatus int
+		wantDetail string // substring of the body
+	}{
+		{"id that is not a UUID is not found", "GET", "/api/heroes/not-a-uuid", "", nil, 404, "Hero not found"},
+		{"unknown UUID is not found", "GET", "/api/heroes/" + newHeroID(), "", nil, 404, "Hero not found"},
+		{"delete of a non-UUID is not found", "DELETE", "/api/heroes/..%2f", "", nil, 404, "Hero not found"},
+		{"missing Content-Type is 415", "POST", "/api/heroes/", validHeroJSON("x"), []string{"Content-Type", ""}, 415, "application/json"},
+		{"text/plain is 415", "POST", "/api/heroes/", validHeroJSON("x"), []string{"Content-Type", "text/plain"}, 415, "application/json"},
+		{"json with another charset is 415", "POST", "/api/heroes/", validHeroJSON("x"), []string{"Content-Type", "application/json; charset=latin1"}, 415, "application/json"},
+		{"json with utf-8 charset is accepted", "POST", "/api/heroes/", validHeroJSON("x"), []string{"Content-Type", "Application/JSON; charset=UTF-8"}, 201, `"name":"x"`},
+		{"body over 1 MiB is 413", "POST", "/api/heroes/", big, nil, 413, "larger than"},
+		{"PUT body over 1 MiB is 413", "PUT", "/api/heroes/" + existing.ID, big, nil, 413, "larger than"},
+		{"stale If-Match on PUT is 409", "PUT", "/api/heroes/" + existing.ID, validHeroJSON("x"), []string{"If-Match", `"stale"`}, 409, "If-Match"},
+		{"stale If-Match on DELETE is 409", "DELETE", "/api/heroes/" + existing.ID, "", []string{"If-Match", `"stale"`}, 409, "If-Match"},
+		{"PUT with a different body id is 422", "PUT", "/api/heroes/" + existing.ID, withField("id", `"`+newHeroID()+`"`), nil, 422, `"loc":["body","id"]`},
+		{"PUT with the same body id is accepted", "PUT", "/api/heroes/" + existing.ID, withField("id", `"`+existing.ID+`"`), []string{"If-Match", etag}, 200, existing.ID},
+		{"POST ignores a body id", "POST", "/api/heroes", withField("id", `"`+existing.ID+`"`), nil, 201, `"name":"Test"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := do(h, tc.method, tc.target, tc.body, tc.headers...)
+			if w.Code != tc.wantStatus || !strings.Contains(w.Body.String(), tc.wantDetail) {
+				t.Errorf("%s %s = %d %.200s; want %d containing %q", tc.method, tc.target, w.Code, w.Body, tc.wantStatus, tc.wantDetail)
+			}
+			if w.Code >= 400 && w.Header().Get("Content-Type") != "application/json" {
+				t.Errorf("error Content-Type = %q; want application/json", w.Header().Get("Content-Type"))
+			}
+		})
+	}
+	if got, _, _ := store.Get(context.Background(), existing.ID); got.Name != "Test" {
+		t.Errorf("after the table the hero is %q; want the accepted PUT's name", got.Name)
+	}
+}
+
+// TestHeroValidation checks each validation rule reports the FastAPI loc and
+// type, and that valid variants are accepted.
+func TestHeroValidation(t *testing.T) {
+	long := `"` + strings.Repeat("é", maxStringRunes+1) + `"`
+	tests := []struct {
+		name string
+		body string
+		want []string // "loc type" of every expected problem, in order; nil means accepted
+	}{
+		{"valid hero is accepted", validHeroJSON("ok"), nil},
+		{"class alias is accepted", strings.Replace(validHeroJSON("ok"), `"class_"`, `"class"`, 1), nil},
+		{"class and class_ together are refused", withField("class", `"Rogue"`), []string{"body.class value_error"}},
+		{"missing required field", withField("name", ""), []string{"body.name missing"}},
+		{"missing class reported at class_", withField("class_", ""), []string{"body.class_ missing"}},
+		{"null for a required string", withField("race", "null"), []string{"body.race string_type"}},
+		{"null for an optional string is accepted", withField("background", "null"), nil},
+		{"null spells are accepted", withField("spells", "null"), nil},
+		{"absent skill proficiencies default to false", withField("skill_proficiencies", ""), nil},
+		{"wrong type for an integer", withField("level", `"5"`), []string{"body.level int_type"}},
+		{"fractional integer", withField("level", `5.5`), []string{"body.level int_from_float"}},
+		{"integral float is an integer", withField("level", `5.0`), nil},
+		{"huge integer", withField("hit_points", `1e300`), []string{"body.hit_points int_parsing_size"}},
+		{"integer beyond 2^53", withField("speed", `9007199254740993`), []string{"body.speed int_parsing_size"}},
+		{"level below 1", withField("level", `0`), []string{"body.level greater_than_equal"}},
+		{"level above 20", withField("level", `21`), []string{"body.level less_than_equal"}},
+		{"negative armor class", withField("armor_class", `-1`), []string{"body.armor_class greater_than_equal"}},
+		{"ability score out of range has a nested loc", withField("ability_scores",
+			`{"strength":31,"dexterity":0,"constitution":12,"intelligence":18,"wisdom":13}`),
+			[]string{"body.ability_scores.strength less_than_equal", "body.ability_scores.dexterity greater_than_equal", "body.ability_scores.charisma missing"}},
+		{"ability scores not an object", withField("ability_scores", `[]`), []string{"body.ability_scores model_attributes_type"}},
+		{"unknown field", withField("weight", `80`), []string{"body.weight extra_forbidden"}},
+		{"unknown skill", withField("skill_proficiencies", `{"flying":true}`), []string{"body.skill_proficiencies.flying extra_forbidden"}},
+		{"skill not a boolean", withField("skill_proficiencies", `{"arcana":"yes"}`), []string{"body.skill_proficiencies.arcana bool_type"}},
+		{"string over 200 characters", withField("name", long), []string{"body.name string_too_long"}},
+		{"200 multibyte characters are accepted", withField("name", `"`+strings.Repeat("é", maxStringRunes)+`"`), nil},
+		{"list over 100 items", withField("equipment", `{"items":[`+strings.TrimSuffix(strings.Repeat(`"x",`, maxListItems+1), ",")+`]}`),
+			[]string{"body.equipment.items too_long"}},
+		{"item of the wrong type has its index in loc", withField("equipment", `{"items":["a",2]}`), []string{"body.equipment.items.1 string_type"}},
+		{"spell problems have the spell index", withField("spells", `[{"name":"Fireball","level":10,"casting_time":"1 action","range":"150 feet","duration":"x"}]`),
+			[]string{"body.spells.0.level less_than_equal", "body.spells.0.components missing"}},
+		{"spells not a list", withField("spells", `{}`), []string{"body.spells list_type"}},
+		{"body not an object", `[1,2]`, []string{"body model_attributes_type"}},
+		{"every problem is listed at once", `{"name":1,"level":"x","extra":true}`, []string{
+			"body.extra extra_forbidden", "body.name string_type", "body.race missing", "body.class_ missing",
+			"body.level int_type", "body.ability_scores missing", "body.equipment missing",
+			"body.hit_points missing", "body.armor_class missing", "body.speed missing"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := do(heroMux(newMemoryStore()), "POST", "/api/heroes/", tc.body)
+			if tc.want == nil {
+				if w.Code != http.StatusCreated {
+					t.Fatalf("POST = %d %.300s; want 201", w.Code, w.Body)
+				}
+				return
+			}
+			var got []string
+			for _, p := range problems(t, w) {
+				got = append(got, locString(p.Loc)+" "+p.Type)
+				if p.Msg == "" {
+					t.Errorf("problem %v has no msg", p)
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("problems = %q; want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestHeroValidationDefaults checks what validation fills in.
+func TestHeroValidationDefaults(t *testing.T) {
+	v, err := parseJSON([]byte(withField("equipment", `{}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, probs := validateHero(v)
+	if len(probs) > 0 {
+		t.Fatalf("validateHero() problems = %v", probs)
+	}
+	if h.Equipment.Items == nil || h.Equipment.Weapon != nil || h.SkillProficiencies.Stealth || !h.SkillProficiencies.Arcana {
+		t.Errorf("validateHero() = %+v; want items [], weapon nil, stealth false, arcana true", h)
+	}
+}
+
+// TestMalformedJSON checks malformed bodies answer 422 json_invalid with the
+// offset in loc and the line and column in ctx.
+func TestMalformedJSON(t *testing.T) {
+	tests := []struct {
+		name       string
+		body       string
+		wantType   string
+		wantOffset float64
+		wantLine   float64
+	}{
+		{"syntax error", "{\n  \"name\": ,\n}", "json_invalid", 12, 2},
+		{"truncated", `{"name": "x"`, "json_invalid", 12, 1},
+		{"trailing data", `{"name": "x"} {"name": "y"}`, "json_invalid", 14, 1},
+		{"trailing garbage after whitespace", "{}\n\n  x", "json_invalid", 6, 3},
+		{"too deep", strings.Repeat("[", maxJSONDepth+1) + strings.Repeat("]", maxJSONDepth+1), "json_invalid", maxJSONDepth, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := do(heroMux(newMemoryStore()), "POST", "/api/heroes/", tc.body)
+			var body struct {
+				Detail []struct {
+					Loc  []any          `json:"loc"`
+					Type string         `json:"type"`
+					Ctx  map[string]any `json:"ctx"`
+				} `json:"detail"`
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || w.Code != 422 || len(body.Detail) != 1 {
+				t.Fatalf("POST %q = %d %s; want 422 with one problem", tc.body, w.Code, w.Body)
+			}
+			p := body.Detail[0]
+			if p.Type != tc.wantType || len(p.Loc) != 2 || p.Loc[0] != "body" || p.Loc[1] != tc.wantOffset || p.Ctx["line"] != tc.wantLine {
+				t.Errorf("POST %q problem = %+v; want type %s at offset %v line %v", tc.body, p, tc.wantType, tc.wantOffset, tc.wantLine)
+			}
+		})
+	}
+	w := do(heroMux(newMemoryStore()), "POST", "/api/heroes/", " ")
+	if got := problems(t, w); len(got) != 1 || got[0].Type != "missing" {
+		t.Errorf("empty body problems = %v; want one missing", got)
+	}
+}
+
+// TestHeroListPaging checks limit and offset and their 422s.
+func TestHeroListPaging(t *testing.T) {
+	store := newMemoryStore()
+	var ids []string
+	for i := range 5 {
+		h := testHero(newHeroID(), fmt.Sprint(i))
+		if _, err := store.Create(context.Background(), h); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, h.ID)
+	}
+	slices.Sort(ids)
+	h := heroMux(store)
+	tests := []struct {
+		query   string
+		wantIDs []string
+		wantErr string // "loc type" of the one problem
+	}{
+		{"", ids, ""},
+		{"?limit=2", ids[:2], ""},
+		{"?limit=2&offset=2", ids[2:4], ""},
+		{"?offset=4", ids[4:], ""},
+		{"?offset=99", []string{}, ""},
+		{"?limit=1000", ids, ""},
+		{"?limit=0", nil, "query.limit greater_than_equal"},
+		{"?limit=1001", nil, "query.limit less_than_equal"},
+		{"?limit=abc", nil, "query.limit int_parsing"},
+		{"?limit=", nil, "query.limit int_parsing"},
+		{"?limit=1.5", nil, "query.limit int_parsing"},
+		{"?offset=-1", nil, "query.offset greater_than_equal"},
+		{"?offset=99999999999999999999", nil, "query.offset int_parsing_size"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.query, func(t *testing.T) {
+			w := do(h, "GET", "/api/heroes/"+tc.query, "")
+			if tc.wantErr != "" {
+				got := problems(t, w)
+				if len(got) != 1 || locString(got[0].Loc)+" "+got[0].Type != tc.wantErr {
+					t.Errorf("GET %s problems = %v; want %s", tc.query, got, tc.wantErr)
+				}
+				return
+			}
+			var list []hero
+			if err := json.Unmarshal(w.Body.Bytes(), &list); err != nil || w.Code != 200 {
+				t.Fatalf("GET %s = %d %s", tc.query, w.Code, w.Body)
+			}
+			if got := heroIDs(list); !slices.Equal(got, tc.wantIDs) {
+				t.Errorf("GET %s ids = %v; want %v", tc.query, got, tc.wantIDs)
+			}
+		})
+	}
+}
+
+// failingStore is a heroStore whose every method fails with err.
+type failingStore struct{ err error }
+
+func (s failingStore) List(context.Context, int, int) ([]hero, error) { return nil, s.err }
+func (s failingStore) Get(context.Context, string) (hero, string, error) {
+	return hero{}, "", s.err
+}
+func (s failingStore) Create(context.Context, hero) (string, error)          { return "", s.err }
+func (s failingStore) Replace(context.Context, hero, string) (string, error) { return "", s.err }
+func (s failingStore) Delete(context.Context, string, string) error          { return s.err }
+func (s failingStore) Ready(context.Context) error                           { return s.err }
+func (s failingStore) Close() error                                          { return nil }
+
+// TestStoreErrorAnswers checks how store errors reach the client: never
+// with the storage error's text.
+func TestStoreErrorAnswers(t *testing.T) {
+	const secret = "AccountKey=c2VjcmV0 at 10.0.0.7"
+	tests := []struct {
+		name       string
+		err        error
+		wantStatus int
+		wantRetry  bool
+	}{
+		{"unavailable is 503 with Retry-After", fmt.Errorf("%w: %s", errStoreUnavailable, secret), 503, true},
+		{"timeout is 503 with Retry-After", fmt.Errorf("table: %s: %w", secret, context.DeadlineExceeded), 503, true},
+		{"too large is 422", fmt.Errorf("%w: %s", errHeroTooLarge, secret), 422, false},
+		{"conflict is 409", fmt.Errorf("%w: %s", errHeroConflict, secret), 409, false},
+		{"anything else is 500", errors.New(secret), 500, false},
+	}
+	id := newHeroID()
+	for _, tc := range tests {
+		h := heroMux(failingStore{tc.err})
+		for _, req := range []struct{ method, target, body string }{
+			{"GET", "/api/heroes/", ""}, {"POST", "/api/heroes/", validHeroJSON("x")},
+			{"PUT", "/api/heroes/" + id, validHeroJSON("x")}, {"DELETE", "/api/heroes/" + id, ""},
+			{"GET", "/api/heroes-fireball-low-ac", ""},
+		} {
+			t.Run(tc.name+"/"+req.method+" "+req.target, func(t *testing.T) {
+				w := do(h, req.method, req.target, req.body)
+				if tc.wantStatus == 422 && req.method == "GET" || tc.wantStatus == 409 && req.method == "GET" {
+					return // GET cannot give these errors; the fake is not realistic there
+				}
+				if w.Code != tc.wantStatus {
+					t.Errorf("status = %d; want %d", w.Code, tc.wantStatus)
+				}
+				if strings.Contains(w.Body.String(), "AccountKey") || strings.Contains(w.Body.String(), "10.0.0.7") {
+					t.Errorf("body %s leaks the storage error", w.Body)
+				}
+				if got := w.Header().Get("Retry-After") != ""; got != tc.wantRetry {
+					t.Errorf("Retry-After present = %v; want %v", got, tc.wantRetry)
+				}
+			})
+		}
+	}
+}
+
+// TestFireballLowAC checks the query matches Fireball in any case with
+// armor class below 20, and that heroes without spells do not break it.
+func TestFireballLowAC(t *testing.T) {
+	ctx := context.Background()
+	store := newMemoryStore()
+	if err := seedHeroes(ctx, store); err != nil {
+		t.Fatal(err)
+	}
+	add := func(name string, ac int, spells ...string) {
+		h := testHero(newHeroID(), name)
+		h.ArmorClass, h.Spells = ac, nil
+		for _, s := range spells {
+			h.Spells = append(h.Spells, spell{Name: s, Level: 3, Components: []string{}})
+		}
+		if _, err := store.Create(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("lowercase fireball, AC 19", 19, "Shield", "fireball")
+	add("FIREBALL, AC 0", 0, "FIREBALL")
+	add("fireball, AC 20", 20, "Fireball")
+	add("no spells, AC 10", 10)
+	add("other spells, AC 10", 10, "Fire Bolt", "Fireballs")
+
+	w := do(heroMux(store), "GET", "/api/heroes-fireball-low-ac", "")
+	var list []hero
+	if err := json.Unmarshal(w.Body.Bytes(), &list); err != nil || w.Code != 200 {
+		t.Fatalf("GET = %d %s", w.Code, w.Body)
+	}
+	var got []string
+	for _, h := range list {
+		got = append(got, h.Name)
+	}
+	slices.Sort(got)
+	want := []string{"Elara Moonwhisper", "FIREBALL, AC 0", "lowercase fireball, AC 19"}
+	if !slices.Equal(got, want) {
+		t.Errorf("fireball-low-ac = %q; want %q", got, want)
+	}
+}
+
+// TestSeedHeroes checks the sample heroes the -dev mode relies on, and that
+// seeding a store that already holds heroes adds none.
+func TestSeedHeroes(t *testing.T) {
+	ctx := context.Background()
+	store := newMemoryStore()
+	if err := seedHeroes(ctx, store); err != nil {
+		t.Fatal(err)
+	}
+	list, err := store.List(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fireball, noSpells bool
+	for _, h := range list {
+		fireball = fireball || knowsFireballLowAC(h)
+		noSpells = noSpells || len(h.Spells) == 0
+		body, _ := json.Marshal(h) // a hero always marshals
+		if _, probs := validateHero(mustParse(t, body)); len(probs) > 0 {
+			t.Errorf("seed hero %s is not valid: %v", h.Name, probs)
+		}
+	}
+	if len(list) < 3 || !fireball || !noSpells {
+		t.Errorf("seed = %d heroes, fireball low AC %v, one without spells %v; want ≥3, true, true", len(list), fireball, noSpells)
+	}
+	if err := seedHeroes(ctx, store); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := store.List(ctx, 0, 100); len(again) != len(list) {
+		t.Errorf("second seed: %d heroes; want %d (unchanged)", len(again), len(list))
+	}
+}
+
+// mustParse parses JSON with parseJSON or fails the test.
+func mustParse(tb testing.TB, data []byte) any {
+	tb.Helper()
+	v, err := parseJSON(data)
+	if err != nil {
+		tb.Fatalf("parseJSON(%s) = %v", data, err)
+	}
+	return v
+}
+
+// TestOpenStore checks the store each HEROES_STORE setting opens.
+func TestOpenStore(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	corrupt := filepath.Join(dir, "corrupt.json")
+	writeFile("{")(t, corrupt)
+	tests := []struct {
+		name    string
+		cfg     config
+		wantErr string // substring; "" means success
+	}{
+		{"memory", config{HeroesStore: "memory"}, ""},
+		{"file that is missing starts empty", config{HeroesStore: "file", HeroesFile: filepath.Join(dir, "new.json")}, ""},
+		{"corrupt file names the file", config{HeroesStore: "file", HeroesFile: corrupt}, corrupt},
+		{"unknown store", config{HeroesStore: "carrier-pigeon"}, "carrier-pigeon"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := openStore(ctx, tc.cfg, http.DefaultClient, discardLogger())
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("openStore() = %v; want an error naming %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("openStore() = %v", err)
+			}
+			defer s.Close()
+			if list, err := s.List(ctx, 0, 10); err != nil || len(list) != 0 {
+				t.Errorf("new store List() = %v, %v; want empty", list, err)
+			}
+		})
+	}
+}
+
+// FuzzParseJSON checks parseJSON never panics, accepts only valid JSON, and
+// refuses valid JSON only for nesting depth.
+func FuzzParseJSON(f *testing.F) {
+	for _, s := range []string{`{}`, `[]`, `{"a":[1,2,{"b":null}]}`, `"x"`, `1e400`, `{"a":1}{}`, `[[[[`, "{\"a\":\"\xff\"}", ` `, validHeroJSON("f")} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := parseJSON(data)
+		if err == nil {
+			if !json.Valid(data) {
+				t.Fatalf("parseJSON(%q) accepted invalid JSON as %v", data, v)
+			}
+			validateHero(v) // must not panic on any shape
+			return
+		}
+		var se *jsonSyntaxError
+		if !errors.As(err, &se) || se.offset < 0 || se.offset > int64(len(data)) || se.line < 1 || se.column < 1 {
+			t.Fatalf("parseJSON(%q) error %#v; want a located *jsonSyntaxError", data, err)
+		}
+		if json.Valid(data) && !strings.Contains(se.msg, "nesting") {
+			t.Fatalf("parseJSON(%q) refused valid JSON: %v", data, err)
+		}
+	})
+}
+
+// FuzzHeroCreate sends arbitrary bodies to POST: the answer is 201 with a
+// hero that validates again, or 413/422, never a panic or a 500.
+func FuzzHeroCreate(f *testing.F) {
+	for _, s := range []string{validHeroJSON("f"), withField("level", "2.5"), `{"class":"x","class_":"y"}`, `[`, `null`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		w := do(heroMux(newMemoryStore()), "POST", "/api/heroes/", body)
+		switch w.Code {
+		case http.StatusCreated:
+			var h hero
+			if err := json.Unmarshal(w.Body.Bytes(), &h); err != nil {
+				t.Fatalf("201 body %s: %v", w.Body, err)
+			}
+		case http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+		default:
+			t.Fatalf("POST %q = %d %s", body, w.Code, w.Body)
+		}
+	})
+}
+
+// FuzzParsePaging checks parsePaging never panics and returns only values
+// in range.
+func FuzzParsePaging(f *testing.F) {
+	for _, s := range []string{"limit=10&offset=5", "limit=-1", "offset=1e3", "limit=99999999999999999999999", "limit=%00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		offset, limit, err := parsePaging(q)
+		if err == nil && (limit < 1 || limit > maxLimit || offset < 0) {
+			t.Fatalf("parsePaging(%q) = %d, %d; out of range", raw, offset, limit)
+		}
+	})
+}
+
+// Example_validateHero shows the 422 problems of a body with several faults.
+func Example_validateHero() {
+	v, _ := parseJSON([]byte(`{"name":"Bob","race":"Orc","class":"Bard","level":25,"alignment":null,
+		"ability_scores":{"strength":10,"dexterity":10,"constitution":10,"intelligence":10,"wisdom":10,"charisma":40},
+		"equipment":{},"hit_points":1,"armor_class":"ten","speed":30,"hat":"red"}`))
+	_, problems := validateHero(v)
+	out, _ := json.Marshal(problems)
+	fmt.Println(string(out))
+	// Output:
+	// [{"loc":["body","hat"],"msg":"Extra inputs are not permitted","type":"extra_forbidden"},{"loc":["body","level"],"msg":"Input should be less than or equal to 20","type":"less_than_equal","ctx":{"le":20}},{"loc":["body","ability_scores","charisma"],"msg":"Input should be less than or equal to 30","type":"less_than_equal","ctx":{"le":30}},{"loc":["body","armor_class"],"msg":"Input should be a valid integer","type":"int_type"}]
+}

@@ -1,0 +1,289 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+)
+
+// The OpenAPI document (OpenAPI 3.1.0, whose schemas are JSON Schema 2020-12)
+// is built from plain Go maps rather than an embedded file, so the scopes and
+// the identity provider's URLs come from the running configuration.
+
+// obj is a JSON object of the OpenAPI document.
+type obj = map[string]any
+
+// apiScopes are the full scope strings of the three permissions: the App ID
+// URI of the configured API_SCOPE (the part before the last "/",
+// "api://<client-id>" in the usual registration) joined with Heroes.Read,
+// Heroes.Create and Admin. With no URI in API_SCOPE they are the bare names.
+func apiScopes(cfg config) (read, create, admin string) {
+	prefix := ""
+	for _, s := range cfg.APIScopes {
+		scheme := strings.Index(s, "://")
+		if i := strings.LastIndex(s, "/"); scheme >= 0 && i > scheme+2 {
+			prefix = s[:i+1]
+			break
+		}
+	}
+	return prefix + permRead, prefix + permCreate, prefix + permAdmin
+}
+
+// handleOpenAPI serves GET /openapi.json: the OpenAPI 3.1 document of every
+// route, the hero schema, the error shapes and an oauth2 authorizationCode
+// security scheme, so Postman or Swagger UI users can sign in. The
+// authorize and token URLs come from the discovery document
+// (prov.metadata); when it cannot be read they fall back to Entra's v2.0
+// endpoints under cfg.AuthorityHost and cfg.TenantID, which is where
+// discovery points for Entra, so the document is always complete. No
+// authentication; it holds no secret.
+func handleOpenAPI(cfg config, prov *provider) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		authURL := cfg.AuthorityHost + "/" + cfg.TenantID + "/oauth2/v2.0/authorize"
+		tokenURL := cfg.AuthorityHost + "/" + cfg.TenantID + "/oauth2/v2.0/token"
+		if md, err := prov.metadata(r.Context()); err == nil && md.AuthorizationEndpoint != "" && md.TokenEndpoint != "" {
+			authURL, tokenURL = md.AuthorizationEndpoint, md.TokenEndpoint
+		}
+		w.Header().Set("Cache-Control", "no-cache")
+		writeJSON(w, http.StatusOK, openAPIDocument(cfg, authURL, tokenURL))
+	})
+}
+
+// openAPIDocument builds the document for the given authorize and token URLs.
+func openAPIDocument(cfg config, authURL, tokenURL string) obj {
+	read, create, admin := apiScopes(cfg)
+	return obj{
+		"openapi": "3.1.0",
+		"info": obj{
+			"title":   "Heroes API",
+			"version": "1.0.0",
+			"description": "A heroes REST API protected by Microsoft Entra ID. Sign in with the oauth2 " +
+				"authorization code flow (use PKCE) or send an access token as a bearer token. " +
+				"Permissions nest: Admin includes Heroes.Create, which includes Heroes.Read; a " +
+				"permission arrives as a delegated scope (scp) or an application role (roles).",
+		},
+		"paths": openAPIPaths(read, create, admin),
+		"components": obj{
+			"securitySchemes": obj{
+				"oauth2": obj{
+					"type":        "oauth2",
+					"description": "Microsoft Entra ID (OAuth 2.0 authorization code flow, RFC 6749 §4.1, with PKCE, RFC 7636).",
+					"flows": obj{"authorizationCode": obj{
+						"authorizationUrl": authURL,
+						"tokenUrl":         tokenURL,
+						"scopes": obj{
+							read:   "Read heroes",
+							create: "Create and replace heroes (includes Heroes.Read)",
+							admin:  "Delete heroes (includes Heroes.Create)",
+						},
+					}},
+				},
+				"bearerAuth": obj{
+					"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+					"description": "An Entra access token for this API (RFC 6750).",
+				},
+			},
+			"schemas":    openAPISchemas(),
+			"parameters": obj{"HeroID": obj{"name": "id", "in": "path", "required": true, "schema": obj{"type": "string", "format": "uuid"}}},
+		},
+	}
+}
+
+// openAPIPaths describes every route addRoutes registers; TestOpenAPICoversRoutes
+// holds the two in step.
+func openAPIPaths(read, create, admin string) obj {
+	list := func(id string) obj {
+		return obj{
+			"summary": "List heroes", "operationId": id, "tags": []string{"heroes"},
+			"security": secured(read),
+			"parameters": []obj{
+				{"name": "limit", "in": "query", "schema": obj{"type": "integer", "minimum": 1, "maximum": maxLimit, "default": defaultLimit}},
+				{"name": "offset", "in": "query", "schema": obj{"type": "integer", "minimum": 0, "default": 0}},
+			},
+			"responses": heroResponses(obj{"200": jsonResponse("Heroes ordered by id", obj{"type": "array", "items": ref("Hero")})}, "422"),
+		}
+	}
+	post := func(id string) obj {
+		return obj{
+			"summary": "Create a hero", "operationId": id, "tags": []string{"heroes"},
+			"security":    secured(create),
+			"requestBody": heroBody(),
+			"responses": heroResponses(obj{"201": withETag(jsonResponse("The created hero; Location names it", ref("Hero")), obj{
+				"Location": obj{"description": "/api/heroes/{id} of the new hero", "schema": obj{"type": "string"}},
+			})}, "413", "415", "422", "503"),
+		}
+	}
+	return obj{
+		"/": obj{"get": obj{"summary": "Home page with a sign-in link", "operationId": "index", "tags": []string{"service"},
+			"responses": obj{"200": obj{"description": "HTML page", "content": obj{"text/html": obj{"schema": obj{"type": "string"}}}}}}},
+		"/healthz": obj{"get": obj{"summary": "Liveness", "operationId": "healthz", "tags": []string{"service"},
+			"responses": obj{"200": jsonResponse("The process is alive", obj{"type": "object"})}}},
+		"/readyz": obj{"get": obj{"summary": "Readiness: signing keys loaded and store reachable", "operationId": "readyz", "tags": []string{"service"},
+			"responses": obj{"200": jsonResponse("Ready", obj{"type": "object"}), "503": jsonResponse("Not ready", obj{"type": "object"})}}},
+		"/openapi.json": obj{"get": obj{"summary": "This document", "operationId": "openapi", "tags": []string{"service"},
+			"responses": obj{"200": jsonResponse("OpenAPI 3.1 document", obj{"type": "object"})}}},
+		"/auth/login": obj{"get": obj{"summary": "Start the sign-in (redirects to Entra ID)", "operationId": "login", "tags": []string{"auth"},
+			"responses": obj{"302": obj{"description": "Redirect to the authorization endpoint"}}}},
+		"/auth/callback": obj{"get": obj{"summary": "Sign-in callback (redirect_uri)", "operationId": "callback", "tags": []string{"auth"},
+			"responses": obj{"200": obj{"description": "Signed in"}, "302": obj{"description": "Signed in, redirected"}, "400": errorResponse("Bad or stale callback")}}},
+		"/auth/refresh": obj{"post": obj{"summary": "Refresh the access token", "operationId": "refresh", "tags": []string{"auth"},
+			"responses": obj{"200": jsonResponse("New tokens", obj{"type": "object"}), "401": errorResponse("Not signed in or refresh refused")}}},
+		"/auth/logout": obj{"get": obj{"summary": "Sign out", "operationId": "logout", "tags": []string{"auth"},
+			"responses": obj{"302": obj{"description": "Redirect after sign-out"}}}},
+
+		"/api/heroes/": obj{"get": list("listHeroes"), "post": post("createHero")},
+		"/api/heroes":  obj{"get": list("listHeroesNoSlash"), "post": post("createHeroNoSlash")},
+		"/api/heroes/{id}": obj{
+			"parameters": []obj{ref("HeroID", "parameters")},
+			"get": obj{"summary": "Get a hero", "operationId": "getHero", "tags": []string{"heroes"}, "security": secured(read),
+				"responses": heroResponses(obj{"200": withETag(jsonResponse("The hero", ref("Hero")), nil)}, "404", "503")},
+			"put": obj{"summary": "Replace a hero", "operationId": "replaceHero", "tags": []string{"heroes"}, "security": secured(create),
+				"parameters":  []obj{ifMatchParam()},
+				"requestBody": heroBody(),
+				"responses":   heroResponses(obj{"200": withETag(jsonResponse("The replaced hero", ref("Hero")), nil)}, "404", "409", "413", "415", "422", "503")},
+			"delete": obj{"summary": "Delete a hero", "operationId": "deleteHero", "tags": []string{"heroes"}, "security": secured(admin),
+				"parameters": []obj{ifMatchParam()},
+				"responses":  heroResponses(obj{"200": jsonResponse("Deleted", ref("Message"))}, "404", "409", "503")},
+		},
+		"/api/heroes-fireball-low-ac": obj{"get": obj{
+			"summary":     "Heroes who know Fireball and have armor class below 20",
+			"operationId": "fireballLowAC", "tags": []string{"heroes"}, "security": secured(read),
+			"responses": heroResponses(obj{"200": jsonResponse("Matching heroes ordered by id", obj{"type": "array", "items": ref("Hero")})}, "503"),
+		}},
+	}
+}
+
+// secured is an operation's security: the oauth2 scope, or a bearer token.
+func secured(scope string) []obj {
+	return []obj{{"oauth2": []string{scope}}, {"bearerAuth": []string{}}}
+}
+
+// ref points at a component (a schema unless kind says otherwise).
+func ref(name string, kind ...string) obj {
+	k := "schemas"
+	if len(kind) > 0 {
+		k = kind[0]
+	}
+	return obj{"$ref": "#/components/" + k + "/" + name}
+}
+
+// jsonResponse is a response with a JSON body of schema.
+func jsonResponse(desc string, schema obj) obj {
+	return obj{"description": desc, "content": obj{"application/json": obj{"schema": schema}}}
+}
+
+// errorResponse is a response with a {"detail": "…"} body.
+func errorResponse(desc string) obj { return jsonResponse(desc, ref("HTTPError")) }
+
+// withETag adds the ETag header, and any other headers, to a response.
+func withETag(resp, headers obj) obj {
+	h := obj{"ETag": obj{"description": "Version of the hero; send it in If-Match to change it safely (RFC 9110 §8.8.3)", "schema": obj{"type": "string"}}}
+	for k, v := range headers {
+		h[k] = v
+	}
+	resp["headers"] = h
+	return resp
+}
+
+// ifMatchParam is the optional If-Match header of PUT and DELETE.
+func ifMatchParam() obj {
+	return obj{"name": "If-Match", "in": "header", "required": false, "schema": obj{"type": "string"},
+		"description": "The hero's ETag; the change is refused with 409 when the hero has changed since. * matches any version."}
+}
+
+// heroBody is the request body of POST and PUT.
+func heroBody() obj {
+	return obj{"required": true, "content": obj{"application/json": obj{"schema": ref("HeroInput")}}}
+}
+
+// heroResponses adds to ok the error answers every protected hero route can
+// give (401, 403) and the listed extra statuses.
+func heroResponses(ok obj, extra ...string) obj {
+	desc := map[string]string{
+		"404": "Hero not found",
+		"409": "If-Match does not match the hero's current ETag",
+		"413": "Body larger than 1 MiB",
+		"415": "Content-Type is not application/json",
+		"503": "Store or identity provider unavailable (Retry-After)",
+	}
+	ok["401"] = errorResponse("Missing or invalid bearer token (WWW-Authenticate names the check)")
+	ok["403"] = errorResponse("The token lacks the permission")
+	for _, s := range extra {
+		if s == "422" {
+			ok[s] = jsonResponse("Validation problems, every one listed (FastAPI's shape)", ref("HTTPValidationError"))
+			continue
+		}
+		ok[s] = errorResponse(desc[s])
+	}
+	return ok
+}
+
+// openAPISchemas are the hero schema and the error shapes.
+func openAPISchemas() obj {
+	str := obj{"type": "string", "maxLength": maxStringRunes}
+	optStr := obj{"type": []string{"string", "null"}, "maxLength": maxStringRunes}
+	intRange := func(lo, hi int) obj { return obj{"type": "integer", "minimum": lo, "maximum": hi} }
+	nonNeg := obj{"type": "integer", "minimum": 0, "maximum": maxSafeInt}
+	strList := obj{"type": "array", "items": str, "maxItems": maxListItems}
+	skills := obj{}
+	for _, s := range skillNames {
+		skills[s] = obj{"type": "boolean", "default": false}
+	}
+	heroProps := func(input bool) obj {
+		p := obj{
+			"id":                  obj{"type": "string", "format": "uuid", "readOnly": true},
+			"name":                str,
+			"race":                str,
+			"class_":              str,
+			"level":               intRange(1, 20),
+			"background":          optStr,
+			"alignment":           optStr,
+			"ability_scores":      ref("AbilityScores"),
+			"skill_proficiencies": ref("SkillProficiencies"),
+			"equipment":           ref("Equipment"),
+			"spells":              obj{"type": []string{"array", "null"}, "items": ref("Spell"), "maxItems": maxListItems},
+			"hit_points":          nonNeg,
+			"armor_class":         nonNeg,
+			"speed":               nonNeg,
+			"personality_traits":  optStr,
+			"ideals":              optStr,
+			"bonds":               optStr,
+			"flaws":               optStr,
+		}
+		if input {
+			p["class"] = obj{"type": "string", "maxLength": maxStringRunes, "description": "Alias of class_; give one of them, not both"}
+			p["id"] = obj{"type": "string", "format": "uuid", "description": "Ignored on create; on replace it must equal the path's id"}
+		}
+		return p
+	}
+	return obj{
+		"Hero": obj{"type": "object", "properties": heroProps(false), "additionalProperties": false,
+			"required": []string{"id", "name", "race", "class_", "level", "background", "alignment", "ability_scores",
+				"skill_proficiencies", "equipment", "spells", "hit_points", "armor_class", "speed",
+				"personality_traits", "ideals", "bonds", "flaws"}},
+		"HeroInput": obj{"type": "object", "properties": heroProps(true), "additionalProperties": false,
+			"required":    []string{"name", "race", "level", "ability_scores", "equipment", "hit_points", "armor_class", "speed"},
+			"description": "A hero to create or replace. class_ (or its alias class) is required too.",
+			"oneOf":       []obj{{"required": []string{"class_"}}, {"required": []string{"class"}}}},
+		"AbilityScores": obj{"type": "object", "additionalProperties": false,
+			"required": []string{"strength", "dexterity", "constitution", "intelligence", "wisdom", "charisma"},
+			"properties": obj{"strength": intRange(1, 30), "dexterity": intRange(1, 30), "constitution": intRange(1, 30),
+				"intelligence": intRange(1, 30), "wisdom": intRange(1, 30), "charisma": intRange(1, 30)}},
+		"SkillProficiencies": obj{"type": "object", "additionalProperties": false, "properties": skills},
+		"Equipment": obj{"type": "object", "additionalProperties": false,
+			"properties": obj{"weapon": optStr, "armor": optStr, "items": obj{"type": "array", "items": str, "maxItems": maxListItems, "default": []string{}}}},
+		"Spell": obj{"type": "object", "additionalProperties": false,
+			"required": []string{"name", "level", "casting_time", "range", "components", "duration"},
+			"properties": obj{"name": str, "level": intRange(0, 9), "casting_time": str, "range": str,
+				"components": strList, "duration": str}},
+		"Message":   obj{"type": "object", "required": []string{"message"}, "properties": obj{"message": obj{"type": "string"}}},
+		"HTTPError": obj{"type": "object", "required": []string{"detail"}, "properties": obj{"detail": obj{"type": "string"}}},
+		"HTTPValidationError": obj{"type": "object", "required": []string{"detail"},
+			"properties": obj{"detail": obj{"type": "array", "items": ref("ValidationError")}}},
+		"ValidationError": obj{"type": "object", "required": []string{"loc", "msg", "type"}, "properties": obj{
+			"loc":  obj{"type": "array", "items": obj{"anyOf": []obj{{"type": "string"}, {"type": "integer"}}}},
+			"msg":  obj{"type": "string"},
+			"type": obj{"type": "string", "description": "pydantic's error type: missing, int_type, string_type, extra_forbidden, greater_than_equal, less_than_equal, string_too_long, too_long, json_invalid, …"},
+			"ctx":  obj{"type": "object"},
+		}},
+	}
+}

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// routeRecorder is a router that records the patterns registered on it.
+type routeRecorder struct{ patterns []string }
+
+func (rr *routeRecorder) Handle(pattern string, _ http.Handler) {
+	rr.patterns = append(rr.patterns, pattern)
+}
+
+// fetchOpenAPI serves GET /openapi.json for cfg and returns the document.
+func fetchOpenAPI(t *testing.T, cfg config) map[string]any {
+	t.Helper()
+	prov := newProvider(cfg, &http.Client{Timeout: 5 * time.Second}, discardLogger())
+	w := httptest.NewRecorder()
+	handleOpenAPI(cfg, prov).ServeHTTP(w, httptest.NewRequest("GET", "/openapi.json", nil))
+	if w.Code != http.StatusOK || w.Header().Get("Content-Type") != "application/json" {
+		t.Fatalf("GET /openapi.json = %d %q", w.Code, w.Header().Get("Content-Type"))
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(w.Body.Bytes(), &doc); err != nil {
+		t.Fatalf("document is not JSON: %v", err)
+	}
+	return doc
+}
+
+// dig walks a decoded JSON document by object keys.
+func dig(t *testing.T, v any, keys ...string) any {
+	t.Helper()
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			t.Fatalf("dig %v: %q is not under an object", keys, k)
+		}
+		if v, ok = m[k]; !ok {
+			t.Fatalf("dig %v: no %q", keys, k)
+		}
+	}
+	return v
+}
+
+// TestOpenAPICoversRoutes checks every route addRoutes registers is in the
+// document with its method, and every operation of the document is a
+// registered route.
+func TestOpenAPICoversRoutes(t *testing.T) {
+	p := newTestIDP(t)
+	cfg := p.config(t, nil)
+	client := &http.Client{Timeout: 5 * time.Second}
+	logger := discardLogger()
+	prov := newProvider(cfg, client, logger)
+	keys := newKeySet(cfg, prov, client, logger)
+	v := newVerifier(cfg, prov, keys, time.Now)
+	af, err := newAuthFlow(cfg, prov, v, client, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr := &routeRecorder{}
+	addRoutes(rr, logger, cfg, prov, v, af, newMemoryStore(), nil) // idp nil: /devidp/ is -dev only
+
+	var registered []string
+	for _, pat := range rr.patterns {
+		method, path, ok := strings.Cut(pat, " ")
+		if !ok {
+			t.Errorf("pattern %q has no method; every route must name one", pat)
+			continue
+		}
+		registered = append(registered, method+" "+strings.TrimSuffix(path, "{$}"))
+	}
+	var documented []string
+	paths := dig(t, fetchOpenAPI(t, cfg), "paths").(map[string]any)
+	for path, item := range paths {
+		for key := range item.(map[string]any) {
+			switch key {
+			case "get", "put", "post", "delete", "patch", "head", "options", "trace":
+				documented = append(documented, strings.ToUpper(key)+" "+path)
+			}
+		}
+	}
+	slices.Sort(registered)
+	slices.Sort(documented)
+	for _, r := range registered {
+		if !slices.Contains(documented, r) {
+			t.Errorf("route %s is registered but not in openapi.json", r)
+		}
+	}
+	for _, d := range documented {
+		if !slices.Contains(registered, d) {
+			t.Errorf("operation %s is in openapi.json but not registered", d)
+		}
+	}
+}
+
+// TestOpenAPISecurityScheme checks the oauth2 authorizationCode flow: the
+// identity provider's endpoints and the three full scope strings.
+func TestOpenAPISecurityScheme(t *testing.T) {
+	p := newTestIDP(t)
+	tests := []struct {
+		name      string
+		extra     map[string]string
+		authority string // AuthorityHost the URLs must start with; "" means the test IdP
+		scopes    []string
+	}{
+		{"scopes carry the App ID URI", nil, "", []string{
+			"api://" + testClientID + "/Admin", "api://" + testClientID + "/Heroes.Create", "api://" + testClientID + "/Heroes.Read"}},
+		{"URI taken from any scope that has one", map[string]string{"API_SCOPE": "openid https://contoso.com/heroes/Heroes.Read"},
+			"", []string{"https://contoso.com/heroes/Admin", "https://contoso.com/heroes/Heroes.Create", "https://contoso.com/heroes/Heroes.Read"}},
+		{"bare scope names without a URI", map[string]string{"API_SCOPE": "Heroes.Read"}, "", []string{"Admin", "Heroes.Create", "Heroes.Read"}},
+		{"unreachable provider falls back to the authority's endpoints", map[string]string{"AZURE_AUTHORITY_HOST": "http://127.0.0.1:1"},
+			"http://127.0.0.1:1", []string{"api://" + testClientID + "/Admin", "api://" + testClientID + "/Heroes.Create", "api://" + testClientID + "/Heroes.Read"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := p.config(t, tc.extra)
+			doc := fetchOpenAPI(t, cfg)
+			if got := dig(t, doc, "openapi"); got != "3.1.0" {
+				t.Errorf("openapi = %v; want 3.1.0", got)
+			}
+			flow := dig(t, doc, "components", "securitySchemes", "oauth2", "flows", "authorizationCode")
+			authority := tc.authority
+			if authority == "" {
+				authority = p.srv.URL
+			}
+			base := authority + "/" + testTenant + "/oauth2/v2.0/"
+			if got := dig(t, flow, "authorizationUrl"); got != base+"authorize" {
+				t.Errorf("authorizationUrl = %v; want %s", got, base+"authorize")
+			}
+			if got := dig(t, flow, "tokenUrl"); got != base+"token" {
+				t.Errorf("tokenUrl = %v; want %s", got, base+"token")
+			}
+			var scopes []string
+			for s := range dig(t, flow, "scopes").(map[string]any) {
+				scopes = append(scopes, s)
+			}
+			slices.Sort(scopes)
+			if !slices.Equal(scopes, tc.scopes) {
+				t.Errorf("scopes = %q; want %q", scopes, tc.scopes)
+			}
+			// Each protected operation asks for one of the scopes.
+			op := dig(t, doc, "paths", "/api/heroes/{id}", "delete", "security").([]any)
+			if got := dig(t, op[0], "oauth2").([]any); len(got) != 1 || !strings.HasSuffix(got[0].(string), "Admin") {
+				t.Errorf("DELETE security = %v; want the Admin scope", got)
+			}
+		})
+	}
+}
+
+// TestOpenAPIHeroSchema checks the documented schemas have exactly the JSON
+// members the Go types write, so the document cannot drift from the wire.
+func TestOpenAPIHeroSchema(t *testing.T) {
+	p := newTestIDP(t)
+	doc := fetchOpenAPI(t, p.config(t, nil))
+	tests := []struct {
+		schema string
+		typ    any
+	}{
+		{"Hero", hero{}},
+		{"AbilityScores", abilityScores{}},
+		{"SkillProficiencies", skillProficiencies{}},
+		{"Equipment", equipment{}},
+		{"Spell", spell{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.schema, func(t *testing.T) {
+			var want []string
+			rt := reflect.TypeOf(tc.typ)
+			for i := range rt.NumField() {
+				name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+				want = append(want, name)
+			}
+			var got []string
+			for k := range dig(t, doc, "components", "schemas", tc.schema, "properties").(map[string]any) {
+				got = append(got, k)
+			}
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("schema %s properties = %v; want the JSON names %v", tc.schema, got, want)
+			}
+		})
+	}
+}
+
+// TestOpenAPIRefsResolve checks every $ref points at a defined component.
+func TestOpenAPIRefsResolve(t *testing.T) {
+	p := newTestIDP(t)
+	doc := fetchOpenAPI(t, p.config(t, nil))
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if ref, ok := v["$ref"].(string); ok {
+				parts := strings.Split(strings.TrimPrefix(ref, "#/"), "/")
+				cur := any(doc)
+				for _, k := range parts {
+					m, _ := cur.(map[string]any)
+					if cur = m[k]; cur == nil {
+						t.Errorf("$ref %s does not resolve", ref)
+						return
+					}
+				}
+			}
+			for _, x := range v {
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	walk(doc)
+}
