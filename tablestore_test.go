@@ -31,9 +31,6 @@ const envAzurite = "AZURITE_TABLE_URL"
 // fixedNow is the clock of the fake-service tests.
 func fixedNow() time.Time { return time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC) }
 
-// discardLogger drops every record.
-func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
 // TestSignSharedKeyLite checks the Authorization value against vectors
 // computed outside Go from the rules of "Authorize with Shared Key"
 // (StringToSign = Date + "\n" + CanonicalizedResource, HMAC-SHA256 with the
@@ -1039,4 +1036,121 @@ func FuzzErrorCode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestTableStoreAzuriteTwoServices runs the hero API twice on one Azurite
+// table, as two replicas behind a load balancer: a hero created through one
+// is listed by the other, and two PUTs of one hero from the same ETag, one
+// through each, give exactly one 200 and one 409. (The handlers are mounted
+// without requireAuth, as in heroes_test.go.)
+func TestTableStoreAzuriteTwoServices(t *testing.T) {
+	cfg := azuriteConfig(t)
+	one := httptest.NewServer(heroMux(openAzurite(t, cfg)))
+	t.Cleanup(one.Close)
+	two := httptest.NewServer(heroMux(openAzurite(t, cfg)))
+	t.Cleanup(two.Close)
+	client := &http.Client{Timeout: 10 * time.Second}
+	send := func(method, url, body string, headers ...string) (*http.Response, []byte) {
+		t.Helper()
+		req, err := http.NewRequest(method, url, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, data
+	}
+
+	resp, body := send(http.MethodPost, one.URL+"/api/heroes/", validHeroJSON("Replicated"))
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST through one = %d %s; want 201", resp.StatusCode, body)
+	}
+	var created hero
+	if err := json.Unmarshal(body, &created); err != nil || created.ID == "" {
+		t.Fatalf("POST answer %s: %v", body, err)
+	}
+	resp, body = send(http.MethodGet, two.URL+"/api/heroes/", "")
+	var listed []hero
+	if err := json.Unmarshal(body, &listed); resp.StatusCode != http.StatusOK || err != nil ||
+		!slices.Equal(heroIDs(listed), []string{created.ID}) {
+		t.Fatalf("GET list through two = %d %s; want the hero created through one", resp.StatusCode, body)
+	}
+
+	for round := range 3 {
+		resp, body = send(http.MethodGet, two.URL+"/api/heroes/"+created.ID, "")
+		etag := resp.Header.Get("ETag")
+		if resp.StatusCode != http.StatusOK || etag == "" {
+			t.Fatalf("GET through two = %d %s, ETag %q; want 200 with an ETag", resp.StatusCode, body, etag)
+		}
+		statuses := make([]int, 2)
+		var wg sync.WaitGroup
+		for i, srv := range []*httptest.Server{one, two} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r, _ := send(http.MethodPut, srv.URL+"/api/heroes/"+created.ID, validHeroJSON(fmt.Sprintf("Writer %d", i)), "If-Match", etag)
+				statuses[i] = r.StatusCode
+			}()
+		}
+		wg.Wait()
+		slices.Sort(statuses)
+		if !slices.Equal(statuses, []int{http.StatusOK, http.StatusConflict}) {
+			t.Fatalf("round %d: concurrent PUTs from one ETag = %v; want one 200 and one 409", round, statuses)
+		}
+	}
+}
+
+// TestTableStoreAzuriteHeroTooLarge sends a hero the API accepts but whose
+// JSON is over the table's 64 KiB property limit: 422, and nothing stored.
+func TestTableStoreAzuriteHeroTooLarge(t *testing.T) {
+	s := openAzurite(t, azuriteConfig(t))
+	h := heroMux(s)
+	components := `["` + strings.Repeat("x", 200) + strings.Repeat(`","`+strings.Repeat("x", 200), 19) + `"]`
+	spell := `{"name":"Wish","level":9,"casting_time":"1 action","range":"Self","components":` + components + `,"duration":"Instantaneous"}`
+	spells := "[" + spell + strings.Repeat(","+spell, 19) + "]"
+	w := do(h, http.MethodPost, "/api/heroes/", withField("spells", spells))
+	if w.Code != http.StatusUnprocessableEntity || !strings.Contains(w.Body.String(), "too large") {
+		t.Fatalf("POST of an 80 KB hero = %d %s; want 422 too large", w.Code, w.Body)
+	}
+	if got, err := s.List(context.Background(), 0, 10); err != nil || len(got) != 0 {
+		t.Errorf("List() after a refused hero = %d heroes, %v; want none", len(got), err)
+	}
+}
+
+// TestTableStoreServiceErrorsThroughAPI checks what an API client sees when
+// the Table service throttles or fails: 503 with Retry-After, and never the
+// service's message text.
+func TestTableStoreServiceErrorsThroughAPI(t *testing.T) {
+	for _, status := range []int{http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusInternalServerError, http.StatusForbidden} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			t.Parallel()
+			_, s := newFakeTable(t, func(w http.ResponseWriter, r *http.Request) { tableFail(w, status, "ServerBusy") })
+			h := heroMux(s)
+			for _, w := range []*httptest.ResponseRecorder{
+				do(h, http.MethodGet, "/api/heroes/", ""),
+				do(h, http.MethodGet, "/api/heroes/1b4e28ba-2fa1-41d2-883f-0016d3cca427", ""),
+				do(h, http.MethodPost, "/api/heroes/", validHeroJSON("Blocked")),
+			} {
+				if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+					t.Errorf("service %d gave the API client %d (Retry-After %q); want 503 with Retry-After", status, w.Code, w.Header().Get("Retry-After"))
+				}
+				if strings.Contains(w.Body.String(), "SERVICE-MESSAGE-TEXT") || strings.Contains(w.Body.String(), "ServerBusy") {
+					t.Errorf("API answer %s carries the storage error", w.Body)
+				}
+			}
+		})
+	}
 }
