@@ -96,6 +96,9 @@ func (a storageAccount) String() string {
 	return "account " + a.name + " at " + a.endpoint.Redacted()
 }
 
+// GoString describes the account without its key, for %#v.
+func (a storageAccount) GoString() string { return a.String() }
+
 // LogValue logs the account without its key (log/slog.LogValuer).
 func (a storageAccount) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("account", a.name), slog.String("endpoint", a.endpoint.Redacted()))

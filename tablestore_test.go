@@ -182,7 +182,7 @@ func TestParseConnectionString(t *testing.T) {
 			if got.name != tc.wantAccount || got.endpoint.String() != tc.wantEndpoint || len(got.key) == 0 {
 				t.Errorf("parseConnectionString(%q) = %s (key %d bytes); want account %s at %s", tc.in, got, len(got.key), tc.wantAccount, tc.wantEndpoint)
 			}
-			for _, shown := range []string{got.String(), fmt.Sprint(got), slogText(got)} {
+			for _, shown := range []string{got.String(), fmt.Sprint(got), fmt.Sprintf("%+v %#v", got, got), slogText(got)} {
 				if strings.Contains(shown, testAccountKey) || strings.Contains(shown, devStorageKey) || strings.Contains(shown, string(got.key)) {
 					t.Errorf("storageAccount shows its key: %q", shown)
 				}
@@ -809,7 +809,7 @@ func azuriteConfig(t *testing.T) config {
 	t.Helper()
 	base := strings.TrimRight(os.Getenv(envAzurite), "/")
 	if base == "" {
-		t.Skipf("%s is unset: run `eval \"$(.ci/azurite start)\"` to test against Azurite's Table service", envAzurite)
+		t.Skipf("%s is unset: Azurite tests skipped; run them with: export $(.ci/azurite start) (stop it with .ci/azurite stop)", envAzurite)
 	}
 	var b [6]byte
 	rand.Read(b[:])
