@@ -206,7 +206,8 @@ func (s *heroSet) with(id string, sh *storedHero) *heroSet {
 // a heroSet, every change written to the file (when there is one) before it
 // is visible or acknowledged. Safe for concurrent use.
 type localStore struct {
-	path string // "" for the memory store
+	path string   // "" for the memory store
+	lock *os.File // holds the file's single-writer lock; nil for memory
 
 	// writeMu is the single writer lock: it serializes changes, so each
 	// write of the file holds every change acknowledged before it.
@@ -236,13 +237,33 @@ type heroesFile struct {
 // read or parsed is an error naming it, and is left untouched. Every change
 // is then written durably before it is acknowledged: a temporary file in the
 // same folder, fsync, rename over path, fsync of the folder, so a crash at
-// any point leaves either the old or the new file, never a torn one.
+// any point leaves either the old or the new file, never a torn one. Each
+// change rewrites the whole file, which suits the hundreds or few thousand
+// heroes of one machine; several replicas share the azuretable store. The
+// file is owned by one store at a time (lockHeroesFile).
 func openFileStore(path string) (*localStore, error) {
+	lock, err := lockHeroesFile(path)
+	if err != nil {
+		return nil, err
+	}
+	set, err := readHeroesFile(path)
+	if err != nil {
+		if lock != nil {
+			lock.Close() // releases the lock; start-up fails anyway
+		}
+		return nil, err
+	}
 	s := newMemoryStore()
-	s.path = path
+	s.path, s.lock, s.cur = path, lock, set
+	return s, nil
+}
+
+// readHeroesFile loads the file store's file: an empty set when it does not
+// exist, an error naming it when it cannot be read or parsed.
+func readHeroesFile(path string) (*heroSet, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return s, nil
+		return &heroSet{byID: map[string]storedHero{}}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("heroes: reading %s: %w", path, err)
@@ -259,8 +280,7 @@ func openFileStore(path string) (*localStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("heroes: %s is corrupt (fix or move it; it was not changed): %w", path, err)
 	}
-	s.cur = set
-	return s, nil
+	return set, nil
 }
 
 // parseHeroesFile parses the file store's document and checks each record:
@@ -494,14 +514,21 @@ func (s *localStore) Ready(ctx context.Context) error {
 	return err
 }
 
-// Close marks the store closed; it waits for a change in progress to finish
-// writing. Every change was already written, so there is nothing to flush.
+// Close marks the store closed and releases the file's lock; it waits for a
+// change in progress to finish writing. Every change was already written,
+// so there is nothing to flush. Closing twice is harmless.
 func (s *localStore) Close() error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
 	s.closed = true
+	if s.lock != nil {
+		return s.lock.Close() // releases the flock
+	}
 	return nil
 }
 
