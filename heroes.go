@@ -535,12 +535,16 @@ func (s *localStore) Close() error {
 // Limits of a hero request (issue 5). Sizes are bytes, lengths are Unicode
 // characters (runes) or list items.
 const (
-	maxBodyBytes   = 1 << 20 // 1 MiB request body, else 413
-	maxJSONDepth   = 32      // nesting of objects and arrays; a hero needs 4
-	maxStringRunes = 200     // every string field
-	maxListItems   = 100     // every list field
-	maxProblems    = 100     // validation problems reported in one 422
-	maxSafeInt     = 1<<53 - 1
+	maxBodyBytes   = 1 << 20       // 1 MiB request body, else 413
+	maxJSONDepth   = 32            // nesting of objects and arrays; a hero needs 4
+	maxStringRunes = 200           // every string field
+	maxListItems   = 100           // every list field
+	maxProblems    = 100           // validation problems reported in one 422
+	maxIntValue    = math.MaxInt32 // upper bound of open-ended integers (hit points, offset…), portable to 32-bit int
+
+	// maxSafeInt is the largest integer a JSON number carries exactly to a
+	// JavaScript client (2^53-1); larger ones are refused as unparseable.
+	maxSafeInt int64 = 1<<53 - 1
 )
 
 // fieldError is one validation problem in FastAPI's (pydantic v2's) 422
@@ -915,7 +919,7 @@ func (c *checker) intValue(loc []any, v any, lo, hi int) (int, bool) {
 		case ferr == nil && f != math.Trunc(f):
 			c.add(loc, "int_from_float", "Input should be a valid integer, got a number with a fractional part", nil)
 			return 0, false
-		case ferr != nil || math.Abs(f) > maxSafeInt:
+		case ferr != nil || math.Abs(f) > float64(maxSafeInt):
 			c.add(loc, "int_parsing_size", fmt.Sprintf("Input integer should be between -%d and %d", maxSafeInt, maxSafeInt), nil)
 			return 0, false
 		}
@@ -944,9 +948,10 @@ var skillNames = []string{
 }
 
 // validateHero turns a parsed JSON body into a hero, listing every problem
-// at once with its loc under "body". Rules (issue 5): level 1–20, ability scores
-// 1–30, hit points, armor class and speed ≥ 0, spell level 0–9, strings at
-// most 200 characters, lists at most 100 items, no unknown member. "class"
+// at once with its loc under "body". Rules (issue 5): level 1–20, ability
+// scores 1–30, hit points, armor class and speed 0 to 2^31-1, spell level
+// 0–9, strings at most 200 characters, lists at most 100 items, no unknown
+// member. "class"
 // is an alias of "class_"; giving both is a problem (which one would win is
 // a guess we refuse to make). "id" may be sent (a client PUTting back what
 // it read) and is returned in h.ID for the handler to check; create ignores
@@ -976,9 +981,9 @@ func validateHero(v any) (hero, []fieldError) {
 	h.SkillProficiencies = f.skills()
 	h.Equipment = f.equipment()
 	h.Spells = f.spells()
-	h.HitPoints = f.integer("hit_points", 0, maxSafeInt)
-	h.ArmorClass = f.integer("armor_class", 0, maxSafeInt)
-	h.Speed = f.integer("speed", 0, maxSafeInt)
+	h.HitPoints = f.integer("hit_points", 0, maxIntValue)
+	h.ArmorClass = f.integer("armor_class", 0, maxIntValue)
+	h.Speed = f.integer("speed", 0, maxIntValue)
 	h.PersonalityTraits = f.optStr("personality_traits")
 	h.Ideals = f.optStr("ideals")
 	h.Bonds = f.optStr("bonds")
@@ -1100,7 +1105,7 @@ func parsePaging(q url.Values) (offset, limit int, err error) {
 		return v
 	}
 	limit = read("limit", defaultLimit, 1, maxLimit)
-	offset = read("offset", 0, 0, maxSafeInt)
+	offset = read("offset", 0, 0, maxIntValue)
 	if len(c.problems) > 0 {
 		return 0, 0, validationError(c.problems)
 	}
