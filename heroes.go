@@ -206,7 +206,8 @@ func (s *heroSet) with(id string, sh *storedHero) *heroSet {
 // a heroSet, every change written to the file (when there is one) before it
 // is visible or acknowledged. Safe for concurrent use.
 type localStore struct {
-	path string // "" for the memory store
+	path string   // "" for the memory store
+	lock *os.File // holds the file's single-writer lock; nil for memory
 
 	// writeMu is the single writer lock: it serializes changes, so each
 	// write of the file holds every change acknowledged before it.
@@ -236,13 +237,33 @@ type heroesFile struct {
 // read or parsed is an error naming it, and is left untouched. Every change
 // is then written durably before it is acknowledged: a temporary file in the
 // same folder, fsync, rename over path, fsync of the folder, so a crash at
-// any point leaves either the old or the new file, never a torn one.
+// any point leaves either the old or the new file, never a torn one. Each
+// change rewrites the whole file, which suits the hundreds or few thousand
+// heroes of one machine; several replicas share the azuretable store. The
+// file is owned by one store at a time (lockHeroesFile).
 func openFileStore(path string) (*localStore, error) {
+	lock, err := lockHeroesFile(path)
+	if err != nil {
+		return nil, err
+	}
+	set, err := readHeroesFile(path)
+	if err != nil {
+		if lock != nil {
+			lock.Close() // releases the lock; start-up fails anyway
+		}
+		return nil, err
+	}
 	s := newMemoryStore()
-	s.path = path
+	s.path, s.lock, s.cur = path, lock, set
+	return s, nil
+}
+
+// readHeroesFile loads the file store's file: an empty set when it does not
+// exist, an error naming it when it cannot be read or parsed.
+func readHeroesFile(path string) (*heroSet, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return s, nil
+		return &heroSet{byID: map[string]storedHero{}}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("heroes: reading %s: %w", path, err)
@@ -259,8 +280,7 @@ func openFileStore(path string) (*localStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("heroes: %s is corrupt (fix or move it; it was not changed): %w", path, err)
 	}
-	s.cur = set
-	return s, nil
+	return set, nil
 }
 
 // parseHeroesFile parses the file store's document and checks each record:
@@ -494,26 +514,37 @@ func (s *localStore) Ready(ctx context.Context) error {
 	return err
 }
 
-// Close marks the store closed; it waits for a change in progress to finish
-// writing. Every change was already written, so there is nothing to flush.
+// Close marks the store closed and releases the file's lock; it waits for a
+// change in progress to finish writing. Every change was already written,
+// so there is nothing to flush. Closing twice is harmless.
 func (s *localStore) Close() error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
 	s.closed = true
+	if s.lock != nil {
+		return s.lock.Close() // releases the flock
+	}
 	return nil
 }
 
 // Limits of a hero request (issue 5). Sizes are bytes, lengths are Unicode
 // characters (runes) or list items.
 const (
-	maxBodyBytes   = 1 << 20 // 1 MiB request body, else 413
-	maxJSONDepth   = 32      // nesting of objects and arrays; a hero needs 4
-	maxStringRunes = 200     // every string field
-	maxListItems   = 100     // every list field
-	maxProblems    = 100     // validation problems reported in one 422
-	maxSafeInt     = 1<<53 - 1
+	maxBodyBytes   = 1 << 20       // 1 MiB request body, else 413
+	maxJSONDepth   = 32            // nesting of objects and arrays; a hero needs 4
+	maxStringRunes = 200           // every string field
+	maxListItems   = 100           // every list field
+	maxProblems    = 100           // validation problems reported in one 422
+	maxIntValue    = math.MaxInt32 // upper bound of open-ended integers (hit points, offset…), portable to 32-bit int
+
+	// maxSafeInt is the largest integer a JSON number carries exactly to a
+	// JavaScript client (2^53-1); larger ones are refused as unparseable.
+	maxSafeInt int64 = 1<<53 - 1
 )
 
 // fieldError is one validation problem in FastAPI's (pydantic v2's) 422
@@ -888,7 +919,7 @@ func (c *checker) intValue(loc []any, v any, lo, hi int) (int, bool) {
 		case ferr == nil && f != math.Trunc(f):
 			c.add(loc, "int_from_float", "Input should be a valid integer, got a number with a fractional part", nil)
 			return 0, false
-		case ferr != nil || math.Abs(f) > maxSafeInt:
+		case ferr != nil || math.Abs(f) > float64(maxSafeInt):
 			c.add(loc, "int_parsing_size", fmt.Sprintf("Input integer should be between -%d and %d", maxSafeInt, maxSafeInt), nil)
 			return 0, false
 		}
@@ -917,9 +948,10 @@ var skillNames = []string{
 }
 
 // validateHero turns a parsed JSON body into a hero, listing every problem
-// at once with its loc under "body". Rules (issue 5): level 1–20, ability scores
-// 1–30, hit points, armor class and speed ≥ 0, spell level 0–9, strings at
-// most 200 characters, lists at most 100 items, no unknown member. "class"
+// at once with its loc under "body". Rules (issue 5): level 1–20, ability
+// scores 1–30, hit points, armor class and speed 0 to 2^31-1, spell level
+// 0–9, strings at most 200 characters, lists at most 100 items, no unknown
+// member. "class"
 // is an alias of "class_"; giving both is a problem (which one would win is
 // a guess we refuse to make). "id" may be sent (a client PUTting back what
 // it read) and is returned in h.ID for the handler to check; create ignores
@@ -949,9 +981,9 @@ func validateHero(v any) (hero, []fieldError) {
 	h.SkillProficiencies = f.skills()
 	h.Equipment = f.equipment()
 	h.Spells = f.spells()
-	h.HitPoints = f.integer("hit_points", 0, maxSafeInt)
-	h.ArmorClass = f.integer("armor_class", 0, maxSafeInt)
-	h.Speed = f.integer("speed", 0, maxSafeInt)
+	h.HitPoints = f.integer("hit_points", 0, maxIntValue)
+	h.ArmorClass = f.integer("armor_class", 0, maxIntValue)
+	h.Speed = f.integer("speed", 0, maxIntValue)
 	h.PersonalityTraits = f.optStr("personality_traits")
 	h.Ideals = f.optStr("ideals")
 	h.Bonds = f.optStr("bonds")
@@ -1073,7 +1105,7 @@ func parsePaging(q url.Values) (offset, limit int, err error) {
 		return v
 	}
 	limit = read("limit", defaultLimit, 1, maxLimit)
-	offset = read("offset", 0, 0, maxSafeInt)
+	offset = read("offset", 0, 0, maxIntValue)
 	if len(c.problems) > 0 {
 		return 0, 0, validationError(c.problems)
 	}

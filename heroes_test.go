@@ -605,7 +605,7 @@ func FuzzHeroCreate(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
-		w := do(heroMux(newMemoryStore()), "POST", "/api/heroes/", body)
+		w := do(heroMux(newMemoryStore()), "POST", "/api/heroes/", body, "Content-Type", "application/json")
 		switch w.Code {
 		case http.StatusCreated:
 			var h hero

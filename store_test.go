@@ -315,6 +315,9 @@ func TestFileStoreOpen(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
 		}, false, 3},
 		{"corrupt JSON stops start-up", writeFile(`{"version":1,"heroes":[`), true, 0},
 		{"empty file stops start-up", writeFile(``), true, 0},
@@ -355,6 +358,7 @@ func TestFileStoreOpen(t *testing.T) {
 			if err != nil {
 				t.Fatalf("openFileStore() = %v", err)
 			}
+			defer s.Close()
 			if got := s.count(); got != tc.wantN {
 				t.Errorf("openFileStore() holds %d heroes; want %d", got, tc.wantN)
 			}
@@ -415,6 +419,7 @@ func TestFileStoreRestartSeesEveryWrite(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
+	defer r.Close()
 	if r.count() != len(want) {
 		t.Errorf("reopened store holds %d heroes; want %d", r.count(), len(want))
 	}
@@ -427,8 +432,10 @@ func TestFileStoreRestartSeesEveryWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 1 {
-		t.Errorf("folder holds %v; want only heroes.json (no temporary files left)", entries)
+	for _, e := range entries {
+		if e.Name() != "heroes.json" && e.Name() != "heroes.json.lock" {
+			t.Errorf("folder holds %s; want only heroes.json and its lock (no temporary files left)", e.Name())
+		}
 	}
 }
 
@@ -508,8 +515,9 @@ func TestFileStoreSurvivesSIGKILL(t *testing.T) {
 	}
 	s, err := openFileStore(path)
 	if err != nil {
-		t.Fatalf("openFileStore() after SIGKILL = %v; want the file to load", err)
+		t.Fatalf("openFileStore() after SIGKILL = %v; want the file to load (and the lock released)", err)
 	}
+	defer s.Close()
 	for _, id := range acked {
 		if _, _, err := s.Get(context.Background(), id); err != nil {
 			t.Errorf("acknowledged hero %s after SIGKILL: %v", id, err)
@@ -540,4 +548,33 @@ func TestHelperFileWriter(t *testing.T) {
 		fmt.Println("acked", h.ID)
 	}
 	os.Exit(0)
+}
+
+// TestFileStoreSingleOwner checks a second store cannot open a file another
+// store holds, and can once that one is closed.
+func TestFileStoreSingleOwner(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("the file lock is flock(2), unix only")
+	}
+	path := filepath.Join(t.TempDir(), "heroes.json")
+	first, err := openFileStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := openFileStore(path)
+	if err == nil {
+		second.Close()
+		t.Fatalf("second openFileStore() = nil error; want the file refused while held")
+	}
+	if !strings.Contains(err.Error(), path) {
+		t.Errorf("second openFileStore() = %q; want the error to name %s", err, path)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := openFileStore(path)
+	if err != nil {
+		t.Fatalf("openFileStore() after Close = %v; want the lock released", err)
+	}
+	again.Close()
 }
