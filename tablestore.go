@@ -269,10 +269,11 @@ type tableStore struct {
 
 // openTableStore opens the Azure Table Storage store (HEROES_STORE=azuretable)
 // described by cfg.StorageConnectionString and cfg.HeroesTable, and creates
-// the table when it is missing. A service that cannot be reached now does not
-// stop start-up (the table is created on first use and /readyz reports it),
-// but refused credentials or a bad connection string do. The error never
-// holds the connection string or the key.
+// the table when it is missing. A service that cannot be reached now, or
+// answers 429 or 5xx, does not stop start-up (the table is created on first
+// use and /readyz reports it); any other refusal does (wrong key, wrong
+// endpoint), as does a bad connection string. The error never holds the
+// connection string or the key.
 func openTableStore(ctx context.Context, cfg config, client *http.Client, logger *slog.Logger) (heroStore, error) {
 	acct, err := parseConnectionString(cfg.StorageConnectionString)
 	if err != nil {
@@ -286,7 +287,7 @@ func openTableStore(ctx context.Context, cfg config, client *http.Client, logger
 	}
 	s := newTableStore(acct, cfg.HeroesTable, client, logger, time.Now)
 	if err := s.ensureTable(ctx); err != nil {
-		if !errors.Is(err, errStoreUnavailable) || isAuthError(err) {
+		if !transient(err) {
 			return nil, err
 		}
 		logger.Warn("table: storage not reachable at start; the table is created on first use", "store", acct, "err", err)
@@ -358,6 +359,16 @@ func (e *tableError) Unwrap() error {
 func isAuthError(err error) bool {
 	var te *tableError
 	return errors.As(err, &te) && (te.Status == http.StatusUnauthorized || te.Status == http.StatusForbidden)
+}
+
+// transient reports whether err may pass by itself: the service could not be
+// reached, or answered 429 or 5xx. Other answers mean the settings are wrong.
+func transient(err error) bool {
+	var te *tableError
+	if errors.As(err, &te) {
+		return te.Status == http.StatusTooManyRequests || te.Status >= 500
+	}
+	return errors.Is(err, errStoreUnavailable)
 }
 
 // tableRequest is one call to the Table service. path is relative to the

@@ -764,10 +764,11 @@ func background() (context.Context, context.CancelFunc) {
 func TestOpenTableStore(t *testing.T) {
 	closed := httptest.NewServer(http.NotFoundHandler())
 	closed.Close()
-	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tableFail(w, http.StatusForbidden, "AuthenticationFailed")
-	}))
-	t.Cleanup(refusing.Close)
+	answering := func(status int, code string) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { tableFail(w, status, code) }))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
 	conn := func(endpoint string) string {
 		return "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" + testAccountKey + ";TableEndpoint=" + endpoint + "/devstoreaccount1"
 	}
@@ -778,7 +779,10 @@ func TestOpenTableStore(t *testing.T) {
 		wantErr bool
 	}{
 		{"unreachable service starts", conn(closed.URL), "heroes", false},
-		{"refused credentials stop start-up", conn(refusing.URL), "heroes", true},
+		{"busy service (503) starts", conn(answering(503, "ServerBusy")), "heroes", false},
+		{"throttling service (429) starts", conn(answering(429, "TooManyRequests")), "heroes", false},
+		{"refused credentials stop start-up", conn(answering(403, "AuthenticationFailed")), "heroes", true},
+		{"wrong endpoint (404) stops start-up", conn(answering(404, "ResourceNotFound")), "heroes", true},
 		{"bad connection string stops start-up", "AccountName=x", "heroes", true},
 		{"bad table name stops start-up", conn(closed.URL), "he-roes", true},
 	}
