@@ -170,36 +170,51 @@ func openStore(ctx context.Context, cfg config, client *http.Client, logger *slo
 // can reach into stored slices) and its entity-tag. It is also the record
 // format of the heroes file.
 type storedHero struct {
+	ID   string          `json:"id"`
 	ETag string          `json:"etag"`
 	Hero json.RawMessage `json:"hero"`
 }
 
-// heroSet is an immutable snapshot of a local store: heroes by id and the ids
-// in ascending order. Writers build a new set (with) and swap it in, so
-// readers never wait for a file write.
+// heroSet holds a local store's heroes by id and the ids in ascending
+// order. It is not safe for concurrent use; localStore guards it.
 type heroSet struct {
 	byID map[string]storedHero
 	ids  []string // sorted ascending
 }
 
-// with returns a copy of s with id set to sh, or removed when sh is nil.
-func (s *heroSet) with(id string, sh *storedHero) *heroSet {
-	next := &heroSet{byID: make(map[string]storedHero, len(s.byID)+1), ids: slices.Clone(s.ids)}
-	for k, v := range s.byID {
-		next.byID[k] = v
+// newHeroSet returns an empty set.
+func newHeroSet() *heroSet { return &heroSet{byID: map[string]storedHero{}} }
+
+// put stores sh under sh.ID, adding the id in order when it is new.
+func (s *heroSet) put(sh storedHero) {
+	if i, found := slices.BinarySearch(s.ids, sh.ID); !found {
+		s.ids = slices.Insert(s.ids, i, sh.ID)
 	}
-	i, found := slices.BinarySearch(next.ids, id)
-	switch {
-	case sh == nil && found:
-		next.ids = slices.Delete(next.ids, i, i+1)
-		delete(next.byID, id)
-	case sh != nil:
-		if !found {
-			next.ids = slices.Insert(next.ids, i, id)
+	s.byID[sh.ID] = sh
+}
+
+// remove deletes id, if present.
+func (s *heroSet) remove(id string) {
+	if i, found := slices.BinarySearch(s.ids, id); found {
+		s.ids = slices.Delete(s.ids, i, i+1)
+	}
+	delete(s.byID, id)
+}
+
+// recordsWith returns the records of s, ordered by id, as they are after
+// setting id to sh (nil removes it); s itself is not changed.
+func (s *heroSet) recordsWith(id string, sh *storedHero) []storedHero {
+	out := make([]storedHero, 0, len(s.ids)+1)
+	for _, k := range s.ids {
+		if k != id {
+			out = append(out, s.byID[k])
 		}
-		next.byID[id] = *sh
 	}
-	return next
+	if sh != nil {
+		out = append(out, *sh)
+	}
+	slices.SortFunc(out, func(a, b storedHero) int { return strings.Compare(a.ID, b.ID) })
+	return out
 }
 
 // localStore is the memory store, and with a path the file store: heroes in
@@ -210,18 +225,17 @@ type localStore struct {
 	lock *os.File // holds the file's single-writer lock; nil for memory
 
 	// writeMu is the single writer lock: it serializes changes, so each
-	// write of the file holds every change acknowledged before it.
+	// write of the file holds every change acknowledged before it, while
+	// readers go on reading under mu until the change is applied.
 	writeMu sync.Mutex
 
 	mu     sync.RWMutex // guards the fields below
-	cur    *heroSet
+	set    *heroSet
 	closed bool
 }
 
 // newMemoryStore returns an empty store that lives in memory only.
-func newMemoryStore() *localStore {
-	return &localStore{cur: &heroSet{byID: map[string]storedHero{}}}
-}
+func newMemoryStore() *localStore { return &localStore{set: newHeroSet()} }
 
 // maxHeroesFile bounds the heroes file read at start (256 MiB).
 const maxHeroesFile = 256 << 20
@@ -254,7 +268,7 @@ func openFileStore(path string) (*localStore, error) {
 		return nil, err
 	}
 	s := newMemoryStore()
-	s.path, s.lock, s.cur = path, lock, set
+	s.path, s.lock, s.set = path, lock, set
 	return s, nil
 }
 
@@ -263,7 +277,7 @@ func openFileStore(path string) (*localStore, error) {
 func readHeroesFile(path string) (*heroSet, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return &heroSet{byID: map[string]storedHero{}}, nil
+		return newHeroSet(), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("heroes: reading %s: %w", path, err)
@@ -299,73 +313,76 @@ func parseHeroesFile(data []byte) (*heroSet, error) {
 	if doc.Version != 1 {
 		return nil, fmt.Errorf("version %d is not 1", doc.Version)
 	}
-	set := &heroSet{byID: make(map[string]storedHero, len(doc.Heroes))}
+	set := newHeroSet()
 	for i, sh := range doc.Heroes {
 		var h hero
 		if err := json.Unmarshal(sh.Hero, &h); err != nil {
 			return nil, fmt.Errorf("hero %d: %w", i, err)
 		}
-		if !isGUID(h.ID) || sh.ETag == "" {
+		if !isGUID(sh.ID) || h.ID != sh.ID || sh.ETag == "" {
 			return nil, fmt.Errorf("hero %d: bad id or etag", i)
 		}
-		if _, dup := set.byID[h.ID]; dup {
-			return nil, fmt.Errorf("hero %d: duplicate id %s", i, h.ID)
+		if _, dup := set.byID[sh.ID]; dup {
+			return nil, fmt.Errorf("hero %d: duplicate id %s", i, sh.ID)
 		}
-		set.byID[h.ID] = sh
-		set.ids = append(set.ids, h.ID)
+		set.put(sh)
 	}
-	slices.Sort(set.ids)
 	return set, nil
 }
 
-// snapshot returns the current set, or errStoreUnavailable after Close.
-func (s *localStore) snapshot() (*heroSet, error) {
+// read runs f on the set under the read lock, or fails with
+// errStoreUnavailable after Close.
+func (s *localStore) read(f func(set *heroSet) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return nil, fmt.Errorf("%w: closed", errStoreUnavailable)
+		return fmt.Errorf("%w: closed", errStoreUnavailable)
 	}
-	return s.cur, nil
+	return f(s.set)
 }
 
 // count is the number of heroes stored.
 func (s *localStore) count() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return len(s.cur.ids)
+	return len(s.set.ids)
 }
 
 // List returns up to limit heroes after skipping offset, ordered by id.
 func (s *localStore) List(ctx context.Context, offset, limit int) ([]hero, error) {
-	set, err := s.snapshot()
+	out := []hero{}
+	err := s.read(func(set *heroSet) error {
+		if offset < 0 || offset >= len(set.ids) || limit <= 0 {
+			return nil
+		}
+		ids := set.ids[offset:]
+		for _, id := range ids[:min(limit, len(ids))] {
+			var h hero
+			if err := json.Unmarshal(set.byID[id].Hero, &h); err != nil {
+				return fmt.Errorf("heroes: stored hero %s: %w", id, err)
+			}
+			out = append(out, h)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	out := []hero{}
-	if offset < 0 || offset >= len(set.ids) || limit <= 0 {
-		return out, nil
-	}
-	ids := set.ids[offset:]
-	ids = ids[:min(limit, len(ids))]
-	for _, id := range ids {
-		var h hero
-		if err := json.Unmarshal(set.byID[id].Hero, &h); err != nil {
-			return nil, fmt.Errorf("heroes: stored hero %s: %w", id, err)
-		}
-		out = append(out, h)
 	}
 	return out, nil
 }
 
 // Get returns the hero with id and its entity-tag.
 func (s *localStore) Get(ctx context.Context, id string) (hero, string, error) {
-	set, err := s.snapshot()
+	var sh storedHero
+	err := s.read(func(set *heroSet) error {
+		var ok bool
+		if sh, ok = set.byID[id]; !ok {
+			return errHeroNotFound
+		}
+		return nil
+	})
 	if err != nil {
 		return hero{}, "", err
-	}
-	sh, ok := set.byID[id]
-	if !ok {
-		return hero{}, "", errHeroNotFound
 	}
 	var h hero
 	if err := json.Unmarshal(sh.Hero, &h); err != nil {
@@ -376,7 +393,7 @@ func (s *localStore) Get(ctx context.Context, id string) (hero, string, error) {
 
 // Create stores a new hero under h.ID.
 func (s *localStore) Create(ctx context.Context, h hero) (string, error) {
-	return s.change(h.ID, &h, "", func(_ storedHero, exists bool) error {
+	return s.change(h.ID, &h, func(_ storedHero, exists bool) error {
 		if exists {
 			return fmt.Errorf("%w: id %s already exists", errHeroConflict, h.ID)
 		}
@@ -386,64 +403,73 @@ func (s *localStore) Create(ctx context.Context, h hero) (string, error) {
 
 // Replace stores h over the hero with the same id, if ifMatch allows.
 func (s *localStore) Replace(ctx context.Context, h hero, ifMatch string) (string, error) {
-	return s.change(h.ID, &h, ifMatch, nil)
+	return s.change(h.ID, &h, existingMatching(ifMatch))
 }
 
 // Delete removes the hero with id, if ifMatch allows.
 func (s *localStore) Delete(ctx context.Context, id string, ifMatch string) error {
-	_, err := s.change(id, nil, ifMatch, nil)
+	_, err := s.change(id, nil, existingMatching(ifMatch))
 	return err
 }
 
+// existingMatching is the precondition of Replace and Delete: the hero
+// exists, and ifMatch is empty, "*" or its entity-tag (RFC 9110 §13.1.1,
+// compared as opaque strings).
+func existingMatching(ifMatch string) func(old storedHero, exists bool) error {
+	return func(old storedHero, exists bool) error {
+		if !exists {
+			return errHeroNotFound
+		}
+		if ifMatch != "" && ifMatch != "*" && ifMatch != old.ETag {
+			return fmt.Errorf("%w: If-Match %s, stored %s", errHeroConflict, ifMatch, old.ETag)
+		}
+		return nil
+	}
+}
+
 // change applies one change under the writer lock: h stores (nil deletes)
-// the hero with id. With check nil the hero must exist and match ifMatch;
-// otherwise check decides. The new set is written to the file, if any,
-// before it replaces the current one, so a failed write changes nothing.
-func (s *localStore) change(id string, h *hero, ifMatch string, check func(old storedHero, exists bool) error) (string, error) {
+// the hero with id, if check passes on the stored version. With a file the
+// whole new content is written durably first, so a failed write changes
+// nothing and an acknowledged change survives a crash.
+func (s *localStore) change(id string, h *hero, check func(old storedHero, exists bool) error) (string, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	set, err := s.snapshot()
+	// Only writers change the set and this one holds writeMu, so reading it
+	// under the read lock and changing it later under the write lock is safe.
+	var records []storedHero
+	var sh *storedHero
+	err := s.read(func(set *heroSet) error {
+		old, exists := set.byID[id]
+		if err := check(old, exists); err != nil {
+			return err
+		}
+		if h != nil {
+			data, err := json.Marshal(h)
+			if err != nil {
+				return fmt.Errorf("heroes: encoding hero %s: %w", id, err)
+			}
+			sh = &storedHero{ID: id, ETag: newETag(), Hero: data}
+		}
+		if s.path != "" {
+			records = set.recordsWith(id, sh)
+		}
+		return nil
+	})
 	if err != nil {
 		return "", err
 	}
-	old, exists := set.byID[id]
-	if check == nil {
-		check = func(old storedHero, exists bool) error {
-			if !exists {
-				return errHeroNotFound
-			}
-			if ifMatch != "" && ifMatch != "*" && ifMatch != old.ETag {
-				return fmt.Errorf("%w: If-Match %s, stored %s", errHeroConflict, ifMatch, old.ETag)
-			}
-			return nil
-		}
-	}
-	if err := check(old, exists); err != nil {
-		return "", err
-	}
-	var sh *storedHero
-	if h != nil {
-		data, err := json.Marshal(h)
-		if err != nil {
-			return "", fmt.Errorf("heroes: encoding hero %s: %w", id, err)
-		}
-		sh = &storedHero{ETag: newETag(), Hero: data}
-	}
-	next := set.with(id, sh)
 	if s.path != "" {
-		if err := writeHeroesFile(s.path, next); err != nil {
+		if err := writeHeroesFile(s.path, records); err != nil {
 			return "", fmt.Errorf("%w: %w", errStoreUnavailable, err)
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return "", fmt.Errorf("%w: closed", errStoreUnavailable)
-	}
-	s.cur = next
 	if sh == nil {
+		s.set.remove(id)
 		return "", nil
 	}
+	s.set.put(*sh)
 	return sh.ETag, nil
 }
 
@@ -452,15 +478,11 @@ func (s *localStore) change(id string, h *hero, ifMatch string, check func(old s
 // counter to persist.
 func newETag() string { return `"` + rand.Text() + `"` }
 
-// writeHeroesFile writes set to path durably: a temporary file in the same
+// writeHeroesFile writes the records to path durably: a temporary file in the same
 // folder (so the rename stays on one file system), fsync, rename over path,
 // then fsync of the folder so the rename itself survives a crash.
-func writeHeroesFile(path string, set *heroSet) (err error) {
-	doc := heroesFile{Version: 1, Heroes: make([]storedHero, 0, len(set.ids))}
-	for _, id := range set.ids {
-		doc.Heroes = append(doc.Heroes, set.byID[id])
-	}
-	data, err := json.Marshal(doc)
+func writeHeroesFile(path string, records []storedHero) (err error) {
+	data, err := json.Marshal(heroesFile{Version: 1, Heroes: records})
 	if err != nil {
 		return fmt.Errorf("heroes: encoding %s: %w", path, err)
 	}
@@ -510,8 +532,7 @@ func syncDir(dir string) error {
 
 // Ready reports nil while the store is open.
 func (s *localStore) Ready(ctx context.Context) error {
-	_, err := s.snapshot()
-	return err
+	return s.read(func(*heroSet) error { return nil })
 }
 
 // Close marks the store closed and releases the file's lock; it waits for a
