@@ -324,12 +324,13 @@ func TestFileStoreOpen(t *testing.T) {
 		{"trailing data stops start-up", writeFile(`{"version":1,"heroes":[]} {}`), true, 0},
 		{"unknown version stops start-up", writeFile(`{"version":2,"heroes":[]}`), true, 0},
 		{"unknown field stops start-up", writeFile(`{"version":1,"heroes":[],"x":1}`), true, 0},
-		{"hero with a bad id stops start-up", writeFile(`{"version":1,"heroes":[{"etag":"\"a\"","hero":{"id":"nope"}}]}`), true, 0},
-		{"hero without etag stops start-up", writeFile(`{"version":1,"heroes":[{"etag":"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}}]}`), true, 0},
+		{"hero with a bad id stops start-up", writeFile(`{"version":1,"heroes":[{"id":"nope","etag":"\"a\"","hero":{"id":"nope"}}]}`), true, 0},
+		{"hero without etag stops start-up", writeFile(`{"version":1,"heroes":[{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11","etag":"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}}]}`), true, 0},
 		{"duplicate id stops start-up", writeFile(`{"version":1,"heroes":[` +
-			`{"etag":"\"a\"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}},` +
-			`{"etag":"\"b\"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}}]}`), true, 0},
-		{"hero of the wrong shape stops start-up", writeFile(`{"version":1,"heroes":[{"etag":"\"a\"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11","level":"x"}}]}`), true, 0},
+			`{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11","etag":"\"a\"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}},` +
+			`{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11","etag":"\"b\"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}}]}`), true, 0},
+		{"hero of the wrong shape stops start-up", writeFile(`{"version":1,"heroes":[{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11","etag":"\"a\"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11","level":"x"}}]}`), true, 0},
+		{"record id that differs from the hero's stops start-up", writeFile(`{"version":1,"heroes":[{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11","etag":"\"a\"","hero":{"id":"7f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}}]}`), true, 0},
 		{"unreadable path (a folder) stops start-up", func(t *testing.T, path string) {
 			if err := os.Mkdir(path, 0o755); err != nil {
 				t.Fatal(err)
