@@ -242,6 +242,7 @@ func TestHeroValidation(t *testing.T) {
 		{"integral float is an integer", withField("level", `5.0`), nil},
 		{"huge integer", withField("hit_points", `1e300`), []string{"body.hit_points int_parsing_size"}},
 		{"integer beyond 2^53", withField("speed", `9007199254740993`), []string{"body.speed int_parsing_size"}},
+		{"open-ended integer above 2^31-1", withField("hit_points", `2147483648`), []string{"body.hit_points less_than_equal"}},
 		{"level below 1", withField("level", `0`), []string{"body.level greater_than_equal"}},
 		{"level above 20", withField("level", `21`), []string{"body.level less_than_equal"}},
 		{"negative armor class", withField("armor_class", `-1`), []string{"body.armor_class greater_than_equal"}},
@@ -605,7 +606,7 @@ func FuzzHeroCreate(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
-		w := do(heroMux(newMemoryStore()), "POST", "/api/heroes/", body)
+		w := do(heroMux(newMemoryStore()), "POST", "/api/heroes/", body, "Content-Type", "application/json")
 		switch w.Code {
 		case http.StatusCreated:
 			var h hero
@@ -647,4 +648,53 @@ func Example_validateHero() {
 	fmt.Println(string(out))
 	// Output:
 	// [{"loc":["body","hat"],"msg":"Extra inputs are not permitted","type":"extra_forbidden"},{"loc":["body","level"],"msg":"Input should be less than or equal to 20","type":"less_than_equal","ctx":{"le":20}},{"loc":["body","ability_scores","charisma"],"msg":"Input should be less than or equal to 30","type":"less_than_equal","ctx":{"le":30}},{"loc":["body","armor_class"],"msg":"Input should be a valid integer","type":"int_type"}]
+}
+
+// BenchmarkDecodeHero measures parsing and validating a typical hero body.
+func BenchmarkDecodeHero(b *testing.B) {
+	body := []byte(validHeroJSON("Bench"))
+	for b.Loop() {
+		v, err := parseJSON(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, probs := validateHero(v); len(probs) > 0 {
+			b.Fatal(probs)
+		}
+	}
+}
+
+// BenchmarkStoreCreate measures Create on the memory store and on the file
+// store (one durable write per create, fsyncs included) holding 100 heroes.
+func BenchmarkStoreCreate(b *testing.B) {
+	ctx := context.Background()
+	stores := []struct {
+		name string
+		open func(b *testing.B) *localStore
+	}{
+		{"memory", func(b *testing.B) *localStore { return newMemoryStore() }},
+		{"file", func(b *testing.B) *localStore {
+			s, err := openFileStore(filepath.Join(b.TempDir(), "heroes.json"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			return s
+		}},
+	}
+	for _, st := range stores {
+		b.Run(st.name, func(b *testing.B) {
+			s := st.open(b)
+			defer s.Close()
+			for range 100 {
+				if _, err := s.Create(ctx, testHero(newHeroID(), "Filler")); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for b.Loop() {
+				if _, err := s.Create(ctx, testHero(newHeroID(), "Bench")); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

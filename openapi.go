@@ -97,7 +97,7 @@ func openAPIPaths(read, create, admin string) obj {
 			"security": secured(read),
 			"parameters": []obj{
 				{"name": "limit", "in": "query", "schema": obj{"type": "integer", "minimum": 1, "maximum": maxLimit, "default": defaultLimit}},
-				{"name": "offset", "in": "query", "schema": obj{"type": "integer", "minimum": 0, "default": 0}},
+				{"name": "offset", "in": "query", "schema": obj{"type": "integer", "minimum": 0, "maximum": maxIntValue, "default": 0}},
 			},
 			"responses": heroResponses(obj{"200": jsonResponse("Heroes ordered by id", obj{"type": "array", "items": ref("Hero")})}, "422"),
 		}
@@ -222,7 +222,7 @@ func openAPISchemas() obj {
 	str := obj{"type": "string", "maxLength": maxStringRunes}
 	optStr := obj{"type": []string{"string", "null"}, "maxLength": maxStringRunes}
 	intRange := func(lo, hi int) obj { return obj{"type": "integer", "minimum": lo, "maximum": hi} }
-	nonNeg := obj{"type": "integer", "minimum": 0, "maximum": maxSafeInt}
+	nonNeg := obj{"type": "integer", "minimum": 0, "maximum": maxIntValue}
 	strList := obj{"type": "array", "items": str, "maxItems": maxListItems}
 	skills := obj{}
 	for _, s := range skillNames {

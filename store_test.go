@@ -315,18 +315,22 @@ func TestFileStoreOpen(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
 		}, false, 3},
 		{"corrupt JSON stops start-up", writeFile(`{"version":1,"heroes":[`), true, 0},
 		{"empty file stops start-up", writeFile(``), true, 0},
 		{"trailing data stops start-up", writeFile(`{"version":1,"heroes":[]} {}`), true, 0},
 		{"unknown version stops start-up", writeFile(`{"version":2,"heroes":[]}`), true, 0},
 		{"unknown field stops start-up", writeFile(`{"version":1,"heroes":[],"x":1}`), true, 0},
-		{"hero with a bad id stops start-up", writeFile(`{"version":1,"heroes":[{"etag":"\"a\"","hero":{"id":"nope"}}]}`), true, 0},
-		{"hero without etag stops start-up", writeFile(`{"version":1,"heroes":[{"etag":"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}}]}`), true, 0},
+		{"hero with a bad id stops start-up", writeFile(`{"version":1,"heroes":[{"id":"nope","etag":"\"a\"","hero":{"id":"nope"}}]}`), true, 0},
+		{"hero without etag stops start-up", writeFile(`{"version":1,"heroes":[{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11","etag":"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}}]}`), true, 0},
 		{"duplicate id stops start-up", writeFile(`{"version":1,"heroes":[` +
-			`{"etag":"\"a\"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}},` +
-			`{"etag":"\"b\"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}}]}`), true, 0},
-		{"hero of the wrong shape stops start-up", writeFile(`{"version":1,"heroes":[{"etag":"\"a\"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11","level":"x"}}]}`), true, 0},
+			`{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11","etag":"\"a\"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}},` +
+			`{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11","etag":"\"b\"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}}]}`), true, 0},
+		{"hero of the wrong shape stops start-up", writeFile(`{"version":1,"heroes":[{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11","etag":"\"a\"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11","level":"x"}}]}`), true, 0},
+		{"record id that differs from the hero's stops start-up", writeFile(`{"version":1,"heroes":[{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11","etag":"\"a\"","hero":{"id":"7f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}}]}`), true, 0},
 		{"unreadable path (a folder) stops start-up", func(t *testing.T, path string) {
 			if err := os.Mkdir(path, 0o755); err != nil {
 				t.Fatal(err)
@@ -355,6 +359,7 @@ func TestFileStoreOpen(t *testing.T) {
 			if err != nil {
 				t.Fatalf("openFileStore() = %v", err)
 			}
+			defer s.Close()
 			if got := s.count(); got != tc.wantN {
 				t.Errorf("openFileStore() holds %d heroes; want %d", got, tc.wantN)
 			}
@@ -415,6 +420,7 @@ func TestFileStoreRestartSeesEveryWrite(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
+	defer r.Close()
 	if r.count() != len(want) {
 		t.Errorf("reopened store holds %d heroes; want %d", r.count(), len(want))
 	}
@@ -427,8 +433,10 @@ func TestFileStoreRestartSeesEveryWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 1 {
-		t.Errorf("folder holds %v; want only heroes.json (no temporary files left)", entries)
+	for _, e := range entries {
+		if e.Name() != "heroes.json" && e.Name() != "heroes.json.lock" {
+			t.Errorf("folder holds %s; want only heroes.json and its lock (no temporary files left)", e.Name())
+		}
 	}
 }
 
@@ -508,8 +516,9 @@ func TestFileStoreSurvivesSIGKILL(t *testing.T) {
 	}
 	s, err := openFileStore(path)
 	if err != nil {
-		t.Fatalf("openFileStore() after SIGKILL = %v; want the file to load", err)
+		t.Fatalf("openFileStore() after SIGKILL = %v; want the file to load (and the lock released)", err)
 	}
+	defer s.Close()
 	for _, id := range acked {
 		if _, _, err := s.Get(context.Background(), id); err != nil {
 			t.Errorf("acknowledged hero %s after SIGKILL: %v", id, err)
@@ -540,4 +549,33 @@ func TestHelperFileWriter(t *testing.T) {
 		fmt.Println("acked", h.ID)
 	}
 	os.Exit(0)
+}
+
+// TestFileStoreSingleOwner checks a second store cannot open a file another
+// store holds, and can once that one is closed.
+func TestFileStoreSingleOwner(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("the file lock is flock(2), unix only")
+	}
+	path := filepath.Join(t.TempDir(), "heroes.json")
+	first, err := openFileStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := openFileStore(path)
+	if err == nil {
+		second.Close()
+		t.Fatalf("second openFileStore() = nil error; want the file refused while held")
+	}
+	if !strings.Contains(err.Error(), path) {
+		t.Errorf("second openFileStore() = %q; want the error to name %s", err, path)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := openFileStore(path)
+	if err != nil {
+		t.Fatalf("openFileStore() after Close = %v; want the lock released", err)
+	}
+	again.Close()
 }

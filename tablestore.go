@@ -96,6 +96,9 @@ func (a storageAccount) String() string {
 	return "account " + a.name + " at " + a.endpoint.Redacted()
 }
 
+// GoString describes the account without its key, for %#v.
+func (a storageAccount) GoString() string { return a.String() }
+
 // LogValue logs the account without its key (log/slog.LogValuer).
 func (a storageAccount) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("account", a.name), slog.String("endpoint", a.endpoint.Redacted()))
@@ -127,29 +130,9 @@ func parseConnectionString(s string) (storageAccount, error) {
 	bad := func(format string, args ...any) (storageAccount, error) {
 		return storageAccount{}, fmt.Errorf("%w: "+format, append([]any{errConnectionString}, args...)...)
 	}
-	if len(s) > maxConnectionString {
-		return bad("longer than %d bytes", maxConnectionString)
-	}
-	kv := map[string]string{}
-	for _, part := range strings.Split(s, ";") {
-		if strings.TrimSpace(part) == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(part, "=")
-		k = strings.ToLower(strings.TrimSpace(k))
-		if !ok || k == "" {
-			return bad("a part is not Key=Value")
-		}
-		if !knownConnectionKeys[k] {
-			if !connectionKeyPattern.MatchString(k) {
-				return bad("a key holds characters other than letters")
-			}
-			return bad("key %s is not supported", k)
-		}
-		if _, dup := kv[k]; dup {
-			return bad("key %s appears twice", k)
-		}
-		kv[k] = strings.TrimSpace(v)
+	kv, err := splitConnectionString(s)
+	if err != nil {
+		return storageAccount{}, err
 	}
 	if v, ok := kv["usedevelopmentstorage"]; ok {
 		if !strings.EqualFold(v, "true") || len(kv) != 1 {
@@ -163,12 +146,10 @@ func parseConnectionString(s string) (storageAccount, error) {
 	if !accountNamePattern.MatchString(a.name) {
 		return bad("AccountName must be 3 to 63 lowercase letters, digits or hyphens")
 	}
-	key, err := base64.StdEncoding.DecodeString(kv["accountkey"])
-	if err != nil || len(key) == 0 {
+	a.key, err = base64.StdEncoding.DecodeString(kv["accountkey"])
+	if err != nil || len(a.key) == 0 {
 		return bad("AccountKey must be the account's key in standard base64")
 	}
-	a.key = key
-
 	protocol := strings.ToLower(kv["defaultendpointsprotocol"])
 	if protocol == "" {
 		protocol = "https"
@@ -189,12 +170,43 @@ func parseConnectionString(s string) (storageAccount, error) {
 	}
 	u, err := url.Parse(endpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
-		u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.Opaque != "" {
 		return bad("TableEndpoint must be an absolute http(s) URL without user, query or fragment")
 	}
 	u.Path, u.RawPath = strings.TrimRight(u.Path, "/"), ""
 	a.endpoint = u
 	return a, nil
+}
+
+// splitConnectionString splits a connection string into its pairs, keys
+// lowercased and values trimmed. It refuses unknown and repeated keys and
+// parts without "=", naming the key (never a value).
+func splitConnectionString(s string) (map[string]string, error) {
+	if len(s) > maxConnectionString {
+		return nil, fmt.Errorf("%w: longer than %d bytes", errConnectionString, maxConnectionString)
+	}
+	kv := map[string]string{}
+	for _, part := range strings.Split(s, ";") {
+		if strings.TrimSpace(part) == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		k = strings.ToLower(strings.TrimSpace(k))
+		switch {
+		case !ok || k == "":
+			return nil, fmt.Errorf("%w: a part is not Key=Value", errConnectionString)
+		case k == "sharedaccesssignature":
+			return nil, fmt.Errorf("%w: SharedAccessSignature is not supported; use AccountKey", errConnectionString)
+		case !knownConnectionKeys[k]:
+			// Not repeated: it may be part of a key pasted in the wrong place.
+			return nil, fmt.Errorf("%w: a key is not one of DefaultEndpointsProtocol, AccountName, AccountKey, TableEndpoint, EndpointSuffix, UseDevelopmentStorage", errConnectionString)
+		}
+		if _, dup := kv[k]; dup {
+			return nil, fmt.Errorf("%w: key %s appears twice", errConnectionString, k)
+		}
+		kv[k] = strings.TrimSpace(v)
+	}
+	return kv, nil
 }
 
 // knownConnectionKeys are the lowercase connection string keys
@@ -207,11 +219,6 @@ var knownConnectionKeys = map[string]bool{
 	"tablesecondaryendpoint": true, "blobsecondaryendpoint": true,
 	"queuesecondaryendpoint": true, "filesecondaryendpoint": true,
 }
-
-// connectionKeyPattern is the shape of a connection string key; a key of
-// another shape is probably a value pasted in the wrong place, so the error
-// does not repeat it.
-var connectionKeyPattern = regexp.MustCompile(`^[a-z]{1,40}$`)
 
 // hostnamePattern is a DNS name such as "core.windows.net".
 var hostnamePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$`)
@@ -262,10 +269,11 @@ type tableStore struct {
 
 // openTableStore opens the Azure Table Storage store (HEROES_STORE=azuretable)
 // described by cfg.StorageConnectionString and cfg.HeroesTable, and creates
-// the table when it is missing. A service that cannot be reached now does not
-// stop start-up (the table is created on first use and /readyz reports it),
-// but refused credentials or a bad connection string do. The error never
-// holds the connection string or the key.
+// the table when it is missing. A service that cannot be reached now, or
+// answers 429 or 5xx, does not stop start-up (the table is created on first
+// use and /readyz reports it); any other refusal does (wrong key, wrong
+// endpoint), as does a bad connection string. The error never holds the
+// connection string or the key.
 func openTableStore(ctx context.Context, cfg config, client *http.Client, logger *slog.Logger) (heroStore, error) {
 	acct, err := parseConnectionString(cfg.StorageConnectionString)
 	if err != nil {
@@ -279,7 +287,7 @@ func openTableStore(ctx context.Context, cfg config, client *http.Client, logger
 	}
 	s := newTableStore(acct, cfg.HeroesTable, client, logger, time.Now)
 	if err := s.ensureTable(ctx); err != nil {
-		if !errors.Is(err, errStoreUnavailable) || isAuthError(err) {
+		if !transient(err) {
 			return nil, err
 		}
 		logger.Warn("table: storage not reachable at start; the table is created on first use", "store", acct, "err", err)
@@ -353,6 +361,16 @@ func isAuthError(err error) bool {
 	return errors.As(err, &te) && (te.Status == http.StatusUnauthorized || te.Status == http.StatusForbidden)
 }
 
+// transient reports whether err may pass by itself: the service could not be
+// reached, or answered 429 or 5xx. Other answers mean the settings are wrong.
+func transient(err error) bool {
+	var te *tableError
+	if errors.As(err, &te) {
+		return te.Status == http.StatusTooManyRequests || te.Status >= 500
+	}
+	return errors.Is(err, errStoreUnavailable)
+}
+
 // tableRequest is one call to the Table service. path is relative to the
 // endpoint and already escaped ("/Tables", "/heroes()"); query is an escaped
 // query string without "?". body, when not nil, is sent as JSON. entity is
@@ -379,44 +397,12 @@ type tableResponse struct {
 // non-2xx status, an error wrapping errStoreUnavailable when the service
 // cannot be reached in time, and the caller's context error when ctx ends.
 func (s *tableStore) do(ctx context.Context, r tableRequest) (tableResponse, error) {
-	var body io.Reader
-	if r.body != nil {
-		b, err := json.Marshal(r.body)
-		if err != nil {
-			return tableResponse{}, fmt.Errorf("table: %s: encoding the entity: %w", r.op, err)
-		}
-		body = bytes.NewReader(b)
-	}
-	raw := s.acct.endpoint.String() + r.path
-	if r.query != "" {
-		raw += "?" + r.query
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return tableResponse{}, fmt.Errorf("table: %s: building the URL: %w", r.op, err)
-	}
-
 	callCtx, cancel := context.WithTimeout(ctx, tableCallTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(callCtx, r.method, u.String(), body)
+	req, err := s.newRequest(callCtx, r)
 	if err != nil {
-		return tableResponse{}, fmt.Errorf("table: %s: %w", r.op, err)
+		return tableResponse{}, err
 	}
-	date := s.now().UTC().Format(http.TimeFormat)
-	req.Header.Set("x-ms-date", date)
-	req.Header.Set("x-ms-version", tableAPIVersion)
-	req.Header.Set("Accept", "application/json;odata=nometadata")
-	req.Header.Set("DataServiceVersion", "3.0")
-	req.Header.Set("MaxDataServiceVersion", "3.0;NetFx")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Prefer", "return-no-content")
-	}
-	if r.ifMatch != "" {
-		req.Header.Set("If-Match", r.ifMatch)
-	}
-	req.Header.Set("Authorization", signSharedKeyLite(s.acct.name, s.acct.key, date, canonicalizedResource(s.acct.name, req.URL)))
-
 	resp, err := s.client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -433,16 +419,53 @@ func (s *tableStore) do(ctx context.Context, r tableRequest) (tableResponse, err
 		return tableResponse{}, fmt.Errorf("table: %s: answer larger than %d bytes", r.op, maxTableResponse)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return tableResponse{}, &tableError{Op: r.op, Status: resp.StatusCode, Code: tableErrorCode(resp.Header, data), Entity: r.entity}
+		return tableResponse{}, &tableError{Op: r.op, Status: resp.StatusCode, Code: errorCode(resp.Header, data), Entity: r.entity}
 	}
 	return tableResponse{status: resp.StatusCode, header: resp.Header, body: data}, nil
 }
 
-// tableErrorCode extracts the service's error code from the x-ms-error-code
+// newRequest builds r as a signed *http.Request: x-ms-date from s.now,
+// x-ms-version pinned, odata=nometadata JSON, and the SharedKeyLite
+// Authorization computed over the very path the request sends.
+func (s *tableStore) newRequest(ctx context.Context, r tableRequest) (*http.Request, error) {
+	var body io.Reader
+	if r.body != nil {
+		b, err := json.Marshal(r.body)
+		if err != nil {
+			return nil, fmt.Errorf("table: %s: encoding the entity: %w", r.op, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	target := s.acct.endpoint.String() + r.path
+	if r.query != "" {
+		target += "?" + r.query
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, target, body)
+	if err != nil {
+		return nil, fmt.Errorf("table: %s: %w", r.op, err)
+	}
+	date := s.now().UTC().Format(http.TimeFormat)
+	req.Header.Set("x-ms-date", date)
+	req.Header.Set("x-ms-version", tableAPIVersion)
+	req.Header.Set("Accept", "application/json;odata=nometadata")
+	req.Header.Set("DataServiceVersion", "3.0")
+	req.Header.Set("MaxDataServiceVersion", "3.0;NetFx")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Prefer", "return-no-content")
+	}
+	if r.ifMatch != "" {
+		req.Header.Set("If-Match", r.ifMatch)
+	}
+	req.Header.Set("Authorization", signSharedKeyLite(s.acct.name, s.acct.key, date, canonicalizedResource(s.acct.name, req.URL)))
+	return req, nil
+}
+
+// errorCode extracts the service's error code from the x-ms-error-code
 // header or the JSON error body ({"odata.error":{"code":…}}), keeping only
 // letters and digits (at most 64), so nothing else from the answer reaches
 // an error message.
-func tableErrorCode(h http.Header, body []byte) string {
+func errorCode(h http.Header, body []byte) string {
 	code := h.Get("x-ms-error-code")
 	if code == "" {
 		var e struct {

@@ -1,0 +1,565 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Limits of a hero request (issue 5). Sizes are bytes, lengths are Unicode
+// characters (runes) or list items.
+const (
+	maxBodyBytes   = 1 << 20       // 1 MiB request body, else 413
+	maxStringRunes = 200           // every string field
+	maxListItems   = 100           // every list field
+	maxProblems    = 100           // validation problems reported in one 422
+	maxIntValue    = math.MaxInt32 // upper bound of open-ended integers (hit points, offset…), portable to 32-bit int
+
+	// maxSafeInt is the largest integer a JSON number carries exactly to a
+	// JavaScript client (2^53-1); larger ones are refused as unparseable.
+	maxSafeInt int64 = 1<<53 - 1
+)
+
+// fieldError is one validation problem in FastAPI's (pydantic v2's) 422
+// shape: where (loc, starting with "body" or "query"), a sentence (msg), a
+// machine name (type, pydantic's names such as "missing", "int_type",
+// "extra_forbidden", "json_invalid") and the rule's parameters (ctx). The
+// offending input is not echoed back.
+type fieldError struct {
+	Loc  []any          `json:"loc"`
+	Msg  string         `json:"msg"`
+	Type string         `json:"type"`
+	Ctx  map[string]any `json:"ctx,omitempty"`
+}
+
+// validationError is a request that parsed but broke rules: a 422 listing
+// every problem (at most maxProblems).
+type validationError []fieldError
+
+// Error counts the problems; the list itself is the 422 body.
+func (e validationError) Error() string {
+	return fmt.Sprintf("heroes: %d validation problems", len(e))
+}
+
+// requestError is a request refused before validation, with its status:
+// 413 (body too large) or 415 (not JSON).
+type requestError struct {
+	status int
+	detail string
+}
+
+// Error is the detail, lowercased, with the heroes: prefix.
+func (e *requestError) Error() string { return "heroes: " + strings.ToLower(e.detail) }
+
+// decodeHero reads a hero from a JSON request body: Content-Type must be
+// application/json (charset utf-8 allowed), the body at most maxBodyBytes,
+// exactly one JSON value nested at most maxJSONDepth deep, then validated by
+// validateHero. Errors are *requestError (413, 415) or validationError (422);
+// writeDecodeError answers either.
+func decodeHero(w http.ResponseWriter, r *http.Request) (hero, error) {
+	if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
+		return hero{}, err
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+		return hero{}, &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("Request body is larger than %d bytes", maxBodyBytes)}
+	}
+	if err != nil {
+		return hero{}, validationError{{Loc: []any{"body"}, Msg: "Could not read the request body", Type: "body_read"}}
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return hero{}, validationError{{Loc: []any{"body"}, Msg: "Field required", Type: "missing"}}
+	}
+	v, err := parseJSON(data)
+	var se *jsonSyntaxError
+	if errors.As(err, &se) {
+		return hero{}, validationError{se.problem()}
+	}
+	if err != nil {
+		return hero{}, err // parseJSON documents only *jsonSyntaxError; answered 400
+	}
+	h, problems := validateHero(v)
+	if len(problems) > 0 {
+		return hero{}, validationError(problems)
+	}
+	return h, nil
+}
+
+// checkJSONContentType accepts application/json with no parameter or a
+// utf-8 charset (RFC 8259 §8.1: JSON is UTF-8); anything else is a 415.
+func checkJSONContentType(ct string) error {
+	bad := &requestError{http.StatusUnsupportedMediaType, "Content-Type must be application/json"}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return bad
+	}
+	for k, v := range params {
+		if k != "charset" || !strings.EqualFold(v, "utf-8") {
+			return bad
+		}
+	}
+	return nil
+}
+
+// writeDecodeError answers a decodeHero (or query) error: its status with
+// {"detail": "..."} for a *requestError, 422 {"detail": [problems]} for a
+// validationError.
+func writeDecodeError(w http.ResponseWriter, err error) {
+	var re *requestError
+	if errors.As(err, &re) {
+		writeError(w, re.status, re.detail)
+		return
+	}
+	var ve validationError
+	if errors.As(err, &ve) {
+		writeJSON(w, http.StatusUnprocessableEntity, apiError{Detail: []fieldError(ve)})
+		return
+	}
+	writeError(w, http.StatusBadRequest, "Bad request")
+}
+
+// jsonSyntaxError is malformed JSON: what broke and where (a byte offset
+// from 0, and a line and column from 1).
+type jsonSyntaxError struct {
+	offset       int64
+	line, column int
+	msg          string
+}
+
+// Error says what broke and where.
+func (e *jsonSyntaxError) Error() string {
+	return fmt.Sprintf("heroes: json: %s at line %d, column %d", e.msg, e.line, e.column)
+}
+
+// problem is the error in FastAPI's json_invalid shape: loc ["body", offset].
+func (e *jsonSyntaxError) problem() fieldError {
+	return fieldError{
+		Loc:  []any{"body", e.offset},
+		Msg:  "JSON decode error",
+		Type: "json_invalid",
+		Ctx:  map[string]any{"error": fmt.Sprintf("%s (line %d, column %d)", e.msg, e.line, e.column), "line": e.line, "column": e.column},
+	}
+}
+
+// newJSONSyntaxError locates offset in data.
+func newJSONSyntaxError(data []byte, offset int64, msg string) *jsonSyntaxError {
+	offset = min(max(offset, 0), int64(len(data)))
+	before := data[:offset]
+	line := bytes.Count(before, []byte{'\n'}) + 1
+	column := utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:]) + 1
+	return &jsonSyntaxError{offset: offset, line: line, column: column, msg: msg}
+}
+
+// parseJSON parses exactly one JSON value (RFC 8259) into map[string]any,
+// []any, string, json.Number, bool or nil, refusing nesting deeper than
+// maxJSONDepth before building it and any data after the value. A repeated
+// object key keeps its last value, as FastAPI does. Errors are
+// *jsonSyntaxError.
+func parseJSON(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	v, err := parseJSONValue(dec, 0)
+	if err != nil {
+		var se *json.SyntaxError
+		var de *jsonSyntaxError
+		switch {
+		case errors.As(err, &de):
+			return nil, newJSONSyntaxError(data, de.offset, de.msg)
+		case errors.As(err, &se):
+			return nil, newJSONSyntaxError(data, se.Offset, se.Error())
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			return nil, newJSONSyntaxError(data, int64(len(data)), "unexpected end of JSON input")
+		default:
+			return nil, newJSONSyntaxError(data, dec.InputOffset(), err.Error())
+		}
+	}
+	end := dec.InputOffset()
+	rest := bytes.TrimLeft(data[end:], " \t\r\n")
+	if len(rest) > 0 {
+		return nil, newJSONSyntaxError(data, int64(len(data)-len(rest)), "data after the JSON value")
+	}
+	return v, nil
+}
+
+// parseJSONValue reads one value from dec's token stream at the given depth.
+func parseJSONValue(dec *json.Decoder, depth int) (any, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	d, ok := tok.(json.Delim)
+	if !ok {
+		return tok, nil // string, json.Number, bool or nil
+	}
+	if depth >= maxJSONDepth {
+		return nil, &jsonSyntaxError{offset: dec.InputOffset() - 1, msg: fmt.Sprintf("nesting deeper than %d levels", maxJSONDepth)}
+	}
+	switch d {
+	case '{':
+		m := map[string]any{}
+		for dec.More() {
+			kt, err := dec.Token()
+			if err != nil {
+				return nil, err
+			}
+			k, ok := kt.(string)
+			if !ok {
+				return nil, &jsonSyntaxError{offset: dec.InputOffset(), msg: "object key is not a string"} // Token already refuses this
+			}
+			if m[k], err = parseJSONValue(dec, depth+1); err != nil {
+				return nil, err
+			}
+		}
+		_, err := dec.Token() // the closing '}'
+		return m, err
+	case '[':
+		a := []any{}
+		for dec.More() {
+			v, err := parseJSONValue(dec, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			a = append(a, v)
+		}
+		_, err := dec.Token() // the closing ']'
+		return a, err
+	}
+	return nil, fmt.Errorf("unexpected %q", d)
+}
+
+// checker collects validation problems, up to maxProblems (the rest are
+// dropped so a hostile body cannot make a huge answer).
+type checker struct {
+	problems []fieldError
+}
+
+// add records a problem at loc.
+func (c *checker) add(loc []any, typ, msg string, ctx map[string]any) {
+	if len(c.problems) < maxProblems {
+		c.problems = append(c.problems, fieldError{Loc: loc, Msg: msg, Type: typ, Ctx: ctx})
+	}
+}
+
+// at returns loc extended by one step, never sharing loc's array.
+func at(loc []any, step any) []any { return append(slices.Clip(loc), step) }
+
+// object checks that v is a JSON object holding only the allowed keys
+// (pydantic's extra="forbid"), reporting each unknown key in sorted order.
+func (c *checker) object(loc []any, v any, allowed ...string) fields {
+	m, ok := v.(map[string]any)
+	if !ok {
+		c.add(loc, "model_attributes_type", "Input should be a valid dictionary or object to extract fields from", nil)
+		return fields{c: c, loc: loc}
+	}
+	var extra []string
+	for k := range m {
+		if !slices.Contains(allowed, k) {
+			extra = append(extra, k)
+		}
+	}
+	slices.Sort(extra)
+	for _, k := range extra {
+		c.add(at(loc, k), "extra_forbidden", "Extra inputs are not permitted", nil)
+	}
+	return fields{c: c, loc: loc, m: m}
+}
+
+// fields reads the members of one JSON object; m is nil when the value was
+// not an object (its problem is already recorded, so members are not).
+type fields struct {
+	c   *checker
+	loc []any
+	m   map[string]any
+}
+
+// get returns the member key. A missing member is reported when required;
+// null counts as present (the type check decides).
+func (f fields) get(key string, required bool) (any, []any, bool) {
+	if f.m == nil {
+		return nil, nil, false
+	}
+	v, ok := f.m[key]
+	if !ok {
+		if required {
+			f.c.add(at(f.loc, key), "missing", "Field required", nil)
+		}
+		return nil, nil, false
+	}
+	return v, at(f.loc, key), true
+}
+
+// str reads a required string member.
+func (f fields) str(key string) string {
+	v, loc, ok := f.get(key, true)
+	if !ok {
+		return ""
+	}
+	s, _ := f.c.stringValue(loc, v)
+	return s
+}
+
+// optStr reads an optional string member; absent or null gives nil.
+func (f fields) optStr(key string) *string {
+	v, loc, ok := f.get(key, false)
+	if !ok || v == nil {
+		return nil
+	}
+	s, ok := f.c.stringValue(loc, v)
+	if !ok {
+		return nil
+	}
+	return &s
+}
+
+// integer reads a required integer member between lo and hi inclusive.
+func (f fields) integer(key string, lo, hi int) int {
+	v, loc, ok := f.get(key, true)
+	if !ok {
+		return 0
+	}
+	n, _ := f.c.intValue(loc, v, lo, hi)
+	return n
+}
+
+// flag reads an optional boolean member; absent gives false.
+func (f fields) flag(key string) bool {
+	v, loc, ok := f.get(key, false)
+	if !ok {
+		return false
+	}
+	b, isBool := v.(bool)
+	if !isBool {
+		f.c.add(loc, "bool_type", "Input should be a valid boolean", nil)
+	}
+	return b
+}
+
+// list reads a list member of at most maxListItems items, calling item for
+// each. A missing optional list gives ok false; null is accepted only when
+// nullable.
+func (f fields) list(key string, required, nullable bool, item func(loc []any, v any)) (n int, present bool) {
+	v, loc, ok := f.get(key, required)
+	if !ok || (v == nil && nullable) {
+		return 0, false
+	}
+	a, isList := v.([]any)
+	if !isList {
+		f.c.add(loc, "list_type", "Input should be a valid list", nil)
+		return 0, false
+	}
+	if len(a) > maxListItems {
+		f.c.add(loc, "too_long", fmt.Sprintf("List should have at most %d items after validation, not %d", maxListItems, len(a)),
+			map[string]any{"field_type": "List", "max_length": maxListItems, "actual_length": len(a)})
+		return 0, false
+	}
+	for i, x := range a {
+		item(at(loc, i), x)
+	}
+	return len(a), true
+}
+
+// strList reads a list of strings; a missing optional list gives [].
+func (f fields) strList(key string, required bool) []string {
+	out := []string{}
+	f.list(key, required, false, func(loc []any, v any) {
+		s, _ := f.c.stringValue(loc, v)
+		out = append(out, s)
+	})
+	return out
+}
+
+// stringValue checks v is a string of at most maxStringRunes characters.
+func (c *checker) stringValue(loc []any, v any) (string, bool) {
+	s, ok := v.(string)
+	if !ok {
+		c.add(loc, "string_type", "Input should be a valid string", nil)
+		return "", false
+	}
+	if n := utf8.RuneCountInString(s); n > maxStringRunes {
+		c.add(loc, "string_too_long", fmt.Sprintf("String should have at most %d characters", maxStringRunes), map[string]any{"max_length": maxStringRunes})
+		return "", false
+	}
+	return s, true
+}
+
+// intValue checks v is an integer between lo and hi inclusive. A number
+// with a fraction is refused (3.0 and 1e2 are integers, as in pydantic's
+// lax mode); so is one beyond ±(2^53-1), which JavaScript clients could not
+// hold exactly.
+func (c *checker) intValue(loc []any, v any, lo, hi int) (int, bool) {
+	num, ok := v.(json.Number)
+	if !ok {
+		c.add(loc, "int_type", "Input should be a valid integer", nil)
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(num), 10, 64)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(string(num), 64)
+		switch {
+		case ferr == nil && f != math.Trunc(f):
+			c.add(loc, "int_from_float", "Input should be a valid integer, got a number with a fractional part", nil)
+			return 0, false
+		case ferr != nil || math.Abs(f) > float64(maxSafeInt):
+			c.add(loc, "int_parsing_size", fmt.Sprintf("Input integer should be between -%d and %d", maxSafeInt, maxSafeInt), nil)
+			return 0, false
+		}
+		n = int64(f)
+	}
+	if n > maxSafeInt || n < -maxSafeInt {
+		c.add(loc, "int_parsing_size", fmt.Sprintf("Input integer should be between -%d and %d", maxSafeInt, maxSafeInt), nil)
+		return 0, false
+	}
+	if n < int64(lo) {
+		c.add(loc, "greater_than_equal", fmt.Sprintf("Input should be greater than or equal to %d", lo), map[string]any{"ge": lo})
+		return 0, false
+	}
+	if n > int64(hi) {
+		c.add(loc, "less_than_equal", fmt.Sprintf("Input should be less than or equal to %d", hi), map[string]any{"le": hi})
+		return 0, false
+	}
+	return int(n), true
+}
+
+// Names of the skill proficiencies, in skillProficiencies' order.
+var skillNames = []string{
+	"acrobatics", "animal_handling", "arcana", "athletics", "deception", "history",
+	"insight", "intimidation", "investigation", "medicine", "nature", "perception",
+	"performance", "persuasion", "religion", "sleight_of_hand", "stealth", "survival",
+}
+
+// validateHero turns a parsed JSON body into a hero, listing every problem
+// at once with its loc under "body". Rules (issue 5): level 1–20, ability
+// scores 1–30, hit points, armor class and speed 0 to 2^31-1, spell level
+// 0–9, strings at most 200 characters, lists at most 100 items, no unknown
+// member. "class"
+// is an alias of "class_"; giving both is a problem (which one would win is
+// a guess we refuse to make). "id" may be sent (a client PUTting back what
+// it read) and is returned in h.ID for the handler to check; create ignores
+// it.
+//
+// Required: name, race, class_, level, ability_scores (all six), equipment,
+// hit_points, armor_class, speed. Optional (null or absent): background,
+// alignment, personality_traits, ideals, bonds, flaws, spells, and inside
+// equipment weapon and armor. skill_proficiencies and each of its skills,
+// and equipment.items, default to false and [] when absent.
+func validateHero(v any) (hero, []fieldError) {
+	c := &checker{}
+	f := c.object([]any{"body"}, v, "id", "name", "race", "class_", "class", "level", "background", "alignment",
+		"ability_scores", "skill_proficiencies", "equipment", "spells", "hit_points", "armor_class", "speed",
+		"personality_traits", "ideals", "bonds", "flaws")
+	var h hero
+	if id := f.optStr("id"); id != nil {
+		h.ID = *id
+	}
+	h.Name = f.str("name")
+	h.Race = f.str("race")
+	h.Class = f.class()
+	h.Level = f.integer("level", 1, 20)
+	h.Background = f.optStr("background")
+	h.Alignment = f.optStr("alignment")
+	h.AbilityScores = f.abilityScores()
+	h.SkillProficiencies = f.skills()
+	h.Equipment = f.equipment()
+	h.Spells = f.spells()
+	h.HitPoints = f.integer("hit_points", 0, maxIntValue)
+	h.ArmorClass = f.integer("armor_class", 0, maxIntValue)
+	h.Speed = f.integer("speed", 0, maxIntValue)
+	h.PersonalityTraits = f.optStr("personality_traits")
+	h.Ideals = f.optStr("ideals")
+	h.Bonds = f.optStr("bonds")
+	h.Flaws = f.optStr("flaws")
+	return h, c.problems
+}
+
+// class reads "class_" or its alias "class" (exactly one of them).
+func (f fields) class() string {
+	if f.m == nil {
+		return ""
+	}
+	_, alias := f.m["class"]
+	_, canonical := f.m["class_"]
+	switch {
+	case alias && canonical:
+		f.c.add(at(f.loc, "class"), "value_error", "Value error, give class_ or its alias class, not both", nil)
+		return ""
+	case alias:
+		return f.str("class")
+	default:
+		return f.str("class_")
+	}
+}
+
+// abilityScores reads the required ability_scores object.
+func (f fields) abilityScores() abilityScores {
+	v, loc, ok := f.get("ability_scores", true)
+	if !ok {
+		return abilityScores{}
+	}
+	a := f.c.object(loc, v, "strength", "dexterity", "constitution", "intelligence", "wisdom", "charisma")
+	return abilityScores{
+		Strength:     a.integer("strength", 1, 30),
+		Dexterity:    a.integer("dexterity", 1, 30),
+		Constitution: a.integer("constitution", 1, 30),
+		Intelligence: a.integer("intelligence", 1, 30),
+		Wisdom:       a.integer("wisdom", 1, 30),
+		Charisma:     a.integer("charisma", 1, 30),
+	}
+}
+
+// skills reads the optional skill_proficiencies object.
+func (f fields) skills() skillProficiencies {
+	v, loc, ok := f.get("skill_proficiencies", false)
+	if !ok {
+		return skillProficiencies{}
+	}
+	s := f.c.object(loc, v, skillNames...)
+	var out skillProficiencies
+	dst := []*bool{
+		&out.Acrobatics, &out.AnimalHandling, &out.Arcana, &out.Athletics, &out.Deception, &out.History,
+		&out.Insight, &out.Intimidation, &out.Investigation, &out.Medicine, &out.Nature, &out.Perception,
+		&out.Performance, &out.Persuasion, &out.Religion, &out.SleightOfHand, &out.Stealth, &out.Survival,
+	}
+	for i, name := range skillNames {
+		*dst[i] = s.flag(name)
+	}
+	return out
+}
+
+// equipment reads the required equipment object.
+func (f fields) equipment() equipment {
+	v, loc, ok := f.get("equipment", true)
+	if !ok {
+		return equipment{Items: []string{}}
+	}
+	e := f.c.object(loc, v, "weapon", "armor", "items")
+	return equipment{Weapon: e.optStr("weapon"), Armor: e.optStr("armor"), Items: e.strList("items", false)}
+}
+
+// spells reads the optional spells list; absent or null gives nil.
+func (f fields) spells() []spell {
+	var out []spell
+	_, present := f.list("spells", false, true, func(loc []any, v any) {
+		s := f.c.object(loc, v, "name", "level", "casting_time", "range", "components", "duration")
+		out = append(out, spell{
+			Name:        s.str("name"),
+			Level:       s.integer("level", 0, 9),
+			CastingTime: s.str("casting_time"),
+			Range:       s.str("range"),
+			Components:  s.strList("components", true),
+			Duration:    s.str("duration"),
+		})
+	})
+	if present && out == nil {
+		out = []spell{}
+	}
+	return out
+}
