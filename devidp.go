@@ -397,7 +397,7 @@ func parseDevScope(s string) (devScope, error) {
 		case ok && slices.Contains(devAPIScopes(), name):
 			asked[name] = true
 		default:
-			return devScope{}, fmt.Errorf("%w: the scope %q is not valid", errDevBadScope, devTruncate(v, 100))
+			return devScope{}, fmt.Errorf("%w: the scope %q is not valid", errDevBadScope, devTruncate(v, 40))
 		}
 	}
 	for _, n := range devAPIScopes() {

@@ -1067,7 +1067,7 @@ func FuzzParseDevScope(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		sc, err := parseDevScope(s)
 		if err != nil {
-			if len(err.Error()) > 200 {
+			if len(err.Error()) > 256 {
 				t.Errorf("parseDevScope error is %d bytes long; want it bounded", len(err.Error()))
 			}
 			return
