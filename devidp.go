@@ -50,9 +50,9 @@ const (
 )
 
 // devAPIScopes are the heroes API's scope names (the part after the App ID
-// URI), in the order the sign-in form lists them. They match the
-// permissions requireAuth checks.
-func devAPIScopes() []string { return []string{permRead, permCreate, permAdmin} }
+// URI), in the order the sign-in form lists them: the permissions
+// requireAuth checks, with Admin above Heroes.Create above Heroes.Read.
+func devAPIScopes() []string { return []string{"Heroes.Read", "Heroes.Create", "Admin"} }
 
 // devIDP is the local identity provider that -dev serves under
 // /devidp/{tenant}/. It mimics the Microsoft identity platform v2.0
@@ -298,6 +298,12 @@ func (e *devOAuthError) Error() string {
 // description is the error_description as Entra writes it: AADSTS number
 // first.
 func (e *devOAuthError) description() string { return fmt.Sprintf("AADSTS%d: %s", e.aadsts, e.desc) }
+
+// Code is the OAuth error code, for the error page.
+func (e *devOAuthError) Code() string { return e.code }
+
+// Description is the error_description, for the error page.
+func (e *devOAuthError) Description() string { return e.description() }
 
 // devWriteError writes e in the shape of Entra's JSON error answers:
 // error, error_description (with the trace and correlation ids and the
@@ -737,7 +743,11 @@ func (d *devIDP) handleSignIn(logger *slog.Logger) http.Handler {
 		}
 		logger.Info("devidp: signed in", "user", user, "scopes", strings.Join(granted, " "))
 		devPageHeaders(w)
-		http.Redirect(w, r, devWithQuery(req.RedirectURI, url.Values{"code": {code}, "state": {req.State}}), http.StatusFound)
+		q := url.Values{"code": {code}}
+		if req.State != "" {
+			q.Set("state", req.State) // RFC 6749 §4.1.2: returned when the client sent it
+		}
+		http.Redirect(w, r, devWithQuery(req.RedirectURI, q), http.StatusFound)
 	})
 }
 
@@ -984,6 +994,9 @@ func (d *devIDP) redeemCode(f url.Values, now time.Time) (devCode, *devOAuthErro
 	if code == "" {
 		return devCode{}, devMissing("code")
 	}
+	if len(code) > devMaxParam {
+		return devCode{}, errDevExpired // no code is this long: not worth a lookup
+	}
 	d.mu.Lock()
 	c, ok := d.codes[code]
 	if ok {
@@ -1061,6 +1074,9 @@ func (d *devIDP) redeemRefresh(f url.Values, now time.Time) (devGrant, []string,
 	rt := f.Get("refresh_token")
 	if rt == "" {
 		return devGrant{}, nil, devMissing("refresh_token")
+	}
+	if len(rt) > devMaxParam {
+		return devGrant{}, nil, errDevExpired
 	}
 	d.mu.Lock()
 	g, ok := d.refresh[rt]
@@ -1282,12 +1298,6 @@ Untick them all to see the API refuse you.</p>
 </body></html>
 {{end}}
 `))
-
-// Code is the OAuth error code, for the error page.
-func (e *devOAuthError) Code() string { return e.code }
-
-// Description is the error_description, for the error page.
-func (e *devOAuthError) Description() string { return e.description() }
 
 // signRS256 makes a compact JWS (RFC 7515 §7.1) of claims, signed with
 // RSASSA-PKCS1-v1_5 SHA-256 (RFC 7518 §3.3) under key, with the header
