@@ -79,6 +79,8 @@ type devIDP struct {
 	// spent are redeemed codes and refresh tokens, kept until they would
 	// have expired, so that a replay is recognised and revokes its family.
 	spent map[string]devSpent
+	// revoked are the families a replay revoked, by family.
+	revoked map[string]devSpent
 }
 
 // devGrant is what a user allowed at the sign-in form, carried by a code and
@@ -134,6 +136,7 @@ func newDevIDP() (*devIDP, error) {
 		codes:   map[string]devCode{},
 		refresh: map[string]devGrant{},
 		spent:   map[string]devSpent{},
+		revoked: map[string]devSpent{},
 	}, nil
 }
 
@@ -857,6 +860,8 @@ var (
 		desc: "OAuth2 Authorization code was already redeemed, please retry with a new valid code. Tokens issued from it are revoked."}
 	errDevRefreshReused = &devOAuthError{status: http.StatusBadRequest, code: "invalid_grant", aadsts: 70000,
 		desc: "The refresh token was already used. Every refresh token of this sign-in is revoked; sign in again."}
+	errDevRevoked = &devOAuthError{status: http.StatusBadRequest, code: "invalid_grant", aadsts: 70000,
+		desc: "The grant was revoked because a code or refresh token of it was replayed; sign in again."}
 	errDevRedirectMismatch = &devOAuthError{status: http.StatusBadRequest, code: "invalid_grant", aadsts: 50011,
 		desc: "The redirect_uri does not match the one the authorization code was issued for."}
 	errDevPKCE = &devOAuthError{status: http.StatusBadRequest, code: "invalid_grant", aadsts: 501481,
@@ -1025,8 +1030,9 @@ func (d *devIDP) redeemCode(f url.Values, now time.Time) (devCode, *devOAuthErro
 }
 
 // revokeIfSpent reports whether v is a redeemed code or refresh token that
-// has not yet expired, and if so deletes every refresh token of its family.
-// d.mu must be held.
+// has not yet expired, and if so deletes every refresh token of its family
+// and marks the family revoked, so that a redemption of the same family
+// still in flight mints nothing. d.mu must be held.
 func (d *devIDP) revokeIfSpent(v string, now time.Time) bool {
 	s, ok := d.spent[v]
 	if !ok || !now.Before(s.expires) {
@@ -1037,6 +1043,8 @@ func (d *devIDP) revokeIfSpent(v string, now time.Time) bool {
 			delete(d.refresh, k)
 		}
 	}
+	devEvict(d.revoked, now, devMaxSpent)
+	d.revoked[s.family] = devSpent{family: s.family, expires: now.Add(devRefreshTTL)}
 	return true
 }
 
@@ -1114,7 +1122,8 @@ func (d *devIDP) redeemRefresh(f url.Values, now time.Time) (devGrant, []string,
 // Core §3.1.3.3) for grant g: an access token with the given API scopes,
 // an ID token when openid was granted (with nonce when non-empty; none on
 // refresh, OIDC Core §12.2), and a new refresh token of g's family when
-// offline_access was granted.
+// offline_access was granted. It answers errDevRevoked when a replay
+// revoked g's family while the request was being checked.
 func (d *devIDP) mint(base string, g devGrant, scopes []string, nonce string, now time.Time) (map[string]any, *devOAuthError) {
 	access, err := signRS256(d.key, d.kid, d.accessClaims(base, g, scopes, now))
 	if err != nil {
@@ -1138,13 +1147,18 @@ func (d *devIDP) mint(base string, g devGrant, scopes []string, nonce string, no
 		}
 		resp["id_token"] = id
 	}
+	rt := rand.Text() + rand.Text()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// A replay revoked the family while this request was in flight: hand
+	// out nothing, so no refresh token outlives the revocation.
+	if r, ok := d.revoked[g.family]; ok && now.Before(r.expires) {
+		return nil, errDevRevoked
+	}
 	if g.offline {
-		rt := rand.Text() + rand.Text()
 		g.expires = now.Add(devRefreshTTL)
-		d.mu.Lock()
 		devEvict(d.refresh, now, devMaxRefresh)
 		d.refresh[rt] = g
-		d.mu.Unlock()
 		resp["refresh_token"] = rt
 	}
 	return resp, nil

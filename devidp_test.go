@@ -724,26 +724,43 @@ func TestDevIDPCodeSingleUseUnderRace(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
 	code, verifier := h.code(t, "frank", "Heroes.Read")
-	f := h.codeForm(code, verifier)
+	body := h.codeForm(code, verifier).Encode()
+	type answer struct {
+		status int
+		err    string
+	}
 	const n = 8
-	statuses := make(chan int, n)
+	answers := make(chan answer, n)
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			resp, _ := h.token(t, f, nil)
-			statuses <- resp.StatusCode
+			resp, err := h.client.Post(h.url("/oauth2/v2.0/token"), "application/x-www-form-urlencoded", strings.NewReader(body))
+			if err != nil {
+				answers <- answer{err: err.Error()}
+				return
+			}
+			defer resp.Body.Close()
+			var m map[string]any
+			json.NewDecoder(resp.Body).Decode(&m) // a 200 has no error member either way
+			e, _ := errorCode(m)
+			answers <- answer{resp.StatusCode, e}
 		})
 	}
 	wg.Wait()
-	close(statuses)
+	close(answers)
 	ok := 0
-	for s := range statuses {
-		if s == http.StatusOK {
+	for a := range answers {
+		switch {
+		case a.status == http.StatusOK:
 			ok++
+		case a.status != http.StatusBadRequest || a.err != "invalid_grant":
+			t.Errorf("concurrent redemption = %d %s; want 200 or 400 invalid_grant", a.status, a.err)
 		}
 	}
-	if ok != 1 {
-		t.Errorf("%d of %d concurrent redemptions succeeded; want exactly 1", ok, n)
+	// One request wins the code; the others are replays, which revoke what
+	// it was issued (RFC 6749 §4.1.2), so at most one gets tokens.
+	if ok > 1 {
+		t.Errorf("%d of %d concurrent redemptions succeeded; want at most 1", ok, n)
 	}
 }
 
@@ -825,6 +842,31 @@ func TestDevIDPRefreshRotation(t *testing.T) {
 	resp, bad := h.token(t, h.refreshForm("unknown"), nil)
 	if e, n := errorCode(bad); resp.StatusCode != 400 || e != "invalid_grant" || n != 70008 {
 		t.Errorf("unknown refresh token = %d %s %d; want 400 invalid_grant 70008", resp.StatusCode, e, n)
+	}
+}
+
+func TestDevIDPRevokedFamilyMintsNothing(t *testing.T) {
+	t.Parallel()
+	h := newDevHarness(t, nil)
+	now := time.Now()
+	g := devGrant{clientID: devClientID, user: "judy", openid: true, offline: true, family: "fam", expires: now.Add(time.Minute)}
+	h.d.mu.Lock()
+	h.d.spent["spent-code"] = devSpent{family: "fam", expires: now.Add(time.Minute)}
+	replayed := h.d.revokeIfSpent("spent-code", now)
+	h.d.mu.Unlock()
+	if !replayed {
+		t.Fatal("revokeIfSpent(spent code) = false; want true")
+	}
+	// A redemption of the same family that passed its checks before the
+	// replay must not hand out tokens afterwards.
+	if resp, e := h.d.mint(h.srv.URL, g, nil, "", now); e != errDevRevoked || resp != nil {
+		t.Errorf("mint for a revoked family = %v, %v; want errDevRevoked", resp, e)
+	}
+	h.d.mu.Lock()
+	n := len(h.d.refresh)
+	h.d.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d refresh tokens stored for a revoked family; want 0", n)
 	}
 }
 
