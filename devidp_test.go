@@ -254,9 +254,9 @@ func verifyDevJWT(tb testing.TB, pub *rsa.PublicKey, tok string) (header, claims
 	return header, claims
 }
 
-// errorCode returns the OAuth error and the first AADSTS number of an
+// devErrorCode returns the OAuth error and the first AADSTS number of an
 // Entra-style error answer.
-func errorCode(m map[string]any) (string, int) {
+func devErrorCode(m map[string]any) (string, int) {
 	e, _ := m["error"].(string)
 	codes, _ := m["error_codes"].([]any)
 	if len(codes) == 0 {
@@ -377,7 +377,7 @@ func TestDevIDPDiscovery(t *testing.T) {
 	resp, body = h.get(t, h.srv.URL+"/devidp/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0/.well-known/openid-configuration")
 	var e map[string]any
 	json.Unmarshal([]byte(body), &e)
-	if code, n := errorCode(e); resp.StatusCode != http.StatusBadRequest || code != "invalid_tenant" || n != 90002 {
+	if code, n := devErrorCode(e); resp.StatusCode != http.StatusBadRequest || code != "invalid_tenant" || n != 90002 {
 		t.Errorf("discovery of another tenant = %d %s %d; want 400 invalid_tenant 90002", resp.StatusCode, code, n)
 	}
 }
@@ -667,7 +667,7 @@ func TestDevIDPTokenErrors(t *testing.T) {
 			if err := json.Unmarshal([]byte(raw), &m); err != nil {
 				t.Fatalf("answer is not JSON: %q", raw)
 			}
-			gotErr, gotN := errorCode(m)
+			gotErr, gotN := devErrorCode(m)
 			if resp.StatusCode != tc.status || gotErr != tc.err || gotN != tc.aadsts {
 				t.Errorf("token = %d %s AADSTS%d; want %d %s AADSTS%d (%v)", resp.StatusCode, gotErr, gotN, tc.status, tc.err, tc.aadsts, m["error_description"])
 			}
@@ -710,12 +710,12 @@ func TestDevIDPCodeReplay(t *testing.T) {
 		t.Fatalf("first redemption = %d %v; want 200", resp.StatusCode, first)
 	}
 	resp, second := h.token(t, f, nil)
-	if e, n := errorCode(second); resp.StatusCode != 400 || e != "invalid_grant" || n != 54005 {
+	if e, n := devErrorCode(second); resp.StatusCode != 400 || e != "invalid_grant" || n != 54005 {
 		t.Fatalf("second redemption = %d %s %d; want 400 invalid_grant 54005", resp.StatusCode, e, n)
 	}
 	// RFC 6749 §4.1.2: the tokens issued from a replayed code are revoked.
 	resp, refreshed := h.token(t, h.refreshForm(first["refresh_token"].(string)), nil)
-	if e, _ := errorCode(refreshed); resp.StatusCode != 400 || e != "invalid_grant" {
+	if e, _ := devErrorCode(refreshed); resp.StatusCode != 400 || e != "invalid_grant" {
 		t.Errorf("refresh after code replay = %d %v; want 400 invalid_grant", resp.StatusCode, refreshed)
 	}
 }
@@ -742,7 +742,7 @@ func TestDevIDPCodeSingleUseUnderRace(t *testing.T) {
 			defer resp.Body.Close()
 			var m map[string]any
 			json.NewDecoder(resp.Body).Decode(&m) // a 200 has no error member either way
-			e, _ := errorCode(m)
+			e, _ := devErrorCode(m)
 			answers <- answer{resp.StatusCode, e}
 		})
 	}
@@ -771,7 +771,7 @@ func TestDevIDPCodeExpiry(t *testing.T) {
 	code, verifier := h.code(t, "gina", "Heroes.Read")
 	clock.advance(devCodeTTL)
 	resp, m := h.token(t, h.codeForm(code, verifier), nil)
-	if e, n := errorCode(m); resp.StatusCode != 400 || e != "invalid_grant" || n != 70008 {
+	if e, n := devErrorCode(m); resp.StatusCode != 400 || e != "invalid_grant" || n != 70008 {
 		t.Errorf("code used after %v = %d %s %d; want 400 invalid_grant 70008", devCodeTTL, resp.StatusCode, e, n)
 	}
 }
@@ -831,16 +831,16 @@ func TestDevIDPRefreshRotation(t *testing.T) {
 
 	// Reusing a redeemed refresh token fails and revokes the family.
 	resp, reused := h.token(t, h.refreshForm(rt1), nil)
-	if e, n := errorCode(reused); resp.StatusCode != 400 || e != "invalid_grant" || n != 70000 {
+	if e, n := devErrorCode(reused); resp.StatusCode != 400 || e != "invalid_grant" || n != 70000 {
 		t.Errorf("reused refresh token = %d %s %d; want 400 invalid_grant 70000", resp.StatusCode, e, n)
 	}
 	resp, revoked := h.token(t, h.refreshForm(rt4), nil)
-	if e, _ := errorCode(revoked); resp.StatusCode != 400 || e != "invalid_grant" {
+	if e, _ := devErrorCode(revoked); resp.StatusCode != 400 || e != "invalid_grant" {
 		t.Errorf("latest refresh token after reuse = %d %v; want revoked (RFC 9700 §4.14.2)", resp.StatusCode, revoked)
 	}
 
 	resp, bad := h.token(t, h.refreshForm("unknown"), nil)
-	if e, n := errorCode(bad); resp.StatusCode != 400 || e != "invalid_grant" || n != 70008 {
+	if e, n := devErrorCode(bad); resp.StatusCode != 400 || e != "invalid_grant" || n != 70008 {
 		t.Errorf("unknown refresh token = %d %s %d; want 400 invalid_grant 70008", resp.StatusCode, e, n)
 	}
 }
@@ -878,7 +878,7 @@ func TestDevIDPRefreshExpiry(t *testing.T) {
 	_, first := h.token(t, h.codeForm(code, verifier), nil)
 	clock.advance(devRefreshTTL)
 	resp, m := h.token(t, h.refreshForm(first["refresh_token"].(string)), nil)
-	if e, n := errorCode(m); resp.StatusCode != 400 || e != "invalid_grant" || n != 70008 {
+	if e, n := devErrorCode(m); resp.StatusCode != 400 || e != "invalid_grant" || n != 70008 {
 		t.Errorf("refresh after %v = %d %s %d; want 400 invalid_grant 70008", devRefreshTTL, resp.StatusCode, e, n)
 	}
 }
