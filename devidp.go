@@ -707,7 +707,8 @@ func devFormStatus(err error) int {
 // handleSignIn serves POST /devidp/{tenant}/oauth2/v2.0/authorize: the
 // sign-in form. It validates the authorization request again (the hidden
 // fields are client input like any other), then either sends access_denied
-// (the user cancelled), shows the form again (bad user name), or issues a
+// (the user cancelled), shows the form again (bad user name, no scope
+// ticked), or issues a
 // single-use code bound to the client, redirect URI, PKCE challenge, nonce,
 // user and granted scopes, and redirects (302) to the redirect URI with code
 // and state (RFC 6749 §4.1.2).
@@ -735,6 +736,11 @@ func (d *devIDP) handleSignIn(logger *slog.Logger) http.Handler {
 		}
 		granted := devGrantedScopes(f["grant"])
 		user, problem := devUserName(f.Get("username"))
+		if problem == "" && len(granted) == 0 {
+			// Entra never issues an access token for an API without a
+			// scope, and the service refuses one (no scp, no roles).
+			problem = "Tick at least one scope. To see the API refuse you, grant Heroes.Read and try to add or delete a hero."
+		}
 		if problem != "" {
 			devRenderPage(w, logger, http.StatusBadRequest, "signin", devSignInForm(req, devTruncate(f.Get("username"), 4*devMaxUser), problem, granted))
 			return
@@ -1076,8 +1082,9 @@ func devIsUnreserved(c byte) bool {
 // §6). The token is single use: it is deleted under the lock that reads it,
 // and a new one replaces it. Reusing a redeemed token revokes its whole
 // family (RFC 9700 §4.14.2). A scope parameter may narrow the API scopes of
-// the new access token, never widen them; the grant itself, which the new
-// refresh token carries, keeps every scope the user allowed.
+// the new access token, never widen them (none left is invalid_scope); the
+// grant itself, which the new refresh token carries, keeps every scope the
+// user allowed.
 func (d *devIDP) redeemRefresh(f url.Values, now time.Time) (devGrant, []string, *devOAuthError) {
 	rt := f.Get("refresh_token")
 	if rt == "" {
@@ -1086,8 +1093,25 @@ func (d *devIDP) redeemRefresh(f url.Values, now time.Time) (devGrant, []string,
 	if len(rt) > devMaxParam {
 		return devGrant{}, nil, errDevExpired
 	}
+	var asked []string // API scopes asked for; none means the whole grant
+	if s := f.Get("scope"); s != "" {
+		sc, err := parseDevScope(s)
+		if err != nil {
+			return devGrant{}, nil, &devOAuthError{status: http.StatusBadRequest, code: "invalid_scope", aadsts: 70011,
+				desc: "The provided value for the input parameter 'scope' is not valid."}
+		}
+		asked = sc.api
+	}
+
 	d.mu.Lock()
 	g, ok := d.refresh[rt]
+	scopes := devNarrow(g.scopes, asked)
+	if ok && now.Before(g.expires) && len(scopes) == 0 {
+		d.mu.Unlock()
+		// Checked before the token is spent: the client may try again.
+		return devGrant{}, nil, &devOAuthError{status: http.StatusBadRequest, code: "invalid_scope", aadsts: 70011,
+			desc: "None of the requested scopes was granted at sign-in."}
+	}
 	if ok {
 		delete(d.refresh, rt)
 		devEvict(d.spent, now, devMaxSpent)
@@ -1104,18 +1128,17 @@ func (d *devIDP) redeemRefresh(f url.Values, now time.Time) (devGrant, []string,
 	case f.Get("client_id") != "" && f.Get("client_id") != g.clientID:
 		return devGrant{}, nil, errDevExpired
 	}
-	scopes := g.scopes
-	if s := f.Get("scope"); s != "" {
-		sc, err := parseDevScope(s)
-		if err != nil {
-			return devGrant{}, nil, &devOAuthError{status: http.StatusBadRequest, code: "invalid_scope", aadsts: 70011,
-				desc: "The provided value for the input parameter 'scope' is not valid."}
-		}
-		if len(sc.api) > 0 {
-			scopes = slices.DeleteFunc(slices.Clone(g.scopes), func(n string) bool { return !slices.Contains(sc.api, n) })
-		}
-	}
 	return g, scopes, nil
+}
+
+// devNarrow returns the granted scopes that are also asked for, in granted
+// order; when nothing is asked for, all of granted (RFC 6749 §6: an omitted
+// scope means the scope originally granted).
+func devNarrow(granted, asked []string) []string {
+	if len(asked) == 0 {
+		return granted
+	}
+	return slices.DeleteFunc(slices.Clone(granted), func(n string) bool { return !slices.Contains(asked, n) })
 }
 
 // mint signs the tokens of a successful token response (RFC 6749 §5.1, OIDC
@@ -1289,7 +1312,7 @@ code{background:#f2f2f2;padding:0 .2rem}
 {{range .Scopes}}<label><input type="checkbox" name="grant" value="{{.Name}}"{{if .Checked}} checked{{end}}> {{.Name}}</label>
 {{end}}</fieldset>
 <p>Heroes.Read lists and reads heroes, Heroes.Create also adds and replaces them, Admin also deletes them.
-Untick them all to see the API refuse you.</p>
+Grant Heroes.Read alone to see the API refuse to add or delete a hero.</p>
 <p><button type="submit" name="action" value="signin">Sign in</button>
 <button type="submit" name="action" value="cancel" formnovalidate>Cancel</button></p>
 </form>

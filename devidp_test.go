@@ -577,14 +577,14 @@ func TestDevIDPCodeFlow(t *testing.T) {
 	}
 
 	// The same user name gives the same oid in another sign-in.
-	code2, verifier2 := h.code(t, "ada lovelace")
+	code2, verifier2 := h.code(t, "ada lovelace", "Admin")
 	_, tok2 := h.token(t, h.codeForm(code2, verifier2), nil)
 	_, at2 := verifyDevJWT(t, pub, tok2["access_token"].(string))
 	if at2["oid"] != oid {
 		t.Errorf("oid for the same user = %v; want %v (stable per user name)", at2["oid"], oid)
 	}
-	if _, ok := at2["scp"]; ok {
-		t.Errorf("scp = %v with no scope ticked; want none", at2["scp"])
+	if at2["scp"] != "Admin" {
+		t.Errorf("scp = %v with Admin ticked; want Admin", at2["scp"])
 	}
 }
 
@@ -821,6 +821,15 @@ func TestDevIDPRefreshRotation(t *testing.T) {
 	}
 	rt3 := third["refresh_token"].(string)
 
+	// Asking only for scopes that were never granted is invalid_scope, and
+	// spends nothing: rt3 is still good.
+	f = h.refreshForm(rt3)
+	f.Set("scope", "api://"+devClientID+"/Admin")
+	resp, disjoint := h.token(t, f, nil)
+	if e, n := devErrorCode(disjoint); resp.StatusCode != 400 || e != "invalid_scope" || n != 70011 {
+		t.Errorf("refresh for ungranted scopes = %d %s %d; want 400 invalid_scope 70011", resp.StatusCode, e, n)
+	}
+
 	// The next refresh without scope gets the whole grant back.
 	_, fourth := h.token(t, h.refreshForm(rt3), nil)
 	_, at4 := verifyDevJWT(t, pub, fourth["access_token"].(string))
@@ -937,6 +946,7 @@ func TestDevIDPSignInForm(t *testing.T) {
 		wantErr string // error in the redirect, when status is 302
 	}{
 		{name: "empty user name shows the form again", user: "  ", status: 400},
+		{name: "no scope ticked shows the form again", user: "x", edit: func(f url.Values) { f.Del("grant") }, status: 400},
 		{name: "overlong user name shows the form again", user: strings.Repeat("é", devMaxUser+1), status: 400},
 		{name: "cancel sends access_denied", user: "x", edit: func(f url.Values) { f.Set("action", "cancel") }, status: 302, wantErr: "access_denied"},
 		{name: "tampered hidden redirect uri is shown", user: "x", edit: func(f url.Values) { f.Set("redirect_uri", "https://evil.example/") }, status: 400},
@@ -948,6 +958,7 @@ func TestDevIDPSignInForm(t *testing.T) {
 			f := h.authParams(challenge, nil)
 			f.Set("username", tc.user)
 			f.Set("action", "signin")
+			f.Set("grant", "Heroes.Read")
 			if tc.edit != nil {
 				tc.edit(f)
 			}
