@@ -572,13 +572,14 @@ func devWithQuery(u string, q url.Values) string {
 
 // devPageHeaders sets the headers of every HTML page and redirect of the
 // provider: no caching (they carry state, codes or user input), no framing
-// (clickjacking of the sign-in form), no scripts or external assets, and no
+// (clickjacking of the sign-in form), no scripts or external assets, forms
+// posted to this origin only (the redirect URI is on it too), and no
 // Referer leaking the request's query.
 func devPageHeaders(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
