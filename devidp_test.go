@@ -64,12 +64,14 @@ type devTestClock struct {
 	t  time.Time
 }
 
+// now reads the clock.
 func (c *devTestClock) now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
 }
 
+// advance moves the clock forward by d.
 func (c *devTestClock) advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -266,6 +268,9 @@ func devErrorCode(m map[string]any) (string, int) {
 	return e, int(n)
 }
 
+// TestDevIDPGetenv: the dev settings load as a valid config, win over the
+// environment, blank what would mix with a real registration, and the
+// secret, key and kid are fresh per provider.
 func TestDevIDPGetenv(t *testing.T) {
 	t.Parallel()
 	d, err := newDevIDP()
@@ -329,6 +334,8 @@ func TestDevIDPGetenv(t *testing.T) {
 	}
 }
 
+// TestDevIDPDiscovery: the discovery document names the dev tenant's issuer
+// and endpoints like Entra's v2.0 one; another tenant is AADSTS90002.
 func TestDevIDPDiscovery(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -382,6 +389,8 @@ func TestDevIDPDiscovery(t *testing.T) {
 	}
 }
 
+// TestDevIDPKeys: the JWKS holds the signing key's public half, RSA 2048,
+// shaped like an Entra v2 key with the {tenantid} issuer template.
 func TestDevIDPKeys(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -408,6 +417,9 @@ func TestDevIDPKeys(t *testing.T) {
 	}
 }
 
+// TestDevIDPAuthorizeValidation: a bad client or redirect URI is shown, never
+// redirected; every other bad request is redirected with error and state
+// (RFC 6749 §4.1.2.1); a good one shows the sign-in form.
 func TestDevIDPAuthorizeValidation(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -505,6 +517,8 @@ func TestDevIDPAuthorizeValidation(t *testing.T) {
 	})
 }
 
+// TestDevIDPCodeFlow: form → code → token, with tokens that verify against
+// the JWKS and carry Entra v2 claims.
 func TestDevIDPCodeFlow(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -588,6 +602,8 @@ func TestDevIDPCodeFlow(t *testing.T) {
 	}
 }
 
+// TestDevIDPCodeFlowWithoutOpenIDOrOffline: no openid, no ID token; no
+// offline_access, no refresh token.
 func TestDevIDPCodeFlowWithoutOpenIDOrOffline(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -607,6 +623,8 @@ func TestDevIDPCodeFlowWithoutOpenIDOrOffline(t *testing.T) {
 	}
 }
 
+// TestDevIDPTokenErrors: each bad token request gets Entra's error JSON with
+// the right status, error and AADSTS number, and never echoes a secret.
 func TestDevIDPTokenErrors(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -687,6 +705,7 @@ func TestDevIDPTokenErrors(t *testing.T) {
 	}
 }
 
+// TestDevIDPBasicAuth: HTTP Basic client authentication (RFC 6749 §2.3.1).
 func TestDevIDPBasicAuth(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -700,6 +719,8 @@ func TestDevIDPBasicAuth(t *testing.T) {
 	}
 }
 
+// TestDevIDPCodeReplay: a code works once; its replay is AADSTS54005 and
+// revokes the refresh token issued from it.
 func TestDevIDPCodeReplay(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -720,6 +741,8 @@ func TestDevIDPCodeReplay(t *testing.T) {
 	}
 }
 
+// TestDevIDPCodeSingleUseUnderRace: concurrent redemptions of one code never
+// give tokens twice.
 func TestDevIDPCodeSingleUseUnderRace(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -764,6 +787,7 @@ func TestDevIDPCodeSingleUseUnderRace(t *testing.T) {
 	}
 }
 
+// TestDevIDPCodeExpiry: a code is dead after devCodeTTL.
 func TestDevIDPCodeExpiry(t *testing.T) {
 	t.Parallel()
 	clock := &devTestClock{t: time.Now()}
@@ -786,6 +810,8 @@ func (h *devHarness) refreshForm(rt string) url.Values {
 	}
 }
 
+// TestDevIDPRefreshRotation: refresh tokens are single use and rotated, a
+// scope narrows and never widens, and reuse revokes the family.
 func TestDevIDPRefreshRotation(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -854,6 +880,8 @@ func TestDevIDPRefreshRotation(t *testing.T) {
 	}
 }
 
+// TestDevIDPRevokedFamilyMintsNothing: once a replay revoked a family, a
+// redemption of it still in flight gets no tokens.
 func TestDevIDPRevokedFamilyMintsNothing(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -879,6 +907,7 @@ func TestDevIDPRevokedFamilyMintsNothing(t *testing.T) {
 	}
 }
 
+// TestDevIDPRefreshExpiry: a refresh token is dead after devRefreshTTL.
 func TestDevIDPRefreshExpiry(t *testing.T) {
 	t.Parallel()
 	clock := &devTestClock{t: time.Now()}
@@ -892,6 +921,9 @@ func TestDevIDPRefreshExpiry(t *testing.T) {
 	}
 }
 
+// TestDevIDPSignInForm: user input is HTML-escaped, bad input shows the form
+// again, cancel is access_denied, and the form is bounded and read from
+// the body only.
 func TestDevIDPSignInForm(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -995,6 +1027,8 @@ func TestDevIDPSignInForm(t *testing.T) {
 	})
 }
 
+// TestDevIDPLogout: post_logout_redirect_uri is followed only on the
+// service's origin.
 func TestDevIDPLogout(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -1028,6 +1062,8 @@ func TestDevIDPLogout(t *testing.T) {
 	}
 }
 
+// TestDevIDPBounds: outstanding codes are capped, expired ones dropped, and
+// full maps evict the entries expiring soonest.
 func TestDevIDPBounds(t *testing.T) {
 	t.Parallel()
 	d, err := newDevIDP()
@@ -1075,6 +1111,7 @@ func TestDevIDPBounds(t *testing.T) {
 	}
 }
 
+// TestParseDevScope: the scope parameter's accepted forms and refusals.
 func TestParseDevScope(t *testing.T) {
 	t.Parallel()
 	api := "api://" + devClientID + "/"
@@ -1113,6 +1150,7 @@ func TestParseDevScope(t *testing.T) {
 	}
 }
 
+// FuzzParseDevScope: never panics, grants only known scopes, bounds errors.
 func FuzzParseDevScope(f *testing.F) {
 	f.Add("openid profile offline_access api://" + devClientID + "/Heroes.Read")
 	f.Add(devClientID + "/.default")
@@ -1136,6 +1174,7 @@ func FuzzParseDevScope(f *testing.F) {
 	})
 }
 
+// FuzzDevUserName: an accepted name is trimmed, valid, short, control-free.
 func FuzzDevUserName(f *testing.F) {
 	f.Add("Ada Lovelace")
 	f.Add(" \x00<b>")
