@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -1253,4 +1254,16 @@ func FuzzDevIDPAuthorize(f *testing.F) {
 			t.Fatalf("authorize redirected to %q for %q; want only the redirect URI", loc, query)
 		}
 	})
+}
+
+// The service's sign-in scope, parsed: the OpenID Connect scopes as flags,
+// the dev API's scopes as bare names, as Entra puts them in scp.
+func Example_parseDevScope() {
+	sc, err := parseDevScope("openid profile offline_access api://" + devClientID + "/Admin api://" + devClientID + "/Heroes.Read")
+	fmt.Println(sc.api, sc.openid, sc.offline, err)
+	_, err = parseDevScope("openid api://another-app/Heroes.Read")
+	fmt.Println(err)
+	// Output:
+	// [Heroes.Read Admin] true true <nil>
+	// devidp: invalid scope: the scope "api://another-app/Heroes.Read" is not valid
 }
