@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -36,6 +37,12 @@ type devHarness struct {
 // clock before it serves.
 func newDevHarness(tb testing.TB, clock *devTestClock) *devHarness {
 	tb.Helper()
+	return newDevHarnessLogging(tb, clock, slog.New(slog.DiscardHandler))
+}
+
+// newDevHarnessLogging is newDevHarness with the provider logging to logger.
+func newDevHarnessLogging(tb testing.TB, clock *devTestClock, logger *slog.Logger) *devHarness {
+	tb.Helper()
 	d, err := newDevIDP()
 	if err != nil {
 		tb.Fatalf("newDevIDP: %v", err)
@@ -55,7 +62,7 @@ func newDevHarness(tb testing.TB, clock *devTestClock) *devHarness {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}
-	d.addRoutes(mux, slog.New(slog.DiscardHandler))
+	d.addRoutes(mux, logger)
 	return h
 }
 
@@ -879,6 +886,64 @@ func TestDevIDPRefreshRotation(t *testing.T) {
 	if e, n := devErrorCode(bad); resp.StatusCode != 400 || e != "invalid_grant" || n != 70008 {
 		t.Errorf("unknown refresh token = %d %s %d; want 400 invalid_grant 70008", resp.StatusCode, e, n)
 	}
+}
+
+// TestDevIDPLogsNoSecrets: through sign-in, redemption, refresh, a replay
+// and a wrong secret, the provider's log never holds the client secret, a
+// code, a token, the PKCE verifier, the state or the nonce.
+func TestDevIDPLogsNoSecrets(t *testing.T) {
+	t.Parallel()
+	var logs devSyncBuffer
+	h := newDevHarnessLogging(t, nil, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	code, verifier := h.code(t, "kim", "Heroes.Read")
+	f := h.codeForm(code, verifier)
+	_, tok := h.token(t, f, nil)
+	rt, _ := tok["refresh_token"].(string)
+	_, tok2 := h.token(t, h.refreshForm(rt), nil)
+	rt2, _ := tok2["refresh_token"].(string)
+	if rt == "" || rt2 == "" {
+		t.Fatalf("no refresh tokens: %v %v", tok, tok2)
+	}
+	bad := h.refreshForm(rt2)
+	bad.Set("client_secret", "wrong-"+h.env("AZURE_CLIENT_SECRET"))
+	h.token(t, bad, nil)
+	h.token(t, f, nil) // replay of the code
+
+	out := logs.String()
+	if !strings.Contains(out, "devidp: signed in") || !strings.Contains(out, "AADSTS") && !strings.Contains(out, "aadsts") {
+		t.Fatalf("log lacks the expected lines:\n%s", out)
+	}
+	secrets := map[string]string{
+		"client secret": h.env("AZURE_CLIENT_SECRET"), "code": code, "code verifier": verifier,
+		"state": "state-123", "nonce": "nonce-456", "refresh token": rt,
+		"access token": tok["access_token"].(string), "ID token": tok["id_token"].(string),
+		"rotated refresh token": rt2,
+	}
+	for name, v := range secrets {
+		if strings.Contains(out, v) {
+			t.Errorf("log holds the %s", name)
+		}
+	}
+}
+
+// devSyncBuffer is a bytes.Buffer safe for concurrent writes.
+type devSyncBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *devSyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written.
+func (s *devSyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // TestDevIDPRevokedFamilyMintsNothing: once a replay revoked a family, a
