@@ -50,9 +50,9 @@ const (
 )
 
 // devAPIScopes are the heroes API's scope names (the part after the App ID
-// URI), in the order the sign-in form lists them. They match the
-// permissions requireAuth checks.
-func devAPIScopes() []string { return []string{permRead, permCreate, permAdmin} }
+// URI), in the order the sign-in form lists them: the permissions
+// requireAuth checks, with Admin above Heroes.Create above Heroes.Read.
+func devAPIScopes() []string { return []string{"Heroes.Read", "Heroes.Create", "Admin"} }
 
 // devIDP is the local identity provider that -dev serves under
 // /devidp/{tenant}/. It mimics the Microsoft identity platform v2.0
@@ -79,6 +79,8 @@ type devIDP struct {
 	// spent are redeemed codes and refresh tokens, kept until they would
 	// have expired, so that a replay is recognised and revokes its family.
 	spent map[string]devSpent
+	// revoked are the families a replay revoked, by family.
+	revoked map[string]devSpent
 }
 
 // devGrant is what a user allowed at the sign-in form, carried by a code and
@@ -134,6 +136,7 @@ func newDevIDP() (*devIDP, error) {
 		codes:   map[string]devCode{},
 		refresh: map[string]devGrant{},
 		spent:   map[string]devSpent{},
+		revoked: map[string]devSpent{},
 	}, nil
 }
 
@@ -299,6 +302,12 @@ func (e *devOAuthError) Error() string {
 // first.
 func (e *devOAuthError) description() string { return fmt.Sprintf("AADSTS%d: %s", e.aadsts, e.desc) }
 
+// Code is the OAuth error code, for the error page.
+func (e *devOAuthError) Code() string { return e.code }
+
+// Description is the error_description, for the error page.
+func (e *devOAuthError) Description() string { return e.description() }
+
 // devWriteError writes e in the shape of Entra's JSON error answers:
 // error, error_description (with the trace and correlation ids and the
 // time appended), error_codes, timestamp, trace_id and correlation_id.
@@ -397,7 +406,7 @@ func parseDevScope(s string) (devScope, error) {
 		case ok && slices.Contains(devAPIScopes(), name):
 			asked[name] = true
 		default:
-			return devScope{}, fmt.Errorf("%w: the scope %q is not valid", errDevBadScope, devTruncate(v, 100))
+			return devScope{}, fmt.Errorf("%w: the scope %q is not valid", errDevBadScope, devTruncate(v, 40))
 		}
 	}
 	for _, n := range devAPIScopes() {
@@ -563,13 +572,14 @@ func devWithQuery(u string, q url.Values) string {
 
 // devPageHeaders sets the headers of every HTML page and redirect of the
 // provider: no caching (they carry state, codes or user input), no framing
-// (clickjacking of the sign-in form), no scripts or external assets, and no
+// (clickjacking of the sign-in form), no scripts or external assets, forms
+// posted to this origin only (the redirect URI is on it too), and no
 // Referer leaking the request's query.
 func devPageHeaders(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
@@ -698,7 +708,8 @@ func devFormStatus(err error) int {
 // handleSignIn serves POST /devidp/{tenant}/oauth2/v2.0/authorize: the
 // sign-in form. It validates the authorization request again (the hidden
 // fields are client input like any other), then either sends access_denied
-// (the user cancelled), shows the form again (bad user name), or issues a
+// (the user cancelled), shows the form again (bad user name, no scope
+// ticked), or issues a
 // single-use code bound to the client, redirect URI, PKCE challenge, nonce,
 // user and granted scopes, and redirects (302) to the redirect URI with code
 // and state (RFC 6749 §4.1.2).
@@ -726,6 +737,11 @@ func (d *devIDP) handleSignIn(logger *slog.Logger) http.Handler {
 		}
 		granted := devGrantedScopes(f["grant"])
 		user, problem := devUserName(f.Get("username"))
+		if problem == "" && len(granted) == 0 {
+			// Entra never issues an access token for an API without a
+			// scope, and the service refuses one (no scp, no roles).
+			problem = "Tick at least one scope. To see the API refuse you, grant Heroes.Read and try to add or delete a hero."
+		}
 		if problem != "" {
 			devRenderPage(w, logger, http.StatusBadRequest, "signin", devSignInForm(req, devTruncate(f.Get("username"), 4*devMaxUser), problem, granted))
 			return
@@ -737,7 +753,11 @@ func (d *devIDP) handleSignIn(logger *slog.Logger) http.Handler {
 		}
 		logger.Info("devidp: signed in", "user", user, "scopes", strings.Join(granted, " "))
 		devPageHeaders(w)
-		http.Redirect(w, r, devWithQuery(req.RedirectURI, url.Values{"code": {code}, "state": {req.State}}), http.StatusFound)
+		q := url.Values{"code": {code}}
+		if req.State != "" {
+			q.Set("state", req.State) // RFC 6749 §4.1.2: returned when the client sent it
+		}
+		http.Redirect(w, r, devWithQuery(req.RedirectURI, q), http.StatusFound)
 	})
 }
 
@@ -847,6 +867,8 @@ var (
 		desc: "OAuth2 Authorization code was already redeemed, please retry with a new valid code. Tokens issued from it are revoked."}
 	errDevRefreshReused = &devOAuthError{status: http.StatusBadRequest, code: "invalid_grant", aadsts: 70000,
 		desc: "The refresh token was already used. Every refresh token of this sign-in is revoked; sign in again."}
+	errDevRevoked = &devOAuthError{status: http.StatusBadRequest, code: "invalid_grant", aadsts: 70000,
+		desc: "The grant was revoked because a code or refresh token of it was replayed; sign in again."}
 	errDevRedirectMismatch = &devOAuthError{status: http.StatusBadRequest, code: "invalid_grant", aadsts: 50011,
 		desc: "The redirect_uri does not match the one the authorization code was issued for."}
 	errDevPKCE = &devOAuthError{status: http.StatusBadRequest, code: "invalid_grant", aadsts: 501481,
@@ -984,6 +1006,9 @@ func (d *devIDP) redeemCode(f url.Values, now time.Time) (devCode, *devOAuthErro
 	if code == "" {
 		return devCode{}, devMissing("code")
 	}
+	if len(code) > devMaxParam {
+		return devCode{}, errDevExpired // no code is this long: not worth a lookup
+	}
 	d.mu.Lock()
 	c, ok := d.codes[code]
 	if ok {
@@ -1012,8 +1037,9 @@ func (d *devIDP) redeemCode(f url.Values, now time.Time) (devCode, *devOAuthErro
 }
 
 // revokeIfSpent reports whether v is a redeemed code or refresh token that
-// has not yet expired, and if so deletes every refresh token of its family.
-// d.mu must be held.
+// has not yet expired, and if so deletes every refresh token of its family
+// and marks the family revoked, so that a redemption of the same family
+// still in flight mints nothing. d.mu must be held.
 func (d *devIDP) revokeIfSpent(v string, now time.Time) bool {
 	s, ok := d.spent[v]
 	if !ok || !now.Before(s.expires) {
@@ -1024,6 +1050,8 @@ func (d *devIDP) revokeIfSpent(v string, now time.Time) bool {
 			delete(d.refresh, k)
 		}
 	}
+	devEvict(d.revoked, now, devMaxSpent)
+	d.revoked[s.family] = devSpent{family: s.family, expires: now.Add(devRefreshTTL)}
 	return true
 }
 
@@ -1055,15 +1083,36 @@ func devIsUnreserved(c byte) bool {
 // §6). The token is single use: it is deleted under the lock that reads it,
 // and a new one replaces it. Reusing a redeemed token revokes its whole
 // family (RFC 9700 §4.14.2). A scope parameter may narrow the API scopes of
-// the new access token, never widen them; the grant itself, which the new
-// refresh token carries, keeps every scope the user allowed.
+// the new access token, never widen them (none left is invalid_scope); the
+// grant itself, which the new refresh token carries, keeps every scope the
+// user allowed.
 func (d *devIDP) redeemRefresh(f url.Values, now time.Time) (devGrant, []string, *devOAuthError) {
 	rt := f.Get("refresh_token")
 	if rt == "" {
 		return devGrant{}, nil, devMissing("refresh_token")
 	}
+	if len(rt) > devMaxParam {
+		return devGrant{}, nil, errDevExpired
+	}
+	var asked []string // API scopes asked for; none means the whole grant
+	if s := f.Get("scope"); s != "" {
+		sc, err := parseDevScope(s)
+		if err != nil {
+			return devGrant{}, nil, &devOAuthError{status: http.StatusBadRequest, code: "invalid_scope", aadsts: 70011,
+				desc: "The provided value for the input parameter 'scope' is not valid."}
+		}
+		asked = sc.api
+	}
+
 	d.mu.Lock()
 	g, ok := d.refresh[rt]
+	scopes := devNarrow(g.scopes, asked)
+	if ok && now.Before(g.expires) && len(scopes) == 0 {
+		d.mu.Unlock()
+		// Checked before the token is spent: the client may try again.
+		return devGrant{}, nil, &devOAuthError{status: http.StatusBadRequest, code: "invalid_scope", aadsts: 70011,
+			desc: "None of the requested scopes was granted at sign-in."}
+	}
 	if ok {
 		delete(d.refresh, rt)
 		devEvict(d.spent, now, devMaxSpent)
@@ -1080,25 +1129,25 @@ func (d *devIDP) redeemRefresh(f url.Values, now time.Time) (devGrant, []string,
 	case f.Get("client_id") != "" && f.Get("client_id") != g.clientID:
 		return devGrant{}, nil, errDevExpired
 	}
-	scopes := g.scopes
-	if s := f.Get("scope"); s != "" {
-		sc, err := parseDevScope(s)
-		if err != nil {
-			return devGrant{}, nil, &devOAuthError{status: http.StatusBadRequest, code: "invalid_scope", aadsts: 70011,
-				desc: "The provided value for the input parameter 'scope' is not valid."}
-		}
-		if len(sc.api) > 0 {
-			scopes = slices.DeleteFunc(slices.Clone(g.scopes), func(n string) bool { return !slices.Contains(sc.api, n) })
-		}
-	}
 	return g, scopes, nil
+}
+
+// devNarrow returns the granted scopes that are also asked for, in granted
+// order; when nothing is asked for, all of granted (RFC 6749 §6: an omitted
+// scope means the scope originally granted).
+func devNarrow(granted, asked []string) []string {
+	if len(asked) == 0 {
+		return granted
+	}
+	return slices.DeleteFunc(slices.Clone(granted), func(n string) bool { return !slices.Contains(asked, n) })
 }
 
 // mint signs the tokens of a successful token response (RFC 6749 §5.1, OIDC
 // Core §3.1.3.3) for grant g: an access token with the given API scopes,
 // an ID token when openid was granted (with nonce when non-empty; none on
 // refresh, OIDC Core §12.2), and a new refresh token of g's family when
-// offline_access was granted.
+// offline_access was granted. It answers errDevRevoked when a replay
+// revoked g's family while the request was being checked.
 func (d *devIDP) mint(base string, g devGrant, scopes []string, nonce string, now time.Time) (map[string]any, *devOAuthError) {
 	access, err := signRS256(d.key, d.kid, d.accessClaims(base, g, scopes, now))
 	if err != nil {
@@ -1122,13 +1171,18 @@ func (d *devIDP) mint(base string, g devGrant, scopes []string, nonce string, no
 		}
 		resp["id_token"] = id
 	}
+	rt := rand.Text() + rand.Text()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// A replay revoked the family while this request was in flight: hand
+	// out nothing, so no refresh token outlives the revocation.
+	if r, ok := d.revoked[g.family]; ok && now.Before(r.expires) {
+		return nil, errDevRevoked
+	}
 	if g.offline {
-		rt := rand.Text() + rand.Text()
 		g.expires = now.Add(devRefreshTTL)
-		d.mu.Lock()
 		devEvict(d.refresh, now, devMaxRefresh)
 		d.refresh[rt] = g
-		d.mu.Unlock()
 		resp["refresh_token"] = rt
 	}
 	return resp, nil
@@ -1259,7 +1313,7 @@ code{background:#f2f2f2;padding:0 .2rem}
 {{range .Scopes}}<label><input type="checkbox" name="grant" value="{{.Name}}"{{if .Checked}} checked{{end}}> {{.Name}}</label>
 {{end}}</fieldset>
 <p>Heroes.Read lists and reads heroes, Heroes.Create also adds and replaces them, Admin also deletes them.
-Untick them all to see the API refuse you.</p>
+Grant Heroes.Read alone to see the API refuse to add or delete a hero.</p>
 <p><button type="submit" name="action" value="signin">Sign in</button>
 <button type="submit" name="action" value="cancel" formnovalidate>Cancel</button></p>
 </form>
@@ -1282,12 +1336,6 @@ Untick them all to see the API refuse you.</p>
 </body></html>
 {{end}}
 `))
-
-// Code is the OAuth error code, for the error page.
-func (e *devOAuthError) Code() string { return e.code }
-
-// Description is the error_description, for the error page.
-func (e *devOAuthError) Description() string { return e.description() }
 
 // signRS256 makes a compact JWS (RFC 7515 §7.1) of claims, signed with
 // RSASSA-PKCS1-v1_5 SHA-256 (RFC 7518 §3.3) under key, with the header

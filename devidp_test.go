@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -35,6 +37,12 @@ type devHarness struct {
 // clock before it serves.
 func newDevHarness(tb testing.TB, clock *devTestClock) *devHarness {
 	tb.Helper()
+	return newDevHarnessLogging(tb, clock, slog.New(slog.DiscardHandler))
+}
+
+// newDevHarnessLogging is newDevHarness with the provider logging to logger.
+func newDevHarnessLogging(tb testing.TB, clock *devTestClock, logger *slog.Logger) *devHarness {
+	tb.Helper()
 	d, err := newDevIDP()
 	if err != nil {
 		tb.Fatalf("newDevIDP: %v", err)
@@ -54,7 +62,7 @@ func newDevHarness(tb testing.TB, clock *devTestClock) *devHarness {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}
-	d.addRoutes(mux, slog.New(slog.DiscardHandler))
+	d.addRoutes(mux, logger)
 	return h
 }
 
@@ -64,12 +72,14 @@ type devTestClock struct {
 	t  time.Time
 }
 
+// now reads the clock.
 func (c *devTestClock) now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
 }
 
+// advance moves the clock forward by d.
 func (c *devTestClock) advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -254,9 +264,9 @@ func verifyDevJWT(tb testing.TB, pub *rsa.PublicKey, tok string) (header, claims
 	return header, claims
 }
 
-// errorCode returns the OAuth error and the first AADSTS number of an
+// devErrorCode returns the OAuth error and the first AADSTS number of an
 // Entra-style error answer.
-func errorCode(m map[string]any) (string, int) {
+func devErrorCode(m map[string]any) (string, int) {
 	e, _ := m["error"].(string)
 	codes, _ := m["error_codes"].([]any)
 	if len(codes) == 0 {
@@ -266,6 +276,9 @@ func errorCode(m map[string]any) (string, int) {
 	return e, int(n)
 }
 
+// TestDevIDPGetenv: the dev settings load as a valid config, win over the
+// environment, blank what would mix with a real registration, and the
+// secret, key and kid are fresh per provider.
 func TestDevIDPGetenv(t *testing.T) {
 	t.Parallel()
 	d, err := newDevIDP()
@@ -329,6 +342,8 @@ func TestDevIDPGetenv(t *testing.T) {
 	}
 }
 
+// TestDevIDPDiscovery: the discovery document names the dev tenant's issuer
+// and endpoints like Entra's v2.0 one; another tenant is AADSTS90002.
 func TestDevIDPDiscovery(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -377,11 +392,13 @@ func TestDevIDPDiscovery(t *testing.T) {
 	resp, body = h.get(t, h.srv.URL+"/devidp/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0/.well-known/openid-configuration")
 	var e map[string]any
 	json.Unmarshal([]byte(body), &e)
-	if code, n := errorCode(e); resp.StatusCode != http.StatusBadRequest || code != "invalid_tenant" || n != 90002 {
+	if code, n := devErrorCode(e); resp.StatusCode != http.StatusBadRequest || code != "invalid_tenant" || n != 90002 {
 		t.Errorf("discovery of another tenant = %d %s %d; want 400 invalid_tenant 90002", resp.StatusCode, code, n)
 	}
 }
 
+// TestDevIDPKeys: the JWKS holds the signing key's public half, RSA 2048,
+// shaped like an Entra v2 key with the {tenantid} issuer template.
 func TestDevIDPKeys(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -408,6 +425,9 @@ func TestDevIDPKeys(t *testing.T) {
 	}
 }
 
+// TestDevIDPAuthorizeValidation: a bad client or redirect URI is shown, never
+// redirected; every other bad request is redirected with error and state
+// (RFC 6749 §4.1.2.1); a good one shows the sign-in form.
 func TestDevIDPAuthorizeValidation(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -505,6 +525,8 @@ func TestDevIDPAuthorizeValidation(t *testing.T) {
 	})
 }
 
+// TestDevIDPCodeFlow: form → code → token, with tokens that verify against
+// the JWKS and carry Entra v2 claims.
 func TestDevIDPCodeFlow(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -577,17 +599,19 @@ func TestDevIDPCodeFlow(t *testing.T) {
 	}
 
 	// The same user name gives the same oid in another sign-in.
-	code2, verifier2 := h.code(t, "ada lovelace")
+	code2, verifier2 := h.code(t, "ada lovelace", "Admin")
 	_, tok2 := h.token(t, h.codeForm(code2, verifier2), nil)
 	_, at2 := verifyDevJWT(t, pub, tok2["access_token"].(string))
 	if at2["oid"] != oid {
 		t.Errorf("oid for the same user = %v; want %v (stable per user name)", at2["oid"], oid)
 	}
-	if _, ok := at2["scp"]; ok {
-		t.Errorf("scp = %v with no scope ticked; want none", at2["scp"])
+	if at2["scp"] != "Admin" {
+		t.Errorf("scp = %v with Admin ticked; want Admin", at2["scp"])
 	}
 }
 
+// TestDevIDPCodeFlowWithoutOpenIDOrOffline: no openid, no ID token; no
+// offline_access, no refresh token.
 func TestDevIDPCodeFlowWithoutOpenIDOrOffline(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -607,6 +631,8 @@ func TestDevIDPCodeFlowWithoutOpenIDOrOffline(t *testing.T) {
 	}
 }
 
+// TestDevIDPTokenErrors: each bad token request gets Entra's error JSON with
+// the right status, error and AADSTS number, and never echoes a secret.
 func TestDevIDPTokenErrors(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -667,7 +693,7 @@ func TestDevIDPTokenErrors(t *testing.T) {
 			if err := json.Unmarshal([]byte(raw), &m); err != nil {
 				t.Fatalf("answer is not JSON: %q", raw)
 			}
-			gotErr, gotN := errorCode(m)
+			gotErr, gotN := devErrorCode(m)
 			if resp.StatusCode != tc.status || gotErr != tc.err || gotN != tc.aadsts {
 				t.Errorf("token = %d %s AADSTS%d; want %d %s AADSTS%d (%v)", resp.StatusCode, gotErr, gotN, tc.status, tc.err, tc.aadsts, m["error_description"])
 			}
@@ -687,6 +713,7 @@ func TestDevIDPTokenErrors(t *testing.T) {
 	}
 }
 
+// TestDevIDPBasicAuth: HTTP Basic client authentication (RFC 6749 §2.3.1).
 func TestDevIDPBasicAuth(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -700,6 +727,8 @@ func TestDevIDPBasicAuth(t *testing.T) {
 	}
 }
 
+// TestDevIDPCodeReplay: a code works once; its replay is AADSTS54005 and
+// revokes the refresh token issued from it.
 func TestDevIDPCodeReplay(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -710,43 +739,63 @@ func TestDevIDPCodeReplay(t *testing.T) {
 		t.Fatalf("first redemption = %d %v; want 200", resp.StatusCode, first)
 	}
 	resp, second := h.token(t, f, nil)
-	if e, n := errorCode(second); resp.StatusCode != 400 || e != "invalid_grant" || n != 54005 {
+	if e, n := devErrorCode(second); resp.StatusCode != 400 || e != "invalid_grant" || n != 54005 {
 		t.Fatalf("second redemption = %d %s %d; want 400 invalid_grant 54005", resp.StatusCode, e, n)
 	}
 	// RFC 6749 §4.1.2: the tokens issued from a replayed code are revoked.
 	resp, refreshed := h.token(t, h.refreshForm(first["refresh_token"].(string)), nil)
-	if e, _ := errorCode(refreshed); resp.StatusCode != 400 || e != "invalid_grant" {
+	if e, _ := devErrorCode(refreshed); resp.StatusCode != 400 || e != "invalid_grant" {
 		t.Errorf("refresh after code replay = %d %v; want 400 invalid_grant", resp.StatusCode, refreshed)
 	}
 }
 
+// TestDevIDPCodeSingleUseUnderRace: concurrent redemptions of one code never
+// give tokens twice.
 func TestDevIDPCodeSingleUseUnderRace(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
 	code, verifier := h.code(t, "frank", "Heroes.Read")
-	f := h.codeForm(code, verifier)
+	body := h.codeForm(code, verifier).Encode()
+	type answer struct {
+		status int
+		err    string
+	}
 	const n = 8
-	statuses := make(chan int, n)
+	answers := make(chan answer, n)
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			resp, _ := h.token(t, f, nil)
-			statuses <- resp.StatusCode
+			resp, err := h.client.Post(h.url("/oauth2/v2.0/token"), "application/x-www-form-urlencoded", strings.NewReader(body))
+			if err != nil {
+				answers <- answer{err: err.Error()}
+				return
+			}
+			defer resp.Body.Close()
+			var m map[string]any
+			json.NewDecoder(resp.Body).Decode(&m) // a 200 has no error member either way
+			e, _ := devErrorCode(m)
+			answers <- answer{resp.StatusCode, e}
 		})
 	}
 	wg.Wait()
-	close(statuses)
+	close(answers)
 	ok := 0
-	for s := range statuses {
-		if s == http.StatusOK {
+	for a := range answers {
+		switch {
+		case a.status == http.StatusOK:
 			ok++
+		case a.status != http.StatusBadRequest || a.err != "invalid_grant":
+			t.Errorf("concurrent redemption = %d %s; want 200 or 400 invalid_grant", a.status, a.err)
 		}
 	}
-	if ok != 1 {
-		t.Errorf("%d of %d concurrent redemptions succeeded; want exactly 1", ok, n)
+	// One request wins the code; the others are replays, which revoke what
+	// it was issued (RFC 6749 §4.1.2), so at most one gets tokens.
+	if ok > 1 {
+		t.Errorf("%d of %d concurrent redemptions succeeded; want at most 1", ok, n)
 	}
 }
 
+// TestDevIDPCodeExpiry: a code is dead after devCodeTTL.
 func TestDevIDPCodeExpiry(t *testing.T) {
 	t.Parallel()
 	clock := &devTestClock{t: time.Now()}
@@ -754,7 +803,7 @@ func TestDevIDPCodeExpiry(t *testing.T) {
 	code, verifier := h.code(t, "gina", "Heroes.Read")
 	clock.advance(devCodeTTL)
 	resp, m := h.token(t, h.codeForm(code, verifier), nil)
-	if e, n := errorCode(m); resp.StatusCode != 400 || e != "invalid_grant" || n != 70008 {
+	if e, n := devErrorCode(m); resp.StatusCode != 400 || e != "invalid_grant" || n != 70008 {
 		t.Errorf("code used after %v = %d %s %d; want 400 invalid_grant 70008", devCodeTTL, resp.StatusCode, e, n)
 	}
 }
@@ -769,6 +818,8 @@ func (h *devHarness) refreshForm(rt string) url.Values {
 	}
 }
 
+// TestDevIDPRefreshRotation: refresh tokens are single use and rotated, a
+// scope narrows and never widens, and reuse revokes the family.
 func TestDevIDPRefreshRotation(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -804,6 +855,15 @@ func TestDevIDPRefreshRotation(t *testing.T) {
 	}
 	rt3 := third["refresh_token"].(string)
 
+	// Asking only for scopes that were never granted is invalid_scope, and
+	// spends nothing: rt3 is still good.
+	f = h.refreshForm(rt3)
+	f.Set("scope", "api://"+devClientID+"/Admin")
+	resp, disjoint := h.token(t, f, nil)
+	if e, n := devErrorCode(disjoint); resp.StatusCode != 400 || e != "invalid_scope" || n != 70011 {
+		t.Errorf("refresh for ungranted scopes = %d %s %d; want 400 invalid_scope 70011", resp.StatusCode, e, n)
+	}
+
 	// The next refresh without scope gets the whole grant back.
 	_, fourth := h.token(t, h.refreshForm(rt3), nil)
 	_, at4 := verifyDevJWT(t, pub, fourth["access_token"].(string))
@@ -814,20 +874,106 @@ func TestDevIDPRefreshRotation(t *testing.T) {
 
 	// Reusing a redeemed refresh token fails and revokes the family.
 	resp, reused := h.token(t, h.refreshForm(rt1), nil)
-	if e, n := errorCode(reused); resp.StatusCode != 400 || e != "invalid_grant" || n != 70000 {
+	if e, n := devErrorCode(reused); resp.StatusCode != 400 || e != "invalid_grant" || n != 70000 {
 		t.Errorf("reused refresh token = %d %s %d; want 400 invalid_grant 70000", resp.StatusCode, e, n)
 	}
 	resp, revoked := h.token(t, h.refreshForm(rt4), nil)
-	if e, _ := errorCode(revoked); resp.StatusCode != 400 || e != "invalid_grant" {
+	if e, _ := devErrorCode(revoked); resp.StatusCode != 400 || e != "invalid_grant" {
 		t.Errorf("latest refresh token after reuse = %d %v; want revoked (RFC 9700 §4.14.2)", resp.StatusCode, revoked)
 	}
 
 	resp, bad := h.token(t, h.refreshForm("unknown"), nil)
-	if e, n := errorCode(bad); resp.StatusCode != 400 || e != "invalid_grant" || n != 70008 {
+	if e, n := devErrorCode(bad); resp.StatusCode != 400 || e != "invalid_grant" || n != 70008 {
 		t.Errorf("unknown refresh token = %d %s %d; want 400 invalid_grant 70008", resp.StatusCode, e, n)
 	}
 }
 
+// TestDevIDPLogsNoSecrets: through sign-in, redemption, refresh, a replay
+// and a wrong secret, the provider's log never holds the client secret, a
+// code, a token, the PKCE verifier, the state or the nonce.
+func TestDevIDPLogsNoSecrets(t *testing.T) {
+	t.Parallel()
+	var logs devSyncBuffer
+	h := newDevHarnessLogging(t, nil, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	code, verifier := h.code(t, "kim", "Heroes.Read")
+	f := h.codeForm(code, verifier)
+	_, tok := h.token(t, f, nil)
+	rt, _ := tok["refresh_token"].(string)
+	_, tok2 := h.token(t, h.refreshForm(rt), nil)
+	rt2, _ := tok2["refresh_token"].(string)
+	if rt == "" || rt2 == "" {
+		t.Fatalf("no refresh tokens: %v %v", tok, tok2)
+	}
+	bad := h.refreshForm(rt2)
+	bad.Set("client_secret", "wrong-"+h.env("AZURE_CLIENT_SECRET"))
+	h.token(t, bad, nil)
+	h.token(t, f, nil) // replay of the code
+
+	out := logs.String()
+	if !strings.Contains(out, "devidp: signed in") || !strings.Contains(out, "AADSTS") && !strings.Contains(out, "aadsts") {
+		t.Fatalf("log lacks the expected lines:\n%s", out)
+	}
+	secrets := map[string]string{
+		"client secret": h.env("AZURE_CLIENT_SECRET"), "code": code, "code verifier": verifier,
+		"state": "state-123", "nonce": "nonce-456", "refresh token": rt,
+		"access token": tok["access_token"].(string), "ID token": tok["id_token"].(string),
+		"rotated refresh token": rt2,
+	}
+	for name, v := range secrets {
+		if strings.Contains(out, v) {
+			t.Errorf("log holds the %s", name)
+		}
+	}
+}
+
+// devSyncBuffer is a bytes.Buffer safe for concurrent writes.
+type devSyncBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *devSyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written.
+func (s *devSyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestDevIDPRevokedFamilyMintsNothing: once a replay revoked a family, a
+// redemption of it still in flight gets no tokens.
+func TestDevIDPRevokedFamilyMintsNothing(t *testing.T) {
+	t.Parallel()
+	h := newDevHarness(t, nil)
+	now := time.Now()
+	g := devGrant{clientID: devClientID, user: "judy", openid: true, offline: true, family: "fam", expires: now.Add(time.Minute)}
+	h.d.mu.Lock()
+	h.d.spent["spent-code"] = devSpent{family: "fam", expires: now.Add(time.Minute)}
+	replayed := h.d.revokeIfSpent("spent-code", now)
+	h.d.mu.Unlock()
+	if !replayed {
+		t.Fatal("revokeIfSpent(spent code) = false; want true")
+	}
+	// A redemption of the same family that passed its checks before the
+	// replay must not hand out tokens afterwards.
+	if resp, e := h.d.mint(h.srv.URL, g, nil, "", now); e != errDevRevoked || resp != nil {
+		t.Errorf("mint for a revoked family = %v, %v; want errDevRevoked", resp, e)
+	}
+	h.d.mu.Lock()
+	n := len(h.d.refresh)
+	h.d.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d refresh tokens stored for a revoked family; want 0", n)
+	}
+}
+
+// TestDevIDPRefreshExpiry: a refresh token is dead after devRefreshTTL.
 func TestDevIDPRefreshExpiry(t *testing.T) {
 	t.Parallel()
 	clock := &devTestClock{t: time.Now()}
@@ -836,11 +982,14 @@ func TestDevIDPRefreshExpiry(t *testing.T) {
 	_, first := h.token(t, h.codeForm(code, verifier), nil)
 	clock.advance(devRefreshTTL)
 	resp, m := h.token(t, h.refreshForm(first["refresh_token"].(string)), nil)
-	if e, n := errorCode(m); resp.StatusCode != 400 || e != "invalid_grant" || n != 70008 {
+	if e, n := devErrorCode(m); resp.StatusCode != 400 || e != "invalid_grant" || n != 70008 {
 		t.Errorf("refresh after %v = %d %s %d; want 400 invalid_grant 70008", devRefreshTTL, resp.StatusCode, e, n)
 	}
 }
 
+// TestDevIDPSignInForm: user input is HTML-escaped, bad input shows the form
+// again, cancel is access_denied, and the form is bounded and read from
+// the body only.
 func TestDevIDPSignInForm(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -895,6 +1044,7 @@ func TestDevIDPSignInForm(t *testing.T) {
 		wantErr string // error in the redirect, when status is 302
 	}{
 		{name: "empty user name shows the form again", user: "  ", status: 400},
+		{name: "no scope ticked shows the form again", user: "x", edit: func(f url.Values) { f.Del("grant") }, status: 400},
 		{name: "overlong user name shows the form again", user: strings.Repeat("é", devMaxUser+1), status: 400},
 		{name: "cancel sends access_denied", user: "x", edit: func(f url.Values) { f.Set("action", "cancel") }, status: 302, wantErr: "access_denied"},
 		{name: "tampered hidden redirect uri is shown", user: "x", edit: func(f url.Values) { f.Set("redirect_uri", "https://evil.example/") }, status: 400},
@@ -906,6 +1056,7 @@ func TestDevIDPSignInForm(t *testing.T) {
 			f := h.authParams(challenge, nil)
 			f.Set("username", tc.user)
 			f.Set("action", "signin")
+			f.Set("grant", "Heroes.Read")
 			if tc.edit != nil {
 				tc.edit(f)
 			}
@@ -942,6 +1093,8 @@ func TestDevIDPSignInForm(t *testing.T) {
 	})
 }
 
+// TestDevIDPLogout: post_logout_redirect_uri is followed only on the
+// service's origin.
 func TestDevIDPLogout(t *testing.T) {
 	t.Parallel()
 	h := newDevHarness(t, nil)
@@ -975,6 +1128,8 @@ func TestDevIDPLogout(t *testing.T) {
 	}
 }
 
+// TestDevIDPBounds: outstanding codes are capped, expired ones dropped, and
+// full maps evict the entries expiring soonest.
 func TestDevIDPBounds(t *testing.T) {
 	t.Parallel()
 	d, err := newDevIDP()
@@ -1022,6 +1177,7 @@ func TestDevIDPBounds(t *testing.T) {
 	}
 }
 
+// TestParseDevScope: the scope parameter's accepted forms and refusals.
 func TestParseDevScope(t *testing.T) {
 	t.Parallel()
 	api := "api://" + devClientID + "/"
@@ -1060,6 +1216,7 @@ func TestParseDevScope(t *testing.T) {
 	}
 }
 
+// FuzzParseDevScope: never panics, grants only known scopes, bounds errors.
 func FuzzParseDevScope(f *testing.F) {
 	f.Add("openid profile offline_access api://" + devClientID + "/Heroes.Read")
 	f.Add(devClientID + "/.default")
@@ -1067,7 +1224,7 @@ func FuzzParseDevScope(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		sc, err := parseDevScope(s)
 		if err != nil {
-			if len(err.Error()) > 200 {
+			if len(err.Error()) > 256 {
 				t.Errorf("parseDevScope error is %d bytes long; want it bounded", len(err.Error()))
 			}
 			return
@@ -1083,6 +1240,7 @@ func FuzzParseDevScope(f *testing.F) {
 	})
 }
 
+// FuzzDevUserName: an accepted name is trimmed, valid, short, control-free.
 func FuzzDevUserName(f *testing.F) {
 	f.Add("Ada Lovelace")
 	f.Add(" \x00<b>")
@@ -1161,4 +1319,16 @@ func FuzzDevIDPAuthorize(f *testing.F) {
 			t.Fatalf("authorize redirected to %q for %q; want only the redirect URI", loc, query)
 		}
 	})
+}
+
+// The service's sign-in scope, parsed: the OpenID Connect scopes as flags,
+// the dev API's scopes as bare names, as Entra puts them in scp.
+func Example_parseDevScope() {
+	sc, err := parseDevScope("openid profile offline_access api://" + devClientID + "/Admin api://" + devClientID + "/Heroes.Read")
+	fmt.Println(sc.api, sc.openid, sc.offline, err)
+	_, err = parseDevScope("openid api://another-app/Heroes.Read")
+	fmt.Println(err)
+	// Output:
+	// [Heroes.Read Admin] true true <nil>
+	// devidp: invalid scope: the scope "api://another-app/Heroes.Read" is not valid
 }
