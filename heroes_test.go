@@ -190,6 +190,7 @@ func TestHeroRoutesStatus(t *testing.T) {
 	}{
 		{"id that is not a UUID is not found", "GET", "/api/heroes/not-a-uuid", "", nil, 404, "Hero not found"},
 		{"unknown UUID is not found", "GET", "/api/heroes/" + newHeroID(), "", nil, 404, "Hero not found"},
+		{"uppercase UUID finds the hero", "GET", "/api/heroes/" + strings.ToUpper(existing.ID), "", nil, 200, existing.ID},
 		{"delete of a non-UUID is not found", "DELETE", "/api/heroes/..%2f", "", nil, 404, "Hero not found"},
 		{"missing Content-Type is 415", "POST", "/api/heroes/", validHeroJSON("x"), []string{"Content-Type", ""}, 415, "application/json"},
 		{"text/plain is 415", "POST", "/api/heroes/", validHeroJSON("x"), []string{"Content-Type", "text/plain"}, 415, "application/json"},
@@ -553,6 +554,7 @@ func TestOpenStore(t *testing.T) {
 		{"file that is missing starts empty", config{HeroesStore: "file", HeroesFile: filepath.Join(dir, "new.json")}, ""},
 		{"corrupt file names the file", config{HeroesStore: "file", HeroesFile: corrupt}, corrupt},
 		{"unknown store", config{HeroesStore: "carrier-pigeon"}, "carrier-pigeon"},
+		{"azuretable goes to openTableStore", config{HeroesStore: "azuretable"}, "table"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
