@@ -230,14 +230,17 @@ func etagHeader(etag string) string {
 }
 
 // heroID reads the {id} path value. Only a UUID can name a hero, so anything
-// else is answered 404 here (the hero cannot exist) without asking the store.
+// else is answered 404 here (the hero cannot exist; FastAPI's original gave
+// 404 too) without asking the store. UUIDs are compared in lowercase, the
+// form newHeroID makes (RFC 9562 §4: hex digits are case-insensitive on
+// input).
 func heroID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := r.PathValue("id")
 	if !isGUID(id) {
 		writeError(w, http.StatusNotFound, "Hero not found")
 		return "", false
 	}
-	return id, true
+	return strings.ToLower(id), true
 }
 
 // handleHeroList serves GET /api/heroes/ (and /api/heroes): 200 with a JSON

@@ -190,6 +190,7 @@ func TestHeroRoutesStatus(t *testing.T) {
 	}{
 		{"id that is not a UUID is not found", "GET", "/api/heroes/not-a-uuid", "", nil, 404, "Hero not found"},
 		{"unknown UUID is not found", "GET", "/api/heroes/" + newHeroID(), "", nil, 404, "Hero not found"},
+		{"uppercase UUID finds the hero", "GET", "/api/heroes/" + strings.ToUpper(existing.ID), "", nil, 200, existing.ID},
 		{"delete of a non-UUID is not found", "DELETE", "/api/heroes/..%2f", "", nil, 404, "Hero not found"},
 		{"missing Content-Type is 415", "POST", "/api/heroes/", validHeroJSON("x"), []string{"Content-Type", ""}, 415, "application/json"},
 		{"text/plain is 415", "POST", "/api/heroes/", validHeroJSON("x"), []string{"Content-Type", "text/plain"}, 415, "application/json"},
@@ -201,6 +202,7 @@ func TestHeroRoutesStatus(t *testing.T) {
 		{"stale If-Match on DELETE is 409", "DELETE", "/api/heroes/" + existing.ID, "", []string{"If-Match", `"stale"`}, 409, "If-Match"},
 		{"PUT with a different body id is 422", "PUT", "/api/heroes/" + existing.ID, withField("id", `"`+newHeroID()+`"`), nil, 422, `"loc":["body","id"]`},
 		{"PUT with the same body id is accepted", "PUT", "/api/heroes/" + existing.ID, withField("id", `"`+existing.ID+`"`), []string{"If-Match", etag}, 200, existing.ID},
+		{"If-Match * on DELETE matches any version", "DELETE", "/api/heroes/" + existing.ID, "", []string{"If-Match", "*"}, 200, "deleted successfully"},
 		{"POST ignores a body id", "POST", "/api/heroes", withField("id", `"`+existing.ID+`"`), nil, 201, `"name":"Test"`},
 	}
 	for _, tc := range tests {
@@ -214,8 +216,22 @@ func TestHeroRoutesStatus(t *testing.T) {
 			}
 		})
 	}
-	if got, _, _ := store.Get(context.Background(), existing.ID); got.Name != "Test" {
-		t.Errorf("after the table the hero is %q; want the accepted PUT's name", got.Name)
+	if _, _, err := store.Get(context.Background(), existing.ID); !errors.Is(err, errHeroNotFound) {
+		t.Errorf("after the table Get() = %v; want the hero deleted by the If-Match * case", err)
+	}
+}
+
+// TestETagHeader checks store etags become valid ETag header values.
+func TestETagHeader(t *testing.T) {
+	tests := []struct{ etag, want string }{
+		{`"abc"`, `"abc"`},
+		{`W/"datetime'2024-01-01T00%3A00%3A00Z'"`, `W/"datetime'2024-01-01T00%3A00%3A00Z'"`},
+		{`abc`, `"abc"`},
+	}
+	for _, tc := range tests {
+		if got := etagHeader(tc.etag); got != tc.want {
+			t.Errorf("etagHeader(%q) = %q; want %q", tc.etag, got, tc.want)
+		}
 	}
 }
 
@@ -553,6 +569,7 @@ func TestOpenStore(t *testing.T) {
 		{"file that is missing starts empty", config{HeroesStore: "file", HeroesFile: filepath.Join(dir, "new.json")}, ""},
 		{"corrupt file names the file", config{HeroesStore: "file", HeroesFile: corrupt}, corrupt},
 		{"unknown store", config{HeroesStore: "carrier-pigeon"}, "carrier-pigeon"},
+		{"azuretable goes to openTableStore", config{HeroesStore: "azuretable"}, "table"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 // routeRecorder is a router that records the patterns registered on it.
 type routeRecorder struct{ patterns []string }
 
+// Handle records pattern; the handler is not needed.
 func (rr *routeRecorder) Handle(pattern string, _ http.Handler) {
 	rr.patterns = append(rr.patterns, pattern)
 }
