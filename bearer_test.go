@@ -169,3 +169,22 @@ func TestPrincipalFromEmptyContext(t *testing.T) {
 		t.Errorf("principalFrom(empty) = %v, %v; want nil, false", c, ok)
 	}
 }
+
+// FuzzBearerToken feeds arbitrary Authorization headers to bearerToken: no
+// panic, and what it returns is one token68 of at most maxTokenBytes.
+func FuzzBearerToken(f *testing.F) {
+	for _, s := range []string{"Bearer abc.def.ghi", "bearer  x", "Basic dXNlcjpwYXNz", "Bearer", "Bearer a b", "Bearer a=", "Bearer =", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, header string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Authorization", header)
+		tok, err := bearerToken(r)
+		if err != nil {
+			return
+		}
+		if !isToken68(tok) || len(tok) > maxTokenBytes || strings.ContainsAny(tok, " ,\t") {
+			t.Fatalf("bearerToken(%q) = %q", header, tok)
+		}
+	})
+}

@@ -1285,3 +1285,109 @@ func BenchmarkParseToken(b *testing.B) {
 		}
 	}
 }
+
+// corpusSeeds returns the corpus tokens and key sets as fuzz seeds, or
+// nothing when the corpus is absent.
+func corpusSeeds() (tokens []string, keySets [][]byte) {
+	files, _ := filepath.Glob(filepath.Join(corpusDir, "*.json"))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var c corpusCase
+		if json.Unmarshal(data, &c) == nil {
+			tokens = append(tokens, c.Token)
+			keySets = append(keySets, c.JWKS)
+		}
+	}
+	more, _ := filepath.Glob(filepath.Join(corpusDir, "jwks", "*.json"))
+	for _, f := range more {
+		if data, err := os.ReadFile(f); err == nil {
+			keySets = append(keySets, data)
+		}
+	}
+	return tokens, keySets
+}
+
+// FuzzParseToken feeds arbitrary tokens to parseToken and to the whole
+// verifier (key k0 = testKeys()[0], the test tenant's issuer). It must never
+// panic; a parsed token must satisfy the header rules; and a token the
+// verifier accepts must carry a signature by k0 over its own first two
+// segments (nothing unsigned is ever accepted).
+func FuzzParseToken(f *testing.F) {
+	tokens, _ := corpusSeeds()
+	for _, tok := range tokens {
+		f.Add(tok)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	iss := "https://login.microsoftonline.com/" + testTenant + "/v2.0"
+	key := testKeys()[0]
+	good := sign(f, key, stdHeader, map[string]any{"iss": iss, "aud": testClientID, "tid": testTenant,
+		"scp": "Heroes.Read", "exp": now.Add(time.Hour).Unix(), "nbf": now.Unix(), "roles": []string{"Admin"}})
+	f.Add(good)
+	f.Add(sign(f, key, map[string]string{"alg": "RS256", "x5t": "k0"}, map[string]any{"iss": iss, "aud": []string{testClientID}, "scp": "x", "exp": 1.8e9}))
+	f.Add(b64(`{"alg":"none"}`) + "." + b64(`{}`) + ".")
+	f.Add(b64(`{"alg":"RS256","kid":"k0","\u006bid":"k1"}`) + "." + b64(`{"exp":[{"a":{}}]}`) + ".AA")
+	v := staticVerifier(f, testTenant, iss, []string{testClientID}, &publicKey{kid: "k0", pub: &key.PublicKey}, now)
+	f.Fuzz(func(t *testing.T, raw string) {
+		tok, err := parseToken(raw)
+		if err == nil {
+			if tok.alg != "RS256" || tok.kid == "" && tok.x5t == "" || len(raw) > maxTokenBytes {
+				t.Fatalf("parseToken(%q) accepted alg %q kid %q x5t %q", raw, tok.alg, tok.kid, tok.x5t)
+			}
+		}
+		if _, err := v.verifyAccessToken(context.Background(), raw); err != nil {
+			return
+		}
+		i := strings.LastIndexByte(raw, '.')
+		sig, err := base64.RawURLEncoding.DecodeString(raw[i+1:])
+		sum := sha256.Sum256([]byte(raw[:i]))
+		if err != nil || rsa.VerifyPKCS1v15(&key.PublicKey, crypto.SHA256, sum[:], sig) != nil {
+			t.Fatalf("verifyAccessToken accepted %q, which k0 did not sign", raw)
+		}
+	})
+}
+
+// FuzzParseJWKS feeds arbitrary documents to parseJWKS. It must never panic,
+// and every key it keeps must meet the key policy.
+func FuzzParseJWKS(f *testing.F) {
+	_, keySets := corpusSeeds()
+	for _, ks := range keySets {
+		f.Add(ks)
+	}
+	doc, _ := json.Marshal(map[string]any{"keys": []any{publicJWK(&testKeys()[0].PublicKey, "k0", "https://login.microsoftonline.com/{tenantid}/v2.0")}})
+	f.Add(doc)
+	f.Add([]byte(`{"keys":[{"kty":"RSA","kid":"a","n":"AQAB","e":"AQAB"}]}`))
+	f.Add([]byte(`{"keys":[{"kty":"RSA","kid":"a","kid":"b"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ix, _, err := parseJWKS(data)
+		if err != nil {
+			return
+		}
+		for _, m := range []map[string]*publicKey{ix.byKID, ix.byX5T} {
+			for id, k := range m {
+				if id == "" || k.pub.N.BitLen() < minRSABits || k.pub.N.BitLen() > maxRSABits || k.pub.E < 65537 || k.pub.E%2 == 0 {
+					t.Fatalf("parseJWKS kept key %q of %d bits, e=%d", id, k.pub.N.BitLen(), k.pub.E)
+				}
+			}
+		}
+	})
+}
+
+// FuzzParseObject checks the strict JSON scanner against encoding/json: what
+// it accepts must be valid JSON holding an object.
+func FuzzParseObject(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":1}`, `{"a":[1,{"b":null}],"c":"\u00e9"}`, `{"a":1,"a":2}`, ` {"x":-0.5e+3} `, `[1]`, `{"a":"\ud800"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if parseObject(data, nil) != nil {
+			return
+		}
+		var m map[string]any
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Fatalf("parseObject accepted %q, which encoding/json refuses: %v", data, err)
+		}
+	})
+}
