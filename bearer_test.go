@@ -44,6 +44,7 @@ func TestRequireAuthAnswers(t *testing.T) {
 		{"no credentials gets a bare challenge", nil, "/", 401, `Bearer realm="heroes-auth"`, ""},
 		{"another scheme gets a bare challenge", []string{"Basic dXNlcjpwYXNz"}, "/", 401, `Bearer realm="heroes-auth"`, ""},
 		{"token in the query string is never read", nil, "/?access_token=" + good, 401, `Bearer realm="heroes-auth"`, ""},
+		{"token in a form field is never read", nil, "form", 401, `Bearer realm="heroes-auth"`, ""},
 		{"scheme alone is invalid_request", []string{"Bearer"}, "/", 400,
 			`Bearer realm="heroes-auth", error="invalid_request", error_description="the Authorization header is not Bearer and one token"`, "invalid_request"},
 		{"two tokens are invalid_request", []string{"Bearer " + good + " " + good}, "/", 400,
@@ -69,6 +70,10 @@ func TestRequireAuthAnswers(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			r := httptest.NewRequest("GET", tc.target, nil)
+			if tc.target == "form" {
+				r = httptest.NewRequest("POST", "/", strings.NewReader("access_token="+good))
+				r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			}
 			for _, a := range tc.header {
 				r.Header.Add("Authorization", a)
 			}

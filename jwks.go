@@ -1371,19 +1371,35 @@ func (v *verifier) checkIssuer(md providerMetadata, c *claims, k *publicKey) err
 			tid = v.cfg.TenantID
 		}
 	}
-	v2 := strings.ReplaceAll(md.Issuer, tenantPlaceholder, tid)
-	v1 := "https://sts.windows.net/" + tid + "/"
-	isV1 := v.cfg.AcceptV1Tokens && c.Issuer == v1
-	if c.Issuer != v2 && !isV1 {
+	isV1 := v.cfg.AcceptV1Tokens && issuerMatches(v1IssuerTemplate, tid, c.Issuer)
+	if !isV1 && !issuerMatches(md.Issuer, tid, c.Issuer) {
 		return fmt.Errorf("%w: %q", errBadIssuer, c.Issuer)
 	}
-	if k.issuer != "" {
-		want := strings.ReplaceAll(k.issuer, tenantPlaceholder, tid)
-		if want != c.Issuer && !(isV1 && want == v2) {
-			return fmt.Errorf("%w: key issuer %q, token issuer %q", errKeyIssuer, k.issuer, c.Issuer)
-		}
+	if k.issuer != "" && !issuerMatches(k.issuer, tid, c.Issuer) &&
+		!(isV1 && issuerMatches(k.issuer, tid, strings.ReplaceAll(md.Issuer, tenantPlaceholder, tid))) {
+		return fmt.Errorf("%w: key issuer %q, token issuer %q", errKeyIssuer, k.issuer, c.Issuer)
 	}
 	return nil
+}
+
+// v1IssuerTemplate is the issuer of Entra v1 tokens (Microsoft identity
+// platform access token reference: iss).
+const v1IssuerTemplate = "https://sts.windows.net/" + tenantPlaceholder + "/"
+
+// issuerMatches reports whether iss equals template with {tenantid}
+// replaced by tid, exactly. It builds no string for the usual single
+// placeholder.
+func issuerMatches(template, tid, iss string) bool {
+	before, after, found := strings.Cut(template, tenantPlaceholder)
+	switch {
+	case !found:
+		return iss == template
+	case strings.Contains(after, tenantPlaceholder):
+		return iss == strings.ReplaceAll(template, tenantPlaceholder, tid)
+	}
+	return len(iss) == len(before)+len(tid)+len(after) &&
+		strings.HasPrefix(iss, before) && strings.HasSuffix(iss, after) &&
+		iss[len(before):len(before)+len(tid)] == tid
 }
 
 // checkTime checks exp (required), nbf and iat (when present) against now

@@ -1391,3 +1391,29 @@ func FuzzParseObject(f *testing.F) {
 		}
 	})
 }
+
+func TestIssuerMatches(t *testing.T) {
+	t.Parallel()
+	const tid = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+	tests := []struct {
+		name, template, iss string
+		want                bool
+	}{
+		{"placeholder replaced by tid matches", "https://login.microsoftonline.com/{tenantid}/v2.0", "https://login.microsoftonline.com/" + tid + "/v2.0", true},
+		{"another tenant does not match", "https://login.microsoftonline.com/{tenantid}/v2.0", "https://login.microsoftonline.com/aaaaaaaa-86f1-41af-91ab-2d7cd011db47/v2.0", false},
+		{"tid plus extra characters does not match", "https://login.microsoftonline.com/{tenantid}/v2.0", "https://login.microsoftonline.com/" + tid + "x/v2.0", false},
+		{"the literal placeholder does not match", "https://login.microsoftonline.com/{tenantid}/v2.0", "https://login.microsoftonline.com/{tenantid}/v2.0", false},
+		{"a trailing slash does not match", "https://login.microsoftonline.com/{tenantid}/v2.0", "https://login.microsoftonline.com/" + tid + "/v2.0/", false},
+		{"no placeholder needs equality", "https://login.microsoftonline.com/" + tid + "/v2.0", "https://login.microsoftonline.com/" + tid + "/v2.0", true},
+		{"two placeholders are both replaced", "https://{tenantid}.ciamlogin.com/{tenantid}/v2.0", "https://" + tid + ".ciamlogin.com/" + tid + "/v2.0", true},
+		{"two placeholders with one wrong tenant do not match", "https://{tenantid}.ciamlogin.com/{tenantid}/v2.0", "https://x.ciamlogin.com/" + tid + "/v2.0", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := issuerMatches(tc.template, tid, tc.iss); got != tc.want {
+				t.Errorf("issuerMatches(%q, tid, %q) = %v; want %v", tc.template, tc.iss, got, tc.want)
+			}
+		})
+	}
+}
