@@ -69,10 +69,12 @@ func TestRequireAuthAnswers(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			r := httptest.NewRequest("GET", tc.target, nil)
+			var r *http.Request
 			if tc.target == "form" {
 				r = httptest.NewRequest("POST", "/", strings.NewReader("access_token="+good))
 				r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			} else {
+				r = httptest.NewRequest("GET", tc.target, nil)
 			}
 			for _, a := range tc.header {
 				r.Header.Add("Authorization", a)
