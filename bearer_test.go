@@ -44,6 +44,7 @@ func TestRequireAuthAnswers(t *testing.T) {
 		{"no credentials gets a bare challenge", nil, "/", 401, `Bearer realm="heroes-auth"`, ""},
 		{"another scheme gets a bare challenge", []string{"Basic dXNlcjpwYXNz"}, "/", 401, `Bearer realm="heroes-auth"`, ""},
 		{"token in the query string is never read", nil, "/?access_token=" + good, 401, `Bearer realm="heroes-auth"`, ""},
+		{"token in a form field is never read", nil, "form", 401, `Bearer realm="heroes-auth"`, ""},
 		{"scheme alone is invalid_request", []string{"Bearer"}, "/", 400,
 			`Bearer realm="heroes-auth", error="invalid_request", error_description="the Authorization header is not Bearer and one token"`, "invalid_request"},
 		{"two tokens are invalid_request", []string{"Bearer " + good + " " + good}, "/", 400,
@@ -68,7 +69,13 @@ func TestRequireAuthAnswers(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			r := httptest.NewRequest("GET", tc.target, nil)
+			var r *http.Request
+			if tc.target == "form" {
+				r = httptest.NewRequest("POST", "/", strings.NewReader("access_token="+good))
+				r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			} else {
+				r = httptest.NewRequest("GET", tc.target, nil)
+			}
 			for _, a := range tc.header {
 				r.Header.Add("Authorization", a)
 			}
@@ -168,4 +175,23 @@ func TestPrincipalFromEmptyContext(t *testing.T) {
 	if c, ok := principalFrom(httptest.NewRequest("GET", "/", nil).Context()); ok || c != nil {
 		t.Errorf("principalFrom(empty) = %v, %v; want nil, false", c, ok)
 	}
+}
+
+// FuzzBearerToken feeds arbitrary Authorization headers to bearerToken: no
+// panic, and what it returns is one token68 of at most maxTokenBytes.
+func FuzzBearerToken(f *testing.F) {
+	for _, s := range []string{"Bearer abc.def.ghi", "bearer  x", "Basic dXNlcjpwYXNz", "Bearer", "Bearer a b", "Bearer a=", "Bearer =", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, header string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Authorization", header)
+		tok, err := bearerToken(r)
+		if err != nil {
+			return
+		}
+		if !isToken68(tok) || len(tok) > maxTokenBytes || strings.ContainsAny(tok, " ,\t") {
+			t.Fatalf("bearerToken(%q) = %q", header, tok)
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"crypto"
@@ -460,7 +461,7 @@ func (ks *keySet) loaded() bool {
 // or no key is usable. A kid that two keys share is dropped: the token could
 // not say which one it means. The x5c chain is not read: n and e are the key.
 func parseJWKS(data []byte) (*keyIndex, []error, error) {
-	if _, err := parseObject(data); err != nil {
+	if err := parseObject(data, nil); err != nil {
 		return nil, nil, fmt.Errorf("jwks: key set: %w", err)
 	}
 	var doc struct {
@@ -578,7 +579,7 @@ func contains(list []string, s string) bool {
 // jws is a parsed compact JWS whose signature is not yet checked.
 type jws struct {
 	alg, kid, x5t, typ string
-	signingInput       string // ASCII "header.payload", exactly as received
+	signingInput       []byte // ASCII "header.payload", exactly as received
 	signature          []byte
 	claims             claims
 }
@@ -598,24 +599,27 @@ func parseToken(raw string) (*jws, error) {
 	if len(raw) > maxTokenBytes {
 		return nil, fmt.Errorf("%w: longer than %d bytes", errMalformedToken, maxTokenBytes)
 	}
-	for i := 0; i < len(raw); i++ {
-		if !isBase64URLByte(raw[i]) && raw[i] != '.' {
-			return nil, fmt.Errorf("%w: character outside base64url", errMalformedToken)
-		}
+	// Strict base64url decoding refuses every byte outside the alphabet,
+	// padding included, except CR and LF, which it skips: refuse those here.
+	if strings.ContainsAny(raw, "\r\n") {
+		return nil, fmt.Errorf("%w: line break inside", errMalformedToken)
 	}
-	h64, rest, ok1 := strings.Cut(raw, ".")
-	p64, s64, ok2 := strings.Cut(rest, ".")
-	if !ok1 || !ok2 || strings.Contains(s64, ".") {
+	h, p, ok1 := strings.Cut(raw, ".")
+	p, sg, ok2 := strings.Cut(p, ".")
+	if !ok1 || !ok2 || strings.IndexByte(sg, '.') >= 0 {
 		return nil, fmt.Errorf("%w: not three segments", errMalformedToken)
 	}
+	src := []byte(raw) // one copy: the signing input and the decoder's source
 	enc := base64.RawURLEncoding.Strict()
-	header, err1 := enc.DecodeString(h64)
-	payload, err2 := enc.DecodeString(p64)
-	sig, err3 := enc.DecodeString(s64)
-	if err := errors.Join(err1, err2, err3); err != nil {
+	buf := make([]byte, enc.DecodedLen(len(h))+enc.DecodedLen(len(p))+enc.DecodedLen(len(sg)))
+	hEnd := len(h) + 1 + len(p)
+	header, buf, err1 := decodeSegment(enc, buf, src[:len(h)])
+	payload, buf, err2 := decodeSegment(enc, buf, src[len(h)+1:hEnd])
+	sig, _, err3 := decodeSegment(enc, buf, src[hEnd+1:])
+	if err1 != nil || err2 != nil || err3 != nil {
 		return nil, fmt.Errorf("%w: segment is not canonical base64url", errMalformedToken)
 	}
-	t := &jws{signingInput: raw[:len(h64)+1+len(p64)], signature: sig}
+	t := &jws{signingInput: src[:hEnd], signature: sig}
 	if err := t.parseHeader(header); err != nil {
 		return nil, err
 	}
@@ -625,6 +629,13 @@ func parseToken(raw string) (*jws, error) {
 	return t, nil
 }
 
+// decodeSegment decodes one base64url segment into the front of buf and
+// returns it and the rest of buf.
+func decodeSegment(enc *base64.Encoding, buf, seg []byte) (out, rest []byte, err error) {
+	n, err := enc.Decode(buf, seg)
+	return buf[:n:n], buf[n:], err
+}
+
 // isBase64URLByte reports whether b is in the base64url alphabet (RFC 4648 §5).
 func isBase64URLByte(b byte) bool {
 	return 'A' <= b && b <= 'Z' || 'a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '-' || b == '_'
@@ -632,26 +643,29 @@ func isBase64URLByte(b byte) bool {
 
 // parseHeader reads and checks the JOSE header (RFC 7515 §4).
 func (t *jws) parseHeader(data []byte) error {
-	members, err := parseObject(data)
-	if err != nil {
-		return fmt.Errorf("%w: header: %w", errMalformedToken, err)
-	}
-	for _, m := range members {
+	d := newDecoder(data)
+	err := parseObject(data, func(m member) (err error) {
 		switch string(m.key) {
 		case "alg":
-			err = decodeString(m.val, &t.alg)
+			t.alg, err = d.str(m)
 		case "kid":
-			err = decodeString(m.val, &t.kid)
+			t.kid, err = d.str(m)
 		case "x5t":
-			err = decodeString(m.val, &t.x5t)
+			t.x5t, err = d.str(m)
 		case "typ":
-			err = decodeString(m.val, &t.typ)
+			t.typ, err = d.str(m)
 		case "crit":
 			return fmt.Errorf("%w: crit is not supported", errBadHeader)
 		}
 		if err != nil {
 			return fmt.Errorf("%w: header %s: %w", errMalformedToken, m.key, err)
 		}
+		return nil
+	})
+	if errors.Is(err, errMalformedToken) || errors.Is(err, errBadHeader) {
+		return err
+	} else if err != nil {
+		return fmt.Errorf("%w: header: %w", errMalformedToken, err)
 	}
 	if t.alg != "RS256" {
 		return fmt.Errorf("%w: %q", errUnsupportedAlg, t.alg)
@@ -714,19 +728,17 @@ type claims struct {
 // (RFC 7519 §2: JSON numbers, integer or decimal, not negative, at most year
 // 9999). Other claims are ignored. Errors wrap errMalformedToken.
 func parseClaims(data []byte, c *claims) error {
-	members, err := parseObject(data)
-	if err != nil {
-		return fmt.Errorf("%w: payload: %w", errMalformedToken, err)
-	}
-	var scope, upn, uniqueName, appid string
-	for _, m := range members {
+	d := newDecoder(data)
+	var scp, scope, upn, uniqueName, appid string
+	hasScp := false
+	err := parseObject(data, func(m member) (err error) {
 		switch string(m.key) {
 		case "iss":
-			err = decodeString(m.val, &c.Issuer)
+			c.Issuer, err = d.str(m)
 		case "sub":
-			err = decodeString(m.val, &c.Subject)
+			c.Subject, err = d.str(m)
 		case "aud":
-			c.Audience, err = decodeStrings(m.val, true)
+			c.Audience, err = d.strs(m, true)
 		case "exp":
 			c.Expiry, err = decodeNumericDate(m.val)
 			c.hasExp = err == nil
@@ -735,41 +747,47 @@ func parseClaims(data []byte, c *claims) error {
 		case "iat":
 			c.IssuedAt, err = decodeNumericDate(m.val)
 		case "tid":
-			err = decodeString(m.val, &c.TenantID)
+			c.TenantID, err = d.str(m)
 		case "oid":
-			err = decodeString(m.val, &c.ObjectID)
+			c.ObjectID, err = d.str(m)
 		case "azp":
-			err = decodeString(m.val, &c.AuthorizedParty)
+			c.AuthorizedParty, err = d.str(m)
 		case "appid":
-			err = decodeString(m.val, &appid)
+			appid, err = d.str(m)
 		case "name":
-			err = decodeString(m.val, &c.Name)
+			c.Name, err = d.str(m)
 		case "preferred_username":
-			err = decodeString(m.val, &c.PreferredUsername)
+			c.PreferredUsername, err = d.str(m)
 		case "upn":
-			err = decodeString(m.val, &upn)
+			upn, err = d.str(m)
 		case "unique_name":
-			err = decodeString(m.val, &uniqueName)
+			uniqueName, err = d.str(m)
 		case "nonce":
-			err = decodeString(m.val, &c.Nonce)
+			c.Nonce, err = d.str(m)
 		case "ver":
-			err = decodeString(m.val, &c.Version)
+			c.Version, err = d.str(m)
 		case "scp":
-			var scp string
-			err = decodeString(m.val, &scp)
-			c.Scopes = strings.Fields(scp)
+			scp, err = d.str(m)
+			hasScp = true
 		case "scope":
-			err = decodeString(m.val, &scope)
+			scope, err = d.str(m)
 		case "roles":
-			c.Roles, err = decodeStrings(m.val, false)
+			c.Roles, err = d.strs(m, false)
 		}
 		if err != nil {
 			return fmt.Errorf("%w: claim %s: %w", errMalformedToken, m.key, err)
 		}
+		return nil
+	})
+	if errors.Is(err, errMalformedToken) {
+		return err
+	} else if err != nil {
+		return fmt.Errorf("%w: payload: %w", errMalformedToken, err)
 	}
-	if c.Scopes == nil && scope != "" {
-		c.Scopes = strings.Fields(scope)
+	if !hasScp {
+		scp = scope // RFC 9068 §2.2.3, used only when Entra's scp is absent
 	}
+	c.Scopes = strings.Fields(scp)
 	c.AuthorizedParty = firstNonEmpty(c.AuthorizedParty, appid)
 	c.PreferredUsername = firstNonEmpty(c.PreferredUsername, upn, uniqueName)
 	return nil
@@ -785,40 +803,80 @@ func firstNonEmpty(s ...string) string {
 	return ""
 }
 
-// decodeString decodes a JSON string value into dst.
-func decodeString(val []byte, dst *string) error {
-	if len(val) < 2 || val[0] != '"' {
-		return errors.New("not a string")
-	}
-	inner := val[1 : len(val)-1]
-	for _, b := range inner {
-		if b == '\\' {
-			return json.Unmarshal(val, dst)
-		}
-	}
-	*dst = string(inner)
-	return nil
+// decoder turns the values of parsed members into Go strings. Every string
+// without escapes is a substring of one copy of the JSON text, so a claim
+// set costs one allocation for all its strings.
+type decoder struct {
+	data []byte // the JSON text parseObject checked
+	text string // the same, as a string
 }
 
-// decodeStrings decodes a JSON array of strings, or when single is true also
-// a lone string (RFC 7519 §4.1.3 aud).
-func decodeStrings(val []byte, single bool) ([]string, error) {
-	if single && len(val) > 0 && val[0] == '"' {
+func newDecoder(data []byte) decoder { return decoder{data: data, text: string(data)} }
+
+// str decodes a member whose value must be a JSON string.
+func (d decoder) str(m member) (string, error) {
+	return d.strAt(m.off, m.val)
+}
+
+// strAt decodes the JSON string val found at offset off of d.data.
+func (d decoder) strAt(off int, val []byte) (string, error) {
+	if len(val) < 2 || val[0] != '"' {
+		return "", errNotString
+	}
+	if bytes.IndexByte(val, '\\') >= 0 { // escapes: rare in tokens
 		var s string
-		err := decodeString(val, &s)
+		err := json.Unmarshal(val, &s)
+		return s, err
+	}
+	return d.text[off+1 : off+len(val)-1], nil
+}
+
+// Type errors of claim values.
+var (
+	errNotString  = errors.New("not a string")
+	errNotStrings = errors.New("not an array of strings")
+)
+
+// strs decodes a member whose value must be an array of strings, or, when
+// single is true, also a lone string (RFC 7519 §4.1.3 aud).
+func (d decoder) strs(m member, single bool) ([]string, error) {
+	if single && m.val[0] == '"' {
+		s, err := d.str(m)
 		return []string{s}, err
 	}
-	if len(val) == 0 || val[0] != '[' {
-		return nil, errors.New("not an array of strings")
+	if m.val[0] != '[' {
+		return nil, errNotStrings
 	}
-	var out []string
-	if err := json.Unmarshal(val, &out); err != nil {
-		return nil, errors.New("not an array of strings")
+	out := make([]string, 0, 4)
+	sc := scanner{data: d.data[:m.off+len(m.val)], pos: m.off + 1}
+	sc.skipSpace()
+	if sc.peek() == ']' {
+		return out, nil
 	}
-	if out == nil {
-		out = []string{}
+	for {
+		sc.skipSpace()
+		start := sc.pos
+		if sc.peek() != '"' {
+			return nil, errNotStrings
+		}
+		if _, err := sc.str(); err != nil {
+			return nil, errNotStrings
+		}
+		s, err := d.strAt(start, d.data[start:sc.pos])
+		if err != nil {
+			return nil, errNotStrings
+		}
+		out = append(out, s)
+		sc.skipSpace()
+		switch sc.peek() {
+		case ',':
+			sc.pos++
+		case ']':
+			return out, nil
+		default:
+			return nil, errNotStrings
+		}
 	}
-	return out, nil
 }
 
 // maxNumericDate is 9999-12-31T23:59:59Z in seconds since the epoch; a
@@ -829,17 +887,24 @@ const maxNumericDate = 253402300799
 // epoch as a JSON number, integer or decimal. Strings, null, negative values
 // and values beyond maxNumericDate are errors.
 func decodeNumericDate(val []byte) (time.Time, error) {
-	s := string(val)
-	if len(s) == 0 || !(s[0] >= '0' && s[0] <= '9') {
+	if len(val) == 0 || !(val[0] >= '0' && val[0] <= '9') {
 		return time.Time{}, errors.New("not a non-negative number")
 	}
-	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if i > maxNumericDate {
+	var n int64
+	for i, c := range val {
+		if c < '0' || c > '9' || i >= 15 {
+			n = -1
+			break
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if n >= 0 { // an integer: the usual case, parsed without allocating
+		if n > maxNumericDate {
 			return time.Time{}, errors.New("out of range")
 		}
-		return time.Unix(i, 0), nil
+		return time.Unix(n, 0), nil
 	}
-	f, err := strconv.ParseFloat(s, 64)
+	f, err := strconv.ParseFloat(string(val), 64)
 	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) || f > maxNumericDate {
 		return time.Time{}, errors.New("out of range")
 	}
@@ -853,34 +918,35 @@ func decodeNumericDate(val []byte) (time.Time, error) {
 // to case: both let two parsers read one token differently (RFC 8725 §3.6
 // asks that such input be refused).
 
-// member is one member of a JSON object: its name, unescaped, and its value
-// as raw JSON.
+// member is one member of a JSON object: its name, unescaped, its value as
+// raw JSON, and the value's offset in the text parsed.
 type member struct {
 	key []byte
 	val []byte
+	off int
 }
 
 // parseObject checks that data is exactly one JSON object (RFC 8259), valid
 // UTF-8, nested at most maxJSONDepth deep, with no duplicate member names in
-// any object, and returns its top-level members in order.
-func parseObject(data []byte) ([]member, error) {
+// any object, and calls each (unless nil) on its top-level members in order.
+// It stops at, and returns, the first error of each.
+func parseObject(data []byte, each func(member) error) error {
 	if !utf8.Valid(data) {
-		return nil, errors.New("not UTF-8")
+		return errors.New("not UTF-8")
 	}
 	s := &scanner{data: data}
 	s.skipSpace()
 	if s.peek() != '{' {
-		return nil, errors.New("not a JSON object")
+		return errors.New("not a JSON object")
 	}
-	members, err := s.object(0, true)
-	if err != nil {
-		return nil, err
+	if err := s.object(1, each); err != nil {
+		return err
 	}
 	s.skipSpace()
 	if s.pos != len(s.data) {
-		return nil, errors.New("data after the JSON object")
+		return errors.New("data after the JSON object")
 	}
-	return members, nil
+	return nil
 }
 
 // scanner walks JSON text; pos is the next byte to read.
@@ -889,6 +955,7 @@ type scanner struct {
 	pos  int
 }
 
+// errJSONSyntax is any violation of the JSON grammar (RFC 8259 §2).
 var errJSONSyntax = errors.New("invalid JSON")
 
 func (s *scanner) peek() byte {
@@ -909,17 +976,16 @@ func (s *scanner) skipSpace() {
 	}
 }
 
-// value skips one JSON value at depth.
+// value skips one JSON value nested at depth.
 func (s *scanner) value(depth int) error {
 	s.skipSpace()
 	switch c := s.peek(); {
 	case c == '{':
-		_, err := s.object(depth+1, false)
-		return err
+		return s.object(depth+1, nil)
 	case c == '[':
 		return s.array(depth + 1)
 	case c == '"':
-		_, _, err := s.str()
+		_, err := s.str()
 		return err
 	case c == '-' || c >= '0' && c <= '9':
 		return s.number()
@@ -933,54 +999,68 @@ func (s *scanner) value(depth int) error {
 	return errJSONSyntax
 }
 
-// object reads an object at s.pos; with collect it returns the members.
-func (s *scanner) object(depth int, collect bool) ([]member, error) {
+// object reads the object at s.pos, checking its member names for
+// duplicates, and calls each (unless nil) on every member.
+func (s *scanner) object(depth int, each func(member) error) error {
 	if depth > maxJSONDepth {
-		return nil, errors.New("JSON nested too deep")
+		return errors.New("JSON nested too deep")
 	}
-	s.pos++ // {
-	var members []member
-	var keys [][]byte
+	var keyBuf [32][]byte // names seen, while few
+	keys := keyBuf[:0]
+	var many map[string]bool // names seen, once there are many
+	s.pos++                  // {
 	s.skipSpace()
 	if s.peek() == '}' {
 		s.pos++
-		return members, nil
+		return nil
 	}
 	for {
 		s.skipSpace()
 		if s.peek() != '"' {
-			return nil, errJSONSyntax
+			return errJSONSyntax
 		}
-		raw, escaped, err := s.str()
+		start := s.pos
+		escaped, err := s.str()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		key := raw[1 : len(raw)-1]
+		key := s.data[start+1 : s.pos-1]
 		if escaped {
 			var k string
-			if err := json.Unmarshal(raw, &k); err != nil {
-				return nil, errJSONSyntax
+			if err := json.Unmarshal(s.data[start:s.pos], &k); err != nil {
+				return errJSONSyntax
 			}
 			key = []byte(k)
 		}
-		for _, k := range keys {
-			if string(k) == string(key) {
-				return nil, fmt.Errorf("duplicate member %q", key)
-			}
+		if dup := seenKey(keys, many, key); dup {
+			return fmt.Errorf("duplicate member %q", string(key))
 		}
-		keys = append(keys, key)
+		switch {
+		case many != nil:
+			many[string(key)] = true
+		case len(keys) < cap(keys):
+			keys = append(keys, key)
+		default: // many names: a map keeps a 16 KiB object linear, not quadratic
+			many = make(map[string]bool, 2*len(keys))
+			for _, k := range keys {
+				many[string(k)] = true
+			}
+			many[string(key)] = true
+		}
 		s.skipSpace()
 		if s.peek() != ':' {
-			return nil, errJSONSyntax
+			return errJSONSyntax
 		}
 		s.pos++
 		s.skipSpace()
-		start := s.pos
+		vstart := s.pos
 		if err := s.value(depth); err != nil {
-			return nil, err
+			return err
 		}
-		if collect {
-			members = append(members, member{key: key, val: s.data[start:s.pos]})
+		if each != nil {
+			if err := each(member{key: key, val: s.data[vstart:s.pos], off: vstart}); err != nil {
+				return err
+			}
 		}
 		s.skipSpace()
 		switch s.peek() {
@@ -988,14 +1068,27 @@ func (s *scanner) object(depth int, collect bool) ([]member, error) {
 			s.pos++
 		case '}':
 			s.pos++
-			return members, nil
+			return nil
 		default:
-			return nil, errJSONSyntax
+			return errJSONSyntax
 		}
 	}
 }
 
-// array skips an array at s.pos.
+// seenKey reports whether key is among keys or many.
+func seenKey(keys [][]byte, many map[string]bool, key []byte) bool {
+	if many != nil {
+		return many[string(key)]
+	}
+	for _, k := range keys {
+		if string(k) == string(key) {
+			return true
+		}
+	}
+	return false
+}
+
+// array skips the array at s.pos.
 func (s *scanner) array(depth int) error {
 	if depth > maxJSONDepth {
 		return errors.New("JSON nested too deep")
@@ -1023,48 +1116,42 @@ func (s *scanner) array(depth int) error {
 	}
 }
 
-// str reads a string at s.pos and returns it raw (with its quotes), and
-// whether it holds an escape.
-func (s *scanner) str() (raw []byte, escaped bool, err error) {
-	start := s.pos
-	s.pos++ // "
-	for s.pos < len(s.data) {
-		c := s.data[s.pos]
-		switch {
+// str skips the string at s.pos and reports whether it holds an escape.
+func (s *scanner) str() (escaped bool, err error) {
+	d := s.data
+	for i := s.pos + 1; i < len(d); i++ {
+		switch c := d[i]; {
 		case c == '"':
-			s.pos++
-			return s.data[start:s.pos], escaped, nil
+			s.pos = i + 1
+			return escaped, nil
 		case c < 0x20:
-			return nil, false, errJSONSyntax
+			return false, errJSONSyntax
 		case c == '\\':
 			escaped = true
-			s.pos++
-			switch s.peek() {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				s.pos++
-			case 'u':
-				s.pos++
-				for range 4 {
-					if !isHex(s.peek()) {
-						return nil, false, errJSONSyntax
-					}
-					s.pos++
-				}
-			default:
-				return nil, false, errJSONSyntax
+			if i+1 >= len(d) {
+				return false, errJSONSyntax
 			}
-		default:
-			s.pos++
+			i++
+			switch d[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(d) || !isHex(d[i+1]) || !isHex(d[i+2]) || !isHex(d[i+3]) || !isHex(d[i+4]) {
+					return false, errJSONSyntax
+				}
+				i += 4
+			default:
+				return false, errJSONSyntax
+			}
 		}
 	}
-	return nil, false, errJSONSyntax
+	return false, errJSONSyntax
 }
 
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
-// number reads a number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+// number skips a number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
 func (s *scanner) number() error {
 	if s.peek() == '-' {
 		s.pos++
@@ -1105,7 +1192,7 @@ func (s *scanner) digits() int {
 }
 
 func (s *scanner) literal(lit string) error {
-	if !strings.HasPrefix(string(s.data[s.pos:]), lit) {
+	if !bytes.HasPrefix(s.data[s.pos:], []byte(lit)) {
 		return errJSONSyntax
 	}
 	s.pos += len(lit)
@@ -1148,6 +1235,7 @@ type verifier struct {
 	ks    *keySet
 	now   func() time.Time
 	cache *tokenCache
+	bufs  sync.Pool // of *[]byte: scratch copies of tokens to hash, so a cache hit allocates nothing
 }
 
 // newVerifier makes a verifier. now is the clock of the time checks.
@@ -1165,25 +1253,48 @@ func (v *verifier) verifyAccessToken(ctx context.Context, raw string) (*claims, 
 	if len(raw) > maxTokenBytes {
 		return nil, fmt.Errorf("%w: longer than %d bytes", errMalformedToken, maxTokenBytes)
 	}
-	sum := sha256.Sum256([]byte(raw))
+	sum := v.tokenHash(raw)
 	now := v.now()
 	if c := v.cache.get(sum, now, v.cfg.ClockSkew, v.ks); c != nil {
 		return c, nil
 	}
-	t, k, err := v.verify(ctx, raw, now)
+	t, k, err := v.checkAccessToken(ctx, raw, now)
 	if err != nil {
 		return nil, err
 	}
+	id, isX5T := t.keyID()
+	v.cache.put(sum, &t.claims, k, id, isX5T)
+	return &t.claims, nil
+}
+
+// tokenHash is the SHA-256 of raw, the key of the verified-token cache.
+func (v *verifier) tokenHash(raw string) [sha256.Size]byte {
+	bp, _ := v.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	b := append((*bp)[:0], raw...)
+	sum := sha256.Sum256(b)
+	*bp = b
+	v.bufs.Put(bp)
+	return sum
+}
+
+// checkAccessToken is verifyAccessToken without the cache: the whole job of
+// one request.
+func (v *verifier) checkAccessToken(ctx context.Context, raw string, now time.Time) (*jws, *publicKey, error) {
+	t, k, err := v.verify(ctx, raw, now)
+	if err != nil {
+		return nil, nil, err
+	}
 	c := &t.claims
 	if !containsAny(c.Audience, v.cfg.Audiences) {
-		return nil, fmt.Errorf("%w: %q", errBadAudience, c.Audience)
+		return nil, nil, fmt.Errorf("%w: %q", errBadAudience, c.Audience)
 	}
 	if len(c.Scopes) == 0 && len(c.Roles) == 0 {
-		return nil, errNoPermissions
+		return nil, nil, errNoPermissions
 	}
-	id, isX5T := t.keyID()
-	v.cache.put(sum, c, k, id, isX5T)
-	return c, nil
+	return t, k, nil
 }
 
 // verifyIDToken verifies an OpenID Connect ID token (OpenID Connect Core
@@ -1219,7 +1330,7 @@ func (v *verifier) verify(ctx context.Context, raw string, now time.Time) (*jws,
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := verifyRS256(k.pub, []byte(t.signingInput), t.signature); err != nil {
+	if err := verifyRS256(k.pub, t.signingInput, t.signature); err != nil {
 		return nil, nil, err
 	}
 	md, err := v.p.metadata(ctx)
@@ -1260,19 +1371,35 @@ func (v *verifier) checkIssuer(md providerMetadata, c *claims, k *publicKey) err
 			tid = v.cfg.TenantID
 		}
 	}
-	v2 := strings.ReplaceAll(md.Issuer, tenantPlaceholder, tid)
-	v1 := "https://sts.windows.net/" + tid + "/"
-	isV1 := v.cfg.AcceptV1Tokens && c.Issuer == v1
-	if c.Issuer != v2 && !isV1 {
+	isV1 := v.cfg.AcceptV1Tokens && issuerMatches(v1IssuerTemplate, tid, c.Issuer)
+	if !isV1 && !issuerMatches(md.Issuer, tid, c.Issuer) {
 		return fmt.Errorf("%w: %q", errBadIssuer, c.Issuer)
 	}
-	if k.issuer != "" {
-		want := strings.ReplaceAll(k.issuer, tenantPlaceholder, tid)
-		if want != c.Issuer && !(isV1 && want == v2) {
-			return fmt.Errorf("%w: key issuer %q, token issuer %q", errKeyIssuer, k.issuer, c.Issuer)
-		}
+	if k.issuer != "" && !issuerMatches(k.issuer, tid, c.Issuer) &&
+		!(isV1 && issuerMatches(k.issuer, tid, strings.ReplaceAll(md.Issuer, tenantPlaceholder, tid))) {
+		return fmt.Errorf("%w: key issuer %q, token issuer %q", errKeyIssuer, k.issuer, c.Issuer)
 	}
 	return nil
+}
+
+// v1IssuerTemplate is the issuer of Entra v1 tokens (Microsoft identity
+// platform access token reference: iss).
+const v1IssuerTemplate = "https://sts.windows.net/" + tenantPlaceholder + "/"
+
+// issuerMatches reports whether iss equals template with {tenantid}
+// replaced by tid, exactly. It builds no string for the usual single
+// placeholder.
+func issuerMatches(template, tid, iss string) bool {
+	before, after, found := strings.Cut(template, tenantPlaceholder)
+	switch {
+	case !found:
+		return iss == template
+	case strings.Contains(after, tenantPlaceholder):
+		return iss == strings.ReplaceAll(template, tenantPlaceholder, tid)
+	}
+	return len(iss) == len(before)+len(tid)+len(after) &&
+		strings.HasPrefix(iss, before) && strings.HasSuffix(iss, after) &&
+		iss[len(before):len(before)+len(tid)] == tid
 }
 
 // checkTime checks exp (required), nbf and iat (when present) against now

@@ -1093,8 +1093,13 @@ func corpusVerifier(tb testing.TB, c corpusCase) (v *verifier, access bool, nonc
 	p64, _, _ := strings.Cut(rest, ".")
 	pb, _ := base64.URLEncoding.WithPadding(base64.NoPadding).DecodeString(strings.TrimRight(p64, "="))
 	json.Unmarshal(pb, &payload) // a non-JSON payload leaves the zero values
-	auds, _ := decodeStrings(payload.Aud, true)
-	if len(auds) == 0 {
+	var auds []string
+	if json.Unmarshal(payload.Aud, &auds) != nil {
+		var aud string
+		json.Unmarshal(payload.Aud, &aud)
+		auds = []string{aud}
+	}
+	if len(auds) == 0 || auds[0] == "" {
 		auds = []string{"none"}
 	}
 	tenant := "00000000-0000-0000-0000-000000000001"
@@ -1196,5 +1201,219 @@ func TestWycheproofRSASSAPKCS1SHA256(t *testing.T) {
 	}
 	if n != 259 {
 		t.Errorf("ran %d vectors; want 259", n)
+	}
+}
+
+// benchVerifier is a verifier over a preloaded key k0 = testKeys()[0] with
+// the test tenant's v2 issuer, and a token it accepts.
+func benchVerifier(tb testing.TB) (*verifier, string) {
+	tb.Helper()
+	now := time.Now()
+	key := testKeys()[0]
+	iss := "https://login.microsoftonline.com/" + testTenant + "/v2.0"
+	v := staticVerifier(tb, testTenant, iss, []string{testClientID, "api://" + testClientID},
+		&publicKey{kid: "k0", issuer: "https://login.microsoftonline.com/{tenantid}/v2.0", pub: &key.PublicKey}, now)
+	// An Entra-sized v2 access token (about 1.3 KB).
+	tok := sign(tb, key, map[string]string{"typ": "JWT", "alg": "RS256", "kid": "k0"}, map[string]any{
+		"aud": "api://" + testClientID, "iss": iss, "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+		"aio": strings.Repeat("A", 80), "azp": "22222222-3333-4444-5555-666666666666", "azpacr": "1",
+		"name": "Ada Lovelace", "oid": "00000000-0000-0000-0000-0000000000aa", "preferred_username": "ada@example.com",
+		"rh": strings.Repeat("r", 60), "scp": "Heroes.Read Heroes.Create", "sid": "00000000-0000-0000-0000-0000000000bb",
+		"sub": strings.Repeat("s", 43), "tid": testTenant, "uti": strings.Repeat("u", 22), "ver": "2.0",
+		"roles": []string{"Admin"}, "xms_ftd": strings.Repeat("x", 60), "xms_idrel": "1 2",
+	})
+	if _, _, err := v.checkAccessToken(context.Background(), tok, now); err != nil {
+		tb.Fatalf("benchmark token refused: %v", err)
+	}
+	return v, tok
+}
+
+// BenchmarkVerifyRS256 is the whole per-request job without the cache:
+// parse, key lookup, RSA verification and every claim check. Compare it with
+// BenchmarkRSAFloor, run in the same invocation.
+func BenchmarkVerifyRS256(b *testing.B) {
+	v, tok := benchVerifier(b)
+	ctx, now := context.Background(), v.now()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := v.checkAccessToken(ctx, tok, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRSAFloor is only what no verifier can skip: SHA-256 of the
+// signing input and rsa.VerifyPKCS1v15, on the same token.
+func BenchmarkRSAFloor(b *testing.B) {
+	_, tok := benchVerifier(b)
+	i := strings.LastIndexByte(tok, '.')
+	input := []byte(tok[:i])
+	sig, _ := base64.RawURLEncoding.DecodeString(tok[i+1:])
+	pub := &testKeys()[0].PublicKey
+	b.ReportAllocs()
+	for b.Loop() {
+		sum := sha256.Sum256(input)
+		if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], sig); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkVerifyCached is a token verified before: the cache answers
+// without RSA.
+func BenchmarkVerifyCached(b *testing.B) {
+	v, tok := benchVerifier(b)
+	ctx := context.Background()
+	if _, err := v.verifyAccessToken(ctx, tok); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.verifyAccessToken(ctx, tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkParseToken is parseToken alone on the benchmark token.
+func BenchmarkParseToken(b *testing.B) {
+	_, tok := benchVerifier(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parseToken(tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// corpusSeeds returns the corpus tokens and key sets as fuzz seeds, or
+// nothing when the corpus is absent.
+func corpusSeeds() (tokens []string, keySets [][]byte) {
+	files, _ := filepath.Glob(filepath.Join(corpusDir, "*.json"))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var c corpusCase
+		if json.Unmarshal(data, &c) == nil {
+			tokens = append(tokens, c.Token)
+			keySets = append(keySets, c.JWKS)
+		}
+	}
+	more, _ := filepath.Glob(filepath.Join(corpusDir, "jwks", "*.json"))
+	for _, f := range more {
+		if data, err := os.ReadFile(f); err == nil {
+			keySets = append(keySets, data)
+		}
+	}
+	return tokens, keySets
+}
+
+// FuzzParseToken feeds arbitrary tokens to parseToken and to the whole
+// verifier (key k0 = testKeys()[0], the test tenant's issuer). It must never
+// panic; a parsed token must satisfy the header rules; and a token the
+// verifier accepts must carry a signature by k0 over its own first two
+// segments (nothing unsigned is ever accepted).
+func FuzzParseToken(f *testing.F) {
+	tokens, _ := corpusSeeds()
+	for _, tok := range tokens {
+		f.Add(tok)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	iss := "https://login.microsoftonline.com/" + testTenant + "/v2.0"
+	key := testKeys()[0]
+	good := sign(f, key, stdHeader, map[string]any{"iss": iss, "aud": testClientID, "tid": testTenant,
+		"scp": "Heroes.Read", "exp": now.Add(time.Hour).Unix(), "nbf": now.Unix(), "roles": []string{"Admin"}})
+	f.Add(good)
+	f.Add(sign(f, key, map[string]string{"alg": "RS256", "x5t": "k0"}, map[string]any{"iss": iss, "aud": []string{testClientID}, "scp": "x", "exp": 1.8e9}))
+	f.Add(b64(`{"alg":"none"}`) + "." + b64(`{}`) + ".")
+	f.Add(b64(`{"alg":"RS256","kid":"k0","\u006bid":"k1"}`) + "." + b64(`{"exp":[{"a":{}}]}`) + ".AA")
+	v := staticVerifier(f, testTenant, iss, []string{testClientID}, &publicKey{kid: "k0", pub: &key.PublicKey}, now)
+	f.Fuzz(func(t *testing.T, raw string) {
+		tok, err := parseToken(raw)
+		if err == nil {
+			if tok.alg != "RS256" || tok.kid == "" && tok.x5t == "" || len(raw) > maxTokenBytes {
+				t.Fatalf("parseToken(%q) accepted alg %q kid %q x5t %q", raw, tok.alg, tok.kid, tok.x5t)
+			}
+		}
+		if _, err := v.verifyAccessToken(context.Background(), raw); err != nil {
+			return
+		}
+		i := strings.LastIndexByte(raw, '.')
+		sig, err := base64.RawURLEncoding.DecodeString(raw[i+1:])
+		sum := sha256.Sum256([]byte(raw[:i]))
+		if err != nil || rsa.VerifyPKCS1v15(&key.PublicKey, crypto.SHA256, sum[:], sig) != nil {
+			t.Fatalf("verifyAccessToken accepted %q, which k0 did not sign", raw)
+		}
+	})
+}
+
+// FuzzParseJWKS feeds arbitrary documents to parseJWKS. It must never panic,
+// and every key it keeps must meet the key policy.
+func FuzzParseJWKS(f *testing.F) {
+	_, keySets := corpusSeeds()
+	for _, ks := range keySets {
+		f.Add(ks)
+	}
+	doc, _ := json.Marshal(map[string]any{"keys": []any{publicJWK(&testKeys()[0].PublicKey, "k0", "https://login.microsoftonline.com/{tenantid}/v2.0")}})
+	f.Add(doc)
+	f.Add([]byte(`{"keys":[{"kty":"RSA","kid":"a","n":"AQAB","e":"AQAB"}]}`))
+	f.Add([]byte(`{"keys":[{"kty":"RSA","kid":"a","kid":"b"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ix, _, err := parseJWKS(data)
+		if err != nil {
+			return
+		}
+		for _, m := range []map[string]*publicKey{ix.byKID, ix.byX5T} {
+			for id, k := range m {
+				if id == "" || k.pub.N.BitLen() < minRSABits || k.pub.N.BitLen() > maxRSABits || k.pub.E < 65537 || k.pub.E%2 == 0 {
+					t.Fatalf("parseJWKS kept key %q of %d bits, e=%d", id, k.pub.N.BitLen(), k.pub.E)
+				}
+			}
+		}
+	})
+}
+
+// FuzzParseObject checks the strict JSON scanner against encoding/json: what
+// it accepts must be valid JSON holding an object.
+func FuzzParseObject(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":1}`, `{"a":[1,{"b":null}],"c":"\u00e9"}`, `{"a":1,"a":2}`, ` {"x":-0.5e+3} `, `[1]`, `{"a":"\ud800"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if parseObject(data, nil) != nil {
+			return
+		}
+		var m map[string]any
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Fatalf("parseObject accepted %q, which encoding/json refuses: %v", data, err)
+		}
+	})
+}
+
+func TestIssuerMatches(t *testing.T) {
+	t.Parallel()
+	const tid = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+	tests := []struct {
+		name, template, iss string
+		want                bool
+	}{
+		{"placeholder replaced by tid matches", "https://login.microsoftonline.com/{tenantid}/v2.0", "https://login.microsoftonline.com/" + tid + "/v2.0", true},
+		{"another tenant does not match", "https://login.microsoftonline.com/{tenantid}/v2.0", "https://login.microsoftonline.com/aaaaaaaa-86f1-41af-91ab-2d7cd011db47/v2.0", false},
+		{"tid plus extra characters does not match", "https://login.microsoftonline.com/{tenantid}/v2.0", "https://login.microsoftonline.com/" + tid + "x/v2.0", false},
+		{"the literal placeholder does not match", "https://login.microsoftonline.com/{tenantid}/v2.0", "https://login.microsoftonline.com/{tenantid}/v2.0", false},
+		{"a trailing slash does not match", "https://login.microsoftonline.com/{tenantid}/v2.0", "https://login.microsoftonline.com/" + tid + "/v2.0/", false},
+		{"no placeholder needs equality", "https://login.microsoftonline.com/" + tid + "/v2.0", "https://login.microsoftonline.com/" + tid + "/v2.0", true},
+		{"two placeholders are both replaced", "https://{tenantid}.ciamlogin.com/{tenantid}/v2.0", "https://" + tid + ".ciamlogin.com/" + tid + "/v2.0", true},
+		{"two placeholders with one wrong tenant do not match", "https://{tenantid}.ciamlogin.com/{tenantid}/v2.0", "https://x.ciamlogin.com/" + tid + "/v2.0", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := issuerMatches(tc.template, tid, tc.iss); got != tc.want {
+				t.Errorf("issuerMatches(%q, tid, %q) = %v; want %v", tc.template, tc.iss, got, tc.want)
+			}
+		})
 	}
 }
