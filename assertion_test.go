@@ -108,7 +108,7 @@ func (ac *assertionChecker) check(r *http.Request, form url.Values) error {
 		return fmt.Errorf("signature: %w", err)
 	}
 	var header map[string]any
-	if err := decodeSegment(parts[0], &header); err != nil {
+	if err := decodeJSONSegment(parts[0], &header); err != nil {
 		return err
 	}
 	thumb := sha256.Sum256(ac.cert.Raw)
@@ -119,7 +119,7 @@ func (ac *assertionChecker) check(r *http.Request, form url.Values) error {
 		Aud, Iss, Sub, Jti string
 		Exp, Nbf, Iat      int64
 	}
-	if err := decodeSegment(parts[1], &c); err != nil {
+	if err := decodeJSONSegment(parts[1], &c); err != nil {
 		return err
 	}
 	endpoint := "http://" + r.Host + r.URL.Path
@@ -145,8 +145,8 @@ func (ac *assertionChecker) check(r *http.Request, form url.Values) error {
 	return nil
 }
 
-// decodeSegment decodes one base64url JSON segment of a JWS into v.
-func decodeSegment(seg string, v any) error {
+// decodeJSONSegment decodes one base64url JSON segment of a JWS into v.
+func decodeJSONSegment(seg string, v any) error {
 	b, err := base64.RawURLEncoding.DecodeString(seg)
 	if err != nil {
 		return err
