@@ -464,16 +464,15 @@ func parseJWKS(data []byte) (*keyIndex, []error, error) {
 	if err := parseObject(data, nil); err != nil {
 		return nil, nil, fmt.Errorf("jwks: key set: %w", err)
 	}
-	var doc struct {
-		Keys []map[string]json.RawMessage `json:"keys"`
-	}
-	if err := json.Unmarshal(data, &doc); err != nil || doc.Keys == nil {
+	var doc map[string]json.RawMessage // exact member names, unlike struct fields
+	var keys []map[string]json.RawMessage
+	if json.Unmarshal(data, &doc) != nil || json.Unmarshal(doc["keys"], &keys) != nil || keys == nil {
 		return nil, nil, errors.New("jwks: key set has no keys array")
 	}
 	ix := &keyIndex{byKID: map[string]*publicKey{}, byX5T: map[string]*publicKey{}}
 	var skipped []error
 	dupKID, dupX5T := map[string]bool{}, map[string]bool{}
-	for i, m := range doc.Keys {
+	for i, m := range keys {
 		k, err := parseJWK(m)
 		if err != nil {
 			skipped = append(skipped, fmt.Errorf("jwks: key %d: %w", i, err))

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"net/http"
@@ -1416,4 +1417,24 @@ func TestIssuerMatches(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Example_parseToken shows the refusals that come before any cryptography.
+func Example_parseToken() {
+	for _, tok := range []string{
+		"a.b",
+		b64(`{"alg":"none"}`) + "." + b64(`{}`) + ".",
+		b64(`{"alg":"RS256","alg":"RS256","kid":"k"}`) + "." + b64(`{}`) + ".",
+		b64(`{"alg":"RS256"}`) + "." + b64(`{}`) + ".",
+		b64(`{"alg":"RS256","kid":"k"}`) + "." + b64(`{"exp":"soon"}`) + ".",
+	} {
+		_, err := parseToken(tok)
+		fmt.Println(err)
+	}
+	// Output:
+	// jwks: malformed token: not three segments
+	// jwks: unsupported alg (only RS256 is accepted): "none"
+	// jwks: malformed token: header: duplicate member "alg"
+	// jwks: token header has no kid or x5t
+	// jwks: malformed token: claim exp: not a non-negative number
 }
