@@ -810,6 +810,7 @@ type decoder struct {
 	text string // the same, as a string
 }
 
+// newDecoder makes a decoder for the JSON text data.
 func newDecoder(data []byte) decoder { return decoder{data: data, text: string(data)} }
 
 // str decodes a member whose value must be a JSON string.
@@ -957,6 +958,7 @@ type scanner struct {
 // errJSONSyntax is any violation of the JSON grammar (RFC 8259 §2).
 var errJSONSyntax = errors.New("invalid JSON")
 
+// peek returns the next byte, or 0 at the end.
 func (s *scanner) peek() byte {
 	if s.pos < len(s.data) {
 		return s.data[s.pos]
@@ -964,6 +966,7 @@ func (s *scanner) peek() byte {
 	return 0
 }
 
+// skipSpace skips JSON whitespace (RFC 8259 §2).
 func (s *scanner) skipSpace() {
 	for s.pos < len(s.data) {
 		switch s.data[s.pos] {
@@ -1146,6 +1149,7 @@ func (s *scanner) str() (escaped bool, err error) {
 	return false, errJSONSyntax
 }
 
+// isHex reports whether c is a hexadecimal digit.
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
@@ -1181,6 +1185,7 @@ func (s *scanner) number() error {
 	return nil
 }
 
+// digits skips decimal digits and returns how many it skipped.
 func (s *scanner) digits() int {
 	n := 0
 	for s.pos < len(s.data) && s.data[s.pos] >= '0' && s.data[s.pos] <= '9' {
@@ -1190,6 +1195,7 @@ func (s *scanner) digits() int {
 	return n
 }
 
+// literal skips lit (true, false or null), which must come next.
 func (s *scanner) literal(lit string) error {
 	if !bytes.HasPrefix(s.data[s.pos:], []byte(lit)) {
 		return errJSONSyntax
@@ -1468,6 +1474,7 @@ type cacheEntry struct {
 	isX5T bool
 }
 
+// newTokenCache makes an empty cache of at most max tokens.
 func newTokenCache(max int) *tokenCache {
 	return &tokenCache{max: max, lru: list.New(), entries: map[[sha256.Size]byte]*list.Element{}}
 }
