@@ -612,9 +612,9 @@ func parseToken(raw string) (*jws, error) {
 	enc := base64.RawURLEncoding.Strict()
 	buf := make([]byte, enc.DecodedLen(len(h))+enc.DecodedLen(len(p))+enc.DecodedLen(len(sg)))
 	hEnd := len(h) + 1 + len(p)
-	header, buf, err1 := decodeSegment(enc, buf, src[:len(h)])
-	payload, buf, err2 := decodeSegment(enc, buf, src[len(h)+1:hEnd])
-	sig, _, err3 := decodeSegment(enc, buf, src[hEnd+1:])
+	header, buf, err1 := decodeBase64Segment(enc, buf, src[:len(h)])
+	payload, buf, err2 := decodeBase64Segment(enc, buf, src[len(h)+1:hEnd])
+	sig, _, err3 := decodeBase64Segment(enc, buf, src[hEnd+1:])
 	if err1 != nil || err2 != nil || err3 != nil {
 		return nil, fmt.Errorf("%w: segment is not canonical base64url", errMalformedToken)
 	}
@@ -628,9 +628,9 @@ func parseToken(raw string) (*jws, error) {
 	return t, nil
 }
 
-// decodeSegment decodes one base64url segment into the front of buf and
+// decodeBase64Segment decodes one base64url segment into the front of buf and
 // returns it and the rest of buf.
-func decodeSegment(enc *base64.Encoding, buf, seg []byte) (out, rest []byte, err error) {
+func decodeBase64Segment(enc *base64.Encoding, buf, seg []byte) (out, rest []byte, err error) {
 	n, err := enc.Decode(buf, seg)
 	return buf[:n:n], buf[n:], err
 }
