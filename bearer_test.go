@@ -198,21 +198,21 @@ func FuzzBearerToken(f *testing.F) {
 	})
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
+// bearerLogBuffer is a bytes.Buffer safe for concurrent writers.
+type bearerLogBuffer struct {
 	mu sync.Mutex // guards b
 	b  bytes.Buffer
 }
 
 // Write appends p.
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *bearerLogBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
 // String returns what was written.
-func (s *syncBuffer) String() string {
+func (s *bearerLogBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
@@ -231,7 +231,7 @@ func TestRequireAuthNeverLogsTheToken(t *testing.T) {
 		rawToken(testKeys()[1], `{"alg":"RS256","kid":"k0"}`, `{"exp":1}`),
 		b64(`{"alg":"none"}`) + "." + b64(`{"sub":"x"}`) + ".",
 	}
-	var logs syncBuffer
+	var logs bearerLogBuffer
 	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h := requireAuth(logger, v.verifier, permAdmin)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	for _, tok := range tokens {
