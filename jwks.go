@@ -595,6 +595,14 @@ type jws struct {
 // (see parseClaims) but not yet validated. Errors wrap errMalformedToken,
 // errUnsupportedAlg, errBadHeader or errNoKeyID.
 func parseToken(raw string) (*jws, error) {
+	return parseTokenInto(raw, new([]byte))
+}
+
+// parseTokenInto is parseToken using *scratch (grown when too small) for
+// the copy of the token and the decoded segments: the returned
+// signingInput and signature alias it, and are valid only until *scratch
+// is reused. Claims and header values do not alias it.
+func parseTokenInto(raw string, scratch *[]byte) (*jws, error) {
 	if len(raw) > maxTokenBytes {
 		return nil, fmt.Errorf("%w: longer than %d bytes", errMalformedToken, maxTokenBytes)
 	}
@@ -608,9 +616,16 @@ func parseToken(raw string) (*jws, error) {
 	if !ok1 || !ok2 || strings.IndexByte(sg, '.') >= 0 {
 		return nil, fmt.Errorf("%w: not three segments", errMalformedToken)
 	}
-	src := []byte(raw) // one copy: the signing input and the decoder's source
+	// One buffer holds a copy of the token (the signing input, and the
+	// decoder's source) followed by room for the three decoded segments.
 	enc := base64.RawURLEncoding.Strict()
-	buf := make([]byte, enc.DecodedLen(len(h))+enc.DecodedLen(len(p))+enc.DecodedLen(len(sg)))
+	need := len(raw) + enc.DecodedLen(len(h)) + enc.DecodedLen(len(p)) + enc.DecodedLen(len(sg))
+	if cap(*scratch) < need {
+		*scratch = make([]byte, need)
+	}
+	buf := (*scratch)[:need]
+	src := buf[:copy(buf, raw):len(raw)]
+	buf = buf[len(raw):]
 	hEnd := len(h) + 1 + len(p)
 	header, buf, err1 := decodeBase64Segment(enc, buf, src[:len(h)])
 	payload, buf, err2 := decodeBase64Segment(enc, buf, src[len(h)+1:hEnd])
@@ -1240,7 +1255,7 @@ type verifier struct {
 	ks    *keySet
 	now   func() time.Time
 	cache *tokenCache
-	bufs  sync.Pool // of *[]byte: scratch copies of tokens to hash, so a cache hit allocates nothing
+	bufs  sync.Pool // of *[]byte: scratch space to hash and decode tokens in, reused across requests
 }
 
 // newVerifier makes a verifier. now is the clock of the time checks.
@@ -1274,15 +1289,20 @@ func (v *verifier) verifyAccessToken(ctx context.Context, raw string) (*claims, 
 
 // tokenHash is the SHA-256 of raw, the key of the verified-token cache.
 func (v *verifier) tokenHash(raw string) [sha256.Size]byte {
-	bp, _ := v.bufs.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
-	}
+	bp := v.scratch()
 	b := append((*bp)[:0], raw...)
 	sum := sha256.Sum256(b)
 	*bp = b
 	v.bufs.Put(bp)
 	return sum
+}
+
+// scratch returns a buffer from v.bufs; give it back with v.bufs.Put.
+func (v *verifier) scratch() *[]byte {
+	if bp, ok := v.bufs.Get().(*[]byte); ok {
+		return bp
+	}
+	return new([]byte)
 }
 
 // checkAccessToken is verifyAccessToken without the cache: the whole job of
@@ -1326,7 +1346,9 @@ func (v *verifier) verifyIDToken(ctx context.Context, raw, nonce string) (*claim
 // (parseToken), find the key (kid, or x5t), check the signature, then the
 // tenant, the issuer, the signing key's issuer and the time claims.
 func (v *verifier) verify(ctx context.Context, raw string, now time.Time) (*jws, *publicKey, error) {
-	t, err := parseToken(raw)
+	scratch := v.scratch()
+	defer v.bufs.Put(scratch)
+	t, err := parseTokenInto(raw, scratch)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -1335,7 +1357,9 @@ func (v *verifier) verify(ctx context.Context, raw string, now time.Time) (*jws,
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := verifyRS256(k.pub, t.signingInput, t.signature); err != nil {
+	err = verifyRS256(k.pub, t.signingInput, t.signature)
+	t.signingInput, t.signature = nil, nil // they alias scratch, which the next request reuses
+	if err != nil {
 		return nil, nil, err
 	}
 	md, err := v.p.metadata(ctx)
