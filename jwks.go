@@ -576,10 +576,11 @@ func contains(list []string, s string) bool {
 // Token parsing (RFC 7515 §7.1, RFC 7519 §7.2, RFC 8725 §3)
 
 // jws is a parsed compact JWS whose signature is not yet checked.
+// signingInput and signature may alias a scratch buffer (parseTokenInto).
 type jws struct {
 	alg, kid, x5t, typ string
 	signingInput       []byte // ASCII "header.payload", exactly as received
-	signature          []byte
+	signature          []byte // decoded third segment
 	claims             claims
 }
 
@@ -643,6 +644,15 @@ func parseTokenInto(raw string, scratch *[]byte) (*jws, error) {
 	return t, nil
 }
 
+// clip shortens a value taken from a token to at most 64 bytes for an error
+// message, so a 16 KiB claim cannot flood the log.
+func clip(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	return s[:64] + "…"
+}
+
 // decodeBase64Segment decodes one base64url segment into the front of buf and
 // returns it and the rest of buf.
 func decodeBase64Segment(enc *base64.Encoding, buf, seg []byte) (out, rest []byte, err error) {
@@ -682,7 +692,7 @@ func (t *jws) parseHeader(data []byte) error {
 		return fmt.Errorf("%w: header: %w", errMalformedToken, err)
 	}
 	if t.alg != "RS256" {
-		return fmt.Errorf("%w: %q", errUnsupportedAlg, t.alg)
+		return fmt.Errorf("%w: %q", errUnsupportedAlg, clip(t.alg))
 	}
 	if t.typ != "" {
 		typ := t.typ
@@ -690,7 +700,7 @@ func (t *jws) parseHeader(data []byte) error {
 			typ = typ[len("application/"):]
 		}
 		if !strings.EqualFold(typ, "JWT") && !strings.EqualFold(typ, "at+jwt") {
-			return fmt.Errorf("%w: typ %q", errBadHeader, t.typ)
+			return fmt.Errorf("%w: typ %q", errBadHeader, clip(t.typ))
 		}
 	}
 	if len(t.kid) > maxKeyIDLen || len(t.x5t) > maxKeyIDLen {
@@ -1050,7 +1060,7 @@ func (s *scanner) object(depth int, each func(member) error) error {
 			key = []byte(k)
 		}
 		if dup := seenKey(keys, many, key); dup {
-			return fmt.Errorf("duplicate member %q", string(key))
+			return fmt.Errorf("duplicate member %q", clip(string(key)))
 		}
 		switch {
 		case many != nil:
@@ -1314,7 +1324,7 @@ func (v *verifier) checkAccessToken(ctx context.Context, raw string, now time.Ti
 	}
 	c := &t.claims
 	if !containsAny(c.Audience, v.cfg.Audiences) {
-		return nil, nil, fmt.Errorf("%w: %q", errBadAudience, c.Audience)
+		return nil, nil, fmt.Errorf("%w: %q", errBadAudience, clip(strings.Join(c.Audience, " ")))
 	}
 	if len(c.Scopes) == 0 && len(c.Roles) == 0 {
 		return nil, nil, errNoPermissions
@@ -1334,7 +1344,7 @@ func (v *verifier) verifyIDToken(ctx context.Context, raw, nonce string) (*claim
 	}
 	c := &t.claims
 	if !contains(c.Audience, v.cfg.ClientID) {
-		return nil, fmt.Errorf("%w: %q", errBadAudience, c.Audience)
+		return nil, fmt.Errorf("%w: %q", errBadAudience, clip(strings.Join(c.Audience, " ")))
 	}
 	if nonce != "" && subtle.ConstantTimeCompare([]byte(c.Nonce), []byte(nonce)) != 1 {
 		return nil, errBadNonce
@@ -1387,14 +1397,14 @@ func (v *verifier) checkIssuer(md providerMetadata, c *claims, k *publicKey) err
 	tid := c.TenantID
 	if v.cfg.isMultiTenant() {
 		if !isGUID(tid) {
-			return fmt.Errorf("%w: tid %q is not a tenant GUID", errTenantForbidden, tid)
+			return fmt.Errorf("%w: tid %q is not a tenant GUID", errTenantForbidden, clip(tid))
 		}
 		if !v.cfg.AnyTenant && !contains(v.cfg.AllowedTenants, strings.ToLower(tid)) {
-			return fmt.Errorf("%w: %s", errTenantForbidden, tid)
+			return fmt.Errorf("%w: %q", errTenantForbidden, clip(tid))
 		}
 	} else {
 		if tid != "" && !strings.EqualFold(tid, v.cfg.TenantID) {
-			return fmt.Errorf("%w: %s", errTenantForbidden, tid)
+			return fmt.Errorf("%w: %q", errTenantForbidden, clip(tid))
 		}
 		if tid == "" {
 			tid = v.cfg.TenantID
@@ -1402,11 +1412,11 @@ func (v *verifier) checkIssuer(md providerMetadata, c *claims, k *publicKey) err
 	}
 	isV1 := v.cfg.AcceptV1Tokens && issuerMatches(v1IssuerTemplate, tid, c.Issuer)
 	if !isV1 && !issuerMatches(md.Issuer, tid, c.Issuer) {
-		return fmt.Errorf("%w: %q", errBadIssuer, c.Issuer)
+		return fmt.Errorf("%w: %q", errBadIssuer, clip(c.Issuer))
 	}
 	if k.issuer != "" && !issuerMatches(k.issuer, tid, c.Issuer) &&
 		!(isV1 && issuerMatches(k.issuer, tid, strings.ReplaceAll(md.Issuer, tenantPlaceholder, tid))) {
-		return fmt.Errorf("%w: key issuer %q, token issuer %q", errKeyIssuer, k.issuer, c.Issuer)
+		return fmt.Errorf("%w: key issuer %q, token issuer %q", errKeyIssuer, k.issuer, clip(c.Issuer))
 	}
 	return nil
 }
