@@ -1534,3 +1534,27 @@ func TestDecodeNumericDate(t *testing.T) {
 		}
 	}
 }
+
+func TestKeySetImpatientCallerDoesNotCancelTheFetch(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	release := make(chan struct{})
+	setJWKSHandler(p, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		writeJSON(w, 200, map[string]any{"keys": []any{publicJWK(&testKeys()[0].PublicKey, "k0", "")}})
+	})
+	v := newTestVerifier(t, p, nil)
+	tok := p.token(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := v.verifyAccessToken(ctx, tok); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("verify with an impatient context = %v; want context.DeadlineExceeded", err)
+	}
+	close(release)
+	if _, err := v.verifyAccessToken(context.Background(), tok); err != nil {
+		t.Fatalf("verify after the shared fetch finished = %v", err)
+	}
+	if n := p.jwksHits.Load(); n != 1 {
+		t.Fatalf("JWKS requests = %d; want the one fetch, shared", n)
+	}
+}
