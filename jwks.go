@@ -150,6 +150,13 @@ func (p *provider) metadata(ctx context.Context) (providerMetadata, error) {
 	return p.md, nil
 }
 
+// loadedOK reports whether the discovery document is loaded.
+func (p *provider) loadedOK() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.loaded
+}
+
 // fetch loads the discovery document and records the outcome in p.
 func (p *provider) fetch(ctx context.Context, call *fetchCall) {
 	ctx, cancel := context.WithTimeout(ctx, idpFetchTimeout)
@@ -231,7 +238,7 @@ func getJSON(ctx context.Context, client *http.Client, u string) ([]byte, error)
 	}
 	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if err != nil || (mt != "application/json" && !(strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))) {
-		return nil, fmt.Errorf("jwks: %s answered content type %q, not JSON", req.URL.Redacted(), resp.Header.Get("Content-Type"))
+		return nil, fmt.Errorf("jwks: %s answered content type %q, not JSON", req.URL.Redacted(), clip(resp.Header.Get("Content-Type")))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxIDPResponse+1))
 	if err != nil {
@@ -1471,11 +1478,8 @@ func containsAny(got, want []string) bool {
 // loaded, and an error wrapping errIDPUnavailable naming what is missing.
 // It does no I/O.
 func (v *verifier) ready() error {
-	v.p.mu.Lock()
-	md := v.p.loaded
-	v.p.mu.Unlock()
 	switch {
-	case !md:
+	case !v.p.loadedOK():
 		return fmt.Errorf("%w: discovery document not loaded", errIDPUnavailable)
 	case !v.ks.loaded():
 		return fmt.Errorf("%w: no signing key loaded", errIDPUnavailable)
