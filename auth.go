@@ -1073,7 +1073,7 @@ func requireAuth(logger *slog.Logger, v *verifier, perm string) func(http.Handle
 				return
 			}
 			ctx := context.WithValue(r.Context(), principalKey{}, c)
-			notePrincipal(ctx, c)
+			notePrincipal(r.Context(), c)
 			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -194,4 +196,55 @@ func FuzzBearerToken(f *testing.F) {
 			t.Fatalf("bearerToken(%q) = %q", header, tok)
 		}
 	})
+}
+
+// bearerLogBuffer is a bytes.Buffer safe for concurrent writers.
+type bearerLogBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *bearerLogBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written.
+func (s *bearerLogBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestRequireAuthNeverLogsTheToken(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	v := newTestVerifier(t, p, nil)
+	tokens := []string{
+		p.token(t, nil),
+		p.token(t, map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}),
+		p.token(t, map[string]any{"aud": "nope"}),
+		p.token(t, map[string]any{"scp": "Other"}),
+		strings.TrimSuffix(p.token(t, nil), "A") + "B",
+		rawToken(testKeys()[1], `{"alg":"RS256","kid":"k0"}`, `{"exp":1}`),
+		b64(`{"alg":"none"}`) + "." + b64(`{"sub":"x"}`) + ".",
+	}
+	var logs bearerLogBuffer
+	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h := requireAuth(logger, v.verifier, permAdmin)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	for _, tok := range tokens {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, bearer(httptest.NewRequest("GET", "/", nil), tok))
+		_, _, sig := splitToken(tok)
+		for _, leak := range []string{tok, sig} {
+			if leak != "" && (strings.Contains(logs.String(), leak) || strings.Contains(w.Body.String(), leak) || strings.Contains(w.Header().Get("WWW-Authenticate"), leak)) {
+				t.Fatalf("the token or its signature appears in the log or the answer (status %d)", w.Code)
+			}
+		}
+	}
+	if logs.String() == "" {
+		t.Fatalf("nothing was logged; want the refusals logged")
+	}
 }

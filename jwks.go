@@ -150,6 +150,13 @@ func (p *provider) metadata(ctx context.Context) (providerMetadata, error) {
 	return p.md, nil
 }
 
+// loadedOK reports whether the discovery document is loaded.
+func (p *provider) loadedOK() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.loaded
+}
+
 // fetch loads the discovery document and records the outcome in p.
 func (p *provider) fetch(ctx context.Context, call *fetchCall) {
 	ctx, cancel := context.WithTimeout(ctx, idpFetchTimeout)
@@ -231,7 +238,7 @@ func getJSON(ctx context.Context, client *http.Client, u string) ([]byte, error)
 	}
 	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if err != nil || (mt != "application/json" && !(strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))) {
-		return nil, fmt.Errorf("jwks: %s answered content type %q, not JSON", req.URL.Redacted(), resp.Header.Get("Content-Type"))
+		return nil, fmt.Errorf("jwks: %s answered content type %q, not JSON", req.URL.Redacted(), clip(resp.Header.Get("Content-Type")))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxIDPResponse+1))
 	if err != nil {
@@ -464,16 +471,15 @@ func parseJWKS(data []byte) (*keyIndex, []error, error) {
 	if err := parseObject(data, nil); err != nil {
 		return nil, nil, fmt.Errorf("jwks: key set: %w", err)
 	}
-	var doc struct {
-		Keys []map[string]json.RawMessage `json:"keys"`
-	}
-	if err := json.Unmarshal(data, &doc); err != nil || doc.Keys == nil {
+	var doc map[string]json.RawMessage // exact member names, unlike struct fields
+	var keys []map[string]json.RawMessage
+	if json.Unmarshal(data, &doc) != nil || json.Unmarshal(doc["keys"], &keys) != nil || keys == nil {
 		return nil, nil, errors.New("jwks: key set has no keys array")
 	}
 	ix := &keyIndex{byKID: map[string]*publicKey{}, byX5T: map[string]*publicKey{}}
 	var skipped []error
 	dupKID, dupX5T := map[string]bool{}, map[string]bool{}
-	for i, m := range doc.Keys {
+	for i, m := range keys {
 		k, err := parseJWK(m)
 		if err != nil {
 			skipped = append(skipped, fmt.Errorf("jwks: key %d: %w", i, err))
@@ -577,10 +583,11 @@ func contains(list []string, s string) bool {
 // Token parsing (RFC 7515 §7.1, RFC 7519 §7.2, RFC 8725 §3)
 
 // jws is a parsed compact JWS whose signature is not yet checked.
+// signingInput and signature may alias a scratch buffer (parseTokenInto).
 type jws struct {
 	alg, kid, x5t, typ string
 	signingInput       []byte // ASCII "header.payload", exactly as received
-	signature          []byte
+	signature          []byte // decoded third segment
 	claims             claims
 }
 
@@ -596,12 +603,20 @@ type jws struct {
 // (see parseClaims) but not yet validated. Errors wrap errMalformedToken,
 // errUnsupportedAlg, errBadHeader or errNoKeyID.
 func parseToken(raw string) (*jws, error) {
+	return parseTokenInto(raw, new([]byte))
+}
+
+// parseTokenInto is parseToken using *scratch (grown when too small) for
+// the copy of the token and the decoded segments: the returned
+// signingInput and signature alias it, and are valid only until *scratch
+// is reused. Claims and header values do not alias it.
+func parseTokenInto(raw string, scratch *[]byte) (*jws, error) {
 	if len(raw) > maxTokenBytes {
 		return nil, fmt.Errorf("%w: longer than %d bytes", errMalformedToken, maxTokenBytes)
 	}
 	// Strict base64url decoding refuses every byte outside the alphabet,
 	// padding included, except CR and LF, which it skips: refuse those here.
-	if strings.ContainsAny(raw, "\r\n") {
+	if strings.IndexByte(raw, '\r') >= 0 || strings.IndexByte(raw, '\n') >= 0 {
 		return nil, fmt.Errorf("%w: line break inside", errMalformedToken)
 	}
 	h, p, ok1 := strings.Cut(raw, ".")
@@ -609,13 +624,20 @@ func parseToken(raw string) (*jws, error) {
 	if !ok1 || !ok2 || strings.IndexByte(sg, '.') >= 0 {
 		return nil, fmt.Errorf("%w: not three segments", errMalformedToken)
 	}
-	src := []byte(raw) // one copy: the signing input and the decoder's source
+	// One buffer holds a copy of the token (the signing input, and the
+	// decoder's source) followed by room for the three decoded segments.
 	enc := base64.RawURLEncoding.Strict()
-	buf := make([]byte, enc.DecodedLen(len(h))+enc.DecodedLen(len(p))+enc.DecodedLen(len(sg)))
+	need := len(raw) + enc.DecodedLen(len(h)) + enc.DecodedLen(len(p)) + enc.DecodedLen(len(sg))
+	if cap(*scratch) < need {
+		*scratch = make([]byte, need)
+	}
+	buf := (*scratch)[:need]
+	src := buf[:copy(buf, raw):len(raw)]
+	buf = buf[len(raw):]
 	hEnd := len(h) + 1 + len(p)
-	header, buf, err1 := decodeSegment(enc, buf, src[:len(h)])
-	payload, buf, err2 := decodeSegment(enc, buf, src[len(h)+1:hEnd])
-	sig, _, err3 := decodeSegment(enc, buf, src[hEnd+1:])
+	header, buf, err1 := decodeBase64Segment(enc, buf, src[:len(h)])
+	payload, buf, err2 := decodeBase64Segment(enc, buf, src[len(h)+1:hEnd])
+	sig, _, err3 := decodeBase64Segment(enc, buf, src[hEnd+1:])
 	if err1 != nil || err2 != nil || err3 != nil {
 		return nil, fmt.Errorf("%w: segment is not canonical base64url", errMalformedToken)
 	}
@@ -629,9 +651,18 @@ func parseToken(raw string) (*jws, error) {
 	return t, nil
 }
 
-// decodeSegment decodes one base64url segment into the front of buf and
+// clip shortens a value taken from a token to at most 64 bytes for an error
+// message, so a 16 KiB claim cannot flood the log.
+func clip(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	return s[:64] + "…"
+}
+
+// decodeBase64Segment decodes one base64url segment into the front of buf and
 // returns it and the rest of buf.
-func decodeSegment(enc *base64.Encoding, buf, seg []byte) (out, rest []byte, err error) {
+func decodeBase64Segment(enc *base64.Encoding, buf, seg []byte) (out, rest []byte, err error) {
 	n, err := enc.Decode(buf, seg)
 	return buf[:n:n], buf[n:], err
 }
@@ -668,7 +699,7 @@ func (t *jws) parseHeader(data []byte) error {
 		return fmt.Errorf("%w: header: %w", errMalformedToken, err)
 	}
 	if t.alg != "RS256" {
-		return fmt.Errorf("%w: %q", errUnsupportedAlg, t.alg)
+		return fmt.Errorf("%w: %q", errUnsupportedAlg, clip(t.alg))
 	}
 	if t.typ != "" {
 		typ := t.typ
@@ -676,7 +707,7 @@ func (t *jws) parseHeader(data []byte) error {
 			typ = typ[len("application/"):]
 		}
 		if !strings.EqualFold(typ, "JWT") && !strings.EqualFold(typ, "at+jwt") {
-			return fmt.Errorf("%w: typ %q", errBadHeader, t.typ)
+			return fmt.Errorf("%w: typ %q", errBadHeader, clip(t.typ))
 		}
 	}
 	if len(t.kid) > maxKeyIDLen || len(t.x5t) > maxKeyIDLen {
@@ -811,6 +842,7 @@ type decoder struct {
 	text string // the same, as a string
 }
 
+// newDecoder makes a decoder for the JSON text data.
 func newDecoder(data []byte) decoder { return decoder{data: data, text: string(data)} }
 
 // str decodes a member whose value must be a JSON string.
@@ -958,6 +990,7 @@ type scanner struct {
 // errJSONSyntax is any violation of the JSON grammar (RFC 8259 §2).
 var errJSONSyntax = errors.New("invalid JSON")
 
+// peek returns the next byte, or 0 at the end.
 func (s *scanner) peek() byte {
 	if s.pos < len(s.data) {
 		return s.data[s.pos]
@@ -965,6 +998,7 @@ func (s *scanner) peek() byte {
 	return 0
 }
 
+// skipSpace skips JSON whitespace (RFC 8259 §2).
 func (s *scanner) skipSpace() {
 	for s.pos < len(s.data) {
 		switch s.data[s.pos] {
@@ -1033,7 +1067,7 @@ func (s *scanner) object(depth int, each func(member) error) error {
 			key = []byte(k)
 		}
 		if dup := seenKey(keys, many, key); dup {
-			return fmt.Errorf("duplicate member %q", string(key))
+			return fmt.Errorf("duplicate member %q", clip(string(key)))
 		}
 		switch {
 		case many != nil:
@@ -1147,6 +1181,7 @@ func (s *scanner) str() (escaped bool, err error) {
 	return false, errJSONSyntax
 }
 
+// isHex reports whether c is a hexadecimal digit.
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
@@ -1182,6 +1217,7 @@ func (s *scanner) number() error {
 	return nil
 }
 
+// digits skips decimal digits and returns how many it skipped.
 func (s *scanner) digits() int {
 	n := 0
 	for s.pos < len(s.data) && s.data[s.pos] >= '0' && s.data[s.pos] <= '9' {
@@ -1191,6 +1227,7 @@ func (s *scanner) digits() int {
 	return n
 }
 
+// literal skips lit (true, false or null), which must come next.
 func (s *scanner) literal(lit string) error {
 	if !bytes.HasPrefix(s.data[s.pos:], []byte(lit)) {
 		return errJSONSyntax
@@ -1235,7 +1272,7 @@ type verifier struct {
 	ks    *keySet
 	now   func() time.Time
 	cache *tokenCache
-	bufs  sync.Pool // of *[]byte: scratch copies of tokens to hash, so a cache hit allocates nothing
+	bufs  sync.Pool // of *[]byte: scratch space to hash and decode tokens in, reused across requests
 }
 
 // newVerifier makes a verifier. now is the clock of the time checks.
@@ -1269,15 +1306,20 @@ func (v *verifier) verifyAccessToken(ctx context.Context, raw string) (*claims, 
 
 // tokenHash is the SHA-256 of raw, the key of the verified-token cache.
 func (v *verifier) tokenHash(raw string) [sha256.Size]byte {
-	bp, _ := v.bufs.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
-	}
+	bp := v.scratch()
 	b := append((*bp)[:0], raw...)
 	sum := sha256.Sum256(b)
 	*bp = b
 	v.bufs.Put(bp)
 	return sum
+}
+
+// scratch returns a buffer from v.bufs; give it back with v.bufs.Put.
+func (v *verifier) scratch() *[]byte {
+	if bp, ok := v.bufs.Get().(*[]byte); ok {
+		return bp
+	}
+	return new([]byte)
 }
 
 // checkAccessToken is verifyAccessToken without the cache: the whole job of
@@ -1289,7 +1331,7 @@ func (v *verifier) checkAccessToken(ctx context.Context, raw string, now time.Ti
 	}
 	c := &t.claims
 	if !containsAny(c.Audience, v.cfg.Audiences) {
-		return nil, nil, fmt.Errorf("%w: %q", errBadAudience, c.Audience)
+		return nil, nil, fmt.Errorf("%w: %q", errBadAudience, clip(strings.Join(c.Audience, " ")))
 	}
 	if len(c.Scopes) == 0 && len(c.Roles) == 0 {
 		return nil, nil, errNoPermissions
@@ -1309,7 +1351,7 @@ func (v *verifier) verifyIDToken(ctx context.Context, raw, nonce string) (*claim
 	}
 	c := &t.claims
 	if !contains(c.Audience, v.cfg.ClientID) {
-		return nil, fmt.Errorf("%w: %q", errBadAudience, c.Audience)
+		return nil, fmt.Errorf("%w: %q", errBadAudience, clip(strings.Join(c.Audience, " ")))
 	}
 	if nonce != "" && subtle.ConstantTimeCompare([]byte(c.Nonce), []byte(nonce)) != 1 {
 		return nil, errBadNonce
@@ -1321,7 +1363,9 @@ func (v *verifier) verifyIDToken(ctx context.Context, raw, nonce string) (*claim
 // (parseToken), find the key (kid, or x5t), check the signature, then the
 // tenant, the issuer, the signing key's issuer and the time claims.
 func (v *verifier) verify(ctx context.Context, raw string, now time.Time) (*jws, *publicKey, error) {
-	t, err := parseToken(raw)
+	scratch := v.scratch()
+	defer v.bufs.Put(scratch)
+	t, err := parseTokenInto(raw, scratch)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -1330,7 +1374,9 @@ func (v *verifier) verify(ctx context.Context, raw string, now time.Time) (*jws,
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := verifyRS256(k.pub, t.signingInput, t.signature); err != nil {
+	err = verifyRS256(k.pub, t.signingInput, t.signature)
+	t.signingInput, t.signature = nil, nil // they alias scratch, which the next request reuses
+	if err != nil {
 		return nil, nil, err
 	}
 	md, err := v.p.metadata(ctx)
@@ -1358,14 +1404,14 @@ func (v *verifier) checkIssuer(md providerMetadata, c *claims, k *publicKey) err
 	tid := c.TenantID
 	if v.cfg.isMultiTenant() {
 		if !isGUID(tid) {
-			return fmt.Errorf("%w: tid %q is not a tenant GUID", errTenantForbidden, tid)
+			return fmt.Errorf("%w: tid %q is not a tenant GUID", errTenantForbidden, clip(tid))
 		}
 		if !v.cfg.AnyTenant && !contains(v.cfg.AllowedTenants, strings.ToLower(tid)) {
-			return fmt.Errorf("%w: %s", errTenantForbidden, tid)
+			return fmt.Errorf("%w: %q", errTenantForbidden, clip(tid))
 		}
 	} else {
 		if tid != "" && !strings.EqualFold(tid, v.cfg.TenantID) {
-			return fmt.Errorf("%w: %s", errTenantForbidden, tid)
+			return fmt.Errorf("%w: %q", errTenantForbidden, clip(tid))
 		}
 		if tid == "" {
 			tid = v.cfg.TenantID
@@ -1373,11 +1419,11 @@ func (v *verifier) checkIssuer(md providerMetadata, c *claims, k *publicKey) err
 	}
 	isV1 := v.cfg.AcceptV1Tokens && issuerMatches(v1IssuerTemplate, tid, c.Issuer)
 	if !isV1 && !issuerMatches(md.Issuer, tid, c.Issuer) {
-		return fmt.Errorf("%w: %q", errBadIssuer, c.Issuer)
+		return fmt.Errorf("%w: %q", errBadIssuer, clip(c.Issuer))
 	}
 	if k.issuer != "" && !issuerMatches(k.issuer, tid, c.Issuer) &&
 		!(isV1 && issuerMatches(k.issuer, tid, strings.ReplaceAll(md.Issuer, tenantPlaceholder, tid))) {
-		return fmt.Errorf("%w: key issuer %q, token issuer %q", errKeyIssuer, k.issuer, c.Issuer)
+		return fmt.Errorf("%w: key issuer %q, token issuer %q", errKeyIssuer, k.issuer, clip(c.Issuer))
 	}
 	return nil
 }
@@ -1432,11 +1478,8 @@ func containsAny(got, want []string) bool {
 // loaded, and an error wrapping errIDPUnavailable naming what is missing.
 // It does no I/O.
 func (v *verifier) ready() error {
-	v.p.mu.Lock()
-	md := v.p.loaded
-	v.p.mu.Unlock()
 	switch {
-	case !md:
+	case !v.p.loadedOK():
 		return fmt.Errorf("%w: discovery document not loaded", errIDPUnavailable)
 	case !v.ks.loaded():
 		return fmt.Errorf("%w: no signing key loaded", errIDPUnavailable)
@@ -1469,6 +1512,7 @@ type cacheEntry struct {
 	isX5T bool
 }
 
+// newTokenCache makes an empty cache of at most max tokens.
 func newTokenCache(max int) *tokenCache {
 	return &tokenCache{max: max, lru: list.New(), entries: map[[sha256.Size]byte]*list.Element{}}
 }

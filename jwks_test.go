@@ -10,11 +10,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,20 +31,24 @@ type fakeClock struct {
 	t  time.Time
 }
 
+// newFakeClock makes a clock standing at t.
 func newFakeClock(t time.Time) *fakeClock { return &fakeClock{t: t} }
 
+// now returns the clock's time.
 func (c *fakeClock) now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
 }
 
+// set moves the clock to t.
 func (c *fakeClock) set(t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = t
 }
 
+// advance moves the clock d forward.
 func (c *fakeClock) advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -94,6 +100,7 @@ func rawToken(key *rsa.PrivateKey, header, payload string) string {
 	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
 
+// b64 is s in unpadded base64url.
 func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 
 // withClaims returns p's standard access-token claims at now with override
@@ -110,6 +117,7 @@ func withClaims(p *testIDP, now time.Time, override map[string]any) map[string]a
 	return c
 }
 
+// stdHeader is the JOSE header of an Entra access token signed with k0.
 var stdHeader = map[string]string{"alg": "RS256", "kid": "k0", "typ": "JWT"}
 
 func TestVerifyAccessTokenClaims(t *testing.T) {
@@ -562,6 +570,7 @@ func TestParseJWKSDocument(t *testing.T) {
 // be made quickly; never use it outside tests.
 type testRand struct{}
 
+// Read fills b with a fixed pattern.
 func (testRand) Read(b []byte) (int, error) {
 	for i := range b {
 		b[i] = byte(i*7 + 3)
@@ -670,12 +679,15 @@ func TestKeySetConcurrentUnknownKIDsShareOneFetch(t *testing.T) {
 				}
 				v.clock.advance(minKeyRefetch + time.Second)
 			}
+			tokens := make([]string, 20) // signing 1000 tokens would dominate the test's time
+			for i := range tokens {
+				tokens[i] = signWith(t, p, k0, "unknown-"+strconv.Itoa(i))
+			}
 			before := p.jwksHits.Load()
 			var wg sync.WaitGroup
 			for i := range 1000 {
 				wg.Go(func() {
-					kid := "unknown-" + string(rune('a'+i%26)) + strings.Repeat("x", i%7)
-					_, err := v.verifyAccessToken(ctx, signWithCached(t, p, k0, kid))
+					_, err := v.verifyAccessToken(ctx, tokens[i%len(tokens)])
 					if !errors.Is(err, errUnknownKID) {
 						t.Errorf("verify = %v; want errUnknownKID", err)
 					}
@@ -687,19 +699,6 @@ func TestKeySetConcurrentUnknownKIDsShareOneFetch(t *testing.T) {
 			}
 		})
 	}
-}
-
-// signWithCached signs p's claims once per kid (RSA signing 1000 tokens
-// would dominate the test's time).
-var signedByKID sync.Map
-
-func signWithCached(tb testing.TB, p *testIDP, key *rsa.PrivateKey, kid string) string {
-	if tok, ok := signedByKID.Load(p.srv.URL + kid); ok {
-		return tok.(string)
-	}
-	tok := signWith(tb, p, key, kid)
-	signedByKID.Store(p.srv.URL+kid, tok)
-	return tok
 }
 
 func TestKeySetKeepsKeysWhenFetchFails(t *testing.T) {
@@ -1415,5 +1414,147 @@ func TestIssuerMatches(t *testing.T) {
 				t.Errorf("issuerMatches(%q, tid, %q) = %v; want %v", tc.template, tc.iss, got, tc.want)
 			}
 		})
+	}
+}
+
+// Example_parseToken shows the refusals that come before any cryptography.
+func Example_parseToken() {
+	for _, tok := range []string{
+		"a.b",
+		b64(`{"alg":"none"}`) + "." + b64(`{}`) + ".",
+		b64(`{"alg":"RS256","alg":"RS256","kid":"k"}`) + "." + b64(`{}`) + ".",
+		b64(`{"alg":"RS256"}`) + "." + b64(`{}`) + ".",
+		b64(`{"alg":"RS256","kid":"k"}`) + "." + b64(`{"exp":"soon"}`) + ".",
+	} {
+		_, err := parseToken(tok)
+		fmt.Println(err)
+	}
+	// Output:
+	// jwks: malformed token: not three segments
+	// jwks: unsupported alg (only RS256 is accepted): "none"
+	// jwks: malformed token: header: duplicate member "alg"
+	// jwks: token header has no kid or x5t
+	// jwks: malformed token: claim exp: not a non-negative number
+}
+
+func TestParseObject(t *testing.T) {
+	t.Parallel()
+	many := func(n int, dupAt int) string {
+		var b strings.Builder
+		b.WriteString("{")
+		for i := range n {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			name := "k" + strconv.Itoa(i)
+			if i == dupAt {
+				name = "k0"
+			}
+			b.WriteString(`"` + name + `":1`)
+		}
+		b.WriteString("}")
+		return b.String()
+	}
+	tests := []struct {
+		name string
+		in   string
+		ok   bool
+	}{
+		{"empty object", `{}`, true},
+		{"nested values of every kind", ` {"a":[1,-0.5,2e10,1E-2,true,false,null,"x\n\u00e9\"\\/"],"b":{"c":{}}} `, true},
+		{"same name in sibling objects", `{"a":{"x":1},"b":{"x":1}}`, true},
+		{"duplicate name", `{"a":1,"a":1}`, false},
+		{"duplicate name in a nested object", `{"a":{"x":1,"x":2}}`, false},
+		{"duplicate name written with an escape", `{"alg":1,"\u0061lg":2}`, false},
+		{"duplicate among many names", many(200, 150), false},
+		{"many distinct names", many(200, -1), true},
+		{"array at top level", `[1]`, false},
+		{"string at top level", `"a"`, false},
+		{"data after the object", `{} {}`, false},
+		{"trailing comma", `{"a":1,}`, false},
+		{"missing colon", `{"a" 1}`, false},
+		{"unquoted name", `{a:1}`, false},
+		{"single quotes", `{'a':1}`, false},
+		{"leading zero", `{"a":01}`, false},
+		{"bare minus", `{"a":-}`, false},
+		{"dot without digits", `{"a":1.}`, false},
+		{"exponent without digits", `{"a":1e}`, false},
+		{"plus sign", `{"a":+1}`, false},
+		{"NaN", `{"a":NaN}`, false},
+		{"truncated literal", `{"a":tru}`, false},
+		{"raw control character in a string", "{\"a\":\"x\x01\"}", false},
+		{"raw newline in a string", "{\"a\":\"x\ny\"}", false},
+		{"bad escape", `{"a":"\x"}`, false},
+		{"short unicode escape", `{"a":"\u12"}`, false},
+		{"unterminated string", `{"a":"x}`, false},
+		{"unterminated object", `{"a":1`, false},
+		{"invalid UTF-8", "{\"a\":\"\xff\"}", false},
+		{"nesting at the limit", strings.Repeat(`{"a":`, maxJSONDepth) + `1` + strings.Repeat(`}`, maxJSONDepth), true},
+		{"nesting beyond the limit", strings.Repeat(`{"a":`, maxJSONDepth+1) + `1` + strings.Repeat(`}`, maxJSONDepth+1), false},
+		{"arrays beyond the limit", `{"a":` + strings.Repeat(`[`, maxJSONDepth) + strings.Repeat(`]`, maxJSONDepth) + `}`, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := parseObject([]byte(tc.in), nil)
+			if (err == nil) != tc.ok {
+				t.Fatalf("parseObject(%.60q) = %v; want ok %v", tc.in, err, tc.ok)
+			}
+			if tc.ok && !json.Valid([]byte(tc.in)) {
+				t.Fatalf("test input %q is not valid JSON", tc.in)
+			}
+		})
+	}
+}
+
+func TestDecodeNumericDate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in        string
+		sec, nsec int64
+		ok        bool
+	}{
+		{"0", 0, 0, true},
+		{"1700000000", 1700000000, 0, true},
+		{"1700000000.25", 1700000000, 25e7, true},
+		{"1.7e9", 1700000000, 0, true},
+		{"253402300799", 253402300799, 0, true},
+		{"253402300800", 0, 0, false},
+		{"99999999999999999999", 0, 0, false},
+		{"1e400", 0, 0, false},
+		{"-1", 0, 0, false},
+		{`"1700000000"`, 0, 0, false},
+		{"null", 0, 0, false},
+		{"true", 0, 0, false},
+	}
+	for _, tc := range tests {
+		got, err := decodeNumericDate([]byte(tc.in))
+		if (err == nil) != tc.ok || tc.ok && (got.Unix() != tc.sec || int64(got.Nanosecond()) != tc.nsec) {
+			t.Errorf("decodeNumericDate(%s) = %v, %v; want %d s %d ns, ok %v", tc.in, got, err, tc.sec, tc.nsec, tc.ok)
+		}
+	}
+}
+
+func TestKeySetImpatientCallerDoesNotCancelTheFetch(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	release := make(chan struct{})
+	setJWKSHandler(p, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		writeJSON(w, 200, map[string]any{"keys": []any{publicJWK(&testKeys()[0].PublicKey, "k0", "")}})
+	})
+	v := newTestVerifier(t, p, nil)
+	tok := p.token(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := v.verifyAccessToken(ctx, tok); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("verify with an impatient context = %v; want context.DeadlineExceeded", err)
+	}
+	close(release)
+	if _, err := v.verifyAccessToken(context.Background(), tok); err != nil {
+		t.Fatalf("verify after the shared fetch finished = %v", err)
+	}
+	if n := p.jwksHits.Load(); n != 1 {
+		t.Fatalf("JWKS requests = %d; want the one fetch, shared", n)
 	}
 }
