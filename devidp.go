@@ -1171,7 +1171,6 @@ func (d *devIDP) mint(base string, g devGrant, scopes []string, nonce string, no
 		}
 		resp["id_token"] = id
 	}
-	rt := rand.Text() + rand.Text()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	// A replay revoked the family while this request was in flight: hand
@@ -1180,6 +1179,7 @@ func (d *devIDP) mint(base string, g devGrant, scopes []string, nonce string, no
 		return nil, errDevRevoked
 	}
 	if g.offline {
+		rt := rand.Text() + rand.Text() // 256 bits, opaque like Entra's
 		g.expires = now.Add(devRefreshTTL)
 		devEvict(d.refresh, now, devMaxRefresh)
 		d.refresh[rt] = g
