@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -21,24 +20,6 @@ import (
 	"testing"
 	"time"
 )
-
-// lockedBuffer is a bytes.Buffer safe for concurrent writes, to capture logs.
-type lockedBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // grant is an authorization code the fake authorize step issued: what the
 // token endpoint must see again when the code is redeemed.
@@ -289,7 +270,7 @@ type flowHarness struct {
 	cfg  config
 	af   *authFlow
 	mux  *http.ServeMux
-	logs *lockedBuffer
+	logs *syncBuffer
 }
 
 // harnessOptions tune newHarness.
@@ -303,7 +284,7 @@ type harnessOptions struct {
 // (so ID and access tokens are checked as in production).
 func newHarness(tb testing.TB, opts harnessOptions) *flowHarness {
 	tb.Helper()
-	h := &flowHarness{idp: newTestIDP(tb), logs: &lockedBuffer{}}
+	h := &flowHarness{idp: newTestIDP(tb), logs: &syncBuffer{}}
 	h.ti = newTokenIssuer(tb, h.idp)
 	h.cfg = h.idp.config(tb, opts.env)
 	client := opts.client

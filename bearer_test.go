@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -198,26 +196,6 @@ func FuzzBearerToken(f *testing.F) {
 	})
 }
 
-// bearerLogBuffer is a bytes.Buffer safe for concurrent writers.
-type bearerLogBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-// Write appends p.
-func (s *bearerLogBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// String returns what was written.
-func (s *bearerLogBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestRequireAuthNeverLogsTheToken(t *testing.T) {
 	t.Parallel()
 	p := newTestIDP(t)
@@ -231,7 +209,7 @@ func TestRequireAuthNeverLogsTheToken(t *testing.T) {
 		rawToken(testKeys()[1], `{"alg":"RS256","kid":"k0"}`, `{"exp":1}`),
 		b64(`{"alg":"none"}`) + "." + b64(`{"sub":"x"}`) + ".",
 	}
-	var logs bearerLogBuffer
+	var logs syncBuffer
 	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h := requireAuth(logger, v.verifier, permAdmin)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	for _, tok := range tokens {

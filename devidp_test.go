@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -35,13 +34,13 @@ type devHarness struct {
 
 // newDevHarness starts a dev provider. clock, when non-nil, replaces its
 // clock before it serves.
-func newDevHarness(tb testing.TB, clock *devTestClock) *devHarness {
+func newDevHarness(tb testing.TB, clock *fakeClock) *devHarness {
 	tb.Helper()
 	return newDevHarnessLogging(tb, clock, slog.New(slog.DiscardHandler))
 }
 
 // newDevHarnessLogging is newDevHarness with the provider logging to logger.
-func newDevHarnessLogging(tb testing.TB, clock *devTestClock, logger *slog.Logger) *devHarness {
+func newDevHarnessLogging(tb testing.TB, clock *fakeClock, logger *slog.Logger) *devHarness {
 	tb.Helper()
 	d, err := newDevIDP()
 	if err != nil {
@@ -64,26 +63,6 @@ func newDevHarnessLogging(tb testing.TB, clock *devTestClock, logger *slog.Logge
 	}
 	d.addRoutes(mux, logger)
 	return h
-}
-
-// devTestClock is a settable clock, safe for concurrent use.
-type devTestClock struct {
-	mu sync.Mutex // guards t
-	t  time.Time
-}
-
-// now reads the clock.
-func (c *devTestClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// advance moves the clock forward by d.
-func (c *devTestClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 // url is the URL of a dev tenant endpoint, e.g. h.url("/oauth2/v2.0/token").
@@ -798,7 +777,7 @@ func TestDevIDPCodeSingleUseUnderRace(t *testing.T) {
 // TestDevIDPCodeExpiry: a code is dead after devCodeTTL.
 func TestDevIDPCodeExpiry(t *testing.T) {
 	t.Parallel()
-	clock := &devTestClock{t: time.Now()}
+	clock := newFakeClock(time.Now())
 	h := newDevHarness(t, clock)
 	code, verifier := h.code(t, "gina", "Heroes.Read")
 	clock.advance(devCodeTTL)
@@ -893,7 +872,7 @@ func TestDevIDPRefreshRotation(t *testing.T) {
 // code, a token, the PKCE verifier, the state or the nonce.
 func TestDevIDPLogsNoSecrets(t *testing.T) {
 	t.Parallel()
-	var logs devSyncBuffer
+	var logs syncBuffer
 	h := newDevHarnessLogging(t, nil, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	code, verifier := h.code(t, "kim", "Heroes.Read")
 	f := h.codeForm(code, verifier)
@@ -926,26 +905,6 @@ func TestDevIDPLogsNoSecrets(t *testing.T) {
 	}
 }
 
-// devSyncBuffer is a bytes.Buffer safe for concurrent writes.
-type devSyncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-// Write appends p.
-func (s *devSyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// String returns what was written.
-func (s *devSyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestDevIDPRevokedFamilyMintsNothing: once a replay revoked a family, a
 // redemption of it still in flight gets no tokens.
 func TestDevIDPRevokedFamilyMintsNothing(t *testing.T) {
@@ -976,7 +935,7 @@ func TestDevIDPRevokedFamilyMintsNothing(t *testing.T) {
 // TestDevIDPRefreshExpiry: a refresh token is dead after devRefreshTTL.
 func TestDevIDPRefreshExpiry(t *testing.T) {
 	t.Parallel()
-	clock := &devTestClock{t: time.Now()}
+	clock := newFakeClock(time.Now())
 	h := newDevHarness(t, clock)
 	code, verifier := h.code(t, "ivan", "Heroes.Read")
 	_, first := h.token(t, h.codeForm(code, verifier), nil)
@@ -1136,7 +1095,7 @@ func TestDevIDPBounds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := &devTestClock{t: time.Now()}
+	clock := newFakeClock(time.Now())
 	d.now = clock.now
 	_, challenge := newPKCE()
 	req, e := parseDevAuthRequest(url.Values{

@@ -24,37 +24,6 @@ import (
 	"time"
 )
 
-// fakeClock is a settable clock for the verifier and the key set's rate
-// limits. Safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex // guards t
-	t  time.Time
-}
-
-// newFakeClock makes a clock standing at t.
-func newFakeClock(t time.Time) *fakeClock { return &fakeClock{t: t} }
-
-// now returns the clock's time.
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// set moves the clock to t.
-func (c *fakeClock) set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-// advance moves the clock d forward.
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // testVerifier bundles a verifier wired to a testIDP and its parts.
 type testVerifier struct {
 	*verifier

@@ -206,3 +206,34 @@ func bearer(r *http.Request, tok string) *http.Request {
 	r.Header.Set("Authorization", "Bearer "+strings.TrimSpace(tok))
 	return r
 }
+
+// fakeClock is a settable clock for the verifier, the key set's rate limits
+// and the dev provider. Safe for concurrent use.
+type fakeClock struct {
+	mu sync.Mutex // guards t
+	t  time.Time
+}
+
+// newFakeClock makes a clock standing at t.
+func newFakeClock(t time.Time) *fakeClock { return &fakeClock{t: t} }
+
+// now returns the clock's time.
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// set moves the clock to t.
+func (c *fakeClock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+// advance moves the clock forward by d.
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
