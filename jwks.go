@@ -301,6 +301,7 @@ type keySet struct {
 
 	mu        sync.Mutex // guards the fields below
 	lastFetch time.Time  // start of the last fetch, successful or not
+	lastMiss  time.Time  // start of the last fetch an unknown key asked for
 	failures  int        // consecutive failed fetches
 	inflight  *fetchCall
 }
@@ -412,8 +413,9 @@ func (ks *keySet) load(ctx context.Context) (*keyIndex, []error, error) {
 
 // key returns the key a token header names (by kid, or by x5t when isX5T).
 // On a miss it refetches the key set, sharing a fetch in progress, but starts
-// a new fetch only when minRefetch has passed since the last one (or, while
-// no key was ever loaded, when the failure backoff has passed). It returns
+// a new fetch only when minRefetch has passed since the last fetch a miss
+// started (or, while no key was ever loaded, when the failure backoff has
+// passed since the last fetch). It returns
 // errUnknownKID when the key is still unknown, and errIDPUnavailable when no
 // key set was ever loaded.
 func (ks *keySet) key(ctx context.Context, id string, isX5T bool) (*publicKey, error) {
@@ -423,9 +425,16 @@ func (ks *keySet) key(ctx context.Context, id string, isX5T bool) (*publicKey, e
 	ks.mu.Lock()
 	call := ks.inflight
 	if call == nil {
-		since := ks.now().Sub(ks.lastFetch)
+		now := ks.now()
 		loaded := ks.keys.Load() != nil
-		if (loaded && since >= ks.minRefetch) || (!loaded && since >= backoff(ks.failures)) {
+		// Only fetches that unknown keys asked for count against
+		// minRefetch: a rotation just after a scheduled load is still
+		// picked up at once.
+		switch {
+		case loaded && now.Sub(ks.lastMiss) >= ks.minRefetch:
+			call = ks.startFetchLocked(ctx)
+			ks.lastMiss = now
+		case !loaded && now.Sub(ks.lastFetch) >= backoff(ks.failures):
 			call = ks.startFetchLocked(ctx)
 		}
 	}
