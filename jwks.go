@@ -41,6 +41,7 @@ const (
 	maxRSABits        = 8192             // bounds the cost of one verification
 	maxKeyIDLen       = 256              // longest kid or x5t accepted in a token header
 	tokenCacheSize    = 10000            // verified access tokens kept (LRU)
+	maxJWKSKeys       = 100              // keys in one key set (Entra publishes about ten)
 	tenantPlaceholder = "{tenantid}"     // Entra's multi-tenant issuer template
 )
 
@@ -484,6 +485,9 @@ func parseJWKS(data []byte) (*keyIndex, []error, error) {
 	var keys []map[string]json.RawMessage
 	if json.Unmarshal(data, &doc) != nil || json.Unmarshal(doc["keys"], &keys) != nil || keys == nil {
 		return nil, nil, errors.New("jwks: key set has no keys array")
+	}
+	if len(keys) > maxJWKSKeys {
+		return nil, nil, fmt.Errorf("jwks: key set has %d keys, more than %d", len(keys), maxJWKSKeys)
 	}
 	ix := &keyIndex{byKID: map[string]*publicKey{}, byX5T: map[string]*publicKey{}}
 	var skipped []error

@@ -16,6 +16,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -508,6 +510,7 @@ func TestParseJWKSDocument(t *testing.T) {
 		{"empty keys is an error", map[string]any{"keys": []any{}}, true, nil},
 		{"not an object is an error", []any{k0}, true, nil},
 		{"keys not an array is an error", map[string]any{"keys": "x"}, true, nil},
+		{"more than maxJWKSKeys keys is an error", map[string]any{"keys": slices.Repeat([]any{k0}, maxJWKSKeys+1)}, true, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1526,4 +1529,42 @@ func TestKeySetImpatientCallerDoesNotCancelTheFetch(t *testing.T) {
 	if n := p.jwksHits.Load(); n != 1 {
 		t.Fatalf("JWKS requests = %d; want the one fetch, shared", n)
 	}
+}
+
+// TestTokenCacheMemoryBound presents 100,000 distinct verified tokens to the
+// cache (as many distinct callers would) and checks that it keeps at most
+// tokenCacheSize of them and that the heap it holds stays under 16 MiB (the
+// bound README documents; about 1 KiB per entry). Signing 100,000 real
+// tokens would take minutes, so entries are put directly; the claims are
+// shaped like an Entra access token's, each with its own strings.
+func TestTokenCacheMemoryBound(t *testing.T) {
+	const presented = 100_000
+	const bound = 16 << 20
+	key := &publicKey{}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	tc := newTokenCache(tokenCacheSize)
+	for i := range presented {
+		id := fmt.Sprintf("%08d-0000-4000-8000-%012d", i, i)
+		c := &claims{
+			Issuer: "https://login.microsoftonline.com/" + testTenant + "/v2.0", Subject: "sub-" + id,
+			Audience: []string{"api://" + testClientID}, TenantID: testTenant, ObjectID: id,
+			AuthorizedParty: testClientID, Name: "User " + id, PreferredUsername: "user" + id + "@contoso.example",
+			Version: "2.0", Scopes: []string{"Heroes.Read", "Heroes.Create"},
+			Expiry: time.Now().Add(time.Hour), IssuedAt: time.Now(), NotBefore: time.Now(),
+		}
+		tc.put(sha256.Sum256([]byte(id)), c, key, "k0", false)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if got := tc.len(); got != tokenCacheSize {
+		t.Errorf("cache holds %d tokens after %d; want %d", got, presented, tokenCacheSize)
+	}
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("cache of %d tokens holds %d KiB of heap", tc.len(), held>>10)
+	if held > bound {
+		t.Errorf("cache holds %d bytes of heap; want at most %d", held, bound)
+	}
+	runtime.KeepAlive(tc)
 }
