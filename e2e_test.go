@@ -358,3 +358,28 @@ func TestShutdownFinishesInFlightRequest(t *testing.T) {
 		t.Errorf("run = %v; want nil after a graceful shutdown", err)
 	}
 }
+
+// TestSlowHeaderClientIsCutOff: a client that sends its header slowly
+// (slowloris) is disconnected after readHeaderTimeout, and other requests
+// are answered meanwhile.
+func TestSlowHeaderClientIsCutOff(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	base, _, _ := startRun(t, nil, p.getenv(nil))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ") // never finished
+
+	if status, _, _ := call(t, "GET", base+"/healthz", "", nil); status != http.StatusOK {
+		t.Errorf("GET /healthz beside a slow client = %d; want 200", status)
+	}
+	conn.SetReadDeadline(time.Now().Add(readHeaderTimeout + 5*time.Second))
+	io.Copy(io.Discard, conn) // returns when the server closes the connection
+	if waited := time.Since(start); waited < readHeaderTimeout-time.Second || waited > readHeaderTimeout+4*time.Second {
+		t.Errorf("slow client was cut off after %v; want about %v", waited, readHeaderTimeout)
+	}
+}
