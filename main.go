@@ -106,7 +106,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger.Warn("SESSION_KEY is unset: using a random key for this process; several replicas need one shared key")
 	}
 
-	client := &http.Client{Timeout: idpTimeout}
+	client := newIDPClient()
 	prov := newProvider(cfg, client, logger)
 	keys := newKeySet(cfg, prov, client, logger)
 	v := newVerifier(cfg, prov, keys, time.Now)
@@ -155,6 +155,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return store.Close()
+}
+
+// newIDPClient is the HTTP client of every call to the identity provider and
+// the table store: a 10 s timeout (idpTimeout), and no redirects followed, so
+// a form carrying the client secret, a code or a client assertion is never
+// re-sent to another server (RFC 6749 §3.2 wants the token endpoint itself).
+// A redirect answer reaches the caller as it is, and is refused there as an
+// unexpected status.
+func newIDPClient() *http.Client {
+	return &http.Client{
+		Timeout: idpTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
 }
 
 // isLoopback reports whether a listener address is on the loopback interface.

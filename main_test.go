@@ -157,7 +157,7 @@ func newTestServer(tb testing.TB, p *testIDP, extra map[string]string, logs io.W
 	tb.Helper()
 	cfg := p.config(tb, extra)
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	client := &http.Client{Timeout: idpTimeout}
+	client := newIDPClient()
 	prov := newProvider(cfg, client, logger)
 	keys := newKeySet(cfg, prov, client, logger)
 	v := newVerifier(cfg, prov, keys, time.Now)
