@@ -356,11 +356,13 @@ const maxDotEnvSize = 64 << 10
 // parseDotEnv parses a .env_oauth file: KEY=VALUE lines, blank lines and
 // lines starting with # ignored, an optional "export " prefix, and a value
 // optionally wrapped in single or double quotes (taken literally, no escapes).
-// Unquoted values end at " #" (an inline comment). It returns an error naming
-// the first bad line; the error never holds the line's value.
+// Unquoted values end at " #" (an inline comment), and an unquoted value that
+// starts with # is empty; quote a value that must hold " #" or start with #.
+// It returns an errConfig error naming the first bad line; the error never
+// holds the line's value.
 func parseDotEnv(data []byte) (map[string]string, error) {
 	if len(data) > maxDotEnvSize {
-		return nil, fmt.Errorf("config: .env_oauth is larger than %d bytes", maxDotEnvSize)
+		return nil, fmt.Errorf("%w: .env_oauth is larger than %d bytes", errConfig, maxDotEnvSize)
 	}
 	vars := map[string]string{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
@@ -374,20 +376,22 @@ func parseDotEnv(data []byte) (map[string]string, error) {
 		key, value, ok := strings.Cut(line, "=")
 		key = strings.TrimSpace(key)
 		if !ok || !envKeyPattern.MatchString(key) {
-			return nil, fmt.Errorf("config: .env_oauth line %d is not KEY=VALUE", n)
+			return nil, fmt.Errorf("%w: .env_oauth line %d is not KEY=VALUE", errConfig, n)
 		}
 		value = strings.TrimSpace(value)
 		if len(value) >= 2 && (value[0] == '"' || value[0] == '\'') && value[len(value)-1] == value[0] {
 			value = value[1 : len(value)-1]
 		} else if len(value) > 0 && (value[0] == '"' || value[0] == '\'') {
-			return nil, fmt.Errorf("config: .env_oauth line %d has an unclosed quote", n)
+			return nil, fmt.Errorf("%w: .env_oauth line %d has an unclosed quote", errConfig, n)
+		} else if strings.HasPrefix(value, "#") {
+			value = "" // KEY=   # a comment
 		} else if i := strings.Index(value, " #"); i >= 0 {
 			value = strings.TrimSpace(value[:i])
 		}
 		vars[key] = value
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("config: .env_oauth: %w", err)
+		return nil, fmt.Errorf("%w: .env_oauth: %w", errConfig, err)
 	}
 	return vars, nil
 }

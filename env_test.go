@@ -186,6 +186,8 @@ func TestParseDotEnv(t *testing.T) {
 		{"export prefix and CRLF", "export A=1\r\nB=2\r\n", map[string]string{"A": "1", "B": "2"}, false},
 		{"value with = inside", "API_SCOPE=api://x/Heroes.Read?a=b\n", map[string]string{"API_SCOPE": "api://x/Heroes.Read?a=b"}, false},
 		{"empty value", "A=\n", map[string]string{"A": ""}, false},
+		{"comment after an empty value", "A=   # none yet\n", map[string]string{"A": ""}, false},
+		{"quoted value may start with #", "A=\"#x\"\n", map[string]string{"A": "#x"}, false},
 		{"no equals sign", "JUSTTEXT\n", nil, true},
 		{"bad key", "1A=2\n", nil, true},
 		{"unclosed quote", "A=\"open\n", nil, true},

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -57,50 +58,46 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dev := fs.Bool("dev", false, "serve a local identity provider under /devidp/ (loopback only, not for production)")
-	if err := fs.Parse(args[1:]); err != nil {
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: %s [-dev]\n\nSettings come from the environment and .env_oauth; README.md lists them.\n\n", args[0])
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args[1:]); errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
 		return fmt.Errorf("%w: %w", errConfig, err)
 	}
-
-	if data, err := os.ReadFile(".env_oauth"); err == nil {
-		vars, err := parseDotEnv(data)
-		if err != nil {
-			return fmt.Errorf("%w: %w", errConfig, err)
-		}
-		getenv = withFallback(getenv, vars)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%w: reading .env_oauth: %w", errConfig, err)
-	}
-
-	addr := getenv("ADDR")
-	if addr == "" {
-		addr = "localhost:8000"
-	}
-	ln, err := net.Listen("tcp", addr)
+	getenv, err := withDotEnvFile(getenv, ".env_oauth")
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", addr, err)
+		return err
 	}
-	defer ln.Close()
 
+	// With -dev the listener comes first: the dev provider's URLs, and so
+	// the settings, depend on the port actually bound. Otherwise the
+	// settings are checked before anything else happens.
+	var ln net.Listener
 	var idp *devIDP
 	if *dev {
-		if !isLoopback(ln.Addr()) {
-			return fmt.Errorf("%w: -dev listens on loopback only; ADDR %s is not", errConfig, addr)
-		}
-		idp, err = newDevIDP()
-		if err != nil {
+		if ln, idp, getenv, err = listenDev(getenv); err != nil {
 			return err
 		}
-		getenv = idp.getenv(getenv, publicBase(addr, ln.Addr()))
+		defer ln.Close()
 	}
-
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
 	}
 	cfg.Dev = *dev
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		}
+		defer ln.Close()
+	}
 	logger := newLogger(cfg, stdout)
 	if cfg.Dev {
-		logger.Warn("running with -dev: a local identity provider signs tokens; not for production", "addr", ln.Addr().String())
+		logger.Warn("running with -dev: a local identity provider signs tokens; not for production. "+
+			"The AZURE_* identity settings, API_SCOPE and REDIRECT_URI are the dev provider's; yours are ignored", "addr", ln.Addr().String())
 	}
 	if cfg.SessionKeyRandom {
 		logger.Warn("SESSION_KEY is unset: using a random key for this process; several replicas need one shared key")
@@ -117,12 +114,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer store.Close()
 	if cfg.Dev {
 		if err := seedHeroes(ctx, store); err != nil {
-			return err
+			logger.Warn("-dev: sample heroes not added", "err", err)
 		}
 	}
 	af, err := newAuthFlow(cfg, prov, v, client, logger)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errConfig, err)
 	}
 
 	go keys.run(ctx)
@@ -172,6 +169,49 @@ func newIDPClient() *http.Client {
 	}
 }
 
+// withDotEnvFile returns a getenv that falls back to the variables of the
+// file at path (see parseDotEnv) when it exists; real environment variables
+// win. A missing file changes nothing; an unreadable or malformed one is an
+// errConfig error.
+func withDotEnvFile(getenv func(string) string, path string) (func(string) string, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return getenv, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("%w: reading %s: %w", errConfig, path, err)
+	}
+	vars, err := parseDotEnv(data)
+	if err != nil {
+		return nil, err
+	}
+	return withFallback(getenv, vars), nil
+}
+
+// listenDev listens on ADDR (default localhost:8000), which must be a
+// loopback address, and makes the dev identity provider. It returns the
+// listener, the provider, and a getenv that answers the identity settings
+// with the provider's values for the URL the listener is reached at.
+func listenDev(getenv func(string) string) (net.Listener, *devIDP, func(string) string, error) {
+	addr := getenv("ADDR")
+	if addr == "" {
+		addr = "localhost:8000"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	if !isLoopback(ln.Addr()) {
+		ln.Close()
+		return nil, nil, nil, fmt.Errorf("%w: -dev listens on loopback only; ADDR %s is not", errConfig, addr)
+	}
+	idp, err := newDevIDP()
+	if err != nil {
+		ln.Close()
+		return nil, nil, nil, err
+	}
+	return ln, idp, idp.getenv(getenv, publicBase(addr, ln.Addr())), nil
+}
+
 // isLoopback reports whether a listener address is on the loopback interface.
 func isLoopback(a net.Addr) bool {
 	tcp, ok := a.(*net.TCPAddr)
@@ -206,11 +246,49 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 func newServer(logger *slog.Logger, cfg config, prov *provider, v *verifier, af *authFlow, store heroStore, idp *devIDP) http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, logger, cfg, prov, v, af, store, idp)
-	var h http.Handler = mux
+	var h http.Handler = routeErrors(mux)
 	h = recoverPanics(logger, h)
 	h = securityHeaders(h)
 	h = logRequests(logger, h)
 	return h
+}
+
+// routeErrors answers the requests no route takes in the API's JSON error
+// shape: 404 for an unknown path, 405 with Allow for a known path and another
+// method, where ServeMux would answer in plain text. Everything else goes to
+// mux.
+func routeErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		// ServeMux's own handler knows the status and the Allow header;
+		// let it answer into a recorder, then answer in JSON.
+		rec := &statusOnly{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		if allow := rec.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		status := cmp.Or(rec.status, http.StatusNotFound)
+		writeError(w, status, http.StatusText(status))
+	})
+}
+
+// statusOnly is a ResponseWriter that keeps the header and the status and
+// drops the body.
+type statusOnly struct {
+	header http.Header
+	status int
+}
+
+func (s *statusOnly) Header() http.Header         { return s.header }
+func (s *statusOnly) Write(b []byte) (int, error) { return len(b), nil }
+func (s *statusOnly) WriteHeader(status int) {
+	if s.status == 0 {
+		s.status = status
+	}
 }
 
 // router is what addRoutes registers on: an *http.ServeMux, or in tests a

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -367,4 +368,69 @@ func BenchmarkHeroesListDistinctTokens(b *testing.B) {
 	}
 	var next atomic.Int64
 	benchGet(b, client, url+"/api/heroes/", func() string { return toks[next.Add(1)-1] })
+}
+
+// TestUnroutedRequestsGetJSON: requests no route takes get the API's JSON
+// error shape, not ServeMux's plain text; 405 keeps its Allow header.
+func TestUnroutedRequestsGetJSON(t *testing.T) {
+	p := newTestIDP(t)
+	h := newTestServer(t, p, nil, io.Discard)
+	tests := []struct {
+		name, method, path string
+		status             int
+		allow              string
+	}{
+		{"unknown path", "GET", "/no-such-page", http.StatusNotFound, ""},
+		{"unknown API path", "GET", "/api/villains/", http.StatusNotFound, ""},
+		{"known path, other method", "PATCH", "/api/heroes/0b9c1b4e-6d55-4d36-9f37-2a7e0c2e3f10", http.StatusMethodNotAllowed, "DELETE, GET, HEAD, PUT"},
+		{"POST to the health check", "POST", "/healthz", http.StatusMethodNotAllowed, "GET, HEAD"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+			var body apiError
+			if rec.Code != tc.status || rec.Header().Get("Content-Type") != "application/json" || json.Unmarshal(rec.Body.Bytes(), &body) != nil {
+				t.Fatalf("%s %s = %d %q %s; want %d JSON", tc.method, tc.path, rec.Code, rec.Header().Get("Content-Type"), rec.Body, tc.status)
+			}
+			if got := rec.Header().Get("Allow"); got != tc.allow {
+				t.Errorf("%s %s Allow = %q; want %q", tc.method, tc.path, got, tc.allow)
+			}
+		})
+	}
+}
+
+func TestRunHelpExitsZero(t *testing.T) {
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"heroes-auth", "-h"}, func(string) string { return "" }, io.Discard, &stderr)
+	if err != nil || !strings.Contains(stderr.String(), "README.md") {
+		t.Errorf("run(-h) = %v, printed %q; want nil and a usage naming README.md", err, stderr.String())
+	}
+}
+
+// TestRunChecksSettingsBeforeListening: a bad ADDR is a settings error
+// (exit 2) named with the others, not a listen error.
+func TestRunChecksSettingsBeforeListening(t *testing.T) {
+	getenv := func(k string) string { return map[string]string{"ADDR": "nonsense", "LOG_FORMAT": "xml"}[k] }
+	err := run(context.Background(), []string{"heroes-auth"}, getenv, io.Discard, io.Discard)
+	if exitCode(err) != 2 || !strings.Contains(err.Error(), "ADDR is not host:port") || !strings.Contains(err.Error(), "LOG_FORMAT") {
+		t.Errorf("run = %v; want one settings error naming ADDR and LOG_FORMAT", err)
+	}
+}
+
+// TestRunReadsDotEnvFile: .env_oauth in the working directory fills the
+// settings the environment leaves empty, and a malformed one stops start-up
+// with a settings error naming the line.
+func TestRunReadsDotEnvFile(t *testing.T) {
+	t.Chdir(t.TempDir())
+	os.WriteFile(".env_oauth", []byte("AZURE_CLIENT_ID=not-a-guid\nBROKEN LINE\n"), 0o600)
+	err := run(context.Background(), []string{"heroes-auth"}, func(string) string { return "" }, io.Discard, io.Discard)
+	if exitCode(err) != 2 || !strings.Contains(err.Error(), ".env_oauth line 2") || strings.Count(err.Error(), "config:") != 1 {
+		t.Errorf("run with a malformed .env_oauth = %v; want one settings error naming line 2", err)
+	}
+	os.WriteFile(".env_oauth", []byte("AZURE_CLIENT_ID=not-a-guid\n"), 0o600)
+	err = run(context.Background(), []string{"heroes-auth"}, func(string) string { return "" }, io.Discard, io.Discard)
+	if exitCode(err) != 2 || !strings.Contains(err.Error(), "AZURE_CLIENT_ID is not a GUID") {
+		t.Errorf("run with .env_oauth = %v; want its AZURE_CLIENT_ID read and refused", err)
+	}
 }
