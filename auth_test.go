@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -170,7 +171,7 @@ func (ti *tokenIssuer) redeemCode(w http.ResponseWriter, form url.Values) {
 		entraError(w, 400, "invalid_grant", "AADSTS501481: The Code_Verifier does not match the code_challenge", 501481)
 		return
 	}
-	idClaims := map[string]any{"aud": testClientID, "nonce": g.nonce, "scp": nil,
+	idClaims := map[string]any{"aud": testClientID, "azp": testClientID, "nonce": g.nonce, "scp": nil,
 		"name": "Ada <b>Lovelace</b>", "preferred_username": "ada@example.com"}
 	ti.answer(w, idClaims, true, true)
 }
@@ -184,7 +185,7 @@ func (ti *tokenIssuer) redeemRefresh(w http.ResponseWriter, form url.Values) {
 		entraError(w, 400, "invalid_grant", "AADSTS700082: The refresh token has expired due to inactivity", 700082)
 		return
 	}
-	ti.answer(w, map[string]any{"aud": testClientID, "scp": nil, "name": "Ada"}, rotate, rotate)
+	ti.answer(w, map[string]any{"aud": testClientID, "azp": testClientID, "scp": nil, "name": "Ada"}, rotate, rotate)
 }
 
 // answer mints and writes a token answer: an access token, and an ID token
@@ -714,14 +715,66 @@ func TestCallbackReplayIsRejected(t *testing.T) {
 	if w := h.callback(q, "", c); w.Code != http.StatusOK {
 		t.Fatalf("first callback = %d %s; want 200", w.Code, w.Body)
 	}
-	// A browser honours the deletion; a replaying client may not: with the
-	// old cookie the code is refused by the provider, without it we refuse.
-	if w := h.callback(q, ""); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "start again at /auth/login") {
-		t.Errorf("replayed callback without the cookie = %d %s; want 400 start again", w.Code, w.Body)
+	// A browser honours the deletion; a replaying client may not. Either
+	// way the state is spent (RFC 9700 §2.1): 400 before any token request,
+	// even with the old cookie and a fresh code the provider would accept.
+	calls := countTokenCalls(h)
+	fresh, _ := h.ti.authorize(u)
+	for _, tc := range []struct {
+		name    string
+		q       url.Values
+		cookies []*http.Cookie
+	}{
+		{"same code without the cookie", q, nil},
+		{"same code with the old cookie", q, []*http.Cookie{c}},
+		{"fresh code with the old cookie", url.Values{"code": {fresh}, "state": {state}}, []*http.Cookie{c}},
+	} {
+		w := h.callback(tc.q, "", tc.cookies...)
+		if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "start again at /auth/login") {
+			t.Errorf("replayed callback, %s = %d %s; want 400 start again", tc.name, w.Code, w.Body)
+		}
 	}
-	w := h.callback(q, "", c)
-	if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "AADSTS54005") || !strings.Contains(w.Body.String(), "start again") {
-		t.Errorf("replayed code with the old cookie = %d %s; want 400 naming AADSTS54005", w.Code, w.Body)
+	if n := calls.Load(); n != 0 {
+		t.Errorf("replayed callbacks reached the token endpoint %d times; want 0", n)
+	}
+}
+
+// countTokenCalls wraps h's token endpoint so that the returned counter
+// counts the requests it gets from now on.
+func countTokenCalls(h *flowHarness) *atomic.Int64 {
+	var n atomic.Int64
+	h.idp.mu.Lock()
+	defer h.idp.mu.Unlock()
+	next := h.idp.tokenHandler
+	h.idp.tokenHandler = func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		next(w, r)
+	}
+	return &n
+}
+
+func TestCallbackStateIsSpentOnceUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	c, u := h.login(t, "")
+	_, state := h.ti.authorize(u)
+	const n = 8
+	codes := make([]string, n)
+	for i := range codes {
+		codes[i], _ = h.ti.authorize(u)
+	}
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	for _, code := range codes {
+		wg.Go(func() {
+			if w := h.callback(url.Values{"code": {code}, "state": {state}}, "", c); w.Code == http.StatusOK {
+				ok.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if got := ok.Load(); got != 1 {
+		t.Errorf("%d concurrent callbacks with one state and fresh codes: %d succeeded; want exactly 1", n, got)
 	}
 }
 

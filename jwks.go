@@ -64,6 +64,7 @@ var (
 	errTenantForbidden = errors.New("jwks: tenant not allowed")
 	errNoPermissions   = errors.New("jwks: token has neither scp nor roles")
 	errBadNonce        = errors.New("jwks: nonce mismatch")
+	errBadAZP          = errors.New("jwks: azp is not the client id")
 )
 
 // errIDPUnavailable: the discovery document or the key set could not be
@@ -186,7 +187,9 @@ func (p *provider) fetch(ctx context.Context, call *fetchCall) {
 }
 
 // validate checks that a discovery document names the endpoints the service
-// needs as absolute http(s) URLs, and an issuer for the configured tenant:
+// needs as absolute https URLs (http only on a loopback host, for tests and
+// -dev; RFC 6749 §3.1, §3.2, OpenID Connect Discovery 1.0 §3), an optional
+// end_session_endpoint likewise, and an issuer for the configured tenant:
 // holding the tenant GUID, or Entra's {tenantid} placeholder for
 // organizations/common (OpenID Connect Discovery 1.0 §4.3, adapted to
 // Entra's multi-tenant issuer).
@@ -196,9 +199,13 @@ func (p *provider) validate(md providerMetadata) error {
 		{"authorization_endpoint", md.AuthorizationEndpoint},
 		{"token_endpoint", md.TokenEndpoint},
 		{"jwks_uri", md.JWKSURI},
+		{"end_session_endpoint", md.EndSessionEndpoint},
 	} {
-		if !isHTTPURL(u.value) {
-			return fmt.Errorf("jwks: discovery %s is not an absolute http(s) URL", u.name)
+		if u.value == "" && u.name == "end_session_endpoint" {
+			continue // optional (OpenID Connect RP-Initiated Logout 1.0 §2.1)
+		}
+		if !isSecureURL(u.value) {
+			return fmt.Errorf("jwks: discovery %s is not an absolute https URL (http only on a loopback host)", u.name)
 		}
 	}
 	want := p.cfg.TenantID
@@ -755,6 +762,7 @@ type claims struct {
 	TenantID          string    // tid
 	ObjectID          string    // oid
 	AuthorizedParty   string    // azp (v2) or appid (v1)
+	AZP               string    // azp alone, "" when absent (OpenID Connect Core §2)
 	Name              string    // name
 	PreferredUsername string    // preferred_username (v2) or upn/unique_name (v1)
 	Nonce             string    // nonce (ID tokens)
@@ -796,6 +804,7 @@ func parseClaims(data []byte, c *claims) error {
 			c.ObjectID, err = d.str(m)
 		case "azp":
 			c.AuthorizedParty, err = d.str(m)
+			c.AZP = c.AuthorizedParty
 		case "appid":
 			appid, err = d.str(m)
 		case "name":
@@ -831,10 +840,23 @@ func parseClaims(data []byte, c *claims) error {
 	if !hasScp {
 		scp = scope // RFC 9068 §2.2.3, used only when Entra's scp is absent
 	}
-	c.Scopes = strings.Fields(scp)
+	c.Scopes = splitScope(scp)
 	c.AuthorizedParty = firstNonEmpty(c.AuthorizedParty, appid)
 	c.PreferredUsername = firstNonEmpty(c.PreferredUsername, upn, uniqueName)
 	return nil
+}
+
+// splitScope splits a scope string on single spaces (%x20) and drops empty
+// items (RFC 6749 §3.3: scope-token *( SP scope-token )). Tabs, no-break
+// spaces and other white space stay inside a scope, which then matches none.
+func splitScope(s string) []string {
+	var out []string
+	for item := range strings.SplitSeq(s, " ") {
+		if item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 // firstNonEmpty returns the first non-empty string (like cmp.Or).
@@ -1353,8 +1375,10 @@ func (v *verifier) checkAccessToken(ctx context.Context, raw string, now time.Ti
 }
 
 // verifyIDToken verifies an OpenID Connect ID token (OpenID Connect Core
-// §3.1.3.7): every check of verify, the client id among the audiences, and
-// the nonce equal to nonce (constant-time). An empty nonce skips the nonce
+// §3.1.3.7): every check of verify, the client id among the audiences
+// (step 3), azp present when there are several audiences (step 4) and equal
+// to the client id whenever present (step 5; errBadAZP), and the nonce equal
+// to nonce (constant-time). An empty nonce skips the nonce
 // check: only for ID tokens from a refresh (OpenID Connect Core §12.2), which
 // carry none of ours. ID tokens need no scp or roles and are not cached.
 func (v *verifier) verifyIDToken(ctx context.Context, raw, nonce string) (*claims, error) {
@@ -1365,6 +1389,12 @@ func (v *verifier) verifyIDToken(ctx context.Context, raw, nonce string) (*claim
 	c := &t.claims
 	if !contains(c.Audience, v.cfg.ClientID) {
 		return nil, fmt.Errorf("%w: %q", errBadAudience, clip(strings.Join(c.Audience, " ")))
+	}
+	if len(c.Audience) > 1 && c.AZP == "" {
+		return nil, fmt.Errorf("%w: %d audiences and no azp", errBadAZP, len(c.Audience))
+	}
+	if c.AZP != "" && c.AZP != v.cfg.ClientID {
+		return nil, fmt.Errorf("%w: %q", errBadAZP, clip(c.AZP))
 	}
 	if nonce != "" && subtle.ConstantTimeCompare([]byte(c.Nonce), []byte(nonce)) != 1 {
 		return nil, errBadNonce

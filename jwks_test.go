@@ -1005,6 +1005,9 @@ var corpusWant = map[string]error{
 	"omniauth-azure-ad_synthetic_id_token_bad_kid": errUnknownKID,     // kid abc1234 is not in the set
 	"omniauth-azure-ad_synthetic_id_token":         errMalformedToken, // no exp claim
 	"rfc7520_4_1_rsa_v15_signature":                errMalformedToken, // the payload is not a JSON object
+	// An Auth0 access token without scp, so verified as an ID token: its azp
+	// is not its aud (OpenID Connect Core §3.1.3.7 step 5).
+	"auth0_2019_access-token_pyjwt": errBadAZP,
 	// The last signature character was changed in its unused low bits too:
 	// not canonical base64url, refused before any crypto.
 	"azure_invalid_b2c_2016_passport-azure-ad_last-char-changed-1474696424": errMalformedToken,
