@@ -19,6 +19,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +33,8 @@ import (
 const (
 	maxTokenBytes     = 16 << 10         // a compact JWS longer than this is refused unread (issue 3)
 	maxIDPResponse    = 1 << 20          // discovery document and key set are read up to 1 MiB
+	maxIDPErrorBody   = 64 << 10         // of a failed discovery or JWKS answer, read for its error
+	maxIDPErrorText   = 200              // of the provider's error text kept for the log, in bytes
 	idpFetchTimeout   = 10 * time.Second // one discovery or JWKS request, whatever the caller's deadline
 	keyRefreshEvery   = 24 * time.Hour   // scheduled JWKS refresh
 	minKeyRefetch     = 5 * time.Minute  // at most one unknown-kid refetch per this interval
@@ -242,7 +245,9 @@ func getJSON(ctx context.Context, client *http.Client, u string) ([]byte, error)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("jwks: %s answered %s", req.URL.Redacted(), resp.Status)
+		// An error in the body is best effort: a read error leaves it out.
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxIDPErrorBody))
+		return nil, fmt.Errorf("jwks: %s answered %s%s", req.URL.Redacted(), resp.Status, providerErrorText(body))
 	}
 	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if err != nil || (mt != "application/json" && !(strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))) {
@@ -256,6 +261,49 @@ func getJSON(ctx context.Context, client *http.Client, u string) ([]byte, error)
 		return nil, fmt.Errorf("jwks: %s answered more than %d bytes", req.URL.Redacted(), maxIDPResponse)
 	}
 	return body, nil
+}
+
+// providerErrorText returns ": <error>: <error_description>" when body is a
+// JSON object with the error members of RFC 6749 §5.2, as Entra answers a
+// discovery request for an unknown tenant (invalid_tenant, "AADSTS90002:
+// Tenant '…' not found"), with a hint for the tenant errors; else "". The
+// text is for the log: it is cut to maxIDPErrorText bytes, and every byte
+// outside printable ASCII becomes a space or "?", so it cannot forge log
+// lines. A discovery or JWKS request carries no secret, so the provider's
+// text cannot echo one.
+func providerErrorText(body []byte) string {
+	var e struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+		ErrorCodes  []int  `json:"error_codes"`
+	}
+	if json.Unmarshal(body, &e) != nil || e.Error == "" {
+		return ""
+	}
+	text := sanitizeIDPText(e.Error)
+	if e.Description != "" {
+		text += ": " + sanitizeIDPText(e.Description)
+	}
+	if slices.Contains(e.ErrorCodes, 90002) || slices.Contains(e.ErrorCodes, 900023) || strings.Contains(e.Description, "AADSTS90002") {
+		text += " (check AZURE_TENANT_ID: the tenant GUID, organizations or common)"
+	}
+	return ": " + text
+}
+
+// sanitizeIDPText makes text from the identity provider safe to log: CR, LF
+// and tab become spaces, other bytes outside printable ASCII become "?", and
+// the result is cut to maxIDPErrorText bytes.
+func sanitizeIDPText(s string) string {
+	b := []byte(s[:min(len(s), maxIDPErrorText)])
+	for i, c := range b {
+		switch {
+		case c == '\r' || c == '\n' || c == '\t':
+			b[i] = ' '
+		case c < 0x20 || c > 0x7e:
+			b[i] = '?'
+		}
+	}
+	return strings.Join(strings.Fields(string(b)), " ")
 }
 
 // ---------------------------------------------------------------------------
@@ -385,7 +433,13 @@ func (ks *keySet) fetch(ctx context.Context, call *fetchCall) {
 	if err != nil {
 		ks.failures++
 		call.err = err
-		ks.logger.Warn("jwks: key set not loaded; keeping the previous keys", "failures", ks.failures, "err", err)
+		level := slog.LevelWarn
+		if errors.Is(err, errIDPUnavailable) {
+			// No discovery document: provider.fetch has already logged
+			// this attempt at WARN, and one line per failure is enough.
+			level = slog.LevelDebug
+		}
+		ks.logger.Log(ctx, level, "jwks: key set not loaded; keeping the previous keys", "failures", ks.failures, "err", err)
 	} else {
 		ks.failures = 0
 		ks.keys.Store(ix)
