@@ -263,12 +263,14 @@ const restartLogin = "start again at /auth/login"
 
 // handleCallback serves GET /auth/callback, where the identity provider sends
 // the browser back (RFC 6749 §4.1.2). It deletes the login cookie of state
-// first (so a replayed callback finds none), refuses a state this process
-// has already accepted (spentStates: a client that kept the cookie), answers an IdP error
-// (§4.1.2.1) with a 4xx naming it, checks state against the sealed cookie,
-// redeems the code with the PKCE code_verifier (§4.1.3, RFC 7636 §4.5),
-// verifies the ID token (nonce included) and the access token, and answers
-// the tokens as JSON, or as an HTML page when Accept prefers text/html.
+// first (so a replayed callback finds none), answers an IdP error
+// (§4.1.2.1) with a 4xx naming it (idpError), checks state against the
+// sealed cookie, spends the state (a state this process has already
+// accepted is refused, for a client that kept the cookie: spentStates,
+// RFC 9700 §2.1; replicas do not share that set), redeems the code with the
+// PKCE code_verifier (§4.1.3, RFC 7636 §4.5), verifies the ID token (nonce
+// included) and the access token, and answers the tokens as JSON, or as an
+// HTML page when Accept prefers text/html.
 // Answers carry Cache-Control: no-store and Referrer-Policy: no-referrer
 // (the URL holds the code).
 //

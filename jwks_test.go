@@ -1650,3 +1650,22 @@ func TestTokenCacheMemoryBound(t *testing.T) {
 	}
 	runtime.KeepAlive(tc)
 }
+
+// FuzzProviderErrorText: whatever a failed discovery or JWKS answer holds,
+// the text kept for the log is bounded printable ASCII on one line.
+func FuzzProviderErrorText(f *testing.F) {
+	f.Add([]byte(`{"error":"invalid_tenant","error_description":"AADSTS90002: Tenant 'x' not found.\r\nTrace ID: 1","error_codes":[90002]}`))
+	f.Add([]byte(`{"error":"\u202e\n","error_description":null}`))
+	f.Add([]byte(`<html>`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got := providerErrorText(body)
+		if len(got) > 2*maxIDPErrorText+100 {
+			t.Fatalf("providerErrorText = %d bytes; want at most about %d", len(got), 2*maxIDPErrorText+100)
+		}
+		for i := 0; i < len(got); i++ {
+			if got[i] < 0x20 || got[i] > 0x7e {
+				t.Fatalf("providerErrorText = %q holds byte %#x", got, got[i])
+			}
+		}
+	})
+}
