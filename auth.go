@@ -448,12 +448,12 @@ func (af *authFlow) idpError(w http.ResponseWriter, r *http.Request, code, desc,
 			return ' '
 		}
 		return c
-	}, truncate(desc, maxShownIdPText))
+	}, desc)
 	status := http.StatusBadRequest
 	if code == "access_denied" {
 		status = http.StatusForbidden
 	}
-	aadsts := aadstsPattern.FindString(desc)
+	aadsts := aadstsPattern.FindString(truncate(desc, maxShownIdPText))
 	id, live := "", false
 	if state != "" && len(state) <= maxStateLen {
 		id = loginCookieID(state)
@@ -463,8 +463,8 @@ func (af *authFlow) idpError(w http.ResponseWriter, r *http.Request, code, desc,
 	af.logger.Warn("auth: identity provider answered the login with an error", "login", id, "error", code, "aadsts", aadsts, "own_login", live)
 	detail := "sign-in failed: the identity provider answered " + code
 	switch {
-	case live && desc != "" && isNQSChars(desc):
-		detail += " (" + desc + ")"
+	case live && isNQSChars(desc):
+		detail += " (" + truncate(desc, maxShownIdPText) + ")"
 	case aadsts != "":
 		detail += " (" + aadsts + ")"
 	}

@@ -878,6 +878,8 @@ func TestCallbackErrorParametersAreNotAMegaphone(t *testing.T) {
 			[]string{"access_denied", "AADSTS65004: User declined to consent", restartLogin}, nil, true},
 		{"Entra's CR LF in an own login's description read as spaces", true, "", "consent_required", "AADSTS65001: consent\r\nTrace ID: 1", "", 400,
 			[]string{"AADSTS65001: consent  Trace ID: 1"}, nil, true},
+		{"a long own description is shown cut", true, "", "access_denied", "AADSTS65004: " + strings.Repeat("a", 400), "", 403,
+			[]string{"AADSTS65004: aaaa", "a…"}, []string{strings.Repeat("a", maxShownIdPText)}, true},
 		{"crafted link without a login cookie shows no description", false, "made-up-state", "access_denied", scam, "text/html", 403,
 			[]string{"access_denied", restartLogin}, []string{"Call +1 555", "locked"}, false},
 		{"crafted link without state shows no description", false, "", "server_error", scam, "", 400,

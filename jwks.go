@@ -1352,7 +1352,8 @@ func verifyRS256(pub *rsa.PublicKey, signingInput []byte, sig []byte) error {
 // time claims, with cfg.ClockSkew of leeway. Verified access tokens are
 // cached (tokenCache) so a repeated token skips RSA. Safe for concurrent use.
 //
-// It does not check: azp/appid (any client of our API may call it), acr/amr,
+// It does not check: azp/appid of access tokens (any client of our API may
+// call it; verifyIDToken checks an ID token's azp), acr/amr,
 // the at_hash/c_hash of hybrid flows, token revocation (Entra access tokens
 // are not revocable before exp), or the x5c chain of keys.
 type verifier struct {
