@@ -436,9 +436,10 @@ const maxIdPErrorCode = 64
 //   - error_description only when it is in that set too (Entra's CR, LF and
 //     tabs are read as spaces first) and state opens a live login cookie of
 //     this browser, i.e. this browser started the login; otherwise a generic
-//     message naming the code and any AADSTS code in the description;
+//     message naming the code and any AADSTS code in the description.
 //
-// both escaped by writeJSON or html/template and bounded.
+// What is shown is cut to maxShownIdPText bytes and escaped by writeJSON or
+// html/template.
 func (af *authFlow) idpError(w http.ResponseWriter, r *http.Request, code, desc, state string) {
 	if len(code) > maxIdPErrorCode || !isNQSChars(code) {
 		code = "invalid_request"
