@@ -53,8 +53,9 @@ const (
 // client (RFC 6749 §2.1) using the authorization code grant with PKCE
 // (RFC 7636) and OpenID Connect (Core §3.1), following RFC 9700. It keeps no
 // server-side session: each login's state, nonce and code_verifier travel in
-// a sealed cookie. It is immutable after newAuthFlow and safe for concurrent
-// use.
+// a sealed cookie; the only state it keeps is the set of spent states (see
+// spentStates). Its fields are not changed after newAuthFlow, and it is safe
+// for concurrent use.
 type authFlow struct {
 	cfg    config
 	p      metadataSource
@@ -67,6 +68,9 @@ type authFlow struct {
 	cert *clientCertificate
 	// now is the clock for login ages and assertion times (time.Now).
 	now func() time.Time
+	// spent holds the states whose callback was accepted, so each is used
+	// once in this process.
+	spent *spentStates
 }
 
 // newAuthFlow builds the client half from cfg. p gives the endpoints (never
@@ -83,7 +87,8 @@ func newAuthFlow(cfg config, p metadataSource, v tokenVerifier, client *http.Cli
 	if err != nil {
 		return nil, err
 	}
-	af := &authFlow{cfg: cfg, p: p, v: v, client: client, logger: logger, seal: seal, now: time.Now}
+	af := &authFlow{cfg: cfg, p: p, v: v, client: client, logger: logger, seal: seal, now: time.Now,
+		spent: newSpentStates(maxSpentStates)}
 	switch cfg.ClientAuth {
 	case clientAuthCertificate:
 		if cfg.ClientCertPath == "" {
@@ -225,7 +230,9 @@ func printable(s string) bool {
 // after login or logout, and "/" otherwise (no open redirect, RFC 9700
 // §4.11): it must start with one "/", hold no backslash or control
 // character, have no scheme, host or user, not decode to a path starting
-// with "//", and be at most maxReturnToLen bytes.
+// with "//", have no "." or ".." segment (plain or percent-encoded: a
+// browser resolves "/..//evil.example" to "//evil.example", another host;
+// RFC 3986 §5.2.4), and be at most maxReturnToLen bytes.
 func safeReturnTo(s string) string {
 	if s == "" || len(s) > maxReturnToLen || s[0] != '/' || strings.HasPrefix(s, "//") ||
 		strings.Contains(s, `\`) || !printable(s) {
@@ -233,10 +240,22 @@ func safeReturnTo(s string) string {
 	}
 	u, err := url.Parse(s)
 	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" ||
-		strings.HasPrefix(u.Path, "//") || strings.Contains(u.Path, `\`) || !printable(u.Path) {
+		strings.HasPrefix(u.Path, "//") || strings.Contains(u.Path, `\`) || !printable(u.Path) ||
+		hasDotSegment(u.Path) || hasDotSegment(u.EscapedPath()) {
 		return "/"
 	}
 	return s
+}
+
+// hasDotSegment reports whether the path p has a "." or ".." segment
+// (RFC 3986 §3.3), which reference resolution removes (§5.2.4).
+func hasDotSegment(p string) bool {
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // restartLogin is the hint every "start again" answer of the callback ends with.
@@ -245,10 +264,13 @@ const restartLogin = "start again at /auth/login"
 // handleCallback serves GET /auth/callback, where the identity provider sends
 // the browser back (RFC 6749 §4.1.2). It deletes the login cookie of state
 // first (so a replayed callback finds none), answers an IdP error
-// (§4.1.2.1) with a 4xx naming it, checks state against the sealed cookie,
-// redeems the code with the PKCE code_verifier (§4.1.3, RFC 7636 §4.5),
-// verifies the ID token (nonce included) and the access token, and answers
-// the tokens as JSON, or as an HTML page when Accept prefers text/html.
+// (§4.1.2.1) with a 4xx naming it (idpError), checks state against the
+// sealed cookie, spends the state (a state this process has already
+// accepted is refused, for a client that kept the cookie: spentStates,
+// RFC 9700 §2.1; replicas do not share that set), redeems the code with the
+// PKCE code_verifier (§4.1.3, RFC 7636 §4.5), verifies the ID token (nonce
+// included) and the access token, and answers the tokens as JSON, or as an
+// HTML page when Accept prefers text/html.
 // Answers carry Cache-Control: no-store and Referrer-Policy: no-referrer
 // (the URL holds the code).
 //
@@ -275,6 +297,9 @@ func (af *authFlow) handleCallback() http.Handler {
 			return
 		}
 		ls, err := af.seal.openLogin(r, state, af.now())
+		if err == nil && !af.spent.spend(ls.State, ls.Created, af.now()) {
+			err = errStateSpent
+		}
 		if err != nil {
 			af.logger.Warn("auth: callback rejected", "login", loginCookieID(state), "err", err)
 			af.fail(w, r, http.StatusBadRequest, "this sign-in is unknown, expired or already finished; "+restartLogin, "invalid_request", "")
@@ -398,27 +423,66 @@ func claimsView(c *claims) map[string]any {
 	return m
 }
 
-// idpError answers an error the identity provider sent back to the callback
-// (RFC 6749 §4.1.2.1, OpenID Connect Core §3.1.2.6): 403 for access_denied,
-// 400 otherwise, naming the error and its description (bounded; escaped by
-// writeJSON or html/template).
+// maxIdPErrorCode bounds the error parameter of a callback, in bytes; the
+// codes of RFC 6749 §4.1.2.1 and OpenID Connect Core §3.1.2.6 are at most 26.
+const maxIdPErrorCode = 64
+
+// idpError answers an error sent to the callback (RFC 6749 §4.1.2.1, OpenID
+// Connect Core §3.1.2.6): 403 for access_denied, 400 otherwise. Anyone can
+// craft such a link, so the page shows only what is safe to show:
+//   - the error code when it is at most maxIdPErrorCode bytes of the RFC's
+//     NQSCHAR set (%x20-21 / %x23-5B / %x5D-7E, Appendix A.7); any other
+//     value is shown as invalid_request;
+//   - error_description only when it is in that set too (Entra's CR, LF and
+//     tabs are read as spaces first) and state opens a live login cookie of
+//     this browser, i.e. this browser started the login; otherwise a generic
+//     message naming the code and any AADSTS code in the description.
+//
+// What is shown is cut to maxShownIdPText bytes and escaped by writeJSON or
+// html/template.
 func (af *authFlow) idpError(w http.ResponseWriter, r *http.Request, code, desc, state string) {
-	code, desc = truncate(code, 64), truncate(desc, maxShownIdPText)
+	if len(code) > maxIdPErrorCode || !isNQSChars(code) {
+		code = "invalid_request"
+	}
+	desc = strings.Map(func(c rune) rune {
+		if c == '\r' || c == '\n' || c == '\t' {
+			return ' '
+		}
+		return c
+	}, desc)
 	status := http.StatusBadRequest
 	if code == "access_denied" {
 		status = http.StatusForbidden
 	}
-	aadsts := aadstsPattern.FindString(desc)
-	id := ""
-	if state != "" {
+	aadsts := aadstsPattern.FindString(truncate(desc, maxShownIdPText))
+	id, live := "", false
+	if state != "" && len(state) <= maxStateLen {
 		id = loginCookieID(state)
+		_, err := af.seal.openLogin(r, state, af.now())
+		live = err == nil
 	}
-	af.logger.Warn("auth: identity provider answered the login with an error", "login", id, "error", code, "aadsts", aadsts)
+	af.logger.Warn("auth: identity provider answered the login with an error", "login", id, "error", code, "aadsts", aadsts, "own_login", live)
 	detail := "sign-in failed: the identity provider answered " + code
-	if desc != "" {
-		detail += " (" + desc + ")"
+	switch {
+	case live && isNQSChars(desc):
+		detail += " (" + truncate(desc, maxShownIdPText) + ")"
+	case aadsts != "":
+		detail += " (" + aadsts + ")"
 	}
 	af.fail(w, r, status, detail+"; "+restartLogin, code, aadsts)
+}
+
+// isNQSChars reports whether s is non-empty and made only of RFC 6749's
+// NQSCHAR (%x20-21 / %x23-5B / %x5D-7E, Appendix A.7): printable ASCII
+// without the double quote and the backslash.
+func isNQSChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // aadstsPattern finds an Entra error code such as AADSTS70008 in a text.
@@ -714,13 +778,7 @@ func (af *authFlow) tokenFailure(w http.ResponseWriter, r *http.Request, err err
 		"aadsts", aadsts, "description", te.Description, "trace_id", te.TraceID, "correlation_id", te.CorrelationID)
 	switch {
 	case userFixable[te.Code]:
-		detail := "the identity provider refused the grant"
-		switch {
-		case te.hasCode(70008):
-			detail = "the sign-in code or refresh token has expired"
-		case te.hasCode(54005):
-			detail = "the sign-in code was already redeemed"
-		}
+		detail := describeGrantError(te)
 		af.fail(w, r, http.StatusBadRequest, detail+" ("+strings.TrimSpace(te.Code+" "+aadsts)+"); "+restart, te.Code, aadsts)
 	case te.Code == "temporarily_unavailable" || te.Status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", "5")
@@ -728,6 +786,40 @@ func (af *authFlow) tokenFailure(w http.ResponseWriter, r *http.Request, err err
 	default:
 		af.fail(w, r, http.StatusBadGateway, "the identity provider refused the token request ("+strings.TrimSpace(te.Code+" "+aadsts)+")", te.Code, aadsts)
 	}
+}
+
+// grantErrorText describes, by Entra error code, why the identity provider
+// refused a code or refresh token (Microsoft's AADSTS error reference).
+var grantErrorText = []struct {
+	code int
+	text string
+}{
+	{70008, "the sign-in code or refresh token has expired"},
+	{54005, "the sign-in code was already redeemed"},
+	{70000, "the sign-in code or refresh token is invalid or was already used"},
+	{700082, "the refresh token has expired after a long time unused"},
+	{50173, "the grant was revoked (for example after a password change)"},
+	{50076, "the sign-in now needs multi-factor authentication"},
+	{65001, "the user or an administrator has not consented to the app"},
+}
+
+// describeGrantError describes a user-fixable token error by its Entra error
+// code (grantErrorText), by its OAuth error code for interaction_required,
+// consent_required and login_required, and otherwise as a grant that is
+// "invalid, expired or already used" (RFC 6749 §5.2 invalid_grant).
+func describeGrantError(te *tokenError) string {
+	for _, g := range grantErrorText {
+		if te.hasCode(g.code) {
+			return g.text
+		}
+	}
+	switch te.Code {
+	case "interaction_required", "login_required":
+		return "the sign-in needs the user again"
+	case "consent_required":
+		return "the user or an administrator has not consented to the app"
+	}
+	return "the sign-in code or refresh token is invalid, expired or already used"
 }
 
 // classifyNetworkFailure maps a redeem error that is not a *tokenError to a
@@ -947,16 +1039,17 @@ func (af *authFlow) renderSignedIn(w http.ResponseWriter, r *http.Request, ans t
 		base = u.Scheme + "://" + u.Host + strings.TrimSuffix(u.Path, "/auth/callback")
 	}
 	af.render(w, http.StatusOK, "signedin", map[string]any{
-		"Name":       idc.Name,
-		"Username":   idc.PreferredUsername,
-		"TenantID":   idc.TenantID,
-		"Scopes":     strings.Fields(ans.Scope),
-		"ExpiresIn":  ans.ExpiresIn,
-		"ExpiresAt":  af.now().Add(time.Duration(ans.ExpiresIn) * time.Second).UTC().Format(time.RFC1123),
-		"HasRefresh": ans.RefreshToken != "",
-		"Token":      ans.AccessToken,
-		"Curl":       "curl -H 'Authorization: Bearer " + ans.AccessToken + "' " + base + "/api/heroes/",
-		"ReturnTo":   ans.ReturnTo,
+		"Name":         idc.Name,
+		"Username":     idc.PreferredUsername,
+		"TenantID":     idc.TenantID,
+		"Scopes":       strings.Fields(ans.Scope),
+		"ExpiresIn":    ans.ExpiresIn,
+		"ExpiresAt":    af.now().Add(time.Duration(ans.ExpiresIn) * time.Second).UTC().Format(time.RFC1123),
+		"Token":        ans.AccessToken,
+		"Curl":         "curl -H 'Authorization: Bearer " + ans.AccessToken + "' " + base + "/api/heroes/",
+		"RefreshToken": ans.RefreshToken,
+		"RefreshCurl":  "curl -X POST --data-urlencode 'refresh_token=" + ans.RefreshToken + "' " + base + "/auth/refresh",
+		"ReturnTo":     ans.ReturnTo,
 	})
 }
 
@@ -1010,11 +1103,14 @@ pre{background:#f4f4f4;padding:.75rem;overflow-x:auto;white-space:pre-wrap;word-
 <h1>Signed in</h1>
 <p>Signed in as <strong>{{or .Name "(no name)"}}</strong>{{with .Username}} ({{.}}){{end}}{{with .TenantID}} in tenant <code>{{.}}</code>{{end}}.</p>
 <p>Granted scopes: {{range .Scopes}}<code>{{.}}</code> {{else}}none{{end}}</p>
-<p>The access token expires in {{.ExpiresIn}} seconds, at {{.ExpiresAt}}.{{if .HasRefresh}} A refresh token was issued: POST it to <code>/auth/refresh</code> for a new access token.{{end}}</p>
+<p>The access token expires in {{.ExpiresIn}} seconds, at {{.ExpiresAt}}.</p>
 <p>Call the API:</p>
 <pre>{{.Curl}}</pre>
 <details><summary>Access token</summary><pre>{{.Token}}</pre></details>
-<p>Keep this token private; this page is not stored by the browser cache.</p>
+{{with .RefreshToken}}<p>A refresh token was issued: POST it to <code>/auth/refresh</code> for a new access token when this one expires:</p>
+<pre>{{$.RefreshCurl}}</pre>
+<details><summary>Refresh token</summary><pre>{{.}}</pre></details>{{end}}
+<p>Keep these tokens private; this page is not stored by the browser cache.</p>
 {{with .ReturnTo}}<p><a href="{{.}}">Continue to {{.}}</a></p>{{end}}
 <p><a href="/">Home</a> · <a href="/auth/logout">Sign out</a></p>
 </body></html>{{end}}

@@ -15,8 +15,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -170,7 +172,7 @@ func (ti *tokenIssuer) redeemCode(w http.ResponseWriter, form url.Values) {
 		entraError(w, 400, "invalid_grant", "AADSTS501481: The Code_Verifier does not match the code_challenge", 501481)
 		return
 	}
-	idClaims := map[string]any{"aud": testClientID, "nonce": g.nonce, "scp": nil,
+	idClaims := map[string]any{"aud": testClientID, "azp": testClientID, "nonce": g.nonce, "scp": nil,
 		"name": "Ada <b>Lovelace</b>", "preferred_username": "ada@example.com"}
 	ti.answer(w, idClaims, true, true)
 }
@@ -184,7 +186,7 @@ func (ti *tokenIssuer) redeemRefresh(w http.ResponseWriter, form url.Values) {
 		entraError(w, 400, "invalid_grant", "AADSTS700082: The refresh token has expired due to inactivity", 700082)
 		return
 	}
-	ti.answer(w, map[string]any{"aud": testClientID, "scp": nil, "name": "Ada"}, rotate, rotate)
+	ti.answer(w, map[string]any{"aud": testClientID, "azp": testClientID, "scp": nil, "name": "Ada"}, rotate, rotate)
 }
 
 // answer mints and writes a token answer: an access token, and an ID token
@@ -472,6 +474,16 @@ func TestSafeReturnTo(t *testing.T) {
 		{"encoded slash prefix refused", "/%2F/evil.example", "/"},
 		{"encoded backslash refused", "/%5Cevil.example", "/"},
 		{"too long refused", "/" + strings.Repeat("a", maxReturnToLen), "/"},
+		// Browsers remove dot segments (RFC 3986 §5.2.4): each of these
+		// becomes //evil.example, a scheme-relative URL to another host.
+		{"dot-dot segment before a double slash refused", "/..//evil.example", "/"},
+		{"dot segment before a double slash refused", "/.//evil.example", "/"},
+		{"climbing out of a segment refused", "/a/../..//evil.example", "/"},
+		{"encoded dot-dot refused", "/%2e%2e//evil.example", "/"},
+		{"half-encoded dot-dot refused", "/.%2E//evil.example", "/"},
+		{"trailing dot-dot refused", "/api/..", "/"},
+		{"dots inside a name kept", "/api/heroes/..x/.y/a.b", "/api/heroes/..x/.y/a.b"},
+		{"dot-dot in the query kept", "/api/heroes/?q=/../x", "/api/heroes/?q=/../x"},
 		{"invalid UTF-8 refused", "/\xff", "/"},
 	}
 	for _, tc := range tests {
@@ -559,6 +571,11 @@ func TestCallbackHTMLPage(t *testing.T) {
 		"curl -H &#39;Authorization: Bearer ey",
 		"http://localhost:8000/api/heroes/",
 		`href="/api/heroes/"`,
+		// The refresh token, so a browser user can follow the refresh
+		// recipe (the page is no-store).
+		"Refresh token",
+		"curl -X POST --data-urlencode &#39;refresh_token=refresh-",
+		"http://localhost:8000/auth/refresh",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q:\n%s", want, body)
@@ -568,6 +585,26 @@ func TestCallbackHTMLPage(t *testing.T) {
 		if strings.Contains(body, bad) {
 			t.Errorf("page holds %q; want escaped values and no external assets", bad)
 		}
+	}
+}
+
+// TestCallbackHTMLPageShowsTheRefreshToken: the very refresh token issued
+// is on the page, once in the curl command and once on its own.
+func TestCallbackHTMLPageShowsTheRefreshToken(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	w := h.signIn(t, "", "text/html")
+	if w.Code != http.StatusOK {
+		t.Fatalf("callback = %d; want 200", w.Code)
+	}
+	h.ti.mu.Lock()
+	var rt string
+	for rtok := range h.ti.refreshTokens {
+		rt = rtok
+	}
+	h.ti.mu.Unlock()
+	if rt == "" || strings.Count(w.Body.String(), rt) != 2 {
+		t.Errorf("page shows the refresh token %q %d times; want 2 (curl command and token):\n%s", rt, strings.Count(w.Body.String(), rt), w.Body)
 	}
 }
 
@@ -714,14 +751,66 @@ func TestCallbackReplayIsRejected(t *testing.T) {
 	if w := h.callback(q, "", c); w.Code != http.StatusOK {
 		t.Fatalf("first callback = %d %s; want 200", w.Code, w.Body)
 	}
-	// A browser honours the deletion; a replaying client may not: with the
-	// old cookie the code is refused by the provider, without it we refuse.
-	if w := h.callback(q, ""); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "start again at /auth/login") {
-		t.Errorf("replayed callback without the cookie = %d %s; want 400 start again", w.Code, w.Body)
+	// A browser honours the deletion; a replaying client may not. Either
+	// way the state is spent (RFC 9700 §2.1): 400 before any token request,
+	// even with the old cookie and a fresh code the provider would accept.
+	calls := countTokenCalls(h)
+	fresh, _ := h.ti.authorize(u)
+	for _, tc := range []struct {
+		name    string
+		q       url.Values
+		cookies []*http.Cookie
+	}{
+		{"same code without the cookie", q, nil},
+		{"same code with the old cookie", q, []*http.Cookie{c}},
+		{"fresh code with the old cookie", url.Values{"code": {fresh}, "state": {state}}, []*http.Cookie{c}},
+	} {
+		w := h.callback(tc.q, "", tc.cookies...)
+		if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "start again at /auth/login") {
+			t.Errorf("replayed callback, %s = %d %s; want 400 start again", tc.name, w.Code, w.Body)
+		}
 	}
-	w := h.callback(q, "", c)
-	if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "AADSTS54005") || !strings.Contains(w.Body.String(), "start again") {
-		t.Errorf("replayed code with the old cookie = %d %s; want 400 naming AADSTS54005", w.Code, w.Body)
+	if n := calls.Load(); n != 0 {
+		t.Errorf("replayed callbacks reached the token endpoint %d times; want 0", n)
+	}
+}
+
+// countTokenCalls wraps h's token endpoint so that the returned counter
+// counts the requests it gets from now on.
+func countTokenCalls(h *flowHarness) *atomic.Int64 {
+	var n atomic.Int64
+	h.idp.mu.Lock()
+	defer h.idp.mu.Unlock()
+	next := h.idp.tokenHandler
+	h.idp.tokenHandler = func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		next(w, r)
+	}
+	return &n
+}
+
+func TestCallbackStateIsSpentOnceUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	c, u := h.login(t, "")
+	_, state := h.ti.authorize(u)
+	const n = 8
+	codes := make([]string, n)
+	for i := range codes {
+		codes[i], _ = h.ti.authorize(u)
+	}
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	for _, code := range codes {
+		wg.Go(func() {
+			if w := h.callback(url.Values{"code": {code}, "state": {state}}, "", c); w.Code == http.StatusOK {
+				ok.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if got := ok.Load(); got != 1 {
+		t.Errorf("%d concurrent callbacks with one state and fresh codes: %d succeeded; want exactly 1", n, got)
 	}
 }
 
@@ -765,6 +854,142 @@ func TestCallbackIdPErrors(t *testing.T) {
 	}
 }
 
+// TestCallbackErrorParametersAreNotAMegaphone: anyone can send a browser to
+// /auth/callback?error=…&error_description=…, so the page shows the
+// description only for a login this browser started, and only text in
+// RFC 6749's NQSCHAR set; an error code outside that set is not echoed.
+func TestCallbackErrorParametersAreNotAMegaphone(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	const scam = "Your account is locked. Call +1 555 0100 now"
+	rlo := "AADSTS50058: please sign in \u202egnp.exe"
+	tests := []struct {
+		name        string
+		ownLogin    bool   // the browser holds the live login cookie of state
+		state       string // "" with ownLogin: the login's own state
+		err, desc   string
+		accept      string
+		wantStatus  int
+		wantIn      []string
+		wantOut     []string
+		wantDeleted bool
+	}{
+		{"own login shows an RFC-charset description", true, "", "access_denied", "AADSTS65004: User declined to consent", "", 403,
+			[]string{"access_denied", "AADSTS65004: User declined to consent", restartLogin}, nil, true},
+		{"Entra's CR LF in an own login's description read as spaces", true, "", "consent_required", "AADSTS65001: consent\r\nTrace ID: 1", "", 400,
+			[]string{"AADSTS65001: consent  Trace ID: 1"}, nil, true},
+		{"a long own description is shown cut", true, "", "access_denied", "AADSTS65004: " + strings.Repeat("a", 400), "", 403,
+			[]string{"AADSTS65004: aaaa", "a…"}, []string{strings.Repeat("a", maxShownIdPText)}, true},
+		{"crafted link without a login cookie shows no description", false, "made-up-state", "access_denied", scam, "text/html", 403,
+			[]string{"access_denied", restartLogin}, []string{"Call +1 555", "locked"}, false},
+		{"crafted link without state shows no description", false, "", "server_error", scam, "", 400,
+			[]string{"server_error"}, []string{"Call +1 555"}, false},
+		{"another login's state shows no description", true, "other-state", "access_denied", scam, "", 403,
+			nil, []string{"Call +1 555"}, false},
+		{"right-to-left override is not shown, even for an own login", true, "", "access_denied", rlo, "text/html", 403,
+			[]string{"access_denied", "AADSTS50058"}, []string{"\u202e", "gnp.exe", "please sign in"}, true},
+		{"a description with a double quote is not shown", true, "", "access_denied", `say "hello"`, "", 403,
+			nil, []string{"hello"}, true},
+		{"an error code outside the charset becomes invalid_request", true, "", "access_denied\u202e" + scam, "", "", 400,
+			[]string{`"error":"invalid_request"`}, []string{"Call +1 555", "\u202e"}, true},
+		{"an over-long error code becomes invalid_request", false, "x", strings.Repeat("e", maxIdPErrorCode+1), "", "", 400,
+			[]string{`"error":"invalid_request"`}, []string{strings.Repeat("e", maxIdPErrorCode+1)}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var cookies []*http.Cookie
+			state := tc.state
+			if tc.ownLogin {
+				c, u := h.login(t, "")
+				_, own := h.ti.authorize(u)
+				cookies = append(cookies, c)
+				if state == "" {
+					state = own
+				}
+			}
+			q := url.Values{"error": {tc.err}, "error_description": {tc.desc}}
+			if state != "" {
+				q.Set("state", state)
+			}
+			w := h.callback(q, tc.accept, cookies...)
+			if w.Code != tc.wantStatus {
+				t.Errorf("callback error=%.20q = %d; want %d", tc.err, w.Code, tc.wantStatus)
+			}
+			body := w.Body.String()
+			for _, want := range tc.wantIn {
+				if !strings.Contains(body, want) {
+					t.Errorf("answer lacks %q: %s", want, body)
+				}
+			}
+			for _, bad := range tc.wantOut {
+				if strings.Contains(body, bad) {
+					t.Errorf("answer shows %q: %s", bad, body)
+				}
+			}
+			deleted := false
+			for _, sc := range w.Result().Cookies() {
+				deleted = deleted || (len(cookies) > 0 && sc.Name == cookies[0].Name && sc.MaxAge < 0)
+			}
+			if deleted != tc.wantDeleted {
+				t.Errorf("login cookie deleted = %v; want %v", deleted, tc.wantDeleted)
+			}
+		})
+	}
+}
+
+// TestTokenEndpointRedirectIsNotFollowed: the service's identity provider
+// client (newIDPClient) never follows a redirect, so a token endpoint
+// answering 307 cannot make it re-send the code, the code_verifier and the
+// client secret to another server (RFC 6749 §3.2).
+func TestTokenEndpointRedirectIsNotFollowed(t *testing.T) {
+	t.Parallel()
+	var elsewhere atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+		tokenJSON(w, map[string]any{"token_type": "Bearer", "access_token": "stolen"})
+	}))
+	t.Cleanup(other.Close)
+	h := newHarness(t, harnessOptions{client: newIDPClient()})
+	setTokenHandler(h.idp, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/token", http.StatusTemporaryRedirect)
+	})
+	w := h.signIn(t, "", "")
+	if w.Code != http.StatusBadGateway {
+		t.Errorf("callback with a redirecting token endpoint = %d %s; want 502", w.Code, w.Body)
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Errorf("the other server got %d requests; want 0 (the redirect was followed)", n)
+	}
+}
+
+// TestGrantErrorsAreDescribedByTheirCode: an invalid_grant says what Entra's
+// error code means, and only AADSTS70008 says "expired".
+func TestGrantErrorsAreDescribedByTheirCode(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		te      tokenError
+		want    string
+		notWant string
+	}{
+		{"70008 is expired", tokenError{Code: "invalid_grant", ErrorCodes: []int{70008}}, "has expired", ""},
+		{"54005 is already redeemed", tokenError{Code: "invalid_grant", ErrorCodes: []int{54005}}, "already redeemed", "expired"},
+		{"70000 is invalid or already used", tokenError{Code: "invalid_grant", ErrorCodes: []int{70000}}, "invalid or was already used", "expired"},
+		{"70000 found in the description", tokenError{Code: "invalid_grant", Description: "AADSTS70000: refresh token already used"}, "invalid or was already used", "expired"},
+		{"700082 is unused too long", tokenError{Code: "invalid_grant", ErrorCodes: []int{700082}}, "long time unused", ""},
+		{"an unknown code is generic", tokenError{Code: "invalid_grant", ErrorCodes: []int{9999999}}, "invalid, expired or already used", ""},
+		{"no code is generic", tokenError{Code: "invalid_grant"}, "invalid, expired or already used", ""},
+		{"interaction_required", tokenError{Code: "interaction_required"}, "needs the user", "expired"},
+	}
+	for _, tc := range tests {
+		got := describeGrantError(&tc.te)
+		if !strings.Contains(got, tc.want) || (tc.notWant != "" && strings.Contains(got, tc.notWant)) {
+			t.Errorf("%s: describeGrantError = %q; want it to say %q and not %q", tc.name, got, tc.want, tc.notWant)
+		}
+	}
+}
+
 func TestTokenEndpointErrorsAreMapped(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -780,6 +1005,9 @@ func TestTokenEndpointErrorsAreMapped(t *testing.T) {
 		{"redeemed code is 400 start again", func(w http.ResponseWriter, r *http.Request) {
 			entraError(w, 400, "invalid_grant", "AADSTS54005: OAuth2 Authorization code was already redeemed", 54005)
 		}, 400, []string{"already redeemed", "AADSTS54005", "start again at /auth/login"}, ""},
+		{"unknown code is 400 invalid, expired or already used", func(w http.ResponseWriter, r *http.Request) {
+			entraError(w, 400, "invalid_grant", "AADSTS70000: The provided value for the 'code' parameter is not valid.", 70000)
+		}, 400, []string{"invalid or was already used", "AADSTS70000", "start again at /auth/login"}, ""},
 		{"v1 answer with the code only in the description", func(w http.ResponseWriter, r *http.Request) {
 			entraError(w, 400, "invalid_grant", "AADSTS70008: expired")
 		}, 400, []string{"AADSTS70008", "start again"}, ""},
@@ -1256,7 +1484,8 @@ func TestLogsHoldNoSecretCodeOrToken(t *testing.T) {
 // FuzzSafeReturnTo: whatever comes in, the result is "/" or a local path
 // that no browser reads as another origin.
 func FuzzSafeReturnTo(f *testing.F) {
-	for _, s := range []string{"/", "/a?b=c", "//evil", "/\\evil", "https://evil", "/%2F/x", "/\t/evil", "\x00"} {
+	for _, s := range []string{"/", "/a?b=c", "//evil", "/\\evil", "https://evil", "/%2F/x", "/\t/evil", "\x00",
+		"/..//evil", "/.//evil", "/a/../..//evil", "/%2e%2e//evil", "/a/%2E/b"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
@@ -1268,10 +1497,20 @@ func FuzzSafeReturnTo(f *testing.F) {
 		if err != nil || got[0] != '/' || strings.HasPrefix(got, "//") || strings.ContainsAny(got, "\\\t\r\n") || u.Host != "" || u.Scheme != "" {
 			t.Fatalf("safeReturnTo(%q) = %q, which may leave the origin", in, got)
 		}
-		// Resolved against our origin, it must stay there.
-		base, _ := url.Parse("https://heroes.example/")
-		if r := base.ResolveReference(u); r.Host != "heroes.example" {
-			t.Fatalf("safeReturnTo(%q) = %q resolves to host %q", in, got, r.Host)
+		// No dot segment, plain or encoded, survives: a browser would
+		// remove it and might be left with "//host".
+		if hasDotSegment(u.Path) || hasDotSegment(u.EscapedPath()) {
+			t.Fatalf("safeReturnTo(%q) = %q keeps a dot segment", in, got)
+		}
+		// Resolved against our origin (dot segments removed as a browser
+		// does), it must stay there, on a path that starts with one "/".
+		base, _ := url.Parse("https://heroes.example/a/b")
+		r := base.ResolveReference(u)
+		if r.Host != "heroes.example" || strings.HasPrefix(r.Path, "//") || strings.HasPrefix(r.EscapedPath(), "//") {
+			t.Fatalf("safeReturnTo(%q) = %q resolves to %q", in, got, r)
+		}
+		if c := path.Clean(u.Path); !strings.HasPrefix(c, "/") || strings.HasPrefix(c, "//") || strings.HasPrefix(c, "/\\") {
+			t.Fatalf("safeReturnTo(%q) = %q cleans to %q", in, got, c)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -224,5 +225,57 @@ func TestRequireAuthNeverLogsTheToken(t *testing.T) {
 	}
 	if logs.String() == "" {
 		t.Fatalf("nothing was logged; want the refusals logged")
+	}
+}
+
+// TestScopesSplitOnSpacesOnly: scp is split on the space character alone
+// (RFC 6749 §3.3), so a tab or a no-break space does not separate scopes.
+func TestScopesSplitOnSpacesOnly(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	v := newTestVerifier(t, p, nil)
+	tests := []struct {
+		name       string
+		scp        string
+		perm       string
+		wantStatus int
+	}{
+		{"one space separates scopes", "openid Admin", permAdmin, 200},
+		{"several spaces make empty items, dropped", "  openid   Admin  ", permAdmin, 200},
+		{"a tab does not separate scopes", "openid\tAdmin", permAdmin, 403},
+		{"a tab does not separate Heroes.Read", "Heroes.Read\topenid", permRead, 403},
+		{"a no-break space does not separate scopes", "openid\u00a0Admin", permAdmin, 403},
+		{"a line feed does not separate scopes", "openid\nHeroes.Read", permRead, 403},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := bearer(httptest.NewRequest("GET", "/", nil), p.token(t, map[string]any{"scp": tc.scp}))
+			w := httptest.NewRecorder()
+			protected(v.verifier, tc.perm).ServeHTTP(w, r)
+			if w.Code != tc.wantStatus {
+				t.Errorf("scp %q for %s = %d %s; want %d", tc.scp, tc.perm, w.Code, w.Body, tc.wantStatus)
+			}
+		})
+	}
+}
+
+func TestSplitScope(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{"a", []string{"a"}},
+		{"a b", []string{"a", "b"}},
+		{" a  b ", []string{"a", "b"}},
+		{"a\tb", []string{"a\tb"}},
+		{"a\u00a0b c", []string{"a\u00a0b", "c"}},
+	}
+	for _, tc := range tests {
+		if got := splitScope(tc.in); !slices.Equal(got, tc.want) {
+			t.Errorf("splitScope(%q) = %q; want %q", tc.in, got, tc.want)
+		}
 	}
 }

@@ -252,7 +252,7 @@ func fakeLoginProvider(t *testing.T, p *testIDP, authorizeURL string) {
 			"expires_in":   3600,
 			"scope":        "api://" + testClientID + "/Heroes.Read",
 			"access_token": p.token(t, nil),
-			"id_token":     p.token(t, map[string]any{"nonce": nonce, "scp": nil, "name": "Replica User"}),
+			"id_token":     p.token(t, map[string]any{"nonce": nonce, "azp": testClientID, "scp": nil, "name": "Replica User"}),
 		})
 	}
 }

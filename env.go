@@ -221,6 +221,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 			bad("%s is not an absolute http(s) URL", u.name)
 		}
 	}
+	if isHTTPURL(c.AuthorityHost) && !isSecureURL(c.AuthorityHost) {
+		// The client secret, codes and tokens travel to it (RFC 6749 §3.1, §3.2).
+		bad("AZURE_AUTHORITY_HOST must be an https URL (http only for localhost, 127.0.0.0/8 or ::1)")
+	}
 
 	var err error
 	if c.ClockSkew, err = parseDuration(orDefault("CLOCK_SKEW", "5m"), time.Hour); err != nil {
@@ -336,6 +340,17 @@ func audiences(clientID string, scopes []string, extra string) []string {
 func isHTTPURL(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// isSecureURL reports whether s is an absolute https URL with a host, or an
+// http URL whose host is loopback (isLoopbackHost in tablestore.go:
+// localhost, 127.0.0.0/8, ::1), as tests and -dev use.
+func isSecureURL(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	return u.Scheme == "https" || (u.Scheme == "http" && isLoopbackHost(u.Hostname()))
 }
 
 // parseDuration parses a Go duration between 0 and max inclusive.

@@ -19,6 +19,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +33,8 @@ import (
 const (
 	maxTokenBytes     = 16 << 10         // a compact JWS longer than this is refused unread (issue 3)
 	maxIDPResponse    = 1 << 20          // discovery document and key set are read up to 1 MiB
+	maxIDPErrorBody   = 64 << 10         // of a failed discovery or JWKS answer, read for its error
+	maxIDPErrorText   = 200              // of the provider's error text kept for the log, in bytes
 	idpFetchTimeout   = 10 * time.Second // one discovery or JWKS request, whatever the caller's deadline
 	keyRefreshEvery   = 24 * time.Hour   // scheduled JWKS refresh
 	minKeyRefetch     = 5 * time.Minute  // at most one unknown-kid refetch per this interval
@@ -64,6 +67,7 @@ var (
 	errTenantForbidden = errors.New("jwks: tenant not allowed")
 	errNoPermissions   = errors.New("jwks: token has neither scp nor roles")
 	errBadNonce        = errors.New("jwks: nonce mismatch")
+	errBadAZP          = errors.New("jwks: azp is not the client id")
 )
 
 // errIDPUnavailable: the discovery document or the key set could not be
@@ -186,7 +190,9 @@ func (p *provider) fetch(ctx context.Context, call *fetchCall) {
 }
 
 // validate checks that a discovery document names the endpoints the service
-// needs as absolute http(s) URLs, and an issuer for the configured tenant:
+// needs as absolute https URLs (http only on a loopback host, for tests and
+// -dev; RFC 6749 §3.1, §3.2, OpenID Connect Discovery 1.0 §3), an optional
+// end_session_endpoint likewise, and an issuer for the configured tenant:
 // holding the tenant GUID, or Entra's {tenantid} placeholder for
 // organizations/common (OpenID Connect Discovery 1.0 §4.3, adapted to
 // Entra's multi-tenant issuer).
@@ -196,9 +202,13 @@ func (p *provider) validate(md providerMetadata) error {
 		{"authorization_endpoint", md.AuthorizationEndpoint},
 		{"token_endpoint", md.TokenEndpoint},
 		{"jwks_uri", md.JWKSURI},
+		{"end_session_endpoint", md.EndSessionEndpoint},
 	} {
-		if !isHTTPURL(u.value) {
-			return fmt.Errorf("jwks: discovery %s is not an absolute http(s) URL", u.name)
+		if u.value == "" && u.name == "end_session_endpoint" {
+			continue // optional (OpenID Connect RP-Initiated Logout 1.0 §2.1)
+		}
+		if !isSecureURL(u.value) {
+			return fmt.Errorf("jwks: discovery %s is not an absolute https URL (http only on a loopback host)", u.name)
 		}
 	}
 	want := p.cfg.TenantID
@@ -235,7 +245,9 @@ func getJSON(ctx context.Context, client *http.Client, u string) ([]byte, error)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("jwks: %s answered %s", req.URL.Redacted(), resp.Status)
+		// An error in the body is best effort: a read error leaves it out.
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxIDPErrorBody))
+		return nil, fmt.Errorf("jwks: %s answered %s%s", req.URL.Redacted(), resp.Status, providerErrorText(body))
 	}
 	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if err != nil || (mt != "application/json" && !(strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))) {
@@ -249,6 +261,49 @@ func getJSON(ctx context.Context, client *http.Client, u string) ([]byte, error)
 		return nil, fmt.Errorf("jwks: %s answered more than %d bytes", req.URL.Redacted(), maxIDPResponse)
 	}
 	return body, nil
+}
+
+// providerErrorText returns ": <error>: <error_description>" when body is a
+// JSON object with the error members of RFC 6749 §5.2, as Entra answers a
+// discovery request for an unknown tenant (invalid_tenant, "AADSTS90002:
+// Tenant '…' not found"), with a hint for the tenant errors; else "". The
+// text is for the log: it is cut to maxIDPErrorText bytes, and every byte
+// outside printable ASCII becomes a space or "?", so it cannot forge log
+// lines. A discovery or JWKS request carries no secret, so the provider's
+// text cannot echo one.
+func providerErrorText(body []byte) string {
+	var e struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+		ErrorCodes  []int  `json:"error_codes"`
+	}
+	if json.Unmarshal(body, &e) != nil || e.Error == "" {
+		return ""
+	}
+	text := sanitizeIDPText(e.Error)
+	if e.Description != "" {
+		text += ": " + sanitizeIDPText(e.Description)
+	}
+	if slices.Contains(e.ErrorCodes, 90002) || slices.Contains(e.ErrorCodes, 900023) || strings.Contains(e.Description, "AADSTS90002") {
+		text += " (check AZURE_TENANT_ID: the tenant GUID, organizations or common)"
+	}
+	return ": " + text
+}
+
+// sanitizeIDPText makes text from the identity provider safe to log: CR, LF
+// and tab become spaces, other bytes outside printable ASCII become "?", and
+// the result is cut to maxIDPErrorText bytes.
+func sanitizeIDPText(s string) string {
+	b := []byte(s[:min(len(s), maxIDPErrorText)])
+	for i, c := range b {
+		switch {
+		case c == '\r' || c == '\n' || c == '\t':
+			b[i] = ' '
+		case c < 0x20 || c > 0x7e:
+			b[i] = '?'
+		}
+	}
+	return strings.Join(strings.Fields(string(b)), " ")
 }
 
 // ---------------------------------------------------------------------------
@@ -378,7 +433,13 @@ func (ks *keySet) fetch(ctx context.Context, call *fetchCall) {
 	if err != nil {
 		ks.failures++
 		call.err = err
-		ks.logger.Warn("jwks: key set not loaded; keeping the previous keys", "failures", ks.failures, "err", err)
+		level := slog.LevelWarn
+		if errors.Is(err, errIDPUnavailable) {
+			// No discovery document: provider.fetch has already logged
+			// this attempt at WARN, and one line per failure is enough.
+			level = slog.LevelDebug
+		}
+		ks.logger.Log(ctx, level, "jwks: key set not loaded; keeping the previous keys", "failures", ks.failures, "err", err)
 	} else {
 		ks.failures = 0
 		ks.keys.Store(ix)
@@ -755,6 +816,7 @@ type claims struct {
 	TenantID          string    // tid
 	ObjectID          string    // oid
 	AuthorizedParty   string    // azp (v2) or appid (v1)
+	AZP               string    // azp alone, "" when absent (OpenID Connect Core §2)
 	Name              string    // name
 	PreferredUsername string    // preferred_username (v2) or upn/unique_name (v1)
 	Nonce             string    // nonce (ID tokens)
@@ -796,6 +858,7 @@ func parseClaims(data []byte, c *claims) error {
 			c.ObjectID, err = d.str(m)
 		case "azp":
 			c.AuthorizedParty, err = d.str(m)
+			c.AZP = c.AuthorizedParty
 		case "appid":
 			appid, err = d.str(m)
 		case "name":
@@ -831,10 +894,23 @@ func parseClaims(data []byte, c *claims) error {
 	if !hasScp {
 		scp = scope // RFC 9068 §2.2.3, used only when Entra's scp is absent
 	}
-	c.Scopes = strings.Fields(scp)
+	c.Scopes = splitScope(scp)
 	c.AuthorizedParty = firstNonEmpty(c.AuthorizedParty, appid)
 	c.PreferredUsername = firstNonEmpty(c.PreferredUsername, upn, uniqueName)
 	return nil
+}
+
+// splitScope splits a scope string on single spaces (%x20) and drops empty
+// items (RFC 6749 §3.3: scope-token *( SP scope-token )). Tabs, no-break
+// spaces and other white space stay inside a scope, which then matches none.
+func splitScope(s string) []string {
+	var out []string
+	for item := range strings.SplitSeq(s, " ") {
+		if item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 // firstNonEmpty returns the first non-empty string (like cmp.Or).
@@ -1276,7 +1352,8 @@ func verifyRS256(pub *rsa.PublicKey, signingInput []byte, sig []byte) error {
 // time claims, with cfg.ClockSkew of leeway. Verified access tokens are
 // cached (tokenCache) so a repeated token skips RSA. Safe for concurrent use.
 //
-// It does not check: azp/appid (any client of our API may call it), acr/amr,
+// It does not check: azp/appid of access tokens (any client of our API may
+// call it; verifyIDToken checks an ID token's azp), acr/amr,
 // the at_hash/c_hash of hybrid flows, token revocation (Entra access tokens
 // are not revocable before exp), or the x5c chain of keys.
 type verifier struct {
@@ -1353,8 +1430,10 @@ func (v *verifier) checkAccessToken(ctx context.Context, raw string, now time.Ti
 }
 
 // verifyIDToken verifies an OpenID Connect ID token (OpenID Connect Core
-// §3.1.3.7): every check of verify, the client id among the audiences, and
-// the nonce equal to nonce (constant-time). An empty nonce skips the nonce
+// §3.1.3.7): every check of verify, the client id among the audiences
+// (step 3), azp present when there are several audiences (step 4) and equal
+// to the client id whenever present (step 5; errBadAZP), and the nonce equal
+// to nonce (constant-time). An empty nonce skips the nonce
 // check: only for ID tokens from a refresh (OpenID Connect Core §12.2), which
 // carry none of ours. ID tokens need no scp or roles and are not cached.
 func (v *verifier) verifyIDToken(ctx context.Context, raw, nonce string) (*claims, error) {
@@ -1365,6 +1444,12 @@ func (v *verifier) verifyIDToken(ctx context.Context, raw, nonce string) (*claim
 	c := &t.claims
 	if !contains(c.Audience, v.cfg.ClientID) {
 		return nil, fmt.Errorf("%w: %q", errBadAudience, clip(strings.Join(c.Audience, " ")))
+	}
+	if len(c.Audience) > 1 && c.AZP == "" {
+		return nil, fmt.Errorf("%w: %d audiences and no azp", errBadAZP, len(c.Audience))
+	}
+	if c.AZP != "" && c.AZP != v.cfg.ClientID {
+		return nil, fmt.Errorf("%w: %q", errBadAZP, clip(c.AZP))
 	}
 	if nonce != "" && subtle.ConstantTimeCompare([]byte(c.Nonce), []byte(nonce)) != 1 {
 		return nil, errBadNonce

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -319,6 +320,13 @@ func TestVerifyIDToken(t *testing.T) {
 		{"tid of another tenant is refused", id(map[string]any{"tid": "aaaaaaaa-86f1-41af-91ab-2d7cd011db47"}), "n-123", errTenantForbidden},
 		{"expired ID token is refused", id(map[string]any{"exp": now.Add(-time.Hour).Unix()}), "n-123", errTokenExpired},
 		{"wrong issuer is refused", id(map[string]any{"iss": "https://evil.example/v2.0"}), "n-123", errBadIssuer},
+		// OpenID Connect Core §3.1.3.7 steps 3-5.
+		{"several audiences without azp are refused", id(map[string]any{"aud": []string{testClientID, "api://other"}}), "n-123", errBadAZP},
+		{"several audiences with azp of the client are accepted", id(map[string]any{"aud": []string{testClientID, "api://other"}, "azp": testClientID}), "n-123", nil},
+		{"several audiences with azp of another client are refused", id(map[string]any{"aud": []string{testClientID, "api://other"}, "azp": "99999999-2222-3333-4444-555555555555"}), "n-123", errBadAZP},
+		{"one audience with azp of another client is refused", id(map[string]any{"azp": "99999999-2222-3333-4444-555555555555"}), "n-123", errBadAZP},
+		{"one audience with azp of the client is accepted", id(map[string]any{"azp": testClientID}), "n-123", nil},
+		{"appid is not taken for azp", id(map[string]any{"appid": "99999999-2222-3333-4444-555555555555"}), "n-123", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -818,6 +826,77 @@ func TestProviderMetadata(t *testing.T) {
 			t.Fatalf("metadata after the backoff = %v", err)
 		}
 	})
+	t.Run("plain-http endpoints are refused unless loopback", func(t *testing.T) {
+		t.Parallel()
+		p := newTestIDP(t)
+		v := newTestVerifier(t, p, nil)
+		good := providerMetadata{Issuer: "https://login.example/" + testTenant + "/v2.0",
+			AuthorizationEndpoint: "https://login.example/a", TokenEndpoint: "https://login.example/t",
+			JWKSURI: "https://login.example/k", EndSessionEndpoint: "https://login.example/l"}
+		tests := []struct {
+			name string
+			edit func(*providerMetadata)
+			ok   bool
+		}{
+			{"all https is accepted", func(*providerMetadata) {}, true},
+			{"no end_session_endpoint is accepted", func(md *providerMetadata) { md.EndSessionEndpoint = "" }, true},
+			{"http on localhost is accepted", func(md *providerMetadata) { md.TokenEndpoint = "http://localhost:8000/t" }, true},
+			{"http on 127.0.0.2 is accepted", func(md *providerMetadata) { md.TokenEndpoint = "http://127.0.0.2/t" }, true},
+			{"http on ::1 is accepted", func(md *providerMetadata) { md.TokenEndpoint = "http://[::1]:9/t" }, true},
+			{"http issuer is refused", func(md *providerMetadata) { md.Issuer = "http://login.example/" + testTenant + "/v2.0" }, false},
+			{"http authorization_endpoint is refused", func(md *providerMetadata) { md.AuthorizationEndpoint = "http://login.example/a" }, false},
+			{"http token_endpoint is refused", func(md *providerMetadata) { md.TokenEndpoint = "http://login.example/t" }, false},
+			{"http jwks_uri is refused", func(md *providerMetadata) { md.JWKSURI = "http://login.example/k" }, false},
+			{"http end_session_endpoint is refused", func(md *providerMetadata) { md.EndSessionEndpoint = "http://login.example/l" }, false},
+			{"http on a name ending in localhost is refused", func(md *providerMetadata) { md.TokenEndpoint = "http://localhost.evil.example/t" }, false},
+		}
+		for _, tc := range tests {
+			md := good
+			tc.edit(&md)
+			if err := v.prov.validate(md); (err == nil) != tc.ok {
+				t.Errorf("%s: validate = %v; want ok=%v", tc.name, err, tc.ok)
+			}
+		}
+	})
+	t.Run("the provider's error is logged once, sanitized", func(t *testing.T) {
+		t.Parallel()
+		var hits atomic.Int64
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits.Add(1)
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.WriteHeader(http.StatusBadRequest)
+			json.NewEncoder(w).Encode(map[string]any{
+				"error": "invalid_tenant", "error_codes": []int{90002},
+				"error_description": "AADSTS90002: Tenant 'contoso' not found.\r\nTrace ID: t-1\r\nlevel=ERROR msg=forged\u202e" + strings.Repeat("x", 5000),
+			})
+		}))
+		t.Cleanup(srv.Close)
+		p := newTestIDP(t)
+		var logs syncBuffer
+		cfg := p.config(t, map[string]string{"AZURE_AUTHORITY_HOST": srv.URL})
+		logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		prov := newProvider(cfg, srv.Client(), logger)
+		ks := newKeySet(cfg, prov, srv.Client(), logger)
+		if err := ks.refresh(ctx); !errors.Is(err, errIDPUnavailable) {
+			t.Fatalf("refresh = %v; want errIDPUnavailable", err)
+		}
+		out := logs.String()
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if n := strings.Count(out, "level=WARN"); n != 1 || len(lines) != 1 {
+			t.Errorf("one failed discovery attempt logged %d WARN lines in %d lines; want 1:\n%s", n, len(lines), out)
+		}
+		for _, want := range []string{"invalid_tenant", "AADSTS90002", "Tenant 'contoso' not found", "check AZURE_TENANT_ID"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("log lacks %q:\n%s", want, out)
+			}
+		}
+		if strings.Contains(out, "\u202e") || strings.Contains(out, `\u202e`) || strings.Contains(out, "\\r\\n") || strings.Contains(out, strings.Repeat("x", maxIDPErrorText)) {
+			t.Errorf("log holds the provider's text unsanitized or uncapped:\n%s", out)
+		}
+		if hits.Load() != 1 {
+			t.Errorf("discovery requests = %d; want 1", hits.Load())
+		}
+	})
 	t.Run("issuer of another tenant is refused", func(t *testing.T) {
 		t.Parallel()
 		p := newTestIDP(t)
@@ -1005,6 +1084,9 @@ var corpusWant = map[string]error{
 	"omniauth-azure-ad_synthetic_id_token_bad_kid": errUnknownKID,     // kid abc1234 is not in the set
 	"omniauth-azure-ad_synthetic_id_token":         errMalformedToken, // no exp claim
 	"rfc7520_4_1_rsa_v15_signature":                errMalformedToken, // the payload is not a JSON object
+	// An Auth0 access token without scp, so verified as an ID token: its azp
+	// is not its aud (OpenID Connect Core §3.1.3.7 step 5).
+	"auth0_2019_access-token_pyjwt": errBadAZP,
 	// The last signature character was changed in its unused low bits too:
 	// not canonical base64url, refused before any crypto.
 	"azure_invalid_b2c_2016_passport-azure-ad_last-char-changed-1474696424": errMalformedToken,
@@ -1567,4 +1649,23 @@ func TestTokenCacheMemoryBound(t *testing.T) {
 		t.Errorf("cache holds %d bytes of heap; want at most %d", held, bound)
 	}
 	runtime.KeepAlive(tc)
+}
+
+// FuzzProviderErrorText: whatever a failed discovery or JWKS answer holds,
+// the text kept for the log is bounded printable ASCII on one line.
+func FuzzProviderErrorText(f *testing.F) {
+	f.Add([]byte(`{"error":"invalid_tenant","error_description":"AADSTS90002: Tenant 'x' not found.\r\nTrace ID: 1","error_codes":[90002]}`))
+	f.Add([]byte(`{"error":"\u202e\n","error_description":null}`))
+	f.Add([]byte(`<html>`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got := providerErrorText(body)
+		if len(got) > 2*maxIDPErrorText+100 {
+			t.Fatalf("providerErrorText = %d bytes; want at most about %d", len(got), 2*maxIDPErrorText+100)
+		}
+		for i := 0; i < len(got); i++ {
+			if got[i] < 0x20 || got[i] > 0x7e {
+				t.Fatalf("providerErrorText = %q holds byte %#x", got, got[i])
+			}
+		}
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -47,6 +48,7 @@ var (
 	errLoginTampered = errors.New("auth: login cookie does not open")
 	errLoginExpired  = errors.New("auth: login cookie expired")
 	errStateMismatch = errors.New("auth: state does not match the login cookie")
+	errStateSpent    = errors.New("auth: state already used by an earlier callback")
 )
 
 // loginState is what a login cookie carries between /auth/login and
@@ -216,4 +218,77 @@ func loginCookieNames(r *http.Request) []string {
 		}
 	}
 	return names
+}
+
+// maxSpentStates bounds the spent-state set: how many finished logins one
+// process remembers at once.
+const maxSpentStates = 10_000
+
+// spentStates is the per-process set of states whose callback has already
+// been accepted, so that a state is used once (RFC 9700 §2.1, §4.7) even
+// when a client keeps the login cookie after the callback deleted it. It
+// holds the SHA-256 of each state, never the state, until the login's
+// loginTTL ends (after which openLogin refuses the cookie anyway). It holds
+// at most max entries: when full, expired entries go first, then the oldest
+// (a state evicted early is still protected by the cookie deletion and by
+// the identity provider's single-use code).
+//
+// Replicas do not share this set: behind a load balancer, a replay that
+// reaches another replica is stopped only by the browser honouring the
+// cookie deletion and by the provider refusing the already redeemed code
+// (AADSTS54005). Safe for concurrent use.
+type spentStates struct {
+	max int
+
+	mu sync.Mutex // guards the fields below
+	// expires maps a state's hash to the end of its login's life.
+	expires map[[sha256.Size]byte]time.Time
+	// order lists the hashes in the order they were spent, oldest first.
+	order [][sha256.Size]byte
+}
+
+// newSpentStates makes an empty set holding at most max states.
+func newSpentStates(max int) *spentStates {
+	return &spentStates{max: max, expires: map[[sha256.Size]byte]time.Time{}}
+}
+
+// spend marks state as used for the login created at created (seconds since
+// the Unix epoch) and reports whether it was unused: false means a replayed
+// callback. The check and the mark happen under one lock, so two concurrent
+// callbacks with one state cannot both pass.
+func (s *spentStates) spend(state string, created int64, now time.Time) bool {
+	sum := sha256.Sum256([]byte(state))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.expires[sum]; ok {
+		return false
+	}
+	s.prune(now)
+	s.expires[sum] = time.Unix(created, 0).Add(loginTTL)
+	s.order = append(s.order, sum)
+	return true
+}
+
+// prune drops, from the oldest, entries that have expired at now, then
+// entries beyond max-1 so that one more fits. s.mu must be held.
+func (s *spentStates) prune(now time.Time) {
+	n := 0
+	for n < len(s.order) {
+		exp := s.expires[s.order[n]]
+		if !now.After(exp) && len(s.order)-n < s.max {
+			break
+		}
+		delete(s.expires, s.order[n])
+		n++
+	}
+	if n > 0 {
+		s.order = slices.Delete(s.order, 0, n)
+	}
+}
+
+// len returns how many states the set holds.
+func (s *spentStates) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.expires)
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -128,4 +130,53 @@ func BenchmarkSealOpen(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func TestSpentStates(t *testing.T) {
+	t.Parallel()
+	t0 := time.Unix(1_800_000_000, 0)
+	created := t0.Unix()
+	t.Run("a state is spent once", func(t *testing.T) {
+		s := newSpentStates(10)
+		if !s.spend("state-a", created, t0) {
+			t.Fatal("spend(state-a) = false on first use; want true")
+		}
+		if s.spend("state-a", created, t0.Add(time.Second)) {
+			t.Error("spend(state-a) = true on second use; want false (replay)")
+		}
+		if !s.spend("state-b", created, t0) {
+			t.Error("spend(state-b) = false; want true: another state is independent")
+		}
+	})
+	t.Run("entries live until the login's life ends", func(t *testing.T) {
+		s := newSpentStates(10)
+		s.spend("state-a", created, t0)
+		s.spend("state-b", created, t0.Add(loginTTL-time.Second))
+		if got := s.len(); got != 2 {
+			t.Fatalf("len = %d before expiry; want 2", got)
+		}
+		s.spend("state-c", created, t0.Add(loginTTL+time.Second))
+		if got := s.len(); got != 1 {
+			t.Errorf("len = %d after the logins expired; want 1 (only state-c)", got)
+		}
+	})
+	t.Run("the set is bounded, dropping the oldest", func(t *testing.T) {
+		s := newSpentStates(3)
+		for i := range 5 {
+			s.spend(fmt.Sprint("state-", i), created, t0)
+		}
+		if got := s.len(); got != 3 {
+			t.Errorf("len = %d; want the bound 3", got)
+		}
+		if s.spend("state-4", created, t0) {
+			t.Error("spend(state-4) = true; want false: the newest entries are kept")
+		}
+	})
+	t.Run("only a hash of the state is kept", func(t *testing.T) {
+		s := newSpentStates(3)
+		s.spend("state-secret", created, t0)
+		if got := fmt.Sprintf("%v %x", s.expires, s.order); strings.Contains(got, "state-secret") || strings.Contains(got, fmt.Sprintf("%x", "state-secret")) {
+			t.Errorf("the set holds the state itself: %s", got)
+		}
+	})
 }
