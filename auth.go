@@ -168,6 +168,13 @@ func (af *authFlow) handleLogin() http.Handler {
 // endpoint (OpenID Connect Core §3.1.2.1; Entra adds "create").
 var promptValues = map[string]bool{"login": true, "none": true, "consent": true, "select_account": true, "create": true}
 
+// pkceS256 is the S256 code_challenge of a code_verifier (RFC 7636 §4.2):
+// BASE64URL(SHA256(ASCII(code_verifier))), without padding.
+func pkceS256(codeVerifier string) string {
+	sum := sha256.Sum256([]byte(codeVerifier))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
 // authorizeURL builds the authorization request of ls at the discovery
 // document's authorization_endpoint, keeping any query it already has, and
 // passing through prompt, login_hint and domain_hint from in when they are
@@ -177,7 +184,6 @@ func (af *authFlow) authorizeURL(md providerMetadata, ls loginState, in url.Valu
 	if err != nil {
 		return "", err
 	}
-	challenge := sha256.Sum256([]byte(ls.CodeVerifier))
 	q := u.Query()
 	q.Set("client_id", af.cfg.ClientID)
 	q.Set("response_type", "code")
@@ -186,7 +192,7 @@ func (af *authFlow) authorizeURL(md providerMetadata, ls loginState, in url.Valu
 	q.Set("scope", af.scope())
 	q.Set("state", ls.State)
 	q.Set("nonce", ls.Nonce)
-	q.Set("code_challenge", base64.RawURLEncoding.EncodeToString(challenge[:]))
+	q.Set("code_challenge", pkceS256(ls.CodeVerifier))
 	q.Set("code_challenge_method", "S256")
 	if p := in.Get("prompt"); promptValues[p] {
 		q.Set("prompt", p)
@@ -488,8 +494,10 @@ func isNQSChars(s string) bool {
 // aadstsPattern finds an Entra error code such as AADSTS70008 in a text.
 var aadstsPattern = regexp.MustCompile(`AADSTS[0-9]{1,9}`)
 
-// truncate cuts s to at most n bytes without splitting a UTF-8 sequence,
-// and replaces invalid UTF-8.
+// truncate cuts s to at most n bytes (plus "…") without splitting a UTF-8
+// sequence, and replaces invalid UTF-8: for putting untrusted values (claims,
+// headers, provider messages) into errors and logs without letting them flood
+// either.
 func truncate(s string, n int) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	if len(s) <= n {

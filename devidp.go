@@ -406,7 +406,7 @@ func parseDevScope(s string) (devScope, error) {
 		case ok && slices.Contains(devAPIScopes(), name):
 			asked[name] = true
 		default:
-			return devScope{}, fmt.Errorf("%w: the scope %q is not valid", errDevBadScope, devTruncate(v, 40))
+			return devScope{}, fmt.Errorf("%w: the scope %q is not valid", errDevBadScope, truncate(v, 40))
 		}
 	}
 	for _, n := range devAPIScopes() {
@@ -415,18 +415,6 @@ func parseDevScope(s string) (devScope, error) {
 		}
 	}
 	return sc, nil
-}
-
-// devTruncate cuts s to at most n bytes on a rune boundary, for echoing
-// untrusted input in messages.
-func devTruncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }
 
 // devAuthRequest is a validated authorization request (RFC 6749 §4.1.1,
@@ -511,7 +499,7 @@ func (req *devAuthRequest) validate() *devOAuthError {
 	case req.ResponseType == "":
 		return devRedirectable("invalid_request", 900144, "The request must contain the parameter 'response_type'.")
 	case req.ResponseType != "code":
-		return devRedirectable("unsupported_response_type", 70005, "response_type '"+devTruncate(req.ResponseType, 40)+"' is not enabled for the application; use code.")
+		return devRedirectable("unsupported_response_type", 70005, "response_type '"+truncate(req.ResponseType, 40)+"' is not enabled for the application; use code.")
 	case req.ResponseMode != "" && req.ResponseMode != "query":
 		return devRedirectable("invalid_request", 9002313, "The dev identity provider supports response_mode=query only.")
 	case req.CodeChallenge == "":
@@ -743,7 +731,7 @@ func (d *devIDP) handleSignIn(logger *slog.Logger) http.Handler {
 			problem = "Tick at least one scope. To see the API refuse you, grant Heroes.Read and try to add or delete a hero."
 		}
 		if problem != "" {
-			devRenderPage(w, logger, http.StatusBadRequest, "signin", devSignInForm(req, devTruncate(f.Get("username"), 4*devMaxUser), problem, granted))
+			devRenderPage(w, logger, http.StatusBadRequest, "signin", devSignInForm(req, truncate(f.Get("username"), 4*devMaxUser), problem, granted))
 			return
 		}
 		code, e := d.issueCode(req, user, granted)
@@ -1067,9 +1055,7 @@ func devPKCEMatches(verifier, challenge string) bool {
 			return false
 		}
 	}
-	sum := sha256.Sum256([]byte(verifier))
-	got := base64.RawURLEncoding.EncodeToString(sum[:])
-	return subtle.ConstantTimeCompare([]byte(got), []byte(challenge)) == 1
+	return subtle.ConstantTimeCompare([]byte(pkceS256(verifier)), []byte(challenge)) == 1
 }
 
 // devIsUnreserved reports whether c is an RFC 3986 §2.3 unreserved character,
@@ -1262,7 +1248,7 @@ func (d *devIDP) handleLogout(logger *slog.Logger) http.Handler {
 			http.Redirect(w, r, target, http.StatusFound)
 			return
 		}
-		devRenderPage(w, logger, http.StatusOK, "logout", devLogoutPage{Home: base + "/", Refused: devTruncate(target, 200)})
+		devRenderPage(w, logger, http.StatusOK, "logout", devLogoutPage{Home: base + "/", Refused: truncate(target, 200)})
 	})
 }
 

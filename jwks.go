@@ -251,7 +251,7 @@ func getJSON(ctx context.Context, client *http.Client, u string) ([]byte, error)
 	}
 	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if err != nil || (mt != "application/json" && !(strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))) {
-		return nil, fmt.Errorf("jwks: %s answered content type %q, not JSON", req.URL.Redacted(), clip(resp.Header.Get("Content-Type")))
+		return nil, fmt.Errorf("jwks: %s answered content type %q, not JSON", req.URL.Redacted(), truncate(resp.Header.Get("Content-Type"), 64))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxIDPResponse+1))
 	if err != nil {
@@ -725,15 +725,6 @@ func parseTokenInto(raw string, scratch *[]byte) (*jws, error) {
 	return t, nil
 }
 
-// clip shortens a value taken from a token to at most 64 bytes for an error
-// message, so a 16 KiB claim cannot flood the log.
-func clip(s string) string {
-	if len(s) <= 64 {
-		return s
-	}
-	return s[:64] + "…"
-}
-
 // decodeBase64Segment decodes one base64url segment into the front of buf and
 // returns it and the rest of buf.
 func decodeBase64Segment(enc *base64.Encoding, buf, seg []byte) (out, rest []byte, err error) {
@@ -773,7 +764,7 @@ func (t *jws) parseHeader(data []byte) error {
 		return fmt.Errorf("%w: header: %w", errMalformedToken, err)
 	}
 	if t.alg != "RS256" {
-		return fmt.Errorf("%w: %q", errUnsupportedAlg, clip(t.alg))
+		return fmt.Errorf("%w: %q", errUnsupportedAlg, truncate(t.alg, 64))
 	}
 	if t.typ != "" {
 		typ := t.typ
@@ -781,7 +772,7 @@ func (t *jws) parseHeader(data []byte) error {
 			typ = typ[len("application/"):]
 		}
 		if !strings.EqualFold(typ, "JWT") && !strings.EqualFold(typ, "at+jwt") {
-			return fmt.Errorf("%w: typ %q", errBadHeader, clip(t.typ))
+			return fmt.Errorf("%w: typ %q", errBadHeader, truncate(t.typ, 64))
 		}
 	}
 	if len(t.kid) > maxKeyIDLen || len(t.x5t) > maxKeyIDLen {
@@ -1156,7 +1147,7 @@ func (s *scanner) object(depth int, each func(member) error) error {
 			key = []byte(k)
 		}
 		if dup := seenKey(keys, many, key); dup {
-			return fmt.Errorf("duplicate member %q", clip(string(key)))
+			return fmt.Errorf("duplicate member %q", truncate(string(key), 64))
 		}
 		switch {
 		case many != nil:
@@ -1421,7 +1412,7 @@ func (v *verifier) checkAccessToken(ctx context.Context, raw string, now time.Ti
 	}
 	c := &t.claims
 	if !containsAny(c.Audience, v.cfg.Audiences) {
-		return nil, nil, fmt.Errorf("%w: %q", errBadAudience, clip(strings.Join(c.Audience, " ")))
+		return nil, nil, fmt.Errorf("%w: %q", errBadAudience, truncate(strings.Join(c.Audience, " "), 64))
 	}
 	if len(c.Scopes) == 0 && len(c.Roles) == 0 {
 		return nil, nil, errNoPermissions
@@ -1443,13 +1434,13 @@ func (v *verifier) verifyIDToken(ctx context.Context, raw, nonce string) (*claim
 	}
 	c := &t.claims
 	if !contains(c.Audience, v.cfg.ClientID) {
-		return nil, fmt.Errorf("%w: %q", errBadAudience, clip(strings.Join(c.Audience, " ")))
+		return nil, fmt.Errorf("%w: %q", errBadAudience, truncate(strings.Join(c.Audience, " "), 64))
 	}
 	if len(c.Audience) > 1 && c.AZP == "" {
 		return nil, fmt.Errorf("%w: %d audiences and no azp", errBadAZP, len(c.Audience))
 	}
 	if c.AZP != "" && c.AZP != v.cfg.ClientID {
-		return nil, fmt.Errorf("%w: %q", errBadAZP, clip(c.AZP))
+		return nil, fmt.Errorf("%w: %q", errBadAZP, truncate(c.AZP, 64))
 	}
 	if nonce != "" && subtle.ConstantTimeCompare([]byte(c.Nonce), []byte(nonce)) != 1 {
 		return nil, errBadNonce
@@ -1502,14 +1493,14 @@ func (v *verifier) checkIssuer(md providerMetadata, c *claims, k *publicKey) err
 	tid := c.TenantID
 	if v.cfg.isMultiTenant() {
 		if !isGUID(tid) {
-			return fmt.Errorf("%w: tid %q is not a tenant GUID", errTenantForbidden, clip(tid))
+			return fmt.Errorf("%w: tid %q is not a tenant GUID", errTenantForbidden, truncate(tid, 64))
 		}
 		if !v.cfg.AnyTenant && !contains(v.cfg.AllowedTenants, strings.ToLower(tid)) {
-			return fmt.Errorf("%w: %q", errTenantForbidden, clip(tid))
+			return fmt.Errorf("%w: %q", errTenantForbidden, truncate(tid, 64))
 		}
 	} else {
 		if tid != "" && !strings.EqualFold(tid, v.cfg.TenantID) {
-			return fmt.Errorf("%w: %q", errTenantForbidden, clip(tid))
+			return fmt.Errorf("%w: %q", errTenantForbidden, truncate(tid, 64))
 		}
 		if tid == "" {
 			tid = v.cfg.TenantID
@@ -1517,11 +1508,11 @@ func (v *verifier) checkIssuer(md providerMetadata, c *claims, k *publicKey) err
 	}
 	isV1 := v.cfg.AcceptV1Tokens && issuerMatches(v1IssuerTemplate, tid, c.Issuer)
 	if !isV1 && !issuerMatches(md.Issuer, tid, c.Issuer) {
-		return fmt.Errorf("%w: %q", errBadIssuer, clip(c.Issuer))
+		return fmt.Errorf("%w: %q", errBadIssuer, truncate(c.Issuer, 64))
 	}
 	if k.issuer != "" && !issuerMatches(k.issuer, tid, c.Issuer) &&
 		!(isV1 && issuerMatches(k.issuer, tid, strings.ReplaceAll(md.Issuer, tenantPlaceholder, tid))) {
-		return fmt.Errorf("%w: key issuer %q, token issuer %q", errKeyIssuer, k.issuer, clip(c.Issuer))
+		return fmt.Errorf("%w: key issuer %q, token issuer %q", errKeyIssuer, k.issuer, truncate(c.Issuer, 64))
 	}
 	return nil
 }
