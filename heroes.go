@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf16"
 )
 
 // hero is one hero of the API, wire-compatible with the original FastAPI
@@ -99,6 +101,45 @@ func newHeroID() string {
 	b[6] = b[6]&0x0f | 0x40 // version 4
 	b[8] = b[8]&0x3f | 0x80 // variant 10 (RFC 9562 §4.1)
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// maxHeroJSONBytes is the size limit of one stored hero, the same for every
+// store: its JSON (as encodeHero writes it) may take at most 64 KiB counted
+// in UTF-16, as Azure Table Storage counts a String property ("Understanding
+// the Table service data model": up to 64 KiB). That is 32,768 characters
+// of ASCII, or of any character outside the astral planes. Any valid hero of
+// the API's own limits fits in the request body's 1 MiB but not necessarily
+// here; a larger one is refused with errHeroTooLarge (422) before any write.
+const maxHeroJSONBytes = 64 << 10
+
+// encodeHero returns h's JSON as every store keeps it, or errHeroTooLarge
+// when it is over maxHeroJSONBytes. Every store encodes through it, so the
+// limit is checked in this one place. HTML characters (<, >, &) are written
+// as themselves, not as \u003c…: stored heroes are only ever sent as
+// application/json with X-Content-Type-Options: nosniff, where escaping buys
+// nothing and would make a hero full of "<" six times its size.
+func encodeHero(h hero) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(h); err != nil {
+		return nil, fmt.Errorf("heroes: encoding hero %s: %w", h.ID, err)
+	}
+	data := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	if n := utf16Bytes(string(data)); n > maxHeroJSONBytes {
+		return nil, fmt.Errorf("heroes: hero JSON is %d bytes of UTF-16, over %d: %w", n, maxHeroJSONBytes, errHeroTooLarge)
+	}
+	return data, nil
+}
+
+// utf16Bytes is the size of s in UTF-16, the unit of the Table service's
+// limits.
+func utf16Bytes(s string) int {
+	n := 0
+	for _, r := range s {
+		n += 2 * utf16.RuneLen(r)
+	}
+	return n
 }
 
 // heroStore keeps heroes. Implementations are safe for concurrent use.
@@ -208,7 +249,10 @@ func writeStoreError(w http.ResponseWriter, r *http.Request, logger *slog.Logger
 		writeError(w, http.StatusConflict, "The hero was changed since you read it: its ETag no longer matches If-Match. GET it again, re-apply your change and retry")
 	case errors.Is(err, errHeroTooLarge):
 		writeJSON(w, http.StatusUnprocessableEntity, apiError{Detail: []fieldError{{
-			Loc: []any{"body"}, Msg: "The hero is too large for the store", Type: "too_large",
+			Loc:  []any{"body"},
+			Msg:  fmt.Sprintf("The hero is too large for the store: its JSON may take at most %d bytes counted in UTF-16 (%d ASCII characters); shorten its lists or strings", maxHeroJSONBytes, maxHeroJSONBytes/2),
+			Type: "too_large",
+			Ctx:  map[string]any{"max_bytes": maxHeroJSONBytes},
 		}}})
 	case errors.Is(err, errStoreUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		logger.Warn("heroes: store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -243,9 +287,75 @@ func heroID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	return strings.ToLower(id), true
 }
 
+// heroArray writes a 200 answer holding a JSON array of heroes one hero at
+// a time, so an answer is never held in memory whole: the status and
+// headers go first, then "[", each hero (encoded as writeJSON does, without
+// HTML escaping), and "]" from close. Once the status is sent a failure can
+// no longer become an error answer, so abort cuts the answer off (see
+// there). Not safe for concurrent use; one handler owns it.
+type heroArray struct {
+	w   http.ResponseWriter
+	buf bytes.Buffer
+	enc *json.Encoder
+	n   int   // heroes written
+	err error // the first write error; later writes are skipped
+}
+
+// startHeroArray sends the status 200, Content-Type and "[".
+func startHeroArray(w http.ResponseWriter) *heroArray {
+	a := &heroArray{w: w}
+	a.enc = json.NewEncoder(&a.buf)
+	a.enc.SetEscapeHTML(false)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	a.write([]byte("["))
+	return a
+}
+
+// add writes one hero. It reports false once writing has failed (the
+// client has gone), so the caller can stop early.
+func (a *heroArray) add(h hero) bool {
+	if a.err != nil {
+		return false
+	}
+	a.buf.Reset()
+	if a.n > 0 {
+		a.buf.WriteByte(',')
+	}
+	if err := a.enc.Encode(h); err != nil {
+		a.err = fmt.Errorf("heroes: encoding hero %s: %w", h.ID, err)
+		return false
+	}
+	a.n++
+	a.write(bytes.TrimSuffix(a.buf.Bytes(), []byte("\n")))
+	return a.err == nil
+}
+
+// write sends b, keeping the first error.
+func (a *heroArray) write(b []byte) {
+	if a.err == nil {
+		_, a.err = a.w.Write(b)
+	}
+}
+
+// close ends the array.
+func (a *heroArray) close() { a.write([]byte("]\n")) }
+
+// abort ends an answer that cannot be completed after its 200 was sent,
+// such as the store failing on a later page: it logs err and panics with
+// http.ErrAbortHandler, which makes net/http drop the connection (HTTP/1.1,
+// without the final chunk) or reset the stream (HTTP/2). The client thus
+// sees a broken answer, never a valid-looking but incomplete list.
+func (a *heroArray) abort(logger *slog.Logger, r *http.Request, err error) {
+	logger.Error("heroes: answer cut off after its status was sent", "method", r.Method, "path", r.URL.Path, "heroes_sent", a.n, "err", err)
+	panic(http.ErrAbortHandler)
+}
+
 // handleHeroList serves GET /api/heroes/ (and /api/heroes): 200 with a JSON
 // list of heroes ordered by id, ?limit= (default 100, 1 to 1000) and
-// ?offset= (default 0); 422 for bad paging values. Needs Heroes.Read.
+// ?offset= (default 0); 422 for bad paging values. Needs Heroes.Read. The
+// page is read from the store in one call (one consistent view) and written
+// hero by hero (heroArray).
 func handleHeroList(logger *slog.Logger, store heroStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		offset, limit, err := parsePaging(r.URL.Query())
@@ -258,10 +368,13 @@ func handleHeroList(logger *slog.Logger, store heroStore) http.Handler {
 			writeStoreError(w, r, logger, err)
 			return
 		}
-		if heroes == nil {
-			heroes = []hero{}
+		a := startHeroArray(w)
+		for _, h := range heroes {
+			if !a.add(h) {
+				return // the client has gone
+			}
 		}
-		writeJSON(w, http.StatusOK, heroes)
+		a.close()
 	})
 }
 
@@ -358,26 +471,34 @@ const fireballACBelow = 20
 // handleFireballLowAC serves GET /api/heroes-fireball-low-ac: 200 with the
 // heroes that know a spell named Fireball (case-insensitive) and have an
 // armor class below 20, ordered by id. Heroes without spells simply do not
-// match. Needs Heroes.Read.
+// match. Needs Heroes.Read. The store is read a page of maxLimit heroes at
+// a time and matches are written as they are found (heroArray), so memory
+// holds one page, not every hero. A store failure on the first page is the
+// usual error answer; on a later one the 200 is already sent, so the
+// answer is cut off (heroArray.abort).
 func handleFireballLowAC(logger *slog.Logger, store heroStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		out := []hero{}
-		for offset := 0; ; offset += maxLimit {
-			page, err := store.List(r.Context(), offset, maxLimit)
-			if err != nil {
-				writeStoreError(w, r, logger, err)
-				return
-			}
+		page, err := store.List(r.Context(), 0, maxLimit)
+		if err != nil {
+			writeStoreError(w, r, logger, err)
+			return
+		}
+		a := startHeroArray(w)
+		for offset := 0; ; {
 			for _, h := range page {
-				if knowsFireballLowAC(h) {
-					out = append(out, h)
+				if knowsFireballLowAC(h) && !a.add(h) {
+					return // the client has gone
 				}
 			}
 			if len(page) < maxLimit {
 				break
 			}
+			offset += maxLimit
+			if page, err = store.List(r.Context(), offset, maxLimit); err != nil {
+				a.abort(logger, r, err)
+			}
 		}
-		writeJSON(w, http.StatusOK, out)
+		a.close()
 	})
 }
 

@@ -282,6 +282,15 @@ func existingMatching(ifMatch string) func(old storedHero, exists bool) error {
 // whole new content is written durably first, so a failed write changes
 // nothing and an acknowledged change survives a crash.
 func (s *localStore) change(id string, h *hero, check func(old storedHero, exists bool) error) (string, error) {
+	var data []byte
+	if h != nil {
+		// Encoded first, so a hero too large is refused whether or not
+		// the id exists, as by the table store.
+		var err error
+		if data, err = encodeHero(*h); err != nil {
+			return "", err
+		}
+	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	// Only writers change the set and this one holds writeMu, so reading it
@@ -294,10 +303,6 @@ func (s *localStore) change(id string, h *hero, check func(old storedHero, exist
 			return err
 		}
 		if h != nil {
-			data, err := json.Marshal(h)
-			if err != nil {
-				return fmt.Errorf("heroes: encoding hero %s: %w", id, err)
-			}
 			sh = &storedHero{ID: id, ETag: newETag(), Hero: data}
 		}
 		if s.path != "" {
@@ -332,10 +337,15 @@ func newETag() string { return `"` + rand.Text() + `"` }
 // folder (so the rename stays on one file system), fsync, rename over path,
 // then fsync of the folder so the rename itself survives a crash.
 func writeHeroesFile(path string, records []storedHero) (err error) {
-	data, err := json.Marshal(heroesFile{Version: 1, Heroes: records})
-	if err != nil {
+	// Without HTML escaping, which json.Marshal would also apply inside
+	// each record's already-encoded hero.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(heroesFile{Version: 1, Heroes: records}); err != nil {
 		return fmt.Errorf("heroes: encoding %s: %w", path, err)
 	}
+	data := buf.Bytes() // ends in a newline
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -347,7 +357,7 @@ func writeHeroesFile(path string, records []storedHero) (err error) {
 			os.Remove(tmp.Name()) // best effort: a stray temp file is harmless
 		}
 	}()
-	if _, err = tmp.Write(append(data, '\n')); err != nil {
+	if _, err = tmp.Write(data); err != nil {
 		return fmt.Errorf("heroes: writing %s: %w", path, err)
 	}
 	if err = tmp.Sync(); err != nil {
