@@ -151,9 +151,11 @@ func utf16Bytes(s string) int {
 //
 // More precisely, for every implementation:
 //   - etag is an HTTP entity-tag (RFC 9110 §8.8.3), quotes included (`"…"` or
-//     `W/"…"`), so handlers send it in ETag unchanged and pass the request's
-//     If-Match to Replace and Delete unchanged; ifMatch "*" matches any
-//     stored version, and a change always gives a new etag;
+//     `W/"…"`), so handlers send it in ETag unchanged and pass one
+//     entity-tag of the request's If-Match, exactly as sent, to Replace and
+//     Delete (parseIfMatch, ifMatchFor); ifMatch matches when it is the
+//     very string the store gave, or "*" for any stored version; a change
+//     always gives a new etag;
 //   - List skips offset heroes and returns at most limit, never nil;
 //   - Create fails with errHeroConflict when h.ID is already stored;
 //   - Replace and Delete of an unknown id give errHeroNotFound whatever
@@ -272,6 +274,109 @@ func etagHeader(etag string) string {
 	}
 	return `"` + etag + `"`
 }
+
+// maxIfMatchTags bounds the entity-tags one request may list in If-Match.
+const maxIfMatchTags = 32
+
+// errBadIfMatch is an If-Match field that is not "*" or a list of
+// entity-tags; it is answered 400.
+var errBadIfMatch = errors.New("heroes: malformed If-Match")
+
+// parseIfMatch reads the If-Match precondition (RFC 9110 §13.1.1) from
+// every If-Match field line of h, combined into one comma-separated list as
+// RFC 9110 §5.3 says a recipient may. It returns nil when there is no
+// If-Match, []string{"*"} for "*", and otherwise the entity-tags (§8.8.3:
+// [W/]"…") exactly as sent, weak prefix and quotes included, because
+// stores compare them as opaque strings against the etag they gave (see
+// heroStore). Empty list elements are skipped (§5.6.1). Anything else is
+// errBadIfMatch: a field with no entity-tag, "*" together with tags, text
+// that is not an entity-tag, or more than maxIfMatchTags tags.
+func parseIfMatch(h http.Header) ([]string, error) {
+	lines, present := h["If-Match"]
+	if !present {
+		return nil, nil
+	}
+	var tags []string
+	for _, line := range lines {
+		for rest := line; ; {
+			rest = strings.TrimLeft(rest, " \t,")
+			if rest == "" {
+				break
+			}
+			tag, after, ok := cutEntityTag(rest)
+			if !ok {
+				return nil, fmt.Errorf("%w: %q is not an entity-tag", errBadIfMatch, rest)
+			}
+			if after = strings.TrimLeft(after, " \t"); after != "" && after[0] != ',' {
+				return nil, fmt.Errorf("%w: no comma after %s", errBadIfMatch, tag)
+			}
+			if tags = append(tags, tag); len(tags) > maxIfMatchTags {
+				return nil, fmt.Errorf("%w: more than %d entity-tags", errBadIfMatch, maxIfMatchTags)
+			}
+			rest = after
+		}
+	}
+	switch {
+	case len(tags) == 0:
+		return nil, fmt.Errorf("%w: no entity-tag", errBadIfMatch)
+	case slices.Contains(tags, "*") && len(tags) > 1:
+		return nil, fmt.Errorf("%w: * with other entity-tags", errBadIfMatch)
+	}
+	return tags, nil
+}
+
+// cutEntityTag cuts one list element off the front of s: "*" or an
+// entity-tag, [W/] DQUOTE *etagc DQUOTE where etagc is any visible
+// character but DQUOTE, or obs-text (RFC 9110 §8.8.3). A comma is an etagc,
+// so it ends an element only outside the quotes.
+func cutEntityTag(s string) (tag, rest string, ok bool) {
+	if strings.HasPrefix(s, "*") {
+		return "*", s[1:], true
+	}
+	open := 0
+	if strings.HasPrefix(s, "W/") {
+		open = 2
+	}
+	if len(s) <= open || s[open] != '"' {
+		return "", "", false
+	}
+	for i := open + 1; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"':
+			return s[:i+1], s[i+1:], true
+		case c < 0x21 || c == 0x7f:
+			return "", "", false
+		}
+	}
+	return "", "", false // no closing quote
+}
+
+// ifMatchFor turns the If-Match list of a request into the one ifMatch a
+// heroStore takes: "" when there is no precondition, "*", or a single
+// entity-tag. When several tags are listed it reads the hero's current
+// etag and passes it on if listed, so the store's own check still makes
+// the write conditional on that version (a change in between is a
+// conflict); if none is listed the answer is errHeroConflict, and
+// errHeroNotFound when the hero does not exist.
+func ifMatchFor(ctx context.Context, store heroStore, id string, tags []string) (string, error) {
+	switch len(tags) {
+	case 0:
+		return "", nil
+	case 1:
+		return tags[0], nil
+	}
+	_, current, err := store.Get(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if !slices.Contains(tags, current) {
+		return "", fmt.Errorf("%w: none of %d If-Match entity-tags is current", errHeroConflict, len(tags))
+	}
+	return current, nil
+}
+
+// badIfMatchDetail is the 400 answer to a malformed If-Match.
+const badIfMatchDetail = `If-Match must be * or a comma-separated list of entity-tags such as "abc" or W/"abc", as the ETag header gives them (RFC 9110 §13.1.1)`
 
 // heroID reads the {id} path value. Only a UUID can name a hero, so anything
 // else is answered 404 here (the hero cannot exist; FastAPI's original gave
@@ -420,13 +525,20 @@ func handleHeroCreate(logger *slog.Logger, store heroStore) http.Handler {
 }
 
 // handleHeroReplace serves PUT /api/heroes/{id}: 200 with the replaced hero
-// and its new ETag; 404 when absent; 409 when If-Match (RFC 9110 §13.1.1)
-// is given and stale; 413, 415 or 422 for a bad body. An id in the body must
+// and its new ETag; 404 when absent; 409 when If-Match (RFC 9110 §13.1.1,
+// every field line read as one list) is given and lists neither "*" nor the
+// current ETag; 400 for a malformed If-Match; 413, 415 or 422 for a bad
+// body. An id in the body must
 // equal the path's. Needs Heroes.Create.
 func handleHeroReplace(logger *slog.Logger, store heroStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, ok := heroID(w, r)
 		if !ok {
+			return
+		}
+		tags, err := parseIfMatch(r.Header)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, badIfMatchDetail)
 			return
 		}
 		h, err := decodeHero(w, r)
@@ -438,7 +550,12 @@ func handleHeroReplace(logger *slog.Logger, store heroStore) http.Handler {
 			return
 		}
 		h.ID = id
-		etag, err := store.Replace(r.Context(), h, strings.TrimSpace(r.Header.Get("If-Match")))
+		ifMatch, err := ifMatchFor(r.Context(), store, id, tags)
+		if err != nil {
+			writeStoreError(w, r, logger, err)
+			return
+		}
+		etag, err := store.Replace(r.Context(), h, ifMatch)
 		if err != nil {
 			writeStoreError(w, r, logger, err)
 			return
@@ -450,14 +567,24 @@ func handleHeroReplace(logger *slog.Logger, store heroStore) http.Handler {
 
 // handleHeroDelete serves DELETE /api/heroes/{id}: 200 {"message": "Hero
 // with id '…' deleted successfully"}; 404 when absent; 409 when If-Match is
-// given and stale. Needs Admin.
+// given and lists neither "*" nor the current ETag; 400 for a malformed
+// If-Match. Needs Admin.
 func handleHeroDelete(logger *slog.Logger, store heroStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, ok := heroID(w, r)
 		if !ok {
 			return
 		}
-		if err := store.Delete(r.Context(), id, strings.TrimSpace(r.Header.Get("If-Match"))); err != nil {
+		tags, err := parseIfMatch(r.Header)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, badIfMatchDetail)
+			return
+		}
+		ifMatch, err := ifMatchFor(r.Context(), store, id, tags)
+		if err == nil {
+			err = store.Delete(r.Context(), id, ifMatch)
+		}
+		if err != nil {
 			writeStoreError(w, r, logger, err)
 			return
 		}

@@ -188,6 +188,26 @@ func testHeroStore(t *testing.T, open func(t *testing.T) heroStore) {
 				t.Errorf("Replace(etag before the * replace) = %v; want errHeroConflict", err)
 			}
 		}},
+		{"a hero over the size limit is refused before any write", func(t *testing.T, s heroStore) {
+			big := testHero(newHeroID(), "Hoarder")
+			for range 40 {
+				big.Equipment.Items = append(big.Equipment.Items, strings.Repeat("<", 1000))
+			}
+			if _, err := s.Create(ctx, big); !errors.Is(err, errHeroTooLarge) {
+				t.Fatalf("Create(%d-byte hero) = %v; want errHeroTooLarge", maxHeroJSONBytes+1, err)
+			}
+			if _, _, err := s.Get(ctx, big.ID); !errors.Is(err, errHeroNotFound) {
+				t.Errorf("Get(refused hero) = %v; want errHeroNotFound", err)
+			}
+			small := testHero(big.ID, "Hoarder")
+			mustCreate(t, s, small)
+			if _, err := s.Replace(ctx, big, ""); !errors.Is(err, errHeroTooLarge) {
+				t.Fatalf("Replace(too large) = %v; want errHeroTooLarge", err)
+			}
+			if got, _, err := s.Get(ctx, big.ID); err != nil || !reflect.DeepEqual(got, small) {
+				t.Errorf("Get() after a refused Replace = %+v, %v; want the hero unchanged", got, err)
+			}
+		}},
 		{"delete removes the hero once", func(t *testing.T, s heroStore) {
 			h := testHero(newHeroID(), "Doomed")
 			mustCreate(t, s, h)
