@@ -599,3 +599,53 @@ func TestFileStoreSingleOwner(t *testing.T) {
 	}
 	again.Close()
 }
+
+// TestFileStoreCorruptMessages checks a corrupt heroes file is reported in
+// plain words with where it breaks (a byte offset), never with Go's type
+// names such as main.heroesFile.
+func TestFileStoreCorruptMessages(t *testing.T) {
+	const id = "6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"
+	record := func(hero string) string {
+		return `{"version":1,"heroes":[{"id":"` + id + `","etag":"\"a\"","hero":` + hero + `}]}`
+	}
+	tests := []struct {
+		name    string
+		content string
+		want    []string // all must appear in the error
+	}{
+		{"a list instead of the document", `[]`, []string{"offset 1", "the document is a JSON array", `should be an object {"version":1,"heroes":[…]}`}},
+		{"heroes not a list", `{"version":1,"heroes":{}}`, []string{"offset 23", "heroes is a JSON object", "should be a list"}},
+		{"version a string", `{"version":"1","heroes":[]}`, []string{"offset 14", "version is a JSON string", "should be a whole number"}},
+		{"syntax error", `{"version":1,"heroes":[}`, []string{"not valid JSON near byte offset 24", "invalid character '}'"}},
+		{"cut short", `{"version":1,"heroes":[`, []string{"ends early", "offset 23"}},
+		{"empty file", ``, []string{"empty", `{"version":1,"heroes":[…]}`}},
+		{"unknown field", `{"version":1,"heroes":[],"x":1}`, []string{`unknown field "x" in the document`}},
+		{"wrong version", `{"version":2,"heroes":[]}`, []string{"version is 2", "only version 1"}},
+		{"hero of the wrong shape", record(`{"id":"` + id + `","level":"x"}`), []string{"hero record 0 (byte offset 90)", "level is a JSON string", "should be a whole number", "offset 146"}},
+		{"hero id differs", record(`{"id":"7f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}`), []string{"hero record 0", "differs from the hero's own id"}},
+		{"trailing data", `{"version":1,"heroes":[]} {}`, []string{"data after the JSON document"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "heroes.json")
+			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := openFileStore(path)
+			if err == nil {
+				t.Fatalf("openFileStore(%s) = nil error; want one", tc.content)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("openFileStore(%s) = %q; want it to say %q", tc.content, err, want)
+				}
+			}
+			for _, goWords := range []string{"Go value", "Go struct", "main.", "json:"} {
+				if strings.Contains(err.Error(), goWords) {
+					t.Errorf("openFileStore(%s) = %q; want no Go type names (%q)", tc.content, err, goWords)
+				}
+			}
+		})
+	}
+}
