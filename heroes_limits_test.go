@@ -376,3 +376,33 @@ func TestFireballStoreFailsMidAnswer(t *testing.T) {
 		t.Errorf("status = %d; want the 200 already sent", resp.StatusCode)
 	}
 }
+
+// TestCreateAllocationBounded checks a whole POST of each hostile 1 MiB
+// body (reading, parsing, validating, answering 422) allocates at most
+// maxParseAllocFactor+2 times the body: the parse bound plus one copy of
+// the body and its read buffer's slack.
+func TestCreateAllocationBounded(t *testing.T) {
+	h := heroMux(newMemoryStore())
+	for _, tc := range hostileBodies() {
+		t.Run(tc.name, func(t *testing.T) {
+			post := func() {
+				r := httptest.NewRequest(http.MethodPost, "/api/heroes/", bytes.NewReader(tc.body))
+				r.Header.Set("Content-Type", "application/json")
+				h.ServeHTTP(discardWriter{}, r)
+			}
+			post()
+			got := uint64(math.MaxUint64)
+			for range 3 {
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				post()
+				runtime.ReadMemStats(&after)
+				got = min(got, after.TotalAlloc-before.TotalAlloc)
+			}
+			if limit := uint64((maxParseAllocFactor + 2) * len(tc.body)); got > limit {
+				t.Errorf("POST of %d bytes allocated %d bytes; want at most %d", len(tc.body), got, limit)
+			}
+			t.Logf("%d bytes of body, %d bytes allocated (%.2fx)", len(tc.body), got, float64(got)/float64(len(tc.body)))
+		})
+	}
+}
