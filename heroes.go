@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf16"
 )
 
 // hero is one hero of the API, wire-compatible with the original FastAPI
@@ -101,6 +103,45 @@ func newHeroID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
+// maxHeroJSONBytes is the size limit of one stored hero, the same for every
+// store: its JSON (as encodeHero writes it) may take at most 64 KiB counted
+// in UTF-16, as Azure Table Storage counts a String property ("Understanding
+// the Table service data model": up to 64 KiB). That is 32,768 characters
+// of ASCII, or of any character outside the astral planes. Any valid hero of
+// the API's own limits fits in the request body's 1 MiB but not necessarily
+// here; a larger one is refused with errHeroTooLarge (422) before any write.
+const maxHeroJSONBytes = 64 << 10
+
+// encodeHero returns h's JSON as every store keeps it, or errHeroTooLarge
+// when it is over maxHeroJSONBytes. Every store encodes through it, so the
+// limit is checked in this one place. HTML characters (<, >, &) are written
+// as themselves, not as \u003c…: stored heroes are only ever sent as
+// application/json with X-Content-Type-Options: nosniff, where escaping buys
+// nothing and would make a hero full of "<" six times its size.
+func encodeHero(h hero) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(h); err != nil {
+		return nil, fmt.Errorf("heroes: encoding hero %s: %w", h.ID, err)
+	}
+	data := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	if n := utf16Bytes(string(data)); n > maxHeroJSONBytes {
+		return nil, fmt.Errorf("heroes: hero JSON is %d bytes of UTF-16, over %d: %w", n, maxHeroJSONBytes, errHeroTooLarge)
+	}
+	return data, nil
+}
+
+// utf16Bytes is the size of s in UTF-16, the unit of the Table service's
+// limits.
+func utf16Bytes(s string) int {
+	n := 0
+	for _, r := range s {
+		n += 2 * utf16.RuneLen(r)
+	}
+	return n
+}
+
 // heroStore keeps heroes. Implementations are safe for concurrent use.
 // List returns heroes ordered by id. Get, Replace and Delete return
 // errHeroNotFound for an unknown id. etag is an opaque version string of the
@@ -110,9 +151,11 @@ func newHeroID() string {
 //
 // More precisely, for every implementation:
 //   - etag is an HTTP entity-tag (RFC 9110 §8.8.3), quotes included (`"…"` or
-//     `W/"…"`), so handlers send it in ETag unchanged and pass the request's
-//     If-Match to Replace and Delete unchanged; ifMatch "*" matches any
-//     stored version, and a change always gives a new etag;
+//     `W/"…"`), so handlers send it in ETag unchanged and pass one
+//     entity-tag of the request's If-Match, exactly as sent, to Replace and
+//     Delete (parseIfMatch, ifMatchFor); ifMatch matches when it is the
+//     very string the store gave, or "*" for any stored version; a change
+//     always gives a new etag;
 //   - List skips offset heroes and returns at most limit, never nil;
 //   - Create fails with errHeroConflict when h.ID is already stored;
 //   - Replace and Delete of an unknown id give errHeroNotFound whatever
@@ -208,7 +251,10 @@ func writeStoreError(w http.ResponseWriter, r *http.Request, logger *slog.Logger
 		writeError(w, http.StatusConflict, "The hero was changed since you read it: its ETag no longer matches If-Match. GET it again, re-apply your change and retry")
 	case errors.Is(err, errHeroTooLarge):
 		writeJSON(w, http.StatusUnprocessableEntity, apiError{Detail: []fieldError{{
-			Loc: []any{"body"}, Msg: "The hero is too large for the store", Type: "too_large",
+			Loc:  []any{"body"},
+			Msg:  fmt.Sprintf("The hero is too large for the store: its JSON may take at most %d bytes counted in UTF-16 (%d ASCII characters); shorten its lists or strings", maxHeroJSONBytes, maxHeroJSONBytes/2),
+			Type: "too_large",
+			Ctx:  map[string]any{"max_bytes": maxHeroJSONBytes},
 		}}})
 	case errors.Is(err, errStoreUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		logger.Warn("heroes: store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -229,6 +275,109 @@ func etagHeader(etag string) string {
 	return `"` + etag + `"`
 }
 
+// maxIfMatchTags bounds the entity-tags one request may list in If-Match.
+const maxIfMatchTags = 32
+
+// errBadIfMatch is an If-Match field that is not "*" or a list of
+// entity-tags; it is answered 400.
+var errBadIfMatch = errors.New("heroes: malformed If-Match")
+
+// parseIfMatch reads the If-Match precondition (RFC 9110 §13.1.1) from
+// every If-Match field line of h, combined into one comma-separated list as
+// RFC 9110 §5.3 says a recipient may. It returns nil when there is no
+// If-Match, []string{"*"} for "*", and otherwise the entity-tags (§8.8.3:
+// [W/]"…") exactly as sent, weak prefix and quotes included, because
+// stores compare them as opaque strings against the etag they gave (see
+// heroStore). Empty list elements are skipped (§5.6.1). Anything else is
+// errBadIfMatch: a field with no entity-tag, "*" together with tags, text
+// that is not an entity-tag, or more than maxIfMatchTags tags.
+func parseIfMatch(h http.Header) ([]string, error) {
+	lines, present := h["If-Match"]
+	if !present {
+		return nil, nil
+	}
+	var tags []string
+	for _, line := range lines {
+		for rest := line; ; {
+			rest = strings.TrimLeft(rest, " \t,")
+			if rest == "" {
+				break
+			}
+			tag, after, ok := cutEntityTag(rest)
+			if !ok {
+				return nil, fmt.Errorf("%w: %q is not an entity-tag", errBadIfMatch, rest)
+			}
+			if after = strings.TrimLeft(after, " \t"); after != "" && after[0] != ',' {
+				return nil, fmt.Errorf("%w: no comma after %s", errBadIfMatch, tag)
+			}
+			if tags = append(tags, tag); len(tags) > maxIfMatchTags {
+				return nil, fmt.Errorf("%w: more than %d entity-tags", errBadIfMatch, maxIfMatchTags)
+			}
+			rest = after
+		}
+	}
+	switch {
+	case len(tags) == 0:
+		return nil, fmt.Errorf("%w: no entity-tag", errBadIfMatch)
+	case slices.Contains(tags, "*") && len(tags) > 1:
+		return nil, fmt.Errorf("%w: * with other entity-tags", errBadIfMatch)
+	}
+	return tags, nil
+}
+
+// cutEntityTag cuts one list element off the front of s: "*" or an
+// entity-tag, [W/] DQUOTE *etagc DQUOTE where etagc is any visible
+// character but DQUOTE, or obs-text (RFC 9110 §8.8.3). A comma is an etagc,
+// so it ends an element only outside the quotes.
+func cutEntityTag(s string) (tag, rest string, ok bool) {
+	if strings.HasPrefix(s, "*") {
+		return "*", s[1:], true
+	}
+	open := 0
+	if strings.HasPrefix(s, "W/") {
+		open = 2
+	}
+	if len(s) <= open || s[open] != '"' {
+		return "", "", false
+	}
+	for i := open + 1; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"':
+			return s[:i+1], s[i+1:], true
+		case c < 0x21 || c == 0x7f:
+			return "", "", false
+		}
+	}
+	return "", "", false // no closing quote
+}
+
+// ifMatchFor turns the If-Match list of a request into the one ifMatch a
+// heroStore takes: "" when there is no precondition, "*", or a single
+// entity-tag. When several tags are listed it reads the hero's current
+// etag and passes it on if listed, so the store's own check still makes
+// the write conditional on that version (a change in between is a
+// conflict); if none is listed the answer is errHeroConflict, and
+// errHeroNotFound when the hero does not exist.
+func ifMatchFor(ctx context.Context, store heroStore, id string, tags []string) (string, error) {
+	switch len(tags) {
+	case 0:
+		return "", nil
+	case 1:
+		return tags[0], nil
+	}
+	_, current, err := store.Get(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if !slices.Contains(tags, current) {
+		return "", fmt.Errorf("%w: none of %d If-Match entity-tags is current", errHeroConflict, len(tags))
+	}
+	return current, nil
+}
+
+// badIfMatchDetail is the 400 answer to a malformed If-Match.
+const badIfMatchDetail = `If-Match must be * or a comma-separated list of entity-tags such as "abc" or W/"abc", as the ETag header gives them (RFC 9110 §13.1.1)`
+
 // heroID reads the {id} path value. Only a UUID can name a hero, so anything
 // else is answered 404 here (the hero cannot exist; FastAPI's original gave
 // 404 too) without asking the store. UUIDs are compared in lowercase, the
@@ -243,9 +392,75 @@ func heroID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	return strings.ToLower(id), true
 }
 
+// heroArray writes a 200 answer holding a JSON array of heroes one hero at
+// a time, so an answer is never held in memory whole: the status and
+// headers go first, then "[", each hero (encoded as writeJSON does, without
+// HTML escaping), and "]" from close. Once the status is sent a failure can
+// no longer become an error answer, so abort cuts the answer off (see
+// there). Not safe for concurrent use; one handler owns it.
+type heroArray struct {
+	w   http.ResponseWriter
+	buf bytes.Buffer
+	enc *json.Encoder
+	n   int   // heroes written
+	err error // the first write error; later writes are skipped
+}
+
+// startHeroArray sends the status 200, Content-Type and "[".
+func startHeroArray(w http.ResponseWriter) *heroArray {
+	a := &heroArray{w: w}
+	a.enc = json.NewEncoder(&a.buf)
+	a.enc.SetEscapeHTML(false)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	a.write([]byte("["))
+	return a
+}
+
+// add writes one hero. It reports false once writing has failed (the
+// client has gone), so the caller can stop early.
+func (a *heroArray) add(h hero) bool {
+	if a.err != nil {
+		return false
+	}
+	a.buf.Reset()
+	if a.n > 0 {
+		a.buf.WriteByte(',')
+	}
+	if err := a.enc.Encode(h); err != nil {
+		a.err = fmt.Errorf("heroes: encoding hero %s: %w", h.ID, err)
+		return false
+	}
+	a.n++
+	a.write(bytes.TrimSuffix(a.buf.Bytes(), []byte("\n")))
+	return a.err == nil
+}
+
+// write sends b, keeping the first error.
+func (a *heroArray) write(b []byte) {
+	if a.err == nil {
+		_, a.err = a.w.Write(b)
+	}
+}
+
+// close ends the array.
+func (a *heroArray) close() { a.write([]byte("]\n")) }
+
+// abort ends an answer that cannot be completed after its 200 was sent,
+// such as the store failing on a later page: it logs err and panics with
+// http.ErrAbortHandler, which makes net/http drop the connection (HTTP/1.1,
+// without the final chunk) or reset the stream (HTTP/2). The client thus
+// sees a broken answer, never a valid-looking but incomplete list.
+func (a *heroArray) abort(logger *slog.Logger, r *http.Request, err error) {
+	logger.Error("heroes: answer cut off after its status was sent", "method", r.Method, "path", r.URL.Path, "heroes_sent", a.n, "err", err)
+	panic(http.ErrAbortHandler)
+}
+
 // handleHeroList serves GET /api/heroes/ (and /api/heroes): 200 with a JSON
 // list of heroes ordered by id, ?limit= (default 100, 1 to 1000) and
-// ?offset= (default 0); 422 for bad paging values. Needs Heroes.Read.
+// ?offset= (default 0); 422 for bad paging values. Needs Heroes.Read. The
+// page is read from the store in one call (one consistent view) and written
+// hero by hero (heroArray).
 func handleHeroList(logger *slog.Logger, store heroStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		offset, limit, err := parsePaging(r.URL.Query())
@@ -258,10 +473,13 @@ func handleHeroList(logger *slog.Logger, store heroStore) http.Handler {
 			writeStoreError(w, r, logger, err)
 			return
 		}
-		if heroes == nil {
-			heroes = []hero{}
+		a := startHeroArray(w)
+		for _, h := range heroes {
+			if !a.add(h) {
+				return // the client has gone
+			}
 		}
-		writeJSON(w, http.StatusOK, heroes)
+		a.close()
 	})
 }
 
@@ -307,13 +525,20 @@ func handleHeroCreate(logger *slog.Logger, store heroStore) http.Handler {
 }
 
 // handleHeroReplace serves PUT /api/heroes/{id}: 200 with the replaced hero
-// and its new ETag; 404 when absent; 409 when If-Match (RFC 9110 §13.1.1)
-// is given and stale; 413, 415 or 422 for a bad body. An id in the body must
+// and its new ETag; 404 when absent; 409 when If-Match (RFC 9110 §13.1.1,
+// every field line read as one list) is given and lists neither "*" nor the
+// current ETag; 400 for a malformed If-Match; 413, 415 or 422 for a bad
+// body. An id in the body must
 // equal the path's. Needs Heroes.Create.
 func handleHeroReplace(logger *slog.Logger, store heroStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, ok := heroID(w, r)
 		if !ok {
+			return
+		}
+		tags, err := parseIfMatch(r.Header)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, badIfMatchDetail)
 			return
 		}
 		h, err := decodeHero(w, r)
@@ -325,7 +550,12 @@ func handleHeroReplace(logger *slog.Logger, store heroStore) http.Handler {
 			return
 		}
 		h.ID = id
-		etag, err := store.Replace(r.Context(), h, strings.TrimSpace(r.Header.Get("If-Match")))
+		ifMatch, err := ifMatchFor(r.Context(), store, id, tags)
+		if err != nil {
+			writeStoreError(w, r, logger, err)
+			return
+		}
+		etag, err := store.Replace(r.Context(), h, ifMatch)
 		if err != nil {
 			writeStoreError(w, r, logger, err)
 			return
@@ -337,14 +567,24 @@ func handleHeroReplace(logger *slog.Logger, store heroStore) http.Handler {
 
 // handleHeroDelete serves DELETE /api/heroes/{id}: 200 {"message": "Hero
 // with id '…' deleted successfully"}; 404 when absent; 409 when If-Match is
-// given and stale. Needs Admin.
+// given and lists neither "*" nor the current ETag; 400 for a malformed
+// If-Match. Needs Admin.
 func handleHeroDelete(logger *slog.Logger, store heroStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, ok := heroID(w, r)
 		if !ok {
 			return
 		}
-		if err := store.Delete(r.Context(), id, strings.TrimSpace(r.Header.Get("If-Match"))); err != nil {
+		tags, err := parseIfMatch(r.Header)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, badIfMatchDetail)
+			return
+		}
+		ifMatch, err := ifMatchFor(r.Context(), store, id, tags)
+		if err == nil {
+			err = store.Delete(r.Context(), id, ifMatch)
+		}
+		if err != nil {
 			writeStoreError(w, r, logger, err)
 			return
 		}
@@ -358,26 +598,34 @@ const fireballACBelow = 20
 // handleFireballLowAC serves GET /api/heroes-fireball-low-ac: 200 with the
 // heroes that know a spell named Fireball (case-insensitive) and have an
 // armor class below 20, ordered by id. Heroes without spells simply do not
-// match. Needs Heroes.Read.
+// match. Needs Heroes.Read. The store is read a page of maxLimit heroes at
+// a time and matches are written as they are found (heroArray), so memory
+// holds one page, not every hero. A store failure on the first page is the
+// usual error answer; on a later one the 200 is already sent, so the
+// answer is cut off (heroArray.abort).
 func handleFireballLowAC(logger *slog.Logger, store heroStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		out := []hero{}
-		for offset := 0; ; offset += maxLimit {
-			page, err := store.List(r.Context(), offset, maxLimit)
-			if err != nil {
-				writeStoreError(w, r, logger, err)
-				return
-			}
+		page, err := store.List(r.Context(), 0, maxLimit)
+		if err != nil {
+			writeStoreError(w, r, logger, err)
+			return
+		}
+		a := startHeroArray(w)
+		for offset := 0; ; {
 			for _, h := range page {
-				if knowsFireballLowAC(h) {
-					out = append(out, h)
+				if knowsFireballLowAC(h) && !a.add(h) {
+					return // the client has gone
 				}
 			}
 			if len(page) < maxLimit {
 				break
 			}
+			offset += maxLimit
+			if page, err = store.List(r.Context(), offset, maxLimit); err != nil {
+				a.abort(logger, r, err)
+			}
 		}
-		writeJSON(w, http.StatusOK, out)
+		a.close()
 	})
 }
 

@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"mime"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -69,7 +69,11 @@ func decodeHero(w http.ResponseWriter, r *http.Request) (hero, error) {
 	if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
 		return hero{}, err
 	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	// Sized from Content-Length when given (and bounded by the limit), so
+	// reading costs one buffer rather than io.ReadAll's doublings.
+	buf := bytes.NewBuffer(make([]byte, 0, min(max(r.ContentLength, 0), maxBodyBytes)+bytes.MinRead))
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	data := buf.Bytes()
 	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 		return hero{}, &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("Request body is larger than %d bytes", maxBodyBytes)}
 	}
@@ -159,81 +163,430 @@ func newJSONSyntaxError(data []byte, offset int64, msg string) *jsonSyntaxError 
 	return &jsonSyntaxError{offset: offset, line: line, column: column, msg: msg}
 }
 
+// tooLongList stands, in a parsed body, for a JSON array of more than
+// maxListItems items: the parser counts its items (and checks their syntax)
+// but keeps none of them, so a body of a million tiny items costs no more
+// memory than one of a hundred.
+type tooLongList struct{ n int }
+
+// tooLongString stands, in a parsed body, for a JSON string of more than
+// maxStringRunes characters; the parser does not keep its text.
+type tooLongString struct{}
+
+// maxObjectMembers bounds the members the parser keeps per JSON object:
+// far more than any object of the hero model has (the hero itself has 21
+// names), so only a body that already breaks the rules with unknown members
+// reaches it. Later new names are checked for syntax and dropped.
+const maxObjectMembers = 256
+
 // parseJSON parses exactly one JSON value (RFC 8259) into map[string]any,
-// []any, string, json.Number, bool or nil, refusing nesting deeper than
-// maxJSONDepth before building it and any data after the value. A repeated
-// object key keeps its last value, as FastAPI does. Errors are
-// *jsonSyntaxError.
+// []any, string, json.Number, bool or nil, with any data after the value
+// refused. It applies the request limits while parsing, so memory stays a
+// small multiple of len(data) whatever its shape: nesting deeper than
+// maxJSONDepth is an error; an array of more than maxListItems items
+// becomes tooLongList and a string of more than maxStringRunes characters
+// tooLongString (validation reports both); an object keeps at most
+// maxObjectMembers names. A repeated object name keeps its last value, as
+// FastAPI does. Text that is not UTF-8 is an error (RFC 8259 §8.1), not
+// replaced with U+FFFD. Errors are *jsonSyntaxError.
 func parseJSON(data []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	v, err := parseJSONValue(dec, 0)
+	p := &jsonParser{data: data}
+	v, err := p.value(0)
 	if err != nil {
-		var se *json.SyntaxError
-		var de *jsonSyntaxError
-		switch {
-		case errors.As(err, &de):
-			return nil, newJSONSyntaxError(data, de.offset, de.msg)
-		case errors.As(err, &se):
-			return nil, newJSONSyntaxError(data, se.Offset, se.Error())
-		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-			return nil, newJSONSyntaxError(data, int64(len(data)), "unexpected end of JSON input")
-		default:
-			return nil, newJSONSyntaxError(data, dec.InputOffset(), err.Error())
-		}
+		return nil, err
 	}
-	end := dec.InputOffset()
-	rest := bytes.TrimLeft(data[end:], " \t\r\n")
-	if len(rest) > 0 {
-		return nil, newJSONSyntaxError(data, int64(len(data)-len(rest)), "data after the JSON value")
+	p.space()
+	if p.pos < len(data) {
+		return nil, p.fail("data after the JSON value")
 	}
 	return v, nil
 }
 
-// parseJSONValue reads one value from dec's token stream at the given depth.
-func parseJSONValue(dec *json.Decoder, depth int) (any, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
+// jsonParser is a recursive-descent JSON (RFC 8259) parser over one
+// request body. It is used once, by one goroutine.
+type jsonParser struct {
+	data []byte
+	pos  int // next byte to read
+	// skipping is set while parsing values no one will keep (items past
+	// maxListItems): their syntax is checked, nothing is built.
+	skipping bool
+	// items holds the items of the arrays being parsed, innermost last;
+	// each array is copied out at its exact length when it closes, so
+	// no array pays for append's spare capacity.
+	items []any
+	// numbers shares the interface value of each distinct short number
+	// text, up to maxSharedNumbers of them.
+	numbers map[string]any
+}
+
+// maxSharedNumbers bounds jsonParser.numbers.
+const maxSharedNumbers = 1024
+
+// skip parses one value at depth without building it.
+func (p *jsonParser) skip(depth int) error {
+	saved := p.skipping
+	p.skipping = true
+	_, err := p.value(depth)
+	p.skipping = saved
+	return err
+}
+
+// fail returns a *jsonSyntaxError at the current position.
+func (p *jsonParser) fail(msg string) error {
+	return newJSONSyntaxError(p.data, int64(p.pos), msg)
+}
+
+// space skips JSON whitespace (RFC 8259 §2).
+func (p *jsonParser) space() {
+	for p.pos < len(p.data) {
+		switch p.data[p.pos] {
+		case ' ', '\t', '\n', '\r':
+			p.pos++
+		default:
+			return
+		}
 	}
-	d, ok := tok.(json.Delim)
-	if !ok {
-		return tok, nil // string, json.Number, bool or nil
+}
+
+// value parses one value at the given nesting depth.
+func (p *jsonParser) value(depth int) (any, error) {
+	p.space()
+	if p.pos >= len(p.data) {
+		return nil, p.fail("unexpected end of JSON input")
 	}
-	if depth >= maxJSONDepth {
-		return nil, &jsonSyntaxError{offset: dec.InputOffset() - 1, msg: fmt.Sprintf("nesting deeper than %d levels", maxJSONDepth)}
+	switch c := p.data[p.pos]; {
+	case c == '{' || c == '[':
+		if depth >= maxJSONDepth {
+			return nil, p.fail(fmt.Sprintf("nesting deeper than %d levels", maxJSONDepth))
+		}
+		if c == '{' {
+			return p.object(depth)
+		}
+		return p.array(depth)
+	case c == '"':
+		return p.stringValue()
+	case c == '-' || ('0' <= c && c <= '9'):
+		return p.number()
 	}
-	switch d {
-	case '{':
-		m := map[string]any{}
-		for dec.More() {
-			kt, err := dec.Token()
+	for _, lit := range []struct {
+		text string
+		v    any
+	}{{"true", true}, {"false", false}, {"null", nil}} {
+		if bytes.HasPrefix(p.data[p.pos:], []byte(lit.text)) {
+			p.pos += len(lit.text)
+			return lit.v, nil
+		}
+	}
+	return nil, p.fail(fmt.Sprintf("invalid character %q looking for beginning of value", rune(p.data[p.pos])))
+}
+
+// object parses an object; p.pos is at its '{'.
+func (p *jsonParser) object(depth int) (any, error) {
+	p.pos++
+	var m map[string]any
+	if !p.skipping {
+		m = map[string]any{}
+	}
+	p.space()
+	if p.pos < len(p.data) && p.data[p.pos] == '}' {
+		p.pos++
+		return m, nil
+	}
+	for {
+		p.space()
+		if p.pos >= len(p.data) {
+			return nil, p.fail("unexpected end of JSON input")
+		}
+		if p.data[p.pos] != '"' {
+			return nil, p.fail("object key is not a string")
+		}
+		limit := -1
+		if p.skipping {
+			limit = 0
+		}
+		k, err := p.str(limit)
+		if errors.Is(err, errStringTooLong) {
+			err = nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		p.space()
+		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
+			return nil, p.end("':' after object key")
+		}
+		p.pos++
+		v, err := p.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		if _, seen := m[k]; !p.skipping && (seen || len(m) < maxObjectMembers) {
+			m[k] = v
+		}
+		if done, err := p.next('}'); done || err != nil {
+			return m, err
+		}
+	}
+}
+
+// array parses an array; p.pos is at its '['.
+func (p *jsonParser) array(depth int) (any, error) {
+	p.pos++
+	n := 0
+	p.space()
+	if p.pos < len(p.data) && p.data[p.pos] == ']' {
+		p.pos++
+		return []any{}, nil
+	}
+	mark := len(p.items)
+	defer func() { p.items = p.items[:mark] }()
+	for {
+		if n++; n <= maxListItems && !p.skipping {
+			v, err := p.value(depth + 1)
 			if err != nil {
 				return nil, err
 			}
-			k, ok := kt.(string)
-			if !ok {
-				return nil, &jsonSyntaxError{offset: dec.InputOffset(), msg: "object key is not a string"} // Token already refuses this
-			}
-			if m[k], err = parseJSONValue(dec, depth+1); err != nil {
+			p.items = append(p.items, v)
+		} else {
+			if err := p.skip(depth + 1); err != nil {
 				return nil, err
 			}
 		}
-		_, err := dec.Token() // the closing '}'
-		return m, err
-	case '[':
-		a := []any{}
-		for dec.More() {
-			v, err := parseJSONValue(dec, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			a = append(a, v)
+		done, err := p.next(']')
+		if err != nil {
+			return nil, err
 		}
-		_, err := dec.Token() // the closing ']'
-		return a, err
+		if done && p.skipping {
+			return nil, nil
+		}
+		if done && n > maxListItems {
+			return tooLongList{n: n}, nil
+		}
+		if done {
+			return slices.Clone(p.items[mark:]), nil
+		}
 	}
-	return nil, fmt.Errorf("unexpected %q", d)
+}
+
+// next reads the ',' between members or the closing delimiter; done
+// reports the closing one.
+func (p *jsonParser) next(closing byte) (done bool, err error) {
+	p.space()
+	if p.pos < len(p.data) {
+		switch p.data[p.pos] {
+		case ',':
+			p.pos++
+			return false, nil
+		case closing:
+			p.pos++
+			return true, nil
+		}
+	}
+	return false, p.end(fmt.Sprintf("',' or '%c'", closing))
+}
+
+// end is the error for a missing want: the end of input, or another byte.
+func (p *jsonParser) end(want string) error {
+	if p.pos >= len(p.data) {
+		return p.fail("unexpected end of JSON input")
+	}
+	return p.fail(fmt.Sprintf("invalid character %q, want %s", rune(p.data[p.pos]), want))
+}
+
+// stringValue parses a string value: a string, or tooLongString past
+// maxStringRunes characters.
+func (p *jsonParser) stringValue() (any, error) {
+	limit := maxStringRunes
+	if p.skipping {
+		limit = 0
+	}
+	s, err := p.str(limit)
+	if p.skipping && errors.Is(err, errStringTooLong) {
+		return nil, nil
+	}
+	if errors.Is(err, errStringTooLong) {
+		return tooLongString{}, nil
+	}
+	return s, err
+}
+
+// errStringTooLong is str's answer for a string over its limit.
+var errStringTooLong = errors.New("heroes: string too long")
+
+// str parses a string (RFC 8259 §7); p.pos is at its opening quote. With
+// limit >= 0, a string of more than limit characters is checked to its end
+// but not built, and gives errStringTooLong. Raw bytes must be valid UTF-8
+// (RFC 8259 §8.1); escapes, surrogate pairs included, are decoded, and a
+// lone surrogate escape becomes U+FFFD as in encoding/json.
+func (p *jsonParser) str(limit int) (string, error) {
+	p.pos++
+	start := p.pos
+	var b []byte // the decoded text, built from the first escape on
+	runes := 0
+	for {
+		kept := limit < 0 || runes <= limit
+		if p.pos >= len(p.data) {
+			return "", p.fail("unexpected end of JSON input")
+		}
+		c := p.data[p.pos]
+		switch {
+		case c == '"':
+			p.pos++
+			switch {
+			case !kept:
+				return "", errStringTooLong
+			case b != nil:
+				return string(b), nil
+			}
+			return string(p.data[start : p.pos-1]), nil
+		case c < 0x20:
+			return "", p.fail("invalid control character in string")
+		case c == '\\':
+			escStart := p.pos
+			r, err := p.escape()
+			if err != nil {
+				return "", err
+			}
+			if kept {
+				if b == nil {
+					b = append([]byte{}, p.data[start:escStart]...)
+				}
+				b = utf8.AppendRune(b, r)
+			}
+		case c < utf8.RuneSelf:
+			p.pos++
+			if b != nil && kept {
+				b = append(b, c)
+			}
+		default:
+			r, size := utf8.DecodeRune(p.data[p.pos:])
+			if r == utf8.RuneError && size <= 1 {
+				return "", p.fail("invalid UTF-8 in string")
+			}
+			if b != nil && kept {
+				b = append(b, p.data[p.pos:p.pos+size]...)
+			}
+			p.pos += size
+		}
+		runes++
+		if limit >= 0 && runes > limit {
+			b = nil // over the limit: stop building
+		}
+	}
+}
+
+// escape decodes one escape sequence; p.pos is at its backslash. A \u
+// escape of a high surrogate followed by one of a low surrogate is one
+// character.
+func (p *jsonParser) escape() (rune, error) {
+	if p.pos+1 >= len(p.data) {
+		p.pos = len(p.data)
+		return 0, p.fail("unexpected end of JSON input")
+	}
+	c := p.data[p.pos+1]
+	if i := strings.IndexByte(`"\/bfnrt`, c); i >= 0 {
+		p.pos += 2
+		return rune("\"\\/\b\f\n\r\t"[i]), nil
+	}
+	if c != 'u' {
+		p.pos++
+		return 0, p.fail("invalid escape in string")
+	}
+	r, err := p.hex4()
+	if err != nil || !utf16.IsSurrogate(r) {
+		return r, err
+	}
+	if p.pos+1 < len(p.data) && p.data[p.pos] == '\\' && p.data[p.pos+1] == 'u' {
+		save := p.pos
+		r2, err := p.hex4()
+		if err != nil {
+			return 0, err
+		}
+		if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+			return dec, nil
+		}
+		p.pos = save // not a pair: the second escape stands on its own
+	}
+	return utf8.RuneError, nil
+}
+
+// hex4 reads the \uXXXX at p.pos.
+func (p *jsonParser) hex4() (rune, error) {
+	if p.pos+6 > len(p.data) {
+		p.pos = len(p.data)
+		return 0, p.fail("unexpected end of JSON input")
+	}
+	var r rune
+	for _, c := range p.data[p.pos+2 : p.pos+6] {
+		var v byte
+		switch {
+		case '0' <= c && c <= '9':
+			v = c - '0'
+		case 'a' <= c && c <= 'f':
+			v = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			v = c - 'A' + 10
+		default:
+			p.pos += 2
+			return 0, p.fail("invalid \\u escape in string")
+		}
+		r = r<<4 | rune(v)
+	}
+	p.pos += 6
+	return r, nil
+}
+
+// number parses a number (RFC 8259 §6) into a json.Number.
+func (p *jsonParser) number() (any, error) {
+	start := p.pos
+	digits := func() int {
+		n := 0
+		for p.pos < len(p.data) && '0' <= p.data[p.pos] && p.data[p.pos] <= '9' {
+			p.pos++
+			n++
+		}
+		return n
+	}
+	more := func(set string) bool {
+		if p.pos < len(p.data) && strings.IndexByte(set, p.data[p.pos]) >= 0 {
+			p.pos++
+			return true
+		}
+		return false
+	}
+	more("-")
+	if p.pos < len(p.data) && p.data[p.pos] == '0' {
+		p.pos++
+	} else if digits() == 0 {
+		return nil, p.end("a digit")
+	}
+	if more(".") && digits() == 0 {
+		return nil, p.end("a digit after the decimal point")
+	}
+	if more("eE") {
+		more("+-")
+		if digits() == 0 {
+			return nil, p.end("a digit in the exponent")
+		}
+	}
+	if p.skipping {
+		return nil, nil
+	}
+	text := p.data[start:p.pos]
+	if len(text) > 16 {
+		return json.Number(text), nil
+	}
+	if v, ok := p.numbers[string(text)]; ok {
+		return v, nil // a repeated number costs no allocation
+	}
+	v := any(json.Number(text))
+	if len(p.numbers) < maxSharedNumbers {
+		if p.numbers == nil {
+			p.numbers = map[string]any{}
+		}
+		p.numbers[string(text)] = v
+	}
+	return v, nil
 }
 
 // checker collects validation problems, up to maxProblems (the rest are
@@ -351,14 +704,14 @@ func (f fields) list(key string, required, nullable bool, item func(loc []any, v
 	if !ok || (v == nil && nullable) {
 		return 0, false
 	}
+	if long, ok := v.(tooLongList); ok {
+		f.c.add(loc, "too_long", fmt.Sprintf("List should have at most %d items after validation, not %d", maxListItems, long.n),
+			map[string]any{"field_type": "List", "max_length": maxListItems, "actual_length": long.n})
+		return 0, false
+	}
 	a, isList := v.([]any)
 	if !isList {
 		f.c.add(loc, "list_type", "Input should be a valid list", nil)
-		return 0, false
-	}
-	if len(a) > maxListItems {
-		f.c.add(loc, "too_long", fmt.Sprintf("List should have at most %d items after validation, not %d", maxListItems, len(a)),
-			map[string]any{"field_type": "List", "max_length": maxListItems, "actual_length": len(a)})
 		return 0, false
 	}
 	for i, x := range a {
@@ -380,11 +733,12 @@ func (f fields) strList(key string, required bool) []string {
 // stringValue checks v is a string of at most maxStringRunes characters.
 func (c *checker) stringValue(loc []any, v any) (string, bool) {
 	s, ok := v.(string)
-	if !ok {
+	_, long := v.(tooLongString)
+	if !ok && !long {
 		c.add(loc, "string_type", "Input should be a valid string", nil)
 		return "", false
 	}
-	if n := utf8.RuneCountInString(s); n > maxStringRunes {
+	if long || utf8.RuneCountInString(s) > maxStringRunes {
 		c.add(loc, "string_too_long", fmt.Sprintf("String should have at most %d characters", maxStringRunes), map[string]any{"max_length": maxStringRunes})
 		return "", false
 	}

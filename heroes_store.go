@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -90,15 +91,26 @@ func newMemoryStore() *localStore { return &localStore{set: newHeroSet()} }
 // maxHeroesFile bounds the heroes file read at start (256 MiB).
 const maxHeroesFile = 256 << 20
 
-// heroesFile is the JSON document of the file store.
+// heroesFile is the JSON document of the file store, in UTF-8:
+//
+//	{"version": 1, "heroes": [
+//	  {"id": "<UUID>", "etag": "\"<entity-tag>\"", "hero": {<the hero, as the API answers it>}},
+//	  …
+//	]}
+//
+// version is 1; heroes are ordered by id; each record's id is the hero's
+// own id, and etag is the ETag the API gives for it (RFC 9110 §8.8.3,
+// quotes included). No other member is allowed.
 type heroesFile struct {
 	Version int          `json:"version"` // 1
 	Heroes  []storedHero `json:"heroes"`  // ordered by id
 }
 
-// openFileStore opens the file store at path. A missing file gives an empty
-// store (the file is created on the first change); a file that cannot be
-// read or parsed is an error naming it, and is left untouched. Every change
+// openFileStore opens the file store at path, a JSON document
+// {"version":1,"heroes":[{"id":…,"etag":…,"hero":{…}},…]} described at
+// heroesFile. A missing file gives an empty store (the file is created on
+// the first change); a file that cannot be read or parsed is an error naming
+// it and saying what is wrong at which byte offset, and is left untouched. Every change
 // is then written durably before it is acknowledged: a temporary file in the
 // same folder, fsync, rename over path, fsync of the folder, so a crash at
 // any point leaves either the old or the new file, never a torn one. Each
@@ -147,37 +159,106 @@ func readHeroesFile(path string) (*heroSet, error) {
 	return set, nil
 }
 
-// parseHeroesFile parses the file store's document and checks each record:
-// version 1, a UUID id matching the hero's own, a non-empty etag, no
-// duplicate id, and a hero that decodes.
+// parseHeroesFile parses the file store's document (heroesFile) and checks
+// each record: version 1, a UUID id matching the hero's own, a non-empty
+// etag, no duplicate id, and a hero that decodes. Errors say in plain words
+// what is wrong and at which byte offset of data (describeJSONError), never
+// in Go's type names.
 func parseHeroesFile(data []byte) (*heroSet, error) {
 	var doc heroesFile
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&doc); err != nil {
-		return nil, err
+		return nil, describeJSONError(err, 0, int64(len(data)), "the document")
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the JSON document")
+		return nil, fmt.Errorf("data after the JSON document at byte offset %d", dec.InputOffset())
 	}
 	if doc.Version != 1 {
-		return nil, fmt.Errorf("version %d is not 1", doc.Version)
+		return nil, fmt.Errorf("version is %d, but this program reads only version 1", doc.Version)
 	}
 	set := newHeroSet()
 	for i, sh := range doc.Heroes {
+		// The record's hero holds the very bytes of data, so its offset in
+		// data can be found; an identical earlier hero gives the same error.
+		at := int64(max(bytes.Index(data, sh.Hero), 0))
+		where := fmt.Sprintf("hero record %d (byte offset %d)", i, at)
 		var h hero
 		if err := json.Unmarshal(sh.Hero, &h); err != nil {
-			return nil, fmt.Errorf("hero %d: %w", i, err)
+			return nil, fmt.Errorf("%s: %w", where, describeJSONError(err, at, at+int64(len(sh.Hero)), "the hero"))
 		}
-		if !isGUID(sh.ID) || h.ID != sh.ID || sh.ETag == "" {
-			return nil, fmt.Errorf("hero %d: bad id or etag", i)
+		switch {
+		case !isGUID(sh.ID):
+			return nil, fmt.Errorf("%s: id %q is not a UUID", where, sh.ID)
+		case h.ID != sh.ID:
+			return nil, fmt.Errorf("%s: id %s differs from the hero's own id %q", where, sh.ID, h.ID)
+		case sh.ETag == "":
+			return nil, fmt.Errorf("%s: etag is empty", where)
 		}
 		if _, dup := set.byID[sh.ID]; dup {
-			return nil, fmt.Errorf("hero %d: duplicate id %s", i, sh.ID)
+			return nil, fmt.Errorf("%s: id %s appears twice", where, sh.ID)
 		}
 		set.put(sh)
 	}
 	return set, nil
+}
+
+// describeJSONError rewords an encoding/json error about a heroes file in
+// plain words with the byte offset where it happened, as encoding/json
+// counts it (just after the offending byte or value): base is the offset
+// of the decoded text within the file and end that of its end. what names
+// the decoded value ("the document", "the hero").
+func describeJSONError(err error, base, end int64, what string) error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return errors.New(`the file is empty; a heroes file holds {"version":1,"heroes":[…]}`)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("the JSON ends early, at byte offset %d (the file is cut short)", end)
+	case errors.As(err, &se):
+		return fmt.Errorf("not valid JSON near byte offset %d: %s", base+se.Offset, se.Error())
+	case errors.As(err, &te):
+		name := what
+		if te.Field != "" {
+			name = te.Field
+		}
+		want := jsonKindOf(te.Type)
+		if te.Field == "" && what == "the document" {
+			want = `an object {"version":1,"heroes":[…]}`
+		}
+		return fmt.Errorf("near byte offset %d: %s is a JSON %s, but should be %s", base+te.Offset, name, te.Value, want)
+	}
+	if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return fmt.Errorf("unknown field %s in %s (the document holds only version and heroes, each hero record only id, etag and hero)", field, what)
+	}
+	return fmt.Errorf("in %s: %s", what, strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// jsonKindOf names the JSON value a Go type is decoded from, in the words
+// of RFC 8259 rather than Go's.
+func jsonKindOf(t reflect.Type) string {
+	if t == nil {
+		return "another JSON value"
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number within range"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Pointer:
+		return jsonKindOf(t.Elem()) + " or null"
+	}
+	return "another JSON value"
 }
 
 // read runs f on the set under the read lock, or fails with
@@ -282,6 +363,15 @@ func existingMatching(ifMatch string) func(old storedHero, exists bool) error {
 // whole new content is written durably first, so a failed write changes
 // nothing and an acknowledged change survives a crash.
 func (s *localStore) change(id string, h *hero, check func(old storedHero, exists bool) error) (string, error) {
+	var data []byte
+	if h != nil {
+		// Encoded first, so a hero too large is refused whether or not
+		// the id exists, as by the table store.
+		var err error
+		if data, err = encodeHero(*h); err != nil {
+			return "", err
+		}
+	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	// Only writers change the set and this one holds writeMu, so reading it
@@ -294,10 +384,6 @@ func (s *localStore) change(id string, h *hero, check func(old storedHero, exist
 			return err
 		}
 		if h != nil {
-			data, err := json.Marshal(h)
-			if err != nil {
-				return fmt.Errorf("heroes: encoding hero %s: %w", id, err)
-			}
 			sh = &storedHero{ID: id, ETag: newETag(), Hero: data}
 		}
 		if s.path != "" {
@@ -332,10 +418,15 @@ func newETag() string { return `"` + rand.Text() + `"` }
 // folder (so the rename stays on one file system), fsync, rename over path,
 // then fsync of the folder so the rename itself survives a crash.
 func writeHeroesFile(path string, records []storedHero) (err error) {
-	data, err := json.Marshal(heroesFile{Version: 1, Heroes: records})
-	if err != nil {
+	// Without HTML escaping, which json.Marshal would also apply inside
+	// each record's already-encoded hero.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(heroesFile{Version: 1, Heroes: records}); err != nil {
 		return fmt.Errorf("heroes: encoding %s: %w", path, err)
 	}
+	data := buf.Bytes() // ends in a newline
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -347,7 +438,7 @@ func writeHeroesFile(path string, records []storedHero) (err error) {
 			os.Remove(tmp.Name()) // best effort: a stray temp file is harmless
 		}
 	}()
-	if _, err = tmp.Write(append(data, '\n')); err != nil {
+	if _, err = tmp.Write(data); err != nil {
 		return fmt.Errorf("heroes: writing %s: %w", path, err)
 	}
 	if err = tmp.Sync(); err != nil {

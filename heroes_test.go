@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,9 +11,11 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // discardLogger is a logger for tests that do not look at logs.
@@ -337,6 +340,12 @@ func TestMalformedJSON(t *testing.T) {
 		{"trailing data", `{"name": "x"} {"name": "y"}`, "json_invalid", 14, 1},
 		{"trailing garbage after whitespace", "{}\n\n  x", "json_invalid", 6, 3},
 		{"too deep", strings.Repeat("[", maxJSONDepth+1) + strings.Repeat("]", maxJSONDepth+1), "json_invalid", maxJSONDepth, 1},
+		{"invalid UTF-8 in a string (RFC 8259 §8.1)", "{\"name\": \"a\xffb\"}", "json_invalid", 11, 1},
+		{"invalid UTF-8 in a name", "{\n\"n\xc3\": 1}", "json_invalid", 4, 2},
+		{"truncated UTF-8 sequence", "{\"name\": \"\xe2\x82\"}", "json_invalid", 10, 1},
+		{"UTF-16 surrogate encoded as UTF-8", "{\"name\": \"\xed\xa0\x80\"}", "json_invalid", 10, 1},
+		{"invalid escape", `{"name": "\q"}`, "json_invalid", 11, 1},
+		{"bad number", `{"level": 01}`, "json_invalid", 11, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -594,14 +603,22 @@ func TestOpenStore(t *testing.T) {
 // FuzzParseJSON checks parseJSON never panics, accepts only valid JSON, and
 // refuses valid JSON only for nesting depth.
 func FuzzParseJSON(f *testing.F) {
-	for _, s := range []string{`{}`, `[]`, `{"a":[1,2,{"b":null}]}`, `"x"`, `1e400`, `{"a":1}{}`, `[[[[`, "{\"a\":\"\xff\"}", ` `, validHeroJSON("f")} {
+	for _, s := range []string{`{}`, `[]`, `{"a":[1,2,{"b":null}]}`, `"x"`, `1e400`, `{"a":1}{}`, `[[[[`, `"\ud83d\ude00\ud800x\u00e9"`, `{"a":1,"a":[2]}`, `-0.5e+3`, "{\"a\":\"\xff\"}", ` `, validHeroJSON("f")} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		v, err := parseJSON(data)
 		if err == nil {
-			if !json.Valid(data) {
+			if !json.Valid(data) || !utf8.Valid(data) {
 				t.Fatalf("parseJSON(%q) accepted invalid JSON as %v", data, v)
+			}
+			// Below 200 bytes no limit applies, so the value must be
+			// encoding/json's.
+			var want any
+			dec := json.NewDecoder(bytes.NewReader(data))
+			dec.UseNumber()
+			if err := dec.Decode(&want); err == nil && len(data) < 200 && !reflect.DeepEqual(v, want) {
+				t.Fatalf("parseJSON(%q) = %#v; encoding/json gives %#v", data, v, want)
 			}
 			validateHero(v) // must not panic on any shape
 			return
@@ -610,7 +627,7 @@ func FuzzParseJSON(f *testing.F) {
 		if !errors.As(err, &se) || se.offset < 0 || se.offset > int64(len(data)) || se.line < 1 || se.column < 1 {
 			t.Fatalf("parseJSON(%q) error %#v; want a located *jsonSyntaxError", data, err)
 		}
-		if json.Valid(data) && !strings.Contains(se.msg, "nesting") {
+		if json.Valid(data) && utf8.Valid(data) && !strings.Contains(se.msg, "nesting") {
 			t.Fatalf("parseJSON(%q) refused valid JSON: %v", data, err)
 		}
 	})

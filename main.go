@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -339,16 +340,24 @@ type apiError struct {
 	Code   string `json:"code,omitempty"`
 }
 
-// writeJSON writes v as JSON with the given status. Errors writing to the
-// client are ignored: the client has gone and nothing else can be told.
+// writeJSON writes v as JSON with the given status. HTML characters are not
+// escaped (no \u003c for "<"): the answer is application/json and every
+// answer carries X-Content-Type-Options: nosniff (securityHeaders), so no
+// browser reads it as HTML, and escaping would make a hero full of "<" six
+// times its size. Errors writing to the client are ignored: the client has
+// gone and nothing else can be told.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		status, body = http.StatusInternalServerError, []byte(`{"detail":"internal error"}`)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil { // Encode ends the JSON with a newline
+		status = http.StatusInternalServerError
+		buf.Reset()
+		buf.WriteString(`{"detail":"internal error"}` + "\n")
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	w.Write(append(body, '\n'))
+	w.Write(buf.Bytes())
 }
 
 // writeError writes an apiError with only a detail message.

@@ -139,10 +139,10 @@ func openAPIPaths(read, create, admin string) obj {
 			"put": obj{"summary": "Replace a hero", "operationId": "replaceHero", "tags": []string{"heroes"}, "security": secured(create),
 				"parameters":  []obj{ifMatchParam()},
 				"requestBody": heroBody(),
-				"responses":   heroResponses(obj{"200": withETag(jsonResponse("The replaced hero", ref("Hero")), nil)}, "404", "409", "413", "415", "422", "503")},
+				"responses":   heroResponses(obj{"200": withETag(jsonResponse("The replaced hero", ref("Hero")), nil)}, "400", "404", "409", "413", "415", "422", "503")},
 			"delete": obj{"summary": "Delete a hero", "operationId": "deleteHero", "tags": []string{"heroes"}, "security": secured(admin),
 				"parameters": []obj{ifMatchParam()},
-				"responses":  heroResponses(obj{"200": jsonResponse("Deleted", ref("Message"))}, "404", "409", "503")},
+				"responses":  heroResponses(obj{"200": jsonResponse("Deleted", ref("Message"))}, "400", "404", "409", "503")},
 		},
 		"/api/heroes-fireball-low-ac": obj{"get": obj{
 			"summary":     "Heroes who know Fireball and have armor class below 20",
@@ -187,7 +187,7 @@ func withETag(resp, headers obj) obj {
 // ifMatchParam is the optional If-Match header of PUT and DELETE.
 func ifMatchParam() obj {
 	return obj{"name": "If-Match", "in": "header", "required": false, "schema": obj{"type": "string"},
-		"description": "The hero's ETag; the change is refused with 409 when the hero has changed since. * matches any version."}
+		"description": "* or a comma-separated list of the hero's ETags, exactly as the ETag header gave them (RFC 9110 §13.1.1); several If-Match lines count as one list. The change goes through when * is given or any listed tag is the current ETag, else 409; a malformed If-Match is 400."}
 }
 
 // heroBody is the request body of POST and PUT.
@@ -199,6 +199,7 @@ func heroBody() obj {
 // give (401, 403) and the listed extra statuses.
 func heroResponses(ok obj, extra ...string) obj {
 	desc := map[string]string{
+		"400": "Malformed If-Match",
 		"404": "Hero not found",
 		"409": "If-Match does not match the hero's current ETag",
 		"413": "Body larger than 1 MiB",

@@ -188,6 +188,26 @@ func testHeroStore(t *testing.T, open func(t *testing.T) heroStore) {
 				t.Errorf("Replace(etag before the * replace) = %v; want errHeroConflict", err)
 			}
 		}},
+		{"a hero over the size limit is refused before any write", func(t *testing.T, s heroStore) {
+			big := testHero(newHeroID(), "Hoarder")
+			for range 40 {
+				big.Equipment.Items = append(big.Equipment.Items, strings.Repeat("<", 1000))
+			}
+			if _, err := s.Create(ctx, big); !errors.Is(err, errHeroTooLarge) {
+				t.Fatalf("Create(%d-byte hero) = %v; want errHeroTooLarge", maxHeroJSONBytes+1, err)
+			}
+			if _, _, err := s.Get(ctx, big.ID); !errors.Is(err, errHeroNotFound) {
+				t.Errorf("Get(refused hero) = %v; want errHeroNotFound", err)
+			}
+			small := testHero(big.ID, "Hoarder")
+			mustCreate(t, s, small)
+			if _, err := s.Replace(ctx, big, ""); !errors.Is(err, errHeroTooLarge) {
+				t.Fatalf("Replace(too large) = %v; want errHeroTooLarge", err)
+			}
+			if got, _, err := s.Get(ctx, big.ID); err != nil || !reflect.DeepEqual(got, small) {
+				t.Errorf("Get() after a refused Replace = %+v, %v; want the hero unchanged", got, err)
+			}
+		}},
 		{"delete removes the hero once", func(t *testing.T, s heroStore) {
 			h := testHero(newHeroID(), "Doomed")
 			mustCreate(t, s, h)
@@ -578,4 +598,54 @@ func TestFileStoreSingleOwner(t *testing.T) {
 		t.Fatalf("openFileStore() after Close = %v; want the lock released", err)
 	}
 	again.Close()
+}
+
+// TestFileStoreCorruptMessages checks a corrupt heroes file is reported in
+// plain words with where it breaks (a byte offset), never with Go's type
+// names such as main.heroesFile.
+func TestFileStoreCorruptMessages(t *testing.T) {
+	const id = "6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"
+	record := func(hero string) string {
+		return `{"version":1,"heroes":[{"id":"` + id + `","etag":"\"a\"","hero":` + hero + `}]}`
+	}
+	tests := []struct {
+		name    string
+		content string
+		want    []string // all must appear in the error
+	}{
+		{"a list instead of the document", `[]`, []string{"offset 1", "the document is a JSON array", `should be an object {"version":1,"heroes":[…]}`}},
+		{"heroes not a list", `{"version":1,"heroes":{}}`, []string{"offset 23", "heroes is a JSON object", "should be a list"}},
+		{"version a string", `{"version":"1","heroes":[]}`, []string{"offset 14", "version is a JSON string", "should be a whole number"}},
+		{"syntax error", `{"version":1,"heroes":[}`, []string{"not valid JSON near byte offset 24", "invalid character '}'"}},
+		{"cut short", `{"version":1,"heroes":[`, []string{"ends early", "offset 23"}},
+		{"empty file", ``, []string{"empty", `{"version":1,"heroes":[…]}`}},
+		{"unknown field", `{"version":1,"heroes":[],"x":1}`, []string{`unknown field "x" in the document`}},
+		{"wrong version", `{"version":2,"heroes":[]}`, []string{"version is 2", "only version 1"}},
+		{"hero of the wrong shape", record(`{"id":"` + id + `","level":"x"}`), []string{"hero record 0 (byte offset 90)", "level is a JSON string", "should be a whole number", "offset 146"}},
+		{"hero id differs", record(`{"id":"7f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}`), []string{"hero record 0", "differs from the hero's own id"}},
+		{"trailing data", `{"version":1,"heroes":[]} {}`, []string{"data after the JSON document"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "heroes.json")
+			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := openFileStore(path)
+			if err == nil {
+				t.Fatalf("openFileStore(%s) = nil error; want one", tc.content)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("openFileStore(%s) = %q; want it to say %q", tc.content, err, want)
+				}
+			}
+			for _, goWords := range []string{"Go value", "Go struct", "main.", "json:"} {
+				if strings.Contains(err.Error(), goWords) {
+					t.Errorf("openFileStore(%s) = %q; want no Go type names (%q)", tc.content, err, goWords)
+				}
+			}
+		})
+	}
 }

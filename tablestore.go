@@ -34,7 +34,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode/utf16"
 )
 
 // Protocol constants of the Table service.
@@ -49,9 +48,10 @@ const (
 	// tableHeroProperty is the String property holding the hero's JSON.
 	tableHeroProperty = "Hero"
 	// maxHeroPropertyBytes is the Table service's limit on a String property:
-	// 64 KiB of UTF-16. A hero whose JSON is larger is refused with
+	// 64 KiB of UTF-16. It is maxHeroJSONBytes, which encodeHero applies to
+	// every store, so a hero whose JSON is larger is refused with
 	// errHeroTooLarge before any request is sent.
-	maxHeroPropertyBytes = 64 << 10
+	maxHeroPropertyBytes = maxHeroJSONBytes
 	// maxTableResponse caps the bytes read from any Table service response
 	// (8 MiB). A list page of tableListPage heroes at the property limit fits
 	// even when every UTF-16 unit comes back escaped as \uXXXX (6 bytes).
@@ -430,11 +430,15 @@ func (s *tableStore) do(ctx context.Context, r tableRequest) (tableResponse, err
 func (s *tableStore) newRequest(ctx context.Context, r tableRequest) (*http.Request, error) {
 	var body io.Reader
 	if r.body != nil {
-		b, err := json.Marshal(r.body)
-		if err != nil {
+		// Without HTML escaping, as encodeHero: a "<" in the hero JSON
+		// stays one byte on the wire instead of six.
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(r.body); err != nil {
 			return nil, fmt.Errorf("table: %s: encoding the entity: %w", r.op, err)
 		}
-		body = bytes.NewReader(b)
+		body = bytes.NewReader(b.Bytes())
 	}
 	target := s.acct.endpoint.String() + r.path
 	if r.query != "" {
@@ -558,27 +562,15 @@ func heroEntity(h hero) (map[string]string, error) {
 	if !validTableKey(h.ID) {
 		return nil, errors.New("table: hero id cannot be a RowKey")
 	}
-	data, err := json.Marshal(h)
+	data, err := encodeHero(h)
 	if err != nil {
-		return nil, fmt.Errorf("table: encoding hero: %w", err)
-	}
-	if utf16Bytes(string(data)) > maxHeroPropertyBytes {
-		return nil, fmt.Errorf("table: hero JSON is over %d bytes of UTF-16: %w", maxHeroPropertyBytes, errHeroTooLarge)
+		return nil, fmt.Errorf("table: %w", err)
 	}
 	return map[string]string{
 		"PartitionKey":    tablePartition,
 		"RowKey":          h.ID,
 		tableHeroProperty: string(data),
 	}, nil
-}
-
-// utf16Bytes is the size of s in UTF-16, the unit of the service's limits.
-func utf16Bytes(s string) int {
-	n := 0
-	for _, r := range s {
-		n += 2 * utf16.RuneLen(r)
-	}
-	return n
 }
 
 // hero decodes the hero an entity holds; the RowKey is its id.
