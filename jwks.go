@@ -489,15 +489,12 @@ func (ks *keySet) key(ctx context.Context, id string, isX5T bool) (*publicKey, e
 	if call == nil {
 		now := ks.now()
 		loaded := ks.keys.Load() != nil
-		// Only fetches that unknown keys asked for count against
-		// minRefetch: a rotation just after a scheduled load is still
-		// picked up at once.
-		switch {
-		case loaded && now.Sub(ks.lastMiss) >= ks.minRefetch:
+		// Only fetches that tokens asked for count against minRefetch:
+		// a rotation just after run's scheduled load is still picked up
+		// at once.
+		if (loaded && now.Sub(ks.lastMiss) >= ks.minRefetch) || (!loaded && now.Sub(ks.lastFetch) >= backoff(ks.failures)) {
 			call = ks.startFetchLocked(ctx)
 			ks.lastMiss = now
-		case !loaded && now.Sub(ks.lastFetch) >= backoff(ks.failures):
-			call = ks.startFetchLocked(ctx)
 		}
 	}
 	ks.mu.Unlock()

@@ -584,6 +584,9 @@ func TestKeySetRotation(t *testing.T) {
 	if p.jwksHits.Load() != 0 || p.discoveryHits.Load() != 0 {
 		t.Fatalf("constructors fetched: %d JWKS, %d discovery requests; want none", p.jwksHits.Load(), p.discoveryHits.Load())
 	}
+	if err := v.keys.refresh(ctx); err != nil { // as run does at start
+		t.Fatalf("first load: %v", err)
+	}
 	tok0 := signWith(t, p, k0, "k0")
 	if _, err := v.verifyAccessToken(ctx, tok0); err != nil {
 		t.Fatalf("first token: %v", err)
@@ -592,7 +595,7 @@ func TestKeySetRotation(t *testing.T) {
 		t.Fatalf("ready() after a load = %v", err)
 	}
 
-	t.Run("new kid right after the first load is accepted after one fetch", func(t *testing.T) {
+	t.Run("new kid right after the scheduled load is accepted after one fetch", func(t *testing.T) {
 		p.publish(map[string]*rsa.PrivateKey{"k0": k0, "k1": k1})
 		if _, err := v.verifyAccessToken(ctx, signWith(t, p, k1, "k1")); err != nil || p.jwksHits.Load() != 2 {
 			t.Fatalf("verify = %v after %d JWKS requests; want nil after 2", err, p.jwksHits.Load())
