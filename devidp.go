@@ -312,7 +312,7 @@ func (e *devOAuthError) Description() string { return e.description() }
 // error, error_description (with the trace and correlation ids and the
 // time appended), error_codes, timestamp, trace_id and correlation_id.
 func devWriteError(w http.ResponseWriter, e *devOAuthError) {
-	trace, corr := devRandomUUID(), devRandomUUID()
+	trace, corr := newHeroID(), newHeroID()
 	ts := time.Now().UTC().Format("2006-01-02 15:04:05Z")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
@@ -326,20 +326,6 @@ func devWriteError(w http.ResponseWriter, e *devOAuthError) {
 	})
 }
 
-// devRandomUUID is a random (version 4) UUID, for trace and correlation ids.
-func devRandomUUID() string {
-	var b [16]byte
-	rand.Read(b[:]) // never fails (crypto/rand documents it)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return devFormatUUID(b)
-}
-
-// devFormatUUID writes 16 bytes in the 8-4-4-4-12 form.
-func devFormatUUID(b [16]byte) string {
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
-
 // devObjectID is the user's oid: a UUID derived from the user name
 // (case-insensitively), so the same name is the same user in every run.
 // It is a version 8 (custom) UUID of RFC 9562 §5.8, made from SHA-256.
@@ -349,7 +335,7 @@ func devObjectID(user string) string {
 	copy(b[:], sum[:16])
 	b[6] = b[6]&0x0f | 0x80
 	b[8] = b[8]&0x3f | 0x80
-	return devFormatUUID(b)
+	return formatUUID(b)
 }
 
 // devSubject is the user's sub for the dev client: like Entra's, a

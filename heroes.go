@@ -94,12 +94,17 @@ type spell struct {
 }
 
 // newHeroID returns a random UUID version 4 (RFC 9562 §5.4) in its lowercase
-// 8-4-4-4-12 form, from crypto/rand.
+// 8-4-4-4-12 form, from crypto/rand. The dev provider's trace ids use it too.
 func newHeroID() string {
 	var b [16]byte
 	rand.Read(b[:])         // never fails (crypto/rand documents it)
 	b[6] = b[6]&0x0f | 0x40 // version 4
 	b[8] = b[8]&0x3f | 0x80 // variant 10 (RFC 9562 §4.1)
+	return formatUUID(b)
+}
+
+// formatUUID writes 16 bytes in the UUID's 8-4-4-4-12 hexadecimal form.
+func formatUUID(b [16]byte) string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
