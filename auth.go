@@ -734,10 +734,16 @@ func parseTokenAnswer(status int, contentType string, body []byte) (*tokenRespon
 
 // configFaults are Entra error codes that mean the service is misconfigured,
 // with the fix an operator should make (Microsoft's AADSTS error reference).
+// They are looked up before userFixable, so a fault answered as
+// invalid_grant is still a 502 for the operator, not a 400 for the user.
 var configFaults = map[int]string{
 	7000215: "AZURE_CLIENT_SECRET is not a valid secret of the app registration (use the secret's Value, not its Secret ID)",
 	7000222: "AZURE_CLIENT_SECRET has expired: add a new client secret to the app registration",
 	50011:   "REDIRECT_URI does not exactly match a redirect URI registered on the app (Authentication > Web)",
+	// Entra answers a redirect URI mismatch at the token endpoint with
+	// 500112, as invalid_client or invalid_grant
+	// (AzureAD/microsoft-identity-web#3114): no new sign-in fixes it.
+	500112:  "REDIRECT_URI must be registered on the app exactly as set (Authentication > Web; scheme, host, port, path and trailing slash count) and reach the provider unchanged in both the authorization and the token request",
 	700016:  "AZURE_CLIENT_ID is not an application in tenant AZURE_TENANT_ID",
 	700027:  "the client assertion was rejected: upload the certificate of AZURE_CLIENT_CERTIFICATE_PATH to the app registration",
 	700024:  "the client assertion is outside its validity window: check the server clock",

@@ -1148,6 +1148,7 @@ func TestCallbackRejectsTokensThatFailVerification(t *testing.T) {
 		{"expired ID token", map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}, nil, false},
 		{"ID token of another tenant", map[string]any{"tid": "00000000-1111-2222-3333-444444444444"}, nil, false},
 		{"ID token from another issuer", map[string]any{"iss": "https://login.microsoftonline.com/" + testTenant + "/v2.0"}, nil, false},
+		{"ID token with the v1 issuer", map[string]any{"iss": "https://sts.windows.net/" + testTenant + "/", "ver": "1.0"}, nil, false},
 		{"access token for another audience", nil, map[string]any{"aud": "api://someone-else"}, false},
 	}
 	for _, tc := range tests {
@@ -1166,6 +1167,7 @@ func TestCallbackRejectsTokensThatFailVerification(t *testing.T) {
 				"expired ID token":                  errTokenExpired.Error(),
 				"ID token of another tenant":        errTenantForbidden.Error(),
 				"ID token from another issuer":      errBadIssuer.Error(),
+				"ID token with the v1 issuer":       errBadIssuer.Error(),
 				"access token for another audience": errBadAudience.Error(),
 			}[tc.name]
 			if logs := h.logs.String(); !strings.Contains(logs, "failed verification") || !strings.Contains(logs, check) {
@@ -1616,4 +1618,420 @@ func TestUpstreamFaultsAroundTheExchange(t *testing.T) {
 			t.Errorf("refresh = %d %s; want 502 and no token handed out", w.Code, w.Body)
 		}
 	})
+}
+
+// TestCallbackRefusesAChangedLoginCookie: a login cookie whose last
+// character is changed to any other base64url character is refused with
+// 400 "start again", including the values whose last character carries
+// unused bits (lengths 2 and 3 modulo 4, RFC 4648 §3.5); the unchanged
+// cookie then still completes the sign-in.
+func TestCallbackRefusesAChangedLoginCookie(t *testing.T) {
+	t.Parallel()
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	h := newHarness(t, harnessOptions{})
+	covered := map[int]bool{}
+	for n := 1; n <= 3; n++ {
+		c, authURL := h.login(t, "?return_to=/"+strings.Repeat("a", n))
+		covered[len(c.Value)%4] = true
+		t.Run(fmt.Sprintf("length %d mod 4 = %d", len(c.Value), len(c.Value)%4), func(t *testing.T) {
+			code, state := h.ti.authorize(authURL)
+			q := url.Values{"code": {code}, "state": {state}}
+			last := len(c.Value) - 1
+			for _, ch := range []byte(alphabet) {
+				if ch == c.Value[last] {
+					continue
+				}
+				changed := &http.Cookie{Name: c.Name, Value: c.Value[:last] + string(ch)}
+				if w := h.callback(q, "", changed); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), restartLogin) {
+					t.Fatalf("callback with the last character %q→%q = %d %s; want 400 %q", c.Value[last], ch, w.Code, w.Body, restartLogin)
+				}
+			}
+			if w := h.callback(q, "", c); w.Code != http.StatusOK {
+				t.Errorf("callback with the unchanged cookie = %d %s; want 200", w.Code, w.Body)
+			}
+		})
+	}
+	if !covered[2] || !covered[3] {
+		t.Errorf("cookie lengths modulo 4 covered: %v; want 2 and 3", covered)
+	}
+}
+
+// TestIDTokenIssuerIsExactlyTheDiscoveryIssuer: an ID token's iss must be
+// the discovery issuer, {tenantid} replaced by tid for organizations (OpenID
+// Connect Core §3.1.3.7 step 2); the v1 issuer https://sts.windows.net/{tid}/
+// is refused for ID tokens while access tokens keep accepting it
+// (ACCEPT_V1_TOKENS, default on).
+func TestIDTokenIssuerIsExactlyTheDiscoveryIssuer(t *testing.T) {
+	t.Parallel()
+	idp := newTestIDP(t)
+	v1 := "https://sts.windows.net/" + testTenant + "/"
+	v2 := idp.issuer(testTenant)
+	idClaims := map[string]any{"aud": testClientID, "azp": testClientID, "scp": nil, "nonce": "N"}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		idToken bool
+		iss     string
+		want    error
+	}{
+		{"fixed tenant: ID token with the v2 issuer", nil, true, v2, nil},
+		{"fixed tenant: ID token with the v1 issuer", nil, true, v1, errBadIssuer},
+		{"fixed tenant: ID token with the v1 issuer without a trailing slash", nil, true, strings.TrimSuffix(v1, "/"), errBadIssuer},
+		{"fixed tenant: ID token with the template issuer", nil, true, idp.issuer("organizations"), errBadIssuer},
+		{"fixed tenant: access token with the v1 issuer", nil, false, v1, nil},
+		{"organizations: ID token with the v2 issuer of its tid", orgEnv, true, v2, nil},
+		{"organizations: ID token with the v1 issuer", orgEnv, true, v1, errBadIssuer},
+		{"organizations: ID token with the unreplaced template", orgEnv, true, idp.issuer("organizations"), errBadIssuer},
+		{"organizations: access token with the v1 issuer", orgEnv, false, v1, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := idp.config(t, tc.env)
+			client := &http.Client{Timeout: idpTimeout}
+			logger := slog.New(slog.DiscardHandler)
+			prov := newProvider(cfg, client, logger)
+			v := newVerifier(cfg, prov, newKeySet(cfg, prov, client, logger), time.Now)
+			var err error
+			if tc.idToken {
+				over := maps.Clone(idClaims)
+				over["iss"] = tc.iss
+				_, err = v.verifyIDToken(context.Background(), idp.token(t, over), "N")
+			} else {
+				_, err = v.verifyAccessToken(context.Background(), idp.token(t, map[string]any{"iss": tc.iss}))
+			}
+			if !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
+				t.Errorf("verify(iss %q) = %v; want %v", tc.iss, err, tc.want)
+			}
+		})
+	}
+}
+
+// orgEnv is the multi-tenant setting: the organizations authority, with
+// testTenant allowed.
+var orgEnv = map[string]string{"AZURE_TENANT_ID": "organizations", "ALLOWED_TENANTS": testTenant}
+
+// TestConfigFaultsAre502WithAnOperatorLogLine: Entra codes that name a
+// configuration fault are a 502 carrying the AADSTS code, with an ERROR log
+// line naming the setting to fix, whatever OAuth error code they come with
+// (AADSTS500112 arrives as invalid_client or invalid_grant,
+// AzureAD/microsoft-identity-web#3114) and on refresh too.
+func TestConfigFaultsAre502WithAnOperatorLogLine(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		refresh bool
+		status  int
+		oauth   string
+		desc    string
+		codes   []int
+		aadsts  string
+		fix     string
+	}{
+		{"500112 as invalid_client", false, 401, "invalid_client", "AADSTS500112: The reply address 'a' does not match the reply address 'b' provided when requesting Authorization code.", []int{500112}, "AADSTS500112", "REDIRECT_URI must be registered"},
+		{"500112 as invalid_grant", false, 400, "invalid_grant", "AADSTS500112: The reply address 'a' does not match the reply address 'b' provided when requesting Authorization code.", []int{500112}, "AADSTS500112", "REDIRECT_URI must be registered"},
+		{"500112 as invalid_grant, code only in the description", false, 400, "invalid_grant", "AADSTS500112: The reply address does not match.", nil, "AADSTS500112", "REDIRECT_URI must be registered"},
+		{"500112 on refresh", true, 400, "invalid_grant", "AADSTS500112: The reply address does not match.", []int{500112}, "AADSTS500112", "REDIRECT_URI must be registered"},
+		{"50011 as invalid_request", false, 400, "invalid_request", "AADSTS50011: The redirect URI does not match.", []int{50011}, "AADSTS50011", "REDIRECT_URI does not exactly match"},
+		{"7000215 as invalid_client", false, 401, "invalid_client", "AADSTS7000215: Invalid client secret provided.", []int{7000215}, "AADSTS7000215", "AZURE_CLIENT_SECRET is not a valid secret"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, harnessOptions{})
+			setTokenHandler(h.idp, func(w http.ResponseWriter, r *http.Request) {
+				entraError(w, tc.status, tc.oauth, tc.desc, tc.codes...)
+			})
+			var w *httptest.ResponseRecorder
+			if tc.refresh {
+				w = h.do(newRefreshRequest("application/x-www-form-urlencoded", "refresh_token=rt"))
+			} else {
+				w = h.signIn(t, "", "")
+			}
+			if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), tc.aadsts) {
+				t.Errorf("answer = %d %s; want 502 naming %s", w.Code, w.Body, tc.aadsts)
+			}
+			var line string
+			for l := range strings.SplitSeq(h.logs.String(), "\n") {
+				if strings.Contains(l, tc.fix) {
+					line = l
+				}
+			}
+			if !strings.Contains(line, "level=ERROR") || !strings.Contains(line, "aadsts="+tc.aadsts) {
+				t.Errorf("no ERROR log line naming %s and the fix %q:\n%s", tc.aadsts, tc.fix, h.logs)
+			}
+		})
+	}
+}
+
+// deadlineRecorder is an http.RoundTripper that records the context
+// deadline of token requests (POSTs) before passing every request on.
+type deadlineRecorder struct {
+	mu        sync.Mutex // guards deadlines
+	deadlines []time.Time
+}
+
+func (d *deadlineRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPost {
+		dl, ok := r.Context().Deadline()
+		if !ok {
+			dl = time.Time{}
+		}
+		d.mu.Lock()
+		d.deadlines = append(d.deadlines, dl)
+		d.mu.Unlock()
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestTokenRequestsWaitTenSeconds: the client run builds for the identity
+// provider has a 10 s Timeout, and each token request (code and refresh
+// grant) carries its own 10 s context deadline, measured from the request,
+// so no test has to wait 10 s.
+func TestTokenRequestsWaitTenSeconds(t *testing.T) {
+	t.Parallel()
+	if got := newIDPClient().Timeout; got != 10*time.Second {
+		t.Errorf("newIDPClient().Timeout = %v; want 10s", got)
+	}
+	tests := []struct {
+		name string
+		do   func(h *flowHarness) *httptest.ResponseRecorder
+	}{
+		{"code grant", func(h *flowHarness) *httptest.ResponseRecorder {
+			c, authURL := h.login(t, "")
+			code, state := h.ti.authorize(authURL)
+			return h.callback(url.Values{"code": {code}, "state": {state}}, "", c)
+		}},
+		{"refresh grant", func(h *flowHarness) *httptest.ResponseRecorder {
+			h.ti.addRefreshToken("rt-deadline")
+			return h.do(newRefreshRequest("application/x-www-form-urlencoded", "refresh_token=rt-deadline"))
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rec := &deadlineRecorder{}
+			h := newHarness(t, harnessOptions{client: &http.Client{Transport: rec}})
+			start := time.Now()
+			w := tc.do(h)
+			end := time.Now()
+			if w.Code != http.StatusOK {
+				t.Fatalf("answer = %d %s; want 200", w.Code, w.Body)
+			}
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			if len(rec.deadlines) != 1 {
+				t.Fatalf("%d token requests; want 1", len(rec.deadlines))
+			}
+			dl := rec.deadlines[0]
+			if dl.Before(start.Add(10*time.Second)) || dl.After(end.Add(10*time.Second)) {
+				t.Errorf("token request deadline = %v after the start; want 10s after the request (no deadline: %v)", dl.Sub(start), dl.IsZero())
+			}
+		})
+	}
+}
+
+// padTokenAnswer returns body, a JSON object, with a padding member added
+// at its start so that it is exactly size bytes long.
+func padTokenAnswer(tb testing.TB, body []byte, size int) []byte {
+	tb.Helper()
+	const member = `"padding":"",`
+	n := size - len(body) - len(member)
+	if n < 0 || len(body) < 2 || body[0] != '{' {
+		tb.Fatalf("cannot pad a %d-byte answer to %d bytes", len(body), size)
+	}
+	out := make([]byte, 0, size)
+	out = append(out, `{"padding":"`...)
+	out = append(out, strings.Repeat("a", n)...)
+	out = append(out, `",`...)
+	return append(out, body[1:]...)
+}
+
+// TestTokenAnswersOver1MiBAre502: the token endpoint's answer is read up to
+// 1 MiB (1,048,576 bytes): a genuine answer padded to just under or exactly
+// 1 MiB is accepted, one padded to 1 MiB + 64 bytes or 2 MiB is a 502,
+// with or without a Content-Length. Sizes are literals, not derived from
+// maxTokenAnswer, so changing the limit fails this test.
+func TestTokenAnswersOver1MiBAre502(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		size    int
+		chunked bool
+		want    int
+	}{
+		{"just under 1 MiB is accepted", 1048576 - 64, false, http.StatusOK},
+		{"exactly 1 MiB is accepted", 1048576, false, http.StatusOK},
+		{"1 MiB + 64 bytes is 502", 1048576 + 64, false, http.StatusBadGateway},
+		{"2 MiB is 502", 2097152, false, http.StatusBadGateway},
+		{"2 MiB without Content-Length is 502", 2097152, true, http.StatusBadGateway},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, harnessOptions{})
+			setTokenHandler(h.idp, func(w http.ResponseWriter, r *http.Request) {
+				rec := httptest.NewRecorder()
+				h.ti.serveToken(rec, r)
+				body := padTokenAnswer(t, rec.Body.Bytes(), tc.size)
+				w.Header().Set("Content-Type", "application/json; charset=utf-8")
+				if !tc.chunked {
+					w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+				}
+				w.Write(body[:1024])
+				w.(http.Flusher).Flush()
+				w.Write(body[1024:])
+			})
+			w := h.signIn(t, "", "")
+			if w.Code != tc.want {
+				t.Errorf("callback with a %d-byte token answer = %d %.200s; want %d", tc.size, w.Code, w.Body, tc.want)
+			}
+			if tc.want != http.StatusOK && strings.Contains(w.Body.String(), "access_token") {
+				t.Errorf("an oversized answer's token was handed out")
+			}
+		})
+	}
+}
+
+// TestRunWarnsWhenSessionKeyIsUnset: without SESSION_KEY, run logs a
+// warning that the key is random per process and that replicas need a
+// shared one; with it, no such warning.
+func TestRunWarnsWhenSessionKeyIsUnset(t *testing.T) {
+	t.Parallel()
+	idp := newTestIDP(t)
+	tests := []struct {
+		name     string
+		env      map[string]string
+		wantWarn bool
+	}{
+		{"unset", nil, true},
+		{"set", map[string]string{"SESSION_KEY": base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, logs, stop := startRun(t, nil, idp.getenv(tc.env))
+			if err := stop(); err != nil {
+				t.Fatalf("run = %v", err)
+			}
+			warned := false
+			for line := range strings.SplitSeq(logs.String(), "\n") {
+				var rec struct{ Level, Msg string }
+				if json.Unmarshal([]byte(line), &rec) == nil && strings.Contains(rec.Msg, "SESSION_KEY") {
+					warned = rec.Level == "WARN" && strings.Contains(rec.Msg, "random") && strings.Contains(rec.Msg, "replicas")
+				}
+			}
+			if warned != tc.wantWarn {
+				t.Errorf("SESSION_KEY %s: warned = %v; want %v; logs:\n%s", tc.name, warned, tc.wantWarn, logs)
+			}
+		})
+	}
+}
+
+// TestRefreshVerifiesTheNewIDToken: an ID token in a refresh answer is
+// verified like the sign-in's (OpenID Connect Core §12.2), nonce aside:
+// one for another client, with another azp, a bad signature, expired, or
+// with the v1 issuer is a 502 and no token is handed out.
+func TestRefreshVerifiesTheNewIDToken(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		over    map[string]any
+		forge   bool
+		want    int
+		wantErr error
+	}{
+		{"a valid new ID token is accepted", nil, false, http.StatusOK, nil},
+		{"ID token for another client", map[string]any{"aud": "99999999-2222-3333-4444-555555555555"}, false, http.StatusBadGateway, errBadAudience},
+		{"ID token authorized for another party", map[string]any{"azp": "99999999-2222-3333-4444-555555555555"}, false, http.StatusBadGateway, errBadAZP},
+		{"ID token with a bad signature", nil, true, http.StatusBadGateway, errBadSignature},
+		{"expired ID token", map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}, false, http.StatusBadGateway, errTokenExpired},
+		{"ID token with the v1 issuer", map[string]any{"iss": "https://sts.windows.net/" + testTenant + "/", "ver": "1.0"}, false, http.StatusBadGateway, errBadIssuer},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, harnessOptions{})
+			h.ti.addRefreshToken("rt-id")
+			h.ti.rotateRefresh, h.ti.idOverride, h.ti.forgeID = true, tc.over, tc.forge
+			w := h.do(newRefreshRequest("application/x-www-form-urlencoded", "refresh_token=rt-id"))
+			if w.Code != tc.want {
+				t.Fatalf("refresh = %d %s; want %d", w.Code, w.Body, tc.want)
+			}
+			if tc.wantErr == nil {
+				if decodeAnswer(t, w)["id_token_claims"] == nil {
+					t.Errorf("refresh answer lacks id_token_claims: %s", w.Body)
+				}
+				return
+			}
+			if strings.Contains(w.Body.String(), "access_token") {
+				t.Errorf("refresh handed out tokens with a bad ID token: %s", w.Body)
+			}
+			if logs := h.logs.String(); !strings.Contains(logs, tc.wantErr.Error()) || !strings.Contains(logs, "token=id_token") {
+				t.Errorf("no log line names the ID token and %q:\n%s", tc.wantErr, logs)
+			}
+		})
+	}
+}
+
+// TestRefreshUsesTheCodeGrantsClientAuthentication: the refresh grant
+// (RFC 6749 §6) authenticates the client exactly as the code grant does:
+// client_secret in the body, HTTP Basic (AZURE_CLIENT_AUTH=basic), or a
+// certificate's client assertion with a fresh jti (RFC 7523 §2.2). The test
+// provider refuses any other authentication.
+func TestRefreshUsesTheCodeGrantsClientAuthentication(t *testing.T) {
+	t.Parallel()
+	key := testKeys()[1]
+	cert := testCertificate(t, key, time.Now().Add(365*24*time.Hour))
+	certPath := writePEM(t, &pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}, pkcs8Block(t, key))
+	checkBasic := func(r *http.Request, form url.Values) error {
+		id, secret, ok := r.BasicAuth()
+		if !ok {
+			return errors.New("no Basic authorization")
+		}
+		if id != testClientID || secret != testSecret || form.Has("client_secret") || form.Has("client_assertion") {
+			return errors.New("wrong Basic credentials, or a credential in the body too")
+		}
+		return nil
+	}
+	tests := []struct {
+		name  string
+		env   map[string]string
+		check func(r *http.Request, form url.Values) error
+	}{
+		{"client_secret in the body", nil, checkClientSecretPost},
+		{"HTTP Basic", map[string]string{"AZURE_CLIENT_AUTH": "basic"}, checkBasic},
+		{"certificate assertion", map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": certPath, "AZURE_CLIENT_SECRET": ""},
+			(&assertionChecker{cert: cert, seen: map[string]bool{}}).check},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, harnessOptions{env: tc.env})
+			var mu sync.Mutex
+			var passed []string
+			h.ti.checkClient = func(r *http.Request, form url.Values) error {
+				err := tc.check(r, form)
+				if err == nil {
+					mu.Lock()
+					passed = append(passed, form.Get("grant_type"))
+					mu.Unlock()
+				}
+				return err
+			}
+			w := h.signIn(t, "", "")
+			if w.Code != http.StatusOK {
+				t.Fatalf("sign-in = %d %s; want 200", w.Code, w.Body)
+			}
+			rt, _ := decodeAnswer(t, w)["refresh_token"].(string)
+			if w := h.do(newRefreshRequest("application/x-www-form-urlencoded", url.Values{"refresh_token": {rt}}.Encode())); w.Code != http.StatusOK {
+				t.Errorf("refresh = %d %s; want 200", w.Code, w.Body)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if strings.Join(passed, " ") != "authorization_code refresh_token" {
+				t.Errorf("grants authenticated as %s: %v; want authorization_code then refresh_token", tc.name, passed)
+			}
+		})
+	}
 }

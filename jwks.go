@@ -1418,18 +1418,22 @@ func (v *verifier) checkAccessToken(ctx context.Context, raw string, now time.Ti
 }
 
 // verifyIDToken verifies an OpenID Connect ID token (OpenID Connect Core
-// §3.1.3.7): every check of verify, the client id among the audiences
-// (step 3), azp present when there are several audiences (step 4) and equal
-// to the client id whenever present (step 5; errBadAZP), and the nonce equal
-// to nonce (constant-time). An empty nonce skips the nonce
-// check: only for ID tokens from a refresh (OpenID Connect Core §12.2), which
-// carry none of ours. ID tokens need no scp or roles and are not cached.
+// §3.1.3.7): every check of verify, then iss exactly the discovery issuer
+// (step 2; idTokenIssuer), the client id among the audiences (step 3), azp
+// present when there are several audiences (step 4) and equal to the client
+// id whenever present (step 5; errBadAZP), and the nonce equal to nonce
+// (constant-time). An empty nonce skips the nonce check: only for ID tokens
+// from a refresh (OpenID Connect Core §12.2), which carry none of ours. ID
+// tokens need no scp or roles and are not cached.
 func (v *verifier) verifyIDToken(ctx context.Context, raw, nonce string) (*claims, error) {
 	t, _, err := v.verify(ctx, raw, v.now())
 	if err != nil {
 		return nil, err
 	}
 	c := &t.claims
+	if err := v.idTokenIssuer(ctx, c); err != nil {
+		return nil, err
+	}
 	if !contains(c.Audience, v.cfg.ClientID) {
 		return nil, fmt.Errorf("%w: %q", errBadAudience, truncate(strings.Join(c.Audience, " "), 64))
 	}
@@ -1443,6 +1447,29 @@ func (v *verifier) verifyIDToken(ctx context.Context, raw, nonce string) (*claim
 		return nil, errBadNonce
 	}
 	return c, nil
+}
+
+// idTokenIssuer checks the iss of an ID token (OpenID Connect Core §3.1.3.7
+// step 2): it must be exactly the discovery document's issuer, with
+// {tenantid} replaced by the token's tid for organizations and common
+// (Microsoft identity platform ID token reference: iss). verify's issuer
+// rule also admits the v1 issuer https://sts.windows.net/{tid}/ while
+// ACCEPT_V1_TOKENS is on, for access tokens issued to v1 APIs; an ID token
+// comes from the v2 endpoint this service signs in with, so a v1 issuer
+// there is refused (errBadIssuer). verify has already checked tid.
+func (v *verifier) idTokenIssuer(ctx context.Context, c *claims) error {
+	md, err := v.p.metadata(ctx)
+	if err != nil {
+		return err
+	}
+	tid := c.TenantID
+	if tid == "" && !v.cfg.isMultiTenant() {
+		tid = v.cfg.TenantID
+	}
+	if !issuerMatches(md.Issuer, tid, c.Issuer) {
+		return fmt.Errorf("%w: ID token issuer %q is not the discovery issuer", errBadIssuer, truncate(c.Issuer, 64))
+	}
+	return nil
 }
 
 // verify does the checks both token kinds share, in go-oidc's order: parse

@@ -1097,6 +1097,17 @@ var corpusWant = map[string]error{
 	"azure_invalid_v1_2016_passport-azure-ad_last-char-changed-1471317317":  errMalformedToken,
 	"azure_invalid_v1_2016_passport-azure-ad_last-char-changed-1471472066":  errMalformedToken,
 	"azure_invalid_docs_v1_sample-id-token_7_Zuf1":                          errMalformedToken, // "=" padding inside the payload segment
+	// v1 tokens without scp, scope or roles, so verified as ID tokens, and
+	// against the v2 discovery issuer of their tenant: an ID token must carry
+	// exactly the discovery issuer (OpenID Connect Core §3.1.3.7 step 2);
+	// the v1 issuer https://sts.windows.net/{tid}/ is for access tokens.
+	"azure_v1_2016_passport-azure-ad_sijun-robot-id-token-1471489967": errBadIssuer,
+	"azure_v1_2016_passport-azure-ad_sijun-robot-id-token-1471472128": errBadIssuer,
+	"azure_v1_2016_passport-azure-ad_sijun-robot-id-token-1471317317": errBadIssuer,
+	"azure_v1_2016_passport-azure-ad_sijun-robot-id-token-1471472066": errBadIssuer,
+	"azure_v1_2024_msal-dotnet-perf_app-only-access-token":            errBadIssuer,
+	"azure_v1_2014_identitymodel_cyrano-test-tenant":                  errBadIssuer,
+	"azure_v1_2013_adal-node_aad-graph-app-token":                     errBadIssuer,
 }
 
 // TestCorpusFullVerification verifies every corpus token with the project's

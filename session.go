@@ -98,15 +98,15 @@ func (s *sealer) seal(name string, ls loginState) (string, error) {
 }
 
 // open decrypts the value of the cookie called name. It checks that the
-// value is authentic and holds a state, a nonce and a code_verifier;
-// openLogin also checks age and state. It returns errLoginTampered for
-// anything else.
+// value is the one spelling seal makes (cookieEncoding) and is authentic,
+// and that it holds a state, a nonce and a code_verifier; openLogin also
+// checks age and state. It returns errLoginTampered for anything else.
 func (s *sealer) open(name, value string) (loginState, error) {
 	var ls loginState
 	if len(value) > maxLoginCookieLen {
 		return ls, errLoginTampered
 	}
-	sealed, err := base64.RawURLEncoding.DecodeString(value)
+	sealed, err := decodeCookieValue(value)
 	if err != nil {
 		return ls, errLoginTampered
 	}
@@ -120,6 +120,30 @@ func (s *sealer) open(name, value string) (loginState, error) {
 		return loginState{}, errLoginTampered
 	}
 	return ls, nil
+}
+
+// cookieEncoding decodes login cookie values: base64url without padding
+// (RFC 4648 §5), strict, so that the unused low bits of the last character
+// must be zero (RFC 4648 §3.5). Without Strict, a value whose length is 2 or
+// 3 modulo 4 has other last characters that decode to the same bytes, and a
+// changed cookie would still open.
+var cookieEncoding = base64.RawURLEncoding.Strict()
+
+// decodeCookieValue decodes a sealed cookie value. Every byte must be of the
+// base64url alphabet: encoding/base64 skips CR and LF even when strict, and
+// those would be further spellings of the same value. Each value has one
+// spelling, so any changed byte is refused here or by AES-GCM.
+func decodeCookieValue(value string) ([]byte, error) {
+	for i := 0; i < len(value); i++ {
+		if !isBase64URLByte(value[i]) {
+			return nil, fmt.Errorf("auth: login cookie holds byte %#x at %d, outside base64url", value[i], i)
+		}
+	}
+	b, err := cookieEncoding.DecodeString(value)
+	if err != nil {
+		return nil, fmt.Errorf("auth: login cookie: %w", err)
+	}
+	return b, nil
 }
 
 // loginCookieID is the short, log-safe id of a state: the first 16 hex digits

@@ -58,6 +58,57 @@ func TestSealerRoundTripAndRefusals(t *testing.T) {
 	}
 }
 
+// TestSealedCookieHasOneSpelling: a login cookie value opens only as seal
+// wrote it. Every one-byte change, at every position and to every other
+// base64url character, and every CR or LF inserted anywhere, is refused. The
+// plaintext lengths are chosen so that values of length 2 and 3 modulo 4
+// (whose last character has unused bits, RFC 4648 §3.5) are both covered.
+func TestSealedCookieHasOneSpelling(t *testing.T) {
+	t.Parallel()
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	s := testSealer(t, 1)
+	name := loginCookieName("S")
+	covered := map[int]bool{}
+	for n := 1; n <= 3; n++ {
+		ls := loginState{State: "S", Nonce: "N", CodeVerifier: "V", ReturnTo: "/" + strings.Repeat("a", n), Created: 1}
+		value, err := s.seal(name, ls)
+		if err != nil {
+			t.Fatal(err)
+		}
+		covered[len(value)%4] = true
+		t.Run(fmt.Sprintf("length %d mod 4 = %d", len(value), len(value)%4), func(t *testing.T) {
+			if _, err := s.open(name, value); err != nil {
+				t.Fatalf("open(seal(ls)) = %v; want it to open", err)
+			}
+			opened := 0
+			refuse := func(what, changed string) {
+				t.Helper()
+				if _, err := s.open(name, changed); err != errLoginTampered {
+					if opened++; opened <= 5 {
+						t.Errorf("open(value with %s) = %v; want errLoginTampered", what, err)
+					}
+				}
+			}
+			for i := range len(value) {
+				for _, c := range []byte(alphabet) {
+					if c != value[i] {
+						refuse(fmt.Sprintf("byte %d changed %q→%q", i, value[i], c), value[:i]+string(c)+value[i+1:])
+					}
+				}
+				for _, ins := range []string{"\r", "\n", "\r\n", "="} {
+					refuse(fmt.Sprintf("%q inserted at %d", ins, i), value[:i]+ins+value[i:])
+				}
+			}
+			if opened > 5 {
+				t.Errorf("… %d changed values opened in all", opened)
+			}
+		})
+	}
+	if !covered[2] || !covered[3] {
+		t.Errorf("value lengths modulo 4 covered: %v; want 2 and 3 (the lengths with unused bits)", covered)
+	}
+}
+
 func TestNewSealerRefusesShortKeys(t *testing.T) {
 	t.Parallel()
 	for _, n := range []int{0, 16, 31, 33} {
@@ -111,8 +162,15 @@ func FuzzOpenLoginCookie(f *testing.F) {
 	f.Add("heroes_login_y", good)
 	f.Fuzz(func(t *testing.T, name, value string) {
 		ls, err := s.open(name, value)
-		if err == nil && (name != "heroes_login_x" || ls != (loginState{State: "S", Nonce: "N", CodeVerifier: "V", Created: 1})) {
+		if err != nil {
+			return
+		}
+		if name != "heroes_login_x" || ls != (loginState{State: "S", Nonce: "N", CodeVerifier: "V", Created: 1}) {
 			t.Errorf("open(%q, %q) = %+v; want errLoginTampered", name, value, ls)
+		}
+		// Whatever opens is spelled as seal spells it: no second spelling.
+		if b, err := decodeCookieValue(value); err != nil || cookieEncoding.EncodeToString(b) != value {
+			t.Errorf("open(%q) succeeded on a value that is not its own canonical spelling", value)
 		}
 	})
 }
