@@ -1621,10 +1621,10 @@ func TestUpstreamFaultsAroundTheExchange(t *testing.T) {
 }
 
 // TestCallbackRefusesAChangedLoginCookie: a login cookie whose last
-// character is changed to any other base64url character is refused with
-// 400 "start again", including the values whose last character carries
-// unused bits (lengths 2 and 3 modulo 4, RFC 4648 §3.5); the unchanged
-// cookie then still completes the sign-in.
+// character is changed to any other base64url character, or any other
+// character changed, is refused with 400 "start again", including the
+// values whose last character carries unused bits (lengths 2 and 3 modulo
+// 4, RFC 4648 §3.5); the unchanged cookie then still completes the sign-in.
 func TestCallbackRefusesAChangedLoginCookie(t *testing.T) {
 	t.Parallel()
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -1636,15 +1636,21 @@ func TestCallbackRefusesAChangedLoginCookie(t *testing.T) {
 		t.Run(fmt.Sprintf("length %d mod 4 = %d", len(c.Value), len(c.Value)%4), func(t *testing.T) {
 			code, state := h.ti.authorize(authURL)
 			q := url.Values{"code": {code}, "state": {state}}
+			refuse := func(i int, ch byte) {
+				t.Helper()
+				changed := &http.Cookie{Name: c.Name, Value: c.Value[:i] + string(ch) + c.Value[i+1:]}
+				if w := h.callback(q, "", changed); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), restartLogin) {
+					t.Fatalf("callback with character %d changed %q→%q = %d %s; want 400 %q", i, c.Value[i], ch, w.Code, w.Body, restartLogin)
+				}
+			}
 			last := len(c.Value) - 1
 			for _, ch := range []byte(alphabet) {
-				if ch == c.Value[last] {
-					continue
+				if ch != c.Value[last] {
+					refuse(last, ch)
 				}
-				changed := &http.Cookie{Name: c.Name, Value: c.Value[:last] + string(ch)}
-				if w := h.callback(q, "", changed); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), restartLogin) {
-					t.Fatalf("callback with the last character %q→%q = %d %s; want 400 %q", c.Value[last], ch, w.Code, w.Body, restartLogin)
-				}
+			}
+			for i := range last { // every other position, to its neighbour in the alphabet
+				refuse(i, alphabet[strings.IndexByte(alphabet, c.Value[i])^1])
 			}
 			if w := h.callback(q, "", c); w.Code != http.StatusOK {
 				t.Errorf("callback with the unchanged cookie = %d %s; want 200", w.Code, w.Body)
@@ -1832,19 +1838,19 @@ func TestTokenRequestsWaitTenSeconds(t *testing.T) {
 }
 
 // padTokenAnswer returns body, a JSON object, with a padding member added
-// at its start so that it is exactly size bytes long.
-func padTokenAnswer(tb testing.TB, body []byte, size int) []byte {
-	tb.Helper()
+// at its start so that it is exactly size bytes long, or an error when body
+// is not an object or already longer.
+func padTokenAnswer(body []byte, size int) ([]byte, error) {
 	const member = `"padding":"",`
 	n := size - len(body) - len(member)
 	if n < 0 || len(body) < 2 || body[0] != '{' {
-		tb.Fatalf("cannot pad a %d-byte answer to %d bytes", len(body), size)
+		return nil, fmt.Errorf("cannot pad a %d-byte answer to %d bytes", len(body), size)
 	}
 	out := make([]byte, 0, size)
 	out = append(out, `{"padding":"`...)
 	out = append(out, strings.Repeat("a", n)...)
 	out = append(out, `",`...)
-	return append(out, body[1:]...)
+	return append(out, body[1:]...), nil
 }
 
 // TestTokenAnswersOver1MiBAre502: the token endpoint's answer is read up to
@@ -1873,7 +1879,12 @@ func TestTokenAnswersOver1MiBAre502(t *testing.T) {
 			setTokenHandler(h.idp, func(w http.ResponseWriter, r *http.Request) {
 				rec := httptest.NewRecorder()
 				h.ti.serveToken(rec, r)
-				body := padTokenAnswer(t, rec.Body.Bytes(), tc.size)
+				body, err := padTokenAnswer(rec.Body.Bytes(), tc.size)
+				if err != nil || len(body) != tc.size {
+					t.Errorf("token answer: %v", err)
+					http.Error(w, "test setup", http.StatusInternalServerError)
+					return
+				}
 				w.Header().Set("Content-Type", "application/json; charset=utf-8")
 				if !tc.chunked {
 					w.Header().Set("Content-Length", fmt.Sprint(len(body)))

@@ -238,3 +238,21 @@ func TestSpentStates(t *testing.T) {
 		}
 	})
 }
+
+// FuzzDecodeCookieValue: decodeCookieValue never panics, and whatever it
+// decodes is the one spelling of its bytes (cookieEncoding re-encodes it to
+// the input), so no two cookie values open to the same sealed bytes.
+func FuzzDecodeCookieValue(f *testing.F) {
+	f.Add("")
+	f.Add("AAAA")
+	f.Add("AB")
+	f.Add("AAB")
+	f.Add("AA\nAA")
+	f.Add("AA==")
+	f.Fuzz(func(t *testing.T, value string) {
+		b, err := decodeCookieValue(value)
+		if err == nil && cookieEncoding.EncodeToString(b) != value {
+			t.Errorf("decodeCookieValue(%q) = %x, which encodes to %q", value, b, cookieEncoding.EncodeToString(b))
+		}
+	})
+}
