@@ -1456,7 +1456,8 @@ func (v *verifier) verifyIDToken(ctx context.Context, raw, nonce string) (*claim
 // rule also admits the v1 issuer https://sts.windows.net/{tid}/ while
 // ACCEPT_V1_TOKENS is on, for access tokens issued to v1 APIs; an ID token
 // comes from the v2 endpoint this service signs in with, so a v1 issuer
-// there is refused (errBadIssuer). verify has already checked tid.
+// there is refused (errBadIssuer). verify has already checked tid. Other
+// errors are the metadata's (errIDPUnavailable, wrapped).
 func (v *verifier) idTokenIssuer(ctx context.Context, c *claims) error {
 	md, err := v.p.metadata(ctx)
 	if err != nil {
