@@ -1087,6 +1087,11 @@ var corpusWant = map[string]error{
 	"omniauth-azure-ad_synthetic_id_token_bad_kid": errUnknownKID,     // kid abc1234 is not in the set
 	"omniauth-azure-ad_synthetic_id_token":         errMalformedToken, // no exp claim
 	"rfc7520_4_1_rsa_v15_signature":                errMalformedToken, // the payload is not a JSON object
+	// App-only v1 access tokens (appid, no nonce) that carry no roles: the
+	// mark of an app without application permissions, refused as
+	// Microsoft.Identity.Web refuses them.
+	"azure_v1_2024_msal-dotnet-perf_app-only-access-token": errNoPermissions,
+	"azure_v1_2013_adal-node_aad-graph-app-token":          errNoPermissions,
 	// An Auth0 access token without scp, so verified as an ID token: its azp
 	// is not its aud (OpenID Connect Core §3.1.3.7 step 5).
 	"auth0_2019_access-token_pyjwt": errBadAZP,
@@ -1097,17 +1102,6 @@ var corpusWant = map[string]error{
 	"azure_invalid_v1_2016_passport-azure-ad_last-char-changed-1471317317":  errMalformedToken,
 	"azure_invalid_v1_2016_passport-azure-ad_last-char-changed-1471472066":  errMalformedToken,
 	"azure_invalid_docs_v1_sample-id-token_7_Zuf1":                          errMalformedToken, // "=" padding inside the payload segment
-	// v1 tokens without scp, scope or roles, so verified as ID tokens, and
-	// against the v2 discovery issuer of their tenant: an ID token must carry
-	// exactly the discovery issuer (OpenID Connect Core §3.1.3.7 step 2);
-	// the v1 issuer https://sts.windows.net/{tid}/ is for access tokens.
-	"azure_v1_2016_passport-azure-ad_sijun-robot-id-token-1471489967": errBadIssuer,
-	"azure_v1_2016_passport-azure-ad_sijun-robot-id-token-1471472128": errBadIssuer,
-	"azure_v1_2016_passport-azure-ad_sijun-robot-id-token-1471317317": errBadIssuer,
-	"azure_v1_2016_passport-azure-ad_sijun-robot-id-token-1471472066": errBadIssuer,
-	"azure_v1_2024_msal-dotnet-perf_app-only-access-token":            errBadIssuer,
-	"azure_v1_2014_identitymodel_cyrano-test-tenant":                  errBadIssuer,
-	"azure_v1_2013_adal-node_aad-graph-app-token":                     errBadIssuer,
 }
 
 // TestCorpusFullVerification verifies every corpus token with the project's
@@ -1155,6 +1149,7 @@ func corpusVerifier(tb testing.TB, c corpusCase) (v *verifier, access bool, nonc
 		Scp   *string         `json:"scp"`
 		Scope *string         `json:"scope"`
 		Roles []string        `json:"roles"`
+		AppID *string         `json:"appid"`
 	}
 	_, rest, _ := strings.Cut(c.Token, ".")
 	p64, _, _ := strings.Cut(rest, ".")
@@ -1173,8 +1168,14 @@ func corpusVerifier(tb testing.TB, c corpusCase) (v *verifier, access bool, nonc
 	if isGUID(payload.Tid) {
 		tenant = strings.ToLower(payload.Tid)
 	}
+	// Access tokens are checked against the v2 discovery issuer of their
+	// tenant, so v1 ones (https://sts.windows.net/{tid}/) exercise the
+	// ACCEPT_V1_TOKENS rule. An ID token must carry exactly the issuer of the
+	// endpoint that issued it (OpenID Connect Core §3.1.3.7 step 2): for v1
+	// ID tokens that is the v1 endpoint's discovery issuer, their own iss.
+	access = payload.Scp != nil || payload.Scope != nil || payload.Roles != nil || payload.AppID != nil
 	issuer := payload.Iss
-	if strings.HasPrefix(issuer, "https://sts.windows.net/") && isGUID(payload.Tid) {
+	if access && strings.HasPrefix(issuer, "https://sts.windows.net/") && isGUID(payload.Tid) {
 		issuer = "https://login.microsoftonline.com/" + tenant + "/v2.0"
 	}
 	now := time.Now()
@@ -1186,7 +1187,6 @@ func corpusVerifier(tb testing.TB, c corpusCase) (v *verifier, access bool, nonc
 		ix = &keyIndex{} // nothing usable: every kid is unknown
 	}
 	v = staticVerifierIndex(tb, tenant, issuer, auds, ix, now)
-	access = payload.Scp != nil || payload.Scope != nil || payload.Roles != nil
 	return v, access, payload.Nonce
 }
 
