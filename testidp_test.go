@@ -73,7 +73,9 @@ func newTestIDP(tb testing.TB) *testIDP {
 		}
 		h(w, r)
 	})
-	p.srv = httptest.NewServer(mux)
+	// Set p.srv before the server starts: its handlers read p.srv.URL.
+	p.srv = httptest.NewUnstartedServer(mux)
+	p.srv.Start()
 	tb.Cleanup(p.srv.Close)
 	return p
 }
