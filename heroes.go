@@ -155,11 +155,12 @@ func utf16Bytes(s string) int {
 // backing store wraps errStoreUnavailable (maps to 503).
 //
 // More precisely, for every implementation:
-//   - etag is an HTTP entity-tag (RFC 9110 §8.8.3), quotes included (`"…"` or
-//     `W/"…"`), so handlers send it in ETag unchanged and pass one
-//     entity-tag of the request's If-Match, exactly as sent, to Replace and
-//     Delete (parseIfMatch, ifMatchFor); ifMatch matches when it is the
-//     very string the store gave, or "*" for any stored version; a change
+//   - etag is a strong HTTP entity-tag (RFC 9110 §8.8.3), quotes included
+//     (`"…"`, never `W/"…"`), so handlers send it in ETag unchanged and pass
+//     one entity-tag of the request's If-Match, exactly as sent, to Replace
+//     and Delete (parseIfMatch, ifMatchFor); ifMatch matches when it is the
+//     very string the store gave (strong comparison, RFC 9110 §13.1.1: a
+//     weak tag never matches), or "*" for any stored version; a change
 //     always gives a new etag;
 //   - List skips offset heroes and returns at most limit, never nil;
 //   - Create fails with errHeroConflict when h.ID is already stored;
@@ -358,24 +359,28 @@ func cutEntityTag(s string) (tag, rest string, ok bool) {
 
 // ifMatchFor turns the If-Match list of a request into the one ifMatch a
 // heroStore takes: "" when there is no precondition, "*", or a single
-// entity-tag. When several tags are listed it reads the hero's current
-// etag and passes it on if listed, so the store's own check still makes
-// the write conditional on that version (a change in between is a
-// conflict); if none is listed the answer is errHeroConflict, and
-// errHeroNotFound when the hero does not exist.
+// entity-tag. If-Match uses the strong comparison (RFC 9110 §13.1.1), so
+// weak tags (W/"…") are dropped first: they never match, whatever the
+// store. When one tag is left it goes to the store as it is; otherwise it
+// reads the hero's current etag and passes it on if listed, so the store's
+// own check still makes the write conditional on that version (a change in
+// between is a conflict); if none is listed (or only weak tags were) the
+// answer is errHeroConflict, and errHeroNotFound when the hero does not
+// exist.
 func ifMatchFor(ctx context.Context, store heroStore, id string, tags []string) (string, error) {
-	switch len(tags) {
-	case 0:
+	if len(tags) == 0 {
 		return "", nil
-	case 1:
-		return tags[0], nil
+	}
+	strong := slices.DeleteFunc(slices.Clone(tags), func(tag string) bool { return strings.HasPrefix(tag, "W/") })
+	if len(strong) == 1 {
+		return strong[0], nil
 	}
 	_, current, err := store.Get(ctx, id)
 	if err != nil {
 		return "", err
 	}
-	if !slices.Contains(tags, current) {
-		return "", fmt.Errorf("%w: none of %d If-Match entity-tags is current", errHeroConflict, len(tags))
+	if !slices.Contains(strong, current) {
+		return "", fmt.Errorf("%w: none of %d If-Match entity-tags matches the current one strongly", errHeroConflict, len(tags))
 	}
 	return current, nil
 }

@@ -503,14 +503,30 @@ func (resp tableResponse) decodeJSON(op string, v any) error {
 	return nil
 }
 
-// etag returns the answer's ETag header, or an error when it is missing.
+// etag returns the answer's ETag header in the API's strong form
+// (apiETag), or an error when it is missing.
 func (resp tableResponse) etag(op string) (string, error) {
 	etag := resp.header.Get("ETag")
 	if etag == "" {
 		return "", fmt.Errorf("table: %s: answer has no ETag", op)
 	}
-	return etag, nil
+	return apiETag(etag), nil
 }
+
+// apiETag turns an entity ETag of the Table service, which it writes as a
+// weak entity-tag (W/"datetime'2026-11-30T11%3A03%3A03.1234567Z'"), into
+// the strong entity-tag the API hands out ("datetime'…'"). Presenting it as
+// strong is honest: the service changes an entity's ETag on every write, so
+// two representations with the same tag are byte for byte the same hero
+// (RFC 9110 §8.8.1). A strong If-Match comparison (RFC 9110 §13.1.1) can
+// then match it, and a weak tag sent back by a client never does.
+func apiETag(serviceTag string) string { return strings.TrimPrefix(serviceTag, "W/") }
+
+// serviceETag is the inverse of apiETag: the If-Match value the Table
+// service expects for a strong entity-tag the API handed out. Every entity
+// ETag of the service (Azure Table Storage, Azurite, Cosmos DB for Table)
+// is weak, so the W/ is put back.
+func serviceETag(apiTag string) string { return "W/" + apiTag }
 
 // ensureTable creates the table unless it is known to exist ("Create
 // Table"); 409 TableAlreadyExists counts as success.
@@ -772,7 +788,7 @@ func (s *tableStore) Replace(ctx context.Context, h hero, ifMatch string) (strin
 	if !sendableETag(ifMatch) {
 		return "", s.mismatch(ctx, h.ID, ifMatch, nil)
 	}
-	resp, err := s.call(ctx, tableRequest{op: op, method: http.MethodPut, path: s.entityPath(h.ID), entity: true, ifMatch: orAny(ifMatch), body: entity})
+	resp, err := s.call(ctx, tableRequest{op: op, method: http.MethodPut, path: s.entityPath(h.ID), entity: true, ifMatch: serviceIfMatch(ifMatch), body: entity})
 	if err != nil {
 		return "", s.mismatch(ctx, h.ID, ifMatch, err)
 	}
@@ -789,7 +805,7 @@ func (s *tableStore) Delete(ctx context.Context, id string, ifMatch string) erro
 	if !sendableETag(ifMatch) {
 		return s.mismatch(ctx, id, ifMatch, nil)
 	}
-	_, err := s.call(ctx, tableRequest{op: "delete hero", method: http.MethodDelete, path: s.entityPath(id), entity: true, ifMatch: orAny(ifMatch)})
+	_, err := s.call(ctx, tableRequest{op: "delete hero", method: http.MethodDelete, path: s.entityPath(id), entity: true, ifMatch: serviceIfMatch(ifMatch)})
 	if err != nil {
 		return s.mismatch(ctx, id, ifMatch, err)
 	}
@@ -800,10 +816,12 @@ func (s *tableStore) Delete(ctx context.Context, id string, ifMatch string) erro
 const maxETagBytes = 256
 
 // sendableETag reports whether ifMatch can go into an If-Match header: at
-// most maxETagBytes of printable ASCII. Any other value cannot name a stored
-// version, which are all of that form.
+// most maxETagBytes of printable ASCII, and not a weak entity-tag. Any other
+// value cannot name a stored version: every etag this store hands out is of
+// that form, and a weak tag never matches under If-Match's strong
+// comparison (RFC 9110 §13.1.1), even the weak form of the current one.
 func sendableETag(ifMatch string) bool {
-	if len(ifMatch) > maxETagBytes {
+	if len(ifMatch) > maxETagBytes || strings.HasPrefix(ifMatch, "W/") {
 		return false
 	}
 	for i := 0; i < len(ifMatch); i++ {
@@ -818,7 +836,8 @@ func sendableETag(ifMatch string) bool {
 // (400) or that was not sent because ifMatch cannot be a stored version
 // (err nil). The service only accepts entity-tags in its own format (such as
 // W/"datetime'…'"), so an If-Match in another format, which can match no
-// stored version, comes back 400 rather than 412. It reads the entity: absent
+// stored version, comes back 400 rather than 412. ifMatch and the etag read
+// are both in the API's strong form (apiETag). It reads the entity: absent
 // → errHeroNotFound; present under another etag → errHeroConflict; else err
 // stands. Any other err is returned as it is.
 func (s *tableStore) mismatch(ctx context.Context, id, ifMatch string, err error) error {
@@ -838,12 +857,14 @@ func (s *tableStore) mismatch(ctx context.Context, id, ifMatch string, err error
 	return err
 }
 
-// orAny returns etag, or "*" (any version) when etag is empty.
-func orAny(etag string) string {
-	if etag == "" {
+// serviceIfMatch is the If-Match header sent to the service for a store
+// ifMatch: "*" (any version) for "" or "*", else the entity-tag in the
+// service's own form (serviceETag).
+func serviceIfMatch(ifMatch string) string {
+	if ifMatch == "" || ifMatch == "*" {
 		return "*"
 	}
-	return etag
+	return serviceETag(ifMatch)
 }
 
 // Ready reports whether the table can be read: it creates the table if
