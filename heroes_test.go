@@ -256,7 +256,8 @@ func TestHeroValidation(t *testing.T) {
 		{"null for an optional string is accepted", withField("background", "null"), nil},
 		{"null spells are accepted", withField("spells", "null"), nil},
 		{"absent skill proficiencies default to false", withField("skill_proficiencies", ""), nil},
-		{"wrong type for an integer", withField("level", `"5"`), []string{"body.level int_type"}},
+		{"wrong type for an integer", withField("level", `[]`), []string{"body.level int_type"}},
+		{"string that is no integer", withField("level", `"five"`), []string{"body.level int_parsing"}},
 		{"fractional integer", withField("level", `5.5`), []string{"body.level int_from_float"}},
 		{"integral float is an integer", withField("level", `5.0`), nil},
 		{"huge integer", withField("hit_points", `1e300`), []string{"body.hit_points int_parsing_size"}},
@@ -271,7 +272,8 @@ func TestHeroValidation(t *testing.T) {
 		{"ability scores not an object", withField("ability_scores", `[]`), []string{"body.ability_scores model_attributes_type"}},
 		{"unknown field", withField("weight", `80`), []string{"body.weight extra_forbidden"}},
 		{"unknown skill", withField("skill_proficiencies", `{"flying":true}`), []string{"body.skill_proficiencies.flying extra_forbidden"}},
-		{"skill not a boolean", withField("skill_proficiencies", `{"arcana":"yes"}`), []string{"body.skill_proficiencies.arcana bool_type"}},
+		{"skill string that is no boolean", withField("skill_proficiencies", `{"arcana":"maybe"}`), []string{"body.skill_proficiencies.arcana bool_parsing"}},
+		{"skill not a boolean", withField("skill_proficiencies", `{"arcana":[]}`), []string{"body.skill_proficiencies.arcana bool_type"}},
 		{"string over 200 characters", withField("name", long), []string{"body.name string_too_long"}},
 		{"200 multibyte characters are accepted", withField("name", `"`+strings.Repeat("é", maxStringRunes)+`"`), nil},
 		{"list over 100 items", withField("equipment", `{"items":[`+strings.TrimSuffix(strings.Repeat(`"x",`, maxListItems+1), ",")+`]}`),
@@ -283,7 +285,7 @@ func TestHeroValidation(t *testing.T) {
 		{"body not an object", `[1,2]`, []string{"body model_attributes_type"}},
 		{"every problem is listed at once", `{"name":1,"level":"x","extra":true}`, []string{
 			"body.extra extra_forbidden", "body.name string_type", "body.race missing", "body.class_ missing",
-			"body.level int_type", "body.ability_scores missing", "body.equipment missing",
+			"body.level int_parsing", "body.ability_scores missing", "body.equipment missing",
 			"body.hit_points missing", "body.armor_class missing", "body.speed missing"}},
 	}
 	for _, tc := range tests {
@@ -346,6 +348,10 @@ func TestMalformedJSON(t *testing.T) {
 		{"UTF-16 surrogate encoded as UTF-8", "{\"name\": \"\xed\xa0\x80\"}", "json_invalid", 10, 1},
 		{"invalid escape", `{"name": "\q"}`, "json_invalid", 11, 1},
 		{"bad number", `{"level": 01}`, "json_invalid", 11, 1},
+		{"position counts characters, not bytes (FastAPI's loc)", `{"a": "é", }`, "json_invalid", 11, 1},
+		{"astral characters count once, as in Python", "{\"a\": \"😀😀\", }", "json_invalid", 12, 1},
+		{"position on a later line counts characters", "{\"é\": 1,\n \"ü\": }", "json_invalid", 15, 2},
+		{"position after a byte order mark counts from after it", "\ufeff{\"a\": }", "json_invalid", 6, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -681,7 +687,7 @@ func Example_validateHero() {
 	out, _ := json.Marshal(problems)
 	fmt.Println(string(out))
 	// Output:
-	// [{"loc":["body","hat"],"msg":"Extra inputs are not permitted","type":"extra_forbidden"},{"loc":["body","level"],"msg":"Input should be less than or equal to 20","type":"less_than_equal","ctx":{"le":20}},{"loc":["body","ability_scores","charisma"],"msg":"Input should be less than or equal to 30","type":"less_than_equal","ctx":{"le":30}},{"loc":["body","armor_class"],"msg":"Input should be a valid integer","type":"int_type"}]
+	// [{"loc":["body","hat"],"msg":"Extra inputs are not permitted","type":"extra_forbidden"},{"loc":["body","level"],"msg":"Input should be less than or equal to 20","type":"less_than_equal","ctx":{"le":20}},{"loc":["body","ability_scores","charisma"],"msg":"Input should be less than or equal to 30","type":"less_than_equal","ctx":{"le":30}},{"loc":["body","armor_class"],"msg":"Input should be a valid integer, unable to parse string as an integer","type":"int_parsing"}]
 }
 
 // BenchmarkDecodeHero measures parsing and validating a typical hero body.
@@ -731,4 +737,129 @@ func BenchmarkStoreCreate(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestPydanticLaxMode checks the request bodies FastAPI (pydantic v2 in its
+// default lax mode, "Conversion Table") accepts are accepted with the same
+// values, and that the ones it refuses are refused with its error types:
+// numeric strings and booleans for ints, the boolean words and 0/1 for
+// bools, strings kept strict, and a body starting with a UTF-8 BOM.
+func TestPydanticLaxMode(t *testing.T) {
+	tests := []struct {
+		name      string
+		body      string
+		wantLevel int    // checked when wantProblem is ""
+		wantArc   bool   // arcana, checked when wantProblem is ""
+		want      string // "loc type" of the one problem; "" means accepted
+	}{
+		{"numeric string for an int", withField("level", `"5"`), 5, true, ""},
+		{"numeric string with surrounding whitespace", withField("level", `" 7\n"`), 7, true, ""},
+		{"numeric string with a plus sign", withField("level", `"+3"`), 3, true, ""},
+		{"numeric string with leading zeros", withField("level", `"007"`), 7, true, ""},
+		{"numeric string with underscores between digits", withField("hit_points", `"1_000"`), 5, true, ""},
+		{"numeric string with a zero fraction", withField("level", `"6.0"`), 6, true, ""},
+		{"numeric string ending in a point", withField("level", `"6."`), 6, true, ""},
+		{"true for an int is 1", withField("level", `true`), 1, true, ""},
+		{"integral float for an int", withField("level", `5.0`), 5, true, ""},
+		{"string with a fraction is int_parsing", withField("level", `"5.5"`), 0, false, "body.level int_parsing"},
+		{"string with an exponent is int_parsing", withField("level", `"1e1"`), 0, false, "body.level int_parsing"},
+		{"word for an int is int_parsing", withField("level", `"five"`), 0, false, "body.level int_parsing"},
+		{"empty string for an int is int_parsing", withField("level", `""`), 0, false, "body.level int_parsing"},
+		{"leading underscore is int_parsing", withField("level", `"_5"`), 0, false, "body.level int_parsing"},
+		{"double underscore is int_parsing", withField("level", `"1__0"`), 0, false, "body.level int_parsing"},
+		{"numeric string out of range is checked", withField("level", `"21"`), 0, false, "body.level less_than_equal"},
+		{"negative numeric string is checked", withField("level", `"-1"`), 0, false, "body.level greater_than_equal"},
+		{"list for an int is int_type", withField("level", `[]`), 0, false, "body.level int_type"},
+		{"null for an int is int_type", withField("level", `null`), 0, false, "body.level int_type"},
+		{"numeric string for an ability score", withField("ability_scores",
+			`{"strength":"8","dexterity":14,"constitution":12,"intelligence":18,"wisdom":13,"charisma":10}`), 5, true, ""},
+		{"bool word true", withField("skill_proficiencies", `{"arcana":"true"}`), 5, true, ""},
+		{"bool word in capitals", withField("skill_proficiencies", `{"arcana":"YES"}`), 5, true, ""},
+		{"bool word on", withField("skill_proficiencies", `{"arcana":"on"}`), 5, true, ""},
+		{"bool letter t", withField("skill_proficiencies", `{"arcana":"t"}`), 5, true, ""},
+		{"bool letter y", withField("skill_proficiencies", `{"arcana":"y"}`), 5, true, ""},
+		{"bool string 1", withField("skill_proficiencies", `{"arcana":"1"}`), 5, true, ""},
+		{"bool number 1", withField("skill_proficiencies", `{"arcana":1}`), 5, true, ""},
+		{"bool number 1.0", withField("skill_proficiencies", `{"arcana":1.0}`), 5, true, ""},
+		{"bool word false", withField("skill_proficiencies", `{"arcana":"False"}`), 5, false, ""},
+		{"bool word off", withField("skill_proficiencies", `{"arcana":"off"}`), 5, false, ""},
+		{"bool word no", withField("skill_proficiencies", `{"arcana":"no"}`), 5, false, ""},
+		{"bool letter f", withField("skill_proficiencies", `{"arcana":"f"}`), 5, false, ""},
+		{"bool letter n", withField("skill_proficiencies", `{"arcana":"N"}`), 5, false, ""},
+		{"bool string 0", withField("skill_proficiencies", `{"arcana":"0"}`), 5, false, ""},
+		{"bool number 0", withField("skill_proficiencies", `{"arcana":0}`), 5, false, ""},
+		{"bool word maybe is bool_parsing", withField("skill_proficiencies", `{"arcana":"maybe"}`), 0, false, "body.skill_proficiencies.arcana bool_parsing"},
+		{"bool word with spaces is bool_parsing", withField("skill_proficiencies", `{"arcana":" true"}`), 0, false, "body.skill_proficiencies.arcana bool_parsing"},
+		{"bool number 2 is bool_parsing", withField("skill_proficiencies", `{"arcana":2}`), 0, false, "body.skill_proficiencies.arcana bool_parsing"},
+		{"null for a bool is bool_type", withField("skill_proficiencies", `{"arcana":null}`), 0, false, "body.skill_proficiencies.arcana bool_type"},
+		{"number for a string stays string_type", withField("name", `5`), 0, false, "body.name string_type"},
+		{"bool for a string stays string_type", withField("race", `true`), 0, false, "body.race string_type"},
+		{"body starting with a UTF-8 BOM", "\ufeff" + validHeroJSON("Bom"), 5, true, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := do(heroMux(newMemoryStore()), "POST", "/api/heroes/", tc.body)
+			if tc.want != "" {
+				got := problems(t, w)
+				if len(got) != 1 || locString(got[0].Loc)+" "+got[0].Type != tc.want {
+					t.Fatalf("POST problems = %+v; want one %q", got, tc.want)
+				}
+				return
+			}
+			if w.Code != http.StatusCreated {
+				t.Fatalf("POST = %d %.300s; want 201", w.Code, w.Body)
+			}
+			var h hero
+			if err := json.Unmarshal(w.Body.Bytes(), &h); err != nil {
+				t.Fatal(err)
+			}
+			if h.Level != tc.wantLevel || h.SkillProficiencies.Arcana != tc.wantArc {
+				t.Errorf("stored level %d, arcana %v; want %d, %v", h.Level, h.SkillProficiencies.Arcana, tc.wantLevel, tc.wantArc)
+			}
+		})
+	}
+}
+
+// TestLaxIntString checks the integer strings pydantic's lax mode reads,
+// and the text intValue gets for them.
+func TestLaxIntString(t *testing.T) {
+	tests := []struct {
+		in     string
+		want   json.Number
+		wantOK bool
+	}{
+		{"5", "5", true}, {" 5 ", "5", true}, {"\t-12\n", "-12", true}, {"+3", "3", true},
+		{"007", "7", true}, {"-0", "0", true}, {"000", "0", true}, {"1_000", "1000", true},
+		{"5.0", "5", true}, {"5.", "5", true}, {"5.000", "5", true},
+		{"", "", false}, {" ", "", false}, {"-", "", false}, {"5.5", "", false}, {"5.01", "", false},
+		{".0", "", false}, {"1e2", "", false}, {"0x1f", "", false}, {"_1", "", false}, {"1_", "", false},
+		{"1__0", "", false}, {"++1", "", false}, {"1 2", "", false}, {"٣", "", false},
+	}
+	for _, tc := range tests {
+		got, ok := laxIntString(tc.in)
+		if got != tc.want || ok != tc.wantOK {
+			t.Errorf("laxIntString(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.wantOK)
+		}
+	}
+}
+
+// FuzzLaxIntString checks laxIntString never panics and gives valid JSON
+// integer text whenever it accepts.
+func FuzzLaxIntString(f *testing.F) {
+	for _, s := range []string{"5", " -1_000.00 ", "1e2", "", "+", "_"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := laxIntString(s)
+		if !ok {
+			return
+		}
+		if _, err := parseJSON([]byte(got)); err != nil {
+			t.Fatalf("laxIntString(%q) = %q; not a JSON number: %v", s, got, err)
+		}
+		if strings.ContainsAny(string(got), ".eE+") {
+			t.Fatalf("laxIntString(%q) = %q; not an integer", s, got)
+		}
+	})
 }
