@@ -152,7 +152,9 @@ func utf16Bytes(s string) int {
 // errHeroNotFound for an unknown id. etag is an opaque version string of the
 // stored hero; Replace and Delete with a non-empty ifMatch fail with
 // errHeroConflict when the stored version differs. Any failure to reach the
-// backing store wraps errStoreUnavailable (maps to 503).
+// backing store wraps errStoreUnavailable (maps to 503); an answer of the
+// backing store that makes no sense (a refusal the store cannot explain, a
+// malformed or oversized answer) wraps errStoreBadAnswer (maps to 502).
 //
 // More precisely, for every implementation:
 //   - etag is a strong HTTP entity-tag (RFC 9110 §8.8.3), quotes included
@@ -178,12 +180,13 @@ type heroStore interface {
 }
 
 // Errors of every heroStore, matched with errors.Is; writeStoreError maps
-// them to 404, 409, 422 and 503.
+// them to 404, 409, 422, 503 and 502.
 var (
 	errHeroNotFound     = errors.New("heroes: hero not found")
 	errHeroConflict     = errors.New("heroes: hero was changed by someone else")
 	errHeroTooLarge     = errors.New("heroes: hero is too large for the store")
 	errStoreUnavailable = errors.New("heroes: store unavailable")
+	errStoreBadAnswer   = errors.New("heroes: store gave an unexpected answer")
 )
 
 // openStore opens the store cfg.HeroesStore selects: "memory" (empty, lost
@@ -247,8 +250,10 @@ func parsePaging(q url.Values) (offset, limit int, err error) {
 
 // writeStoreError answers a store error: 404 {"detail":"Hero not found"},
 // 409 for a stale If-Match, 422 for a hero too large for the store, 503 with
-// Retry-After when the store is unavailable (the storage error is logged,
-// never sent), 500 otherwise.
+// Retry-After when the store is unavailable (unreachable, throttling, busy),
+// 502 when it gave an answer that makes no sense (RFC 9110 §15.6.3: an
+// invalid response from an upstream server), 500 otherwise. The storage
+// error is logged, never sent.
 func writeStoreError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
 	switch {
 	case errors.Is(err, errHeroNotFound):
@@ -266,6 +271,9 @@ func writeStoreError(w http.ResponseWriter, r *http.Request, logger *slog.Logger
 		logger.Warn("heroes: store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, "The hero store is unavailable; try again shortly")
+	case errors.Is(err, errStoreBadAnswer):
+		logger.Error("heroes: store gave an unexpected answer", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusBadGateway, "The hero store gave an unexpected answer")
 	default:
 		logger.Error("heroes: store failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "Internal error")

@@ -458,6 +458,7 @@ func TestStoreErrorAnswers(t *testing.T) {
 		{"timeout is 503 with Retry-After", fmt.Errorf("table: %s: %w", secret, context.DeadlineExceeded), 503, true},
 		{"too large is 422", fmt.Errorf("%w: %s", errHeroTooLarge, secret), 422, false},
 		{"conflict is 409", fmt.Errorf("%w: %s", errHeroConflict, secret), 409, false},
+		{"an unexpected store answer is 502 without Retry-After", fmt.Errorf("%w: %s", errStoreBadAnswer, secret), 502, false},
 		{"anything else is 500", errors.New(secret), 500, false},
 	}
 	id := newHeroID()

@@ -316,7 +316,8 @@ func isLoopbackHost(host string) bool {
 // and TableNotFound → errStoreUnavailable; 404 on one entity →
 // errHeroNotFound (on anything else, such as the table itself, the endpoint
 // is wrong: errStoreUnavailable); 412 and EntityAlreadyExists →
-// errHeroConflict; 413 and the size codes → errHeroTooLarge.
+// errHeroConflict; 413 and the size codes → errHeroTooLarge; any other
+// answer (such as 400 InvalidInput) → errStoreBadAnswer.
 type tableError struct {
 	Op     string // what the store was doing, e.g. "replace hero"
 	Status int    // HTTP status
@@ -335,7 +336,7 @@ func (e *tableError) Error() string {
 	return msg
 }
 
-// Unwrap returns the store error the answer means, or nil.
+// Unwrap returns the store error the answer means.
 func (e *tableError) Unwrap() error {
 	switch {
 	case e.Status == http.StatusTooManyRequests, e.Status >= 500,
@@ -352,7 +353,7 @@ func (e *tableError) Unwrap() error {
 		e.Code == "EntityTooLarge", e.Code == "RequestBodyTooLarge":
 		return errHeroTooLarge
 	}
-	return nil
+	return errStoreBadAnswer
 }
 
 // isAuthError reports whether err is the service refusing our credentials.
@@ -395,7 +396,9 @@ type tableResponse struct {
 
 // do signs and sends r and reads the answer. It returns a *tableError for a
 // non-2xx status, an error wrapping errStoreUnavailable when the service
-// cannot be reached in time, and the caller's context error when ctx ends.
+// cannot be reached in time, one wrapping errStoreBadAnswer for a 2xx
+// answer over maxTableResponse bytes, and the caller's context error when
+// ctx ends.
 func (s *tableStore) do(ctx context.Context, r tableRequest) (tableResponse, error) {
 	callCtx, cancel := context.WithTimeout(ctx, tableCallTimeout)
 	defer cancel()
@@ -415,11 +418,13 @@ func (s *tableStore) do(ctx context.Context, r tableRequest) (tableResponse, err
 	if err != nil {
 		return tableResponse{}, fmt.Errorf("table: %s: reading the answer: %w: %w", r.op, errStoreUnavailable, err)
 	}
-	if len(data) > maxTableResponse {
-		return tableResponse{}, fmt.Errorf("table: %s: answer larger than %d bytes", r.op, maxTableResponse)
-	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		// Judged by its status even when over the cap: the code comes
+		// from the header or the start of the body.
 		return tableResponse{}, &tableError{Op: r.op, Status: resp.StatusCode, Code: errorCode(resp.Header, data), Entity: r.entity}
+	}
+	if len(data) > maxTableResponse {
+		return tableResponse{}, fmt.Errorf("table: %s: answer larger than %d bytes: %w", r.op, maxTableResponse, errStoreBadAnswer)
 	}
 	return tableResponse{status: resp.StatusCode, header: resp.Header, body: data}, nil
 }
@@ -495,10 +500,10 @@ func errorCode(h http.Header, body []byte) string {
 func (resp tableResponse) decodeJSON(op string, v any) error {
 	mt, _, err := mime.ParseMediaType(resp.header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
-		return fmt.Errorf("table: %s: answer is not application/json", op)
+		return fmt.Errorf("table: %s: answer is not application/json: %w", op, errStoreBadAnswer)
 	}
 	if err := json.Unmarshal(resp.body, v); err != nil {
-		return fmt.Errorf("table: %s: malformed answer: %w", op, err)
+		return fmt.Errorf("table: %s: malformed answer: %w: %w", op, errStoreBadAnswer, err)
 	}
 	return nil
 }
@@ -508,7 +513,7 @@ func (resp tableResponse) decodeJSON(op string, v any) error {
 func (resp tableResponse) etag(op string) (string, error) {
 	etag := resp.header.Get("ETag")
 	if etag == "" {
-		return "", fmt.Errorf("table: %s: answer has no ETag", op)
+		return "", fmt.Errorf("table: %s: answer has no ETag: %w", op, errStoreBadAnswer)
 	}
 	return apiETag(etag), nil
 }
@@ -593,7 +598,7 @@ func heroEntity(h hero) (map[string]string, error) {
 func (e tableEntity) hero() (hero, error) {
 	var h hero
 	if err := json.Unmarshal([]byte(e.Hero), &h); err != nil {
-		return hero{}, fmt.Errorf("table: entity %q holds no hero: %w", e.RowKey, err)
+		return hero{}, fmt.Errorf("table: entity %q holds no hero: %w: %w", e.RowKey, errStoreBadAnswer, err)
 	}
 	h.ID = e.RowKey
 	return h, nil
@@ -692,7 +697,7 @@ func (s *tableStore) scan(ctx context.Context, op, filter, sel string, pageSize,
 	seen := 0
 	for pages := 0; seen < want; pages++ {
 		if pages == maxTablePages {
-			return fmt.Errorf("table: %s: more than %d pages", op, maxTablePages)
+			return fmt.Errorf("table: %s: more than %d pages: %w", op, maxTablePages, errStoreBadAnswer)
 		}
 		top := min(pageSize, want-seen)
 		q := "$filter=" + escapeTable(filter) + "&$select=" + escapeTable(sel) + "&$top=" + strconv.Itoa(top)
@@ -713,7 +718,7 @@ func (s *tableStore) scan(ctx context.Context, op, filter, sel string, pageSize,
 			return err
 		}
 		if len(page.Value) > top {
-			return fmt.Errorf("table: %s: page holds %d entities, asked for %d", op, len(page.Value), top)
+			return fmt.Errorf("table: %s: page holds %d entities, asked for %d: %w", op, len(page.Value), top, errStoreBadAnswer)
 		}
 		for _, e := range page.Value {
 			if err := visit(e); err != nil {
@@ -746,7 +751,7 @@ func (s *tableStore) Get(ctx context.Context, id string) (hero, string, error) {
 		return hero{}, "", err
 	}
 	if e.RowKey != id {
-		return hero{}, "", fmt.Errorf("table: %s: answer holds another entity", op)
+		return hero{}, "", fmt.Errorf("table: %s: answer holds another entity: %w", op, errStoreBadAnswer)
 	}
 	etag, err := resp.etag(op)
 	if err != nil {

@@ -453,9 +453,10 @@ func TestTableStoreErrorMapping(t *testing.T) {
 		{"existing entity (409) is a conflict", []string{"create"}, 409, "EntityAlreadyExists", errHeroConflict},
 		{"entity too large (413) is too large", []string{"create", "replace"}, 413, "RequestBodyTooLarge", errHeroTooLarge},
 		{"property too large (400) is too large", []string{"create", "replace"}, 400, "PropertyValueTooLarge", errHeroTooLarge},
-		{"other 400 is a plain error", []string{"list", "get", "create", "replace", "delete"}, 400, "InvalidInput", nil},
+		{"other 400 is a bad answer", []string{"list", "get", "create", "replace", "delete"}, 400, "InvalidInput", errStoreBadAnswer},
+		{"unexpected 409 is a bad answer", []string{"get", "list"}, 409, "SomethingElse", errStoreBadAnswer},
 	}
-	sentinels := []error{errStoreUnavailable, errHeroNotFound, errHeroConflict, errHeroTooLarge}
+	sentinels := []error{errStoreUnavailable, errHeroNotFound, errHeroConflict, errHeroTooLarge, errStoreBadAnswer}
 	for _, tc := range tests {
 		for _, op := range tc.ops {
 			t.Run(tc.name+"/"+op, func(t *testing.T) {
@@ -479,7 +480,8 @@ func TestTableStoreErrorMapping(t *testing.T) {
 }
 
 // TestTableStoreBadAnswers checks that malformed or oversized answers are
-// errors (never a hero, never a panic) and name no store sentinel.
+// errors (never a hero, never a panic) wrapping errStoreBadAnswer (502) and
+// no other store sentinel.
 func TestTableStoreBadAnswers(t *testing.T) {
 	ctx := context.Background()
 	id := "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
@@ -545,10 +547,13 @@ func TestTableStoreBadAnswers(t *testing.T) {
 			if err == nil {
 				t.Fatal("call = nil; want an error")
 			}
-			for _, sentinel := range []error{errHeroNotFound, errHeroConflict, errHeroTooLarge} {
+			for _, sentinel := range []error{errHeroNotFound, errHeroConflict, errHeroTooLarge, errStoreUnavailable} {
 				if errors.Is(err, sentinel) {
 					t.Errorf("call = %v; want no %v", err, sentinel)
 				}
+			}
+			if !errors.Is(err, errStoreBadAnswer) {
+				t.Errorf("call = %v; want errStoreBadAnswer", err)
 			}
 		})
 	}
@@ -1371,5 +1376,86 @@ func TestTableStoreETagsAreStrong(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestTableStoreResponseCap checks the cap on the bytes read from one
+// answer of the service, 8 MiB written out as a literal so a change of the
+// constant shows here: an answer of exactly 8,388,608 bytes is read, one
+// byte more is refused because of its size (errStoreBadAnswer, and the
+// error says so).
+func TestTableStoreResponseCap(t *testing.T) {
+	const capBytes = 8388608
+	page := `{"value":[]}`
+	tests := []struct {
+		name    string
+		size    int
+		wantErr bool
+	}{
+		{"an answer of exactly the cap is read", capBytes, false},
+		{"an answer one byte over the cap is refused", capBytes + 1, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, s := newFakeTable(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				io.WriteString(w, page+strings.Repeat(" ", tc.size-len(page)))
+			})
+			got, err := s.List(context.Background(), 0, 10)
+			if !tc.wantErr {
+				if err != nil || len(got) != 0 {
+					t.Fatalf("List() = %v, %v; want no heroes, nil", got, err)
+				}
+				return
+			}
+			if !errors.Is(err, errStoreBadAnswer) || !strings.Contains(err.Error(), "larger than 8388608 bytes") {
+				t.Fatalf("List() = %v; want errStoreBadAnswer naming the 8388608-byte cap", err)
+			}
+		})
+	}
+}
+
+// TestTableStoreBadAnswersThroughAPI checks what an API client sees when the
+// Table service answers something that is neither success nor
+// unavailability (a 400 InvalidInput, an answer over the size cap): 502 Bad
+// Gateway with a generic detail, no Retry-After, never the storage text.
+func TestTableStoreBadAnswersThroughAPI(t *testing.T) {
+	tests := []struct {
+		name   string
+		answer http.HandlerFunc
+	}{
+		{"400 InvalidInput", func(w http.ResponseWriter, r *http.Request) { tableFail(w, http.StatusBadRequest, "InvalidInput") }},
+		{"answer over the size cap", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("ETag", `W/"x"`)
+			io.WriteString(w, `{"value":[],"x":"SERVICE-MESSAGE-TEXT`+strings.Repeat("a", maxTableResponse)+`"}`)
+		}},
+		{"HTML instead of JSON", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			io.WriteString(w, "<p>SERVICE-MESSAGE-TEXT</p>")
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, s := newFakeTable(t, tc.answer)
+			h := heroMux(s)
+			const loc = "/api/heroes/1b4e28ba-2fa1-41d2-883f-0016d3cca427"
+			for _, w := range []*httptest.ResponseRecorder{
+				do(h, http.MethodGet, "/api/heroes/", ""),
+				do(h, http.MethodGet, loc, ""),
+				do(h, http.MethodGet, "/api/heroes-fireball-low-ac", ""),
+			} {
+				if w.Code != http.StatusBadGateway || w.Header().Get("Retry-After") != "" {
+					t.Errorf("API answer = %d (Retry-After %q) %s; want 502 without Retry-After", w.Code, w.Header().Get("Retry-After"), w.Body)
+				}
+				if strings.Contains(w.Body.String(), "SERVICE-MESSAGE-TEXT") || strings.Contains(w.Body.String(), "InvalidInput") {
+					t.Errorf("API answer %s carries the storage text", w.Body)
+				}
+				if got := w.Body.String(); got != `{"detail":"The hero store gave an unexpected answer"}`+"\n" {
+					t.Errorf("API answer body = %s; want the generic detail", got)
+				}
+			}
+		})
 	}
 }
