@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -863,4 +864,206 @@ func FuzzLaxIntString(f *testing.F) {
 			t.Fatalf("laxIntString(%q) = %q; not an integer", s, got)
 		}
 	})
+}
+
+// TestHeroListLimits checks the paging defaults with literal numbers (issue
+// 5): with 1,001 heroes stored, no limit gives exactly 100, limit=1000 gives
+// 1,000, and 1001 is refused.
+func TestHeroListLimits(t *testing.T) {
+	store := newMemoryStore()
+	var ids []string
+	for i := range 1001 {
+		h := testHero(newHeroID(), fmt.Sprint(i))
+		if _, err := store.Create(context.Background(), h); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, h.ID)
+	}
+	slices.Sort(ids)
+	h := heroMux(store)
+	tests := []struct {
+		name    string
+		query   string
+		wantIDs []string // nil: a 422
+	}{
+		{"default limit is 100", "", ids[:100]},
+		{"default limit applies after an offset", "?offset=950", ids[950:1001]},
+		{"default limit applies from the middle", "?offset=500", ids[500:600]},
+		{"limit up to 1000 is honoured", "?limit=1000", ids[:1000]},
+		{"limit 1001 is refused", "?limit=1001", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := do(h, http.MethodGet, "/api/heroes/"+tc.query, "")
+			if tc.wantIDs == nil {
+				if w.Code != http.StatusUnprocessableEntity {
+					t.Fatalf("GET %s = %d; want 422", tc.query, w.Code)
+				}
+				return
+			}
+			var list []hero
+			if err := json.Unmarshal(w.Body.Bytes(), &list); err != nil || w.Code != http.StatusOK {
+				t.Fatalf("GET %s = %d: %v", tc.query, w.Code, err)
+			}
+			if got := heroIDs(list); !slices.Equal(got, tc.wantIDs) {
+				t.Errorf("GET %s gave %d heroes; want %d", tc.query, len(got), len(tc.wantIDs))
+			}
+		})
+	}
+}
+
+// TestHeroRequestLimits checks the request limits with literal numbers, so
+// a change of a constant shows here (issue 5): a body of 1,048,576 bytes is
+// read and validated, 1,048,577 is 413; lists of 100 items are accepted and
+// 101 refused, in every list field; strings of 200 characters (multibyte
+// too) are accepted and 201 refused, in every string field.
+func TestHeroRequestLimits(t *testing.T) {
+	items := func(n int, item string) string {
+		return "[" + strings.TrimSuffix(strings.Repeat(item+",", n), ",") + "]"
+	}
+	spell := `{"name":"S","level":1,"casting_time":"1 action","range":"Self","components":["V"],"duration":"1 round"}`
+	spellWith := func(key, raw string) string {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(spell), &m); err != nil {
+			t.Fatal(err)
+		}
+		m[key] = json.RawMessage(raw)
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "[" + string(b) + "]"
+	}
+	str := func(n int) string { return `"` + strings.Repeat("é", n) + `"` }
+	pad := func(body string, size int) string { return body + strings.Repeat(" ", size-len(body)) }
+	type limit struct {
+		name       string
+		body       string
+		wantStatus int
+		want       string // "loc type" of the one problem when wantStatus is 422
+	}
+	tests := []limit{
+		{"body of 1048576 bytes is read", pad(validHeroJSON("Big"), 1048576), http.StatusCreated, ""},
+		{"body of 1048577 bytes is 413", pad(validHeroJSON("Big"), 1048577), http.StatusRequestEntityTooLarge, ""},
+		{"invalid body of 1048576 bytes is validated", pad(withField("level", "0"), 1048576), http.StatusUnprocessableEntity, "body.level greater_than_equal"},
+		{"100 items", withField("equipment", `{"items":`+items(100, `"x"`)+`}`), http.StatusCreated, ""},
+		{"101 items", withField("equipment", `{"items":`+items(101, `"x"`)+`}`), http.StatusUnprocessableEntity, "body.equipment.items too_long"},
+		{"100 spells", withField("spells", items(100, spell)), http.StatusCreated, ""},
+		{"101 spells", withField("spells", items(101, spell)), http.StatusUnprocessableEntity, "body.spells too_long"},
+		{"100 components", withField("spells", spellWith("components", items(100, `"V"`))), http.StatusCreated, ""},
+		{"101 components", withField("spells", spellWith("components", items(101, `"V"`))), http.StatusUnprocessableEntity, "body.spells.0.components too_long"},
+		{"200 characters in an item", withField("equipment", `{"items":[`+str(200)+`]}`), http.StatusCreated, ""},
+		{"201 characters in an item", withField("equipment", `{"items":[`+str(201)+`]}`), http.StatusUnprocessableEntity, "body.equipment.items.0 string_too_long"},
+		{"200 characters in weapon", withField("equipment", `{"weapon":`+str(200)+`}`), http.StatusCreated, ""},
+		{"201 characters in weapon", withField("equipment", `{"weapon":`+str(201)+`}`), http.StatusUnprocessableEntity, "body.equipment.weapon string_too_long"},
+		{"200 characters in armor", withField("equipment", `{"armor":`+str(200)+`}`), http.StatusCreated, ""},
+		{"201 characters in armor", withField("equipment", `{"armor":`+str(201)+`}`), http.StatusUnprocessableEntity, "body.equipment.armor string_too_long"},
+		{"200 characters in a component", withField("spells", spellWith("components", "["+str(200)+"]")), http.StatusCreated, ""},
+		{"201 characters in a component", withField("spells", spellWith("components", "["+str(201)+"]")), http.StatusUnprocessableEntity, "body.spells.0.components.0 string_too_long"},
+		{"200 astral characters count as 200", withField("name", `"`+strings.Repeat("😀", 200)+`"`), http.StatusCreated, ""},
+	}
+	for _, f := range []string{"name", "race", "class_", "background", "alignment", "personality_traits", "ideals", "bonds", "flaws"} {
+		tests = append(tests,
+			limit{"200 characters in " + f, withField(f, str(200)), http.StatusCreated, ""},
+			limit{"201 characters in " + f, withField(f, str(201)), http.StatusUnprocessableEntity, "body." + f + " string_too_long"})
+	}
+	for _, f := range []string{"name", "casting_time", "range", "duration"} {
+		tests = append(tests,
+			limit{"200 characters in spell " + f, withField("spells", spellWith(f, str(200))), http.StatusCreated, ""},
+			limit{"201 characters in spell " + f, withField("spells", spellWith(f, str(201))), http.StatusUnprocessableEntity, "body.spells.0." + f + " string_too_long"})
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := do(heroMux(newMemoryStore()), http.MethodPost, "/api/heroes/", tc.body)
+			if w.Code != tc.wantStatus {
+				t.Fatalf("POST of %d bytes = %d %.200s; want %d", len(tc.body), w.Code, w.Body, tc.wantStatus)
+			}
+			if tc.want != "" {
+				if got := problems(t, w); len(got) != 1 || locString(got[0].Loc)+" "+got[0].Type != tc.want {
+					t.Errorf("problems = %+v; want one %q", got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// TestHeroFieldBounds checks every range bound of every integer field at
+// both edges (issue 5): level 1–20, each ability score 1–30, spell level
+// 0–9, hit points, armor class and speed from 0.
+func TestHeroFieldBounds(t *testing.T) {
+	abilities := func(name, raw string) string {
+		m := map[string]json.RawMessage{}
+		for _, a := range abilityNames {
+			m[a] = json.RawMessage("10")
+		}
+		m[name] = json.RawMessage(raw)
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	spellLevel := func(raw string) string {
+		return `[{"name":"S","level":` + raw + `,"casting_time":"a","range":"b","components":[],"duration":"c"}]`
+	}
+	type bound struct {
+		name, body string
+		want       string // "" accepted, else "loc type"
+	}
+	tests := []bound{
+		{"level 1", withField("level", "1"), ""},
+		{"level 20", withField("level", "20"), ""},
+		{"level 0", withField("level", "0"), "body.level greater_than_equal"},
+		{"level 21", withField("level", "21"), "body.level less_than_equal"},
+		{"spell level 0", withField("spells", spellLevel("0")), ""},
+		{"spell level 9", withField("spells", spellLevel("9")), ""},
+		{"spell level -1", withField("spells", spellLevel("-1")), "body.spells.0.level greater_than_equal"},
+		{"spell level 10", withField("spells", spellLevel("10")), "body.spells.0.level less_than_equal"},
+	}
+	for _, a := range abilityNames {
+		tests = append(tests,
+			bound{a + " 1", withField("ability_scores", abilities(a, "1")), ""},
+			bound{a + " 30", withField("ability_scores", abilities(a, "30")), ""},
+			bound{a + " 0", withField("ability_scores", abilities(a, "0")), "body.ability_scores." + a + " greater_than_equal"},
+			bound{a + " 31", withField("ability_scores", abilities(a, "31")), "body.ability_scores." + a + " less_than_equal"})
+	}
+	for _, f := range []string{"hit_points", "armor_class", "speed"} {
+		tests = append(tests,
+			bound{f + " 0", withField(f, "0"), ""},
+			bound{f + " -1", withField(f, "-1"), "body." + f + " greater_than_equal"})
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := do(heroMux(newMemoryStore()), http.MethodPost, "/api/heroes/", tc.body)
+			if tc.want == "" {
+				if w.Code != http.StatusCreated {
+					t.Fatalf("POST = %d %.300s; want 201", w.Code, w.Body)
+				}
+				return
+			}
+			if got := problems(t, w); len(got) != 1 || locString(got[0].Loc)+" "+got[0].Type != tc.want {
+				t.Errorf("problems = %+v; want one %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestNewHeroIDIsUUIDv4 checks new ids are random UUIDs of version 4 and
+// variant 10 (RFC 9562 §4.1, §5.4), lowercase, and different each time.
+func TestNewHeroIDIsUUIDv4(t *testing.T) {
+	pattern := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	seen := map[string]bool{}
+	for range 1000 {
+		id := newHeroID()
+		if !pattern.MatchString(id) {
+			t.Fatalf("newHeroID() = %q; want a lowercase UUIDv4 (version nibble 4, variant 8, 9, a or b)", id)
+		}
+		if seen[id] {
+			t.Fatalf("newHeroID() repeated %q", id)
+		}
+		seen[id] = true
+	}
 }
