@@ -15,7 +15,9 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -1065,5 +1067,66 @@ func TestNewHeroIDIsUUIDv4(t *testing.T) {
 			t.Fatalf("newHeroID() repeated %q", id)
 		}
 		seen[id] = true
+	}
+}
+
+// flakyStore is a memory store whose Ready fails while down is set.
+type flakyStore struct {
+	*localStore
+	down *atomic.Bool
+}
+
+// Ready fails with errStoreUnavailable while s.down is set.
+func (s flakyStore) Ready(ctx context.Context) error {
+	if s.down.Load() {
+		return fmt.Errorf("%w: test store is down", errStoreUnavailable)
+	}
+	return s.localStore.Ready(ctx)
+}
+
+// TestReadyzFollowsStore checks /readyz through newServer: 503 with
+// Retry-After naming the store while the store cannot be reached, 200 once
+// it answers again (the signing keys are loaded first, so only the store
+// decides).
+func TestReadyzFollowsStore(t *testing.T) {
+	p := newTestIDP(t)
+	cfg := p.config(t, nil)
+	logger := discardLogger()
+	client := &http.Client{Timeout: 5 * time.Second}
+	prov := newProvider(cfg, client, logger)
+	v := newVerifier(cfg, prov, newKeySet(cfg, prov, client, logger), time.Now)
+	af, err := newAuthFlow(cfg, prov, v, client, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var down atomic.Bool
+	h := newServer(logger, cfg, prov, v, af, flakyStore{newMemoryStore(), &down}, nil)
+	r := httptest.NewRequest(http.MethodGet, "/api/heroes/", nil)
+	r.Header.Set("Authorization", "Bearer "+p.token(t, nil))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r) // loads the discovery document and the keys
+	if w.Code != http.StatusOK {
+		t.Fatalf("GET /api/heroes/ = %d %s; want 200", w.Code, w.Body)
+	}
+	tests := []struct {
+		name      string
+		down      bool
+		want      int
+		wantRetry bool
+	}{
+		{"store unreachable is not ready", true, http.StatusServiceUnavailable, true},
+		{"store answering again is ready", false, http.StatusOK, false},
+		{"store unreachable again is not ready", true, http.StatusServiceUnavailable, true},
+	}
+	for _, tc := range tests {
+		down.Store(tc.down)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		if w.Code != tc.want || (w.Header().Get("Retry-After") != "") != tc.wantRetry {
+			t.Errorf("%s: /readyz = %d (Retry-After %q) %s; want %d", tc.name, w.Code, w.Header().Get("Retry-After"), w.Body, tc.want)
+		}
+		if tc.down && !strings.Contains(w.Body.String(), `"store":"unavailable"`) {
+			t.Errorf("%s: /readyz body %s does not name the store", tc.name, w.Body)
+		}
 	}
 }
