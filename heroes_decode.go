@@ -894,7 +894,9 @@ var skillNames = []string{
 }
 
 // validateHero turns a parsed JSON body into a hero, listing every problem
-// at once with its loc under "body". Rules (issue 5): level 1–20, ability
+// at once with its loc under "body". Values are read as pydantic v2's lax
+// mode reads them (intValue, boolValue; strings stay strict). Rules (issue
+// 5): level 1–20, ability
 // scores 1–30, hit points, armor class and speed 0 to 2^31-1, spell level
 // 0–9, strings at most 200 characters, lists at most 100 items, no unknown
 // member. "class"

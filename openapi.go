@@ -277,7 +277,7 @@ func openAPISchemas() obj {
 				"personality_traits", "ideals", "bonds", "flaws"}},
 		"HeroInput": obj{"type": "object", "properties": heroProps(true), "additionalProperties": false,
 			"required":    []string{"name", "race", "level", "ability_scores", "equipment", "hit_points", "armor_class", "speed"},
-			"description": "A hero to create or replace. class_ (or its alias class) is required too.",
+			"description": "A hero to create or replace. class_ (or its alias class) is required too. As in FastAPI (pydantic v2 lax mode), an integer may also be sent as a string (\"5\") and a boolean as \"true\"/\"false\", \"yes\"/\"no\", \"on\"/\"off\", \"1\"/\"0\" or 1/0.",
 			"oneOf":       []obj{{"required": []string{"class_"}}, {"required": []string{"class"}}}},
 		"AbilityScores": obj{"type": "object", "additionalProperties": false,
 			"required": []string{"strength", "dexterity", "constitution", "intelligence", "wisdom", "charisma"},
@@ -297,7 +297,7 @@ func openAPISchemas() obj {
 		"ValidationError": obj{"type": "object", "required": []string{"loc", "msg", "type"}, "properties": obj{
 			"loc":  obj{"type": "array", "items": obj{"anyOf": []obj{{"type": "string"}, {"type": "integer"}}}},
 			"msg":  obj{"type": "string"},
-			"type": obj{"type": "string", "description": "pydantic's error type: missing, int_type, string_type, extra_forbidden, greater_than_equal, less_than_equal, string_too_long, too_long, json_invalid, …"},
+			"type": obj{"type": "string", "description": "pydantic's error type: missing, int_type, int_parsing, int_from_float, bool_type, bool_parsing, string_type, extra_forbidden, greater_than_equal, less_than_equal, string_too_long, too_long, json_invalid, …"},
 			"ctx":  obj{"type": "object"},
 		}},
 	}
