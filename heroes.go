@@ -394,7 +394,7 @@ func ifMatchFor(ctx context.Context, store heroStore, id string, tags []string) 
 }
 
 // badIfMatchDetail is the 400 answer to a malformed If-Match.
-const badIfMatchDetail = `If-Match must be * or a comma-separated list of entity-tags such as "abc" or W/"abc", as the ETag header gives them (RFC 9110 §13.1.1)`
+const badIfMatchDetail = `If-Match must be * or a comma-separated list of entity-tags such as "abc", as the ETag header gives them (RFC 9110 §13.1.1; a weak W/"abc" is well-formed but never matches)`
 
 // heroID reads the {id} path value. Only a UUID can name a hero, so anything
 // else is answered 404 here (the hero cannot exist; FastAPI's original gave

@@ -187,7 +187,7 @@ func withETag(resp, headers obj) obj {
 // ifMatchParam is the optional If-Match header of PUT and DELETE.
 func ifMatchParam() obj {
 	return obj{"name": "If-Match", "in": "header", "required": false, "schema": obj{"type": "string"},
-		"description": "* or a comma-separated list of the hero's ETags, exactly as the ETag header gave them (RFC 9110 §13.1.1); several If-Match lines count as one list. The change goes through when * is given or any listed tag is the current ETag, else 409; a malformed If-Match is 400."}
+		"description": "* or a comma-separated list of the hero's ETags, exactly as the ETag header gave them (RFC 9110 §13.1.1); several If-Match lines count as one list. The change goes through when * is given or any listed tag is the current ETag (strong comparison: a weak W/\"…\" tag never matches), else 409; a malformed If-Match is 400."}
 }
 
 // heroBody is the request body of POST and PUT.

@@ -1017,6 +1017,7 @@ func TestTableStoreAzuriteForeignETags(t *testing.T) {
 	}{
 		{"opaque tag of another store conflicts", h.ID, `"stale"`, errHeroConflict},
 		{"service-format tag of no version conflicts", h.ID, `W/"datetime'2000-01-01T00%3A00%3A00.0000000Z'"`, errHeroConflict},
+		{"strong form of a tag of no version is sent and conflicts", h.ID, `"datetime'2000-01-01T00%3A00%3A00.0000000Z'"`, errHeroConflict},
 		{"tag that cannot be sent conflicts", h.ID, "W/\"\u00e9\"", errHeroConflict},
 		{"oversized tag conflicts", h.ID, `"` + strings.Repeat("a", 300) + `"`, errHeroConflict},
 		{"old tag of a deleted hero is not found", gone.ID, goneTag, errHeroNotFound},
