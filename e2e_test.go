@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -381,5 +383,91 @@ func TestSlowHeaderClientIsCutOff(t *testing.T) {
 	io.Copy(io.Discard, conn) // returns when the server closes the connection
 	if waited := time.Since(start); waited < readHeaderTimeout-time.Second || waited > readHeaderTimeout+4*time.Second {
 		t.Errorf("slow client was cut off after %v; want about %v", waited, readHeaderTimeout)
+	}
+}
+
+// TestRoutePermissions checks, through the real middleware (newServer and
+// requireAuth) with tokens from the test identity provider, the permission
+// each hero route needs (issue 5): GET list, one and fireball need
+// Heroes.Read; POST and PUT need Heroes.Create; DELETE needs Admin; the
+// permissions nest (Admin includes Heroes.Create, which includes
+// Heroes.Read). A token without the permission gets 403, no token 401.
+func TestRoutePermissions(t *testing.T) {
+	p := newTestIDP(t)
+	h := newTestServer(t, p, nil, io.Discard)
+	tokens := map[string]string{
+		"none":           "",
+		"Heroes.Read":    p.token(t, map[string]any{"scp": "Heroes.Read"}),
+		"Heroes.Create":  p.token(t, map[string]any{"scp": "Heroes.Create"}),
+		"Admin":          p.token(t, map[string]any{"scp": "Admin"}),
+		"app role Admin": p.token(t, map[string]any{"scp": nil, "roles": []string{"Admin"}}),
+	}
+	send := func(method, target, token, body string) *httptest.ResponseRecorder {
+		t.Helper()
+		r := httptest.NewRequest(method, target, strings.NewReader(body))
+		if body != "" {
+			r.Header.Set("Content-Type", "application/json")
+		}
+		if token != "" {
+			r.Header.Set("Authorization", "Bearer "+token)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	// newHero creates a hero with the Admin token and returns its path.
+	newHero := func() string {
+		t.Helper()
+		w := send(http.MethodPost, "/api/heroes/", tokens["Admin"], validHeroJSON("Guarded"))
+		if w.Code != http.StatusCreated {
+			t.Fatalf("POST with Admin = %d %s", w.Code, w.Body)
+		}
+		return w.Header().Get("Location")
+	}
+	routes := []struct {
+		method, path string
+		body         bool
+		ok           int
+		allowed      []string // tokens that pass; the others (but none) get 403
+	}{
+		{http.MethodGet, "/api/heroes/", false, http.StatusOK, []string{"Heroes.Read", "Heroes.Create", "Admin", "app role Admin"}},
+		{http.MethodGet, "/api/heroes", false, http.StatusOK, []string{"Heroes.Read", "Heroes.Create", "Admin", "app role Admin"}},
+		{http.MethodGet, "{hero}", false, http.StatusOK, []string{"Heroes.Read", "Heroes.Create", "Admin", "app role Admin"}},
+		{http.MethodGet, "/api/heroes-fireball-low-ac", false, http.StatusOK, []string{"Heroes.Read", "Heroes.Create", "Admin", "app role Admin"}},
+		{http.MethodPost, "/api/heroes/", true, http.StatusCreated, []string{"Heroes.Create", "Admin", "app role Admin"}},
+		{http.MethodPost, "/api/heroes", true, http.StatusCreated, []string{"Heroes.Create", "Admin", "app role Admin"}},
+		{http.MethodPut, "{hero}", true, http.StatusOK, []string{"Heroes.Create", "Admin", "app role Admin"}},
+		{http.MethodDelete, "{hero}", false, http.StatusOK, []string{"Admin", "app role Admin"}},
+	}
+	for _, rt := range routes {
+		for name, token := range tokens {
+			t.Run(rt.method+" "+rt.path+" with "+name, func(t *testing.T) {
+				target := rt.path
+				if target == "{hero}" {
+					target = newHero()
+				}
+				body := ""
+				if rt.body {
+					body = validHeroJSON("Changed")
+				}
+				want := http.StatusForbidden
+				switch {
+				case token == "":
+					want = http.StatusUnauthorized
+				case slices.Contains(rt.allowed, name):
+					want = rt.ok
+				}
+				w := send(rt.method, target, token, body)
+				if w.Code != want {
+					t.Fatalf("%s %s with %s token = %d %s; want %d", rt.method, target, name, w.Code, w.Body, want)
+				}
+				if want == http.StatusForbidden && !strings.Contains(w.Header().Get("WWW-Authenticate"), "insufficient_scope") {
+					t.Errorf("403 WWW-Authenticate = %q; want insufficient_scope", w.Header().Get("WWW-Authenticate"))
+				}
+				if want == http.StatusUnauthorized && !strings.HasPrefix(w.Header().Get("WWW-Authenticate"), "Bearer") {
+					t.Errorf("401 WWW-Authenticate = %q; want a Bearer challenge", w.Header().Get("WWW-Authenticate"))
+				}
+			})
+		}
 	}
 }

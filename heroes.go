@@ -152,14 +152,17 @@ func utf16Bytes(s string) int {
 // errHeroNotFound for an unknown id. etag is an opaque version string of the
 // stored hero; Replace and Delete with a non-empty ifMatch fail with
 // errHeroConflict when the stored version differs. Any failure to reach the
-// backing store wraps errStoreUnavailable (maps to 503).
+// backing store wraps errStoreUnavailable (maps to 503); an answer of the
+// backing store that makes no sense (a refusal the store cannot explain, a
+// malformed or oversized answer) wraps errStoreBadAnswer (maps to 502).
 //
 // More precisely, for every implementation:
-//   - etag is an HTTP entity-tag (RFC 9110 §8.8.3), quotes included (`"…"` or
-//     `W/"…"`), so handlers send it in ETag unchanged and pass one
-//     entity-tag of the request's If-Match, exactly as sent, to Replace and
-//     Delete (parseIfMatch, ifMatchFor); ifMatch matches when it is the
-//     very string the store gave, or "*" for any stored version; a change
+//   - etag is a strong HTTP entity-tag (RFC 9110 §8.8.3), quotes included
+//     (`"…"`, never `W/"…"`), so handlers send it in ETag unchanged and pass
+//     one entity-tag of the request's If-Match, exactly as sent, to Replace
+//     and Delete (parseIfMatch, ifMatchFor); ifMatch matches when it is the
+//     very string the store gave (strong comparison, RFC 9110 §13.1.1: a
+//     weak tag never matches), or "*" for any stored version; a change
 //     always gives a new etag;
 //   - List skips offset heroes and returns at most limit, never nil;
 //   - Create fails with errHeroConflict when h.ID is already stored;
@@ -177,12 +180,13 @@ type heroStore interface {
 }
 
 // Errors of every heroStore, matched with errors.Is; writeStoreError maps
-// them to 404, 409, 422 and 503.
+// them to 404, 409, 422, 503 and 502.
 var (
 	errHeroNotFound     = errors.New("heroes: hero not found")
 	errHeroConflict     = errors.New("heroes: hero was changed by someone else")
 	errHeroTooLarge     = errors.New("heroes: hero is too large for the store")
 	errStoreUnavailable = errors.New("heroes: store unavailable")
+	errStoreBadAnswer   = errors.New("heroes: store gave an unexpected answer")
 )
 
 // openStore opens the store cfg.HeroesStore selects: "memory" (empty, lost
@@ -246,8 +250,10 @@ func parsePaging(q url.Values) (offset, limit int, err error) {
 
 // writeStoreError answers a store error: 404 {"detail":"Hero not found"},
 // 409 for a stale If-Match, 422 for a hero too large for the store, 503 with
-// Retry-After when the store is unavailable (the storage error is logged,
-// never sent), 500 otherwise.
+// Retry-After when the store is unavailable (unreachable, throttling, busy),
+// 502 when it gave an answer that makes no sense (RFC 9110 §15.6.3: an
+// invalid response from an upstream server), 500 otherwise. The storage
+// error is logged, never sent.
 func writeStoreError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
 	switch {
 	case errors.Is(err, errHeroNotFound):
@@ -265,6 +271,9 @@ func writeStoreError(w http.ResponseWriter, r *http.Request, logger *slog.Logger
 		logger.Warn("heroes: store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, "The hero store is unavailable; try again shortly")
+	case errors.Is(err, errStoreBadAnswer):
+		logger.Error("heroes: store gave an unexpected answer", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusBadGateway, "The hero store gave an unexpected answer")
 	default:
 		logger.Error("heroes: store failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "Internal error")
@@ -358,30 +367,34 @@ func cutEntityTag(s string) (tag, rest string, ok bool) {
 
 // ifMatchFor turns the If-Match list of a request into the one ifMatch a
 // heroStore takes: "" when there is no precondition, "*", or a single
-// entity-tag. When several tags are listed it reads the hero's current
-// etag and passes it on if listed, so the store's own check still makes
-// the write conditional on that version (a change in between is a
-// conflict); if none is listed the answer is errHeroConflict, and
-// errHeroNotFound when the hero does not exist.
+// entity-tag. If-Match uses the strong comparison (RFC 9110 §13.1.1), so
+// weak tags (W/"…") are dropped first: they never match, whatever the
+// store. When one tag is left it goes to the store as it is; otherwise it
+// reads the hero's current etag and passes it on if listed, so the store's
+// own check still makes the write conditional on that version (a change in
+// between is a conflict); if none is listed (or only weak tags were) the
+// answer is errHeroConflict, and errHeroNotFound when the hero does not
+// exist.
 func ifMatchFor(ctx context.Context, store heroStore, id string, tags []string) (string, error) {
-	switch len(tags) {
-	case 0:
+	if len(tags) == 0 {
 		return "", nil
-	case 1:
-		return tags[0], nil
+	}
+	strong := slices.DeleteFunc(slices.Clone(tags), func(tag string) bool { return strings.HasPrefix(tag, "W/") })
+	if len(strong) == 1 {
+		return strong[0], nil
 	}
 	_, current, err := store.Get(ctx, id)
 	if err != nil {
 		return "", err
 	}
-	if !slices.Contains(tags, current) {
-		return "", fmt.Errorf("%w: none of %d If-Match entity-tags is current", errHeroConflict, len(tags))
+	if !slices.Contains(strong, current) {
+		return "", fmt.Errorf("%w: none of %d If-Match entity-tags matches the current one strongly", errHeroConflict, len(tags))
 	}
 	return current, nil
 }
 
 // badIfMatchDetail is the 400 answer to a malformed If-Match.
-const badIfMatchDetail = `If-Match must be * or a comma-separated list of entity-tags such as "abc" or W/"abc", as the ETag header gives them (RFC 9110 §13.1.1)`
+const badIfMatchDetail = `If-Match must be * or a comma-separated list of entity-tags such as "abc", as the ETag header gives them (RFC 9110 §13.1.1; a weak W/"abc" is well-formed but never matches)`
 
 // heroID reads the {id} path value. Only a UUID can name a hero, so anything
 // else is answered 404 here (the hero cannot exist; FastAPI's original gave

@@ -80,6 +80,10 @@ func decodeHero(w http.ResponseWriter, r *http.Request) (hero, error) {
 	if err != nil {
 		return hero{}, validationError{{Loc: []any{"body"}, Msg: "Could not read the request body", Type: "body_read"}}
 	}
+	// A leading UTF-8 byte order mark is dropped, as Starlette's json.loads
+	// of the body's bytes does (it detects the encoding, BOM included);
+	// positions in json_invalid count from after it, as Python's do.
+	data = bytes.TrimPrefix(data, utf8BOM)
 	if len(bytes.TrimSpace(data)) == 0 {
 		return hero{}, validationError{{Loc: []any{"body"}, Msg: "Field required", Type: "missing"}}
 	}
@@ -97,6 +101,9 @@ func decodeHero(w http.ResponseWriter, r *http.Request) (hero, error) {
 	}
 	return h, nil
 }
+
+// utf8BOM is the UTF-8 encoding of U+FEFF, the byte order mark.
+var utf8BOM = []byte{0xef, 0xbb, 0xbf}
 
 // checkJSONContentType accepts application/json with no parameter or a
 // utf-8 charset (RFC 8259 §8.1: JSON is UTF-8); anything else is a 415.
@@ -131,8 +138,11 @@ func writeDecodeError(w http.ResponseWriter, err error) {
 	writeError(w, http.StatusBadRequest, "Bad request")
 }
 
-// jsonSyntaxError is malformed JSON: what broke and where (a byte offset
-// from 0, and a line and column from 1).
+// jsonSyntaxError is malformed JSON: what broke and where. offset is the
+// position in characters (Unicode code points, each byte of invalid UTF-8
+// counting as one) from 0, as Python's json module reports it in
+// JSONDecodeError.pos and FastAPI in loc; line and column count from 1,
+// the column in characters too.
 type jsonSyntaxError struct {
 	offset       int64
 	line, column int
@@ -144,7 +154,8 @@ func (e *jsonSyntaxError) Error() string {
 	return fmt.Sprintf("heroes: json: %s at line %d, column %d", e.msg, e.line, e.column)
 }
 
-// problem is the error in FastAPI's json_invalid shape: loc ["body", offset].
+// problem is the error in FastAPI's json_invalid shape: loc ["body",
+// offset], offset in characters.
 func (e *jsonSyntaxError) problem() fieldError {
 	return fieldError{
 		Loc:  []any{"body", e.offset},
@@ -154,13 +165,14 @@ func (e *jsonSyntaxError) problem() fieldError {
 	}
 }
 
-// newJSONSyntaxError locates offset in data.
+// newJSONSyntaxError locates the byte offset in data, as a character
+// offset and a line and column.
 func newJSONSyntaxError(data []byte, offset int64, msg string) *jsonSyntaxError {
 	offset = min(max(offset, 0), int64(len(data)))
 	before := data[:offset]
 	line := bytes.Count(before, []byte{'\n'}) + 1
 	column := utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:]) + 1
-	return &jsonSyntaxError{offset: offset, line: line, column: column, msg: msg}
+	return &jsonSyntaxError{offset: int64(utf8.RuneCount(before)), line: line, column: column, msg: msg}
 }
 
 // tooLongList stands, in a parsed body, for a JSON array of more than
@@ -689,11 +701,40 @@ func (f fields) flag(key string) bool {
 	if !ok {
 		return false
 	}
-	b, isBool := v.(bool)
-	if !isBool {
-		f.c.add(loc, "bool_type", "Input should be a valid boolean", nil)
-	}
+	b, _ := f.c.boolValue(loc, v)
 	return b
+}
+
+// boolValue checks v is a boolean as pydantic v2's lax mode reads one
+// (Conversion Table, bool): true or false; the numbers 0 and 1 (1.0 too);
+// or, in any letter case, one of the strings "true", "t", "yes", "y", "on",
+// "1" and "false", "f", "no", "n", "off", "0". Another number or string is
+// bool_parsing, any other JSON value bool_type.
+func (c *checker) boolValue(loc []any, v any) (bool, bool) {
+	switch x := v.(type) {
+	case bool:
+		return x, true
+	case json.Number:
+		switch f, err := strconv.ParseFloat(string(x), 64); {
+		case err == nil && f == 0:
+			return false, true
+		case err == nil && f == 1:
+			return true, true
+		}
+	case string:
+		switch strings.ToLower(x) {
+		case "true", "t", "yes", "y", "on", "1":
+			return true, true
+		case "false", "f", "no", "n", "off", "0":
+			return false, true
+		}
+	case tooLongString:
+	default:
+		c.add(loc, "bool_type", "Input should be a valid boolean", nil)
+		return false, false
+	}
+	c.add(loc, "bool_parsing", "Input should be a valid boolean, unable to interpret input", nil)
+	return false, false
 }
 
 // list reads a list member of at most maxListItems items, calling item for
@@ -745,13 +786,34 @@ func (c *checker) stringValue(loc []any, v any) (string, bool) {
 	return s, true
 }
 
-// intValue checks v is an integer between lo and hi inclusive. A number
-// with a fraction is refused (3.0 and 1e2 are integers, as in pydantic's
-// lax mode); so is one beyond ±(2^53-1), which JavaScript clients could not
-// hold exactly.
+// intValue checks v is an integer between lo and hi inclusive, read as
+// pydantic v2's lax mode reads an int (Conversion Table, int): a JSON
+// number without a fraction (3.0 and 1e2 are integers; 2.5 is
+// int_from_float); true and false as 1 and 0; or a string holding an
+// integer (laxIntString; anything else is int_parsing). Any other JSON value
+// is int_type. A number beyond ±(2^53-1), which JavaScript clients could not
+// hold exactly, is refused as int_parsing_size.
 func (c *checker) intValue(loc []any, v any, lo, hi int) (int, bool) {
-	num, ok := v.(json.Number)
-	if !ok {
+	var num json.Number
+	switch x := v.(type) {
+	case json.Number:
+		num = x
+	case bool:
+		num = "0"
+		if x {
+			num = "1"
+		}
+	case string:
+		n, ok := laxIntString(x)
+		if !ok {
+			c.add(loc, "int_parsing", "Input should be a valid integer, unable to parse string as an integer", nil)
+			return 0, false
+		}
+		num = n
+	case tooLongString:
+		c.add(loc, "int_parsing", "Input should be a valid integer, unable to parse string as an integer", nil)
+		return 0, false
+	default:
 		c.add(loc, "int_type", "Input should be a valid integer", nil)
 		return 0, false
 	}
@@ -783,6 +845,47 @@ func (c *checker) intValue(loc []any, v any, lo, hi int) (int, bool) {
 	return int(n), true
 }
 
+// laxIntString reads a string as pydantic v2's lax mode reads a string
+// for an int field: surrounding whitespace is ignored; then an optional
+// sign and decimal digits, with single underscores allowed between digits
+// (as Python's int() allows) and leading zeros allowed; then optionally a
+// "." followed only by zeros ("5.", "5.00"). "5.5", "1e2", "0x1f", "" and
+// " " are not integers. It returns the integer as JSON number text (sign
+// "-" or none, digits only) for intValue's range checks.
+func laxIntString(s string) (json.Number, bool) {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '.'); i >= 0 {
+		if strings.Trim(s[i+1:], "0") != "" {
+			return "", false
+		}
+		s = s[:i]
+	}
+	sign := ""
+	switch {
+	case strings.HasPrefix(s, "-"):
+		sign, s = "-", s[1:]
+	case strings.HasPrefix(s, "+"):
+		s = s[1:]
+	}
+	if s == "" || s[0] == '_' || s[len(s)-1] == '_' || strings.Contains(s, "__") {
+		return "", false
+	}
+	digits := strings.ReplaceAll(s, "_", "")
+	for i := 0; i < len(digits); i++ {
+		if digits[i] < '0' || digits[i] > '9' {
+			return "", false
+		}
+	}
+	// Leading zeros would make the text an invalid JSON number; they do
+	// not change the value.
+	if trimmed := strings.TrimLeft(digits, "0"); trimmed != "" {
+		digits = trimmed
+	} else {
+		digits, sign = "0", ""
+	}
+	return json.Number(sign + digits), true
+}
+
 // Names of the skill proficiencies, in skillProficiencies' order.
 var skillNames = []string{
 	"acrobatics", "animal_handling", "arcana", "athletics", "deception", "history",
@@ -791,7 +894,9 @@ var skillNames = []string{
 }
 
 // validateHero turns a parsed JSON body into a hero, listing every problem
-// at once with its loc under "body". Rules (issue 5): level 1–20, ability
+// at once with its loc under "body". Values are read as pydantic v2's lax
+// mode reads them (intValue, boolValue; strings stay strict). Rules (issue
+// 5): level 1–20, ability
 // scores 1–30, hit points, armor class and speed 0 to 2^31-1, spell level
 // 0–9, strings at most 200 characters, lists at most 100 items, no unknown
 // member. "class"

@@ -10,8 +10,9 @@ import (
 	"testing"
 )
 
-// azureETag is an entity-tag in the form Azure Table Storage gives.
-const azureETag = `W/"datetime'2026-11-30T11%3A03%3A03.1234567Z'"`
+// azureETag is an entity-tag as the table store hands it out: Azure Table
+// Storage's W/"datetime'…'" in its strong form (apiETag).
+const azureETag = `"datetime'2026-11-30T11%3A03%3A03.1234567Z'"`
 
 // TestParseIfMatch checks how the If-Match field lines become one list of
 // entity-tags (RFC 9110 §13.1.1, §5.3, §8.8.3).
@@ -25,7 +26,8 @@ func TestParseIfMatch(t *testing.T) {
 		{"absent is no precondition", nil, nil, false},
 		{"star", []string{"*"}, []string{"*"}, false},
 		{"one strong tag", []string{`"abc"`}, []string{`"abc"`}, false},
-		{"a weak Azure tag is kept exactly", []string{azureETag}, []string{azureETag}, false},
+		{"an Azure tag is kept exactly", []string{azureETag}, []string{azureETag}, false},
+		{"a weak tag is kept exactly", []string{"W/" + azureETag}, []string{"W/" + azureETag}, false},
 		{"a list on one line", []string{`"a", "b" ,"c"`}, []string{`"a"`, `"b"`, `"c"`}, false},
 		{"every line is read", []string{`"a"`, `"b"`}, []string{`"a"`, `"b"`}, false},
 		{"an empty line does not hide the next", []string{"", `"stale"`}, []string{`"stale"`}, false},
@@ -113,9 +115,9 @@ func TestIfMatchThroughAPI(t *testing.T) {
 	}
 }
 
-// azureTagStore is a heroStore for one hero whose etag has Azure Table
-// Storage's weak form; Replace and Delete record the ifMatch they get and
-// accept only that etag or "*".
+// azureTagStore is a heroStore for one hero whose etag has the table
+// store's form; Replace and Delete record the ifMatch they get and accept
+// only that etag or "*".
 type azureTagStore struct {
 	heroStore
 	got *[]string
@@ -135,24 +137,40 @@ func (s azureTagStore) Replace(_ context.Context, _ hero, ifMatch string) (strin
 	return azureETag, nil
 }
 
-// TestIfMatchAzureTagRoundTrip checks the table store's weak etags go out
-// in the ETag header as they are and come back through If-Match, alone or
-// in a list, to the store as the same string.
-func TestIfMatchAzureTagRoundTrip(t *testing.T) {
-	var got []string
-	h := heroMux(azureTagStore{got: &got})
+// TestIfMatchStrongComparison checks the table store's etags go out in the
+// ETag header as they are and come back through If-Match, alone or in a
+// list, to the store as the same string; and that a weak tag, even the weak
+// form of the current one, never matches (RFC 9110 §13.1.1 strong
+// comparison): 409, and the store is never asked to write with it.
+func TestIfMatchStrongComparison(t *testing.T) {
 	const loc = "/api/heroes/1b4e28ba-2fa1-41d2-883f-0016d3cca427"
-	etag := do(h, http.MethodGet, loc, "").Header().Get("ETag")
-	if etag != azureETag {
-		t.Fatalf("GET ETag = %s; want %s", etag, azureETag)
+	tests := []struct {
+		name      string
+		ifMatch   string
+		want      int
+		wantStore []string // the ifMatch values Replace receives
+	}{
+		{"the current tag matches", azureETag, http.StatusOK, []string{azureETag}},
+		{"the current tag in a list matches", `"STALE", ` + azureETag, http.StatusOK, []string{azureETag}},
+		{"the weak form of the current tag never matches", "W/" + azureETag, http.StatusConflict, nil},
+		{"weak tags in a list never match", `W/"STALE", W/` + azureETag, http.StatusConflict, nil},
+		{"a weak tag beside the current strong one is ignored", `W/"STALE", ` + azureETag, http.StatusOK, []string{azureETag}},
 	}
-	for _, ifMatch := range []string{etag, `"STALE", ` + etag} {
-		if w := do(h, http.MethodPut, loc, validHeroJSON("Table"), "If-Match", ifMatch); w.Code != http.StatusOK {
-			t.Errorf("PUT with If-Match %s = %d %s; want 200", ifMatch, w.Code, w.Body)
-		}
-	}
-	if !slices.Equal(got, []string{azureETag, azureETag}) {
-		t.Errorf("store got If-Match %q; want %s twice", got, azureETag)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var got []string
+			h := heroMux(azureTagStore{got: &got})
+			if etag := do(h, http.MethodGet, loc, "").Header().Get("ETag"); etag != azureETag {
+				t.Fatalf("GET ETag = %s; want %s", etag, azureETag)
+			}
+			if w := do(h, http.MethodPut, loc, validHeroJSON("Table"), "If-Match", tc.ifMatch); w.Code != tc.want {
+				t.Errorf("PUT with If-Match %s = %d %s; want %d", tc.ifMatch, w.Code, w.Body, tc.want)
+			}
+			if !slices.Equal(got, tc.wantStore) {
+				t.Errorf("store got If-Match %q; want %q", got, tc.wantStore)
+			}
+		})
 	}
 }
 

@@ -80,13 +80,21 @@ type localStore struct {
 	// readers go on reading under mu until the change is applied.
 	writeMu sync.Mutex
 
+	// fsync flushes a file to stable storage: the temporary file before
+	// its rename, then the folder after it (writeHeroesFile). It is
+	// (*os.File).Sync, fsync(2); tests replace it to watch the order. Set
+	// before the store is used, never changed after.
+	fsync func(*os.File) error
+
 	mu     sync.RWMutex // guards the fields below
 	set    *heroSet
 	closed bool
 }
 
 // newMemoryStore returns an empty store that lives in memory only.
-func newMemoryStore() *localStore { return &localStore{set: newHeroSet()} }
+func newMemoryStore() *localStore {
+	return &localStore{set: newHeroSet(), fsync: (*os.File).Sync}
+}
 
 // maxHeroesFile bounds the heroes file read at start (256 MiB).
 const maxHeroesFile = 256 << 20
@@ -395,7 +403,7 @@ func (s *localStore) change(id string, h *hero, check func(old storedHero, exist
 		return "", err
 	}
 	if s.path != "" {
-		if err := writeHeroesFile(s.path, records); err != nil {
+		if err := writeHeroesFile(s.path, records, s.fsync); err != nil {
 			return "", fmt.Errorf("%w: %w", errStoreUnavailable, err)
 		}
 	}
@@ -415,9 +423,10 @@ func (s *localStore) change(id string, h *hero, check func(old storedHero, exist
 func newETag() string { return `"` + rand.Text() + `"` }
 
 // writeHeroesFile writes the records to path durably: a temporary file in the same
-// folder (so the rename stays on one file system), fsync, rename over path,
-// then fsync of the folder so the rename itself survives a crash.
-func writeHeroesFile(path string, records []storedHero) (err error) {
+// folder (so the rename stays on one file system), fsync of it, rename over
+// path, then fsync of the folder so the rename itself survives a crash.
+// fsync is (*os.File).Sync outside tests.
+func writeHeroesFile(path string, records []storedHero, fsync func(*os.File) error) (err error) {
 	// Without HTML escaping, which json.Marshal would also apply inside
 	// each record's already-encoded hero.
 	var buf bytes.Buffer
@@ -441,7 +450,7 @@ func writeHeroesFile(path string, records []storedHero) (err error) {
 	if _, err = tmp.Write(data); err != nil {
 		return fmt.Errorf("heroes: writing %s: %w", path, err)
 	}
-	if err = tmp.Sync(); err != nil {
+	if err = fsync(tmp); err != nil {
 		return fmt.Errorf("heroes: syncing %s: %w", path, err)
 	}
 	if err = tmp.Close(); err != nil {
@@ -450,13 +459,13 @@ func writeHeroesFile(path string, records []storedHero) (err error) {
 	if err = os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("heroes: replacing %s: %w", path, err)
 	}
-	return syncDir(dir)
+	return syncDir(dir, fsync)
 }
 
-// syncDir fsyncs a folder so a rename in it is durable. Windows cannot open
-// a folder for syncing (and makes renames durable itself), so it is skipped
-// there.
-func syncDir(dir string) error {
+// syncDir flushes a folder with fsync so a rename in it is durable.
+// Windows cannot open a folder for syncing (and makes renames durable
+// itself), so it is skipped there.
+func syncDir(dir string, fsync func(*os.File) error) error {
 	if runtime.GOOS == "windows" {
 		return nil
 	}
@@ -465,7 +474,7 @@ func syncDir(dir string) error {
 		return fmt.Errorf("heroes: syncing folder %s: %w", dir, err)
 	}
 	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := fsync(d); err != nil {
 		return fmt.Errorf("heroes: syncing folder %s: %w", dir, err)
 	}
 	return nil

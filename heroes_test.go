@@ -12,9 +12,12 @@ import (
 	"net/url"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -256,7 +259,8 @@ func TestHeroValidation(t *testing.T) {
 		{"null for an optional string is accepted", withField("background", "null"), nil},
 		{"null spells are accepted", withField("spells", "null"), nil},
 		{"absent skill proficiencies default to false", withField("skill_proficiencies", ""), nil},
-		{"wrong type for an integer", withField("level", `"5"`), []string{"body.level int_type"}},
+		{"wrong type for an integer", withField("level", `[]`), []string{"body.level int_type"}},
+		{"string that is no integer", withField("level", `"five"`), []string{"body.level int_parsing"}},
 		{"fractional integer", withField("level", `5.5`), []string{"body.level int_from_float"}},
 		{"integral float is an integer", withField("level", `5.0`), nil},
 		{"huge integer", withField("hit_points", `1e300`), []string{"body.hit_points int_parsing_size"}},
@@ -271,7 +275,8 @@ func TestHeroValidation(t *testing.T) {
 		{"ability scores not an object", withField("ability_scores", `[]`), []string{"body.ability_scores model_attributes_type"}},
 		{"unknown field", withField("weight", `80`), []string{"body.weight extra_forbidden"}},
 		{"unknown skill", withField("skill_proficiencies", `{"flying":true}`), []string{"body.skill_proficiencies.flying extra_forbidden"}},
-		{"skill not a boolean", withField("skill_proficiencies", `{"arcana":"yes"}`), []string{"body.skill_proficiencies.arcana bool_type"}},
+		{"skill string that is no boolean", withField("skill_proficiencies", `{"arcana":"maybe"}`), []string{"body.skill_proficiencies.arcana bool_parsing"}},
+		{"skill not a boolean", withField("skill_proficiencies", `{"arcana":[]}`), []string{"body.skill_proficiencies.arcana bool_type"}},
 		{"string over 200 characters", withField("name", long), []string{"body.name string_too_long"}},
 		{"200 multibyte characters are accepted", withField("name", `"`+strings.Repeat("é", maxStringRunes)+`"`), nil},
 		{"list over 100 items", withField("equipment", `{"items":[`+strings.TrimSuffix(strings.Repeat(`"x",`, maxListItems+1), ",")+`]}`),
@@ -283,7 +288,7 @@ func TestHeroValidation(t *testing.T) {
 		{"body not an object", `[1,2]`, []string{"body model_attributes_type"}},
 		{"every problem is listed at once", `{"name":1,"level":"x","extra":true}`, []string{
 			"body.extra extra_forbidden", "body.name string_type", "body.race missing", "body.class_ missing",
-			"body.level int_type", "body.ability_scores missing", "body.equipment missing",
+			"body.level int_parsing", "body.ability_scores missing", "body.equipment missing",
 			"body.hit_points missing", "body.armor_class missing", "body.speed missing"}},
 	}
 	for _, tc := range tests {
@@ -346,6 +351,10 @@ func TestMalformedJSON(t *testing.T) {
 		{"UTF-16 surrogate encoded as UTF-8", "{\"name\": \"\xed\xa0\x80\"}", "json_invalid", 10, 1},
 		{"invalid escape", `{"name": "\q"}`, "json_invalid", 11, 1},
 		{"bad number", `{"level": 01}`, "json_invalid", 11, 1},
+		{"position counts characters, not bytes (FastAPI's loc)", `{"a": "é", }`, "json_invalid", 11, 1},
+		{"astral characters count once, as in Python", "{\"a\": \"😀😀\", }", "json_invalid", 12, 1},
+		{"position on a later line counts characters", "{\"é\": 1,\n \"ü\": }", "json_invalid", 15, 2},
+		{"position after a byte order mark counts from after it", "\ufeff{\"a\": }", "json_invalid", 6, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -452,6 +461,7 @@ func TestStoreErrorAnswers(t *testing.T) {
 		{"timeout is 503 with Retry-After", fmt.Errorf("table: %s: %w", secret, context.DeadlineExceeded), 503, true},
 		{"too large is 422", fmt.Errorf("%w: %s", errHeroTooLarge, secret), 422, false},
 		{"conflict is 409", fmt.Errorf("%w: %s", errHeroConflict, secret), 409, false},
+		{"an unexpected store answer is 502 without Retry-After", fmt.Errorf("%w: %s", errStoreBadAnswer, secret), 502, false},
 		{"anything else is 500", errors.New(secret), 500, false},
 	}
 	id := newHeroID()
@@ -681,7 +691,7 @@ func Example_validateHero() {
 	out, _ := json.Marshal(problems)
 	fmt.Println(string(out))
 	// Output:
-	// [{"loc":["body","hat"],"msg":"Extra inputs are not permitted","type":"extra_forbidden"},{"loc":["body","level"],"msg":"Input should be less than or equal to 20","type":"less_than_equal","ctx":{"le":20}},{"loc":["body","ability_scores","charisma"],"msg":"Input should be less than or equal to 30","type":"less_than_equal","ctx":{"le":30}},{"loc":["body","armor_class"],"msg":"Input should be a valid integer","type":"int_type"}]
+	// [{"loc":["body","hat"],"msg":"Extra inputs are not permitted","type":"extra_forbidden"},{"loc":["body","level"],"msg":"Input should be less than or equal to 20","type":"less_than_equal","ctx":{"le":20}},{"loc":["body","ability_scores","charisma"],"msg":"Input should be less than or equal to 30","type":"less_than_equal","ctx":{"le":30}},{"loc":["body","armor_class"],"msg":"Input should be a valid integer, unable to parse string as an integer","type":"int_parsing"}]
 }
 
 // BenchmarkDecodeHero measures parsing and validating a typical hero body.
@@ -730,5 +740,393 @@ func BenchmarkStoreCreate(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestPydanticLaxMode checks the request bodies FastAPI (pydantic v2 in its
+// default lax mode, "Conversion Table") accepts are accepted with the same
+// values, and that the ones it refuses are refused with its error types:
+// numeric strings and booleans for ints, the boolean words and 0/1 for
+// bools, strings kept strict, and a body starting with a UTF-8 BOM.
+func TestPydanticLaxMode(t *testing.T) {
+	tests := []struct {
+		name      string
+		body      string
+		wantLevel int    // checked when wantProblem is ""
+		wantArc   bool   // arcana, checked when wantProblem is ""
+		want      string // "loc type" of the one problem; "" means accepted
+	}{
+		{"numeric string for an int", withField("level", `"5"`), 5, true, ""},
+		{"numeric string with surrounding whitespace", withField("level", `" 7\n"`), 7, true, ""},
+		{"numeric string with a plus sign", withField("level", `"+3"`), 3, true, ""},
+		{"numeric string with leading zeros", withField("level", `"007"`), 7, true, ""},
+		{"numeric string with underscores between digits", withField("hit_points", `"1_000"`), 5, true, ""},
+		{"numeric string with a zero fraction", withField("level", `"6.0"`), 6, true, ""},
+		{"numeric string ending in a point", withField("level", `"6."`), 6, true, ""},
+		{"true for an int is 1", withField("level", `true`), 1, true, ""},
+		{"integral float for an int", withField("level", `5.0`), 5, true, ""},
+		{"string with a fraction is int_parsing", withField("level", `"5.5"`), 0, false, "body.level int_parsing"},
+		{"string with an exponent is int_parsing", withField("level", `"1e1"`), 0, false, "body.level int_parsing"},
+		{"word for an int is int_parsing", withField("level", `"five"`), 0, false, "body.level int_parsing"},
+		{"empty string for an int is int_parsing", withField("level", `""`), 0, false, "body.level int_parsing"},
+		{"leading underscore is int_parsing", withField("level", `"_5"`), 0, false, "body.level int_parsing"},
+		{"double underscore is int_parsing", withField("level", `"1__0"`), 0, false, "body.level int_parsing"},
+		{"numeric string out of range is checked", withField("level", `"21"`), 0, false, "body.level less_than_equal"},
+		{"negative numeric string is checked", withField("level", `"-1"`), 0, false, "body.level greater_than_equal"},
+		{"list for an int is int_type", withField("level", `[]`), 0, false, "body.level int_type"},
+		{"null for an int is int_type", withField("level", `null`), 0, false, "body.level int_type"},
+		{"numeric string for an ability score", withField("ability_scores",
+			`{"strength":"8","dexterity":14,"constitution":12,"intelligence":18,"wisdom":13,"charisma":10}`), 5, true, ""},
+		{"bool word true", withField("skill_proficiencies", `{"arcana":"true"}`), 5, true, ""},
+		{"bool word in capitals", withField("skill_proficiencies", `{"arcana":"YES"}`), 5, true, ""},
+		{"bool word on", withField("skill_proficiencies", `{"arcana":"on"}`), 5, true, ""},
+		{"bool letter t", withField("skill_proficiencies", `{"arcana":"t"}`), 5, true, ""},
+		{"bool letter y", withField("skill_proficiencies", `{"arcana":"y"}`), 5, true, ""},
+		{"bool string 1", withField("skill_proficiencies", `{"arcana":"1"}`), 5, true, ""},
+		{"bool number 1", withField("skill_proficiencies", `{"arcana":1}`), 5, true, ""},
+		{"bool number 1.0", withField("skill_proficiencies", `{"arcana":1.0}`), 5, true, ""},
+		{"bool word false", withField("skill_proficiencies", `{"arcana":"False"}`), 5, false, ""},
+		{"bool word off", withField("skill_proficiencies", `{"arcana":"off"}`), 5, false, ""},
+		{"bool word no", withField("skill_proficiencies", `{"arcana":"no"}`), 5, false, ""},
+		{"bool letter f", withField("skill_proficiencies", `{"arcana":"f"}`), 5, false, ""},
+		{"bool letter n", withField("skill_proficiencies", `{"arcana":"N"}`), 5, false, ""},
+		{"bool string 0", withField("skill_proficiencies", `{"arcana":"0"}`), 5, false, ""},
+		{"bool number 0", withField("skill_proficiencies", `{"arcana":0}`), 5, false, ""},
+		{"bool word maybe is bool_parsing", withField("skill_proficiencies", `{"arcana":"maybe"}`), 0, false, "body.skill_proficiencies.arcana bool_parsing"},
+		{"bool word with spaces is bool_parsing", withField("skill_proficiencies", `{"arcana":" true"}`), 0, false, "body.skill_proficiencies.arcana bool_parsing"},
+		{"bool number 2 is bool_parsing", withField("skill_proficiencies", `{"arcana":2}`), 0, false, "body.skill_proficiencies.arcana bool_parsing"},
+		{"null for a bool is bool_type", withField("skill_proficiencies", `{"arcana":null}`), 0, false, "body.skill_proficiencies.arcana bool_type"},
+		{"number for a string stays string_type", withField("name", `5`), 0, false, "body.name string_type"},
+		{"bool for a string stays string_type", withField("race", `true`), 0, false, "body.race string_type"},
+		{"body starting with a UTF-8 BOM", "\ufeff" + validHeroJSON("Bom"), 5, true, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := do(heroMux(newMemoryStore()), "POST", "/api/heroes/", tc.body)
+			if tc.want != "" {
+				got := problems(t, w)
+				if len(got) != 1 || locString(got[0].Loc)+" "+got[0].Type != tc.want {
+					t.Fatalf("POST problems = %+v; want one %q", got, tc.want)
+				}
+				return
+			}
+			if w.Code != http.StatusCreated {
+				t.Fatalf("POST = %d %.300s; want 201", w.Code, w.Body)
+			}
+			var h hero
+			if err := json.Unmarshal(w.Body.Bytes(), &h); err != nil {
+				t.Fatal(err)
+			}
+			if h.Level != tc.wantLevel || h.SkillProficiencies.Arcana != tc.wantArc {
+				t.Errorf("stored level %d, arcana %v; want %d, %v", h.Level, h.SkillProficiencies.Arcana, tc.wantLevel, tc.wantArc)
+			}
+		})
+	}
+}
+
+// TestLaxIntString checks the integer strings pydantic's lax mode reads,
+// and the text intValue gets for them.
+func TestLaxIntString(t *testing.T) {
+	tests := []struct {
+		in     string
+		want   json.Number
+		wantOK bool
+	}{
+		{"5", "5", true}, {" 5 ", "5", true}, {"\t-12\n", "-12", true}, {"+3", "3", true},
+		{"007", "7", true}, {"-0", "0", true}, {"000", "0", true}, {"1_000", "1000", true},
+		{"5.0", "5", true}, {"5.", "5", true}, {"5.000", "5", true},
+		{"", "", false}, {" ", "", false}, {"-", "", false}, {"5.5", "", false}, {"5.01", "", false},
+		{".0", "", false}, {"1e2", "", false}, {"0x1f", "", false}, {"_1", "", false}, {"1_", "", false},
+		{"1__0", "", false}, {"++1", "", false}, {"1 2", "", false}, {"٣", "", false},
+	}
+	for _, tc := range tests {
+		got, ok := laxIntString(tc.in)
+		if got != tc.want || ok != tc.wantOK {
+			t.Errorf("laxIntString(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.wantOK)
+		}
+	}
+}
+
+// FuzzLaxIntString checks laxIntString never panics and gives valid JSON
+// integer text whenever it accepts.
+func FuzzLaxIntString(f *testing.F) {
+	for _, s := range []string{"5", " -1_000.00 ", "1e2", "", "+", "_"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := laxIntString(s)
+		if !ok {
+			return
+		}
+		if _, err := parseJSON([]byte(got)); err != nil {
+			t.Fatalf("laxIntString(%q) = %q; not a JSON number: %v", s, got, err)
+		}
+		if strings.ContainsAny(string(got), ".eE+") {
+			t.Fatalf("laxIntString(%q) = %q; not an integer", s, got)
+		}
+	})
+}
+
+// TestHeroListLimits checks the paging defaults with literal numbers (issue
+// 5): with 1,001 heroes stored, no limit gives exactly 100, limit=1000 gives
+// 1,000, and 1001 is refused.
+func TestHeroListLimits(t *testing.T) {
+	store := newMemoryStore()
+	var ids []string
+	for i := range 1001 {
+		h := testHero(newHeroID(), fmt.Sprint(i))
+		if _, err := store.Create(context.Background(), h); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, h.ID)
+	}
+	slices.Sort(ids)
+	h := heroMux(store)
+	tests := []struct {
+		name    string
+		query   string
+		wantIDs []string // nil: a 422
+	}{
+		{"default limit is 100", "", ids[:100]},
+		{"default limit applies after an offset", "?offset=950", ids[950:1001]},
+		{"default limit applies from the middle", "?offset=500", ids[500:600]},
+		{"limit up to 1000 is honoured", "?limit=1000", ids[:1000]},
+		{"limit 1001 is refused", "?limit=1001", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := do(h, http.MethodGet, "/api/heroes/"+tc.query, "")
+			if tc.wantIDs == nil {
+				if w.Code != http.StatusUnprocessableEntity {
+					t.Fatalf("GET %s = %d; want 422", tc.query, w.Code)
+				}
+				return
+			}
+			var list []hero
+			if err := json.Unmarshal(w.Body.Bytes(), &list); err != nil || w.Code != http.StatusOK {
+				t.Fatalf("GET %s = %d: %v", tc.query, w.Code, err)
+			}
+			if got := heroIDs(list); !slices.Equal(got, tc.wantIDs) {
+				t.Errorf("GET %s gave %d heroes; want %d", tc.query, len(got), len(tc.wantIDs))
+			}
+		})
+	}
+}
+
+// TestHeroRequestLimits checks the request limits with literal numbers, so
+// a change of a constant shows here (issue 5): a body of 1,048,576 bytes is
+// read and validated, 1,048,577 is 413; lists of 100 items are accepted and
+// 101 refused, in every list field; strings of 200 characters (multibyte
+// too) are accepted and 201 refused, in every string field.
+func TestHeroRequestLimits(t *testing.T) {
+	items := func(n int, item string) string {
+		return "[" + strings.TrimSuffix(strings.Repeat(item+",", n), ",") + "]"
+	}
+	spell := `{"name":"S","level":1,"casting_time":"1 action","range":"Self","components":["V"],"duration":"1 round"}`
+	spellWith := func(key, raw string) string {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(spell), &m); err != nil {
+			t.Fatal(err)
+		}
+		m[key] = json.RawMessage(raw)
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "[" + string(b) + "]"
+	}
+	str := func(n int) string { return `"` + strings.Repeat("é", n) + `"` }
+	pad := func(body string, size int) string { return body + strings.Repeat(" ", size-len(body)) }
+	type limit struct {
+		name       string
+		body       string
+		wantStatus int
+		want       string // "loc type" of the one problem when wantStatus is 422
+	}
+	tests := []limit{
+		{"body of 1048576 bytes is read", pad(validHeroJSON("Big"), 1048576), http.StatusCreated, ""},
+		{"body of 1048577 bytes is 413", pad(validHeroJSON("Big"), 1048577), http.StatusRequestEntityTooLarge, ""},
+		{"invalid body of 1048576 bytes is validated", pad(withField("level", "0"), 1048576), http.StatusUnprocessableEntity, "body.level greater_than_equal"},
+		{"100 items", withField("equipment", `{"items":`+items(100, `"x"`)+`}`), http.StatusCreated, ""},
+		{"101 items", withField("equipment", `{"items":`+items(101, `"x"`)+`}`), http.StatusUnprocessableEntity, "body.equipment.items too_long"},
+		{"100 spells", withField("spells", items(100, spell)), http.StatusCreated, ""},
+		{"101 spells", withField("spells", items(101, spell)), http.StatusUnprocessableEntity, "body.spells too_long"},
+		{"100 components", withField("spells", spellWith("components", items(100, `"V"`))), http.StatusCreated, ""},
+		{"101 components", withField("spells", spellWith("components", items(101, `"V"`))), http.StatusUnprocessableEntity, "body.spells.0.components too_long"},
+		{"200 characters in an item", withField("equipment", `{"items":[`+str(200)+`]}`), http.StatusCreated, ""},
+		{"201 characters in an item", withField("equipment", `{"items":[`+str(201)+`]}`), http.StatusUnprocessableEntity, "body.equipment.items.0 string_too_long"},
+		{"200 characters in weapon", withField("equipment", `{"weapon":`+str(200)+`}`), http.StatusCreated, ""},
+		{"201 characters in weapon", withField("equipment", `{"weapon":`+str(201)+`}`), http.StatusUnprocessableEntity, "body.equipment.weapon string_too_long"},
+		{"200 characters in armor", withField("equipment", `{"armor":`+str(200)+`}`), http.StatusCreated, ""},
+		{"201 characters in armor", withField("equipment", `{"armor":`+str(201)+`}`), http.StatusUnprocessableEntity, "body.equipment.armor string_too_long"},
+		{"200 characters in a component", withField("spells", spellWith("components", "["+str(200)+"]")), http.StatusCreated, ""},
+		{"201 characters in a component", withField("spells", spellWith("components", "["+str(201)+"]")), http.StatusUnprocessableEntity, "body.spells.0.components.0 string_too_long"},
+		{"200 astral characters count as 200", withField("name", `"`+strings.Repeat("😀", 200)+`"`), http.StatusCreated, ""},
+	}
+	for _, f := range []string{"name", "race", "class_", "background", "alignment", "personality_traits", "ideals", "bonds", "flaws"} {
+		tests = append(tests,
+			limit{"200 characters in " + f, withField(f, str(200)), http.StatusCreated, ""},
+			limit{"201 characters in " + f, withField(f, str(201)), http.StatusUnprocessableEntity, "body." + f + " string_too_long"})
+	}
+	for _, f := range []string{"name", "casting_time", "range", "duration"} {
+		tests = append(tests,
+			limit{"200 characters in spell " + f, withField("spells", spellWith(f, str(200))), http.StatusCreated, ""},
+			limit{"201 characters in spell " + f, withField("spells", spellWith(f, str(201))), http.StatusUnprocessableEntity, "body.spells.0." + f + " string_too_long"})
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := do(heroMux(newMemoryStore()), http.MethodPost, "/api/heroes/", tc.body)
+			if w.Code != tc.wantStatus {
+				t.Fatalf("POST of %d bytes = %d %.200s; want %d", len(tc.body), w.Code, w.Body, tc.wantStatus)
+			}
+			if tc.want != "" {
+				if got := problems(t, w); len(got) != 1 || locString(got[0].Loc)+" "+got[0].Type != tc.want {
+					t.Errorf("problems = %+v; want one %q", got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// TestHeroFieldBounds checks every range bound of every integer field at
+// both edges (issue 5): level 1–20, each ability score 1–30, spell level
+// 0–9, hit points, armor class and speed from 0.
+func TestHeroFieldBounds(t *testing.T) {
+	abilities := func(name, raw string) string {
+		m := map[string]json.RawMessage{}
+		for _, a := range abilityNames {
+			m[a] = json.RawMessage("10")
+		}
+		m[name] = json.RawMessage(raw)
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	spellLevel := func(raw string) string {
+		return `[{"name":"S","level":` + raw + `,"casting_time":"a","range":"b","components":[],"duration":"c"}]`
+	}
+	type bound struct {
+		name, body string
+		want       string // "" accepted, else "loc type"
+	}
+	tests := []bound{
+		{"level 1", withField("level", "1"), ""},
+		{"level 20", withField("level", "20"), ""},
+		{"level 0", withField("level", "0"), "body.level greater_than_equal"},
+		{"level 21", withField("level", "21"), "body.level less_than_equal"},
+		{"spell level 0", withField("spells", spellLevel("0")), ""},
+		{"spell level 9", withField("spells", spellLevel("9")), ""},
+		{"spell level -1", withField("spells", spellLevel("-1")), "body.spells.0.level greater_than_equal"},
+		{"spell level 10", withField("spells", spellLevel("10")), "body.spells.0.level less_than_equal"},
+	}
+	for _, a := range abilityNames {
+		tests = append(tests,
+			bound{a + " 1", withField("ability_scores", abilities(a, "1")), ""},
+			bound{a + " 30", withField("ability_scores", abilities(a, "30")), ""},
+			bound{a + " 0", withField("ability_scores", abilities(a, "0")), "body.ability_scores." + a + " greater_than_equal"},
+			bound{a + " 31", withField("ability_scores", abilities(a, "31")), "body.ability_scores." + a + " less_than_equal"})
+	}
+	for _, f := range []string{"hit_points", "armor_class", "speed"} {
+		tests = append(tests,
+			bound{f + " 0", withField(f, "0"), ""},
+			bound{f + " -1", withField(f, "-1"), "body." + f + " greater_than_equal"})
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := do(heroMux(newMemoryStore()), http.MethodPost, "/api/heroes/", tc.body)
+			if tc.want == "" {
+				if w.Code != http.StatusCreated {
+					t.Fatalf("POST = %d %.300s; want 201", w.Code, w.Body)
+				}
+				return
+			}
+			if got := problems(t, w); len(got) != 1 || locString(got[0].Loc)+" "+got[0].Type != tc.want {
+				t.Errorf("problems = %+v; want one %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestNewHeroIDIsUUIDv4 checks new ids are random UUIDs of version 4 and
+// variant 10 (RFC 9562 §4.1, §5.4), lowercase, and different each time.
+func TestNewHeroIDIsUUIDv4(t *testing.T) {
+	pattern := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	seen := map[string]bool{}
+	for range 1000 {
+		id := newHeroID()
+		if !pattern.MatchString(id) {
+			t.Fatalf("newHeroID() = %q; want a lowercase UUIDv4 (version nibble 4, variant 8, 9, a or b)", id)
+		}
+		if seen[id] {
+			t.Fatalf("newHeroID() repeated %q", id)
+		}
+		seen[id] = true
+	}
+}
+
+// flakyStore is a memory store whose Ready fails while down is set.
+type flakyStore struct {
+	*localStore
+	down *atomic.Bool
+}
+
+// Ready fails with errStoreUnavailable while s.down is set.
+func (s flakyStore) Ready(ctx context.Context) error {
+	if s.down.Load() {
+		return fmt.Errorf("%w: test store is down", errStoreUnavailable)
+	}
+	return s.localStore.Ready(ctx)
+}
+
+// TestReadyzFollowsStore checks /readyz through newServer: 503 with
+// Retry-After naming the store while the store cannot be reached, 200 once
+// it answers again (the signing keys are loaded first, so only the store
+// decides).
+func TestReadyzFollowsStore(t *testing.T) {
+	p := newTestIDP(t)
+	cfg := p.config(t, nil)
+	logger := discardLogger()
+	client := &http.Client{Timeout: 5 * time.Second}
+	prov := newProvider(cfg, client, logger)
+	v := newVerifier(cfg, prov, newKeySet(cfg, prov, client, logger), time.Now)
+	af, err := newAuthFlow(cfg, prov, v, client, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var down atomic.Bool
+	h := newServer(logger, cfg, prov, v, af, flakyStore{newMemoryStore(), &down}, nil)
+	r := httptest.NewRequest(http.MethodGet, "/api/heroes/", nil)
+	r.Header.Set("Authorization", "Bearer "+p.token(t, nil))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r) // loads the discovery document and the keys
+	if w.Code != http.StatusOK {
+		t.Fatalf("GET /api/heroes/ = %d %s; want 200", w.Code, w.Body)
+	}
+	tests := []struct {
+		name      string
+		down      bool
+		want      int
+		wantRetry bool
+	}{
+		{"store unreachable is not ready", true, http.StatusServiceUnavailable, true},
+		{"store answering again is ready", false, http.StatusOK, false},
+		{"store unreachable again is not ready", true, http.StatusServiceUnavailable, true},
+	}
+	for _, tc := range tests {
+		down.Store(tc.down)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		if w.Code != tc.want || (w.Header().Get("Retry-After") != "") != tc.wantRetry {
+			t.Errorf("%s: /readyz = %d (Retry-After %q) %s; want %d", tc.name, w.Code, w.Header().Get("Retry-After"), w.Body, tc.want)
+		}
+		if tc.down && !strings.Contains(w.Body.String(), `"store":"unavailable"`) {
+			t.Errorf("%s: /readyz body %s does not name the store", tc.name, w.Body)
+		}
 	}
 }

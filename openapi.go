@@ -109,7 +109,7 @@ func openAPIPaths(read, create, admin string) obj {
 			"requestBody": heroBody(),
 			"responses": heroResponses(obj{"201": withETag(jsonResponse("The created hero; Location names it", ref("Hero")), obj{
 				"Location": obj{"description": "/api/heroes/{id} of the new hero", "schema": obj{"type": "string"}},
-			})}, "413", "415", "422", "503"),
+			})}, "413", "415", "422"),
 		}
 	}
 	return obj{
@@ -118,7 +118,7 @@ func openAPIPaths(read, create, admin string) obj {
 		"/healthz": obj{"get": obj{"summary": "Liveness", "operationId": "healthz", "tags": []string{"service"},
 			"responses": obj{"200": jsonResponse("The process is alive", obj{"type": "object"})}}},
 		"/readyz": obj{"get": obj{"summary": "Readiness: signing keys loaded and store reachable", "operationId": "readyz", "tags": []string{"service"},
-			"responses": obj{"200": jsonResponse("Ready", obj{"type": "object"}), "503": jsonResponse("Not ready", obj{"type": "object"})}}},
+			"responses": obj{"200": jsonResponse("Ready", obj{"type": "object"}), "503": withRetryAfter(jsonResponse("Not ready: names the check that failed", obj{"type": "object"}))}}},
 		"/openapi.json": obj{"get": obj{"summary": "This document", "operationId": "openapi", "tags": []string{"service"},
 			"responses": obj{"200": jsonResponse("OpenAPI 3.1 document", obj{"type": "object"})}}},
 		"/auth/login": obj{"get": obj{"summary": "Start the sign-in (redirects to Entra ID)", "operationId": "login", "tags": []string{"auth"},
@@ -135,19 +135,19 @@ func openAPIPaths(read, create, admin string) obj {
 		"/api/heroes/{id}": obj{
 			"parameters": []obj{ref("HeroID", "parameters")},
 			"get": obj{"summary": "Get a hero", "operationId": "getHero", "tags": []string{"heroes"}, "security": secured(read),
-				"responses": heroResponses(obj{"200": withETag(jsonResponse("The hero", ref("Hero")), nil)}, "404", "503")},
+				"responses": heroResponses(obj{"200": withETag(jsonResponse("The hero", ref("Hero")), nil)}, "404")},
 			"put": obj{"summary": "Replace a hero", "operationId": "replaceHero", "tags": []string{"heroes"}, "security": secured(create),
 				"parameters":  []obj{ifMatchParam()},
 				"requestBody": heroBody(),
-				"responses":   heroResponses(obj{"200": withETag(jsonResponse("The replaced hero", ref("Hero")), nil)}, "400", "404", "409", "413", "415", "422", "503")},
+				"responses":   heroResponses(obj{"200": withETag(jsonResponse("The replaced hero", ref("Hero")), nil)}, "400", "404", "409", "413", "415", "422")},
 			"delete": obj{"summary": "Delete a hero", "operationId": "deleteHero", "tags": []string{"heroes"}, "security": secured(admin),
 				"parameters": []obj{ifMatchParam()},
-				"responses":  heroResponses(obj{"200": jsonResponse("Deleted", ref("Message"))}, "400", "404", "409", "503")},
+				"responses":  heroResponses(obj{"200": jsonResponse("Deleted", ref("Message"))}, "400", "404", "409")},
 		},
 		"/api/heroes-fireball-low-ac": obj{"get": obj{
 			"summary":     "Heroes who know Fireball and have armor class below 20",
 			"operationId": "fireballLowAC", "tags": []string{"heroes"}, "security": secured(read),
-			"responses": heroResponses(obj{"200": jsonResponse("Matching heroes ordered by id", obj{"type": "array", "items": ref("Hero")})}, "503"),
+			"responses": heroResponses(obj{"200": jsonResponse("Matching heroes ordered by id", obj{"type": "array", "items": ref("Hero")})}),
 		}},
 	}
 }
@@ -187,7 +187,7 @@ func withETag(resp, headers obj) obj {
 // ifMatchParam is the optional If-Match header of PUT and DELETE.
 func ifMatchParam() obj {
 	return obj{"name": "If-Match", "in": "header", "required": false, "schema": obj{"type": "string"},
-		"description": "* or a comma-separated list of the hero's ETags, exactly as the ETag header gave them (RFC 9110 §13.1.1); several If-Match lines count as one list. The change goes through when * is given or any listed tag is the current ETag, else 409; a malformed If-Match is 400."}
+		"description": "* or a comma-separated list of the hero's ETags, exactly as the ETag header gave them (RFC 9110 §13.1.1); several If-Match lines count as one list. The change goes through when * is given or any listed tag is the current ETag (strong comparison: a weak W/\"…\" tag never matches), else 409; a malformed If-Match is 400."}
 }
 
 // heroBody is the request body of POST and PUT.
@@ -196,18 +196,25 @@ func heroBody() obj {
 }
 
 // heroResponses adds to ok the error answers every protected hero route can
-// give (401, 403) and the listed extra statuses.
+// give, and the listed extra statuses. Every route can answer: 400 for a
+// malformed Authorization header (RFC 6750 §3.1 invalid_request), 401, 403
+// (requireAuth); 502 when the store gives an answer that makes no sense;
+// 503 with Retry-After when the store or the identity provider's keys are
+// unavailable. The extras are 400 (also for a malformed If-Match), 404, 409,
+// 413, 415 and 422 (the validation shape; for a list, bad limit or offset).
 func heroResponses(ok obj, extra ...string) obj {
 	desc := map[string]string{
-		"400": "Malformed If-Match",
+		"400": "Malformed If-Match or Authorization header",
 		"404": "Hero not found",
 		"409": "If-Match does not match the hero's current ETag",
 		"413": "Body larger than 1 MiB",
 		"415": "Content-Type is not application/json",
-		"503": "Store or identity provider unavailable (Retry-After)",
 	}
+	ok["400"] = errorResponse("Malformed Authorization header")
 	ok["401"] = errorResponse("Missing or invalid bearer token (WWW-Authenticate names the check)")
 	ok["403"] = errorResponse("The token lacks the permission")
+	ok["502"] = errorResponse("The hero store gave an unexpected answer")
+	ok["503"] = withRetryAfter(errorResponse("Store or identity provider unavailable; retry after Retry-After seconds"))
 	for _, s := range extra {
 		if s == "422" {
 			ok[s] = jsonResponse("Validation problems, every one listed (FastAPI's shape)", ref("HTTPValidationError"))
@@ -216,6 +223,13 @@ func heroResponses(ok obj, extra ...string) obj {
 		ok[s] = errorResponse(desc[s])
 	}
 	return ok
+}
+
+// withRetryAfter adds the Retry-After header (RFC 9110 §10.2.3, delay in
+// seconds) to a 503 response.
+func withRetryAfter(resp obj) obj {
+	resp["headers"] = obj{"Retry-After": obj{"description": "Seconds to wait before retrying (RFC 9110 §10.2.3)", "schema": obj{"type": "integer", "minimum": 0}}}
+	return resp
 }
 
 // openAPISchemas are the hero schema and the error shapes.
@@ -263,7 +277,7 @@ func openAPISchemas() obj {
 				"personality_traits", "ideals", "bonds", "flaws"}},
 		"HeroInput": obj{"type": "object", "properties": heroProps(true), "additionalProperties": false,
 			"required":    []string{"name", "race", "level", "ability_scores", "equipment", "hit_points", "armor_class", "speed"},
-			"description": "A hero to create or replace. class_ (or its alias class) is required too.",
+			"description": "A hero to create or replace. class_ (or its alias class) is required too. As in FastAPI (pydantic v2 lax mode), an integer may also be sent as a string (\"5\") and a boolean as \"true\"/\"false\", \"yes\"/\"no\", \"on\"/\"off\", \"1\"/\"0\" or 1/0.",
 			"oneOf":       []obj{{"required": []string{"class_"}}, {"required": []string{"class"}}}},
 		"AbilityScores": obj{"type": "object", "additionalProperties": false,
 			"required": []string{"strength", "dexterity", "constitution", "intelligence", "wisdom", "charisma"},
@@ -283,7 +297,7 @@ func openAPISchemas() obj {
 		"ValidationError": obj{"type": "object", "required": []string{"loc", "msg", "type"}, "properties": obj{
 			"loc":  obj{"type": "array", "items": obj{"anyOf": []obj{{"type": "string"}, {"type": "integer"}}}},
 			"msg":  obj{"type": "string"},
-			"type": obj{"type": "string", "description": "pydantic's error type: missing, int_type, string_type, extra_forbidden, greater_than_equal, less_than_equal, string_too_long, too_long, json_invalid, …"},
+			"type": obj{"type": "string", "description": "pydantic's error type: missing, int_type, int_parsing, int_from_float, bool_type, bool_parsing, string_type, extra_forbidden, greater_than_equal, less_than_equal, string_too_long, too_long, json_invalid, …"},
 			"ctx":  obj{"type": "object"},
 		}},
 	}

@@ -221,3 +221,101 @@ func TestOpenAPIRefsResolve(t *testing.T) {
 	}
 	walk(doc)
 }
+
+// TestOpenAPIOperations checks each hero operation documents the permission
+// it needs as its oauth2 scope and every answer it can give: 400 (bad
+// Authorization, or If-Match), 401, 403, 502 and 503 with Retry-After for
+// all, 201 with Location and ETag for POST, 404, 409, 413, 415 and 422 where
+// the handler gives them.
+func TestOpenAPIOperations(t *testing.T) {
+	p := newTestIDP(t)
+	doc := fetchOpenAPI(t, p.config(t, nil))
+	common := []string{"400", "401", "403", "502", "503"}
+	tests := []struct {
+		path, method string
+		perm         string
+		statuses     []string
+	}{
+		{"/api/heroes/", "get", permRead, []string{"200", "422"}},
+		{"/api/heroes", "get", permRead, []string{"200", "422"}},
+		{"/api/heroes/", "post", permCreate, []string{"201", "413", "415", "422"}},
+		{"/api/heroes", "post", permCreate, []string{"201", "413", "415", "422"}},
+		{"/api/heroes/{id}", "get", permRead, []string{"200", "404"}},
+		{"/api/heroes/{id}", "put", permCreate, []string{"200", "404", "409", "413", "415", "422"}},
+		{"/api/heroes/{id}", "delete", permAdmin, []string{"200", "404", "409"}},
+		{"/api/heroes-fireball-low-ac", "get", permRead, []string{"200"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			op := dig(t, doc, "paths", tc.path, tc.method)
+			sec := dig(t, op, "security").([]any)
+			scopes := dig(t, sec[0], "oauth2").([]any)
+			if len(scopes) != 1 || scopes[0] != "api://"+testClientID+"/"+tc.perm {
+				t.Errorf("oauth2 scopes = %v; want [api://%s/%s]", scopes, testClientID, tc.perm)
+			}
+			responses := dig(t, op, "responses").(map[string]any)
+			for _, status := range append(slices.Clone(common), tc.statuses...) {
+				if _, ok := responses[status]; !ok {
+					t.Errorf("responses lack %s", status)
+				}
+			}
+			dig(t, responses, "503", "headers", "Retry-After")
+			if r, ok := responses["422"]; ok {
+				if got := dig(t, r, "content", "application/json", "schema", "$ref"); got != "#/components/schemas/HTTPValidationError" {
+					t.Errorf("422 schema = %v; want HTTPValidationError", got)
+				}
+			}
+			if _, ok := responses["201"]; ok {
+				dig(t, responses, "201", "headers", "Location")
+				dig(t, responses, "201", "headers", "ETag")
+			}
+		})
+	}
+	dig(t, doc, "paths", "/readyz", "get", "responses", "503", "headers", "Retry-After")
+}
+
+// TestOpenAPIConstraints checks the documented schemas carry the limits
+// validation applies (level 1–20, ability scores 1–30, non-negative hit
+// points, armor class and speed, spell level 0–9, 200 characters, 100
+// items) and the validation error shape (loc, msg, type required).
+func TestOpenAPIConstraints(t *testing.T) {
+	p := newTestIDP(t)
+	schemas := dig(t, fetchOpenAPI(t, p.config(t, nil)), "components", "schemas")
+	type constraint struct {
+		path []string
+		want any
+	}
+	tests := []constraint{
+		{[]string{"HeroInput", "properties", "level", "minimum"}, 1.0},
+		{[]string{"HeroInput", "properties", "level", "maximum"}, 20.0},
+		{[]string{"HeroInput", "properties", "hit_points", "minimum"}, 0.0},
+		{[]string{"HeroInput", "properties", "armor_class", "minimum"}, 0.0},
+		{[]string{"HeroInput", "properties", "speed", "minimum"}, 0.0},
+		{[]string{"HeroInput", "properties", "name", "maxLength"}, 200.0},
+		{[]string{"HeroInput", "properties", "spells", "maxItems"}, 100.0},
+		{[]string{"Equipment", "properties", "items", "maxItems"}, 100.0},
+		{[]string{"Spell", "properties", "level", "minimum"}, 0.0},
+		{[]string{"Spell", "properties", "level", "maximum"}, 9.0},
+		{[]string{"Spell", "properties", "components", "maxItems"}, 100.0},
+	}
+	for _, ability := range abilityNames {
+		tests = append(tests,
+			constraint{[]string{"AbilityScores", "properties", ability, "minimum"}, 1.0},
+			constraint{[]string{"AbilityScores", "properties", ability, "maximum"}, 30.0})
+	}
+	for _, tc := range tests {
+		if got := dig(t, schemas, tc.path...); got != tc.want {
+			t.Errorf("%s = %v; want %v", strings.Join(tc.path, "."), got, tc.want)
+		}
+	}
+	required := dig(t, schemas, "ValidationError", "required").([]any)
+	for _, f := range []string{"loc", "msg", "type"} {
+		if !slices.Contains(required, any(f)) {
+			t.Errorf("ValidationError.required = %v; want %s in it", required, f)
+		}
+		dig(t, schemas, "ValidationError", "properties", f)
+	}
+}
+
+// abilityNames are the six ability score names.
+var abilityNames = []string{"strength", "dexterity", "constitution", "intelligence", "wisdom", "charisma"}

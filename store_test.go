@@ -649,3 +649,156 @@ func TestFileStoreCorruptMessages(t *testing.T) {
 		})
 	}
 }
+
+// syncEvent is one call of the file store's fsync hook: what was synced
+// and what the heroes file and the synced file held at that moment.
+type syncEvent struct {
+	kind        string // "temp" or "dir"
+	pathContent []byte // the heroes file (nil when missing)
+	tempContent []byte // the synced temporary file; nil for the folder
+}
+
+// TestFileStoreDurableWrite checks how every change reaches the disk:
+// a new file each time (its inode changes: written aside and renamed over,
+// never rewritten in place), the temporary file synced with the full new
+// content while the heroes file still holds the old one, then the rename,
+// then the folder synced once the heroes file holds the new content; no
+// temporary file is left. A failing fsync of the temporary file refuses the
+// change and leaves the heroes file as it was.
+func TestFileStoreDurableWrite(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "heroes.json")
+	s, err := openFileStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var events []syncEvent
+	var failTemp bool
+	s.fsync = func(f *os.File) error {
+		e := syncEvent{kind: "temp"}
+		if f.Name() == dir {
+			e.kind = "dir"
+		} else {
+			if filepath.Dir(f.Name()) != dir || !strings.HasPrefix(filepath.Base(f.Name()), ".heroes.json.tmp-") {
+				t.Errorf("synced %s; want a temporary file beside %s", f.Name(), path)
+			}
+			e.tempContent, _ = os.ReadFile(f.Name())
+		}
+		e.pathContent, _ = os.ReadFile(path) // nil before the first write
+		events = append(events, e)
+		if failTemp && e.kind == "temp" {
+			return errors.New("test: fsync failed")
+		}
+		return f.Sync()
+	}
+	a, b := testHero(newHeroID(), "A"), testHero(newHeroID(), "B")
+	changes := []struct {
+		name   string
+		change func() error
+	}{
+		{"first create", func() error { _, err := s.Create(ctx, a); return err }},
+		{"second create", func() error { _, err := s.Create(ctx, b); return err }},
+		{"replace", func() error { a.Name = "A2"; _, err := s.Replace(ctx, a, ""); return err }},
+		{"delete", func() error { return s.Delete(ctx, b.ID, "") }},
+	}
+	var before os.FileInfo
+	for _, c := range changes {
+		events = nil
+		old, _ := os.ReadFile(path)
+		if err := c.change(); err != nil {
+			t.Fatalf("%s = %v", c.name, err)
+		}
+		now, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(events) != 2 || events[0].kind != "temp" || events[1].kind != "dir" {
+			t.Fatalf("%s synced %d times (%v); want the temporary file, then the folder", c.name, len(events), events)
+		}
+		if !bytes.Equal(events[0].tempContent, now) || !bytes.Equal(events[0].pathContent, old) {
+			t.Errorf("%s: the temporary file was not synced with the new content before the rename", c.name)
+		}
+		if !bytes.Equal(events[1].pathContent, now) {
+			t.Errorf("%s: the folder was synced before the rename", c.name)
+		}
+		info, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if before != nil && os.SameFile(before, info) {
+			t.Errorf("%s rewrote the heroes file in place; want a new file renamed over it", c.name)
+		}
+		before = info
+	}
+
+	failTemp = true
+	old, _ := os.ReadFile(path)
+	if _, err := s.Create(ctx, testHero(newHeroID(), "C")); !errors.Is(err, errStoreUnavailable) {
+		t.Errorf("Create() with a failing fsync = %v; want errStoreUnavailable", err)
+	}
+	if now, _ := os.ReadFile(path); !bytes.Equal(now, old) {
+		t.Errorf("a change whose fsync failed reached the heroes file")
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != "heroes.json" && e.Name() != "heroes.json.lock" {
+			t.Errorf("folder holds %s; want no temporary file left", e.Name())
+		}
+	}
+}
+
+// TestFileStoreConcurrentCreatesSurviveReopen creates heroes from several
+// goroutines at once, then reopens the file: every acknowledged hero is in
+// it. Without the single writer lock, writers working from the same old
+// content would overwrite each other's files and lose heroes.
+func TestFileStoreConcurrentCreatesSurviveReopen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "heroes.json")
+	s, err := openFileStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 8, 12
+	acked := make([][]string, writers)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				h := testHero(newHeroID(), fmt.Sprintf("w%d-%d", w, i))
+				if _, err := s.Create(ctx, h); err != nil {
+					t.Errorf("Create() = %v", err)
+					return
+				}
+				acked[w] = append(acked[w], h.ID)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := openFileStore(path)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer r.Close()
+	var want []string
+	for _, ids := range acked {
+		want = append(want, ids...)
+	}
+	slices.Sort(want)
+	got, err := r.List(ctx, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := heroIDs(got); !slices.Equal(ids, want) {
+		t.Errorf("reopened file holds %d heroes; want the %d acknowledged", len(ids), len(want))
+	}
+}

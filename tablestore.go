@@ -316,7 +316,8 @@ func isLoopbackHost(host string) bool {
 // and TableNotFound → errStoreUnavailable; 404 on one entity →
 // errHeroNotFound (on anything else, such as the table itself, the endpoint
 // is wrong: errStoreUnavailable); 412 and EntityAlreadyExists →
-// errHeroConflict; 413 and the size codes → errHeroTooLarge.
+// errHeroConflict; 413 and the size codes → errHeroTooLarge; any other
+// answer (such as 400 InvalidInput) → errStoreBadAnswer.
 type tableError struct {
 	Op     string // what the store was doing, e.g. "replace hero"
 	Status int    // HTTP status
@@ -335,7 +336,7 @@ func (e *tableError) Error() string {
 	return msg
 }
 
-// Unwrap returns the store error the answer means, or nil.
+// Unwrap returns the store error the answer means.
 func (e *tableError) Unwrap() error {
 	switch {
 	case e.Status == http.StatusTooManyRequests, e.Status >= 500,
@@ -352,7 +353,7 @@ func (e *tableError) Unwrap() error {
 		e.Code == "EntityTooLarge", e.Code == "RequestBodyTooLarge":
 		return errHeroTooLarge
 	}
-	return nil
+	return errStoreBadAnswer
 }
 
 // isAuthError reports whether err is the service refusing our credentials.
@@ -395,7 +396,9 @@ type tableResponse struct {
 
 // do signs and sends r and reads the answer. It returns a *tableError for a
 // non-2xx status, an error wrapping errStoreUnavailable when the service
-// cannot be reached in time, and the caller's context error when ctx ends.
+// cannot be reached in time, one wrapping errStoreBadAnswer for a 2xx
+// answer over maxTableResponse bytes, and the caller's context error when
+// ctx ends.
 func (s *tableStore) do(ctx context.Context, r tableRequest) (tableResponse, error) {
 	callCtx, cancel := context.WithTimeout(ctx, tableCallTimeout)
 	defer cancel()
@@ -415,11 +418,13 @@ func (s *tableStore) do(ctx context.Context, r tableRequest) (tableResponse, err
 	if err != nil {
 		return tableResponse{}, fmt.Errorf("table: %s: reading the answer: %w: %w", r.op, errStoreUnavailable, err)
 	}
-	if len(data) > maxTableResponse {
-		return tableResponse{}, fmt.Errorf("table: %s: answer larger than %d bytes", r.op, maxTableResponse)
-	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		// Judged by its status even when over the cap: the code comes
+		// from the header or the start of the body.
 		return tableResponse{}, &tableError{Op: r.op, Status: resp.StatusCode, Code: errorCode(resp.Header, data), Entity: r.entity}
+	}
+	if len(data) > maxTableResponse {
+		return tableResponse{}, fmt.Errorf("table: %s: answer larger than %d bytes: %w", r.op, maxTableResponse, errStoreBadAnswer)
 	}
 	return tableResponse{status: resp.StatusCode, header: resp.Header, body: data}, nil
 }
@@ -495,22 +500,38 @@ func errorCode(h http.Header, body []byte) string {
 func (resp tableResponse) decodeJSON(op string, v any) error {
 	mt, _, err := mime.ParseMediaType(resp.header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
-		return fmt.Errorf("table: %s: answer is not application/json", op)
+		return fmt.Errorf("table: %s: answer is not application/json: %w", op, errStoreBadAnswer)
 	}
 	if err := json.Unmarshal(resp.body, v); err != nil {
-		return fmt.Errorf("table: %s: malformed answer: %w", op, err)
+		return fmt.Errorf("table: %s: malformed answer: %w: %w", op, errStoreBadAnswer, err)
 	}
 	return nil
 }
 
-// etag returns the answer's ETag header, or an error when it is missing.
+// etag returns the answer's ETag header in the API's strong form
+// (apiETag), or an error when it is missing.
 func (resp tableResponse) etag(op string) (string, error) {
 	etag := resp.header.Get("ETag")
 	if etag == "" {
-		return "", fmt.Errorf("table: %s: answer has no ETag", op)
+		return "", fmt.Errorf("table: %s: answer has no ETag: %w", op, errStoreBadAnswer)
 	}
-	return etag, nil
+	return apiETag(etag), nil
 }
+
+// apiETag turns an entity ETag of the Table service, which it writes as a
+// weak entity-tag (W/"datetime'2026-11-30T11%3A03%3A03.1234567Z'"), into
+// the strong entity-tag the API hands out ("datetime'…'"). Presenting it as
+// strong is honest: the service changes an entity's ETag on every write, so
+// two representations with the same tag are byte for byte the same hero
+// (RFC 9110 §8.8.1). A strong If-Match comparison (RFC 9110 §13.1.1) can
+// then match it, and a weak tag sent back by a client never does.
+func apiETag(serviceTag string) string { return strings.TrimPrefix(serviceTag, "W/") }
+
+// serviceETag is the inverse of apiETag: the If-Match value the Table
+// service expects for a strong entity-tag the API handed out. Every entity
+// ETag of the service (Azure Table Storage, Azurite, Cosmos DB for Table)
+// is weak, so the W/ is put back.
+func serviceETag(apiTag string) string { return "W/" + apiTag }
 
 // ensureTable creates the table unless it is known to exist ("Create
 // Table"); 409 TableAlreadyExists counts as success.
@@ -577,7 +598,7 @@ func heroEntity(h hero) (map[string]string, error) {
 func (e tableEntity) hero() (hero, error) {
 	var h hero
 	if err := json.Unmarshal([]byte(e.Hero), &h); err != nil {
-		return hero{}, fmt.Errorf("table: entity %q holds no hero: %w", e.RowKey, err)
+		return hero{}, fmt.Errorf("table: entity %q holds no hero: %w: %w", e.RowKey, errStoreBadAnswer, err)
 	}
 	h.ID = e.RowKey
 	return h, nil
@@ -676,7 +697,7 @@ func (s *tableStore) scan(ctx context.Context, op, filter, sel string, pageSize,
 	seen := 0
 	for pages := 0; seen < want; pages++ {
 		if pages == maxTablePages {
-			return fmt.Errorf("table: %s: more than %d pages", op, maxTablePages)
+			return fmt.Errorf("table: %s: more than %d pages: %w", op, maxTablePages, errStoreBadAnswer)
 		}
 		top := min(pageSize, want-seen)
 		q := "$filter=" + escapeTable(filter) + "&$select=" + escapeTable(sel) + "&$top=" + strconv.Itoa(top)
@@ -697,7 +718,7 @@ func (s *tableStore) scan(ctx context.Context, op, filter, sel string, pageSize,
 			return err
 		}
 		if len(page.Value) > top {
-			return fmt.Errorf("table: %s: page holds %d entities, asked for %d", op, len(page.Value), top)
+			return fmt.Errorf("table: %s: page holds %d entities, asked for %d: %w", op, len(page.Value), top, errStoreBadAnswer)
 		}
 		for _, e := range page.Value {
 			if err := visit(e); err != nil {
@@ -730,7 +751,7 @@ func (s *tableStore) Get(ctx context.Context, id string) (hero, string, error) {
 		return hero{}, "", err
 	}
 	if e.RowKey != id {
-		return hero{}, "", fmt.Errorf("table: %s: answer holds another entity", op)
+		return hero{}, "", fmt.Errorf("table: %s: answer holds another entity: %w", op, errStoreBadAnswer)
 	}
 	etag, err := resp.etag(op)
 	if err != nil {
@@ -772,7 +793,7 @@ func (s *tableStore) Replace(ctx context.Context, h hero, ifMatch string) (strin
 	if !sendableETag(ifMatch) {
 		return "", s.mismatch(ctx, h.ID, ifMatch, nil)
 	}
-	resp, err := s.call(ctx, tableRequest{op: op, method: http.MethodPut, path: s.entityPath(h.ID), entity: true, ifMatch: orAny(ifMatch), body: entity})
+	resp, err := s.call(ctx, tableRequest{op: op, method: http.MethodPut, path: s.entityPath(h.ID), entity: true, ifMatch: serviceIfMatch(ifMatch), body: entity})
 	if err != nil {
 		return "", s.mismatch(ctx, h.ID, ifMatch, err)
 	}
@@ -789,7 +810,7 @@ func (s *tableStore) Delete(ctx context.Context, id string, ifMatch string) erro
 	if !sendableETag(ifMatch) {
 		return s.mismatch(ctx, id, ifMatch, nil)
 	}
-	_, err := s.call(ctx, tableRequest{op: "delete hero", method: http.MethodDelete, path: s.entityPath(id), entity: true, ifMatch: orAny(ifMatch)})
+	_, err := s.call(ctx, tableRequest{op: "delete hero", method: http.MethodDelete, path: s.entityPath(id), entity: true, ifMatch: serviceIfMatch(ifMatch)})
 	if err != nil {
 		return s.mismatch(ctx, id, ifMatch, err)
 	}
@@ -800,10 +821,12 @@ func (s *tableStore) Delete(ctx context.Context, id string, ifMatch string) erro
 const maxETagBytes = 256
 
 // sendableETag reports whether ifMatch can go into an If-Match header: at
-// most maxETagBytes of printable ASCII. Any other value cannot name a stored
-// version, which are all of that form.
+// most maxETagBytes of printable ASCII, and not a weak entity-tag. Any other
+// value cannot name a stored version: every etag this store hands out is of
+// that form, and a weak tag never matches under If-Match's strong
+// comparison (RFC 9110 §13.1.1), even the weak form of the current one.
 func sendableETag(ifMatch string) bool {
-	if len(ifMatch) > maxETagBytes {
+	if len(ifMatch) > maxETagBytes || strings.HasPrefix(ifMatch, "W/") {
 		return false
 	}
 	for i := 0; i < len(ifMatch); i++ {
@@ -818,7 +841,8 @@ func sendableETag(ifMatch string) bool {
 // (400) or that was not sent because ifMatch cannot be a stored version
 // (err nil). The service only accepts entity-tags in its own format (such as
 // W/"datetime'…'"), so an If-Match in another format, which can match no
-// stored version, comes back 400 rather than 412. It reads the entity: absent
+// stored version, comes back 400 rather than 412. ifMatch and the etag read
+// are both in the API's strong form (apiETag). It reads the entity: absent
 // → errHeroNotFound; present under another etag → errHeroConflict; else err
 // stands. Any other err is returned as it is.
 func (s *tableStore) mismatch(ctx context.Context, id, ifMatch string, err error) error {
@@ -838,12 +862,14 @@ func (s *tableStore) mismatch(ctx context.Context, id, ifMatch string, err error
 	return err
 }
 
-// orAny returns etag, or "*" (any version) when etag is empty.
-func orAny(etag string) string {
-	if etag == "" {
+// serviceIfMatch is the If-Match header sent to the service for a store
+// ifMatch: "*" (any version) for "" or "*", else the entity-tag in the
+// service's own form (serviceETag).
+func serviceIfMatch(ifMatch string) string {
+	if ifMatch == "" || ifMatch == "*" {
 		return "*"
 	}
-	return etag
+	return serviceETag(ifMatch)
 }
 
 // Ready reports whether the table can be read: it creates the table if

@@ -336,7 +336,9 @@ func tableJSON(w http.ResponseWriter, etag string, v any) {
 func TestTableStoreRequests(t *testing.T) {
 	ctx := context.Background()
 	h := testHero("1b4e28ba-2fa1-41d2-883f-0016d3cca427", "Gandalf")
+	// etag is the service's form; the store hands out and takes apiTag.
 	const etag = `W/"datetime'2026-11-30T10%3A00%3A00.0000000Z'"`
+	const apiTag = `"datetime'2026-11-30T10%3A00%3A00.0000000Z'"`
 	tests := []struct {
 		name      string
 		call      func(s *tableStore) error
@@ -353,9 +355,9 @@ func TestTableStoreRequests(t *testing.T) {
 			http.MethodGet, "/fakeacct/heroes(PartitionKey=%27heroes%27,RowKey=%27" + h.ID + "%27)", nil, "", false, false},
 		{"replace without etag sends If-Match *", func(s *tableStore) error { _, err := s.Replace(ctx, h, ""); return err },
 			http.MethodPut, "/fakeacct/heroes(PartitionKey=%27heroes%27,RowKey=%27" + h.ID + "%27)", nil, "*", true, false},
-		{"replace with etag sends it in If-Match", func(s *tableStore) error { _, err := s.Replace(ctx, h, etag); return err },
+		{"replace with etag sends it in If-Match in the service's form", func(s *tableStore) error { _, err := s.Replace(ctx, h, apiTag); return err },
 			http.MethodPut, "/fakeacct/heroes(PartitionKey=%27heroes%27,RowKey=%27" + h.ID + "%27)", nil, etag, true, false},
-		{"delete with etag sends it in If-Match", func(s *tableStore) error { return s.Delete(ctx, h.ID, etag) },
+		{"delete with etag sends it in If-Match in the service's form", func(s *tableStore) error { return s.Delete(ctx, h.ID, apiTag) },
 			http.MethodDelete, "/fakeacct/heroes(PartitionKey=%27heroes%27,RowKey=%27" + h.ID + "%27)", nil, etag, false, false},
 		{"key quotes are doubled and escaped", func(s *tableStore) error { return s.Delete(ctx, "o'brien x", "") },
 			http.MethodDelete, "/fakeacct/heroes(PartitionKey=%27heroes%27,RowKey=%27o%27%27brien%20x%27)", nil, "*", false, false},
@@ -428,8 +430,8 @@ func TestTableStoreErrorMapping(t *testing.T) {
 		"list":    func(s *tableStore) error { _, err := s.List(ctx, 0, 10); return err },
 		"get":     func(s *tableStore) error { _, _, err := s.Get(ctx, h.ID); return err },
 		"create":  func(s *tableStore) error { _, err := s.Create(ctx, h); return err },
-		"replace": func(s *tableStore) error { _, err := s.Replace(ctx, h, `W/"x"`); return err },
-		"delete":  func(s *tableStore) error { return s.Delete(ctx, h.ID, `W/"x"`) },
+		"replace": func(s *tableStore) error { _, err := s.Replace(ctx, h, `"x"`); return err },
+		"delete":  func(s *tableStore) error { return s.Delete(ctx, h.ID, `"x"`) },
 		"ready":   func(s *tableStore) error { return s.Ready(ctx) },
 	}
 	tests := []struct {
@@ -451,9 +453,10 @@ func TestTableStoreErrorMapping(t *testing.T) {
 		{"existing entity (409) is a conflict", []string{"create"}, 409, "EntityAlreadyExists", errHeroConflict},
 		{"entity too large (413) is too large", []string{"create", "replace"}, 413, "RequestBodyTooLarge", errHeroTooLarge},
 		{"property too large (400) is too large", []string{"create", "replace"}, 400, "PropertyValueTooLarge", errHeroTooLarge},
-		{"other 400 is a plain error", []string{"list", "get", "create", "replace", "delete"}, 400, "InvalidInput", nil},
+		{"other 400 is a bad answer", []string{"list", "get", "create", "replace", "delete"}, 400, "InvalidInput", errStoreBadAnswer},
+		{"unexpected 409 is a bad answer", []string{"get", "list"}, 409, "SomethingElse", errStoreBadAnswer},
 	}
-	sentinels := []error{errStoreUnavailable, errHeroNotFound, errHeroConflict, errHeroTooLarge}
+	sentinels := []error{errStoreUnavailable, errHeroNotFound, errHeroConflict, errHeroTooLarge, errStoreBadAnswer}
 	for _, tc := range tests {
 		for _, op := range tc.ops {
 			t.Run(tc.name+"/"+op, func(t *testing.T) {
@@ -477,7 +480,8 @@ func TestTableStoreErrorMapping(t *testing.T) {
 }
 
 // TestTableStoreBadAnswers checks that malformed or oversized answers are
-// errors (never a hero, never a panic) and name no store sentinel.
+// errors (never a hero, never a panic) wrapping errStoreBadAnswer (502) and
+// no other store sentinel.
 func TestTableStoreBadAnswers(t *testing.T) {
 	ctx := context.Background()
 	id := "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
@@ -543,10 +547,13 @@ func TestTableStoreBadAnswers(t *testing.T) {
 			if err == nil {
 				t.Fatal("call = nil; want an error")
 			}
-			for _, sentinel := range []error{errHeroNotFound, errHeroConflict, errHeroTooLarge} {
+			for _, sentinel := range []error{errHeroNotFound, errHeroConflict, errHeroTooLarge, errStoreUnavailable} {
 				if errors.Is(err, sentinel) {
 					t.Errorf("call = %v; want no %v", err, sentinel)
 				}
+			}
+			if !errors.Is(err, errStoreBadAnswer) {
+				t.Errorf("call = %v; want errStoreBadAnswer", err)
 			}
 		})
 	}
@@ -1010,6 +1017,7 @@ func TestTableStoreAzuriteForeignETags(t *testing.T) {
 	}{
 		{"opaque tag of another store conflicts", h.ID, `"stale"`, errHeroConflict},
 		{"service-format tag of no version conflicts", h.ID, `W/"datetime'2000-01-01T00%3A00%3A00.0000000Z'"`, errHeroConflict},
+		{"strong form of a tag of no version is sent and conflicts", h.ID, `"datetime'2000-01-01T00%3A00%3A00.0000000Z'"`, errHeroConflict},
 		{"tag that cannot be sent conflicts", h.ID, "W/\"\u00e9\"", errHeroConflict},
 		{"oversized tag conflicts", h.ID, `"` + strings.Repeat("a", 300) + `"`, errHeroConflict},
 		{"old tag of a deleted hero is not found", gone.ID, goneTag, errHeroNotFound},
@@ -1240,9 +1248,10 @@ func BenchmarkTableStoreGetAzurite(b *testing.B) {
 	}
 }
 
-// TestTableStoreAzuriteIfMatchThroughAPI checks the service's weak etags
-// (W/"datetime'…'") go out in ETag and come back in If-Match, alone or in a
-// list over several lines, as the same strings; that an empty If-Match line
+// TestTableStoreAzuriteIfMatchThroughAPI checks the service's etags go out
+// in ETag in strong form ("datetime'…'") and come back in If-Match, alone or
+// in a list over several lines, as the same strings; that their weak form
+// never matches; that an empty If-Match line
 // cannot hide a stale tag; and that a hero full of "<" is stored and
 // answered without HTML escaping.
 func TestTableStoreAzuriteIfMatchThroughAPI(t *testing.T) {
@@ -1253,8 +1262,8 @@ func TestTableStoreAzuriteIfMatchThroughAPI(t *testing.T) {
 		t.Fatalf("POST = %d %s; want 201 with the name unescaped", w.Code, w.Body)
 	}
 	loc, first := w.Header().Get("Location"), w.Header().Get("ETag")
-	if !strings.HasPrefix(first, `W/"datetime'`) {
-		t.Fatalf("ETag = %s; want the service's weak form", first)
+	if !strings.HasPrefix(first, `"datetime'`) {
+		t.Fatalf("ETag = %s; want the service's tag in strong form", first)
 	}
 	put := func(lines ...string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest(http.MethodPut, loc, strings.NewReader(validHeroJSON("<Tom & Jerry>")))
@@ -1277,6 +1286,7 @@ func TestTableStoreAzuriteIfMatchThroughAPI(t *testing.T) {
 		want  int
 	}{
 		{"the replaced etag is stale", []string{first}, http.StatusConflict},
+		{"the weak form of the current etag never matches", []string{"W/" + second}, http.StatusConflict},
 		{"an empty line then a stale etag", []string{"", first}, http.StatusConflict},
 		{"stale then current on two lines", []string{first, second}, http.StatusOK},
 	}
@@ -1288,5 +1298,165 @@ func TestTableStoreAzuriteIfMatchThroughAPI(t *testing.T) {
 	}
 	if got := do(h, http.MethodGet, loc, "").Body.String(); !strings.Contains(got, `"<Tom & Jerry>"`) {
 		t.Errorf("GET = %s; want the name unescaped", got)
+	}
+}
+
+// TestTableStoreETagsAreStrong checks the store hands out the service's weak
+// ETag (W/"datetime'…'") as a strong entity-tag, sends it back to the service
+// in the service's form, and never matches a weak If-Match, not even the
+// weak form of the current tag (RFC 9110 §13.1.1): that is a conflict and no
+// write is sent.
+func TestTableStoreETagsAreStrong(t *testing.T) {
+	ctx := context.Background()
+	h := testHero("1b4e28ba-2fa1-41d2-883f-0016d3cca427", "Strong")
+	const serviceTag = `W/"datetime'2026-11-30T10%3A00%3A00.0000000Z'"`
+	const apiTag = `"datetime'2026-11-30T10%3A00%3A00.0000000Z'"`
+	var mu sync.Mutex
+	var sentIfMatch []string
+	f, s := newFakeTable(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			data, _ := json.Marshal(h)
+			tableJSON(w, serviceTag, map[string]string{"PartitionKey": tablePartition, "RowKey": h.ID, "Hero": string(data)})
+			return
+		}
+		mu.Lock()
+		sentIfMatch = append(sentIfMatch, r.Header.Get("If-Match"))
+		mu.Unlock()
+		if im := r.Header.Get("If-Match"); im != "" && im != "*" && im != serviceTag {
+			tableFail(w, http.StatusPreconditionFailed, "UpdateConditionNotSatisfied")
+			return
+		}
+		w.Header().Set("ETag", serviceTag)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	etag, err := s.Create(ctx, h)
+	if err != nil || etag != apiTag {
+		t.Fatalf("Create() = %q, %v; want %q", etag, err, apiTag)
+	}
+	if _, etag, err := s.Get(ctx, h.ID); err != nil || etag != apiTag {
+		t.Fatalf("Get() etag = %q, %v; want %q", etag, err, apiTag)
+	}
+	tests := []struct {
+		name     string
+		ifMatch  string
+		want     error
+		wantSent []string // If-Match headers of the writes sent
+	}{
+		{"the strong tag goes back in the service's form", apiTag, nil, []string{serviceTag}},
+		{"no precondition sends *", "", nil, []string{"*"}},
+		{"the weak form of the current tag conflicts unsent", serviceTag, errHeroConflict, nil},
+		{"another weak tag conflicts unsent", `W/"other"`, errHeroConflict, nil},
+	}
+	for _, tc := range tests {
+		for _, op := range []string{"replace", "delete"} {
+			t.Run(tc.name+"/"+op, func(t *testing.T) {
+				mu.Lock()
+				sentIfMatch = nil
+				mu.Unlock()
+				before := f.writes.Load()
+				var err error
+				if op == "replace" {
+					var got string
+					got, err = s.Replace(ctx, h, tc.ifMatch)
+					if err == nil && got != apiTag {
+						t.Errorf("Replace() etag = %q; want %q", got, apiTag)
+					}
+				} else {
+					err = s.Delete(ctx, h.ID, tc.ifMatch)
+				}
+				if !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
+					t.Fatalf("%s(If-Match %s) = %v; want %v", op, tc.ifMatch, err, tc.want)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if !slices.Equal(sentIfMatch, tc.wantSent) {
+					t.Errorf("%s(If-Match %s) sent If-Match %q; want %q", op, tc.ifMatch, sentIfMatch, tc.wantSent)
+				}
+				if n := f.writes.Load() - before; n != int64(len(tc.wantSent)) {
+					t.Errorf("%s sent %d writes; want %d", op, n, len(tc.wantSent))
+				}
+			})
+		}
+	}
+}
+
+// TestTableStoreResponseCap checks the cap on the bytes read from one
+// answer of the service, 8 MiB written out as a literal so a change of the
+// constant shows here: an answer of exactly 8,388,608 bytes is read, one
+// byte more is refused because of its size (errStoreBadAnswer, and the
+// error says so).
+func TestTableStoreResponseCap(t *testing.T) {
+	const capBytes = 8388608
+	page := `{"value":[]}`
+	tests := []struct {
+		name    string
+		size    int
+		wantErr bool
+	}{
+		{"an answer of exactly the cap is read", capBytes, false},
+		{"an answer one byte over the cap is refused", capBytes + 1, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, s := newFakeTable(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				io.WriteString(w, page+strings.Repeat(" ", tc.size-len(page)))
+			})
+			got, err := s.List(context.Background(), 0, 10)
+			if !tc.wantErr {
+				if err != nil || len(got) != 0 {
+					t.Fatalf("List() = %v, %v; want no heroes, nil", got, err)
+				}
+				return
+			}
+			if !errors.Is(err, errStoreBadAnswer) || !strings.Contains(err.Error(), "larger than 8388608 bytes") {
+				t.Fatalf("List() = %v; want errStoreBadAnswer naming the 8388608-byte cap", err)
+			}
+		})
+	}
+}
+
+// TestTableStoreBadAnswersThroughAPI checks what an API client sees when the
+// Table service answers something that is neither success nor
+// unavailability (a 400 InvalidInput, an answer over the size cap): 502 Bad
+// Gateway with a generic detail, no Retry-After, never the storage text.
+func TestTableStoreBadAnswersThroughAPI(t *testing.T) {
+	tests := []struct {
+		name   string
+		answer http.HandlerFunc
+	}{
+		{"400 InvalidInput", func(w http.ResponseWriter, r *http.Request) { tableFail(w, http.StatusBadRequest, "InvalidInput") }},
+		{"answer over the size cap", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("ETag", `W/"x"`)
+			io.WriteString(w, `{"value":[],"x":"SERVICE-MESSAGE-TEXT`+strings.Repeat("a", maxTableResponse)+`"}`)
+		}},
+		{"HTML instead of JSON", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			io.WriteString(w, "<p>SERVICE-MESSAGE-TEXT</p>")
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, s := newFakeTable(t, tc.answer)
+			h := heroMux(s)
+			const loc = "/api/heroes/1b4e28ba-2fa1-41d2-883f-0016d3cca427"
+			for _, w := range []*httptest.ResponseRecorder{
+				do(h, http.MethodGet, "/api/heroes/", ""),
+				do(h, http.MethodGet, loc, ""),
+				do(h, http.MethodGet, "/api/heroes-fireball-low-ac", ""),
+			} {
+				if w.Code != http.StatusBadGateway || w.Header().Get("Retry-After") != "" {
+					t.Errorf("API answer = %d (Retry-After %q) %s; want 502 without Retry-After", w.Code, w.Header().Get("Retry-After"), w.Body)
+				}
+				if strings.Contains(w.Body.String(), "SERVICE-MESSAGE-TEXT") || strings.Contains(w.Body.String(), "InvalidInput") {
+					t.Errorf("API answer %s carries the storage text", w.Body)
+				}
+				if got := w.Body.String(); got != `{"detail":"The hero store gave an unexpected answer"}`+"\n" {
+					t.Errorf("API answer body = %s; want the generic detail", got)
+				}
+			}
+		})
 	}
 }
