@@ -381,18 +381,26 @@ func TestMalformedJSON(t *testing.T) {
 	}
 }
 
-// TestHeroListPaging checks limit and offset and their 422s.
-func TestHeroListPaging(t *testing.T) {
+// seededMemoryStore returns a memory store holding n test heroes and their
+// ids in ascending order (the list order).
+func seededMemoryStore(tb testing.TB, n int) (*localStore, []string) {
+	tb.Helper()
 	store := newMemoryStore()
-	var ids []string
-	for i := range 5 {
+	ids := make([]string, 0, n)
+	for i := range n {
 		h := testHero(newHeroID(), fmt.Sprint(i))
 		if _, err := store.Create(context.Background(), h); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		ids = append(ids, h.ID)
 	}
 	slices.Sort(ids)
+	return store, ids
+}
+
+// TestHeroListPaging checks limit and offset and their 422s.
+func TestHeroListPaging(t *testing.T) {
+	store, ids := seededMemoryStore(t, 5)
 	h := heroMux(store)
 	tests := []struct {
 		query   string
@@ -872,16 +880,7 @@ func FuzzLaxIntString(f *testing.F) {
 // 5): with 1,001 heroes stored, no limit gives exactly 100, limit=1000 gives
 // 1,000, and 1001 is refused.
 func TestHeroListLimits(t *testing.T) {
-	store := newMemoryStore()
-	var ids []string
-	for i := range 1001 {
-		h := testHero(newHeroID(), fmt.Sprint(i))
-		if _, err := store.Create(context.Background(), h); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, h.ID)
-	}
-	slices.Sort(ids)
+	store, ids := seededMemoryStore(t, 1001)
 	h := heroMux(store)
 	tests := []struct {
 		name    string
