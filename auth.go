@@ -1177,14 +1177,13 @@ func requireAuth(logger *slog.Logger, v *verifier, perm string) func(http.Handle
 				rejectBearer(w, logger, err)
 				return
 			}
+			notePrincipal(r.Context(), c) // the caller is known, allowed or not
 			if !hasPermission(c, perm) {
 				logger.Info("auth: bearer token lacks permission", "need", perm, "oid", c.ObjectID, "tid", c.TenantID)
 				challenge(w, http.StatusForbidden, "insufficient_scope", "the token does not grant "+perm, `, scope="`+perm+`"`)
 				return
 			}
-			ctx := context.WithValue(r.Context(), principalKey{}, c)
-			notePrincipal(r.Context(), c)
-			next.ServeHTTP(w, r.WithContext(ctx))
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, c)))
 		})
 	}
 }

@@ -471,3 +471,57 @@ func TestRoutePermissions(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownAfterGraceIsStillClean: a request that outlives SHUTDOWN_GRACE
+// is cut, and run still returns nil (exit 0) soon after the grace period.
+func TestShutdownAfterGraceIsStillClean(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	base, logs, stop := startRun(t, nil, p.getenv(map[string]string{"SHUTDOWN_GRACE": "1s"}))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readBody(t, resp)
+	io.WriteString(conn, "POST /auth/refresh HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nrefresh") // never finished
+	time.Sleep(200 * time.Millisecond)
+
+	start := time.Now()
+	if err := stop(); err != nil {
+		t.Errorf("run after the grace period = %v; want nil (exit 0)", err)
+	}
+	if took := time.Since(start); took < 900*time.Millisecond || took > 5*time.Second {
+		t.Errorf("run returned %v after cancel; want about the 1s grace period", took)
+	}
+	if !strings.Contains(logs.String(), "grace period over") {
+		t.Errorf("no log line says the grace period ran out")
+	}
+}
+
+// TestRequestLogNamesTheCallerOfA403: a valid token without the permission
+// still identifies its caller in the request's log line (oid, tid, azp).
+func TestRequestLogNamesTheCallerOfA403(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	var logs syncBuffer
+	h := newTestServer(t, p, nil, &logs)
+	r := bearer(httptest.NewRequest("DELETE", "/api/heroes/0b9c1b4e-6d55-4d36-9f37-2a7e0c2e3f10", nil), p.token(t, nil))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	if rec.Code != http.StatusForbidden {
+		t.Fatalf("DELETE with a Heroes.Read token = %d; want 403", rec.Code)
+	}
+	claims := p.claims(time.Now())
+	for _, want := range []string{`"status":403`, `"oid":"` + claims["oid"].(string), `"tid":"` + testTenant, `"azp":"` + claims["azp"].(string)} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("request log lacks %s: %s", want, logs.String())
+		}
+	}
+}

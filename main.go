@@ -48,7 +48,9 @@ const (
 )
 
 // run starts the service and blocks until ctx is cancelled or SIGINT/SIGTERM
-// arrives, then shuts down gracefully within config.ShutdownGrace. args are
+// arrives, then shuts down gracefully: it stops accepting, lets in-flight
+// requests finish for up to config.ShutdownGrace, cuts what still runs after
+// that, closes the store and returns nil. args are
 // the command line (args[0] is the program name); getenv reads the
 // environment. It returns errConfig-wrapped errors for bad settings and any
 // serve error other than http.ErrServerClosed.
@@ -150,7 +152,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+		// The grace period is over: cut the requests still running. The
+		// shutdown is still an orderly one, so run returns nil (exit 0).
+		logger.Warn("shutdown: grace period over; closing the connections still open", "err", err)
+		srv.Close()
 	}
 	return store.Close()
 }
