@@ -1568,7 +1568,7 @@ func checkTime(c *claims, now time.Time, skew time.Duration) error {
 	switch {
 	case !c.hasExp:
 		return fmt.Errorf("%w: no exp", errMalformedToken)
-	case now.After(c.Expiry.Add(skew)):
+	case !now.Before(c.Expiry.Add(skew)): // RFC 7519 §4.1.4: now must be before exp (plus leeway)
 		return fmt.Errorf("%w: at %s", errTokenExpired, c.Expiry.UTC().Format(time.RFC3339))
 	case !c.NotBefore.IsZero() && now.Add(skew).Before(c.NotBefore):
 		return fmt.Errorf("%w: until %s", errNotYetValid, c.NotBefore.UTC().Format(time.RFC3339))

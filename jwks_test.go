@@ -1683,3 +1683,26 @@ func FuzzProviderErrorText(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckTimeEdges: exactly at exp plus the leeway the token is expired
+// (RFC 7519 §4.1.4: the current time must be before exp); exactly at nbf
+// minus the leeway it is valid (§4.1.5: not before nbf).
+func TestCheckTimeEdges(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	skew := 5 * time.Minute
+	tests := []struct {
+		name string
+		c    claims
+		want error
+	}{
+		{"one second before exp+skew is valid", claims{hasExp: true, Expiry: now.Add(-skew + time.Second)}, nil},
+		{"exactly exp+skew is expired", claims{hasExp: true, Expiry: now.Add(-skew)}, errTokenExpired},
+		{"exactly nbf-skew is valid", claims{hasExp: true, Expiry: now.Add(time.Hour), NotBefore: now.Add(skew)}, nil},
+		{"one second before nbf-skew is not yet valid", claims{hasExp: true, Expiry: now.Add(time.Hour), NotBefore: now.Add(skew + time.Second)}, errNotYetValid},
+	}
+	for _, tc := range tests {
+		if err := checkTime(&tc.c, now, skew); !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
+			t.Errorf("%s: checkTime = %v; want %v", tc.name, err, tc.want)
+		}
+	}
+}

@@ -252,6 +252,12 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 func newServer(logger *slog.Logger, cfg config, prov *provider, v *verifier, af *authFlow, store heroStore, idp *devIDP) http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, logger, cfg, prov, v, af, store, idp)
+	return withMiddleware(logger, mux)
+}
+
+// withMiddleware wraps mux in what every answer goes through: JSON answers
+// for unrouted requests, panic recovery, security headers, the request log.
+func withMiddleware(logger *slog.Logger, mux *http.ServeMux) http.Handler {
 	var h http.Handler = routeErrors(mux)
 	h = recoverPanics(logger, h)
 	h = securityHeaders(h)

@@ -340,19 +340,19 @@ func BenchmarkHeroesListAuthenticated(b *testing.B) {
 }
 
 // BenchmarkHeroesListNoAuth is BenchmarkHeroesListAuthenticated's handler
-// with the bearer middleware bypassed: the same middleware chain and list
-// handler, no token.
+// with the bearer middleware bypassed: the same middleware chain
+// (withMiddleware), logger and list handler, no token.
 func BenchmarkHeroesListNoAuth(b *testing.B) {
 	p := newTestIDP(b)
 	cfg := p.config(b, nil)
-	logger := slog.New(slog.DiscardHandler)
+	logger := slog.New(slog.NewJSONHandler(io.Discard, nil)) // as newTestServer's
 	store, err := openStore(context.Background(), cfg, http.DefaultClient, logger)
 	if err != nil {
 		b.Fatal(err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /api/heroes/{$}", handleHeroList(logger, store))
-	url, client := benchServer(b, logRequests(logger, securityHeaders(recoverPanics(logger, mux))))
+	url, client := benchServer(b, withMiddleware(logger, mux))
 	benchGet(b, client, url+"/api/heroes/", func() string { return "" })
 }
 
