@@ -284,7 +284,11 @@ const restartLogin = "start again at /auth/login"
 // redirect: it keeps no session, and the tokens must not travel in a URL or a
 // cookie, so the answer names return_to (JSON "return_to", and a "Continue"
 // link on the HTML page) and the client goes there with its token.
-func (af *authFlow) handleCallback() http.Handler {
+//
+// heroes, when not nil, lets the HTML page show the first heroes the new
+// access token may read, so a person in a browser sees the API answer
+// without copying the token (a browser cannot send a bearer header itself).
+func (af *authFlow) handleCallback(heroes heroLister) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Referrer-Policy", "no-referrer")
@@ -311,13 +315,13 @@ func (af *authFlow) handleCallback() http.Handler {
 			af.fail(w, r, http.StatusBadRequest, "this sign-in is unknown, expired or already finished; "+restartLogin, "invalid_request", "")
 			return
 		}
-		af.finishLogin(w, r, ls, code)
+		af.finishLogin(w, r, ls, code, heroes)
 	})
 }
 
 // finishLogin redeems code for the login ls, verifies the tokens and answers
 // them.
-func (af *authFlow) finishLogin(w http.ResponseWriter, r *http.Request, ls loginState, code string) {
+func (af *authFlow) finishLogin(w http.ResponseWriter, r *http.Request, ls loginState, code string, heroes heroLister) {
 	ctx := r.Context()
 	md, err := af.p.metadata(ctx)
 	if err != nil {
@@ -358,7 +362,8 @@ func (af *authFlow) finishLogin(w http.ResponseWriter, r *http.Request, ls login
 		ans.ReturnTo = ""
 	}
 	if prefersHTML(r.Header.Get("Accept")) {
-		af.renderSignedIn(w, r, ans, idc)
+		names, note := af.heroesPreview(r.Context(), atc, heroes)
+		af.renderSignedIn(w, r, ans, idc, names, note)
 		return
 	}
 	writeJSON(w, http.StatusOK, ans)
@@ -1045,7 +1050,37 @@ func rangeSpecificity(rng, want string) int {
 }
 
 // renderSignedIn answers the callback with the signed-in HTML page.
-func (af *authFlow) renderSignedIn(w http.ResponseWriter, r *http.Request, ans tokenAnswer, idc *claims) {
+// heroLister is the part of the hero store the signed-in page reads.
+type heroLister interface {
+	List(ctx context.Context, offset, limit int) ([]hero, error)
+}
+
+// heroesPreview is what GET /api/heroes/?limit=10 would answer to the access
+// token atc, for the signed-in page: the heroes' names, or a sentence saying
+// why there are none to show. It applies the same permission rule as the
+// API (hasPermission) and reads nothing when heroes is nil.
+func (af *authFlow) heroesPreview(ctx context.Context, atc *claims, heroes heroLister) (names []string, note string) {
+	switch {
+	case heroes == nil:
+		return nil, ""
+	case !hasPermission(atc, permRead):
+		return nil, "This token does not grant " + permRead + ", so the API would answer 403."
+	}
+	list, err := heroes.List(ctx, 0, 10)
+	if err != nil {
+		af.logger.Warn("auth: heroes for the signed-in page", "err", err)
+		return nil, "The heroes could not be read just now."
+	}
+	for _, h := range list {
+		names = append(names, h.Name)
+	}
+	if len(names) == 0 {
+		return nil, "There are no heroes yet."
+	}
+	return names, ""
+}
+
+func (af *authFlow) renderSignedIn(w http.ResponseWriter, r *http.Request, ans tokenAnswer, idc *claims, heroNames []string, heroNote string) {
 	// The API lives next to the callback: REDIRECT_URI without its
 	// /auth/callback suffix (which keeps a reverse proxy's path prefix).
 	base := "http://localhost:8000"
@@ -1064,6 +1099,8 @@ func (af *authFlow) renderSignedIn(w http.ResponseWriter, r *http.Request, ans t
 		"RefreshToken": ans.RefreshToken,
 		"RefreshCurl":  "curl -X POST --data-urlencode 'refresh_token=" + ans.RefreshToken + "' " + base + "/auth/refresh",
 		"ReturnTo":     ans.ReturnTo,
+		"Heroes":       heroNames,
+		"HeroesNote":   heroNote,
 	})
 }
 
@@ -1120,6 +1157,8 @@ pre{background:#f4f4f4;padding:.75rem;overflow-x:auto;white-space:pre-wrap;word-
 <p>The access token expires in {{.ExpiresIn}} seconds, at {{.ExpiresAt}}.</p>
 <p>Call the API:</p>
 <pre>{{.Curl}}</pre>
+{{if or .Heroes .HeroesNote}}<p>What <code>GET /api/heroes/</code> answers with this token, first ten:</p>
+{{with .Heroes}}<ul>{{range .}}<li>{{.}}</li>{{end}}</ul>{{end}}{{with .HeroesNote}}<p>{{.}}</p>{{end}}{{end}}
 <details><summary>Access token</summary><pre>{{.Token}}</pre></details>
 {{with .RefreshToken}}<p>A refresh token was issued: POST it to <code>/auth/refresh</code> for a new access token when this one expires:</p>
 <pre>{{$.RefreshCurl}}</pre>

@@ -308,7 +308,7 @@ func newHarness(tb testing.TB, opts harnessOptions) *flowHarness {
 	h.mux = http.NewServeMux()
 	h.mux.Handle("GET /{$}", handleIndex(h.cfg))
 	h.mux.Handle("GET /auth/login", af.handleLogin())
-	h.mux.Handle("GET /auth/callback", af.handleCallback())
+	h.mux.Handle("GET /auth/callback", af.handleCallback(nil))
 	h.mux.Handle("POST /auth/refresh", af.handleRefresh())
 	h.mux.Handle("GET /auth/logout", af.handleLogout())
 	return h

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -24,16 +25,29 @@ var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([a-z_]+)" valu
 // formAction matches the sign-in form's action.
 var formAction = regexp.MustCompile(`<form[^>]* action="([^"]+)"`)
 
-// signInDev walks the whole flow of a -dev service at base as a browser
+// signInDev walks the whole flow of a -dev service at base as an API client
 // would: /auth/login → the dev provider's sign-in form → /auth/callback. It
 // signs in as user granting grants and returns the callback's JSON answer.
 func signInDev(t *testing.T, base, user string, grants ...string) tokenAnswer {
+	t.Helper()
+	body := signInDevAccepting(t, base, "application/json", user, grants...)
+	var ans tokenAnswer
+	if err := json.Unmarshal([]byte(body), &ans); err != nil || ans.AccessToken == "" {
+		t.Fatalf("callback answer %s: %v", body, err)
+	}
+	return ans
+}
+
+// signInDevAccepting walks the flow with the given Accept header on every
+// request, as a browser (text/html) or an API client would, and returns the
+// body of the callback's answer.
+func signInDevAccepting(t *testing.T, base, accept, user string, grants ...string) string {
 	t.Helper()
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	client := &http.Client{Jar: jar, Timeout: 10 * time.Second, Transport: acceptTransport(accept)}
 
 	resp, err := client.Get(base + "/auth/login")
 	if err != nil {
@@ -67,11 +81,16 @@ func signInDev(t *testing.T, base, user string, grants ...string) tokenAnswer {
 	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
 		t.Errorf("callback Cache-Control = %q; want no-store", cc)
 	}
-	var ans tokenAnswer
-	if err := json.Unmarshal([]byte(body), &ans); err != nil || ans.AccessToken == "" {
-		t.Fatalf("callback answer %s: %v", body, err)
-	}
-	return ans
+	return body
+}
+
+// acceptTransport sets the Accept header of every request it sends.
+type acceptTransport string
+
+func (a acceptTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Accept", string(a))
+	return http.DefaultTransport.RoundTrip(r)
 }
 
 // readBody reads and closes resp.Body (at most 1 MiB).
@@ -123,6 +142,14 @@ func TestEndToEndDev(t *testing.T) {
 		t.Fatalf("GET /api/heroes/ with the token = %d %s; want 200 and the seeded heroes", status, body)
 	}
 
+	t.Run("a browser sees the heroes list after signing in", func(t *testing.T) {
+		page := signInDevAccepting(t, base, "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8", "Ada Browser", permRead)
+		for _, want := range []string{"Signed in", "Ada Browser", "Elara Moonwhisper", "Authorization: Bearer"} {
+			if !strings.Contains(page, want) {
+				t.Errorf("signed-in page lacks %q:\n%s", want, page)
+			}
+		}
+	})
 	t.Run("no token is 401 with a bare challenge", func(t *testing.T) {
 		status, challenge, _ := call(t, "GET", base+"/api/heroes/", "", nil)
 		if status != http.StatusUnauthorized || !strings.HasPrefix(challenge, "Bearer realm=") || strings.Contains(challenge, "error=") {
@@ -187,6 +214,24 @@ func TestEndToEndDev(t *testing.T) {
 		t.Errorf("run after cancel = %v", err)
 	}
 	assertNoSecretsLogged(t, logs.String(), reader.AccessToken, reader.RefreshToken)
+	if !strings.Contains(logs.String(), "not for production") {
+		t.Errorf("-dev logged no warning that it is not for production")
+	}
+}
+
+// TestDevListensOnLoopbackOnly: -dev refuses an ADDR that is not loopback,
+// with a settings error, and without the flag /devidp/ does not exist.
+func TestDevListensOnLoopbackOnly(t *testing.T) {
+	getenv := func(k string) string { return map[string]string{"ADDR": "0.0.0.0:0"}[k] }
+	err := run(context.Background(), []string{"heroes-auth", "-dev"}, getenv, io.Discard, io.Discard)
+	if exitCode(err) != 2 || !strings.Contains(err.Error(), "loopback") {
+		t.Errorf("run -dev on 0.0.0.0 = %v; want a settings error about loopback", err)
+	}
+	p := newTestIDP(t)
+	base, _, _ := startRun(t, nil, p.getenv(nil))
+	if status, _, _ := call(t, "GET", base+"/devidp/"+testTenant+"/v2.0/.well-known/openid-configuration", "", nil); status != http.StatusNotFound {
+		t.Errorf("without -dev, the dev provider answers %d; want 404", status)
+	}
 }
 
 // assertNoSecretsLogged fails if any non-empty secret appears in logs.

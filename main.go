@@ -127,15 +127,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	go keys.run(ctx)
 
-	srv := &http.Server{
-		Handler:           newServer(logger, cfg, prov, v, af, store, idp),
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	srv := newHTTPServer(newServer(logger, cfg, prov, v, af, store, idp), logger)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("listening", "addr", ln.Addr().String())
@@ -216,6 +208,21 @@ func listenDev(getenv func(string) string) (net.Listener, *devIDP, func(string) 
 		return nil, nil, nil, err
 	}
 	return ln, idp, idp.getenv(getenv, publicBase(addr, ln.Addr())), nil
+}
+
+// newHTTPServer is the service's http.Server: every timeout and the header
+// size limit set (see the constants above), net/http's own errors logged
+// through logger at warn level.
+func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 }
 
 // isLoopback reports whether a listener address is on the loopback interface.
@@ -321,7 +328,7 @@ func addRoutes(mux router, logger *slog.Logger, cfg config, prov *provider, v *v
 	mux.Handle("GET /openapi.json", handleOpenAPI(cfg, prov))
 
 	mux.Handle("GET /auth/login", af.handleLogin())
-	mux.Handle("GET /auth/callback", af.handleCallback())
+	mux.Handle("GET /auth/callback", af.handleCallback(store))
 	mux.Handle("POST /auth/refresh", af.handleRefresh())
 	mux.Handle("GET /auth/logout", af.handleLogout())
 

@@ -434,3 +434,52 @@ func TestRunReadsDotEnvFile(t *testing.T) {
 		t.Errorf("run with .env_oauth = %v; want its AZURE_CLIENT_ID read and refused", err)
 	}
 }
+
+// TestHTTPServerLimits pins the server limits README documents.
+func TestHTTPServerLimits(t *testing.T) {
+	srv := newHTTPServer(http.NotFoundHandler(), slog.New(slog.DiscardHandler))
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"ReadHeaderTimeout", srv.ReadHeaderTimeout, 5 * time.Second},
+		{"ReadTimeout", srv.ReadTimeout, 15 * time.Second},
+		{"WriteTimeout", srv.WriteTimeout, 30 * time.Second},
+		{"IdleTimeout", srv.IdleTimeout, 120 * time.Second},
+		{"MaxHeaderBytes", srv.MaxHeaderBytes, 64 << 10},
+		{"IdP client timeout", newIDPClient().Timeout, 10 * time.Second},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v; want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+// TestReadyzWithoutKeys: while no key set was ever loaded, /readyz is 503
+// with Retry-After, /healthz stays 200, and protected routes answer 503.
+func TestReadyzWithoutKeys(t *testing.T) {
+	p := newTestIDP(t)
+	p.jwksHandler = func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", http.StatusInternalServerError) }
+	h := newTestServer(t, p, nil, io.Discard)
+	tests := []struct {
+		path   string
+		token  bool
+		status int
+	}{
+		{"/healthz", false, http.StatusOK},
+		{"/readyz", false, http.StatusServiceUnavailable},
+		{"/api/heroes/", true, http.StatusServiceUnavailable},
+	}
+	for _, tc := range tests {
+		r := httptest.NewRequest("GET", tc.path, nil)
+		if tc.token {
+			bearer(r, p.token(t, nil))
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code != tc.status || (tc.status == http.StatusServiceUnavailable && rec.Header().Get("Retry-After") == "") {
+			t.Errorf("GET %s = %d (Retry-After %q); want %d", tc.path, rec.Code, rec.Header().Get("Retry-After"), tc.status)
+		}
+	}
+}
