@@ -355,6 +355,30 @@ func mustQuery(t *testing.T, s, name string) string {
 	return u.Query().Get(name)
 }
 
+// startPartialRefresh opens a connection to base and leaves a POST
+// /auth/refresh in flight on it: a first request makes sure the server has
+// accepted the connection, then the POST's head and the first part of a
+// body of length bytes are sent, and the server waits in the handler for the
+// rest. The connection is closed when the test ends.
+func startPartialRefresh(t *testing.T, base string, length int, part string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("reading /healthz: %v", err)
+	}
+	readBody(t, resp)
+	fmt.Fprintf(conn, "POST /auth/refresh HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", length, part)
+	time.Sleep(200 * time.Millisecond) // the server reads the head and enters the handler
+	return conn, br
+}
+
 // TestShutdownFinishesInFlightRequest cancels run's context while a request
 // is half sent, and checks that the request still gets its answer and run
 // then returns nil.
@@ -366,23 +390,7 @@ func TestShutdownFinishesInFlightRequest(t *testing.T) {
 	base, _, stop := startRun(t, nil, p.getenv(nil))
 
 	body := "refresh_token=a-refresh-token"
-	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	// A first request on the connection makes sure the server has accepted
-	// it; then the second is sent in part, and the server waits in the
-	// handler for the rest of its body.
-	br := bufio.NewReader(conn)
-	io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("reading /healthz: %v", err)
-	}
-	readBody(t, resp)
-	fmt.Fprintf(conn, "POST /auth/refresh HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", len(body), body[:5])
-	time.Sleep(200 * time.Millisecond) // the server reads the head and enters the handler
+	conn, br := startPartialRefresh(t, base, len(body), body[:5])
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop() }()
@@ -393,7 +401,7 @@ func TestShutdownFinishesInFlightRequest(t *testing.T) {
 	default:
 	}
 	io.WriteString(conn, body[5:])
-	resp, err = http.ReadResponse(br, nil)
+	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatalf("reading the in-flight answer: %v", err)
 	}
@@ -523,20 +531,7 @@ func TestShutdownAfterGraceIsStillClean(t *testing.T) {
 	t.Parallel()
 	p := newTestIDP(t)
 	base, logs, stop := startRun(t, nil, p.getenv(map[string]string{"SHUTDOWN_GRACE": "1s"}))
-	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	br := bufio.NewReader(conn)
-	io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	readBody(t, resp)
-	io.WriteString(conn, "POST /auth/refresh HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nrefresh") // never finished
-	time.Sleep(200 * time.Millisecond)
+	startPartialRefresh(t, base, 100, "refresh") // never finished
 
 	start := time.Now()
 	if err := stop(); err != nil {
