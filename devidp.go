@@ -987,8 +987,7 @@ func (d *devIDP) redeemCode(f url.Values, now time.Time) (devCode, *devOAuthErro
 	c, ok := d.codes[code]
 	if ok {
 		delete(d.codes, code)
-		devEvict(d.spent, now, devMaxSpent)
-		d.spent[code] = devSpent{family: c.family, expires: c.expires}
+		d.spendLocked(code, c.family, c.expires, now)
 	}
 	replayed := !ok && d.revokeIfSpent(code, now)
 	d.mu.Unlock()
@@ -1008,6 +1007,13 @@ func (d *devIDP) redeemCode(f url.Values, now time.Time) (devCode, *devOAuthErro
 		return devCode{}, errDevPKCE
 	}
 	return c, nil
+}
+
+// spendLocked remembers a redeemed code or refresh token (until expires) so
+// that a later replay of it can revoke its family. d.mu must be held.
+func (d *devIDP) spendLocked(value, family string, expires, now time.Time) {
+	devEvict(d.spent, now, devMaxSpent)
+	d.spent[value] = devSpent{family: family, expires: expires}
 }
 
 // revokeIfSpent reports whether v is a redeemed code or refresh token that
@@ -1087,8 +1093,7 @@ func (d *devIDP) redeemRefresh(f url.Values, now time.Time) (devGrant, []string,
 	}
 	if ok {
 		delete(d.refresh, rt)
-		devEvict(d.spent, now, devMaxSpent)
-		d.spent[rt] = devSpent{family: g.family, expires: g.expires}
+		d.spendLocked(rt, g.family, g.expires, now)
 	}
 	replayed := !ok && d.revokeIfSpent(rt, now)
 	d.mu.Unlock()

@@ -542,21 +542,30 @@ func handleHeroCreate(logger *slog.Logger, store heroStore) http.Handler {
 	})
 }
 
+// conditionalTarget reads what PUT and DELETE act on: the hero id of the
+// path (404 when malformed, see heroID) and the request's If-Match list (400
+// when malformed). ok is false when an error answer was written.
+func conditionalTarget(w http.ResponseWriter, r *http.Request) (id string, tags []string, ok bool) {
+	if id, ok = heroID(w, r); !ok {
+		return "", nil, false
+	}
+	tags, err := parseIfMatch(r.Header)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, badIfMatchDetail)
+		return "", nil, false
+	}
+	return id, tags, true
+}
+
 // handleHeroReplace serves PUT /api/heroes/{id}: 200 with the replaced hero
 // and its new ETag; 404 when absent; 409 when If-Match (RFC 9110 §13.1.1,
 // every field line read as one list) is given and lists neither "*" nor the
 // current ETag; 400 for a malformed If-Match; 413, 415 or 422 for a bad
-// body. An id in the body must
-// equal the path's. Needs Heroes.Create.
+// body. An id in the body must equal the path's. Needs Heroes.Create.
 func handleHeroReplace(logger *slog.Logger, store heroStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, ok := heroID(w, r)
+		id, tags, ok := conditionalTarget(w, r)
 		if !ok {
-			return
-		}
-		tags, err := parseIfMatch(r.Header)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, badIfMatchDetail)
 			return
 		}
 		h, err := decodeHero(w, r)
@@ -589,13 +598,8 @@ func handleHeroReplace(logger *slog.Logger, store heroStore) http.Handler {
 // If-Match. Needs Admin.
 func handleHeroDelete(logger *slog.Logger, store heroStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, ok := heroID(w, r)
+		id, tags, ok := conditionalTarget(w, r)
 		if !ok {
-			return
-		}
-		tags, err := parseIfMatch(r.Header)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, badIfMatchDetail)
 			return
 		}
 		ifMatch, err := ifMatchFor(r.Context(), store, id, tags)

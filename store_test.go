@@ -449,15 +449,7 @@ func TestFileStoreRestartSeesEveryWrite(t *testing.T) {
 			t.Errorf("reopened Get(%s) = %q, %v; want %q", id, got, err, etag)
 		}
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.Name() != "heroes.json" && e.Name() != "heroes.json.lock" {
-			t.Errorf("folder holds %s; want only heroes.json and its lock (no temporary files left)", e.Name())
-		}
-	}
+	assertNoTempFiles(t, dir)
 }
 
 // TestFileStoreFailedWriteChangesNothing makes the write fail (the folder is
@@ -741,15 +733,7 @@ func TestFileStoreDurableWrite(t *testing.T) {
 	if now, _ := os.ReadFile(path); !bytes.Equal(now, old) {
 		t.Errorf("a change whose fsync failed reached the heroes file")
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.Name() != "heroes.json" && e.Name() != "heroes.json.lock" {
-			t.Errorf("folder holds %s; want no temporary file left", e.Name())
-		}
-	}
+	assertNoTempFiles(t, dir)
 }
 
 // TestFileStoreConcurrentCreatesSurviveReopen creates heroes from several
@@ -800,5 +784,20 @@ func TestFileStoreConcurrentCreatesSurviveReopen(t *testing.T) {
 	}
 	if ids := heroIDs(got); !slices.Equal(ids, want) {
 		t.Errorf("reopened file holds %d heroes; want the %d acknowledged", len(ids), len(want))
+	}
+}
+
+// assertNoTempFiles fails tb if the folder of a file store named heroes.json
+// holds anything but that file and its lock (a temporary file left behind).
+func assertNoTempFiles(tb testing.TB, dir string) {
+	tb.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != "heroes.json" && e.Name() != "heroes.json.lock" {
+			tb.Errorf("folder holds %s; want only heroes.json and its lock (no temporary file left)", e.Name())
+		}
 	}
 }
