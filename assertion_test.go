@@ -265,7 +265,7 @@ func TestNewAuthFlowRefusesUnusableCertificates(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := idp.config(t, map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": tc.path(t)})
-			_, err := newAuthFlow(cfg, fakeMetadata{}, newVerifier(cfg, nil, nil, time.Now), http.DefaultClient, slog.New(slog.DiscardHandler))
+			_, err := newAuthFlow(cfg.loginOptions(), fakeMetadata{}, newVerifier(cfg.verifyOptions(nil, nil), nil, nil), http.DefaultClient, slog.New(slog.DiscardHandler))
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "auth: ") {
 				t.Errorf("newAuthFlow = %v; want an auth: error containing %q", err, tc.want)
 			}

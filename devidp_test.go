@@ -298,7 +298,7 @@ func TestDevIDPGetenv(t *testing.T) {
 			"api://" + devClientID + "/Heroes.Read api://" + devClientID + "/Heroes.Create api://" + devClientID + "/Admin"},
 		{"audiences are only the dev app", strings.Join(cfg.Audiences, " "), devClientID + " api://" + devClientID},
 		{"other settings pass through", cfg.LogLevel.String(), "DEBUG"},
-		{"discovery is served by the dev provider", cfg.discoveryURL(), base + "/devidp/" + devTenantID + "/v2.0/.well-known/openid-configuration"},
+		{"discovery is served by the dev provider", cfg.verifyOptions(nil, nil).discoveryURL(), base + "/devidp/" + devTenantID + "/v2.0/.well-known/openid-configuration"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

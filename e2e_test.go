@@ -53,7 +53,7 @@ func signInDevAccepting(t *testing.T, base, accept, user string, grants ...strin
 	if err != nil {
 		t.Fatalf("GET /auth/login: %v", err)
 	}
-	page := readBody(t, resp)
+	page := readAnswer(t, resp)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "<form") {
 		t.Fatalf("GET /auth/login ended at %s %d, not the sign-in form:\n%s", resp.Request.URL.Path, resp.StatusCode, page)
 	}
@@ -74,7 +74,7 @@ func signInDevAccepting(t *testing.T, base, accept, user string, grants ...strin
 	if err != nil {
 		t.Fatalf("POST sign-in form: %v", err)
 	}
-	body := readBody(t, resp)
+	body := readAnswer(t, resp)
 	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/auth/callback" {
 		t.Fatalf("sign-in ended at %s with %d:\n%s", resp.Request.URL.Path, resp.StatusCode, body)
 	}
@@ -93,8 +93,8 @@ func (a acceptTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(r)
 }
 
-// readBody reads and closes resp.Body (at most 1 MiB).
-func readBody(t *testing.T, resp *http.Response) string {
+// readAnswer reads and closes resp.Body (at most 1 MiB).
+func readAnswer(t *testing.T, resp *http.Response) string {
 	t.Helper()
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -122,7 +122,7 @@ func call(t *testing.T, method, url, token string, body io.Reader) (int, string,
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
-	b := readBody(t, resp)
+	b := readAnswer(t, resp)
 	return resp.StatusCode, resp.Header.Get("WWW-Authenticate"), b
 }
 
@@ -204,7 +204,7 @@ func TestEndToEndDev(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		body := readBody(t, resp)
+		body := readAnswer(t, resp)
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "/auth/login") {
 			t.Errorf("callback with a tampered state = %d %s; want 400 telling to start again at /auth/login", resp.StatusCode, body)
 		}
@@ -333,7 +333,7 @@ func TestTwoReplicasShareLoginsAndTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := readBody(t, resp)
+	body := readAnswer(t, resp)
 	var ans tokenAnswer
 	if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &ans) != nil {
 		t.Fatalf("callback on B = %d %s; want 200 with tokens", resp.StatusCode, body)
@@ -373,7 +373,7 @@ func startPartialRefresh(t *testing.T, base string, length int, part string) (ne
 	if err != nil {
 		t.Fatalf("reading /healthz: %v", err)
 	}
-	readBody(t, resp)
+	readAnswer(t, resp)
 	fmt.Fprintf(conn, "POST /auth/refresh HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", length, part)
 	time.Sleep(200 * time.Millisecond) // the server reads the head and enters the handler
 	return conn, br
@@ -405,7 +405,7 @@ func TestShutdownFinishesInFlightRequest(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reading the in-flight answer: %v", err)
 	}
-	got := readBody(t, resp)
+	got := readAnswer(t, resp)
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("in-flight POST /auth/refresh = %d %s; want 200", resp.StatusCode, got)
 	}

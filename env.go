@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -112,35 +113,35 @@ type config struct {
 	Dev bool
 }
 
-// Client authentication methods for the token endpoint (config.ClientAuth).
-const (
-	clientAuthPost        = "post"
-	clientAuthBasic       = "basic"
-	clientAuthCertificate = "certificate"
-)
+// verifyOptions are the resource-server half's settings: discovery, key set
+// and token checks. client makes the provider calls; logger gets their
+// outcomes.
+func (c config) verifyOptions(client *http.Client, logger *slog.Logger) verifyOptions {
+	return verifyOptions{
+		AuthorityHost: c.AuthorityHost, TenantID: c.TenantID, ClientID: c.ClientID,
+		Audiences: c.Audiences, AllowedTenants: c.AllowedTenants, AnyTenant: c.AnyTenant,
+		AcceptV1Tokens: c.AcceptV1Tokens, CustomSigningKeys: c.CustomSigningKeys,
+		Leeway: c.ClockSkew, Now: time.Now, Client: client, Logger: logger,
+	}
+}
 
-// guidPattern matches a GUID in its usual 8-4-4-4-12 hexadecimal form.
-var guidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+// storeOptions are the heroes store's settings.
+func (c config) storeOptions() storeOptions {
+	return storeOptions{Kind: c.HeroesStore, File: c.HeroesFile, ConnectionString: c.StorageConnectionString, Table: c.HeroesTable}
+}
 
-// isGUID reports whether s is a GUID such as a tenant or client id.
-func isGUID(s string) bool { return guidPattern.MatchString(s) }
-
-// isMultiTenant reports whether TenantID names a multi-tenant authority, whose
-// issuer holds a {tenantid} placeholder.
+// isMultiTenant reports whether TenantID names a multi-tenant authority.
 func (c config) isMultiTenant() bool {
 	return c.TenantID == "organizations" || c.TenantID == "common"
 }
 
-// discoveryURL is the OpenID Connect discovery document of the authority
-// (OpenID Connect Discovery 1.0 §4).
-func (c config) discoveryURL() string {
-	return c.AuthorityHost + "/" + c.TenantID + "/v2.0/.well-known/openid-configuration"
-}
-
-// secureCookies reports whether cookies carry the Secure attribute: whenever
-// the redirect URI is https.
-func (c config) secureCookies() bool {
-	return strings.HasPrefix(c.RedirectURI, "https://")
+// loginOptions are the client half's settings.
+func (c config) loginOptions() loginOptions {
+	return loginOptions{
+		ClientID: c.ClientID, ClientAuth: c.ClientAuth, ClientSecret: c.ClientSecret, ClientCertPath: c.ClientCertPath,
+		APIScopes: c.APIScopes, RedirectURI: c.RedirectURI, PostLogoutRedirectURI: c.PostLogoutRedirectURI,
+		SessionKey: c.SessionKey,
+	}
 }
 
 // loadConfig reads every setting through getenv, applies defaults and
@@ -290,9 +291,6 @@ func loadConfig(getenv func(string) string) (config, error) {
 // errConfig marks every error of loadConfig; run exits with status 2 on it.
 var errConfig = errors.New("config: invalid settings")
 
-// tableNamePattern is Azure Table Storage's rule for table names.
-var tableNamePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{2,62}$`)
-
 // parseAllowedTenants reads ALLOWED_TENANTS: "*" or a comma list of GUIDs.
 func parseAllowedTenants(s string, bad func(string, ...any)) (tenants []string, any bool) {
 	if s == "*" {
@@ -340,17 +338,6 @@ func audiences(clientID string, scopes []string, extra string) []string {
 func isHTTPURL(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
-}
-
-// isSecureURL reports whether s is an absolute https URL with a host, or an
-// http URL whose host is loopback (isLoopbackHost in tablestore.go:
-// localhost, 127.0.0.0/8, ::1), as tests and -dev use.
-func isSecureURL(s string) bool {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	return u.Scheme == "https" || (u.Scheme == "http" && isLoopbackHost(u.Hostname()))
 }
 
 // parseDuration parses a Go duration between 0 and max inclusive.

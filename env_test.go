@@ -49,7 +49,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		{"SHUTDOWN_GRACE", cfg.ShutdownGrace, 15 * time.Second},
 		{"SESSION_KEY random", cfg.SessionKeyRandom, true},
 		{"SESSION_KEY length", len(cfg.SessionKey), 32},
-		{"discovery URL", cfg.discoveryURL(), "https://login.microsoftonline.com/" + testTenant + "/v2.0/.well-known/openid-configuration"},
+		{"discovery URL", cfg.verifyOptions(nil, nil).discoveryURL(), "https://login.microsoftonline.com/" + testTenant + "/v2.0/.well-known/openid-configuration"},
 		{"audiences", strings.Join(cfg.Audiences, " "), testClientID + " api://" + testClientID},
 		{"dev is only set by the flag", cfg.Dev, false},
 	}
@@ -100,7 +100,7 @@ func TestLoadConfigValid(t *testing.T) {
 		{"http authority on ::1 is allowed", map[string]string{"AZURE_AUTHORITY_HOST": "http://[::1]:9"},
 			func(c config) bool { return c.AuthorityHost == "http://[::1]:9" }},
 		{"https redirect URI makes cookies Secure", map[string]string{"REDIRECT_URI": "https://heroes.example/auth/callback"},
-			func(c config) bool { return c.secureCookies() }},
+			func(c config) bool { return c.loginOptions().secureCookies() }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -189,25 +189,34 @@ var (
 	errStoreBadAnswer   = errors.New("heroes: store gave an unexpected answer")
 )
 
-// openStore opens the store cfg.HeroesStore selects: "memory" (empty, lost
-// at exit), "file" (cfg.HeroesFile, see openFileStore) or "azuretable"
+// storeOptions choose and place the hero store; the service fills them from
+// HEROES_STORE, HEROES_FILE, AZURE_STORAGE_CONNECTION_STRING and HEROES_TABLE.
+type storeOptions struct {
+	Kind             string // "memory" (or ""), "file" or "azuretable"
+	File             string // the file store's JSON file
+	ConnectionString string // the table store's Azure Storage connection string; never logged
+	Table            string // the table store's table name
+}
+
+// openStore opens the store opts.Kind selects: "memory" (empty, lost at
+// exit), "file" (opts.File, see openFileStore) or "azuretable"
 // (openTableStore). Errors name the store and, for the file store, the file.
-func openStore(ctx context.Context, cfg config, client *http.Client, logger *slog.Logger) (heroStore, error) {
-	switch cfg.HeroesStore {
+func openStore(ctx context.Context, opts storeOptions, client *http.Client, logger *slog.Logger) (heroStore, error) {
+	switch opts.Kind {
 	case "memory", "":
 		logger.Info("heroes: in-memory store; heroes are lost at exit")
 		return newMemoryStore(), nil
 	case "file":
-		s, err := openFileStore(cfg.HeroesFile)
+		s, err := openFileStore(opts.File)
 		if err != nil {
 			return nil, err
 		}
-		logger.Info("heroes: file store", "file", cfg.HeroesFile, "heroes", s.count())
+		logger.Info("heroes: file store", "file", opts.File, "heroes", s.count())
 		return s, nil
 	case "azuretable":
-		return openTableStore(ctx, cfg, client, logger)
+		return openTableStore(ctx, opts.ConnectionString, opts.Table, client, logger)
 	default:
-		return nil, fmt.Errorf("heroes: unknown store %q", cfg.HeroesStore)
+		return nil, fmt.Errorf("heroes: unknown store %q", opts.Kind)
 	}
 }
 

@@ -600,7 +600,7 @@ func TestOpenStore(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := openStore(ctx, tc.cfg, http.DefaultClient, discardLogger())
+			s, err := openStore(ctx, tc.cfg.storeOptions(), http.DefaultClient, discardLogger())
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("openStore() = %v; want an error naming %q", err, tc.wantErr)
@@ -1092,9 +1092,9 @@ func TestReadyzFollowsStore(t *testing.T) {
 	cfg := p.config(t, nil)
 	logger := discardLogger()
 	client := &http.Client{Timeout: 5 * time.Second}
-	prov := newProvider(cfg, client, logger)
-	v := newVerifier(cfg, prov, newKeySet(cfg, prov, client, logger), time.Now)
-	af, err := newAuthFlow(cfg, prov, v, client, logger)
+	prov := newProvider(cfg.verifyOptions(client, logger))
+	v := newVerifier(cfg.verifyOptions(client, logger), prov, newKeySet(cfg.verifyOptions(client, logger), prov))
+	af, err := newAuthFlow(cfg.loginOptions(), prov, v, client, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

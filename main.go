@@ -4,10 +4,8 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -37,14 +35,13 @@ func exitCode(err error) int {
 	return 1
 }
 
-// Server limits (issue: ready for production). Durations are time.Duration.
+// Server limits. Durations are time.Duration.
 const (
 	readHeaderTimeout = 5 * time.Second   // slow-header (slowloris) clients are cut off after this
 	readTimeout       = 15 * time.Second  // whole request, body included
 	writeTimeout      = 30 * time.Second  // covers the token endpoint call (10 s) with room to spare
 	idleTimeout       = 120 * time.Second // keep-alive connections
 	maxHeaderBytes    = 64 << 10          // 64 KiB: a 16 KiB token plus cookies fits
-	idpTimeout        = 10 * time.Second  // every call to the identity provider
 )
 
 // run starts the service and blocks until ctx is cancelled or SIGINT/SIGTERM
@@ -107,10 +104,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	client := newIDPClient()
-	prov := newProvider(cfg, client, logger)
-	keys := newKeySet(cfg, prov, client, logger)
-	v := newVerifier(cfg, prov, keys, time.Now)
-	store, err := openStore(ctx, cfg, client, logger)
+	vo := cfg.verifyOptions(client, logger)
+	prov := newProvider(vo)
+	keys := newKeySet(vo, prov)
+	v := newVerifier(vo, prov, keys)
+	store, err := openStore(ctx, cfg.storeOptions(), client, logger)
 	if err != nil {
 		return err
 	}
@@ -120,7 +118,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			logger.Warn("-dev: sample heroes not added", "err", err)
 		}
 	}
-	af, err := newAuthFlow(cfg, prov, v, client, logger)
+	af, err := newAuthFlow(cfg.loginOptions(), prov, v, client, logger)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errConfig, err)
 	}
@@ -322,13 +320,13 @@ func addRoutes(mux router, logger *slog.Logger, cfg config, prov *provider, v *v
 	create := requireAuth(logger, v, permCreate)
 	admin := requireAuth(logger, v, permAdmin)
 
-	mux.Handle("GET /{$}", handleIndex(cfg))
+	mux.Handle("GET /{$}", handleIndex(cfg.Dev, cfg.APIScopes))
 	mux.Handle("GET /healthz", handleHealthz())
 	mux.Handle("GET /readyz", handleReadyz(logger, v, store))
 	mux.Handle("GET /openapi.json", handleOpenAPI(cfg, prov))
 
 	mux.Handle("GET /auth/login", af.handleLogin())
-	mux.Handle("GET /auth/callback", af.handleCallback(store))
+	mux.Handle("GET /auth/callback", af.handleCallback(heroesPreview(logger, store)))
 	mux.Handle("POST /auth/refresh", af.handleRefresh())
 	mux.Handle("GET /auth/logout", af.handleLogout())
 
@@ -347,40 +345,29 @@ func addRoutes(mux router, logger *slog.Logger, cfg config, prov *provider, v *v
 	}
 }
 
-// apiError is the JSON body of every error answer, in FastAPI's shape
-// ({"detail": …}) so the original service's clients keep working. Detail is
-// a message, or for 422 the list of validation problems. Error is the OAuth
-// error code when there is one (RFC 6749 §5.2, RFC 6750 §3.1) and Code an
-// upstream code such as Entra's AADSTS number.
-type apiError struct {
-	Detail any    `json:"detail"`
-	Error  string `json:"error,omitempty"`
-	Code   string `json:"code,omitempty"`
-}
-
-// writeJSON writes v as JSON with the given status. HTML characters are not
-// escaped (no \u003c for "<"): the answer is application/json and every
-// answer carries X-Content-Type-Options: nosniff (securityHeaders), so no
-// browser reads it as HTML, and escaping would make a hero full of "<" six
-// times its size. Errors writing to the client are ignored: the client has
-// gone and nothing else can be told.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil { // Encode ends the JSON with a newline
-		status = http.StatusInternalServerError
-		buf.Reset()
-		buf.WriteString(`{"detail":"internal error"}` + "\n")
+// heroesPreview is what GET /api/heroes/?limit=10 would answer to an access
+// token, for the signed-in page: the heroes' names, or a sentence saying why
+// there are none to show. It applies the API's permission rule
+// (hasPermission).
+func heroesPreview(logger *slog.Logger, store heroStore) signedInPreview {
+	return func(ctx context.Context, atc *claims) ([]string, string) {
+		if !hasPermission(atc, permRead) {
+			return nil, "This token does not grant " + permRead + ", so the API would answer 403."
+		}
+		list, err := store.List(ctx, 0, 10)
+		if err != nil {
+			logger.Warn("auth: heroes for the signed-in page", "err", err)
+			return nil, "The heroes could not be read just now."
+		}
+		var names []string
+		for _, h := range list {
+			names = append(names, h.Name)
+		}
+		if len(names) == 0 {
+			return nil, "There are no heroes yet."
+		}
+		return names, ""
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	w.Write(buf.Bytes())
-}
-
-// writeError writes an apiError with only a detail message.
-func writeError(w http.ResponseWriter, status int, detail string) {
-	writeJSON(w, status, apiError{Detail: detail})
 }
 
 // handleHealthz serves GET /healthz: 200 while the process is alive.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -159,14 +160,14 @@ func newTestServer(tb testing.TB, p *testIDP, extra map[string]string, logs io.W
 	cfg := p.config(tb, extra)
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	client := newIDPClient()
-	prov := newProvider(cfg, client, logger)
-	keys := newKeySet(cfg, prov, client, logger)
-	v := newVerifier(cfg, prov, keys, time.Now)
-	store, err := openStore(context.Background(), cfg, client, logger)
+	prov := newProvider(cfg.verifyOptions(client, logger))
+	keys := newKeySet(cfg.verifyOptions(client, logger), prov)
+	v := newVerifier(cfg.verifyOptions(client, logger), prov, keys)
+	store, err := openStore(context.Background(), cfg.storeOptions(), client, logger)
 	if err != nil {
 		tb.Fatalf("openStore: %v", err)
 	}
-	af, err := newAuthFlow(cfg, prov, v, client, logger)
+	af, err := newAuthFlow(cfg.loginOptions(), prov, v, client, logger)
 	if err != nil {
 		tb.Fatalf("newAuthFlow: %v", err)
 	}
@@ -259,7 +260,7 @@ func TestRequestLogLine(t *testing.T) {
 	var logs syncBuffer
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 	h := logRequests(logger, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		notePrincipal(r.Context(), &claims{ObjectID: "oid-1", TenantID: "tid-1", AuthorizedParty: "azp-1"})
+		r.Context().Value(callerHookKey{}).(func(*claims))(&claims{ObjectID: "oid-1", TenantID: "tid-1", AuthorizedParty: "azp-1"})
 		w.WriteHeader(http.StatusTeapot)
 		io.WriteString(w, "12345")
 	}))
@@ -346,7 +347,7 @@ func BenchmarkHeroesListNoAuth(b *testing.B) {
 	p := newTestIDP(b)
 	cfg := p.config(b, nil)
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil)) // as newTestServer's
-	store, err := openStore(context.Background(), cfg, http.DefaultClient, logger)
+	store, err := openStore(context.Background(), cfg.storeOptions(), http.DefaultClient, logger)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -481,5 +482,40 @@ func TestReadyzWithoutKeys(t *testing.T) {
 		if rec.Code != tc.status || (tc.status == http.StatusServiceUnavailable && rec.Header().Get("Retry-After") == "") {
 			t.Errorf("GET %s = %d (Retry-After %q); want %d", tc.path, rec.Code, rec.Header().Get("Retry-After"), tc.status)
 		}
+	}
+}
+
+// TestRunWarnsWhenSessionKeyIsUnset: without SESSION_KEY, run logs a
+// warning that the key is random per process and that replicas need a
+// shared one; with it, no such warning.
+func TestRunWarnsWhenSessionKeyIsUnset(t *testing.T) {
+	t.Parallel()
+	idp := newTestIDP(t)
+	tests := []struct {
+		name     string
+		env      map[string]string
+		wantWarn bool
+	}{
+		{"unset", nil, true},
+		{"set", map[string]string{"SESSION_KEY": base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, logs, stop := startRun(t, nil, idp.getenv(tc.env))
+			if err := stop(); err != nil {
+				t.Fatalf("run = %v", err)
+			}
+			warned := false
+			for line := range strings.SplitSeq(logs.String(), "\n") {
+				var rec struct{ Level, Msg string }
+				if json.Unmarshal([]byte(line), &rec) == nil && strings.Contains(rec.Msg, "SESSION_KEY") {
+					warned = rec.Level == "WARN" && strings.Contains(rec.Msg, "random") && strings.Contains(rec.Msg, "replicas")
+				}
+			}
+			if warned != tc.wantWarn {
+				t.Errorf("SESSION_KEY %s: warned = %v; want %v; logs:\n%s", tc.name, warned, tc.wantWarn, logs)
+			}
+		})
 	}
 }

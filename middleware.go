@@ -55,7 +55,8 @@ func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
 }
 
 // requestInfo is what logRequests learns about a request while it is served.
-// Handlers fill it through notePrincipal; it lives in the request context.
+// requireAuth fills the caller through withCallerHook; it lives in the
+// request context.
 // Only the request's own goroutine touches it.
 type requestInfo struct {
 	id            string
@@ -76,14 +77,6 @@ func requestID(ctx context.Context) string {
 		return info.id
 	}
 	return ""
-}
-
-// notePrincipal records the authenticated caller's oid, tid and azp for the
-// request's log line. requireAuth calls it after a token is verified.
-func notePrincipal(ctx context.Context, c *claims) {
-	if info, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok && c != nil {
-		info.oid, info.tid, info.azp = c.ObjectID, c.TenantID, c.AuthorizedParty
-	}
 }
 
 // responseRecorder remembers the status and the number of body bytes written.
@@ -126,7 +119,9 @@ func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
 		}
 		w.Header().Set("X-Request-Id", info.id)
 		rec := &responseRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
+		ctx := context.WithValue(r.Context(), requestInfoKey{}, info)
+		ctx = withCallerHook(ctx, func(c *claims) { info.oid, info.tid, info.azp = c.ObjectID, c.TenantID, c.AuthorizedParty })
+		next.ServeHTTP(rec, r.WithContext(ctx))
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}

@@ -22,7 +22,7 @@ func (rr *routeRecorder) Handle(pattern string, _ http.Handler) {
 // fetchOpenAPI serves GET /openapi.json for cfg and returns the document.
 func fetchOpenAPI(t *testing.T, cfg config) map[string]any {
 	t.Helper()
-	prov := newProvider(cfg, &http.Client{Timeout: 5 * time.Second}, discardLogger())
+	prov := newProvider(cfg.verifyOptions(&http.Client{Timeout: 5 * time.Second}, discardLogger()))
 	w := httptest.NewRecorder()
 	handleOpenAPI(cfg, prov).ServeHTTP(w, httptest.NewRequest("GET", "/openapi.json", nil))
 	if w.Code != http.StatusOK || w.Header().Get("Content-Type") != "application/json" {
@@ -58,10 +58,10 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 	cfg := p.config(t, nil)
 	client := &http.Client{Timeout: 5 * time.Second}
 	logger := discardLogger()
-	prov := newProvider(cfg, client, logger)
-	keys := newKeySet(cfg, prov, client, logger)
-	v := newVerifier(cfg, prov, keys, time.Now)
-	af, err := newAuthFlow(cfg, prov, v, client, logger)
+	prov := newProvider(cfg.verifyOptions(client, logger))
+	keys := newKeySet(cfg.verifyOptions(client, logger), prov)
+	v := newVerifier(cfg.verifyOptions(client, logger), prov, keys)
+	af, err := newAuthFlow(cfg.loginOptions(), prov, v, client, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,6 @@ import (
 	"io"
 	"log/slog"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -268,46 +267,37 @@ type tableStore struct {
 }
 
 // openTableStore opens the Azure Table Storage store (HEROES_STORE=azuretable)
-// described by cfg.StorageConnectionString and cfg.HeroesTable, and creates
+// described by connectionString and table, and creates
 // the table when it is missing. A service that cannot be reached now, or
 // answers 429 or 5xx, does not stop start-up (the table is created on first
 // use and /readyz reports it); any other refusal does (wrong key, wrong
 // endpoint), as does a bad connection string. The error never holds the
 // connection string or the key.
-func openTableStore(ctx context.Context, cfg config, client *http.Client, logger *slog.Logger) (heroStore, error) {
-	acct, err := parseConnectionString(cfg.StorageConnectionString)
+func openTableStore(ctx context.Context, connectionString, table string, client *http.Client, logger *slog.Logger) (heroStore, error) {
+	acct, err := parseConnectionString(connectionString)
 	if err != nil {
 		return nil, err
 	}
-	if !tableNamePattern.MatchString(cfg.HeroesTable) {
+	if !tableNamePattern.MatchString(table) {
 		return nil, errors.New("table: HEROES_TABLE must be 3 to 63 letters or digits, starting with a letter")
 	}
 	if acct.endpoint.Scheme == "http" && !isLoopbackHost(acct.endpoint.Hostname()) {
 		logger.Warn("table: the storage endpoint is plain http: entities travel unencrypted; use https outside a private network", "store", acct)
 	}
-	s := newTableStore(acct, cfg.HeroesTable, client, logger, time.Now)
+	s := newTableStore(acct, table, client, logger, time.Now)
 	if err := s.ensureTable(ctx); err != nil {
 		if !transient(err) {
 			return nil, err
 		}
 		logger.Warn("table: storage not reachable at start; the table is created on first use", "store", acct, "err", err)
 	}
-	logger.Info("heroes store: azure table", "store", acct, "table", cfg.HeroesTable)
+	logger.Info("heroes store: azure table", "store", acct, "table", table)
 	return s, nil
 }
 
 // newTableStore returns a store on table of acct. now dates requests.
 func newTableStore(acct storageAccount, table string, client *http.Client, logger *slog.Logger, now func() time.Time) *tableStore {
 	return &tableStore{client: client, acct: acct, table: table, logger: logger, now: now}
-}
-
-// isLoopbackHost reports whether host is "localhost" or a loopback address.
-func isLoopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // tableError is a non-2xx answer of the Table service. Error gives the
@@ -881,3 +871,6 @@ func (s *tableStore) Ready(ctx context.Context) error {
 
 // Close releases nothing: the *http.Client belongs to the caller.
 func (s *tableStore) Close() error { return nil }
+
+// tableNamePattern is Azure Table Storage's rule for table names.
+var tableNamePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{2,62}$`)

@@ -796,7 +796,7 @@ func TestOpenTableStore(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config{HeroesStore: "azuretable", StorageConnectionString: tc.conn, HeroesTable: tc.table}
-			s, err := openTableStore(context.Background(), cfg, &http.Client{Timeout: time.Second}, discardLogger())
+			s, err := openTableStore(context.Background(), cfg.StorageConnectionString, cfg.HeroesTable, &http.Client{Timeout: time.Second}, discardLogger())
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("openTableStore() = %v; want error %v", err, tc.wantErr)
 			}
@@ -851,7 +851,7 @@ func deleteTable(t *testing.T, cfg config) {
 // openAzurite opens a store on cfg through openTableStore, as run does.
 func openAzurite(t *testing.T, cfg config) heroStore {
 	t.Helper()
-	s, err := openTableStore(context.Background(), cfg, &http.Client{Timeout: 10 * time.Second}, discardLogger())
+	s, err := openTableStore(context.Background(), cfg.StorageConnectionString, cfg.HeroesTable, &http.Client{Timeout: 10 * time.Second}, discardLogger())
 	if err != nil {
 		t.Fatalf("openTableStore() = %v", err)
 	}
@@ -982,7 +982,7 @@ func TestTableStoreAzuriteWrongKey(t *testing.T) {
 	cfg := azuriteConfig(t)
 	wrong := base64.StdEncoding.EncodeToString([]byte("not-the-emulator-key"))
 	cfg.StorageConnectionString = strings.Replace(cfg.StorageConnectionString, devStorageKey, wrong, 1)
-	_, err := openTableStore(context.Background(), cfg, &http.Client{Timeout: 10 * time.Second}, discardLogger())
+	_, err := openTableStore(context.Background(), cfg.StorageConnectionString, cfg.HeroesTable, &http.Client{Timeout: 10 * time.Second}, discardLogger())
 	if err == nil || !isAuthError(err) {
 		t.Fatalf("openTableStore(wrong key) = %v; want the service's 403", err)
 	}

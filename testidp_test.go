@@ -1,12 +1,18 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -238,4 +244,245 @@ func (c *fakeClock) advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
+}
+
+// grant is an authorization code the fake authorize step issued: what the
+// token endpoint must see again when the code is redeemed.
+type grant struct {
+	nonce, challenge, redirectURI string
+	used                          bool
+}
+
+// tokenIssuer plays the identity provider's authorize and token endpoints on
+// a testIDP. authorize turns an authorization URL into a code; serveToken
+// redeems codes and refresh tokens, checking the form, PKCE (RFC 7636 §4.6)
+// and the client authentication with checkClient. Safe for concurrent use.
+type tokenIssuer struct {
+	tb  testing.TB
+	idp *testIDP
+
+	mu sync.Mutex // guards the fields below
+	// grants are the issued codes by code.
+	grants map[string]*grant
+	// refreshTokens are the refresh tokens issued.
+	refreshTokens map[string]bool
+	// idOverride and atOverride change the claims of the ID and access
+	// tokens minted (see testIDP.token).
+	idOverride, atOverride map[string]any
+	// forgeID signs ID tokens with a key the provider does not publish,
+	// under the published kid (a bad signature).
+	forgeID bool
+	// rotateRefresh makes refresh answers carry a new refresh and ID token.
+	rotateRefresh bool
+	// checkClient checks the client authentication of a token request; nil
+	// means client_secret_post with testSecret.
+	checkClient func(r *http.Request, form url.Values) error
+	// issued records every token and code handed out, for the log test.
+	issued []string
+}
+
+// newTokenIssuer installs a tokenIssuer as idp's token endpoint.
+func newTokenIssuer(tb testing.TB, idp *testIDP) *tokenIssuer {
+	ti := &tokenIssuer{tb: tb, idp: idp, grants: map[string]*grant{}, refreshTokens: map[string]bool{}}
+	idp.mu.Lock()
+	idp.tokenHandler = ti.serveToken
+	idp.mu.Unlock()
+	return ti
+}
+
+// setTokenHandler replaces the token endpoint of p.
+func setTokenHandler(p *testIDP, h http.HandlerFunc) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.tokenHandler = h
+}
+
+// authorize plays the user signing in at the authorization URL: it records
+// the nonce, challenge and redirect URI, and returns a fresh code and the
+// state to send back.
+func (ti *tokenIssuer) authorize(authURL string) (code, state string) {
+	ti.tb.Helper()
+	u, err := url.Parse(authURL)
+	if err != nil {
+		ti.tb.Fatalf("authorize URL: %v", err)
+	}
+	q := u.Query()
+	if q.Get("code_challenge_method") != "S256" {
+		ti.tb.Fatalf("code_challenge_method = %q; want S256", q.Get("code_challenge_method"))
+	}
+	code = "code-" + rand.Text()
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	ti.grants[code] = &grant{nonce: q.Get("nonce"), challenge: q.Get("code_challenge"), redirectURI: q.Get("redirect_uri")}
+	ti.issued = append(ti.issued, code)
+	return code, q.Get("state")
+}
+
+// entraError writes an Entra-shaped token endpoint error (RFC 6749 §5.2).
+func entraError(w http.ResponseWriter, status int, code, desc string, codes ...int) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{
+		"error": code, "error_description": desc, "error_codes": codes,
+		"timestamp": "2026-11-30 10:00:00Z", "trace_id": "trace-1", "correlation_id": "corr-1",
+	})
+}
+
+func (ti *tokenIssuer) serveToken(w http.ResponseWriter, r *http.Request) {
+	if ct := r.Header.Get("Content-Type"); ct != "application/x-www-form-urlencoded" {
+		entraError(w, 400, "invalid_request", fmt.Sprintf("content type %q", ct))
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		entraError(w, 400, "invalid_request", "form")
+		return
+	}
+	form := r.PostForm
+	check := ti.checkClient
+	if check == nil {
+		check = checkClientSecretPost
+	}
+	if err := check(r, form); err != nil {
+		entraError(w, 401, "invalid_client", "AADSTS7000215: "+err.Error(), 7000215)
+		return
+	}
+	if !strings.Contains(form.Get("scope"), "api://"+testClientID+"/Heroes.Read") {
+		entraError(w, 400, "invalid_scope", "scope "+form.Get("scope"), 70011)
+		return
+	}
+	switch form.Get("grant_type") {
+	case "authorization_code":
+		ti.redeemCode(w, form)
+	case "refresh_token":
+		ti.redeemRefresh(w, form)
+	default:
+		entraError(w, 400, "unsupported_grant_type", "grant_type")
+	}
+}
+
+// checkClientSecretPost accepts client_secret_post with the test secret.
+func checkClientSecretPost(r *http.Request, form url.Values) error {
+	if _, _, ok := r.BasicAuth(); ok {
+		return errors.New("unexpected Basic authorization")
+	}
+	if form.Get("client_id") != testClientID || form.Get("client_secret") != testSecret {
+		return errors.New("bad client_id or client_secret")
+	}
+	return nil
+}
+
+func (ti *tokenIssuer) redeemCode(w http.ResponseWriter, form url.Values) {
+	ti.mu.Lock()
+	g := ti.grants[form.Get("code")]
+	reused := g != nil && g.used
+	if g != nil {
+		g.used = true
+	}
+	ti.mu.Unlock()
+	switch {
+	case g == nil:
+		entraError(w, 400, "invalid_grant", "AADSTS70000: unknown code", 70000)
+		return
+	case reused:
+		entraError(w, 400, "invalid_grant", "AADSTS54005: OAuth2 Authorization code was already redeemed", 54005)
+		return
+	case form.Get("redirect_uri") != g.redirectURI:
+		entraError(w, 400, "invalid_grant", "AADSTS50011: redirect_uri", 50011)
+		return
+	}
+	sum := sha256.Sum256([]byte(form.Get("code_verifier")))
+	if base64.RawURLEncoding.EncodeToString(sum[:]) != g.challenge {
+		entraError(w, 400, "invalid_grant", "AADSTS501481: The Code_Verifier does not match the code_challenge", 501481)
+		return
+	}
+	idClaims := map[string]any{"aud": testClientID, "azp": testClientID, "nonce": g.nonce, "scp": nil,
+		"name": "Ada <b>Lovelace</b>", "preferred_username": "ada@example.com"}
+	ti.answer(w, idClaims, true, true)
+}
+
+func (ti *tokenIssuer) redeemRefresh(w http.ResponseWriter, form url.Values) {
+	ti.mu.Lock()
+	ok := ti.refreshTokens[form.Get("refresh_token")]
+	rotate := ti.rotateRefresh
+	ti.mu.Unlock()
+	if !ok {
+		entraError(w, 400, "invalid_grant", "AADSTS700082: The refresh token has expired due to inactivity", 700082)
+		return
+	}
+	ti.answer(w, map[string]any{"aud": testClientID, "azp": testClientID, "scp": nil, "name": "Ada"}, rotate, rotate)
+}
+
+// answer mints and writes a token answer: an access token, and an ID token
+// and refresh token when asked. expires_in is a string, as Entra v1 sends.
+func (ti *tokenIssuer) answer(w http.ResponseWriter, idClaims map[string]any, withID, withRefresh bool) {
+	ti.mu.Lock()
+	idOver, atOver := maps.Clone(ti.idOverride), maps.Clone(ti.atOverride)
+	ti.mu.Unlock()
+	maps.Copy(idClaims, idOver)
+	fields := map[string]any{
+		"token_type":   "Bearer",
+		"access_token": ti.idp.token(ti.tb, atOver),
+		"expires_in":   "3599",
+		"scope":        "api://" + testClientID + "/Heroes.Read",
+	}
+	if withID {
+		fields["id_token"] = ti.idp.token(ti.tb, idClaims)
+	}
+	if withID && ti.forgeID {
+		c := ti.idp.claims(time.Now())
+		for k, v := range idClaims {
+			if v == nil {
+				delete(c, k)
+				continue
+			}
+			c[k] = v
+		}
+		forged, err := signRS256(testKeys()[2], "k0", c)
+		if err != nil {
+			ti.tb.Fatal(err)
+		}
+		fields["id_token"] = forged
+	}
+	if withRefresh {
+		fields["refresh_token"] = "refresh-" + rand.Text()
+	}
+	ti.mu.Lock()
+	for _, k := range []string{"access_token", "id_token", "refresh_token"} {
+		if v, ok := fields[k].(string); ok {
+			ti.issued = append(ti.issued, v)
+		}
+	}
+	if rt, ok := fields["refresh_token"].(string); ok {
+		ti.refreshTokens[rt] = true
+	}
+	ti.mu.Unlock()
+	tokenJSON(w, fields)
+}
+
+// addRefreshToken makes rt a refresh token the issuer accepts.
+func (ti *tokenIssuer) addRefreshToken(rt string) {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	ti.refreshTokens[rt] = true
+	ti.issued = append(ti.issued, rt)
+}
+
+// fakeMetadata is a metadataSource answering md or err.
+type fakeMetadata struct {
+	md  providerMetadata
+	err error
+}
+
+func (f fakeMetadata) metadata(ctx context.Context) (providerMetadata, error) { return f.md, f.err }
+
+// idpMetadata is the discovery document of p for testTenant.
+func idpMetadata(p *testIDP) providerMetadata {
+	base := p.srv.URL + "/" + testTenant
+	return providerMetadata{
+		Issuer:                p.issuer(testTenant),
+		AuthorizationEndpoint: base + "/oauth2/v2.0/authorize",
+		TokenEndpoint:         base + "/oauth2/v2.0/token",
+		JWKSURI:               base + "/discovery/v2.0/keys",
+		EndSessionEndpoint:    base + "/oauth2/v2.0/logout",
+	}
 }

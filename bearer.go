@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// Permissions, with the hierarchy Admin ⊇ Heroes.Create ⊇ Heroes.Read. They
+// are delegated scopes (scp) or application permissions (roles) of the API's
+// Entra app registration, compared exactly.
+const (
+	permRead   = "Heroes.Read"
+	permCreate = "Heroes.Create"
+	permAdmin  = "Admin"
+)
+
+// bearerRealm is the realm of every WWW-Authenticate challenge (RFC 6750 §3).
+const bearerRealm = "heroes-auth"
+
+// requireAuth is the bearer middleware (RFC 6750 §2.1, §3): it takes the
+// access token from the Authorization header only (never a query string or
+// form field), verifies it with v, checks that its scp/scope or roles grant
+// perm, then puts the claims in the request context (principalFrom) and
+// tells a caller hook (withCallerHook) before next. Answers, with the JSON error body:
+//   - no Authorization header, or another scheme: 401 with a bare
+//     `Bearer realm="heroes-auth"` challenge;
+//   - a malformed header (several headers, no token, not one token68):
+//     400 error="invalid_request";
+//   - any token fault: 401 error="invalid_token" and an error_description
+//     naming the failed check, never echoing the token;
+//   - a missing permission: 403 error="insufficient_scope", scope="perm";
+//   - no discovery document or key ever loaded: 503 with Retry-After.
+//
+// The reason is logged at info level, without the token.
+func requireAuth(logger *slog.Logger, v *verifier, perm string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			raw, err := bearerToken(r)
+			if err != nil {
+				rejectBearer(w, logger, err)
+				return
+			}
+			c, err := v.verifyAccessToken(r.Context(), raw)
+			if err != nil {
+				rejectBearer(w, logger, err)
+				return
+			}
+			if hook, ok := r.Context().Value(callerHookKey{}).(func(*claims)); ok {
+				hook(c) // the caller is known, allowed or not
+			}
+			if !hasPermission(c, perm) {
+				logger.Info("auth: bearer token lacks permission", "need", perm, "oid", c.ObjectID, "tid", c.TenantID)
+				challenge(w, http.StatusForbidden, "insufficient_scope", "the token does not grant "+perm, `, scope="`+perm+`"`)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, c)))
+		})
+	}
+}
+
+// principalKey is the context key of the verified claims.
+type principalKey struct{}
+
+// callerHookKey is the context key of the hook withCallerHook installs.
+type callerHookKey struct{}
+
+// withCallerHook returns ctx with hook, which requireAuth calls with the
+// claims of every verified token, allowed or not: how a request log that
+// wraps requireAuth learns who called.
+func withCallerHook(ctx context.Context, hook func(*claims)) context.Context {
+	return context.WithValue(ctx, callerHookKey{}, hook)
+}
+
+// principalFrom returns the verified claims requireAuth put in ctx. The
+// claims may be shared with other requests: read them, never change them.
+func principalFrom(ctx context.Context) (*claims, bool) {
+	c, ok := ctx.Value(principalKey{}).(*claims)
+	return c, ok && c != nil
+}
+
+// hasPermission reports whether c's scopes or roles grant perm, with the
+// hierarchy Admin ⊇ Heroes.Create ⊇ Heroes.Read. An unknown perm is granted
+// to nobody.
+func hasPermission(c *claims, perm string) bool {
+	var accepted []string
+	switch perm {
+	case permRead:
+		accepted = []string{permRead, permCreate, permAdmin}
+	case permCreate:
+		accepted = []string{permCreate, permAdmin}
+	case permAdmin:
+		accepted = []string{permAdmin}
+	}
+	for _, p := range accepted {
+		if slices.Contains(c.Scopes, p) || slices.Contains(c.Roles, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Errors of bearerToken (RFC 6750 §3.1).
+var (
+	errNoCredentials  = errors.New("auth: no bearer credentials")
+	errBadAuthzHeader = errors.New("auth: malformed Authorization header")
+)
+
+// bearerToken extracts the token of "Authorization: Bearer <token>"
+// (RFC 6750 §2.1, RFC 7235 §2.1): the scheme is matched without regard to
+// case, followed by one or more spaces and exactly one token68. It returns
+// errNoCredentials when there is no header or another scheme, errBadAuthzHeader
+// for a malformed one, and errMalformedToken for a token longer than
+// maxTokenBytes.
+func bearerToken(r *http.Request) (string, error) {
+	values := r.Header.Values("Authorization")
+	switch len(values) {
+	case 0:
+		return "", errNoCredentials
+	case 1:
+	default:
+		return "", fmt.Errorf("%w: more than one", errBadAuthzHeader)
+	}
+	scheme, rest, _ := strings.Cut(values[0], " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		if scheme == "" {
+			return "", fmt.Errorf("%w: no scheme", errBadAuthzHeader)
+		}
+		return "", errNoCredentials
+	}
+	token := strings.TrimLeft(rest, " ")
+	if len(token) > maxTokenBytes {
+		return "", fmt.Errorf("%w: longer than %d bytes", errMalformedToken, maxTokenBytes)
+	}
+	if !isToken68(token) {
+		return "", fmt.Errorf("%w: the credentials are not one token68", errBadAuthzHeader)
+	}
+	return token, nil
+}
+
+// isToken68 reports whether s is a token68 (RFC 7235 §2.1):
+// 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func isToken68(s string) bool {
+	i := 0
+	for i < len(s) && (isBase64URLByte(s[i]) || strings.IndexByte(".~+/", s[i]) >= 0) {
+		i++
+	}
+	if i == 0 {
+		return false
+	}
+	for i < len(s) && s[i] == '=' {
+		i++
+	}
+	return i == len(s)
+}
+
+// rejectBearer answers a request whose credentials failed, per RFC 6750 §3.
+func rejectBearer(w http.ResponseWriter, logger *slog.Logger, err error) {
+	switch {
+	case errors.Is(err, errNoCredentials):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="`+bearerRealm+`"`)
+		writeJSON(w, http.StatusUnauthorized, apiError{Detail: "authentication required"})
+		return
+	case errors.Is(err, errBadAuthzHeader):
+		logger.Info("auth: malformed Authorization header", "err", err)
+		challenge(w, http.StatusBadRequest, "invalid_request", "the Authorization header is not Bearer and one token", "")
+		return
+	case errors.Is(err, errIDPUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		logger.Warn("auth: cannot verify bearer token", "err", err)
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusServiceUnavailable, apiError{Detail: "the identity provider's keys are not available yet; retry later"})
+		return
+	}
+	logger.Info("auth: bearer token refused", "err", err)
+	challenge(w, http.StatusUnauthorized, "invalid_token", describeTokenError(err), "")
+}
+
+// challenge writes an error answer with a Bearer challenge carrying code and
+// description (RFC 6750 §3), extra appended to the challenge as is, and the
+// same code and description in the JSON body.
+func challenge(w http.ResponseWriter, status int, code, description, extra string) {
+	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error=%q, error_description=%q%s`, bearerRealm, code, description, extra))
+	writeJSON(w, status, apiError{Detail: description, Error: code})
+}
+
+// tokenErrorText names, for each verification sentinel, the check that
+// failed, in words fit for error_description (RFC 6750 §3: printable ASCII
+// without '"' or '\').
+var tokenErrorText = []struct {
+	err  error
+	text string
+}{
+	{errTokenExpired, "the token expired"},
+	{errNotYetValid, "the token is not valid yet (nbf)"},
+	{errIssuedInFuture, "the token was issued in the future (iat)"},
+	{errBadAudience, "wrong audience"},
+	{errBadIssuer, "wrong issuer"},
+	{errKeyIssuer, "the signing key belongs to another issuer"},
+	{errTenantForbidden, "the tenant is not allowed"},
+	{errUnknownKID, "unknown signing key"},
+	{errNoKeyID, "the token names no signing key (kid)"},
+	{errBadSignature, "bad signature"},
+	{errUnsupportedAlg, "unsupported algorithm (only RS256)"},
+	{errBadHeader, "unacceptable token header"},
+	{errNoPermissions, "the token has neither scp nor roles"},
+	{errMalformedToken, "malformed token"},
+}
+
+// describeTokenError returns the error_description for a verification error.
+func describeTokenError(err error) string {
+	for _, t := range tokenErrorText {
+		if errors.Is(err, t.err) {
+			return t.text
+		}
+	}
+	return "invalid token"
+}

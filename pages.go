@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"html/template"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// handleIndex serves GET /: a plain HTML page (no external assets) with a
+// sign-in link and links to the API and its OpenAPI document.
+func handleIndex(dev bool, scopes []string) http.Handler {
+	data := map[string]any{"Dev": dev, "Scopes": scopes}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		renderPage(w, http.StatusOK, "index", data)
+	})
+}
+
+// prefersHTML reports whether an Accept header (RFC 9110 §12.5.1) ranks
+// text/html above application/json, each taking the q of its most specific
+// matching range. A tie (such as curl's */*) means JSON, the API's default.
+// Only the first maxAcceptLen bytes are read.
+func prefersHTML(accept string) bool {
+	if len(accept) > maxAcceptLen {
+		accept = accept[:maxAcceptLen]
+	}
+	htmlQ, jsonQ := 0.0, 0.0
+	htmlSpec, jsonSpec := -1, -1
+	for part := range strings.SplitSeq(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		q := 1.0
+		if s, ok := params["q"]; ok {
+			f, err := strconv.ParseFloat(s, 64)
+			if err != nil || !(f >= 0 && f <= 1) {
+				continue
+			}
+			q = f
+		}
+		if s := rangeSpecificity(mt, "text/html"); s > htmlSpec {
+			htmlSpec, htmlQ = s, q
+		}
+		if s := rangeSpecificity(mt, "application/json"); s > jsonSpec {
+			jsonSpec, jsonQ = s, q
+		}
+	}
+	return htmlQ > jsonQ
+}
+
+// rangeSpecificity is how specifically the media range rng matches the media
+// type want: 2 exactly, 1 as type/*, 0 as */*, -1 not at all.
+func rangeSpecificity(rng, want string) int {
+	switch {
+	case rng == want:
+		return 2
+	case rng == "*/*":
+		return 0
+	case strings.HasSuffix(rng, "/*") && strings.HasPrefix(want, strings.TrimSuffix(rng, "*")):
+		return 1
+	}
+	return -1
+}
+
+// renderSignedIn answers the callback with the signed-in HTML page.
+// signedInPreview gives what the signed-in page shows of the API for a new
+// access token: a few item names, or a sentence saying why there are none.
+// handleCallback takes one; nil shows nothing.
+type signedInPreview func(ctx context.Context, accessToken *claims) (items []string, note string)
+
+func (af *authFlow) renderSignedIn(w http.ResponseWriter, r *http.Request, ans tokenAnswer, idc *claims, heroNames []string, heroNote string) {
+	// The API lives next to the callback: REDIRECT_URI without its
+	// /auth/callback suffix (which keeps a reverse proxy's path prefix).
+	base := "http://localhost:8000"
+	if u, err := url.Parse(af.opts.RedirectURI); err == nil && u.Host != "" {
+		base = u.Scheme + "://" + u.Host + strings.TrimSuffix(u.Path, "/auth/callback")
+	}
+	af.render(w, http.StatusOK, "signedin", map[string]any{
+		"Name":         idc.Name,
+		"Username":     idc.PreferredUsername,
+		"TenantID":     idc.TenantID,
+		"Scopes":       strings.Fields(ans.Scope),
+		"ExpiresIn":    ans.ExpiresIn,
+		"ExpiresAt":    af.now().Add(time.Duration(ans.ExpiresIn) * time.Second).UTC().Format(time.RFC1123),
+		"Token":        ans.AccessToken,
+		"Curl":         "curl -H 'Authorization: Bearer " + ans.AccessToken + "' " + base + "/api/heroes/",
+		"RefreshToken": ans.RefreshToken,
+		"RefreshCurl":  "curl -X POST --data-urlencode 'refresh_token=" + ans.RefreshToken + "' " + base + "/auth/refresh",
+		"ReturnTo":     ans.ReturnTo,
+		"Heroes":       heroNames,
+		"HeroesNote":   heroNote,
+	})
+}
+
+// render writes page name of pages with status, logging template errors.
+func (af *authFlow) render(w http.ResponseWriter, status int, name string, data any) {
+	if err := renderPage(w, status, name, data); err != nil {
+		af.logger.Error("auth: rendering page", "page", name, "err", err)
+	}
+}
+
+// renderPage executes page name into a buffer, then writes it as text/html
+// with status; a template error becomes a 500 JSON error.
+func renderPage(w http.ResponseWriter, status int, name string, data any) error {
+	var buf bytes.Buffer
+	if err := pages.ExecuteTemplate(&buf, name, data); err != nil {
+		writeError(w, http.StatusInternalServerError, "internal error")
+		return err
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+	return nil
+}
+
+// pages are the HTML pages of the client half: index, signedin and error.
+// html/template escapes every value by context. Parsed once; read-only
+// afterwards, and so safe for concurrent use.
+var pages = template.Must(template.New("pages").Parse(`
+{{define "head"}}<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="referrer" content="no-referrer">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.}} · heroes-auth</title>
+<style>body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.5}
+pre{background:#f4f4f4;padding:.75rem;overflow-x:auto;white-space:pre-wrap;word-break:break-all}</style>
+</head><body>{{end}}
+
+{{define "index"}}{{template "head" "Heroes API"}}
+<h1>Heroes API</h1>
+<p>A small REST API protected by Microsoft Entra ID with the OAuth 2.0 authorization code flow.</p>
+{{if .Dev}}<p><strong>Development mode:</strong> sign-in goes to the local identity provider; it is not for production.</p>{{end}}
+<ul>
+<li><a href="/auth/login">Sign in</a> (or <a href="/auth/login?prompt=select_account">pick another account</a>) to get an access token</li>
+<li><a href="/api/heroes/">/api/heroes/</a>: the API (needs <code>Authorization: Bearer &lt;token&gt;</code>)</li>
+<li><a href="/openapi.json">/openapi.json</a>: the API's description</li>
+<li><a href="/auth/logout">Sign out</a></li>
+</ul>
+{{with .Scopes}}<p>Scopes asked for: {{range .}}<code>{{.}}</code> {{end}}</p>{{end}}
+</body></html>{{end}}
+
+{{define "signedin"}}{{template "head" "Signed in"}}
+<h1>Signed in</h1>
+<p>Signed in as <strong>{{or .Name "(no name)"}}</strong>{{with .Username}} ({{.}}){{end}}{{with .TenantID}} in tenant <code>{{.}}</code>{{end}}.</p>
+<p>Granted scopes: {{range .Scopes}}<code>{{.}}</code> {{else}}none{{end}}</p>
+<p>The access token expires in {{.ExpiresIn}} seconds, at {{.ExpiresAt}}.</p>
+<p>Call the API:</p>
+<pre>{{.Curl}}</pre>
+{{if or .Heroes .HeroesNote}}<p>What <code>GET /api/heroes/</code> answers with this token, first ten:</p>
+{{with .Heroes}}<ul>{{range .}}<li>{{.}}</li>{{end}}</ul>{{end}}{{with .HeroesNote}}<p>{{.}}</p>{{end}}{{end}}
+<details><summary>Access token</summary><pre>{{.Token}}</pre></details>
+{{with .RefreshToken}}<p>A refresh token was issued: POST it to <code>/auth/refresh</code> for a new access token when this one expires:</p>
+<pre>{{$.RefreshCurl}}</pre>
+<details><summary>Refresh token</summary><pre>{{.}}</pre></details>{{end}}
+<p>Keep these tokens private; this page is not stored by the browser cache.</p>
+{{with .ReturnTo}}<p><a href="{{.}}">Continue to {{.}}</a></p>{{end}}
+<p><a href="/">Home</a> · <a href="/auth/logout">Sign out</a></p>
+</body></html>{{end}}
+
+{{define "error"}}{{template "head" "Sign-in failed"}}
+<h1>{{.Status}} {{.StatusText}}</h1>
+<p>{{.Detail}}</p>
+{{with .Error}}<p>Error: <code>{{.}}</code>{{with $.Code}} (<code>{{.}}</code>){{end}}</p>{{end}}
+<p><a href="/auth/login">Sign in again</a> · <a href="/">Home</a></p>
+</body></html>{{end}}
+`))

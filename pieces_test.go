@@ -1,0 +1,225 @@
+package main
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// pieces are the parts of the service a reader can copy into a module of
+// their own (README, "Taking a piece"): each starts from a few files and
+// must build with the files the compiler then asks for, within a file and
+// line budget, and without the files it must never need.
+var pieces = []struct {
+	name     string
+	start    []string
+	maxFiles int
+	maxLines int // 0: no limit
+	never    []string
+}{
+	{
+		name:     "resource server",
+		start:    []string{"jwks.go", "bearer.go"},
+		maxFiles: 8,
+		maxLines: 1800,
+		never: []string{"main.go", "env.go", "auth.go", "session.go", "assertion.go", "middleware.go",
+			"heroes.go", "heroes_decode.go", "heroes_store.go", "devidp.go", "tablestore.go", "openapi.go"},
+	},
+	{
+		name:     "login",
+		start:    []string{"auth.go"},
+		maxFiles: 10,
+		never:    []string{"main.go", "heroes.go", "heroes_decode.go", "heroes_store.go", "devidp.go", "tablestore.go", "openapi.go"},
+	},
+	{
+		name:     "heroes",
+		start:    []string{"heroes.go"},
+		maxFiles: 10,
+		never:    []string{"main.go", "auth.go", "jwks.go", "devidp.go", "session.go", "assertion.go", "openapi.go"},
+	},
+	{
+		name:     "shared helpers",
+		start:    []string{"shared.go"},
+		maxFiles: 1,
+	},
+}
+
+// TestPiecesBuildAlone copies each piece's starting files into an empty
+// module with a stub main, then adds the file defining whatever the compiler
+// reports undefined until the module builds, as a reader taking that piece
+// would. It fails when a piece needs a file it must never need, or more
+// files or lines than its budget.
+func TestPiecesBuildAlone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds each piece in a module of its own; skipped with -short")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command on PATH to build the pieces with")
+	}
+	defs := topLevelDefinitions(t)
+	for _, p := range pieces {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			files, why := assemblePiece(t, goBin, defs, p.start)
+			lines := 0
+			for _, f := range files {
+				lines += countLines(t, f)
+			}
+			t.Logf("%s piece: %d files, %d lines: %s", p.name, len(files), lines, strings.Join(files, " "))
+			for _, f := range files {
+				if slices.Contains(p.never, f) {
+					t.Errorf("the %s piece needs %s (for %s), which it must never need", p.name, f, why[f])
+				}
+			}
+			if len(files) > p.maxFiles {
+				t.Errorf("the %s piece has %d files; at most %d", p.name, len(files), p.maxFiles)
+			}
+			if p.maxLines > 0 && lines > p.maxLines {
+				t.Errorf("the %s piece has %d lines; at most %d", p.name, lines, p.maxLines)
+			}
+		})
+	}
+}
+
+// undefinedPattern matches the compiler's reports of a missing package-level
+// name and of a missing method.
+var undefinedPattern = regexp.MustCompile(`undefined: (\w+)|type \*?(\w+) has no field or method (\w+)`)
+
+// assemblePiece builds start (plus a stub main) in a fresh module, adding the
+// defining file of each undefined name, and returns the files it ended with
+// and, for each file added, the name it was added for. main.go is never
+// copied (its main would clash with the stub): a piece that needs it fails.
+func assemblePiece(t *testing.T, goBin string, defs map[string]string, start []string) ([]string, map[string]string) {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("go.mod", "module piece\n\ngo 1.26\n")
+	write("zz_stub_main.go", "package main\n\nfunc main() {}\n")
+	files, why := []string{}, map[string]string{}
+	add := func(f string) {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(f, string(data))
+		files = append(files, f)
+	}
+	for _, f := range start {
+		add(f)
+	}
+	for range 40 {
+		cmd := exec.Command(goBin, "build", "-gcflags=-e", "-o", os.DevNull, ".")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			slices.Sort(files)
+			return files, why
+		}
+		added := false
+		for _, m := range undefinedPattern.FindAllStringSubmatch(string(out), -1) {
+			name := m[1]
+			if name == "" {
+				name = m[2] + "." + m[3]
+			}
+			f, ok := defs[name]
+			if !ok {
+				t.Fatalf("%s is undefined and no file of the service defines it:\n%s", name, out)
+			}
+			if f == "main.go" {
+				t.Fatalf("the piece %v needs %s from main.go", files, name)
+			}
+			if !slices.Contains(files, f) {
+				add(f)
+				why[f] = name
+				added = true
+			}
+		}
+		if !added {
+			t.Fatalf("the piece %v does not build, and not for want of a file:\n%s", files, out)
+		}
+	}
+	t.Fatalf("the piece %v did not settle", files)
+	return nil, nil
+}
+
+// topLevelDefinitions maps every package-level name (and Type.method) of
+// the service's non-test files that build on this platform to the file defining it.
+func topLevelDefinitions(t *testing.T) map[string]string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-f", `{{join .GoFiles " "}}`, ".").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	defs := map[string]string{}
+	fset := token.NewFileSet()
+	for _, name := range strings.Fields(string(out)) {
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			for _, n := range declaredNames(d) {
+				defs[n] = name
+			}
+		}
+	}
+	return defs
+}
+
+// declaredNames lists the names a top-level declaration defines; a method
+// is named Type.method.
+func declaredNames(d ast.Decl) []string {
+	switch d := d.(type) {
+	case *ast.FuncDecl:
+		if d.Recv == nil {
+			return []string{d.Name.Name}
+		}
+		typ := d.Recv.List[0].Type
+		if star, ok := typ.(*ast.StarExpr); ok {
+			typ = star.X
+		}
+		if ix, ok := typ.(*ast.IndexExpr); ok {
+			typ = ix.X
+		}
+		if id, ok := typ.(*ast.Ident); ok {
+			return []string{id.Name + "." + d.Name.Name}
+		}
+	case *ast.GenDecl:
+		var out []string
+		for _, s := range d.Specs {
+			switch s := s.(type) {
+			case *ast.TypeSpec:
+				out = append(out, s.Name.Name)
+			case *ast.ValueSpec:
+				for _, n := range s.Names {
+					out = append(out, n.Name)
+				}
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// countLines is wc -l of file.
+func countLines(t *testing.T, file string) int {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(data), "\n")
+}

@@ -1,0 +1,330 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// idpTimeout bounds every call to the identity provider's token endpoint,
+// whatever the caller's deadline; the service's IdP client has the same
+// Timeout.
+const idpTimeout = 10 * time.Second
+
+// Errors of redeem besides *tokenError.
+var (
+	errTokenTimeout     = errors.New("auth: token endpoint timed out")
+	errTokenUnreachable = errors.New("auth: token endpoint unreachable")
+	errTokenAnswer      = errors.New("auth: token endpoint answer unusable")
+)
+
+// tokenResponse is a successful token endpoint answer (RFC 6749 §5.1, OpenID
+// Connect Core §3.1.3.3). Unknown members (ext_expires_in, …) are ignored.
+type tokenResponse struct {
+	TokenType    string    `json:"token_type"`
+	AccessToken  string    `json:"access_token"`
+	ExpiresIn    expiresIn `json:"expires_in"`
+	Scope        string    `json:"scope"`
+	RefreshToken string    `json:"refresh_token"`
+	IDToken      string    `json:"id_token"`
+}
+
+// expiresIn is the expires_in member, in seconds (RFC 6749 §5.1). Entra's v2
+// endpoint sends a JSON number and its v1 endpoint a numeric string; both are
+// accepted. Negative, fractional or non-numeric values are errors.
+type expiresIn int64
+
+// UnmarshalJSON accepts 3599 or "3599" (and null, as 0).
+func (e *expiresIn) UnmarshalJSON(data []byte) error {
+	s := string(data)
+	if s == "null" {
+		return nil
+	}
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		s = s[1 : len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("auth: expires_in %q is not a non-negative integer", truncate(s, 20))
+	}
+	*e = expiresIn(n)
+	return nil
+}
+
+// tokenError is an error answer of the token endpoint: RFC 6749 §5.2's error
+// and error_description, plus Entra's error_codes (AADSTS numbers),
+// trace_id and correlation_id. Status is the HTTP status. Text fields are
+// bounded by parseTokenAnswer.
+type tokenError struct {
+	Status        int    `json:"-"`
+	Code          string `json:"error"`
+	Description   string `json:"error_description"`
+	ErrorCodes    []int  `json:"error_codes"`
+	TraceID       string `json:"trace_id"`
+	CorrelationID string `json:"correlation_id"`
+}
+
+// Error returns "auth: token endpoint: <error> <AADSTS code>".
+func (e *tokenError) Error() string {
+	return strings.TrimSpace("auth: token endpoint: " + e.Code + " " + e.aadsts())
+}
+
+// aadsts returns the first Entra error code as "AADSTS<n>", from error_codes
+// or else from the description, or "".
+func (e *tokenError) aadsts() string {
+	if len(e.ErrorCodes) > 0 {
+		return "AADSTS" + strconv.Itoa(e.ErrorCodes[0])
+	}
+	return aadstsPattern.FindString(e.Description)
+}
+
+// configFault returns the operator's fix when the answer carries an Entra
+// error code listed in configFaults.
+func (e *tokenError) configFault() (string, bool) {
+	codes := e.ErrorCodes
+	if len(codes) == 0 {
+		if n, err := strconv.Atoi(strings.TrimPrefix(e.aadsts(), "AADSTS")); err == nil {
+			codes = []int{n}
+		}
+	}
+	for _, c := range codes {
+		if fix, ok := configFaults[c]; ok {
+			return fix, true
+		}
+	}
+	return "", false
+}
+
+// hasCode reports whether the answer carries Entra error code n.
+func (e *tokenError) hasCode(n int) bool {
+	for _, c := range e.ErrorCodes {
+		if c == n {
+			return true
+		}
+	}
+	return e.aadsts() == "AADSTS"+strconv.Itoa(n)
+}
+
+// redeem posts a hand-built application/x-www-form-urlencoded token request
+// (RFC 6749 §3.2, §4.1.3, §6) with form plus client_id and the client
+// authentication of opts.ClientAuth: client_secret in the body (§2.3.1,
+// "post"), HTTP Basic with form-encoded id and secret ("basic"), or a client
+// assertion signed with the certificate (RFC 7523 §2.2, "certificate"). It
+// waits at most idpTimeout and reads at most maxTokenAnswer bytes. Errors:
+// errTokenTimeout, errTokenUnreachable, errTokenAnswer (wrapped, naming what
+// was wrong), or *tokenError. Neither the form nor the answer is logged.
+func (af *authFlow) redeem(ctx context.Context, md providerMetadata, form url.Values) (*tokenResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, idpTimeout)
+	defer cancel()
+	if _, err := parseEndpoint(md.TokenEndpoint); err != nil {
+		return nil, fmt.Errorf("%w: %w", errTokenUnreachable, err)
+	}
+	form.Set("client_id", af.opts.ClientID)
+	switch af.opts.ClientAuth {
+	case clientAuthCertificate:
+		assertion, err := af.cert.assertion(af.opts.ClientID, md.TokenEndpoint, af.now())
+		if err != nil {
+			return nil, err
+		}
+		form.Set("client_assertion_type", clientAssertionType)
+		form.Set("client_assertion", assertion)
+	case clientAuthPost:
+		form.Set("client_secret", af.opts.ClientSecret)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, md.TokenEndpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errTokenUnreachable, err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if af.opts.ClientAuth == clientAuthBasic {
+		req.SetBasicAuth(url.QueryEscape(af.opts.ClientID), url.QueryEscape(af.opts.ClientSecret))
+	}
+	resp, err := af.client.Do(req)
+	if err != nil {
+		return nil, networkError(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenAnswer+1))
+	if err != nil {
+		return nil, networkError(err)
+	}
+	if len(body) > maxTokenAnswer {
+		return nil, fmt.Errorf("%w: larger than %d bytes", errTokenAnswer, maxTokenAnswer)
+	}
+	return parseTokenAnswer(resp.StatusCode, resp.Header.Get("Content-Type"), body)
+}
+
+// networkError classifies a failed exchange: errTokenTimeout when a deadline
+// passed (the client's Timeout or the context's), else errTokenUnreachable.
+func networkError(err error) error {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return fmt.Errorf("%w: %w", errTokenTimeout, err)
+	}
+	return fmt.Errorf("%w: %w", errTokenUnreachable, err)
+}
+
+// parseTokenAnswer reads a token endpoint answer: a 200 JSON success with an
+// access_token of token_type Bearer (RFC 6749 §5.1), or a JSON error
+// (§5.2) returned as *tokenError. Anything else, non-JSON included, is
+// errTokenAnswer.
+func parseTokenAnswer(status int, contentType string, body []byte) (*tokenResponse, error) {
+	mt, _, err := mime.ParseMediaType(contentType)
+	isJSON := err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+	if !isJSON {
+		return nil, fmt.Errorf("%w: status %d, content type %q", errTokenAnswer, status, truncate(contentType, 60))
+	}
+	var te tokenError
+	if status != http.StatusOK || bytes.Contains(body, []byte(`"error"`)) {
+		if err := json.Unmarshal(body, &te); err == nil && te.Code != "" {
+			te.Status = status
+			te.Code = truncate(te.Code, 64)
+			te.Description = truncate(te.Description, maxShownIdPText)
+			te.TraceID, te.CorrelationID = truncate(te.TraceID, 64), truncate(te.CorrelationID, 64)
+			te.ErrorCodes = te.ErrorCodes[:min(len(te.ErrorCodes), 8)]
+			return nil, &te
+		}
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("%w: status %d without an OAuth error", errTokenAnswer, status)
+	}
+	var tr tokenResponse
+	if err := json.Unmarshal(body, &tr); err != nil {
+		return nil, fmt.Errorf("%w: %w", errTokenAnswer, err)
+	}
+	if tr.AccessToken == "" {
+		return nil, fmt.Errorf("%w: no access_token", errTokenAnswer)
+	}
+	if !strings.EqualFold(tr.TokenType, "Bearer") {
+		return nil, fmt.Errorf("%w: token_type %q is not Bearer", errTokenAnswer, truncate(tr.TokenType, 20))
+	}
+	return &tr, nil
+}
+
+// configFaults are Entra error codes that mean the service is misconfigured,
+// with the fix an operator should make (Microsoft's AADSTS error reference).
+// They are looked up before userFixable, so a fault answered as
+// invalid_grant is still a 502 for the operator, not a 400 for the user.
+var configFaults = map[int]string{
+	7000215: "AZURE_CLIENT_SECRET is not a valid secret of the app registration (use the secret's Value, not its Secret ID)",
+	7000222: "AZURE_CLIENT_SECRET has expired: add a new client secret to the app registration",
+	50011:   "REDIRECT_URI does not exactly match a redirect URI registered on the app (Authentication > Web)",
+	// Entra answers a redirect URI mismatch at the token endpoint with
+	// 500112, as invalid_client or invalid_grant
+	// (AzureAD/microsoft-identity-web#3114): no new sign-in fixes it.
+	500112:  "REDIRECT_URI must be registered on the app exactly as set (Authentication > Web; scheme, host, port, path and trailing slash count) and reach the provider unchanged in both the authorization and the token request",
+	700016:  "AZURE_CLIENT_ID is not an application in tenant AZURE_TENANT_ID",
+	700027:  "the client assertion was rejected: upload the certificate of AZURE_CLIENT_CERTIFICATE_PATH to the app registration",
+	700024:  "the client assertion is outside its validity window: check the server clock",
+	7000218: "the request carried no client credential: set AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH",
+	500011:  "API_SCOPE names a resource that is not in the tenant: check the App ID URI",
+	70011:   "API_SCOPE is not a valid scope of the API: check Expose an API in the app registration",
+	90002:   "AZURE_TENANT_ID does not name an existing tenant",
+	900023:  "AZURE_TENANT_ID is not a valid tenant id",
+}
+
+// userFixable are OAuth error codes a fresh sign-in fixes: an expired,
+// reused or revoked code or refresh token (AADSTS70008, 54005, 700082,
+// 50173…), or a grant that now needs user interaction (MFA, consent).
+var userFixable = map[string]bool{
+	"invalid_grant": true, "interaction_required": true, "consent_required": true, "login_required": true,
+}
+
+// tokenFailure answers a failed redeem (Entra's AADSTS error reference):
+//   - a configuration fault (configFaults: bad or expired secret, redirect
+//     URI mismatch, unknown app, rejected certificate…): 502 with the AADSTS
+//     code in the body, and an error log line naming the fix;
+//   - a user-fixable error (userFixable: expired or redeemed code, expired
+//     refresh token, interaction needed): 400 ending with restart;
+//   - temporarily_unavailable or a 503: 503 with Retry-After;
+//   - any other OAuth error: 502 naming it;
+//   - no OAuth error: 504 on a timeout, else 502 (classifyNetworkFailure).
+//
+// id correlates the log line with the login ("" for refresh).
+func (af *authFlow) tokenFailure(w http.ResponseWriter, r *http.Request, err error, id, restart string) {
+	var te *tokenError
+	if !errors.As(err, &te) {
+		status, detail := classifyNetworkFailure(err)
+		af.logger.Warn("auth: token request failed", "login", id, "err", err)
+		af.fail(w, r, status, detail, "", "")
+		return
+	}
+	aadsts := te.aadsts()
+	if fix, ok := te.configFault(); ok {
+		af.logger.Error("auth: the identity provider rejected the service's configuration",
+			"login", id, "error", te.Code, "aadsts", aadsts, "fix", fix,
+			"description", te.Description, "trace_id", te.TraceID, "correlation_id", te.CorrelationID)
+		af.fail(w, r, http.StatusBadGateway, "the service is misconfigured for the identity provider ("+aadsts+"); an operator must fix it", te.Code, aadsts)
+		return
+	}
+	af.logger.Warn("auth: token endpoint returned an error", "login", id, "status", te.Status, "error", te.Code,
+		"aadsts", aadsts, "description", te.Description, "trace_id", te.TraceID, "correlation_id", te.CorrelationID)
+	switch {
+	case userFixable[te.Code]:
+		detail := describeGrantError(te)
+		af.fail(w, r, http.StatusBadRequest, detail+" ("+strings.TrimSpace(te.Code+" "+aadsts)+"); "+restart, te.Code, aadsts)
+	case te.Code == "temporarily_unavailable" || te.Status == http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "5")
+		af.fail(w, r, http.StatusServiceUnavailable, "the identity provider is temporarily unavailable; try again shortly", te.Code, aadsts)
+	default:
+		af.fail(w, r, http.StatusBadGateway, "the identity provider refused the token request ("+strings.TrimSpace(te.Code+" "+aadsts)+")", te.Code, aadsts)
+	}
+}
+
+// grantErrorText describes, by Entra error code, why the identity provider
+// refused a code or refresh token (Microsoft's AADSTS error reference).
+var grantErrorText = []struct {
+	code int
+	text string
+}{
+	{70008, "the sign-in code or refresh token has expired"},
+	{54005, "the sign-in code was already redeemed"},
+	{70000, "the sign-in code or refresh token is invalid or was already used"},
+	{700082, "the refresh token has expired after a long time unused"},
+	{50173, "the grant was revoked (for example after a password change)"},
+	{50076, "the sign-in now needs multi-factor authentication"},
+	{65001, "the user or an administrator has not consented to the app"},
+}
+
+// describeGrantError describes a user-fixable token error by its Entra error
+// code (grantErrorText), by its OAuth error code for interaction_required,
+// consent_required and login_required, and otherwise as a grant that is
+// "invalid, expired or already used" (RFC 6749 §5.2 invalid_grant).
+func describeGrantError(te *tokenError) string {
+	for _, g := range grantErrorText {
+		if te.hasCode(g.code) {
+			return g.text
+		}
+	}
+	switch te.Code {
+	case "interaction_required", "login_required":
+		return "the sign-in needs the user again"
+	case "consent_required":
+		return "the user or an administrator has not consented to the app"
+	}
+	return "the sign-in code or refresh token is invalid, expired or already used"
+}
+
+// classifyNetworkFailure maps a redeem error that is not a *tokenError to a
+// status and message: 504 for errTokenTimeout, 502 otherwise.
+func classifyNetworkFailure(err error) (int, string) {
+	switch {
+	case errors.Is(err, errTokenTimeout):
+		return http.StatusGatewayTimeout, "the identity provider did not answer in time"
+	case errors.Is(err, errTokenAnswer):
+		return http.StatusBadGateway, "the identity provider's token endpoint gave an unusable answer"
+	default:
+		return http.StatusBadGateway, "the identity provider's token endpoint could not be reached"
+	}
+}

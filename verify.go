@@ -1,0 +1,832 @@
+package main
+
+import (
+	"bytes"
+	"container/list"
+	"context"
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Limits of token verification, in bytes unless stated.
+const (
+	maxTokenBytes  = 16 << 10 // a compact JWS longer than this is refused unread
+	maxKeyIDLen    = 256      // longest kid or x5t accepted in a token header
+	tokenCacheSize = 10000    // verified access tokens kept (LRU)
+)
+
+// verifyOptions are the settings of the resource-server half: the provider
+// (discovery), the key set and the verifier. The service fills them from its
+// environment (env.go); a program that takes this half fills them itself.
+// Read-only once passed in.
+type verifyOptions struct {
+	// AuthorityHost is the identity provider's base URL, such as
+	// https://login.microsoftonline.com; discovery is read from
+	// {AuthorityHost}/{TenantID}/v2.0/.well-known/openid-configuration.
+	AuthorityHost string
+	// TenantID is the tenant GUID, or "organizations" or "common" for a
+	// multi-tenant API (then AllowedTenants or AnyTenant decides).
+	TenantID string
+	// ClientID is the application (client) id: the audience of ID tokens,
+	// and the appid asked for when CustomSigningKeys is set.
+	ClientID string
+	// Audiences are the accepted access token audiences, compared exactly.
+	Audiences []string
+	// AllowedTenants are the lowercase tenant GUIDs accepted by a
+	// multi-tenant API; AnyTenant accepts every tenant.
+	AllowedTenants []string
+	AnyTenant      bool
+	// AcceptV1Tokens admits the v1 issuer https://sts.windows.net/{tid}/.
+	AcceptV1Tokens bool
+	// CustomSigningKeys reads the key set with ?appid=ClientID (apps with
+	// claims-mapping policies get their own signing keys).
+	CustomSigningKeys bool
+	// Leeway is the clock skew allowed on exp, nbf and iat, both ways.
+	Leeway time.Duration
+	// Now is the clock of time checks and backoffs; nil means time.Now.
+	Now func() time.Time
+	// Client makes the discovery and key set requests; it must carry a
+	// Timeout and should not follow redirects.
+	Client *http.Client
+	// Logger receives fetch outcomes; nil discards them.
+	Logger *slog.Logger
+}
+
+// isMultiTenant reports whether TenantID names a multi-tenant authority,
+// whose issuer holds Entra's {tenantid} placeholder.
+func (o verifyOptions) isMultiTenant() bool {
+	return o.TenantID == "organizations" || o.TenantID == "common"
+}
+
+// discoveryURL is the OpenID Connect discovery document of the authority
+// (OpenID Connect Discovery 1.0 §4).
+func (o verifyOptions) discoveryURL() string {
+	return o.AuthorityHost + "/" + o.TenantID + "/v2.0/.well-known/openid-configuration"
+}
+
+// withDefaults fills Now and Logger when nil.
+func (o verifyOptions) withDefaults() verifyOptions {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Sentinel errors of token verification (RFC 7515, RFC 7519, RFC 8725). They
+// are wrapped with detail; match them with errors.Is. requireAuth turns each
+// into an RFC 6750 error_description.
+var (
+	errMalformedToken  = errors.New("jwks: malformed token")
+	errUnsupportedAlg  = errors.New("jwks: unsupported alg (only RS256 is accepted)")
+	errBadHeader       = errors.New("jwks: unacceptable token header")
+	errNoKeyID         = errors.New("jwks: token header has no kid or x5t")
+	errUnknownKID      = errors.New("jwks: unknown signing key")
+	errBadSignature    = errors.New("jwks: bad signature")
+	errBadIssuer       = errors.New("jwks: wrong issuer")
+	errKeyIssuer       = errors.New("jwks: signing key belongs to another issuer")
+	errBadAudience     = errors.New("jwks: wrong audience")
+	errTokenExpired    = errors.New("jwks: token expired")
+	errNotYetValid     = errors.New("jwks: token not yet valid")
+	errIssuedInFuture  = errors.New("jwks: token issued in the future")
+	errTenantForbidden = errors.New("jwks: tenant not allowed")
+	errNoPermissions   = errors.New("jwks: token has neither scp nor roles")
+	errBadNonce        = errors.New("jwks: nonce mismatch")
+	errBadAZP          = errors.New("jwks: azp is not the client id")
+)
+
+// jws is a parsed compact JWS whose signature is not yet checked.
+// signingInput and signature may alias a scratch buffer (parseTokenInto).
+type jws struct {
+	alg, kid, x5t, typ string
+	signingInput       []byte // ASCII "header.payload", exactly as received
+	signature          []byte // decoded third segment
+	claims             claims
+}
+
+// parseToken splits and decodes a compact JWS and its claims, refusing
+// before any cryptography: more than maxTokenBytes; anything but three
+// segments of canonical unpadded base64url; a header or payload that is not
+// a JSON object, holds duplicate member names, or nests deeper than
+// maxJSONDepth; an alg other than exactly "RS256" (so none, HS256, PS256,
+// RS512 and case variants); a crit member (RFC 7515 §4.1.11: we understand
+// no extension); a typ other than JWT or at+jwt (RFC 9068 §2.1); and a header
+// with neither kid nor x5t. The jku, x5u, jwk and x5c header members are
+// never used: keys come only from our key set. Claims are type-checked
+// (see parseClaims) but not yet validated. Errors wrap errMalformedToken,
+// errUnsupportedAlg, errBadHeader or errNoKeyID.
+func parseToken(raw string) (*jws, error) {
+	return parseTokenInto(raw, new([]byte))
+}
+
+// parseTokenInto is parseToken using *scratch (grown when too small) for
+// the copy of the token and the decoded segments: the returned
+// signingInput and signature alias it, and are valid only until *scratch
+// is reused. Claims and header values do not alias it.
+func parseTokenInto(raw string, scratch *[]byte) (*jws, error) {
+	if len(raw) > maxTokenBytes {
+		return nil, fmt.Errorf("%w: longer than %d bytes", errMalformedToken, maxTokenBytes)
+	}
+	// Strict base64url decoding refuses every byte outside the alphabet,
+	// padding included, except CR and LF, which it skips: refuse those here.
+	if strings.IndexByte(raw, '\r') >= 0 || strings.IndexByte(raw, '\n') >= 0 {
+		return nil, fmt.Errorf("%w: line break inside", errMalformedToken)
+	}
+	h, p, ok1 := strings.Cut(raw, ".")
+	p, sg, ok2 := strings.Cut(p, ".")
+	if !ok1 || !ok2 || strings.IndexByte(sg, '.') >= 0 {
+		return nil, fmt.Errorf("%w: not three segments", errMalformedToken)
+	}
+	// One buffer holds a copy of the token (the signing input, and the
+	// decoder's source) followed by room for the three decoded segments.
+	enc := base64.RawURLEncoding.Strict()
+	need := len(raw) + enc.DecodedLen(len(h)) + enc.DecodedLen(len(p)) + enc.DecodedLen(len(sg))
+	if cap(*scratch) < need {
+		*scratch = make([]byte, need)
+	}
+	buf := (*scratch)[:need]
+	src := buf[:copy(buf, raw):len(raw)]
+	buf = buf[len(raw):]
+	hEnd := len(h) + 1 + len(p)
+	header, buf, err1 := decodeBase64Segment(enc, buf, src[:len(h)])
+	payload, buf, err2 := decodeBase64Segment(enc, buf, src[len(h)+1:hEnd])
+	sig, _, err3 := decodeBase64Segment(enc, buf, src[hEnd+1:])
+	if err1 != nil || err2 != nil || err3 != nil {
+		return nil, fmt.Errorf("%w: segment is not canonical base64url", errMalformedToken)
+	}
+	t := &jws{signingInput: src[:hEnd], signature: sig}
+	if err := t.parseHeader(header); err != nil {
+		return nil, err
+	}
+	if err := parseClaims(payload, &t.claims); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// decodeBase64Segment decodes one base64url segment into the front of buf and
+// returns it and the rest of buf.
+func decodeBase64Segment(enc *base64.Encoding, buf, seg []byte) (out, rest []byte, err error) {
+	n, err := enc.Decode(buf, seg)
+	return buf[:n:n], buf[n:], err
+}
+
+// isBase64URLByte reports whether b is in the base64url alphabet (RFC 4648 §5).
+func isBase64URLByte(b byte) bool {
+	return 'A' <= b && b <= 'Z' || 'a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '-' || b == '_'
+}
+
+// parseHeader reads and checks the JOSE header (RFC 7515 §4).
+func (t *jws) parseHeader(data []byte) error {
+	d := newDecoder(data)
+	err := parseObject(data, func(m member) (err error) {
+		switch string(m.key) {
+		case "alg":
+			t.alg, err = d.str(m)
+		case "kid":
+			t.kid, err = d.str(m)
+		case "x5t":
+			t.x5t, err = d.str(m)
+		case "typ":
+			t.typ, err = d.str(m)
+		case "crit":
+			return fmt.Errorf("%w: crit is not supported", errBadHeader)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: header %s: %w", errMalformedToken, m.key, err)
+		}
+		return nil
+	})
+	if errors.Is(err, errMalformedToken) || errors.Is(err, errBadHeader) {
+		return err
+	} else if err != nil {
+		return fmt.Errorf("%w: header: %w", errMalformedToken, err)
+	}
+	if t.alg != "RS256" {
+		return fmt.Errorf("%w: %q", errUnsupportedAlg, truncate(t.alg, 64))
+	}
+	if t.typ != "" {
+		typ := t.typ
+		if len(typ) > len("application/") && strings.EqualFold(typ[:len("application/")], "application/") {
+			typ = typ[len("application/"):]
+		}
+		if !strings.EqualFold(typ, "JWT") && !strings.EqualFold(typ, "at+jwt") {
+			return fmt.Errorf("%w: typ %q", errBadHeader, truncate(t.typ, 64))
+		}
+	}
+	if len(t.kid) > maxKeyIDLen || len(t.x5t) > maxKeyIDLen {
+		return fmt.Errorf("%w: kid or x5t longer than %d bytes", errBadHeader, maxKeyIDLen)
+	}
+	if t.kid == "" && t.x5t == "" {
+		return errNoKeyID
+	}
+	return nil
+}
+
+// keyID is the id a token names its key by: kid, or x5t when kid is absent
+// (isX5T true).
+func (t *jws) keyID() (id string, isX5T bool) {
+	if t.kid != "" {
+		return t.kid, false
+	}
+	return t.x5t, true
+}
+
+// claims are the verified claims of an Entra access or ID token
+// (RFC 7519 §4.1; Microsoft identity platform token claims reference). A
+// *claims returned by the verifier may be shared between requests (see
+// tokenCache): treat it, and its slices, as read-only.
+type claims struct {
+	Issuer            string    // iss
+	Subject           string    // sub
+	Audience          []string  // aud, a string or an array in the token
+	Expiry            time.Time // exp
+	NotBefore         time.Time // nbf, zero when absent
+	IssuedAt          time.Time // iat, zero when absent
+	TenantID          string    // tid
+	ObjectID          string    // oid
+	AuthorizedParty   string    // azp (v2) or appid (v1)
+	AZP               string    // azp alone, "" when absent (OpenID Connect Core §2)
+	Name              string    // name
+	PreferredUsername string    // preferred_username (v2) or upn/unique_name (v1)
+	Nonce             string    // nonce (ID tokens)
+	Version           string    // ver: "1.0" or "2.0"
+	Scopes            []string  // scp split on spaces (or RFC 9068 scope)
+	Roles             []string  // roles
+
+	hasExp bool // exp was present
+}
+
+// parseClaims decodes a JWT claims set (RFC 7519 §4) into c. The payload must
+// be a JSON object without duplicate member names. Registered and Entra
+// claims must have their documented JSON types: strings; aud a string or an
+// array of strings; roles an array of strings; exp, nbf and iat NumericDates
+// (RFC 7519 §2: JSON numbers, integer or decimal, not negative, at most year
+// 9999). Other claims are ignored. Errors wrap errMalformedToken.
+func parseClaims(data []byte, c *claims) error {
+	d := newDecoder(data)
+	var scp, scope, upn, uniqueName, appid string
+	hasScp := false
+	err := parseObject(data, func(m member) (err error) {
+		switch string(m.key) {
+		case "iss":
+			c.Issuer, err = d.str(m)
+		case "sub":
+			c.Subject, err = d.str(m)
+		case "aud":
+			c.Audience, err = d.strs(m, true)
+		case "exp":
+			c.Expiry, err = decodeNumericDate(m.val)
+			c.hasExp = err == nil
+		case "nbf":
+			c.NotBefore, err = decodeNumericDate(m.val)
+		case "iat":
+			c.IssuedAt, err = decodeNumericDate(m.val)
+		case "tid":
+			c.TenantID, err = d.str(m)
+		case "oid":
+			c.ObjectID, err = d.str(m)
+		case "azp":
+			c.AuthorizedParty, err = d.str(m)
+			c.AZP = c.AuthorizedParty
+		case "appid":
+			appid, err = d.str(m)
+		case "name":
+			c.Name, err = d.str(m)
+		case "preferred_username":
+			c.PreferredUsername, err = d.str(m)
+		case "upn":
+			upn, err = d.str(m)
+		case "unique_name":
+			uniqueName, err = d.str(m)
+		case "nonce":
+			c.Nonce, err = d.str(m)
+		case "ver":
+			c.Version, err = d.str(m)
+		case "scp":
+			scp, err = d.str(m)
+			hasScp = true
+		case "scope":
+			scope, err = d.str(m)
+		case "roles":
+			c.Roles, err = d.strs(m, false)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: claim %s: %w", errMalformedToken, m.key, err)
+		}
+		return nil
+	})
+	if errors.Is(err, errMalformedToken) {
+		return err
+	} else if err != nil {
+		return fmt.Errorf("%w: payload: %w", errMalformedToken, err)
+	}
+	if !hasScp {
+		scp = scope // RFC 9068 §2.2.3, used only when Entra's scp is absent
+	}
+	c.Scopes = splitScope(scp)
+	c.AuthorizedParty = firstNonEmpty(c.AuthorizedParty, appid)
+	c.PreferredUsername = firstNonEmpty(c.PreferredUsername, upn, uniqueName)
+	return nil
+}
+
+// splitScope splits a scope string on single spaces (%x20) and drops empty
+// items (RFC 6749 §3.3: scope-token *( SP scope-token )). Tabs, no-break
+// spaces and other white space stay inside a scope, which then matches none.
+func splitScope(s string) []string {
+	var out []string
+	for item := range strings.SplitSeq(s, " ") {
+		if item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// firstNonEmpty returns the first non-empty string (like cmp.Or).
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}
+
+// decoder turns the values of parsed members into Go strings. Every string
+// without escapes is a substring of one copy of the JSON text, so a claim
+// set costs one allocation for all its strings.
+type decoder struct {
+	data []byte // the JSON text parseObject checked
+	text string // the same, as a string
+}
+
+// newDecoder makes a decoder for the JSON text data.
+func newDecoder(data []byte) decoder { return decoder{data: data, text: string(data)} }
+
+// str decodes a member whose value must be a JSON string.
+func (d decoder) str(m member) (string, error) {
+	return d.strAt(m.off, m.val)
+}
+
+// strAt decodes the JSON string val found at offset off of d.data.
+func (d decoder) strAt(off int, val []byte) (string, error) {
+	if len(val) < 2 || val[0] != '"' {
+		return "", errNotString
+	}
+	if bytes.IndexByte(val, '\\') >= 0 { // escapes: rare in tokens
+		var s string
+		err := json.Unmarshal(val, &s)
+		return s, err
+	}
+	return d.text[off+1 : off+len(val)-1], nil
+}
+
+// Type errors of claim values.
+var (
+	errNotString  = errors.New("not a string")
+	errNotStrings = errors.New("not an array of strings")
+)
+
+// strs decodes a member whose value must be an array of strings, or, when
+// single is true, also a lone string (RFC 7519 §4.1.3 aud).
+func (d decoder) strs(m member, single bool) ([]string, error) {
+	if single && m.val[0] == '"' {
+		s, err := d.str(m)
+		return []string{s}, err
+	}
+	if m.val[0] != '[' {
+		return nil, errNotStrings
+	}
+	out := make([]string, 0, 4)
+	sc := scanner{data: d.data[:m.off+len(m.val)], pos: m.off + 1}
+	sc.skipSpace()
+	if sc.peek() == ']' {
+		return out, nil
+	}
+	for {
+		sc.skipSpace()
+		start := sc.pos
+		if sc.peek() != '"' {
+			return nil, errNotStrings
+		}
+		if _, err := sc.str(); err != nil {
+			return nil, errNotStrings
+		}
+		s, err := d.strAt(start, d.data[start:sc.pos])
+		if err != nil {
+			return nil, errNotStrings
+		}
+		out = append(out, s)
+		sc.skipSpace()
+		switch sc.peek() {
+		case ',':
+			sc.pos++
+		case ']':
+			return out, nil
+		default:
+			return nil, errNotStrings
+		}
+	}
+}
+
+// maxNumericDate is 9999-12-31T23:59:59Z in seconds since the epoch; a
+// NumericDate above it is refused as an overflow.
+const maxNumericDate = 253402300799
+
+// decodeNumericDate decodes a NumericDate (RFC 7519 §2): seconds since the
+// epoch as a JSON number, integer or decimal. Strings, null, negative values
+// and values beyond maxNumericDate are errors.
+func decodeNumericDate(val []byte) (time.Time, error) {
+	if len(val) == 0 || !(val[0] >= '0' && val[0] <= '9') {
+		return time.Time{}, errors.New("not a non-negative number")
+	}
+	var n int64
+	for i, c := range val {
+		if c < '0' || c > '9' || i >= 15 {
+			n = -1
+			break
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if n >= 0 { // an integer: the usual case, parsed without allocating
+		if n > maxNumericDate {
+			return time.Time{}, errors.New("out of range")
+		}
+		return time.Unix(n, 0), nil
+	}
+	f, err := strconv.ParseFloat(string(val), 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) || f > maxNumericDate {
+		return time.Time{}, errors.New("out of range")
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9)), nil
+}
+
+// verifyRS256 checks an RSASSA-PKCS1-v1_5 SHA-256 signature (RFC 7518 §3.3,
+// RFC 8017 §8.2.2) of signingInput, the ASCII "header.payload" of a compact
+// JWS, under pub. The signature must be exactly as long as the modulus. It
+// applies no key policy (size, exponent): parseJWKS does. Returns
+// errBadSignature.
+func verifyRS256(pub *rsa.PublicKey, signingInput []byte, sig []byte) error {
+	if len(sig) != pub.Size() {
+		return fmt.Errorf("%w: %d bytes for a %d-byte modulus", errBadSignature, len(sig), pub.Size())
+	}
+	sum := sha256.Sum256(signingInput)
+	if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], sig); err != nil {
+		return errBadSignature
+	}
+	return nil
+}
+
+// verifier checks Entra RS256 JWTs: the signature against the cached key set,
+// then the issuer, the signing key's issuer, the audience, the tenant and the
+// time claims, with opts.Leeway of leeway. Verified access tokens are
+// cached (tokenCache) so a repeated token skips RSA. Safe for concurrent use.
+//
+// It does not check: azp/appid of access tokens (any client of our API may
+// call it; verifyIDToken checks an ID token's azp), acr/amr,
+// the at_hash/c_hash of hybrid flows, token revocation (Entra access tokens
+// are not revocable before exp), or the x5c chain of keys.
+type verifier struct {
+	opts  verifyOptions
+	p     *provider
+	ks    *keySet
+	now   func() time.Time
+	cache *tokenCache
+	bufs  sync.Pool // of *[]byte: scratch space to hash and decode tokens in, reused across requests
+}
+
+// newVerifier makes a verifier checking tokens against p's issuer and ks's
+// keys, with the settings of opts.
+func newVerifier(opts verifyOptions, p *provider, ks *keySet) *verifier {
+	opts = opts.withDefaults()
+	return &verifier{opts: opts, p: p, ks: ks, now: opts.Now, cache: newTokenCache(tokenCacheSize)}
+}
+
+// verifyAccessToken verifies a bearer access token: every check of verify,
+// an audience in opts.Audiences, and scp, scope or roles present (a token
+// with none is unconsented or meant for someone else, Microsoft.Identity.Web
+// IDW10201). A token verified before comes from the cache, still subject to
+// its exp and nbf and to its key being in the key set. Errors wrap the
+// sentinels above, errIDPUnavailable, or ctx's error.
+func (v *verifier) verifyAccessToken(ctx context.Context, raw string) (*claims, error) {
+	if len(raw) > maxTokenBytes {
+		return nil, fmt.Errorf("%w: longer than %d bytes", errMalformedToken, maxTokenBytes)
+	}
+	sum := v.tokenHash(raw)
+	now := v.now()
+	if c := v.cache.get(sum, now, v.opts.Leeway, v.ks); c != nil {
+		return c, nil
+	}
+	t, k, err := v.checkAccessToken(ctx, raw, now)
+	if err != nil {
+		return nil, err
+	}
+	id, isX5T := t.keyID()
+	v.cache.put(sum, &t.claims, k, id, isX5T)
+	return &t.claims, nil
+}
+
+// tokenHash is the SHA-256 of raw, the key of the verified-token cache.
+func (v *verifier) tokenHash(raw string) [sha256.Size]byte {
+	bp := v.scratch()
+	b := append((*bp)[:0], raw...)
+	sum := sha256.Sum256(b)
+	*bp = b
+	v.bufs.Put(bp)
+	return sum
+}
+
+// scratch returns a buffer from v.bufs; give it back with v.bufs.Put.
+func (v *verifier) scratch() *[]byte {
+	if bp, ok := v.bufs.Get().(*[]byte); ok {
+		return bp
+	}
+	return new([]byte)
+}
+
+// checkAccessToken is verifyAccessToken without the cache: the whole job of
+// one request.
+func (v *verifier) checkAccessToken(ctx context.Context, raw string, now time.Time) (*jws, *publicKey, error) {
+	t, k, err := v.verify(ctx, raw, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := &t.claims
+	if !containsAny(c.Audience, v.opts.Audiences) {
+		return nil, nil, fmt.Errorf("%w: %q", errBadAudience, truncate(strings.Join(c.Audience, " "), 64))
+	}
+	if len(c.Scopes) == 0 && len(c.Roles) == 0 {
+		return nil, nil, errNoPermissions
+	}
+	return t, k, nil
+}
+
+// verifyIDToken verifies an OpenID Connect ID token (OpenID Connect Core
+// §3.1.3.7): every check of verify, then iss exactly the discovery issuer
+// (step 2; idTokenIssuer), the client id among the audiences (step 3), azp
+// present when there are several audiences (step 4) and equal to the client
+// id whenever present (step 5; errBadAZP), and the nonce equal to nonce
+// (constant-time). An empty nonce skips the nonce check: only for ID tokens
+// from a refresh (OpenID Connect Core §12.2), which carry none of ours. ID
+// tokens need no scp or roles and are not cached.
+func (v *verifier) verifyIDToken(ctx context.Context, raw, nonce string) (*claims, error) {
+	t, _, err := v.verify(ctx, raw, v.now())
+	if err != nil {
+		return nil, err
+	}
+	c := &t.claims
+	if err := v.idTokenIssuer(ctx, c); err != nil {
+		return nil, err
+	}
+	if !slices.Contains(c.Audience, v.opts.ClientID) {
+		return nil, fmt.Errorf("%w: %q", errBadAudience, truncate(strings.Join(c.Audience, " "), 64))
+	}
+	if len(c.Audience) > 1 && c.AZP == "" {
+		return nil, fmt.Errorf("%w: %d audiences and no azp", errBadAZP, len(c.Audience))
+	}
+	if c.AZP != "" && c.AZP != v.opts.ClientID {
+		return nil, fmt.Errorf("%w: %q", errBadAZP, truncate(c.AZP, 64))
+	}
+	if nonce != "" && subtle.ConstantTimeCompare([]byte(c.Nonce), []byte(nonce)) != 1 {
+		return nil, errBadNonce
+	}
+	return c, nil
+}
+
+// idTokenIssuer checks the iss of an ID token (OpenID Connect Core §3.1.3.7
+// step 2): it must be exactly the discovery document's issuer, with
+// {tenantid} replaced by the token's tid for organizations and common
+// (Microsoft identity platform ID token reference: iss). verify's issuer
+// rule also admits the v1 issuer https://sts.windows.net/{tid}/ while
+// ACCEPT_V1_TOKENS is on, for access tokens issued to v1 APIs; an ID token
+// comes from the v2 endpoint this service signs in with, so a v1 issuer
+// there is refused (errBadIssuer). verify has already checked tid. Other
+// errors are the metadata's (errIDPUnavailable, wrapped).
+func (v *verifier) idTokenIssuer(ctx context.Context, c *claims) error {
+	md, err := v.p.metadata(ctx)
+	if err != nil {
+		return err
+	}
+	tid := c.TenantID
+	if tid == "" && !v.opts.isMultiTenant() {
+		tid = v.opts.TenantID
+	}
+	if !issuerMatches(md.Issuer, tid, c.Issuer) {
+		return fmt.Errorf("%w: ID token issuer %q is not the discovery issuer", errBadIssuer, truncate(c.Issuer, 64))
+	}
+	return nil
+}
+
+// verify does the checks both token kinds share, in go-oidc's order: parse
+// (parseToken), find the key (kid, or x5t), check the signature, then the
+// tenant, the issuer, the signing key's issuer and the time claims.
+func (v *verifier) verify(ctx context.Context, raw string, now time.Time) (*jws, *publicKey, error) {
+	scratch := v.scratch()
+	defer v.bufs.Put(scratch)
+	t, err := parseTokenInto(raw, scratch)
+	if err != nil {
+		return nil, nil, err
+	}
+	id, isX5T := t.keyID()
+	k, err := v.ks.key(ctx, id, isX5T)
+	if err != nil {
+		return nil, nil, err
+	}
+	err = verifyRS256(k.pub, t.signingInput, t.signature)
+	t.signingInput, t.signature = nil, nil // they alias scratch, which the next request reuses
+	if err != nil {
+		return nil, nil, err
+	}
+	md, err := v.p.metadata(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := v.checkIssuer(md, &t.claims, k); err != nil {
+		return nil, nil, err
+	}
+	if err := checkTime(&t.claims, now, v.opts.Leeway); err != nil {
+		return nil, nil, err
+	}
+	return t, k, nil
+}
+
+// checkIssuer checks tid and iss. For a tenant GUID the token's tid, when
+// present, must be that tenant; for organizations/common tid must be a GUID
+// in opts.AllowedTenants (unless opts.AnyTenant). iss must then equal the
+// discovery issuer with {tenantid} replaced by tid (v2 tokens), or, unless
+// ACCEPT_V1_TOKENS=false, https://sts.windows.net/{tid}/ (v1 tokens). When
+// the signing key has an issuer member (Entra v2 keys do), it must equal iss
+// after the same replacement, or, for a v1 token, the v2 issuer of its
+// tenant (as Microsoft.IdentityModel's signing-key issuer validation does).
+func (v *verifier) checkIssuer(md providerMetadata, c *claims, k *publicKey) error {
+	tid := c.TenantID
+	if v.opts.isMultiTenant() {
+		if !isGUID(tid) {
+			return fmt.Errorf("%w: tid %q is not a tenant GUID", errTenantForbidden, truncate(tid, 64))
+		}
+		if !v.opts.AnyTenant && !slices.Contains(v.opts.AllowedTenants, strings.ToLower(tid)) {
+			return fmt.Errorf("%w: %q", errTenantForbidden, truncate(tid, 64))
+		}
+	} else {
+		if tid != "" && !strings.EqualFold(tid, v.opts.TenantID) {
+			return fmt.Errorf("%w: %q", errTenantForbidden, truncate(tid, 64))
+		}
+		if tid == "" {
+			tid = v.opts.TenantID
+		}
+	}
+	isV1 := v.opts.AcceptV1Tokens && issuerMatches(v1IssuerTemplate, tid, c.Issuer)
+	if !isV1 && !issuerMatches(md.Issuer, tid, c.Issuer) {
+		return fmt.Errorf("%w: %q", errBadIssuer, truncate(c.Issuer, 64))
+	}
+	if k.issuer != "" && !issuerMatches(k.issuer, tid, c.Issuer) &&
+		!(isV1 && issuerMatches(k.issuer, tid, strings.ReplaceAll(md.Issuer, tenantPlaceholder, tid))) {
+		return fmt.Errorf("%w: key issuer %q, token issuer %q", errKeyIssuer, k.issuer, truncate(c.Issuer, 64))
+	}
+	return nil
+}
+
+// v1IssuerTemplate is the issuer of Entra v1 tokens (Microsoft identity
+// platform access token reference: iss).
+const v1IssuerTemplate = "https://sts.windows.net/" + tenantPlaceholder + "/"
+
+// issuerMatches reports whether iss equals template with {tenantid}
+// replaced by tid, exactly. It builds no string for the usual single
+// placeholder.
+func issuerMatches(template, tid, iss string) bool {
+	before, after, found := strings.Cut(template, tenantPlaceholder)
+	switch {
+	case !found:
+		return iss == template
+	case strings.Contains(after, tenantPlaceholder):
+		return iss == strings.ReplaceAll(template, tenantPlaceholder, tid)
+	}
+	return len(iss) == len(before)+len(tid)+len(after) &&
+		strings.HasPrefix(iss, before) && strings.HasSuffix(iss, after) &&
+		iss[len(before):len(before)+len(tid)] == tid
+}
+
+// checkTime checks exp (required), nbf and iat (when present) against now
+// with skew of leeway both ways (RFC 7519 §4.1.4-6).
+func checkTime(c *claims, now time.Time, skew time.Duration) error {
+	switch {
+	case !c.hasExp:
+		return fmt.Errorf("%w: no exp", errMalformedToken)
+	case !now.Before(c.Expiry.Add(skew)): // RFC 7519 §4.1.4: now must be before exp (plus leeway)
+		return fmt.Errorf("%w: at %s", errTokenExpired, c.Expiry.UTC().Format(time.RFC3339))
+	case !c.NotBefore.IsZero() && now.Add(skew).Before(c.NotBefore):
+		return fmt.Errorf("%w: until %s", errNotYetValid, c.NotBefore.UTC().Format(time.RFC3339))
+	case !c.IssuedAt.IsZero() && now.Add(skew).Before(c.IssuedAt):
+		return fmt.Errorf("%w: at %s", errIssuedInFuture, c.IssuedAt.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// containsAny reports whether any of got is exactly one of want.
+func containsAny(got, want []string) bool {
+	for _, g := range got {
+		if slices.Contains(want, g) {
+			return true
+		}
+	}
+	return false
+}
+
+// ready reports nil once the discovery document and at least one key are
+// loaded, and an error wrapping errIDPUnavailable naming what is missing.
+// It does no I/O.
+func (v *verifier) ready() error {
+	switch {
+	case !v.p.loadedOK():
+		return fmt.Errorf("%w: discovery document not loaded", errIDPUnavailable)
+	case !v.ks.loaded():
+		return fmt.Errorf("%w: no signing key loaded", errIDPUnavailable)
+	}
+	return nil
+}
+
+// tokenCache keeps verified access tokens by the SHA-256 of the compact
+// token, least recently used first out beyond max entries. An entry is used
+// only while its token is inside exp/nbf (with the skew) and the key that
+// verified it is still in the key set under the same id; otherwise it is
+// dropped. Safe for concurrent use.
+type tokenCache struct {
+	max int
+
+	mu      sync.Mutex // guards lru and entries
+	lru     *list.List // of *cacheEntry, most recently used at the front
+	entries map[[sha256.Size]byte]*list.Element
+}
+
+// cacheEntry is one verified token.
+type cacheEntry struct {
+	sum   [sha256.Size]byte
+	c     *claims
+	k     *publicKey
+	id    string
+	isX5T bool
+}
+
+// newTokenCache makes an empty cache of at most max tokens.
+func newTokenCache(max int) *tokenCache {
+	return &tokenCache{max: max, lru: list.New(), entries: map[[sha256.Size]byte]*list.Element{}}
+}
+
+// get returns the claims cached under sum, or nil.
+func (tc *tokenCache) get(sum [sha256.Size]byte, now time.Time, skew time.Duration, ks *keySet) *claims {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	el := tc.entries[sum]
+	if el == nil {
+		return nil
+	}
+	e := el.Value.(*cacheEntry)
+	if checkTime(e.c, now, skew) != nil || !ks.current(e.k, e.id, e.isX5T) {
+		tc.lru.Remove(el)
+		delete(tc.entries, sum)
+		return nil
+	}
+	tc.lru.MoveToFront(el)
+	return e.c
+}
+
+// put caches c, verified with key k found under id.
+func (tc *tokenCache) put(sum [sha256.Size]byte, c *claims, k *publicKey, id string, isX5T bool) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if el := tc.entries[sum]; el != nil {
+		tc.lru.MoveToFront(el)
+		return
+	}
+	tc.entries[sum] = tc.lru.PushFront(&cacheEntry{sum: sum, c: c, k: k, id: id, isX5T: isX5T})
+	for tc.lru.Len() > tc.max {
+		old := tc.lru.Back()
+		tc.lru.Remove(old)
+		delete(tc.entries, old.Value.(*cacheEntry).sum)
+	}
+}
+
+// len is the number of cached tokens.
+func (tc *tokenCache) len() int {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	return tc.lru.Len()
+}
