@@ -10,14 +10,16 @@ import (
 	"strings"
 )
 
-// Permissions, with the hierarchy Admin ⊇ Heroes.Create ⊇ Heroes.Read. They
-// are delegated scopes (scp) or application permissions (roles) of the API's
-// Entra app registration, compared exactly.
+// Permissions: delegated scopes (scp) or application permissions (roles) of
+// the API's Entra app registration, compared exactly. Each grants those
+// before it in permissions: Admin ⊇ Heroes.Create ⊇ Heroes.Read.
 const (
 	permRead   = "Heroes.Read"
 	permCreate = "Heroes.Create"
 	permAdmin  = "Admin"
 )
+
+var permissions = []string{permRead, permCreate, permAdmin}
 
 // bearerRealm is the realm of every WWW-Authenticate challenge (RFC 6750 §3).
 const bearerRealm = "heroes-auth"
@@ -26,7 +28,8 @@ const bearerRealm = "heroes-auth"
 // access token from the Authorization header only (never a query string or
 // form field), verifies it with v, checks that its scp/scope or roles grant
 // perm, then puts the claims in the request context (principalFrom) and
-// tells a caller hook (withCallerHook) before next. Answers, with the JSON error body:
+// tells a caller hook (withCallerHook) before next. Answers, with the JSON
+// error body:
 //   - no Authorization header, or another scheme: 401 with a bare
 //     `Bearer realm="heroes-auth"` challenge;
 //   - a malformed header (several headers, no token, not one token68):
@@ -63,11 +66,11 @@ func requireAuth(logger *slog.Logger, v *verifier, perm string) func(http.Handle
 	}
 }
 
-// principalKey is the context key of the verified claims.
-type principalKey struct{}
-
-// callerHookKey is the context key of the hook withCallerHook installs.
-type callerHookKey struct{}
+// Context keys of the verified claims and of withCallerHook's hook.
+type (
+	principalKey  struct{}
+	callerHookKey struct{}
+)
 
 // withCallerHook returns ctx with hook, which requireAuth calls with the
 // claims of every verified token, allowed or not: how a request log that
@@ -76,32 +79,22 @@ func withCallerHook(ctx context.Context, hook func(*claims)) context.Context {
 	return context.WithValue(ctx, callerHookKey{}, hook)
 }
 
-// principalFrom returns the verified claims requireAuth put in ctx. The
+// principalFrom returns the verified claims requireAuth put in ctx: the
+// accessor for a handler that needs its caller (this service's handlers need
+// only the permission requireAuth checks, so only copiers call it). The
 // claims may be shared with other requests: read them, never change them.
 func principalFrom(ctx context.Context) (*claims, bool) {
 	c, ok := ctx.Value(principalKey{}).(*claims)
 	return c, ok && c != nil
 }
 
-// hasPermission reports whether c's scopes or roles grant perm, with the
-// hierarchy Admin ⊇ Heroes.Create ⊇ Heroes.Read. An unknown perm is granted
-// to nobody.
+// hasPermission reports whether c's scopes or roles grant perm. An unknown
+// perm is granted to nobody.
 func hasPermission(c *claims, perm string) bool {
-	var accepted []string
-	switch perm {
-	case permRead:
-		accepted = []string{permRead, permCreate, permAdmin}
-	case permCreate:
-		accepted = []string{permCreate, permAdmin}
-	case permAdmin:
-		accepted = []string{permAdmin}
-	}
-	for _, p := range accepted {
-		if slices.Contains(c.Scopes, p) || slices.Contains(c.Roles, p) {
-			return true
-		}
-	}
-	return false
+	i := slices.Index(permissions, perm)
+	return i >= 0 && slices.ContainsFunc(permissions[i:], func(p string) bool {
+		return slices.Contains(c.Scopes, p) || slices.Contains(c.Roles, p)
+	})
 }
 
 // Errors of bearerToken (RFC 6750 §3.1).
@@ -145,17 +138,10 @@ func bearerToken(r *http.Request) (string, error) {
 // isToken68 reports whether s is a token68 (RFC 7235 §2.1):
 // 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
 func isToken68(s string) bool {
-	i := 0
-	for i < len(s) && (isBase64URLByte(s[i]) || strings.IndexByte(".~+/", s[i]) >= 0) {
-		i++
-	}
-	if i == 0 {
-		return false
-	}
-	for i < len(s) && s[i] == '=' {
-		i++
-	}
-	return i == len(s)
+	body := strings.TrimRight(s, "=")
+	return body != "" && !strings.ContainsFunc(body, func(r rune) bool {
+		return r > '~' || !isBase64URLByte(byte(r)) && strings.IndexByte(".~+/", byte(r)) < 0
+	})
 }
 
 // rejectBearer answers a request whose credentials failed, per RFC 6750 §3.
@@ -164,19 +150,17 @@ func rejectBearer(w http.ResponseWriter, logger *slog.Logger, err error) {
 	case errors.Is(err, errNoCredentials):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="`+bearerRealm+`"`)
 		writeJSON(w, http.StatusUnauthorized, apiError{Detail: "authentication required"})
-		return
 	case errors.Is(err, errBadAuthzHeader):
 		logger.Info("auth: malformed Authorization header", "err", err)
 		challenge(w, http.StatusBadRequest, "invalid_request", "the Authorization header is not Bearer and one token", "")
-		return
 	case errors.Is(err, errIDPUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		logger.Warn("auth: cannot verify bearer token", "err", err)
 		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusServiceUnavailable, apiError{Detail: "the identity provider's keys are not available yet; retry later"})
-		return
+	default:
+		logger.Info("auth: bearer token refused", "err", err)
+		challenge(w, http.StatusUnauthorized, "invalid_token", describeTokenError(err), "")
 	}
-	logger.Info("auth: bearer token refused", "err", err)
-	challenge(w, http.StatusUnauthorized, "invalid_token", describeTokenError(err), "")
 }
 
 // challenge writes an error answer with a Bearer challenge carrying code and
@@ -187,35 +171,11 @@ func challenge(w http.ResponseWriter, status int, code, description, extra strin
 	writeJSON(w, status, apiError{Detail: description, Error: code})
 }
 
-// tokenErrorText names, for each verification sentinel, the check that
-// failed, in words fit for error_description (RFC 6750 §3: printable ASCII
-// without '"' or '\').
-var tokenErrorText = []struct {
-	err  error
-	text string
-}{
-	{errTokenExpired, "the token expired"},
-	{errNotYetValid, "the token is not valid yet (nbf)"},
-	{errIssuedInFuture, "the token was issued in the future (iat)"},
-	{errBadAudience, "wrong audience"},
-	{errBadIssuer, "wrong issuer"},
-	{errKeyIssuer, "the signing key belongs to another issuer"},
-	{errTenantForbidden, "the tenant is not allowed"},
-	{errUnknownKID, "unknown signing key"},
-	{errNoKeyID, "the token names no signing key (kid)"},
-	{errBadSignature, "bad signature"},
-	{errUnsupportedAlg, "unsupported algorithm (only RS256)"},
-	{errBadHeader, "unacceptable token header"},
-	{errNoPermissions, "the token has neither scp nor roles"},
-	{errMalformedToken, "malformed token"},
-}
-
-// describeTokenError returns the error_description for a verification error.
+// describeTokenError returns the error_description for a verification
+// error: the hint of its verifyError.
 func describeTokenError(err error) string {
-	for _, t := range tokenErrorText {
-		if errors.Is(err, t.err) {
-			return t.text
-		}
+	if ve := (*verifyError)(nil); errors.As(err, &ve) {
+		return ve.hint
 	}
 	return "invalid token"
 }

@@ -10,10 +10,8 @@ import (
 	"log/slog"
 	"math"
 	"math/big"
-	"net/http"
 	"net/url"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -57,110 +55,72 @@ func (ix *keyIndex) lookup(id string, isX5T bool) *publicKey {
 }
 
 // keySet is the cached JWKS of the provider's jwks_uri (RFC 7517 §5). Keys
-// are loaded by run (at once, then every keyRefreshEvery) and on demand when
-// a token names an unknown key, at most once per minKeyRefetch; concurrent
-// demands share one fetch. A failed fetch keeps the keys already loaded.
-// Safe for concurrent use; lookups take no lock.
+// are loaded by run (at once, then every keyRefreshEvery) and when a token
+// names an unknown key, at most once per minKeyRefetch; callers share a
+// fetch in progress, and a failed fetch keeps the keys already loaded. Safe
+// for concurrent use; lookups take no lock.
 type keySet struct {
-	opts   verifyOptions
-	p      *provider
-	client *http.Client
-	logger *slog.Logger
-
-	now          func() time.Time // clock of the rate limits; tests may replace it
-	minRefetch   time.Duration    // minKeyRefetch; tests may change it
-	refreshEvery time.Duration    // keyRefreshEvery; tests may change it
-
-	keys atomic.Pointer[keyIndex] // nil until the first successful load
-
-	mu        sync.Mutex // guards the fields below
-	lastFetch time.Time  // start of the last fetch, successful or not
-	lastMiss  time.Time  // start of the last fetch an unknown key asked for
-	failures  int        // consecutive failed fetches
-	inflight  *fetchCall
+	opts     verifyOptions
+	p        *provider
+	keys     atomic.Pointer[keyIndex] // nil until the first successful load
+	f        fetcher
+	lastMiss time.Time // start of the last fetch an unknown key asked for; guarded by f.mu
 }
 
 // newKeySet makes a key set that loads keys from p's jwks_uri. It does no
 // network I/O; run or the first token does.
 func newKeySet(opts verifyOptions, p *provider) *keySet {
-	opts = opts.withDefaults()
-	return &keySet{opts: opts, p: p, client: opts.Client, logger: opts.Logger,
-		now: opts.Now, minRefetch: minKeyRefetch, refreshEvery: keyRefreshEvery}
+	ks := &keySet{opts: opts.withDefaults(), p: p}
+	ks.f.now, ks.f.fetch = ks.opts.Now, ks.fetch
+	return ks
 }
 
-// run loads the key set at once and then every refreshEvery until ctx is
-// done. After a failed load it retries with backoff (1 s doubling to
-// maxRetryBackoff), keeping the keys it has.
+// run loads the key set at once and then every keyRefreshEvery until ctx is
+// done; after a failed load it retries after the backoff.
 func (ks *keySet) run(ctx context.Context) {
 	for {
-		wait := ks.refreshEvery
+		wait := keyRefreshEvery
 		if err := ks.refresh(ctx); err != nil {
-			ks.mu.Lock()
-			wait = backoff(ks.failures)
-			ks.mu.Unlock()
+			ks.f.mu.Lock()
+			wait = backoff(ks.f.failures)
+			ks.f.mu.Unlock()
 		}
-		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
 	}
 }
 
-// refresh fetches the key set now, or waits for the fetch in progress. It
-// returns the fetch's error, or ctx's error if ctx ends first.
+// refresh fetches the key set now, or waits for the fetch in progress.
 func (ks *keySet) refresh(ctx context.Context) error {
-	ks.mu.Lock()
-	call := ks.startFetchLocked(ctx)
-	ks.mu.Unlock()
-	return call.wait(ctx)
+	return ks.f.start(ctx, nil).wait(ctx)
 }
 
-// startFetchLocked returns the fetch in progress or starts one. ks.mu must be
-// held. The fetch runs detached from ctx's cancellation, so one impatient
-// caller cannot fail the others sharing it.
-func (ks *keySet) startFetchLocked(ctx context.Context) *fetchCall {
-	if ks.inflight != nil {
-		return ks.inflight
-	}
-	call := &fetchCall{done: make(chan struct{})}
-	ks.inflight, ks.lastFetch = call, ks.now()
-	go ks.fetch(context.WithoutCancel(ctx), call)
-	return call
-}
-
-// fetch loads the key set and records the outcome in ks.
-func (ks *keySet) fetch(ctx context.Context, call *fetchCall) {
-	ctx, cancel := context.WithTimeout(ctx, idpFetchTimeout)
-	defer cancel()
+// fetch loads the key set named by the discovery document (a fetcher's
+// fetch).
+func (ks *keySet) fetch(ctx context.Context, attempt int) error {
 	ix, skipped, err := ks.load(ctx)
-	ks.mu.Lock()
-	defer ks.mu.Unlock()
-	ks.inflight = nil
 	if err != nil {
-		ks.failures++
-		call.err = err
 		level := slog.LevelWarn
 		if errors.Is(err, errIDPUnavailable) {
 			// No discovery document: provider.fetch has already logged
 			// this attempt at WARN, and one line per failure is enough.
 			level = slog.LevelDebug
 		}
-		ks.logger.Log(ctx, level, "jwks: key set not loaded; keeping the previous keys", "failures", ks.failures, "err", err)
-	} else {
-		ks.failures = 0
-		ks.keys.Store(ix)
-		ks.logger.Info("jwks: key set loaded", "keys", len(ix.byKID), "skipped", len(skipped))
-		for _, s := range skipped {
-			ks.logger.Debug("jwks: key skipped", "reason", s)
-		}
+		ks.opts.Logger.Log(ctx, level, "jwks: key set not loaded; keeping the previous keys", "failures", attempt, "err", err)
+		return err
 	}
-	close(call.done)
+	ks.keys.Store(ix)
+	ks.opts.Logger.Info("jwks: key set loaded", "keys", len(ix.byKID), "skipped", len(skipped))
+	for _, s := range skipped {
+		ks.opts.Logger.Debug("jwks: key skipped", "reason", s)
+	}
+	return nil
 }
 
-// load fetches and parses the key set named by the discovery document.
+// load fetches and parses the key set.
 func (ks *keySet) load(ctx context.Context) (*keyIndex, []error, error) {
 	md, err := ks.p.metadata(ctx)
 	if err != nil {
@@ -175,7 +135,7 @@ func (ks *keySet) load(ctx context.Context) (*keyIndex, []error, error) {
 		q.Set("appid", ks.opts.ClientID)
 		u.RawQuery = q.Encode()
 	}
-	body, err := getJSON(ctx, ks.client, u.String())
+	body, err := getJSON(ctx, ks.opts.Client, u.String())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -183,30 +143,26 @@ func (ks *keySet) load(ctx context.Context) (*keyIndex, []error, error) {
 }
 
 // key returns the key a token header names (by kid, or by x5t when isX5T).
-// On a miss it refetches the key set, sharing a fetch in progress, but starts
-// a new fetch only when minRefetch has passed since the last fetch a miss
-// started (or, while no key was ever loaded, when the failure backoff has
-// passed since the last fetch). It returns
-// errUnknownKID when the key is still unknown, and errIDPUnavailable when no
-// key set was ever loaded.
+// On a miss it waits for the fetch in progress, or starts one if
+// minKeyRefetch has passed since the last fetch a miss started (while no key
+// was ever loaded: if the backoff has passed). Only fetches that tokens ask
+// for count against minKeyRefetch, so a rotation just after run's scheduled
+// load is still picked up at once. It returns errUnknownKID when the key is
+// still unknown, and errIDPUnavailable when no key set was ever loaded.
 func (ks *keySet) key(ctx context.Context, id string, isX5T bool) (*publicKey, error) {
 	if k := ks.keys.Load().lookup(id, isX5T); k != nil {
 		return k, nil
 	}
-	ks.mu.Lock()
-	call := ks.inflight
-	if call == nil {
-		now := ks.now()
-		loaded := ks.keys.Load() != nil
-		// Only fetches that tokens asked for count against minRefetch:
-		// a rotation just after run's scheduled load is still picked up
-		// at once.
-		if (loaded && now.Sub(ks.lastMiss) >= ks.minRefetch) || (!loaded && now.Sub(ks.lastFetch) >= backoff(ks.failures)) {
-			call = ks.startFetchLocked(ctx)
+	call := ks.f.start(ctx, func(now time.Time) bool {
+		ok := now.Sub(ks.f.lastTry) >= backoff(ks.f.failures)
+		if ks.keys.Load() != nil {
+			ok = now.Sub(ks.lastMiss) >= minKeyRefetch
+		}
+		if ok {
 			ks.lastMiss = now
 		}
-	}
-	ks.mu.Unlock()
+		return ok
+	})
 	if call != nil {
 		if err := call.wait(ctx); err != nil && ks.keys.Load() == nil {
 			return nil, fmt.Errorf("%w: %w", errIDPUnavailable, err)
@@ -222,10 +178,11 @@ func (ks *keySet) key(ctx context.Context, id string, isX5T bool) (*publicKey, e
 	return nil, fmt.Errorf("%w: %q", errUnknownKID, id)
 }
 
-// current reports whether k is still the key the key set holds under id; a
-// cached token verified with k is dropped once it is not.
-func (ks *keySet) current(k *publicKey, id string, isX5T bool) bool {
-	return ks.keys.Load().lookup(id, isX5T) == k
+// current reports whether k is in the key set loaded last. A refresh makes
+// new keys, so a token verified with k and cached is checked again after one.
+func (ks *keySet) current(k *publicKey) bool {
+	ix := ks.keys.Load()
+	return ix != nil && (ix.byKID[k.kid] == k || ix.byX5T[k.x5t] == k)
 }
 
 // loaded reports whether at least one key is loaded.
@@ -289,27 +246,14 @@ func addUnique(m map[string]*publicKey, dup map[string]bool, id string, k *publi
 
 // parseJWK checks one JWK (RFC 7517 §4) against parseJWKS's rules.
 func parseJWK(m map[string]json.RawMessage) (*publicKey, error) {
-	str := func(name string) (string, error) {
-		raw, ok := m[name]
-		if !ok {
-			return "", nil
-		}
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", fmt.Errorf("%s is not a string", name)
-		}
-		return s, nil
-	}
 	var f struct{ kty, use, alg, kid, x5t, n, e, issuer string }
 	for _, x := range []struct {
 		name string
 		dst  *string
 	}{{"kty", &f.kty}, {"use", &f.use}, {"alg", &f.alg}, {"kid", &f.kid}, {"x5t", &f.x5t}, {"n", &f.n}, {"e", &f.e}, {"issuer", &f.issuer}} {
-		s, err := str(x.name)
-		if err != nil {
-			return nil, err
+		if raw, ok := m[x.name]; ok && json.Unmarshal(raw, x.dst) != nil {
+			return nil, fmt.Errorf("%s is not a string", x.name)
 		}
-		*x.dst = s
 	}
 	switch {
 	case f.kty != "RSA":
@@ -335,11 +279,7 @@ func parseJWK(m map[string]json.RawMessage) (*publicKey, error) {
 	if err != nil || len(eb) == 0 || len(eb) > 4 {
 		return nil, errors.New("e is not a base64url integer of at most 4 bytes")
 	}
-	n := new(big.Int).SetBytes(nb)
-	var e uint64
-	for _, b := range eb {
-		e = e<<8 | uint64(b)
-	}
+	n, e := new(big.Int).SetBytes(nb), new(big.Int).SetBytes(eb).Uint64()
 	if bits := n.BitLen(); bits < minRSABits || bits > maxRSABits {
 		return nil, fmt.Errorf("modulus of %d bits is outside %d..%d", bits, minRSABits, maxRSABits)
 	}

@@ -301,16 +301,16 @@ func TestKeySetKeepsKeysWhenFetchFails(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			v := newTestVerifier(t, p, nil)
-			v.keys.client = &http.Client{Transport: p.srv.Client().Transport, Timeout: 300 * time.Millisecond}
+			v.keys.opts.Client = &http.Client{Transport: p.srv.Client().Transport, Timeout: 300 * time.Millisecond}
 			ctx := context.Background()
 			if err := v.keys.refresh(ctx); err != nil {
 				t.Fatalf("first refresh: %v", err)
 			}
 			bad := newTestIDP(t) // a second provider whose key set is broken
 			setJWKSHandler(bad, tc.handler)
-			v.prov.mu.Lock()
-			v.prov.md.JWKSURI = bad.srv.URL + "/" + testTenant + "/discovery/v2.0/keys"
-			v.prov.mu.Unlock()
+			md := *v.prov.md.Load()
+			md.JWKSURI = bad.srv.URL + "/" + testTenant + "/discovery/v2.0/keys"
+			v.prov.md.Store(&md)
 			if err := v.keys.refresh(ctx); err == nil {
 				t.Fatalf("refresh against a broken endpoint = nil; want an error")
 			}
@@ -354,7 +354,7 @@ func TestKeySetRunLoadsAndRetries(t *testing.T) {
 		http.Error(w, "down", 503)
 	})
 	v := newTestVerifier(t, p, nil)
-	v.keys.now = time.Now // run sleeps on real timers
+	v.keys.f.now = time.Now // run sleeps on real timers
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go v.keys.run(ctx)

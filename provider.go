@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"mime"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,7 +18,7 @@ import (
 const (
 	maxIDPResponse    = 1 << 20          // discovery document and key set are read up to 1 MiB
 	maxIDPErrorBody   = 64 << 10         // of a failed discovery or JWKS answer, read for its error
-	maxIDPErrorText   = 200              // of the provider's error text kept for the log, in bytes
+	maxIDPErrorText   = 200              // of the provider's error text kept for the log
 	idpFetchTimeout   = 10 * time.Second // one discovery or JWKS request, whatever the caller's deadline
 	maxRetryBackoff   = time.Minute      // cap of the retry backoff after failed fetches
 	tenantPlaceholder = "{tenantid}"     // Entra's multi-tenant issuer template
@@ -42,115 +40,74 @@ type providerMetadata struct {
 }
 
 // provider fetches the discovery document of opts.discoveryURL() on first use
-// and caches it for the life of the process. A failed fetch is retried on a
-// later call, but not before a backoff (1 s doubling to maxRetryBackoff) has
-// passed; concurrent callers share one fetch. Safe for concurrent use.
+// and keeps it for the life of the process; a failed fetch is retried on a
+// later call once the backoff has passed. Safe for concurrent use.
 type provider struct {
-	opts   verifyOptions
-	client *http.Client
-	logger *slog.Logger
-	now    func() time.Time // clock of the backoff; tests may replace it
-
-	mu       sync.Mutex // guards the fields below
-	md       providerMetadata
-	loaded   bool
-	failures int       // consecutive failed fetches
-	lastTry  time.Time // start of the last fetch
-	lastErr  error
-	inflight *fetchCall
-}
-
-// fetchCall is one fetch in progress; done is closed when err is set.
-type fetchCall struct {
-	done chan struct{}
-	err  error
+	opts verifyOptions
+	md   atomic.Pointer[providerMetadata] // nil until loaded
+	f    fetcher
 }
 
 // newProvider makes a provider for opts's authority and tenant. It does no
 // network I/O.
 func newProvider(opts verifyOptions) *provider {
-	opts = opts.withDefaults()
-	return &provider{opts: opts, client: opts.Client, logger: opts.Logger, now: opts.Now}
+	p := &provider{opts: opts.withDefaults()}
+	p.f.now, p.f.fetch = p.opts.Now, p.fetch
+	return p
 }
 
-// metadata returns the discovery document, fetching it on first use. It
-// returns an error wrapping errIDPUnavailable while the document cannot be
-// loaded (including during the backoff after a failure), and ctx's error if
-// ctx ends first.
+// metadata returns the discovery document, fetching it on first use. While
+// it cannot be loaded (during the backoff after a failure too) the error
+// wraps errIDPUnavailable; it is ctx's error if ctx ends first.
 func (p *provider) metadata(ctx context.Context) (providerMetadata, error) {
-	p.mu.Lock()
-	if p.loaded {
-		md := p.md
-		p.mu.Unlock()
-		return md, nil
+	if md := p.md.Load(); md != nil {
+		return *md, nil
 	}
-	call := p.inflight
+	var wait time.Duration
+	var last error
+	call := p.f.start(ctx, func(now time.Time) bool {
+		wait, last = p.f.retryIn(now), p.f.lastErr
+		return wait <= 0
+	})
 	if call == nil {
-		if wait := backoff(p.failures) - p.now().Sub(p.lastTry); p.failures > 0 && wait > 0 {
-			err := p.lastErr
-			p.mu.Unlock()
-			return providerMetadata{}, fmt.Errorf("%w: retry in %v: %w", errIDPUnavailable, wait.Round(time.Second), err)
-		}
-		call = &fetchCall{done: make(chan struct{})}
-		p.inflight, p.lastTry = call, p.now()
-		go p.fetch(context.WithoutCancel(ctx), call)
+		return providerMetadata{}, fmt.Errorf("%w: retry in %v: %w", errIDPUnavailable, wait.Round(time.Second), last)
 	}
-	p.mu.Unlock()
-
 	select {
 	case <-call.done:
 	case <-ctx.Done():
 		return providerMetadata{}, ctx.Err()
 	}
 	if call.err != nil {
-		return providerMetadata{}, call.err
+		return providerMetadata{}, fmt.Errorf("%w: discovery: %w", errIDPUnavailable, call.err)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.md, nil
+	return *p.md.Load(), nil
 }
 
-// loadedOK reports whether the discovery document is loaded.
-func (p *provider) loadedOK() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.loaded
-}
-
-// fetch loads the discovery document and records the outcome in p.
-func (p *provider) fetch(ctx context.Context, call *fetchCall) {
-	ctx, cancel := context.WithTimeout(ctx, idpFetchTimeout)
-	defer cancel()
+// fetch loads, checks and keeps the discovery document (a fetcher's fetch).
+func (p *provider) fetch(ctx context.Context, attempt int) error {
 	var md providerMetadata
-	body, err := getJSON(ctx, p.client, p.opts.discoveryURL())
+	body, err := getJSON(ctx, p.opts.Client, p.opts.discoveryURL())
 	if err == nil {
 		err = json.Unmarshal(body, &md)
 	}
 	if err == nil {
 		err = p.validate(md)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.inflight = nil
 	if err != nil {
-		p.failures++
-		p.lastErr = err
-		call.err = fmt.Errorf("%w: discovery: %w", errIDPUnavailable, err)
-		p.logger.Warn("jwks: discovery document not loaded", "url", p.opts.discoveryURL(), "failures", p.failures, "err", err)
-	} else {
-		p.md, p.loaded, p.failures, p.lastErr = md, true, 0, nil
-		p.logger.Info("jwks: discovery document loaded", "issuer", md.Issuer)
+		p.opts.Logger.Warn("jwks: discovery document not loaded", "url", p.opts.discoveryURL(), "failures", attempt, "err", err)
+		return err
 	}
-	close(call.done)
+	p.md.Store(&md)
+	p.opts.Logger.Info("jwks: discovery document loaded", "issuer", md.Issuer)
+	return nil
 }
 
 // validate checks that a discovery document names the endpoints the service
-// needs as absolute https URLs (http only on a loopback host, for tests and
-// -dev; RFC 6749 §3.1, §3.2, OpenID Connect Discovery 1.0 §3), an optional
-// end_session_endpoint likewise, and an issuer for the configured tenant:
-// holding the tenant GUID, or Entra's {tenantid} placeholder for
-// organizations/common (OpenID Connect Discovery 1.0 §4.3, adapted to
-// Entra's multi-tenant issuer).
+// needs as absolute https URLs (isSecureURL; RFC 6749 §3.1, §3.2, OpenID
+// Connect Discovery 1.0 §3), end_session_endpoint optional, and an issuer
+// for the configured tenant: holding the tenant GUID, or Entra's {tenantid}
+// placeholder for organizations/common (Discovery §4.3, adapted to Entra's
+// multi-tenant issuer).
 func (p *provider) validate(md providerMetadata) error {
 	for _, u := range []struct{ name, value string }{
 		{"issuer", md.Issuer},
@@ -176,18 +133,80 @@ func (p *provider) validate(md providerMetadata) error {
 	return nil
 }
 
+// fetcher shares one run of fetch among the callers that ask while it lasts
+// (go-oidc's inflight), detached from their cancellation so that an
+// impatient caller cannot fail the others, and counts consecutive failures
+// for the backoff. Safe for concurrent use.
+type fetcher struct {
+	now   func() time.Time
+	fetch func(ctx context.Context, attempt int) error // attempt: the failure count if this run fails
+
+	mu       sync.Mutex // guards the fields below
+	call     *fetchCall // the run in progress, or nil
+	failures int        // consecutive failed runs
+	lastTry  time.Time  // start of the last run
+	lastErr  error      // of the last run
+}
+
+// fetchCall is one run; done is closed once err is set.
+type fetchCall struct {
+	done chan struct{}
+	err  error
+}
+
+// start returns the run in progress, or starts one unless allow (called with
+// f.mu held; nil allows) refuses: then it returns nil. A run lasts at most
+// idpFetchTimeout.
+func (f *fetcher) start(ctx context.Context, allow func(now time.Time) bool) *fetchCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if now := f.now(); f.call == nil && (allow == nil || allow(now)) {
+		call, attempt := &fetchCall{done: make(chan struct{})}, f.failures+1
+		f.call, f.lastTry = call, now
+		go func() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), idpFetchTimeout)
+			defer cancel()
+			err := f.fetch(ctx, attempt)
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.call, f.lastErr, call.err, f.failures = nil, err, err, 0
+			if err != nil {
+				f.failures = attempt
+			}
+			close(call.done)
+		}()
+	}
+	return f.call
+}
+
+// retryIn is how long the backoff after the last run still lasts at now
+// (≤ 0: over). f.mu must be held.
+func (f *fetcher) retryIn(now time.Time) time.Duration {
+	return backoff(f.failures) - now.Sub(f.lastTry)
+}
+
+// wait blocks until the run is done or ctx ends, and returns the error of
+// whichever came first.
+func (c *fetchCall) wait(ctx context.Context) error {
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // backoff is the wait after n consecutive failures: 0, then 1 s doubling up
 // to maxRetryBackoff.
 func backoff(n int) time.Duration {
 	if n <= 0 {
 		return 0
 	}
-	d := time.Second << min(n-1, 16)
-	return min(d, maxRetryBackoff)
+	return min(time.Second<<min(n-1, 16), maxRetryBackoff)
 }
 
-// getJSON GETs u and returns its body: at most maxIDPResponse bytes, status
-// 200, and a JSON media type (application/json or any +json type).
+// getJSON GETs u and returns its body: status 200, a JSON media type, and
+// at most maxIDPResponse bytes.
 func getJSON(ctx context.Context, client *http.Client, u string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -201,19 +220,17 @@ func getJSON(ctx context.Context, client *http.Client, u string) ([]byte, error)
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		// An error in the body is best effort: a read error leaves it out.
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxIDPErrorBody))
+		body, _ := readAtMost(resp.Body, maxIDPErrorBody)
 		return nil, fmt.Errorf("jwks: %s answered %s%s", req.URL.Redacted(), resp.Status, providerErrorText(body))
 	}
-	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	if err != nil || (mt != "application/json" && !(strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))) {
-		return nil, fmt.Errorf("jwks: %s answered content type %q, not JSON", req.URL.Redacted(), truncate(resp.Header.Get("Content-Type"), 64))
+	if ct := resp.Header.Get("Content-Type"); !isJSONType(ct) {
+		return nil, fmt.Errorf("jwks: %s answered content type %q, not JSON", req.URL.Redacted(), truncate(ct, 64))
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxIDPResponse+1))
-	if err != nil {
-		return nil, fmt.Errorf("jwks: reading %s: %w", req.URL.Redacted(), err)
-	}
-	if len(body) > maxIDPResponse {
+	body, err := readAtMost(resp.Body, maxIDPResponse)
+	if errors.Is(err, errTooLarge) {
 		return nil, fmt.Errorf("jwks: %s answered more than %d bytes", req.URL.Redacted(), maxIDPResponse)
+	} else if err != nil {
+		return nil, fmt.Errorf("jwks: reading %s: %w", req.URL.Redacted(), err)
 	}
 	return body, nil
 }
@@ -221,11 +238,8 @@ func getJSON(ctx context.Context, client *http.Client, u string) ([]byte, error)
 // providerErrorText returns ": <error>: <error_description>" when body is a
 // JSON object with the error members of RFC 6749 §5.2, as Entra answers a
 // discovery request for an unknown tenant (invalid_tenant, "AADSTS90002:
-// Tenant '…' not found"), with a hint for the tenant errors; else "". The
-// text is for the log: it is cut to maxIDPErrorText bytes, and every byte
-// outside printable ASCII becomes a space or "?", so it cannot forge log
-// lines. A discovery or JWKS request carries no secret, so the provider's
-// text cannot echo one.
+// Tenant '…' not found"), with a hint for the tenant errors; else "". A
+// discovery or JWKS request carries no secret for the text to echo.
 func providerErrorText(body []byte) string {
 	var e struct {
 		Error       string `json:"error"`
@@ -245,35 +259,22 @@ func providerErrorText(body []byte) string {
 	return ": " + text
 }
 
-// sanitizeIDPText makes text from the identity provider safe to log: CR, LF
-// and tab become spaces, other bytes outside printable ASCII become "?", and
-// the result is cut to maxIDPErrorText bytes.
+// sanitizeIDPText cuts s to maxIDPErrorText bytes, turns each run of white
+// space (CR and LF included) into one space and every other rune outside
+// printable ASCII into "?". Both slog handlers escape control bytes, but the
+// JSON handler writes runes such as U+202E (right-to-left override) as they
+// are: the log keeps to one line of plain ASCII.
 func sanitizeIDPText(s string) string {
-	b := []byte(s[:min(len(s), maxIDPErrorText)])
-	for i, c := range b {
-		switch {
-		case c == '\r' || c == '\n' || c == '\t':
-			b[i] = ' '
-		case c < 0x20 || c > 0x7e:
-			b[i] = '?'
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r > '~' {
+			return '?'
 		}
-	}
-	return strings.Join(strings.Fields(string(b)), " ")
-}
-
-// wait blocks until the fetch is done or ctx ends.
-func (c *fetchCall) wait(ctx context.Context) error {
-	select {
-	case <-c.done:
-		return c.err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+		return r
+	}, strings.Join(strings.Fields(s[:min(len(s), maxIDPErrorText)]), " "))
 }
 
 // isSecureURL reports whether s is an absolute https URL with a host, or an
-// http URL whose host is loopback (isLoopbackHost in tablestore.go:
-// localhost, 127.0.0.0/8, ::1), as tests and -dev use.
+// http URL on a loopback host (isLoopbackHost), as tests and -dev use.
 func isSecureURL(s string) bool {
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" {

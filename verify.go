@@ -29,56 +29,46 @@ const (
 	tokenCacheSize = 10000    // verified access tokens kept (LRU)
 )
 
-// verifyOptions are the settings of the resource-server half: the provider
-// (discovery), the key set and the verifier. The service fills them from its
-// environment (env.go); a program that takes this half fills them itself.
-// Read-only once passed in.
+// verifyOptions are the settings of the resource-server half (provider,
+// key set, verifier). The service fills them from its environment (env.go);
+// a program that takes this half fills them itself. Read-only once passed in.
 type verifyOptions struct {
 	// AuthorityHost is the identity provider's base URL, such as
 	// https://login.microsoftonline.com; discovery is read from
 	// {AuthorityHost}/{TenantID}/v2.0/.well-known/openid-configuration.
 	AuthorityHost string
 	// TenantID is the tenant GUID, or "organizations" or "common" for a
-	// multi-tenant API (then AllowedTenants or AnyTenant decides).
-	TenantID string
-	// ClientID is the application (client) id: the audience of ID tokens,
-	// and the appid asked for when CustomSigningKeys is set.
-	ClientID string
-	// Audiences are the accepted access token audiences, compared exactly.
-	Audiences []string
-	// AllowedTenants are the lowercase tenant GUIDs accepted by a
-	// multi-tenant API; AnyTenant accepts every tenant.
+	// multi-tenant API, which accepts the lowercase tenant GUIDs of
+	// AllowedTenants, or every tenant with AnyTenant.
+	TenantID       string
 	AllowedTenants []string
 	AnyTenant      bool
-	// AcceptV1Tokens admits the v1 issuer https://sts.windows.net/{tid}/.
-	AcceptV1Tokens bool
-	// CustomSigningKeys reads the key set with ?appid=ClientID (apps with
-	// claims-mapping policies get their own signing keys).
+	// ClientID is the application (client) id: the audience of ID tokens,
+	// and the appid of the key set request when CustomSigningKeys is set
+	// (apps with claims-mapping policies get their own signing keys).
+	ClientID          string
 	CustomSigningKeys bool
-	// Leeway is the clock skew allowed on exp, nbf and iat, both ways.
-	Leeway time.Duration
-	// Now is the clock of time checks and backoffs; nil means time.Now.
-	Now func() time.Time
-	// Client makes the discovery and key set requests; it must carry a
-	// Timeout and should not follow redirects.
-	Client *http.Client
-	// Logger receives fetch outcomes; nil discards them.
-	Logger *slog.Logger
+	Audiences         []string         // accepted access token audiences, compared exactly
+	AcceptV1Tokens    bool             // admits access tokens of the v1 issuer https://sts.windows.net/{tid}/
+	Leeway            time.Duration    // clock skew allowed on exp, nbf and iat, both ways
+	Now               func() time.Time // clock of time checks and backoffs; nil means time.Now
+	Client            *http.Client     // for discovery and keys: with a Timeout, following no redirects
+	Logger            *slog.Logger     // receives fetch outcomes; nil discards them
 }
 
-// isMultiTenant reports whether TenantID names a multi-tenant authority,
-// whose issuer holds Entra's {tenantid} placeholder.
+// isMultiTenant reports whether TenantID names a multi-tenant authority.
 func (o verifyOptions) isMultiTenant() bool {
 	return o.TenantID == "organizations" || o.TenantID == "common"
 }
 
-// discoveryURL is the OpenID Connect discovery document of the authority
+// discoveryURL is the authority's OpenID Connect discovery document
 // (OpenID Connect Discovery 1.0 §4).
 func (o verifyOptions) discoveryURL() string {
 	return o.AuthorityHost + "/" + o.TenantID + "/v2.0/.well-known/openid-configuration"
 }
 
-// withDefaults fills Now and Logger when nil.
+// withDefaults sets a nil Now to time.Now and a nil Logger to one that
+// discards.
 func (o verifyOptions) withDefaults() verifyOptions {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -89,26 +79,32 @@ func (o verifyOptions) withDefaults() verifyOptions {
 	return o
 }
 
-// Sentinel errors of token verification (RFC 7515, RFC 7519, RFC 8725). They
-// are wrapped with detail; match them with errors.Is. requireAuth turns each
-// into an RFC 6750 error_description.
+// verifyError is a sentinel error of token verification. hint names the
+// failed check for requireAuth's error_description (RFC 6750 §3: printable
+// ASCII without '"' or '\').
+type verifyError struct{ text, hint string }
+
+func (e *verifyError) Error() string { return e.text }
+
+// Sentinel errors of token verification (RFC 7515, RFC 7519, RFC 8725),
+// wrapped with detail; match them with errors.Is.
 var (
-	errMalformedToken  = errors.New("jwks: malformed token")
-	errUnsupportedAlg  = errors.New("jwks: unsupported alg (only RS256 is accepted)")
-	errBadHeader       = errors.New("jwks: unacceptable token header")
-	errNoKeyID         = errors.New("jwks: token header has no kid or x5t")
-	errUnknownKID      = errors.New("jwks: unknown signing key")
-	errBadSignature    = errors.New("jwks: bad signature")
-	errBadIssuer       = errors.New("jwks: wrong issuer")
-	errKeyIssuer       = errors.New("jwks: signing key belongs to another issuer")
-	errBadAudience     = errors.New("jwks: wrong audience")
-	errTokenExpired    = errors.New("jwks: token expired")
-	errNotYetValid     = errors.New("jwks: token not yet valid")
-	errIssuedInFuture  = errors.New("jwks: token issued in the future")
-	errTenantForbidden = errors.New("jwks: tenant not allowed")
-	errNoPermissions   = errors.New("jwks: token has neither scp nor roles")
-	errBadNonce        = errors.New("jwks: nonce mismatch")
-	errBadAZP          = errors.New("jwks: azp is not the client id")
+	errMalformedToken  = &verifyError{"jwks: malformed token", "malformed token"}
+	errUnsupportedAlg  = &verifyError{"jwks: unsupported alg (only RS256 is accepted)", "unsupported algorithm (only RS256)"}
+	errBadHeader       = &verifyError{"jwks: unacceptable token header", "unacceptable token header"}
+	errNoKeyID         = &verifyError{"jwks: token header has no kid or x5t", "the token names no signing key (kid)"}
+	errUnknownKID      = &verifyError{"jwks: unknown signing key", "unknown signing key"}
+	errBadSignature    = &verifyError{"jwks: bad signature", "bad signature"}
+	errBadIssuer       = &verifyError{"jwks: wrong issuer", "wrong issuer"}
+	errKeyIssuer       = &verifyError{"jwks: signing key belongs to another issuer", "the signing key belongs to another issuer"}
+	errBadAudience     = &verifyError{"jwks: wrong audience", "wrong audience"}
+	errTokenExpired    = &verifyError{"jwks: token expired", "the token expired"}
+	errNotYetValid     = &verifyError{"jwks: token not yet valid", "the token is not valid yet (nbf)"}
+	errIssuedInFuture  = &verifyError{"jwks: token issued in the future", "the token was issued in the future (iat)"}
+	errTenantForbidden = &verifyError{"jwks: tenant not allowed", "the tenant is not allowed"}
+	errNoPermissions   = &verifyError{"jwks: token has neither scp nor roles", "the token has neither scp nor roles"}
+	errBadNonce        = &verifyError{"jwks: nonce mismatch", "invalid token"}           // ID tokens only
+	errBadAZP          = &verifyError{"jwks: azp is not the client id", "invalid token"} // ID tokens only
 )
 
 // jws is a parsed compact JWS whose signature is not yet checked.
@@ -495,29 +491,29 @@ func verifyRS256(pub *rsa.PublicKey, signingInput []byte, sig []byte) error {
 	return nil
 }
 
-// verifier checks Entra RS256 JWTs: the signature against the cached key set,
-// then the issuer, the signing key's issuer, the audience, the tenant and the
-// time claims, with opts.Leeway of leeway. Verified access tokens are
-// cached (tokenCache) so a repeated token skips RSA. Safe for concurrent use.
+// verifier checks Entra RS256 JWTs against the key set and the discovery
+// issuer, with opts.Leeway on the time claims (verify lists the checks in
+// their order). Verified access tokens are cached (tokenCache) so a repeated
+// token skips RSA. Safe for concurrent use.
 //
 // It does not check: azp/appid of access tokens (any client of our API may
-// call it; verifyIDToken checks an ID token's azp), acr/amr,
-// the at_hash/c_hash of hybrid flows, token revocation (Entra access tokens
-// are not revocable before exp), or the x5c chain of keys.
+// call it; verifyIDToken checks an ID token's azp), acr/amr, the
+// at_hash/c_hash of hybrid flows, token revocation (Entra access tokens are
+// not revocable before exp), or the x5c chain of keys.
 type verifier struct {
 	opts  verifyOptions
 	p     *provider
 	ks    *keySet
 	now   func() time.Time
 	cache *tokenCache
-	bufs  sync.Pool // of *[]byte: scratch space to hash and decode tokens in, reused across requests
+	bufs  sync.Pool // of *[]byte: scratch space to hash and decode tokens in
 }
 
-// newVerifier makes a verifier checking tokens against p's issuer and ks's
-// keys, with the settings of opts.
+// newVerifier makes a verifier of p's issuer and ks's keys.
 func newVerifier(opts verifyOptions, p *provider, ks *keySet) *verifier {
 	opts = opts.withDefaults()
-	return &verifier{opts: opts, p: p, ks: ks, now: opts.Now, cache: newTokenCache(tokenCacheSize)}
+	return &verifier{opts: opts, p: p, ks: ks, now: opts.Now, cache: newTokenCache(tokenCacheSize),
+		bufs: sync.Pool{New: func() any { return new([]byte) }}}
 }
 
 // verifyAccessToken verifies a bearer access token: every check of verify,
@@ -530,7 +526,10 @@ func (v *verifier) verifyAccessToken(ctx context.Context, raw string) (*claims, 
 	if len(raw) > maxTokenBytes {
 		return nil, fmt.Errorf("%w: longer than %d bytes", errMalformedToken, maxTokenBytes)
 	}
-	sum := v.tokenHash(raw)
+	bp := v.bufs.Get().(*[]byte) // hashing a copy allocates nothing, unlike []byte(raw)
+	*bp = append((*bp)[:0], raw...)
+	sum := sha256.Sum256(*bp)
+	v.bufs.Put(bp)
 	now := v.now()
 	if c := v.cache.get(sum, now, v.opts.Leeway, v.ks); c != nil {
 		return c, nil
@@ -539,38 +538,18 @@ func (v *verifier) verifyAccessToken(ctx context.Context, raw string) (*claims, 
 	if err != nil {
 		return nil, err
 	}
-	id, isX5T := t.keyID()
-	v.cache.put(sum, &t.claims, k, id, isX5T)
+	v.cache.put(sum, &t.claims, k)
 	return &t.claims, nil
 }
 
-// tokenHash is the SHA-256 of raw, the key of the verified-token cache.
-func (v *verifier) tokenHash(raw string) [sha256.Size]byte {
-	bp := v.scratch()
-	b := append((*bp)[:0], raw...)
-	sum := sha256.Sum256(b)
-	*bp = b
-	v.bufs.Put(bp)
-	return sum
-}
-
-// scratch returns a buffer from v.bufs; give it back with v.bufs.Put.
-func (v *verifier) scratch() *[]byte {
-	if bp, ok := v.bufs.Get().(*[]byte); ok {
-		return bp
-	}
-	return new([]byte)
-}
-
-// checkAccessToken is verifyAccessToken without the cache: the whole job of
-// one request.
+// checkAccessToken is verifyAccessToken without the cache.
 func (v *verifier) checkAccessToken(ctx context.Context, raw string, now time.Time) (*jws, *publicKey, error) {
-	t, k, err := v.verify(ctx, raw, now)
+	t, k, err := v.verify(ctx, raw, now, v.opts.AcceptV1Tokens)
 	if err != nil {
 		return nil, nil, err
 	}
 	c := &t.claims
-	if !containsAny(c.Audience, v.opts.Audiences) {
+	if !slices.ContainsFunc(c.Audience, func(aud string) bool { return slices.Contains(v.opts.Audiences, aud) }) {
 		return nil, nil, fmt.Errorf("%w: %q", errBadAudience, truncate(strings.Join(c.Audience, " "), 64))
 	}
 	if len(c.Scopes) == 0 && len(c.Roles) == 0 {
@@ -580,22 +559,19 @@ func (v *verifier) checkAccessToken(ctx context.Context, raw string, now time.Ti
 }
 
 // verifyIDToken verifies an OpenID Connect ID token (OpenID Connect Core
-// §3.1.3.7): every check of verify, then iss exactly the discovery issuer
-// (step 2; idTokenIssuer), the client id among the audiences (step 3), azp
-// present when there are several audiences (step 4) and equal to the client
-// id whenever present (step 5; errBadAZP), and the nonce equal to nonce
-// (constant-time). An empty nonce skips the nonce check: only for ID tokens
-// from a refresh (OpenID Connect Core §12.2), which carry none of ours. ID
-// tokens need no scp or roles and are not cached.
+// §3.1.3.7): every check of verify, with iss exactly the discovery issuer
+// (step 2: never the v1 issuer, as an ID token comes from the v2 endpoint
+// the service signs in with), the client id among the audiences (step 3),
+// azp present when there are several (step 4) and the client id whenever
+// present (step 5), and the nonce equal to nonce, compared in constant time.
+// An empty nonce skips that check: only for ID tokens from a refresh (OpenID
+// Connect Core §12.2), which carry none of ours. Not cached.
 func (v *verifier) verifyIDToken(ctx context.Context, raw, nonce string) (*claims, error) {
-	t, _, err := v.verify(ctx, raw, v.now())
+	t, _, err := v.verify(ctx, raw, v.now(), false)
 	if err != nil {
 		return nil, err
 	}
 	c := &t.claims
-	if err := v.idTokenIssuer(ctx, c); err != nil {
-		return nil, err
-	}
 	if !slices.Contains(c.Audience, v.opts.ClientID) {
 		return nil, fmt.Errorf("%w: %q", errBadAudience, truncate(strings.Join(c.Audience, " "), 64))
 	}
@@ -611,35 +587,17 @@ func (v *verifier) verifyIDToken(ctx context.Context, raw, nonce string) (*claim
 	return c, nil
 }
 
-// idTokenIssuer checks the iss of an ID token (OpenID Connect Core §3.1.3.7
-// step 2): it must be exactly the discovery document's issuer, with
-// {tenantid} replaced by the token's tid for organizations and common
-// (Microsoft identity platform ID token reference: iss). verify's issuer
-// rule also admits the v1 issuer https://sts.windows.net/{tid}/ while
-// ACCEPT_V1_TOKENS is on, for access tokens issued to v1 APIs; an ID token
-// comes from the v2 endpoint this service signs in with, so a v1 issuer
-// there is refused (errBadIssuer). verify has already checked tid. Other
-// errors are the metadata's (errIDPUnavailable, wrapped).
-func (v *verifier) idTokenIssuer(ctx context.Context, c *claims) error {
-	md, err := v.p.metadata(ctx)
-	if err != nil {
-		return err
-	}
-	tid := c.TenantID
-	if tid == "" && !v.opts.isMultiTenant() {
-		tid = v.opts.TenantID
-	}
-	if !issuerMatches(md.Issuer, tid, c.Issuer) {
-		return fmt.Errorf("%w: ID token issuer %q is not the discovery issuer", errBadIssuer, truncate(c.Issuer, 64))
-	}
-	return nil
-}
-
-// verify does the checks both token kinds share, in go-oidc's order: parse
-// (parseToken), find the key (kid, or x5t), check the signature, then the
-// tenant, the issuer, the signing key's issuer and the time claims.
-func (v *verifier) verify(ctx context.Context, raw string, now time.Time) (*jws, *publicKey, error) {
-	scratch := v.scratch()
+// verify does the checks both token kinds share, in this order: parse,
+// refusing any alg but RS256 (parseTokenInto); find the key by kid or x5t;
+// check the signature; then the tenant, the issuer and the signing key's
+// issuer (checkIssuer; the v1 issuer only when v1), and exp, nbf and iat
+// (checkTime). The signature comes first so that the claims of an
+// unauthenticated token are never evaluated or reported. go-oidc checks the
+// claims first to spare key refetches for tokens that fail anyway; here an
+// unknown kid refetches at most once per minKeyRefetch (keySet.key), which
+// removes that reason.
+func (v *verifier) verify(ctx context.Context, raw string, now time.Time, v1 bool) (*jws, *publicKey, error) {
+	scratch := v.bufs.Get().(*[]byte)
 	defer v.bufs.Put(scratch)
 	t, err := parseTokenInto(raw, scratch)
 	if err != nil {
@@ -659,7 +617,7 @@ func (v *verifier) verify(ctx context.Context, raw string, now time.Time) (*jws,
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := v.checkIssuer(md, &t.claims, k); err != nil {
+	if err := v.checkIssuer(md, &t.claims, k, v1); err != nil {
 		return nil, nil, err
 	}
 	if err := checkTime(&t.claims, now, v.opts.Leeway); err != nil {
@@ -671,12 +629,12 @@ func (v *verifier) verify(ctx context.Context, raw string, now time.Time) (*jws,
 // checkIssuer checks tid and iss. For a tenant GUID the token's tid, when
 // present, must be that tenant; for organizations/common tid must be a GUID
 // in opts.AllowedTenants (unless opts.AnyTenant). iss must then equal the
-// discovery issuer with {tenantid} replaced by tid (v2 tokens), or, unless
-// ACCEPT_V1_TOKENS=false, https://sts.windows.net/{tid}/ (v1 tokens). When
-// the signing key has an issuer member (Entra v2 keys do), it must equal iss
-// after the same replacement, or, for a v1 token, the v2 issuer of its
-// tenant (as Microsoft.IdentityModel's signing-key issuer validation does).
-func (v *verifier) checkIssuer(md providerMetadata, c *claims, k *publicKey) error {
+// discovery issuer with {tenantid} replaced by tid, or, when v1, the v1
+// issuer of tid. When the signing key has an issuer member (Entra v2 keys
+// do), it must equal iss after the same replacement, or, for a v1 token, the
+// v2 issuer of its tenant (as Microsoft.IdentityModel's signing-key issuer
+// validation does).
+func (v *verifier) checkIssuer(md providerMetadata, c *claims, k *publicKey, v1 bool) error {
 	tid := c.TenantID
 	if v.opts.isMultiTenant() {
 		if !isGUID(tid) {
@@ -693,7 +651,7 @@ func (v *verifier) checkIssuer(md providerMetadata, c *claims, k *publicKey) err
 			tid = v.opts.TenantID
 		}
 	}
-	isV1 := v.opts.AcceptV1Tokens && issuerMatches(v1IssuerTemplate, tid, c.Issuer)
+	isV1 := v1 && issuerMatches(v1IssuerTemplate, tid, c.Issuer)
 	if !isV1 && !issuerMatches(md.Issuer, tid, c.Issuer) {
 		return fmt.Errorf("%w: %q", errBadIssuer, truncate(c.Issuer, 64))
 	}
@@ -709,8 +667,7 @@ func (v *verifier) checkIssuer(md providerMetadata, c *claims, k *publicKey) err
 const v1IssuerTemplate = "https://sts.windows.net/" + tenantPlaceholder + "/"
 
 // issuerMatches reports whether iss equals template with {tenantid}
-// replaced by tid, exactly. It builds no string for the usual single
-// placeholder.
+// replaced by tid. It builds no string for the usual single placeholder.
 func issuerMatches(template, tid, iss string) bool {
 	before, after, found := strings.Cut(template, tenantPlaceholder)
 	switch {
@@ -725,7 +682,7 @@ func issuerMatches(template, tid, iss string) bool {
 }
 
 // checkTime checks exp (required), nbf and iat (when present) against now
-// with skew of leeway both ways (RFC 7519 §4.1.4-6).
+// with skew both ways (RFC 7519 §4.1.4-6).
 func checkTime(c *claims, now time.Time, skew time.Duration) error {
 	switch {
 	case !c.hasExp:
@@ -740,22 +697,12 @@ func checkTime(c *claims, now time.Time, skew time.Duration) error {
 	return nil
 }
 
-// containsAny reports whether any of got is exactly one of want.
-func containsAny(got, want []string) bool {
-	for _, g := range got {
-		if slices.Contains(want, g) {
-			return true
-		}
-	}
-	return false
-}
-
 // ready reports nil once the discovery document and at least one key are
-// loaded, and an error wrapping errIDPUnavailable naming what is missing.
+// loaded, else an error wrapping errIDPUnavailable naming what is missing.
 // It does no I/O.
 func (v *verifier) ready() error {
 	switch {
-	case !v.p.loadedOK():
+	case v.p.md.Load() == nil:
 		return fmt.Errorf("%w: discovery document not loaded", errIDPUnavailable)
 	case !v.ks.loaded():
 		return fmt.Errorf("%w: no signing key loaded", errIDPUnavailable)
@@ -764,10 +711,10 @@ func (v *verifier) ready() error {
 }
 
 // tokenCache keeps verified access tokens by the SHA-256 of the compact
-// token, least recently used first out beyond max entries. An entry is used
-// only while its token is inside exp/nbf (with the skew) and the key that
-// verified it is still in the key set under the same id; otherwise it is
-// dropped. Safe for concurrent use.
+// token, the least recently used dropped beyond max. An entry is used only
+// while its token is inside exp/nbf (with the skew) and the key that
+// verified it is still in the key set under the same id. Safe for
+// concurrent use.
 type tokenCache struct {
 	max int
 
@@ -776,16 +723,12 @@ type tokenCache struct {
 	entries map[[sha256.Size]byte]*list.Element
 }
 
-// cacheEntry is one verified token.
 type cacheEntry struct {
-	sum   [sha256.Size]byte
-	c     *claims
-	k     *publicKey
-	id    string
-	isX5T bool
+	sum [sha256.Size]byte
+	c   *claims
+	k   *publicKey // the key that verified the token
 }
 
-// newTokenCache makes an empty cache of at most max tokens.
 func newTokenCache(max int) *tokenCache {
 	return &tokenCache{max: max, lru: list.New(), entries: map[[sha256.Size]byte]*list.Element{}}
 }
@@ -799,7 +742,7 @@ func (tc *tokenCache) get(sum [sha256.Size]byte, now time.Time, skew time.Durati
 		return nil
 	}
 	e := el.Value.(*cacheEntry)
-	if checkTime(e.c, now, skew) != nil || !ks.current(e.k, e.id, e.isX5T) {
+	if checkTime(e.c, now, skew) != nil || !ks.current(e.k) {
 		tc.lru.Remove(el)
 		delete(tc.entries, sum)
 		return nil
@@ -808,25 +751,18 @@ func (tc *tokenCache) get(sum [sha256.Size]byte, now time.Time, skew time.Durati
 	return e.c
 }
 
-// put caches c, verified with key k found under id.
-func (tc *tokenCache) put(sum [sha256.Size]byte, c *claims, k *publicKey, id string, isX5T bool) {
+// put caches c, verified with key k.
+func (tc *tokenCache) put(sum [sha256.Size]byte, c *claims, k *publicKey) {
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
 	if el := tc.entries[sum]; el != nil {
 		tc.lru.MoveToFront(el)
 		return
 	}
-	tc.entries[sum] = tc.lru.PushFront(&cacheEntry{sum: sum, c: c, k: k, id: id, isX5T: isX5T})
+	tc.entries[sum] = tc.lru.PushFront(&cacheEntry{sum: sum, c: c, k: k})
 	for tc.lru.Len() > tc.max {
 		old := tc.lru.Back()
 		tc.lru.Remove(old)
 		delete(tc.entries, old.Value.(*cacheEntry).sum)
 	}
-}
-
-// len is the number of cached tokens.
-func (tc *tokenCache) len() int {
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	return tc.lru.Len()
 }

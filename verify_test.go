@@ -419,11 +419,18 @@ func staticVerifierIndex(tb testing.TB, tenant, issuer string, audiences []strin
 		AcceptV1Tokens: true, AuthorityHost: "http://127.0.0.1:1", Client: &http.Client{Timeout: time.Second},
 		Now: func() time.Time { return now }}
 	prov := newProvider(opts)
-	prov.md, prov.loaded = providerMetadata{Issuer: issuer}, true
+	prov.md.Store(&providerMetadata{Issuer: issuer})
 	ks := newKeySet(opts, prov)
 	ks.keys.Store(ix)
-	ks.lastFetch = now.Add(time.Hour) // never refetch: no I/O in these tests
+	ks.f.lastTry = now.Add(time.Hour) // never refetch: no I/O in these tests
 	return newVerifier(opts, prov, ks)
+}
+
+// len is the number of cached tokens.
+func (tc *tokenCache) len() int {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	return tc.lru.Len()
 }
 
 func TestVerifiedTokenCache(t *testing.T) {
@@ -475,10 +482,10 @@ func TestVerifiedTokenCache(t *testing.T) {
 		k := ks.keys.Load().byKID["k"]
 		c := &claims{Expiry: time.Now().Add(time.Hour), hasExp: true}
 		a, b, d := [32]byte{1}, [32]byte{2}, [32]byte{3}
-		tc.put(a, c, k, "k", false)
-		tc.put(b, c, k, "k", false)
+		tc.put(a, c, k)
+		tc.put(b, c, k)
 		tc.get(a, time.Now(), 0, ks) // a is now the most recent
-		tc.put(d, c, k, "k", false)
+		tc.put(d, c, k)
 		if tc.len() != 2 || tc.get(b, time.Now(), 0, ks) != nil || tc.get(a, time.Now(), 0, ks) == nil {
 			t.Fatalf("after 3 puts in a cache of 2: len %d; want b evicted and a kept", tc.len())
 		}
@@ -703,7 +710,7 @@ func TestTokenCacheMemoryBound(t *testing.T) {
 			Version: "2.0", Scopes: []string{"Heroes.Read", "Heroes.Create"},
 			Expiry: time.Now().Add(time.Hour), IssuedAt: time.Now(), NotBefore: time.Now(),
 		}
-		tc.put(sha256.Sum256([]byte(id)), c, key, "k0", false)
+		tc.put(sha256.Sum256([]byte(id)), c, key)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
