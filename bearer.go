@@ -106,16 +106,14 @@ var (
 // bearerToken extracts the token of "Authorization: Bearer <token>"
 // (RFC 6750 §2.1, RFC 7235 §2.1): the scheme is matched without regard to
 // case, followed by one or more spaces and exactly one token68. It returns
-// errNoCredentials when there is no header or another scheme, errBadAuthzHeader
-// for a malformed one, and errMalformedToken for a token longer than
-// maxTokenBytes.
+// errNoCredentials when there is no header or another scheme,
+// errBadAuthzHeader for a malformed one, and errMalformedToken for a token
+// longer than maxTokenBytes.
 func bearerToken(r *http.Request) (string, error) {
 	values := r.Header.Values("Authorization")
-	switch len(values) {
-	case 0:
+	if len(values) == 0 {
 		return "", errNoCredentials
-	case 1:
-	default:
+	} else if len(values) > 1 {
 		return "", fmt.Errorf("%w: more than one", errBadAuthzHeader)
 	}
 	scheme, rest, _ := strings.Cut(values[0], " ")
@@ -171,8 +169,7 @@ func challenge(w http.ResponseWriter, status int, code, description, extra strin
 	writeJSON(w, status, apiError{Detail: description, Error: code})
 }
 
-// describeTokenError returns the error_description for a verification
-// error: the hint of its verifyError.
+// describeTokenError is the error_description of a verification error.
 func describeTokenError(err error) string {
 	if ve := (*verifyError)(nil); errors.As(err, &ve) {
 		return ve.hint

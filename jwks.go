@@ -192,15 +192,10 @@ func (ks *keySet) loaded() bool {
 }
 
 // parseJWKS parses a JWK Set document (RFC 7517 §5) and keeps the keys fit
-// to verify RS256 signatures: kty "RSA" (RFC 7518 §6.3), use absent or "sig",
-// alg absent (Entra keys carry none) or "RS256", key_ops absent or holding
-// "verify", n and e in unpadded base64url (RFC 7518 §6.3.1; the standard
-// base64 some 2014 documents used is refused), a modulus of minRSABits to
-// maxRSABits bits, an odd public exponent from 65537 to 2^31-1, and a kid or
-// x5t to find it by. It returns the usable keys, one error per key skipped
-// (with the reason), and an error when the document itself is not a key set
-// or no key is usable. A kid that two keys share is dropped: the token could
-// not say which one it means. The x5c chain is not read: n and e are the key.
+// to verify RS256 signatures (parseJWK). It returns the usable keys, one
+// error per key skipped (with the reason), and an error when the document
+// itself is not a key set or no key is usable. A kid that two keys share is
+// dropped: the token could not say which one it means.
 func parseJWKS(data []byte) (*keyIndex, []error, error) {
 	if err := parseObject(data, nil); err != nil {
 		return nil, nil, fmt.Errorf("jwks: key set: %w", err)
@@ -244,7 +239,10 @@ func addUnique(m map[string]*publicKey, dup map[string]bool, id string, k *publi
 	}
 }
 
-// parseJWK checks one JWK (RFC 7517 §4) against parseJWKS's rules.
+// parseJWK checks that one JWK (RFC 7517 §4, RFC 7518 §6.3) is an RS256
+// signing key. alg may be absent, as on Entra's keys. n and e must be
+// unpadded base64url (RFC 7518 §6.3.1), not the standard base64 of some 2014
+// documents. The x5c chain is not read: n and e are the key.
 func parseJWK(m map[string]json.RawMessage) (*publicKey, error) {
 	var f struct{ kty, use, alg, kid, x5t, n, e, issuer string }
 	for _, x := range []struct {

@@ -48,7 +48,7 @@ type provider struct {
 	f    fetcher
 }
 
-// newProvider makes a provider for opts's authority and tenant. It does no
+// newProvider makes a provider for opts's authority and tenant; it does no
 // network I/O.
 func newProvider(opts verifyOptions) *provider {
 	p := &provider{opts: opts.withDefaults()}
@@ -66,7 +66,7 @@ func (p *provider) metadata(ctx context.Context) (providerMetadata, error) {
 	var wait time.Duration
 	var last error
 	call := p.f.start(ctx, func(now time.Time) bool {
-		wait, last = p.f.retryIn(now), p.f.lastErr
+		wait, last = backoff(p.f.failures)-now.Sub(p.f.lastTry), p.f.lastErr
 		return wait <= 0
 	})
 	if call == nil {
@@ -104,18 +104,12 @@ func (p *provider) fetch(ctx context.Context, attempt int) error {
 
 // validate checks that a discovery document names the endpoints the service
 // needs as absolute https URLs (isSecureURL; RFC 6749 §3.1, §3.2, OpenID
-// Connect Discovery 1.0 §3), end_session_endpoint optional, and an issuer
-// for the configured tenant: holding the tenant GUID, or Entra's {tenantid}
-// placeholder for organizations/common (Discovery §4.3, adapted to Entra's
-// multi-tenant issuer).
+// Connect Discovery 1.0 §3), and an issuer for the configured tenant: with
+// the tenant GUID, or Entra's {tenantid} for organizations/common (Discovery
+// §4.3, adapted to Entra's multi-tenant issuer).
 func (p *provider) validate(md providerMetadata) error {
-	for _, u := range []struct{ name, value string }{
-		{"issuer", md.Issuer},
-		{"authorization_endpoint", md.AuthorizationEndpoint},
-		{"token_endpoint", md.TokenEndpoint},
-		{"jwks_uri", md.JWKSURI},
-		{"end_session_endpoint", md.EndSessionEndpoint},
-	} {
+	for _, u := range []struct{ name, value string }{{"issuer", md.Issuer}, {"authorization_endpoint", md.AuthorizationEndpoint},
+		{"token_endpoint", md.TokenEndpoint}, {"jwks_uri", md.JWKSURI}, {"end_session_endpoint", md.EndSessionEndpoint}} {
 		if u.value == "" && u.name == "end_session_endpoint" {
 			continue // optional (OpenID Connect RP-Initiated Logout 1.0 §2.1)
 		}
@@ -179,12 +173,6 @@ func (f *fetcher) start(ctx context.Context, allow func(now time.Time) bool) *fe
 	return f.call
 }
 
-// retryIn is how long the backoff after the last run still lasts at now
-// (≤ 0: over). f.mu must be held.
-func (f *fetcher) retryIn(now time.Time) time.Duration {
-	return backoff(f.failures) - now.Sub(f.lastTry)
-}
-
 // wait blocks until the run is done or ctx ends, and returns the error of
 // whichever came first.
 func (c *fetchCall) wait(ctx context.Context) error {
@@ -238,8 +226,12 @@ func getJSON(ctx context.Context, client *http.Client, u string) ([]byte, error)
 // providerErrorText returns ": <error>: <error_description>" when body is a
 // JSON object with the error members of RFC 6749 §5.2, as Entra answers a
 // discovery request for an unknown tenant (invalid_tenant, "AADSTS90002:
-// Tenant '…' not found"), with a hint for the tenant errors; else "". A
-// discovery or JWKS request carries no secret for the text to echo.
+// Tenant '…' not found"), with a hint for the tenant errors; else "". Each
+// text is cut to maxIDPErrorText bytes, its white space runs (CR and LF
+// included) made one space and other runes outside printable ASCII "?":
+// both slog handlers escape control bytes, but the JSON handler writes runes
+// such as U+202E (right-to-left override) as they are. A discovery or JWKS
+// request carries no secret for the text to echo.
 func providerErrorText(body []byte) string {
 	var e struct {
 		Error       string `json:"error"`
@@ -249,28 +241,22 @@ func providerErrorText(body []byte) string {
 	if json.Unmarshal(body, &e) != nil || e.Error == "" {
 		return ""
 	}
-	text := sanitizeIDPText(e.Error)
+	clean := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r < ' ' || r > '~' {
+				return '?'
+			}
+			return r
+		}, strings.Join(strings.Fields(s[:min(len(s), maxIDPErrorText)]), " "))
+	}
+	text := ": " + clean(e.Error)
 	if e.Description != "" {
-		text += ": " + sanitizeIDPText(e.Description)
+		text += ": " + clean(e.Description)
 	}
 	if slices.Contains(e.ErrorCodes, 90002) || slices.Contains(e.ErrorCodes, 900023) || strings.Contains(e.Description, "AADSTS90002") {
 		text += " (check AZURE_TENANT_ID: the tenant GUID, organizations or common)"
 	}
-	return ": " + text
-}
-
-// sanitizeIDPText cuts s to maxIDPErrorText bytes, turns each run of white
-// space (CR and LF included) into one space and every other rune outside
-// printable ASCII into "?". Both slog handlers escape control bytes, but the
-// JSON handler writes runes such as U+202E (right-to-left override) as they
-// are: the log keeps to one line of plain ASCII.
-func sanitizeIDPText(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r > '~' {
-			return '?'
-		}
-		return r
-	}, strings.Join(strings.Fields(s[:min(len(s), maxIDPErrorText)]), " "))
+	return text
 }
 
 // isSecureURL reports whether s is an absolute https URL with a host, or an

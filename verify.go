@@ -33,21 +33,12 @@ const (
 // key set, verifier). The service fills them from its environment (env.go);
 // a program that takes this half fills them itself. Read-only once passed in.
 type verifyOptions struct {
-	// AuthorityHost is the identity provider's base URL, such as
-	// https://login.microsoftonline.com; discovery is read from
-	// {AuthorityHost}/{TenantID}/v2.0/.well-known/openid-configuration.
-	AuthorityHost string
-	// TenantID is the tenant GUID, or "organizations" or "common" for a
-	// multi-tenant API, which accepts the lowercase tenant GUIDs of
-	// AllowedTenants, or every tenant with AnyTenant.
-	TenantID       string
-	AllowedTenants []string
-	AnyTenant      bool
-	// ClientID is the application (client) id: the audience of ID tokens,
-	// and the appid of the key set request when CustomSigningKeys is set
-	// (apps with claims-mapping policies get their own signing keys).
-	ClientID          string
-	CustomSigningKeys bool
+	AuthorityHost     string           // base URL, such as https://login.microsoftonline.com (see discoveryURL)
+	TenantID          string           // tenant GUID, or "organizations" or "common" for a multi-tenant API
+	AllowedTenants    []string         // lowercase tenant GUIDs a multi-tenant API accepts
+	AnyTenant         bool             // a multi-tenant API accepts every tenant
+	ClientID          string           // application (client) id: the audience of ID tokens
+	CustomSigningKeys bool             // key set read with ?appid=ClientID (for apps with claims-mapping policies)
 	Audiences         []string         // accepted access token audiences, compared exactly
 	AcceptV1Tokens    bool             // admits access tokens of the v1 issuer https://sts.windows.net/{tid}/
 	Leeway            time.Duration    // clock skew allowed on exp, nbf and iat, both ways
@@ -67,8 +58,7 @@ func (o verifyOptions) discoveryURL() string {
 	return o.AuthorityHost + "/" + o.TenantID + "/v2.0/.well-known/openid-configuration"
 }
 
-// withDefaults sets a nil Now to time.Now and a nil Logger to one that
-// discards.
+// withDefaults fills a nil Now (time.Now) and Logger (discarding).
 func (o verifyOptions) withDefaults() verifyOptions {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -478,8 +468,7 @@ func decodeNumericDate(val []byte) (time.Time, error) {
 // verifyRS256 checks an RSASSA-PKCS1-v1_5 SHA-256 signature (RFC 7518 §3.3,
 // RFC 8017 §8.2.2) of signingInput, the ASCII "header.payload" of a compact
 // JWS, under pub. The signature must be exactly as long as the modulus. It
-// applies no key policy (size, exponent): parseJWKS does. Returns
-// errBadSignature.
+// applies no key policy (size, exponent): parseJWKS does.
 func verifyRS256(pub *rsa.PublicKey, signingInput []byte, sig []byte) error {
 	if len(sig) != pub.Size() {
 		return fmt.Errorf("%w: %d bytes for a %d-byte modulus", errBadSignature, len(sig), pub.Size())
@@ -504,24 +493,22 @@ type verifier struct {
 	opts  verifyOptions
 	p     *provider
 	ks    *keySet
-	now   func() time.Time
 	cache *tokenCache
 	bufs  sync.Pool // of *[]byte: scratch space to hash and decode tokens in
 }
 
 // newVerifier makes a verifier of p's issuer and ks's keys.
 func newVerifier(opts verifyOptions, p *provider, ks *keySet) *verifier {
-	opts = opts.withDefaults()
-	return &verifier{opts: opts, p: p, ks: ks, now: opts.Now, cache: newTokenCache(tokenCacheSize),
+	return &verifier{opts: opts.withDefaults(), p: p, ks: ks, cache: newTokenCache(tokenCacheSize),
 		bufs: sync.Pool{New: func() any { return new([]byte) }}}
 }
 
 // verifyAccessToken verifies a bearer access token: every check of verify,
 // an audience in opts.Audiences, and scp, scope or roles present (a token
 // with none is unconsented or meant for someone else, Microsoft.Identity.Web
-// IDW10201). A token verified before comes from the cache, still subject to
-// its exp and nbf and to its key being in the key set. Errors wrap the
-// sentinels above, errIDPUnavailable, or ctx's error.
+// IDW10201). A token verified before comes from the cache while inside exp
+// and nbf and while its key is in the key set. Errors wrap the sentinels,
+// errIDPUnavailable, or ctx's error.
 func (v *verifier) verifyAccessToken(ctx context.Context, raw string) (*claims, error) {
 	if len(raw) > maxTokenBytes {
 		return nil, fmt.Errorf("%w: longer than %d bytes", errMalformedToken, maxTokenBytes)
@@ -530,7 +517,7 @@ func (v *verifier) verifyAccessToken(ctx context.Context, raw string) (*claims, 
 	*bp = append((*bp)[:0], raw...)
 	sum := sha256.Sum256(*bp)
 	v.bufs.Put(bp)
-	now := v.now()
+	now := v.opts.Now()
 	if c := v.cache.get(sum, now, v.opts.Leeway, v.ks); c != nil {
 		return c, nil
 	}
@@ -545,46 +532,41 @@ func (v *verifier) verifyAccessToken(ctx context.Context, raw string) (*claims, 
 // checkAccessToken is verifyAccessToken without the cache.
 func (v *verifier) checkAccessToken(ctx context.Context, raw string, now time.Time) (*jws, *publicKey, error) {
 	t, k, err := v.verify(ctx, raw, now, v.opts.AcceptV1Tokens)
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, nil, err
-	}
-	c := &t.claims
-	if !slices.ContainsFunc(c.Audience, func(aud string) bool { return slices.Contains(v.opts.Audiences, aud) }) {
-		return nil, nil, fmt.Errorf("%w: %q", errBadAudience, truncate(strings.Join(c.Audience, " "), 64))
-	}
-	if len(c.Scopes) == 0 && len(c.Roles) == 0 {
+	case !slices.ContainsFunc(t.claims.Audience, func(aud string) bool { return slices.Contains(v.opts.Audiences, aud) }):
+		return nil, nil, fmt.Errorf("%w: %q", errBadAudience, truncate(strings.Join(t.claims.Audience, " "), 64))
+	case len(t.claims.Scopes) == 0 && len(t.claims.Roles) == 0:
 		return nil, nil, errNoPermissions
 	}
 	return t, k, nil
 }
 
 // verifyIDToken verifies an OpenID Connect ID token (OpenID Connect Core
-// §3.1.3.7): every check of verify, with iss exactly the discovery issuer
-// (step 2: never the v1 issuer, as an ID token comes from the v2 endpoint
-// the service signs in with), the client id among the audiences (step 3),
-// azp present when there are several (step 4) and the client id whenever
-// present (step 5), and the nonce equal to nonce, compared in constant time.
-// An empty nonce skips that check: only for ID tokens from a refresh (OpenID
-// Connect Core §12.2), which carry none of ours. Not cached.
+// §3.1.3.7): every check of verify, iss being the discovery issuer (step 2;
+// never the v1 issuer: an ID token comes from the v2 endpoint the service
+// signs in with), then the client id among the audiences (step 3), azp
+// present when there are several (step 4) and the client id whenever present
+// (step 5), and the nonce, compared in constant time. An empty nonce skips
+// that check: only for ID tokens from a refresh (§12.2), which carry none of
+// ours. Not cached.
 func (v *verifier) verifyIDToken(ctx context.Context, raw, nonce string) (*claims, error) {
-	t, _, err := v.verify(ctx, raw, v.now(), false)
+	t, _, err := v.verify(ctx, raw, v.opts.Now(), false)
 	if err != nil {
 		return nil, err
 	}
-	c := &t.claims
-	if !slices.Contains(c.Audience, v.opts.ClientID) {
+	switch c := &t.claims; {
+	case !slices.Contains(c.Audience, v.opts.ClientID):
 		return nil, fmt.Errorf("%w: %q", errBadAudience, truncate(strings.Join(c.Audience, " "), 64))
-	}
-	if len(c.Audience) > 1 && c.AZP == "" {
+	case len(c.Audience) > 1 && c.AZP == "":
 		return nil, fmt.Errorf("%w: %d audiences and no azp", errBadAZP, len(c.Audience))
-	}
-	if c.AZP != "" && c.AZP != v.opts.ClientID {
+	case c.AZP != "" && c.AZP != v.opts.ClientID:
 		return nil, fmt.Errorf("%w: %q", errBadAZP, truncate(c.AZP, 64))
-	}
-	if nonce != "" && subtle.ConstantTimeCompare([]byte(c.Nonce), []byte(nonce)) != 1 {
+	case nonce != "" && subtle.ConstantTimeCompare([]byte(c.Nonce), []byte(nonce)) != 1:
 		return nil, errBadNonce
 	}
-	return c, nil
+	return &t.claims, nil
 }
 
 // verify does the checks both token kinds share, in this order: parse,
@@ -614,42 +596,35 @@ func (v *verifier) verify(ctx context.Context, raw string, now time.Time, v1 boo
 		return nil, nil, err
 	}
 	md, err := v.p.metadata(ctx)
+	if err == nil {
+		err = v.checkIssuer(md, &t.claims, k, v1)
+	}
+	if err == nil {
+		err = checkTime(&t.claims, now, v.opts.Leeway)
+	}
 	if err != nil {
-		return nil, nil, err
-	}
-	if err := v.checkIssuer(md, &t.claims, k, v1); err != nil {
-		return nil, nil, err
-	}
-	if err := checkTime(&t.claims, now, v.opts.Leeway); err != nil {
 		return nil, nil, err
 	}
 	return t, k, nil
 }
 
-// checkIssuer checks tid and iss. For a tenant GUID the token's tid, when
-// present, must be that tenant; for organizations/common tid must be a GUID
-// in opts.AllowedTenants (unless opts.AnyTenant). iss must then equal the
-// discovery issuer with {tenantid} replaced by tid, or, when v1, the v1
-// issuer of tid. When the signing key has an issuer member (Entra v2 keys
-// do), it must equal iss after the same replacement, or, for a v1 token, the
-// v2 issuer of its tenant (as Microsoft.IdentityModel's signing-key issuer
-// validation does).
+// checkIssuer checks tid and iss. tid must be the configured tenant when
+// present, or for organizations/common a GUID in opts.AllowedTenants (unless
+// opts.AnyTenant). iss must equal the discovery issuer with {tenantid}
+// replaced by tid, or, when v1, the v1 issuer of tid. A signing key's issuer
+// member (Entra v2 keys have one) must equal iss after the same replacement,
+// or, for a v1 token, the v2 issuer of its tenant (as Microsoft.IdentityModel's
+// signing-key issuer validation does).
 func (v *verifier) checkIssuer(md providerMetadata, c *claims, k *publicKey, v1 bool) error {
-	tid := c.TenantID
-	if v.opts.isMultiTenant() {
-		if !isGUID(tid) {
-			return fmt.Errorf("%w: tid %q is not a tenant GUID", errTenantForbidden, truncate(tid, 64))
-		}
-		if !v.opts.AnyTenant && !slices.Contains(v.opts.AllowedTenants, strings.ToLower(tid)) {
-			return fmt.Errorf("%w: %q", errTenantForbidden, truncate(tid, 64))
-		}
-	} else {
-		if tid != "" && !strings.EqualFold(tid, v.opts.TenantID) {
-			return fmt.Errorf("%w: %q", errTenantForbidden, truncate(tid, 64))
-		}
-		if tid == "" {
-			tid = v.opts.TenantID
-		}
+	tid, multi := c.TenantID, v.opts.isMultiTenant()
+	switch {
+	case multi && !isGUID(tid):
+		return fmt.Errorf("%w: tid %q is not a tenant GUID", errTenantForbidden, truncate(tid, 64))
+	case multi && !v.opts.AnyTenant && !slices.Contains(v.opts.AllowedTenants, strings.ToLower(tid)),
+		!multi && tid != "" && !strings.EqualFold(tid, v.opts.TenantID):
+		return fmt.Errorf("%w: %q", errTenantForbidden, truncate(tid, 64))
+	case tid == "":
+		tid = v.opts.TenantID
 	}
 	isV1 := v1 && issuerMatches(v1IssuerTemplate, tid, c.Issuer)
 	if !isV1 && !issuerMatches(md.Issuer, tid, c.Issuer) {
@@ -698,8 +673,7 @@ func checkTime(c *claims, now time.Time, skew time.Duration) error {
 }
 
 // ready reports nil once the discovery document and at least one key are
-// loaded, else an error wrapping errIDPUnavailable naming what is missing.
-// It does no I/O.
+// loaded, else an error wrapping errIDPUnavailable; it does no I/O.
 func (v *verifier) ready() error {
 	switch {
 	case v.p.md.Load() == nil:
@@ -713,8 +687,7 @@ func (v *verifier) ready() error {
 // tokenCache keeps verified access tokens by the SHA-256 of the compact
 // token, the least recently used dropped beyond max. An entry is used only
 // while its token is inside exp/nbf (with the skew) and the key that
-// verified it is still in the key set under the same id. Safe for
-// concurrent use.
+// verified it is current (keySet.current). Safe for concurrent use.
 type tokenCache struct {
 	max int
 

@@ -521,7 +521,7 @@ func benchVerifier(tb testing.TB) (*verifier, string) {
 // BenchmarkRSAFloor, run in the same invocation.
 func BenchmarkVerifyRS256(b *testing.B) {
 	v, tok := benchVerifier(b)
-	ctx, now := context.Background(), v.now()
+	ctx, now := context.Background(), v.opts.Now()
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, _, err := v.checkAccessToken(ctx, tok, now); err != nil {
