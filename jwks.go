@@ -62,7 +62,7 @@ func (ix *keyIndex) lookup(id string, isX5T bool) *publicKey {
 type keySet struct {
 	opts     verifyOptions
 	p        *provider
-	keys     atomic.Pointer[keyIndex] // nil until the first successful load
+	keys     atomic.Pointer[keyIndex] // nil until the first successful load, which has a key
 	f        fetcher
 	lastMiss time.Time // start of the last fetch an unknown key asked for; guarded by f.mu
 }
@@ -183,12 +183,6 @@ func (ks *keySet) key(ctx context.Context, id string, isX5T bool) (*publicKey, e
 func (ks *keySet) current(k *publicKey) bool {
 	ix := ks.keys.Load()
 	return ix != nil && (ix.byKID[k.kid] == k || ix.byX5T[k.x5t] == k)
-}
-
-// loaded reports whether at least one key is loaded.
-func (ks *keySet) loaded() bool {
-	ix := ks.keys.Load()
-	return ix != nil && len(ix.byKID)+len(ix.byX5T) > 0
 }
 
 // parseJWKS parses a JWK Set document (RFC 7517 §5) and keeps the keys fit

@@ -678,7 +678,7 @@ func (v *verifier) ready() error {
 	switch {
 	case v.p.md.Load() == nil:
 		return fmt.Errorf("%w: discovery document not loaded", errIDPUnavailable)
-	case !v.ks.loaded():
+	case v.ks.keys.Load() == nil:
 		return fmt.Errorf("%w: no signing key loaded", errIDPUnavailable)
 	}
 	return nil
