@@ -70,9 +70,7 @@ type keySet struct {
 // newKeySet makes a key set that loads keys from p's jwks_uri. It does no
 // network I/O; run or the first token does.
 func newKeySet(opts verifyOptions, p *provider) *keySet {
-	ks := &keySet{opts: opts.withDefaults(), p: p}
-	ks.f.now, ks.f.fetch = ks.opts.Now, ks.fetch
-	return ks
+	return &keySet{opts: opts.withDefaults(), p: p}
 }
 
 // run loads the key set at once and then every keyRefreshEvery until ctx is
@@ -95,10 +93,10 @@ func (ks *keySet) run(ctx context.Context) {
 
 // refresh fetches the key set now, or waits for the fetch in progress.
 func (ks *keySet) refresh(ctx context.Context) error {
-	return ks.f.start(ctx, nil).wait(ctx)
+	return ks.f.start(ctx, ks.opts.Now(), ks.fetch, nil).wait(ctx)
 }
 
-// fetch loads the key set named by the discovery document (a fetcher's
+// fetch loads the key set named by the discovery document (fetcher.start's
 // fetch).
 func (ks *keySet) fetch(ctx context.Context, attempt int) error {
 	ix, skipped, err := ks.load(ctx)
@@ -153,7 +151,8 @@ func (ks *keySet) key(ctx context.Context, id string, isX5T bool) (*publicKey, e
 	if k := ks.keys.Load().lookup(id, isX5T); k != nil {
 		return k, nil
 	}
-	call := ks.f.start(ctx, func(now time.Time) bool {
+	now := ks.opts.Now()
+	call := ks.f.start(ctx, now, ks.fetch, func() bool {
 		ok := now.Sub(ks.f.lastTry) >= backoff(ks.f.failures)
 		if ks.keys.Load() != nil {
 			ok = now.Sub(ks.lastMiss) >= minKeyRefetch

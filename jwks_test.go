@@ -354,7 +354,7 @@ func TestKeySetRunLoadsAndRetries(t *testing.T) {
 		http.Error(w, "down", 503)
 	})
 	v := newTestVerifier(t, p, nil)
-	v.keys.f.now = time.Now // run sleeps on real timers
+	v.keys.opts.Now = time.Now // run sleeps on real timers
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go v.keys.run(ctx)

@@ -51,9 +51,7 @@ type provider struct {
 // newProvider makes a provider for opts's authority and tenant; it does no
 // network I/O.
 func newProvider(opts verifyOptions) *provider {
-	p := &provider{opts: opts.withDefaults()}
-	p.f.now, p.f.fetch = p.opts.Now, p.fetch
-	return p
+	return &provider{opts: opts.withDefaults()}
 }
 
 // metadata returns the discovery document, fetching it on first use. While
@@ -65,7 +63,8 @@ func (p *provider) metadata(ctx context.Context) (providerMetadata, error) {
 	}
 	var wait time.Duration
 	var last error
-	call := p.f.start(ctx, func(now time.Time) bool {
+	now := p.opts.Now()
+	call := p.f.start(ctx, now, p.fetch, func() bool {
 		wait, last = backoff(p.f.failures)-now.Sub(p.f.lastTry), p.f.lastErr
 		return wait <= 0
 	})
@@ -83,7 +82,7 @@ func (p *provider) metadata(ctx context.Context) (providerMetadata, error) {
 	return *p.md.Load(), nil
 }
 
-// fetch loads, checks and keeps the discovery document (a fetcher's fetch).
+// fetch loads, checks and keeps the discovery document (fetcher.start's fetch).
 func (p *provider) fetch(ctx context.Context, attempt int) error {
 	var md providerMetadata
 	body, err := getJSON(ctx, p.opts.Client, p.opts.discoveryURL())
@@ -127,14 +126,11 @@ func (p *provider) validate(md providerMetadata) error {
 	return nil
 }
 
-// fetcher shares one run of fetch among the callers that ask while it lasts
+// fetcher shares one fetch among the callers that ask while it runs
 // (go-oidc's inflight), detached from their cancellation so that an
 // impatient caller cannot fail the others, and counts consecutive failures
 // for the backoff. Safe for concurrent use.
 type fetcher struct {
-	now   func() time.Time
-	fetch func(ctx context.Context, attempt int) error // attempt: the failure count if this run fails
-
 	mu       sync.Mutex // guards the fields below
 	call     *fetchCall // the run in progress, or nil
 	failures int        // consecutive failed runs
@@ -148,19 +144,20 @@ type fetchCall struct {
 	err  error
 }
 
-// start returns the run in progress, or starts one unless allow (called with
-// f.mu held; nil allows) refuses: then it returns nil. A run lasts at most
-// idpFetchTimeout.
-func (f *fetcher) start(ctx context.Context, allow func(now time.Time) bool) *fetchCall {
+// start returns the run in progress, or starts a run of fetch at now unless
+// allow (called with f.mu held; nil allows) refuses: then it returns nil. A
+// run lasts at most idpFetchTimeout; fetch keeps what it loads and logs the
+// outcome, and attempt is the failure count if it fails.
+func (f *fetcher) start(ctx context.Context, now time.Time, fetch func(context.Context, int) error, allow func() bool) *fetchCall {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if now := f.now(); f.call == nil && (allow == nil || allow(now)) {
+	if f.call == nil && (allow == nil || allow()) {
 		call, attempt := &fetchCall{done: make(chan struct{})}, f.failures+1
 		f.call, f.lastTry = call, now
 		go func() {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), idpFetchTimeout)
 			defer cancel()
-			err := f.fetch(ctx, attempt)
+			err := fetch(ctx, attempt)
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			f.call, f.lastErr, call.err, f.failures = nil, err, err, 0
