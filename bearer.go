@@ -19,7 +19,7 @@ const (
 	permAdmin  = "Admin"
 )
 
-var permissions = []string{permRead, permCreate, permAdmin}
+var permissions = []string{permRead, permCreate, permAdmin} // weakest first
 
 // bearerRealm is the realm of every WWW-Authenticate challenge (RFC 6750 §3).
 const bearerRealm = "heroes-auth"
