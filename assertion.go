@@ -11,7 +11,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"time"
 )
@@ -50,12 +49,12 @@ func loadClientCertificate(path string, now time.Time) (*clientCertificate, erro
 		return nil, fmt.Errorf("auth: client certificate: %w", err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxCertificateFile+1))
+	data, err := readAtMost(f, maxCertificateFile)
+	if errors.Is(err, errTooLarge) {
+		return nil, fmt.Errorf("auth: client certificate %s is larger than %d bytes", path, maxCertificateFile)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("auth: client certificate %s: %w", path, err)
-	}
-	if len(data) > maxCertificateFile {
-		return nil, fmt.Errorf("auth: client certificate %s is larger than %d bytes", path, maxCertificateFile)
 	}
 	cc, err := parseClientCertificate(data, now)
 	if err != nil {

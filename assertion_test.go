@@ -243,6 +243,9 @@ func TestNewAuthFlowRefusesUnusableCertificates(t *testing.T) {
 	}{
 		{"missing file", func(t *testing.T) string { return filepath.Join(t.TempDir(), "none.pem") }, "no such file"},
 		{"not PEM", func(t *testing.T) string { return writePEM(t) }, "no CERTIFICATE"},
+		{"file over 1 MiB", func(t *testing.T) string {
+			return writePEM(t, &pem.Block{Type: "CERTIFICATE", Bytes: make([]byte, 1<<20)})
+		}, "larger than 1048576 bytes"},
 		{"certificate without key", func(t *testing.T) string {
 			return writePEM(t, &pem.Block{Type: "CERTIFICATE", Bytes: good.Raw})
 		}, "no RSA private key"},

@@ -190,6 +190,13 @@ func BenchmarkSealOpen(b *testing.B) {
 	}
 }
 
+// len returns how many states the set holds.
+func (s *spentStates) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.expires)
+}
+
 func TestSpentStates(t *testing.T) {
 	t.Parallel()
 	t0 := time.Unix(1_800_000_000, 0)

@@ -248,8 +248,10 @@ func TestParseTokenAnswer(t *testing.T) {
 				}
 			case err != nil:
 				t.Errorf("parseTokenAnswer(%q) = %v", tc.body, err)
-			case int64(tr.ExpiresIn) != tc.wantExpires:
-				t.Errorf("expires_in = %d; want %d", tr.ExpiresIn, tc.wantExpires)
+			default:
+				if got, _ := tr.lifetime(); got != tc.wantExpires {
+					t.Errorf("expires_in = %d; want %d", got, tc.wantExpires)
+				}
 			}
 		})
 	}
@@ -264,8 +266,10 @@ func FuzzParseTokenAnswer(f *testing.F) {
 	f.Add(200, "application/json", `{"expires_in":1e400}`)
 	f.Fuzz(func(t *testing.T, status int, ct, body string) {
 		tr, err := parseTokenAnswer(status, ct, []byte(body))
-		if err == nil && (tr.AccessToken == "" || tr.ExpiresIn < 0) {
-			t.Fatalf("parseTokenAnswer(%d, %q, %q) = %+v; want an access token and expires_in >= 0", status, ct, body, tr)
+		if err == nil {
+			if secs, ok := tr.lifetime(); tr.AccessToken == "" || !ok || secs < 0 {
+				t.Fatalf("parseTokenAnswer(%d, %q, %q) = %+v; want an access token and expires_in >= 0", status, ct, body, tr)
+			}
 		}
 		var te *tokenError
 		if errors.As(err, &te) && (len(te.Description) > maxShownIdPText+3 || len(te.Code) > 64+3) {
@@ -275,19 +279,20 @@ func FuzzParseTokenAnswer(f *testing.F) {
 }
 
 // expires_in arrives as a number from Entra's v2 endpoint and as a string
-// from its v1 endpoint.
+// from its v1 endpoint: json.Number takes both, and lifetime wants a
+// non-negative integer.
 func Example_expiresIn() {
-	for _, body := range []string{`{"expires_in":3599}`, `{"expires_in":"3599"}`, `{"expires_in":"soon"}`} {
-		var tr struct {
-			ExpiresIn expiresIn `json:"expires_in"`
-		}
+	for _, body := range []string{`{"expires_in":3599}`, `{"expires_in":"3599"}`, `{"expires_in":"soon"}`, `{"expires_in":-1}`} {
+		var tr tokenResponse
 		err := json.Unmarshal([]byte(body), &tr)
-		fmt.Println(int64(tr.ExpiresIn), err != nil)
+		secs, ok := tr.lifetime()
+		fmt.Println(secs, err != nil || !ok)
 	}
 	// Output:
 	// 3599 false
 	// 3599 false
 	// 0 true
+	// -1 true
 }
 
 func TestUpstreamFaultsAroundTheExchange(t *testing.T) {
