@@ -229,7 +229,12 @@ func TestParseTokenAnswer(t *testing.T) {
 		{"expires_in fraction", 200, "application/json", `{"access_token":"a","token_type":"Bearer","expires_in":1.5}`, 0, errTokenAnswer, ""},
 		{"Entra error", 400, "application/json", `{"error":"invalid_grant","error_description":"AADSTS70008: x","error_codes":[70008]}`, 0, nil, "AADSTS70008"},
 		{"error on a 200", 200, "application/json", `{"error":"invalid_grant","error_codes":[54005]}`, 0, nil, "AADSTS54005"},
+		{"expires_in with a sign", 200, "application/json", `{"access_token":"a","token_type":"Bearer","expires_in":"+5"}`, 0, errTokenAnswer, ""},
+		{"error spelt in capitals on a 200", 200, "application/json", `{"access_token":"a","token_type":"Bearer","ERROR":"invalid_grant","error_codes":[54005]}`, 0, nil, "AADSTS54005"},
+		{"problem+json error", 400, "application/problem+json", `{"error":"invalid_grant","error_codes":[70008]}`, 0, nil, "AADSTS70008"},
+		{"error that does not decode", 400, "application/json", `{"error":"invalid_grant","error_codes":["70008"]}`, 0, errTokenAnswer, ""},
 		{"status without error", 500, "application/json", `{}`, 0, errTokenAnswer, ""},
+		{"+json outside application/", 200, "text/x+json", `{"access_token":"a","token_type":"Bearer"}`, 0, errTokenAnswer, ""},
 		{"HTML", 200, "text/html", `<html>`, 0, errTokenAnswer, ""},
 		{"no content type", 200, "", `{"access_token":"a","token_type":"Bearer"}`, 0, errTokenAnswer, ""},
 	}
