@@ -72,13 +72,6 @@ type loginOptions struct {
 	SessionKey []byte
 }
 
-// Client authentication methods for the token endpoint (loginOptions.ClientAuth).
-const (
-	clientAuthPost        = "post"
-	clientAuthBasic       = "basic"
-	clientAuthCertificate = "certificate"
-)
-
 // secureCookies reports whether cookies carry the Secure attribute: whenever
 // the redirect URI is https.
 func (o loginOptions) secureCookies() bool {
@@ -111,10 +104,9 @@ type authFlow struct {
 
 // newAuthFlow builds the client half from cfg. p gives the endpoints (never
 // hard-coded), v verifies returned tokens, client (which must carry a
-// Timeout) calls the token endpoint. It loads the client certificate when
-// cfg.ClientAuth is "certificate" and fails with an "auth:" error naming the
-// problem if the certificate or the session key is unusable. It does no
-// network I/O.
+// Timeout) calls the token endpoint. It fails with an "auth:" error naming
+// the problem if the session key or the client credential
+// (loadClientCredential) is unusable. It does no network I/O.
 func newAuthFlow(cfg loginOptions, p metadataSource, v tokenVerifier, client *http.Client, logger *slog.Logger) (*authFlow, error) {
 	if p == nil || v == nil || client == nil || logger == nil {
 		return nil, errors.New("auth: newAuthFlow needs a provider, a verifier, a client and a logger")
@@ -123,29 +115,12 @@ func newAuthFlow(cfg loginOptions, p metadataSource, v tokenVerifier, client *ht
 	if err != nil {
 		return nil, err
 	}
-	af := &authFlow{opts: cfg, p: p, v: v, client: client, logger: logger, seal: seal, now: time.Now,
-		spent: newSpentStates(maxSpentStates)}
-	switch cfg.ClientAuth {
-	case clientAuthCertificate:
-		if cfg.ClientCertPath == "" {
-			return nil, errors.New("auth: AZURE_CLIENT_AUTH=certificate needs AZURE_CLIENT_CERTIFICATE_PATH")
-		}
-		af.cert, err = loadClientCertificate(cfg.ClientCertPath, time.Now())
-		if err != nil {
-			return nil, err
-		}
-		logger.Info("auth: client certificate loaded", "x5t#S256", af.cert.thumbprint, "not_after", af.cert.notAfter.UTC().Format(time.RFC3339))
-		if time.Until(af.cert.notAfter) < 30*24*time.Hour {
-			logger.Warn("auth: client certificate expires within 30 days; upload a new one to the app registration", "not_after", af.cert.notAfter.UTC().Format(time.RFC3339))
-		}
-	case clientAuthPost, clientAuthBasic:
-		if cfg.ClientSecret == "" {
-			return nil, errors.New("auth: AZURE_CLIENT_SECRET is empty")
-		}
-	default:
-		return nil, fmt.Errorf("auth: unknown client authentication %q", cfg.ClientAuth)
+	cert, err := loadClientCredential(cfg, logger)
+	if err != nil {
+		return nil, err
 	}
-	return af, nil
+	return &authFlow{opts: cfg, p: p, v: v, client: client, logger: logger, seal: seal, cert: cert, now: time.Now,
+		spent: newSpentStates(maxSpentStates)}, nil
 }
 
 // scope is the scope requested at login and on token requests: OpenID

@@ -108,40 +108,20 @@ func (e *tokenError) configFault() (string, bool) {
 	return "", false
 }
 
-// redeem posts a hand-built application/x-www-form-urlencoded token request
-// (RFC 6749 §3.2, §4.1.3, §6) with form plus client_id and the client
-// authentication of opts.ClientAuth: client_secret in the body (§2.3.1,
-// "post"), HTTP Basic with form-encoded id and secret ("basic"), or a client
-// assertion signed with the certificate (RFC 7523 §2.2, "certificate"). It
-// waits at most idpTimeout and reads at most maxTokenAnswer bytes. Errors:
-// errTokenTimeout, errTokenUnreachable, errTokenAnswer (wrapped, naming what
-// was wrong), or *tokenError. Neither the form nor the answer is logged.
+// redeem posts form to the token endpoint (RFC 6749 §3.2, §4.1.3, §6) as
+// tokenRequest builds it, waits at most idpTimeout and reads at most
+// maxTokenAnswer bytes. Errors: errTokenTimeout, errTokenUnreachable,
+// errTokenAnswer (wrapped, naming what was wrong), or *tokenError. Neither
+// the form nor the answer is logged.
 func (af *authFlow) redeem(ctx context.Context, md providerMetadata, form url.Values) (*tokenResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, idpTimeout)
 	defer cancel()
 	if _, err := parseEndpoint(md.TokenEndpoint); err != nil {
 		return nil, fmt.Errorf("%w: %w", errTokenUnreachable, err)
 	}
-	form.Set("client_id", af.opts.ClientID)
-	switch af.opts.ClientAuth {
-	case clientAuthCertificate:
-		assertion, err := af.cert.assertion(af.opts.ClientID, md.TokenEndpoint, af.now())
-		if err != nil {
-			return nil, err
-		}
-		form.Set("client_assertion_type", clientAssertionType)
-		form.Set("client_assertion", assertion)
-	case clientAuthPost:
-		form.Set("client_secret", af.opts.ClientSecret)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, md.TokenEndpoint, strings.NewReader(form.Encode()))
+	req, err := af.tokenRequest(ctx, md.TokenEndpoint, form)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errTokenUnreachable, err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	if af.opts.ClientAuth == clientAuthBasic {
-		req.SetBasicAuth(url.QueryEscape(af.opts.ClientID), url.QueryEscape(af.opts.ClientSecret))
+		return nil, err
 	}
 	resp, err := af.client.Do(req)
 	if err != nil {
