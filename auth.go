@@ -363,7 +363,7 @@ func (af *authFlow) finishLogin(w http.ResponseWriter, r *http.Request, ls login
 		if preview != nil {
 			names, note = preview(r.Context(), atc)
 		}
-		af.renderSignedIn(w, r, ans, idc, names, note)
+		af.renderSignedIn(w, ans, idc, names, note)
 		return
 	}
 	writeJSON(w, http.StatusOK, ans)

@@ -75,7 +75,7 @@ func rangeSpecificity(rng, want string) int {
 type signedInPreview func(ctx context.Context, accessToken *claims) (items []string, note string)
 
 // renderSignedIn answers the callback with the signed-in HTML page.
-func (af *authFlow) renderSignedIn(w http.ResponseWriter, r *http.Request, ans tokenAnswer, idc *claims, heroNames []string, heroNote string) {
+func (af *authFlow) renderSignedIn(w http.ResponseWriter, ans tokenAnswer, idc *claims, heroNames []string, heroNote string) {
 	// The API lives next to the callback: REDIRECT_URI without its
 	// /auth/callback suffix (which keeps a reverse proxy's path prefix).
 	base := "http://localhost:8000"
