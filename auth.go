@@ -72,13 +72,6 @@ type loginOptions struct {
 	SessionKey []byte
 }
 
-// Client authentication methods for the token endpoint (loginOptions.ClientAuth).
-const (
-	clientAuthPost        = "post"
-	clientAuthBasic       = "basic"
-	clientAuthCertificate = "certificate"
-)
-
 // secureCookies reports whether cookies carry the Secure attribute: whenever
 // the redirect URI is https.
 func (o loginOptions) secureCookies() bool {
@@ -111,10 +104,9 @@ type authFlow struct {
 
 // newAuthFlow builds the client half from cfg. p gives the endpoints (never
 // hard-coded), v verifies returned tokens, client (which must carry a
-// Timeout) calls the token endpoint. It loads the client certificate when
-// cfg.ClientAuth is "certificate" and fails with an "auth:" error naming the
-// problem if the certificate or the session key is unusable. It does no
-// network I/O.
+// Timeout) calls the token endpoint. It fails with an "auth:" error naming
+// the problem if the session key or the client credential
+// (loadClientCredential) is unusable. It does no network I/O.
 func newAuthFlow(cfg loginOptions, p metadataSource, v tokenVerifier, client *http.Client, logger *slog.Logger) (*authFlow, error) {
 	if p == nil || v == nil || client == nil || logger == nil {
 		return nil, errors.New("auth: newAuthFlow needs a provider, a verifier, a client and a logger")
@@ -123,29 +115,12 @@ func newAuthFlow(cfg loginOptions, p metadataSource, v tokenVerifier, client *ht
 	if err != nil {
 		return nil, err
 	}
-	af := &authFlow{opts: cfg, p: p, v: v, client: client, logger: logger, seal: seal, now: time.Now,
-		spent: newSpentStates(maxSpentStates)}
-	switch cfg.ClientAuth {
-	case clientAuthCertificate:
-		if cfg.ClientCertPath == "" {
-			return nil, errors.New("auth: AZURE_CLIENT_AUTH=certificate needs AZURE_CLIENT_CERTIFICATE_PATH")
-		}
-		af.cert, err = loadClientCertificate(cfg.ClientCertPath, time.Now())
-		if err != nil {
-			return nil, err
-		}
-		logger.Info("auth: client certificate loaded", "x5t#S256", af.cert.thumbprint, "not_after", af.cert.notAfter.UTC().Format(time.RFC3339))
-		if time.Until(af.cert.notAfter) < 30*24*time.Hour {
-			logger.Warn("auth: client certificate expires within 30 days; upload a new one to the app registration", "not_after", af.cert.notAfter.UTC().Format(time.RFC3339))
-		}
-	case clientAuthPost, clientAuthBasic:
-		if cfg.ClientSecret == "" {
-			return nil, errors.New("auth: AZURE_CLIENT_SECRET is empty")
-		}
-	default:
-		return nil, fmt.Errorf("auth: unknown client authentication %q", cfg.ClientAuth)
+	cert, err := loadClientCredential(cfg, logger)
+	if err != nil {
+		return nil, err
 	}
-	return af, nil
+	return &authFlow{opts: cfg, p: p, v: v, client: client, logger: logger, seal: seal, cert: cert, now: time.Now,
+		spent: newSpentStates(maxSpentStates)}, nil
 }
 
 // scope is the scope requested at login and on token requests: OpenID
@@ -255,17 +230,10 @@ func parseEndpoint(s string) (*url.URL, error) {
 	return u, nil
 }
 
-// printable reports whether s is valid UTF-8 without control characters.
+// printable reports whether s is valid UTF-8 without ASCII control
+// characters (C0 and DEL).
 func printable(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			return false
-		}
-	}
-	return true
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
 // safeReturnTo returns s when it is a local path that is safe to redirect to
@@ -304,26 +272,18 @@ func hasDotSegment(p string) bool {
 const restartLogin = "start again at /auth/login"
 
 // handleCallback serves GET /auth/callback, where the identity provider sends
-// the browser back (RFC 6749 §4.1.2). It deletes the login cookie of state
-// first (so a replayed callback finds none), answers an IdP error
-// (§4.1.2.1) with a 4xx naming it (idpError), checks state against the
-// sealed cookie, spends the state (a state this process has already
-// accepted is refused, for a client that kept the cookie: spentStates,
-// RFC 9700 §2.1; replicas do not share that set), redeems the code with the
-// PKCE code_verifier (§4.1.3, RFC 7636 §4.5), verifies the ID token (nonce
-// included) and the access token, and answers the tokens as JSON, or as an
-// HTML page when Accept prefers text/html.
-// Answers carry Cache-Control: no-store and Referrer-Policy: no-referrer
-// (the URL holds the code).
-//
-// When the login carried a return_to other than "/", the service does not
-// redirect: it keeps no session, and the tokens must not travel in a URL or a
-// cookie, so the answer names return_to (JSON "return_to", and a "Continue"
-// link on the HTML page) and the client goes there with its token.
-//
-// heroes, when not nil, lets the HTML page show the first heroes the new
-// access token may read, so a person in a browser sees the API answer
-// without copying the token (a browser cannot send a bearer header itself).
+// the browser back (RFC 6749 §4.1.2). In order: it deletes the login cookie
+// of state (so a replayed callback finds none), answers an IdP error
+// (idpError), checks state against the sealed cookie and spends it
+// (spentStates, RFC 9700 §2.1); finishLogin then redeems the code with the
+// PKCE code_verifier (RFC 7636 §4.5), verifies both tokens, and answers them
+// as JSON, or as the signed-in page when Accept prefers text/html, with
+// Cache-Control: no-store and Referrer-Policy: no-referrer (the URL holds the
+// code). A return_to other than "/" is named in the answer, not redirected
+// to: the service keeps no session, and tokens must not travel in a URL or a
+// cookie. preview, when not nil, fills the page's heroes preview.
+// TestCallbackRejectsBadState, TestCallbackReplayIsRejected and
+// TestCallbackAnswersVerifiedTokens pin these answers.
 func (af *authFlow) handleCallback(preview signedInPreview) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
@@ -403,7 +363,7 @@ func (af *authFlow) finishLogin(w http.ResponseWriter, r *http.Request, ls login
 		if preview != nil {
 			names, note = preview(r.Context(), atc)
 		}
-		af.renderSignedIn(w, r, ans, idc, names, note)
+		af.renderSignedIn(w, ans, idc, names, note)
 		return
 	}
 	writeJSON(w, http.StatusOK, ans)
@@ -427,10 +387,11 @@ type tokenAnswer struct {
 // claims of its ID token (idc, nil when none) and access token (atc). When
 // expires_in or scope is missing it is taken from the access token.
 func newTokenAnswer(tr *tokenResponse, idc, atc *claims, now time.Time) tokenAnswer {
+	secs, _ := tr.lifetime() // valid: parseTokenAnswer checked it
 	ans := tokenAnswer{
 		TokenType:    "Bearer",
 		AccessToken:  tr.AccessToken,
-		ExpiresIn:    int64(tr.ExpiresIn),
+		ExpiresIn:    secs,
 		Scope:        tr.Scope,
 		RefreshToken: tr.RefreshToken,
 	}
@@ -480,17 +441,12 @@ const maxIdPErrorCode = 64
 
 // idpError answers an error sent to the callback (RFC 6749 §4.1.2.1, OpenID
 // Connect Core §3.1.2.6): 403 for access_denied, 400 otherwise. Anyone can
-// craft such a link, so the page shows only what is safe to show:
-//   - the error code when it is at most maxIdPErrorCode bytes of the RFC's
-//     NQSCHAR set (%x20-21 / %x23-5B / %x5D-7E, Appendix A.7); any other
-//     value is shown as invalid_request;
-//   - error_description only when it is in that set too (Entra's CR, LF and
-//     tabs are read as spaces first) and state opens a live login cookie of
-//     this browser, i.e. this browser started the login; otherwise a generic
-//     message naming the code and any AADSTS code in the description.
-//
-// What is shown is cut to maxShownIdPText bytes and escaped by writeJSON or
-// html/template.
+// craft such a link, so it shows only RFC 6749's NQSCHAR text (isNQSChars):
+// another error code becomes invalid_request, and error_description
+// (Entra's CR, LF and tabs read as spaces) is shown, cut to maxShownIdPText,
+// only when state opens a live login cookie of this browser; otherwise just
+// its AADSTS code. TestCallbackErrorParametersAreNotAMegaphone pins each
+// case.
 func (af *authFlow) idpError(w http.ResponseWriter, r *http.Request, code, desc, state string) {
 	if len(code) > maxIdPErrorCode || !isNQSChars(code) {
 		code = "invalid_request"
@@ -527,13 +483,7 @@ func (af *authFlow) idpError(w http.ResponseWriter, r *http.Request, code, desc,
 // NQSCHAR (%x20-21 / %x23-5B / %x5D-7E, Appendix A.7): printable ASCII
 // without the double quote and the backslash.
 func isNQSChars(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return s != ""
+	return s != "" && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r > 0x7e || r == '"' || r == '\\' })
 }
 
 // aadstsPattern finds an Entra error code such as AADSTS70008 in a text.

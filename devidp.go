@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -559,19 +558,13 @@ func devPageHeaders(w http.ResponseWriter) {
 	h.Set("Referrer-Policy", "no-referrer")
 }
 
-// devRenderPage executes the named template of devPages with data and writes
-// it with status. A template error is logged and answered with a bare 500.
+// devRenderPage writes the named page of devPages with status and the
+// provider's page headers (renderPage), logging a template error.
 func devRenderPage(w http.ResponseWriter, logger *slog.Logger, status int, name string, data any) {
-	var buf bytes.Buffer
-	if err := devPages.ExecuteTemplate(&buf, name, data); err != nil {
-		logger.Error("devidp: rendering a page", "page", name, "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
 	devPageHeaders(w)
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(status)
-	w.Write(buf.Bytes())
+	if err := renderPage(w, devPages, status, name, data); err != nil {
+		logger.Error("devidp: rendering a page", "page", name, "err", err)
+	}
 }
 
 // devAnswerAuthError shows e to the user when it cannot be redirected, and

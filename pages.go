@@ -17,7 +17,8 @@ import (
 func handleIndex(dev bool, scopes []string) http.Handler {
 	data := map[string]any{"Dev": dev, "Scopes": scopes}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		renderPage(w, http.StatusOK, "index", data)
+		// The index takes no data that can fail its template: no error to log.
+		renderPage(w, pages, http.StatusOK, "index", data)
 	})
 }
 
@@ -68,13 +69,13 @@ func rangeSpecificity(rng, want string) int {
 	return -1
 }
 
-// renderSignedIn answers the callback with the signed-in HTML page.
 // signedInPreview gives what the signed-in page shows of the API for a new
 // access token: a few item names, or a sentence saying why there are none.
 // handleCallback takes one; nil shows nothing.
 type signedInPreview func(ctx context.Context, accessToken *claims) (items []string, note string)
 
-func (af *authFlow) renderSignedIn(w http.ResponseWriter, r *http.Request, ans tokenAnswer, idc *claims, heroNames []string, heroNote string) {
+// renderSignedIn answers the callback with the signed-in HTML page.
+func (af *authFlow) renderSignedIn(w http.ResponseWriter, ans tokenAnswer, idc *claims, heroNames []string, heroNote string) {
 	// The API lives next to the callback: REDIRECT_URI without its
 	// /auth/callback suffix (which keeps a reverse proxy's path prefix).
 	base := "http://localhost:8000"
@@ -100,16 +101,18 @@ func (af *authFlow) renderSignedIn(w http.ResponseWriter, r *http.Request, ans t
 
 // render writes page name of pages with status, logging template errors.
 func (af *authFlow) render(w http.ResponseWriter, status int, name string, data any) {
-	if err := renderPage(w, status, name, data); err != nil {
+	if err := renderPage(w, pages, status, name, data); err != nil {
 		af.logger.Error("auth: rendering page", "page", name, "err", err)
 	}
 }
 
-// renderPage executes page name into a buffer, then writes it as text/html
-// with status; a template error becomes a 500 JSON error.
-func renderPage(w http.ResponseWriter, status int, name string, data any) error {
+// renderPage executes the template name of set into a buffer, then writes it
+// as text/html with status, so a template error, which it returns for the
+// caller to log, can still become a clean 500 JSON error instead of half a
+// page.
+func renderPage(w http.ResponseWriter, set *template.Template, status int, name string, data any) error {
 	var buf bytes.Buffer
-	if err := pages.ExecuteTemplate(&buf, name, data); err != nil {
+	if err := set.ExecuteTemplate(&buf, name, data); err != nil {
 		writeError(w, http.StatusInternalServerError, "internal error")
 		return err
 	}

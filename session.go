@@ -309,10 +309,3 @@ func (s *spentStates) prune(now time.Time) {
 		s.order = slices.Delete(s.order, 0, n)
 	}
 }
-
-// len returns how many states the set holds.
-func (s *spentStates) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.expires)
-}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -190,6 +192,13 @@ func BenchmarkSealOpen(b *testing.B) {
 	}
 }
 
+// len returns how many states the set holds.
+func (s *spentStates) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.expires)
+}
+
 func TestSpentStates(t *testing.T) {
 	t.Parallel()
 	t0 := time.Unix(1_800_000_000, 0)
@@ -255,4 +264,73 @@ func FuzzDecodeCookieValue(f *testing.F) {
 			t.Errorf("decodeCookieValue(%q) = %x, which encodes to %q", value, b, cookieEncoding.EncodeToString(b))
 		}
 	})
+}
+
+func TestLoginCookiesAreCapped(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	var jar []*http.Cookie
+	for i := range maxPendingLogins + 3 {
+		r := httptest.NewRequest("GET", "/auth/login", nil)
+		for _, c := range jar {
+			r.AddCookie(c)
+		}
+		h.af.now = func() time.Time { return time.Now().Add(time.Duration(i) * time.Second) }
+		w := h.do(r)
+		// Apply Set-Cookie like a browser: deletions, then the new cookie.
+		for _, sc := range w.Result().Cookies() {
+			jar = slices.DeleteFunc(jar, func(c *http.Cookie) bool { return c.Name == sc.Name })
+			if sc.MaxAge > 0 {
+				jar = append(jar, sc)
+			}
+		}
+		if len(jar) > maxPendingLogins {
+			t.Fatalf("after login %d the browser holds %d login cookies; want at most %d", i+1, len(jar), maxPendingLogins)
+		}
+	}
+	if len(jar) != maxPendingLogins {
+		t.Errorf("browser holds %d login cookies; want the newest %d kept", len(jar), maxPendingLogins)
+	}
+}
+
+// TestCallbackRefusesAChangedLoginCookie: a login cookie whose last
+// character is changed to any other base64url character, or any other
+// character changed, is refused with 400 "start again", including the
+// values whose last character carries unused bits (lengths 2 and 3 modulo
+// 4, RFC 4648 §3.5); the unchanged cookie then still completes the sign-in.
+func TestCallbackRefusesAChangedLoginCookie(t *testing.T) {
+	t.Parallel()
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	h := newHarness(t, harnessOptions{})
+	covered := map[int]bool{}
+	for n := 1; n <= 3; n++ {
+		c, authURL := h.login(t, "?return_to=/"+strings.Repeat("a", n))
+		covered[len(c.Value)%4] = true
+		t.Run(fmt.Sprintf("length %d mod 4 = %d", len(c.Value), len(c.Value)%4), func(t *testing.T) {
+			code, state := h.ti.authorize(authURL)
+			q := url.Values{"code": {code}, "state": {state}}
+			refuse := func(i int, ch byte) {
+				t.Helper()
+				changed := &http.Cookie{Name: c.Name, Value: c.Value[:i] + string(ch) + c.Value[i+1:]}
+				if w := h.callback(q, "", changed); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), restartLogin) {
+					t.Fatalf("callback with character %d changed %q→%q = %d %s; want 400 %q", i, c.Value[i], ch, w.Code, w.Body, restartLogin)
+				}
+			}
+			last := len(c.Value) - 1
+			for _, ch := range []byte(alphabet) {
+				if ch != c.Value[last] {
+					refuse(last, ch)
+				}
+			}
+			for i := range last { // every other position, to its neighbour in the alphabet
+				refuse(i, alphabet[strings.IndexByte(alphabet, c.Value[i])^1])
+			}
+			if w := h.callback(q, "", c); w.Code != http.StatusOK {
+				t.Errorf("callback with the unchanged cookie = %d %s; want 200", w.Code, w.Body)
+			}
+		})
+	}
+	if !covered[2] || !covered[3] {
+		t.Errorf("cookie lengths modulo 4 covered: %v; want 2 and 3", covered)
+	}
 }

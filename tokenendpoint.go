@@ -1,16 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,50 +26,49 @@ var (
 	errTokenAnswer      = errors.New("auth: token endpoint answer unusable")
 )
 
-// tokenResponse is a successful token endpoint answer (RFC 6749 §5.1, OpenID
-// Connect Core §3.1.3.3). Unknown members (ext_expires_in, …) are ignored.
+// tokenResponse is a token endpoint answer, decoded once whatever it holds,
+// as x/oauth2's internal tokenJSON: the success members (RFC 6749 §5.1,
+// OpenID Connect Core §3.1.3.3) and the error members (RFC 6749 §5.2, with
+// Entra's error_codes, trace_id and correlation_id). Unknown members
+// (ext_expires_in, …) are ignored.
 type tokenResponse struct {
-	TokenType    string    `json:"token_type"`
-	AccessToken  string    `json:"access_token"`
-	ExpiresIn    expiresIn `json:"expires_in"`
-	Scope        string    `json:"scope"`
-	RefreshToken string    `json:"refresh_token"`
-	IDToken      string    `json:"id_token"`
+	TokenType   string `json:"token_type"`
+	AccessToken string `json:"access_token"`
+	// ExpiresIn is the access token's lifetime in seconds: a number from
+	// Entra's v2 endpoint, a numeric string from its v1 endpoint, "" when
+	// absent. Read it with lifetime.
+	ExpiresIn    json.Number `json:"expires_in"`
+	Scope        string      `json:"scope"`
+	RefreshToken string      `json:"refresh_token"`
+	IDToken      string      `json:"id_token"`
+
+	ErrorCode        string `json:"error"`
+	ErrorDescription string `json:"error_description"`
+	ErrorCodes       []int  `json:"error_codes"` // AADSTS numbers
+	TraceID          string `json:"trace_id"`
+	CorrelationID    string `json:"correlation_id"`
 }
 
-// expiresIn is the expires_in member, in seconds (RFC 6749 §5.1). Entra's v2
-// endpoint sends a JSON number and its v1 endpoint a numeric string; both are
-// accepted. Negative, fractional or non-numeric values are errors.
-type expiresIn int64
-
-// UnmarshalJSON accepts 3599 or "3599" (and null, as 0).
-func (e *expiresIn) UnmarshalJSON(data []byte) error {
-	s := string(data)
-	if s == "null" {
-		return nil
+// lifetime returns expires_in in seconds (0 when absent) and whether it is
+// the non-negative integer RFC 6749 §5.1 asks for: 3599 and "3599" are,
+// -1, 1.5 and "soon" are not.
+func (tr *tokenResponse) lifetime() (int64, bool) {
+	if tr.ExpiresIn == "" {
+		return 0, true
 	}
-	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
-		s = s[1 : len(s)-1]
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return fmt.Errorf("auth: expires_in %q is not a non-negative integer", truncate(s, 20))
-	}
-	*e = expiresIn(n)
-	return nil
+	n, err := tr.ExpiresIn.Int64()
+	return n, err == nil && n >= 0
 }
 
-// tokenError is an error answer of the token endpoint: RFC 6749 §5.2's error
-// and error_description, plus Entra's error_codes (AADSTS numbers),
-// trace_id and correlation_id. Status is the HTTP status. Text fields are
-// bounded by parseTokenAnswer.
+// tokenError is an error answer of the token endpoint (tokenResponse's error
+// members) with its HTTP status. parseTokenAnswer bounds its text fields.
 type tokenError struct {
-	Status        int    `json:"-"`
-	Code          string `json:"error"`
-	Description   string `json:"error_description"`
-	ErrorCodes    []int  `json:"error_codes"`
-	TraceID       string `json:"trace_id"`
-	CorrelationID string `json:"correlation_id"`
+	Status        int
+	Code          string // RFC 6749 §5.2 error
+	Description   string
+	ErrorCodes    []int
+	TraceID       string
+	CorrelationID string
 }
 
 // Error returns "auth: token endpoint: <error> <AADSTS code>".
@@ -88,16 +85,22 @@ func (e *tokenError) aadsts() string {
 	return aadstsPattern.FindString(e.Description)
 }
 
+// codes returns the answer's Entra error codes: error_codes, or else the
+// AADSTS code in the description (all Entra's v1 endpoint may give).
+func (e *tokenError) codes() []int {
+	if len(e.ErrorCodes) > 0 {
+		return e.ErrorCodes
+	}
+	if n, err := strconv.Atoi(strings.TrimPrefix(e.aadsts(), "AADSTS")); err == nil {
+		return []int{n}
+	}
+	return nil
+}
+
 // configFault returns the operator's fix when the answer carries an Entra
 // error code listed in configFaults.
 func (e *tokenError) configFault() (string, bool) {
-	codes := e.ErrorCodes
-	if len(codes) == 0 {
-		if n, err := strconv.Atoi(strings.TrimPrefix(e.aadsts(), "AADSTS")); err == nil {
-			codes = []int{n}
-		}
-	}
-	for _, c := range codes {
+	for _, c := range e.codes() {
 		if fix, ok := configFaults[c]; ok {
 			return fix, true
 		}
@@ -105,62 +108,32 @@ func (e *tokenError) configFault() (string, bool) {
 	return "", false
 }
 
-// hasCode reports whether the answer carries Entra error code n.
-func (e *tokenError) hasCode(n int) bool {
-	for _, c := range e.ErrorCodes {
-		if c == n {
-			return true
-		}
-	}
-	return e.aadsts() == "AADSTS"+strconv.Itoa(n)
-}
-
-// redeem posts a hand-built application/x-www-form-urlencoded token request
-// (RFC 6749 §3.2, §4.1.3, §6) with form plus client_id and the client
-// authentication of opts.ClientAuth: client_secret in the body (§2.3.1,
-// "post"), HTTP Basic with form-encoded id and secret ("basic"), or a client
-// assertion signed with the certificate (RFC 7523 §2.2, "certificate"). It
-// waits at most idpTimeout and reads at most maxTokenAnswer bytes. Errors:
-// errTokenTimeout, errTokenUnreachable, errTokenAnswer (wrapped, naming what
-// was wrong), or *tokenError. Neither the form nor the answer is logged.
+// redeem posts form to the token endpoint (RFC 6749 §3.2, §4.1.3, §6) as
+// tokenRequest builds it, waits at most idpTimeout and reads at most
+// maxTokenAnswer bytes. Errors: errTokenTimeout, errTokenUnreachable,
+// errTokenAnswer (wrapped, naming what was wrong), or *tokenError. Neither
+// the form nor the answer is logged.
 func (af *authFlow) redeem(ctx context.Context, md providerMetadata, form url.Values) (*tokenResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, idpTimeout)
 	defer cancel()
 	if _, err := parseEndpoint(md.TokenEndpoint); err != nil {
 		return nil, fmt.Errorf("%w: %w", errTokenUnreachable, err)
 	}
-	form.Set("client_id", af.opts.ClientID)
-	switch af.opts.ClientAuth {
-	case clientAuthCertificate:
-		assertion, err := af.cert.assertion(af.opts.ClientID, md.TokenEndpoint, af.now())
-		if err != nil {
-			return nil, err
-		}
-		form.Set("client_assertion_type", clientAssertionType)
-		form.Set("client_assertion", assertion)
-	case clientAuthPost:
-		form.Set("client_secret", af.opts.ClientSecret)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, md.TokenEndpoint, strings.NewReader(form.Encode()))
+	req, err := af.tokenRequest(ctx, md.TokenEndpoint, form)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errTokenUnreachable, err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	if af.opts.ClientAuth == clientAuthBasic {
-		req.SetBasicAuth(url.QueryEscape(af.opts.ClientID), url.QueryEscape(af.opts.ClientSecret))
+		return nil, err
 	}
 	resp, err := af.client.Do(req)
 	if err != nil {
 		return nil, networkError(err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenAnswer+1))
+	body, err := readAtMost(resp.Body, maxTokenAnswer)
+	if errors.Is(err, errTooLarge) {
+		return nil, fmt.Errorf("%w: larger than %d bytes", errTokenAnswer, maxTokenAnswer)
+	}
 	if err != nil {
 		return nil, networkError(err)
-	}
-	if len(body) > maxTokenAnswer {
-		return nil, fmt.Errorf("%w: larger than %d bytes", errTokenAnswer, maxTokenAnswer)
 	}
 	return parseTokenAnswer(resp.StatusCode, resp.Header.Get("Content-Type"), body)
 }
@@ -175,33 +148,35 @@ func networkError(err error) error {
 	return fmt.Errorf("%w: %w", errTokenUnreachable, err)
 }
 
-// parseTokenAnswer reads a token endpoint answer: a 200 JSON success with an
-// access_token of token_type Bearer (RFC 6749 §5.1), or a JSON error
-// (§5.2) returned as *tokenError. Anything else, non-JSON included, is
+// parseTokenAnswer reads a token endpoint answer into one tokenResponse. An
+// error member makes it a *tokenError, even on a 200 (some servers send one
+// so, RFC 6749 §5.2). Otherwise it is a success only with status 200 and
+// JSON holding an access_token of token_type Bearer and a valid expires_in
+// (§5.1, tokenResponse.lifetime); anything else, non-JSON included, is
 // errTokenAnswer.
 func parseTokenAnswer(status int, contentType string, body []byte) (*tokenResponse, error) {
-	mt, _, err := mime.ParseMediaType(contentType)
-	isJSON := err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
-	if !isJSON {
+	if !isJSONType(contentType) {
 		return nil, fmt.Errorf("%w: status %d, content type %q", errTokenAnswer, status, truncate(contentType, 60))
 	}
-	var te tokenError
-	if status != http.StatusOK || bytes.Contains(body, []byte(`"error"`)) {
-		if err := json.Unmarshal(body, &te); err == nil && te.Code != "" {
-			te.Status = status
-			te.Code = truncate(te.Code, 64)
-			te.Description = truncate(te.Description, maxShownIdPText)
-			te.TraceID, te.CorrelationID = truncate(te.TraceID, 64), truncate(te.CorrelationID, 64)
-			te.ErrorCodes = te.ErrorCodes[:min(len(te.ErrorCodes), 8)]
-			return nil, &te
-		}
-	}
-	if status != http.StatusOK {
-		return nil, fmt.Errorf("%w: status %d without an OAuth error", errTokenAnswer, status)
-	}
 	var tr tokenResponse
-	if err := json.Unmarshal(body, &tr); err != nil {
+	err := json.Unmarshal(body, &tr)
+	switch {
+	case err == nil && tr.ErrorCode != "":
+		return nil, &tokenError{
+			Status:        status,
+			Code:          truncate(tr.ErrorCode, 64),
+			Description:   truncate(tr.ErrorDescription, maxShownIdPText),
+			ErrorCodes:    tr.ErrorCodes[:min(len(tr.ErrorCodes), 8)],
+			TraceID:       truncate(tr.TraceID, 64),
+			CorrelationID: truncate(tr.CorrelationID, 64),
+		}
+	case status != http.StatusOK:
+		return nil, fmt.Errorf("%w: status %d without an OAuth error", errTokenAnswer, status)
+	case err != nil:
 		return nil, fmt.Errorf("%w: %w", errTokenAnswer, err)
+	}
+	if _, ok := tr.lifetime(); !ok {
+		return nil, fmt.Errorf("%w: expires_in %q is not a non-negative integer", errTokenAnswer, truncate(tr.ExpiresIn.String(), 20))
 	}
 	if tr.AccessToken == "" {
 		return nil, fmt.Errorf("%w: no access_token", errTokenAnswer)
@@ -302,8 +277,9 @@ var grantErrorText = []struct {
 // consent_required and login_required, and otherwise as a grant that is
 // "invalid, expired or already used" (RFC 6749 §5.2 invalid_grant).
 func describeGrantError(te *tokenError) string {
+	codes := te.codes()
 	for _, g := range grantErrorText {
-		if te.hasCode(g.code) {
+		if slices.Contains(codes, g.code) {
 			return g.text
 		}
 	}

@@ -229,7 +229,12 @@ func TestParseTokenAnswer(t *testing.T) {
 		{"expires_in fraction", 200, "application/json", `{"access_token":"a","token_type":"Bearer","expires_in":1.5}`, 0, errTokenAnswer, ""},
 		{"Entra error", 400, "application/json", `{"error":"invalid_grant","error_description":"AADSTS70008: x","error_codes":[70008]}`, 0, nil, "AADSTS70008"},
 		{"error on a 200", 200, "application/json", `{"error":"invalid_grant","error_codes":[54005]}`, 0, nil, "AADSTS54005"},
+		{"expires_in with a sign", 200, "application/json", `{"access_token":"a","token_type":"Bearer","expires_in":"+5"}`, 0, errTokenAnswer, ""},
+		{"error spelt in capitals on a 200", 200, "application/json", `{"access_token":"a","token_type":"Bearer","ERROR":"invalid_grant","error_codes":[54005]}`, 0, nil, "AADSTS54005"},
+		{"problem+json error", 400, "application/problem+json", `{"error":"invalid_grant","error_codes":[70008]}`, 0, nil, "AADSTS70008"},
+		{"error that does not decode", 400, "application/json", `{"error":"invalid_grant","error_codes":["70008"]}`, 0, errTokenAnswer, ""},
 		{"status without error", 500, "application/json", `{}`, 0, errTokenAnswer, ""},
+		{"+json outside application/", 200, "text/x+json", `{"access_token":"a","token_type":"Bearer"}`, 0, errTokenAnswer, ""},
 		{"HTML", 200, "text/html", `<html>`, 0, errTokenAnswer, ""},
 		{"no content type", 200, "", `{"access_token":"a","token_type":"Bearer"}`, 0, errTokenAnswer, ""},
 	}
@@ -248,8 +253,10 @@ func TestParseTokenAnswer(t *testing.T) {
 				}
 			case err != nil:
 				t.Errorf("parseTokenAnswer(%q) = %v", tc.body, err)
-			case int64(tr.ExpiresIn) != tc.wantExpires:
-				t.Errorf("expires_in = %d; want %d", tr.ExpiresIn, tc.wantExpires)
+			default:
+				if got, _ := tr.lifetime(); got != tc.wantExpires {
+					t.Errorf("expires_in = %d; want %d", got, tc.wantExpires)
+				}
 			}
 		})
 	}
@@ -264,8 +271,10 @@ func FuzzParseTokenAnswer(f *testing.F) {
 	f.Add(200, "application/json", `{"expires_in":1e400}`)
 	f.Fuzz(func(t *testing.T, status int, ct, body string) {
 		tr, err := parseTokenAnswer(status, ct, []byte(body))
-		if err == nil && (tr.AccessToken == "" || tr.ExpiresIn < 0) {
-			t.Fatalf("parseTokenAnswer(%d, %q, %q) = %+v; want an access token and expires_in >= 0", status, ct, body, tr)
+		if err == nil {
+			if secs, ok := tr.lifetime(); tr.AccessToken == "" || !ok || secs < 0 {
+				t.Fatalf("parseTokenAnswer(%d, %q, %q) = %+v; want an access token and expires_in >= 0", status, ct, body, tr)
+			}
 		}
 		var te *tokenError
 		if errors.As(err, &te) && (len(te.Description) > maxShownIdPText+3 || len(te.Code) > 64+3) {
@@ -275,19 +284,20 @@ func FuzzParseTokenAnswer(f *testing.F) {
 }
 
 // expires_in arrives as a number from Entra's v2 endpoint and as a string
-// from its v1 endpoint.
+// from its v1 endpoint: json.Number takes both, and lifetime wants a
+// non-negative integer.
 func Example_expiresIn() {
-	for _, body := range []string{`{"expires_in":3599}`, `{"expires_in":"3599"}`, `{"expires_in":"soon"}`} {
-		var tr struct {
-			ExpiresIn expiresIn `json:"expires_in"`
-		}
+	for _, body := range []string{`{"expires_in":3599}`, `{"expires_in":"3599"}`, `{"expires_in":"soon"}`, `{"expires_in":-1}`} {
+		var tr tokenResponse
 		err := json.Unmarshal([]byte(body), &tr)
-		fmt.Println(int64(tr.ExpiresIn), err != nil)
+		secs, ok := tr.lifetime()
+		fmt.Println(secs, err != nil || !ok)
 	}
 	// Output:
 	// 3599 false
 	// 3599 false
 	// 0 true
+	// -1 true
 }
 
 func TestUpstreamFaultsAroundTheExchange(t *testing.T) {

@@ -243,6 +243,9 @@ func TestNewAuthFlowRefusesUnusableCertificates(t *testing.T) {
 	}{
 		{"missing file", func(t *testing.T) string { return filepath.Join(t.TempDir(), "none.pem") }, "no such file"},
 		{"not PEM", func(t *testing.T) string { return writePEM(t) }, "no CERTIFICATE"},
+		{"file over 1 MiB", func(t *testing.T) string {
+			return writePEM(t, &pem.Block{Type: "CERTIFICATE", Bytes: make([]byte, 1<<20)})
+		}, "larger than 1048576 bytes"},
 		{"certificate without key", func(t *testing.T) string {
 			return writePEM(t, &pem.Block{Type: "CERTIFICATE", Bytes: good.Raw})
 		}, "no RSA private key"},
@@ -289,5 +292,67 @@ func TestCertificateWithPKCS1KeyAndChainLoads(t *testing.T) {
 	sum := sha256.Sum256(leaf.Raw)
 	if want := base64.RawURLEncoding.EncodeToString(sum[:]); cc.thumbprint != want {
 		t.Errorf("thumbprint = %q; want the leaf's %q", cc.thumbprint, want)
+	}
+}
+
+// TestRefreshUsesTheCodeGrantsClientAuthentication: the refresh grant
+// (RFC 6749 §6) authenticates the client exactly as the code grant does:
+// client_secret in the body, HTTP Basic (AZURE_CLIENT_AUTH=basic), or a
+// certificate's client assertion with a fresh jti (RFC 7523 §2.2). The test
+// provider refuses any other authentication.
+func TestRefreshUsesTheCodeGrantsClientAuthentication(t *testing.T) {
+	t.Parallel()
+	key := testKeys()[1]
+	cert := testCertificate(t, key, time.Now().Add(365*24*time.Hour))
+	certPath := writePEM(t, &pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}, pkcs8Block(t, key))
+	checkBasic := func(r *http.Request, form url.Values) error {
+		id, secret, ok := r.BasicAuth()
+		if !ok {
+			return errors.New("no Basic authorization")
+		}
+		if id != testClientID || secret != testSecret || form.Has("client_secret") || form.Has("client_assertion") {
+			return errors.New("wrong Basic credentials, or a credential in the body too")
+		}
+		return nil
+	}
+	tests := []struct {
+		name  string
+		env   map[string]string
+		check func(r *http.Request, form url.Values) error
+	}{
+		{"client_secret in the body", nil, checkClientSecretPost},
+		{"HTTP Basic", map[string]string{"AZURE_CLIENT_AUTH": "basic"}, checkBasic},
+		{"certificate assertion", map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": certPath, "AZURE_CLIENT_SECRET": ""},
+			(&assertionChecker{cert: cert, seen: map[string]bool{}}).check},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, harnessOptions{env: tc.env})
+			var mu sync.Mutex
+			var passed []string
+			h.ti.checkClient = func(r *http.Request, form url.Values) error {
+				err := tc.check(r, form)
+				if err == nil {
+					mu.Lock()
+					passed = append(passed, form.Get("grant_type"))
+					mu.Unlock()
+				}
+				return err
+			}
+			w := h.signIn(t, "", "")
+			if w.Code != http.StatusOK {
+				t.Fatalf("sign-in = %d %s; want 200", w.Code, w.Body)
+			}
+			rt, _ := decodeAnswer(t, w)["refresh_token"].(string)
+			if w := h.do(newRefreshRequest("application/x-www-form-urlencoded", url.Values{"refresh_token": {rt}}.Encode())); w.Code != http.StatusOK {
+				t.Errorf("refresh = %d %s; want 200", w.Code, w.Body)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if strings.Join(passed, " ") != "authorization_code refresh_token" {
+				t.Errorf("grants authenticated as %s: %v; want authorization_code then refresh_token", tc.name, passed)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -11,10 +12,78 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 )
+
+// Client authentication methods for the token endpoint (loginOptions.ClientAuth).
+const (
+	clientAuthPost        = "post"
+	clientAuthBasic       = "basic"
+	clientAuthCertificate = "certificate"
+)
+
+// loadClientCredential checks the client credential opts.ClientAuth names.
+// It returns the certificate of clientAuthCertificate, loaded and logged
+// (with a warning when it expires within 30 days), or nil for a secret.
+func loadClientCredential(opts loginOptions, logger *slog.Logger) (*clientCertificate, error) {
+	switch opts.ClientAuth {
+	case clientAuthCertificate:
+		if opts.ClientCertPath == "" {
+			return nil, errors.New("auth: AZURE_CLIENT_AUTH=certificate needs AZURE_CLIENT_CERTIFICATE_PATH")
+		}
+		cert, err := loadClientCertificate(opts.ClientCertPath, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		logger.Info("auth: client certificate loaded", "x5t#S256", cert.thumbprint, "not_after", cert.notAfter.UTC().Format(time.RFC3339))
+		if time.Until(cert.notAfter) < 30*24*time.Hour {
+			logger.Warn("auth: client certificate expires within 30 days; upload a new one to the app registration", "not_after", cert.notAfter.UTC().Format(time.RFC3339))
+		}
+		return cert, nil
+	case clientAuthPost, clientAuthBasic:
+		if opts.ClientSecret == "" {
+			return nil, errors.New("auth: AZURE_CLIENT_SECRET is empty")
+		}
+		return nil, nil
+	}
+	return nil, fmt.Errorf("auth: unknown client authentication %q", opts.ClientAuth)
+}
+
+// tokenRequest builds the POST of form to the token endpoint, a hand-built
+// application/x-www-form-urlencoded body (RFC 6749 §3.2) with client_id and
+// the client authentication of opts.ClientAuth: client_secret in the body
+// (§2.3.1, "post"), HTTP Basic with form-encoded id and secret ("basic"), or
+// a client assertion signed with the certificate (RFC 7523 §2.2,
+// "certificate").
+func (af *authFlow) tokenRequest(ctx context.Context, endpoint string, form url.Values) (*http.Request, error) {
+	form.Set("client_id", af.opts.ClientID)
+	switch af.opts.ClientAuth {
+	case clientAuthCertificate:
+		assertion, err := af.cert.assertion(af.opts.ClientID, endpoint, af.now())
+		if err != nil {
+			return nil, err
+		}
+		form.Set("client_assertion_type", clientAssertionType)
+		form.Set("client_assertion", assertion)
+	case clientAuthPost:
+		form.Set("client_secret", af.opts.ClientSecret)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errTokenUnreachable, err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if af.opts.ClientAuth == clientAuthBasic {
+		req.SetBasicAuth(url.QueryEscape(af.opts.ClientID), url.QueryEscape(af.opts.ClientSecret))
+	}
+	return req, nil
+}
 
 // Client assertion parameters (RFC 7523 §2.2, RFC 7521 §4.2; Microsoft
 // identity platform "certificate credentials").
@@ -50,12 +119,12 @@ func loadClientCertificate(path string, now time.Time) (*clientCertificate, erro
 		return nil, fmt.Errorf("auth: client certificate: %w", err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxCertificateFile+1))
+	data, err := readAtMost(f, maxCertificateFile)
+	if errors.Is(err, errTooLarge) {
+		return nil, fmt.Errorf("auth: client certificate %s is larger than %d bytes", path, maxCertificateFile)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("auth: client certificate %s: %w", path, err)
-	}
-	if len(data) > maxCertificateFile {
-		return nil, fmt.Errorf("auth: client certificate %s is larger than %d bytes", path, maxCertificateFile)
 	}
 	cc, err := parseClientCertificate(data, now)
 	if err != nil {
