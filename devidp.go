@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -15,6 +16,7 @@ import (
 	"log/slog"
 	"math/big"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -176,6 +178,40 @@ func (d *devIDP) getenv(getenv func(string) string, base string) func(string) st
 		}
 		return getenv(k)
 	}
+}
+
+// listenDev listens on ADDR (default localhost:8000), which must be a
+// loopback address, and makes the dev identity provider. It returns the
+// listener, the provider, and a getenv that answers the identity settings
+// with the provider's values for the URL the listener is reached at.
+func listenDev(getenv func(string) string) (net.Listener, *devIDP, func(string) string, error) {
+	addr := cmp.Or(getenv("ADDR"), "localhost:8000")
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	host, port, _ := net.SplitHostPort(ln.Addr().String()) // a TCP listener's address always has a port
+	if !isLoopbackHost(host) {
+		ln.Close()
+		return nil, nil, nil, fmt.Errorf("%w: -dev listens on loopback only; ADDR %s is not", errConfig, addr)
+	}
+	idp, err := newDevIDP()
+	if err != nil {
+		ln.Close()
+		return nil, nil, nil, err
+	}
+	return ln, idp, idp.getenv(getenv, publicBase(addr, port)), nil
+}
+
+// publicBase is the base URL a browser uses to reach the listener: the host
+// of ADDR as written (so "localhost" stays localhost for cookies) with the
+// port actually bound (ADDR may ask for port 0).
+func publicBase(addr, port string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // addRoutes registers the provider's endpoints under /devidp/{tenant}/, as
