@@ -99,8 +99,8 @@ type devGrant struct {
 	expires time.Time
 }
 
-// expiry reports when the grant (code or refresh token) expires.
 func (g devGrant) expiry() time.Time { return g.expires }
+func (g devGrant) grant() devGrant   { return g }
 
 // devCode is an outstanding authorization code: the grant, bound to the
 // redirect URI, the PKCE challenge (RFC 7636 §4.4) and the OIDC nonce of the
@@ -227,11 +227,20 @@ func (d *devIDP) addRoutes(mux router, logger *slog.Logger) {
 	mux.Handle("GET "+p+"oauth2/v2.0/logout", d.handleLogout(logger))
 }
 
-// baseURL returns the service's URL that getenv recorded, or "" before.
-func (d *devIDP) baseURL() string {
+// ready returns the service's URL that getenv recorded, or the error to
+// answer: 503 before getenv, and AADSTS90002 for a {tenant} other than the
+// dev one (GUIDs compare case-insensitively, as Entra's do).
+func (d *devIDP) ready(r *http.Request) (string, *devOAuthError) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.base
+	base := d.base
+	d.mu.Unlock()
+	switch {
+	case base == "":
+		return "", errDevNotConfigured
+	case !strings.EqualFold(r.PathValue("tenant"), devTenantID):
+		return "", errDevUnknownTenant
+	}
+	return base, nil
 }
 
 // devIssuer is the v2 issuer of the dev tenant: {base}/devidp/{tenant}/v2.0.
@@ -240,19 +249,14 @@ func devIssuer(base string) string { return base + "/devidp/" + devTenantID + "/
 // devTenantBase is the prefix of the dev tenant's endpoints.
 func devTenantBase(base string) string { return base + "/devidp/" + devTenantID }
 
-// devKnownTenant reports whether the request's {tenant} is the dev tenant.
-// GUIDs compare case-insensitively, as Entra's do.
-func devKnownTenant(r *http.Request) bool {
-	return strings.EqualFold(r.PathValue("tenant"), devTenantID)
-}
-
 // handleDiscovery serves GET /devidp/{tenant}/v2.0/.well-known/openid-configuration:
 // the OpenID Provider Metadata (OpenID Connect Discovery 1.0 §3), shaped
 // like Entra's v2.0 document but listing only what the dev provider does.
 func (d *devIDP) handleDiscovery() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		base, ok := d.checkJSONRequest(w, r)
-		if !ok {
+		base, e := d.ready(r)
+		if e != nil {
+			devWriteError(w, e)
 			return
 		}
 		t := devTenantBase(base)
@@ -286,8 +290,9 @@ func (d *devIDP) handleDiscovery() http.Handler {
 // carries an issuer member with the {tenantid} template.
 func (d *devIDP) handleKeys() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		base, ok := d.checkJSONRequest(w, r)
-		if !ok {
+		base, e := d.ready(r)
+		if e != nil {
+			devWriteError(w, e)
 			return
 		}
 		w.Header().Set("Cache-Control", "no-cache")
@@ -296,26 +301,13 @@ func (d *devIDP) handleKeys() http.Handler {
 	})
 }
 
-// checkJSONRequest answers an Entra-style JSON error when the provider has
-// no base URL yet (503) or the tenant is unknown (400, AADSTS90002), and
-// otherwise returns the base URL.
-func (d *devIDP) checkJSONRequest(w http.ResponseWriter, r *http.Request) (string, bool) {
-	base := d.baseURL()
-	switch {
-	case base == "":
-		devWriteError(w, &devOAuthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable",
-			aadsts: 90033, desc: "The dev identity provider is not configured yet."})
-		return "", false
-	case !devKnownTenant(r):
-		devWriteError(w, errDevUnknownTenant)
-		return "", false
-	}
-	return base, true
-}
-
-// errDevUnknownTenant answers a request for a tenant other than devTenantID.
-var errDevUnknownTenant = &devOAuthError{status: http.StatusBadRequest, code: "invalid_tenant", aadsts: 90002,
-	desc: "Tenant not found. The dev identity provider serves only tenant " + devTenantID + "."}
+// The errors of ready.
+var (
+	errDevNotConfigured = &devOAuthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", aadsts: 90033,
+		desc: "The dev identity provider is not configured yet."}
+	errDevUnknownTenant = &devOAuthError{status: http.StatusBadRequest, code: "invalid_tenant", aadsts: 90002,
+		desc: "Tenant not found. The dev identity provider serves only tenant " + devTenantID + "."}
+)
 
 // devOAuthError is an OAuth error answer (RFC 6749 §4.1.2.1 for the
 // authorization endpoint, §5.2 for the token endpoint) with Entra's
@@ -581,18 +573,12 @@ func devWithQuery(u string, q url.Values) string {
 }
 
 // devPageHeaders sets the headers of every HTML page and redirect of the
-// provider: no caching (they carry state, codes or user input), no framing
-// (clickjacking of the sign-in form), no scripts or external assets, forms
-// posted to this origin only (the redirect URI is on it too), and no
-// Referer leaking the request's query.
+// provider: no caching, as they carry state, codes or user input. The
+// service's securityHeaders adds the rest (no framing, no scripts, no
+// Referer), as on every answer.
 func devPageHeaders(w http.ResponseWriter) {
-	h := w.Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
 }
 
 // devRenderPage executes the named template of devPages with data and writes
@@ -656,8 +642,9 @@ func devSignInForm(req devAuthRequest, user, problem string, checked []string) d
 // types a name and picks the scopes to grant.
 func (d *devIDP) handleAuthorize(logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		base, ok := d.checkPageRequest(w, r, logger)
-		if !ok {
+		base, e := d.ready(r)
+		if e != nil {
+			devRenderPage(w, logger, e.status, "error", e)
 			return
 		}
 		req, e := parseDevAuthRequest(r.URL.Query(), base+"/auth/callback")
@@ -669,50 +656,22 @@ func (d *devIDP) handleAuthorize(logger *slog.Logger) http.Handler {
 	})
 }
 
-// checkPageRequest shows an error page when the provider has no base URL
-// yet or the tenant is unknown, and otherwise returns the base URL.
-func (d *devIDP) checkPageRequest(w http.ResponseWriter, r *http.Request, logger *slog.Logger) (string, bool) {
-	base := d.baseURL()
-	switch {
-	case base == "":
-		devRenderPage(w, logger, http.StatusServiceUnavailable, "error", &devOAuthError{code: "temporarily_unavailable",
-			aadsts: 90033, desc: "The dev identity provider is not configured yet."})
-		return "", false
-	case !devKnownTenant(r):
-		devRenderPage(w, logger, errDevUnknownTenant.status, "error", errDevUnknownTenant)
-		return "", false
-	}
-	return base, true
-}
-
-// devParseForm reads a form body of at most devMaxForm bytes into r.PostForm.
-// It returns an error wrapping *http.MaxBytesError when the body is too
-// large. Parameters in the URL's query are not looked at.
-func devParseForm(w http.ResponseWriter, r *http.Request) error {
+// devParseForm reads a form body of at most devMaxForm bytes into
+// r.PostForm; the handlers read only r.PostForm, never the URL's query. It
+// returns 0, or the status of the failure: 415 for a body that is not
+// application/x-www-form-urlencoded, 413 for one over devMaxForm, 400 for
+// one that cannot be read or parsed (a malformed query included, as
+// r.ParseForm reads it too).
+func devParseForm(w http.ResponseWriter, r *http.Request) int {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/x-www-form-urlencoded" {
-		return errDevNotForm
+		return http.StatusUnsupportedMediaType
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, devMaxForm)
 	if err := r.ParseForm(); err != nil {
-		return fmt.Errorf("devidp: reading the form: %w", err)
+		return bodyErrorStatus(err)
 	}
-	return nil
-}
-
-// errDevNotForm: a POST body that is not application/x-www-form-urlencoded.
-var errDevNotForm = errors.New("devidp: the body is not application/x-www-form-urlencoded")
-
-// devFormStatus maps a devParseForm error to its HTTP status.
-func devFormStatus(err error) int {
-	var mbe *http.MaxBytesError
-	switch {
-	case errors.As(err, &mbe):
-		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, errDevNotForm):
-		return http.StatusUnsupportedMediaType
-	}
-	return http.StatusBadRequest
+	return 0
 }
 
 // handleSignIn serves POST /devidp/{tenant}/oauth2/v2.0/authorize: the
@@ -725,12 +684,12 @@ func devFormStatus(err error) int {
 // and state (RFC 6749 §4.1.2).
 func (d *devIDP) handleSignIn(logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		base, ok := d.checkPageRequest(w, r, logger)
-		if !ok {
+		base, e := d.ready(r)
+		if e != nil {
+			devRenderPage(w, logger, e.status, "error", e)
 			return
 		}
-		if err := devParseForm(w, r); err != nil {
-			status := devFormStatus(err)
+		if status := devParseForm(w, r); status != 0 {
 			devRenderPage(w, logger, status, "error", &devOAuthError{code: "invalid_request", aadsts: 9002313,
 				desc: "The sign-in form could not be read: " + http.StatusText(status) + "."})
 			return
@@ -922,16 +881,11 @@ func (d *devIDP) handleToken(logger *slog.Logger) http.Handler {
 // token reads and checks a token request and, when it is good, returns the
 // token response.
 func (d *devIDP) token(w http.ResponseWriter, r *http.Request) (map[string]any, *devOAuthError) {
-	base := d.baseURL()
-	switch {
-	case base == "":
-		return nil, &devOAuthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", aadsts: 90033,
-			desc: "The dev identity provider is not configured yet."}
-	case !devKnownTenant(r):
-		return nil, errDevUnknownTenant
+	base, e := d.ready(r)
+	if e != nil {
+		return nil, e
 	}
-	if err := devParseForm(w, r); err != nil {
-		status := devFormStatus(err)
+	if status := devParseForm(w, r); status != 0 {
 		return nil, &devOAuthError{status: status, code: "invalid_request", aadsts: 9002313,
 			desc: "The token request body could not be read: " + http.StatusText(status) + "."}
 	}
@@ -1006,11 +960,8 @@ func (d *devIDP) secretMatches(secret string) bool {
 }
 
 // redeemCode takes the code of an authorization_code grant (RFC 6749
-// §4.1.3): the code is deleted under the lock that reads it, so it works
-// once even when two requests race, and a failed check still spends it.
-// The redirect URI must match and the code_verifier must hash to the
-// challenge (RFC 7636 §4.6). A replayed code revokes every refresh token
-// issued from it (RFC 6749 §4.1.2).
+// §4.1.3, see take). The redirect URI must match and the code_verifier must
+// hash to the challenge (RFC 7636 §4.6).
 func (d *devIDP) redeemCode(f url.Values, now time.Time) (devCode, *devOAuthError) {
 	code := f.Get("code")
 	if code == "" {
@@ -1020,21 +971,11 @@ func (d *devIDP) redeemCode(f url.Values, now time.Time) (devCode, *devOAuthErro
 		return devCode{}, errDevExpired // no code is this long: not worth a lookup
 	}
 	d.mu.Lock()
-	c, ok := d.codes[code]
-	if ok {
-		delete(d.codes, code)
-		d.spendLocked(code, c.family, c.expires, now)
-	}
-	replayed := !ok && d.revokeIfSpent(code, now)
+	c, e := take(d, d.codes, code, f.Get("client_id"), now, errDevCodeRedeemed)
 	d.mu.Unlock()
-
 	switch {
-	case replayed:
-		return devCode{}, errDevCodeRedeemed
-	case !ok || !now.Before(c.expires):
-		return devCode{}, errDevExpired
-	case f.Get("client_id") != "" && f.Get("client_id") != c.clientID:
-		return devCode{}, errDevExpired // a code issued to another client does not exist for this one
+	case e != nil:
+		return devCode{}, e
 	case f.Get("redirect_uri") != c.redirectURI:
 		return devCode{}, errDevRedirectMismatch
 	case f.Get("code_verifier") == "":
@@ -1045,11 +986,31 @@ func (d *devIDP) redeemCode(f url.Values, now time.Time) (devCode, *devOAuthErro
 	return c, nil
 }
 
-// spendLocked remembers a redeemed code or refresh token (until expires) so
-// that a later replay of it can revoke its family. d.mu must be held.
-func (d *devIDP) spendLocked(value, family string, expires, now time.Time) {
+// take spends the single-use code or refresh token v of m. It is deleted
+// under the lock that reads it (d.mu, which the caller holds), so it works
+// once even when two requests race, and a failed check after take still
+// spends it. It is then remembered until it would have expired, so that a
+// replay answers replayErr and revokes every refresh token of its family
+// (RFC 6749 §4.1.2, RFC 9700 §4.14.2). An unknown or expired v, or one
+// issued to another client than a non-empty clientID, is errDevExpired: it
+// does not exist for this client.
+func take[V interface{ grant() devGrant }](d *devIDP, m map[string]V, v, clientID string, now time.Time, replayErr *devOAuthError) (V, *devOAuthError) {
+	var zero V
+	got, ok := m[v]
+	if !ok {
+		if d.revokeIfSpent(v, now) {
+			return zero, replayErr
+		}
+		return zero, errDevExpired
+	}
+	delete(m, v)
+	g := got.grant()
 	devEvict(d.spent, now, devMaxSpent)
-	d.spent[value] = devSpent{family: family, expires: expires}
+	d.spent[v] = devSpent{family: g.family, expires: g.expires}
+	if !now.Before(g.expires) || clientID != "" && clientID != g.clientID {
+		return zero, errDevExpired
+	}
+	return got, nil
 }
 
 // revokeIfSpent reports whether v is a redeemed code or refresh token that
@@ -1119,30 +1080,17 @@ func (d *devIDP) redeemRefresh(f url.Values, now time.Time) (devGrant, []string,
 	}
 
 	d.mu.Lock()
-	g, ok := d.refresh[rt]
-	scopes := devNarrow(g.scopes, asked)
-	if ok && now.Before(g.expires) && len(scopes) == 0 {
-		d.mu.Unlock()
+	defer d.mu.Unlock()
+	if g, ok := d.refresh[rt]; ok && now.Before(g.expires) && len(devNarrow(g.scopes, asked)) == 0 {
 		// Checked before the token is spent: the client may try again.
 		return devGrant{}, nil, &devOAuthError{status: http.StatusBadRequest, code: "invalid_scope", aadsts: 70011,
 			desc: "None of the requested scopes was granted at sign-in."}
 	}
-	if ok {
-		delete(d.refresh, rt)
-		d.spendLocked(rt, g.family, g.expires, now)
+	g, e := take(d, d.refresh, rt, f.Get("client_id"), now, errDevRefreshReused)
+	if e != nil {
+		return devGrant{}, nil, e
 	}
-	replayed := !ok && d.revokeIfSpent(rt, now)
-	d.mu.Unlock()
-
-	switch {
-	case replayed:
-		return devGrant{}, nil, errDevRefreshReused
-	case !ok || !now.Before(g.expires):
-		return devGrant{}, nil, errDevExpired
-	case f.Get("client_id") != "" && f.Get("client_id") != g.clientID:
-		return devGrant{}, nil, errDevExpired
-	}
-	return g, scopes, nil
+	return g, devNarrow(g.scopes, asked), nil
 }
 
 // devNarrow returns the granted scopes that are also asked for, in granted
@@ -1261,8 +1209,9 @@ type devLogoutPage struct {
 // origin, and otherwise shows a small signed-out page.
 func (d *devIDP) handleLogout(logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		base, ok := d.checkPageRequest(w, r, logger)
-		if !ok {
+		base, e := d.ready(r)
+		if e != nil {
+			devRenderPage(w, logger, e.status, "error", e)
 			return
 		}
 		q := r.URL.Query()
