@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"maps"
 	"math/big"
 	"mime"
 	"net"
@@ -119,7 +120,6 @@ type devSpent struct {
 	expires time.Time
 }
 
-// expiry reports until when the spent value is remembered.
 func (s devSpent) expiry() time.Time { return s.expires }
 
 // newDevIDP makes the dev provider: a fresh RSA-2048 signing key with a
@@ -155,16 +155,12 @@ func (d *devIDP) getenv(getenv func(string) string, base string) func(string) st
 	d.base = base
 	d.mu.Unlock()
 
-	var scopes []string
-	for _, s := range devAPIScopes() {
-		scopes = append(scopes, "api://"+devClientID+"/"+s)
-	}
 	dev := map[string]string{
 		"AZURE_CLIENT_ID":               devClientID,
 		"AZURE_TENANT_ID":               devTenantID,
 		"AZURE_CLIENT_SECRET":           d.secret,
 		"AZURE_AUTHORITY_HOST":          base + "/devidp",
-		"API_SCOPE":                     strings.Join(scopes, " "),
+		"API_SCOPE":                     devScopeURIs(devClientID, devAPIScopes()),
 		"REDIRECT_URI":                  base + "/auth/callback",
 		"AZURE_CLIENT_CERTIFICATE_PATH": "",
 		"AZURE_CLIENT_AUTH":             "",
@@ -243,6 +239,14 @@ func (d *devIDP) ready(r *http.Request) (string, *devOAuthError) {
 	return base, nil
 }
 
+// The errors of ready.
+var (
+	errDevNotConfigured = &devOAuthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", aadsts: 90033,
+		desc: "The dev identity provider is not configured yet."}
+	errDevUnknownTenant = &devOAuthError{status: http.StatusBadRequest, code: "invalid_tenant", aadsts: 90002,
+		desc: "Tenant not found. The dev identity provider serves only tenant " + devTenantID + "."}
+)
+
 // devIssuer is the v2 issuer of the dev tenant: {base}/devidp/{tenant}/v2.0.
 func devIssuer(base string) string { return base + "/devidp/" + devTenantID + "/v2.0" }
 
@@ -301,14 +305,6 @@ func (d *devIDP) handleKeys() http.Handler {
 	})
 }
 
-// The errors of ready.
-var (
-	errDevNotConfigured = &devOAuthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", aadsts: 90033,
-		desc: "The dev identity provider is not configured yet."}
-	errDevUnknownTenant = &devOAuthError{status: http.StatusBadRequest, code: "invalid_tenant", aadsts: 90002,
-		desc: "Tenant not found. The dev identity provider serves only tenant " + devTenantID + "."}
-)
-
 // devOAuthError is an OAuth error answer (RFC 6749 §4.1.2.1 for the
 // authorization endpoint, §5.2 for the token endpoint) with Entra's
 // AADSTS number. A zero status means the error is sent back to the client's
@@ -326,15 +322,12 @@ func (e *devOAuthError) Error() string {
 	return fmt.Sprintf("devidp: %s: AADSTS%d: %s", e.code, e.aadsts, e.desc)
 }
 
-// description is the error_description as Entra writes it: AADSTS number
-// first.
-func (e *devOAuthError) description() string { return fmt.Sprintf("AADSTS%d: %s", e.aadsts, e.desc) }
-
 // Code is the OAuth error code, for the error page.
 func (e *devOAuthError) Code() string { return e.code }
 
-// Description is the error_description, for the error page.
-func (e *devOAuthError) Description() string { return e.description() }
+// Description is the error_description as Entra writes it, AADSTS number
+// first.
+func (e *devOAuthError) Description() string { return fmt.Sprintf("AADSTS%d: %s", e.aadsts, e.desc) }
 
 // devWriteError writes e in the shape of Entra's JSON error answers:
 // error, error_description (with the trace and correlation ids and the
@@ -342,11 +335,10 @@ func (e *devOAuthError) Description() string { return e.description() }
 func devWriteError(w http.ResponseWriter, e *devOAuthError) {
 	trace, corr := newHeroID(), newHeroID()
 	ts := time.Now().UTC().Format("2006-01-02 15:04:05Z")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
+	devPageHeaders(w)
 	writeJSON(w, e.status, map[string]any{
 		"error":             e.code,
-		"error_description": fmt.Sprintf("%s\r\nTrace ID: %s\r\nCorrelation ID: %s\r\nTimestamp: %s", e.description(), trace, corr, ts),
+		"error_description": fmt.Sprintf("%s\r\nTrace ID: %s\r\nCorrelation ID: %s\r\nTimestamp: %s", e.Description(), trace, corr, ts),
 		"error_codes":       []int{e.aadsts},
 		"timestamp":         ts,
 		"trace_id":          trace,
@@ -423,11 +415,7 @@ func parseDevScope(s string) (devScope, error) {
 			return devScope{}, fmt.Errorf("%w: the scope %q is not valid", errDevBadScope, truncate(v, 40))
 		}
 	}
-	for _, n := range devAPIScopes() {
-		if asked[n] {
-			sc.api = append(sc.api, n)
-		}
-	}
+	sc.api = slices.DeleteFunc(devAPIScopes(), func(n string) bool { return !asked[n] })
 	return sc, nil
 }
 
@@ -549,7 +537,7 @@ func devIsS256Challenge(s string) bool {
 // devErrorRedirect is the client's redirect URI with an error response added to
 // its query (RFC 6749 §4.1.2.1): error, error_description and state.
 func devErrorRedirect(redirectURI, state string, e *devOAuthError) string {
-	q := url.Values{"error": {e.code}, "error_description": {e.description()}}
+	q := url.Values{"error": {e.code}, "error_description": {e.Description()}}
 	if state != "" {
 		q.Set("state", state)
 	}
@@ -565,17 +553,14 @@ func devWithQuery(u string, q url.Values) string {
 		return u + "?" + q.Encode()
 	}
 	old := p.Query()
-	for k, vs := range q {
-		old[k] = vs
-	}
+	maps.Copy(old, q)
 	p.RawQuery = old.Encode()
 	return p.String()
 }
 
-// devPageHeaders sets the headers of every HTML page and redirect of the
-// provider: no caching, as they carry state, codes or user input. The
-// service's securityHeaders adds the rest (no framing, no scripts, no
-// Referer), as on every answer.
+// devPageHeaders forbids caching every page, redirect and JSON answer of the
+// provider, as they carry state, codes, tokens or user input. The service's
+// securityHeaders adds the rest (no framing, no scripts, no Referer).
 func devPageHeaders(w http.ResponseWriter) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
@@ -678,10 +663,9 @@ func devParseForm(w http.ResponseWriter, r *http.Request) int {
 // sign-in form. It validates the authorization request again (the hidden
 // fields are client input like any other), then either sends access_denied
 // (the user cancelled), shows the form again (bad user name, no scope
-// ticked), or issues a
-// single-use code bound to the client, redirect URI, PKCE challenge, nonce,
-// user and granted scopes, and redirects (302) to the redirect URI with code
-// and state (RFC 6749 §4.1.2).
+// ticked), or issues a single-use code bound to the client, redirect URI,
+// PKCE challenge, nonce, user and granted scopes, and redirects (302) to the
+// redirect URI with code and state (RFC 6749 §4.1.2).
 func (d *devIDP) handleSignIn(logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		base, e := d.ready(r)
@@ -733,13 +717,7 @@ func (d *devIDP) handleSignIn(logger *slog.Logger) http.Handler {
 // devGrantedScopes keeps the known API scope names among the ticked boxes, in
 // devAPIScopes order; anything else is ignored.
 func devGrantedScopes(ticked []string) []string {
-	granted := []string{}
-	for _, n := range devAPIScopes() {
-		if slices.Contains(ticked, n) {
-			granted = append(granted, n)
-		}
-	}
-	return granted
+	return slices.DeleteFunc(devAPIScopes(), func(n string) bool { return !slices.Contains(ticked, n) })
 }
 
 // devUserName checks a user name typed in the sign-in form: trimmed, 1 to
@@ -872,8 +850,7 @@ func (d *devIDP) handleToken(logger *slog.Logger) http.Handler {
 			devWriteError(w, e)
 			return
 		}
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("Pragma", "no-cache")
+		devPageHeaders(w)
 		writeJSON(w, http.StatusOK, resp)
 	})
 }
@@ -1022,11 +999,7 @@ func (d *devIDP) revokeIfSpent(v string, now time.Time) bool {
 	if !ok || !now.Before(s.expires) {
 		return false
 	}
-	for k, g := range d.refresh {
-		if g.family == s.family {
-			delete(d.refresh, k)
-		}
-	}
+	maps.DeleteFunc(d.refresh, func(_ string, g devGrant) bool { return g.family == s.family })
 	devEvict(d.revoked, now, devMaxSpent)
 	d.revoked[s.family] = devSpent{family: s.family, expires: now.Add(devRefreshTTL)}
 	return true
@@ -1036,20 +1009,15 @@ func (d *devIDP) revokeIfSpent(v string, now time.Time) bool {
 // challenge (RFC 7636 §4.6), compared in constant time. A verifier outside
 // 43 to 128 unreserved characters (§4.1) never matches.
 func devPKCEMatches(verifier, challenge string) bool {
-	if len(verifier) < 43 || len(verifier) > 128 {
+	if len(verifier) < 43 || len(verifier) > 128 || strings.ContainsFunc(verifier, func(c rune) bool { return !devIsUnreserved(c) }) {
 		return false
-	}
-	for _, c := range []byte(verifier) {
-		if !devIsUnreserved(c) {
-			return false
-		}
 	}
 	return subtle.ConstantTimeCompare([]byte(pkceS256(verifier)), []byte(challenge)) == 1
 }
 
 // devIsUnreserved reports whether c is an RFC 3986 §2.3 unreserved character,
 // the alphabet of a code_verifier.
-func devIsUnreserved(c byte) bool {
+func devIsUnreserved(c rune) bool {
 	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' ||
 		c == '-' || c == '.' || c == '_' || c == '~'
 }
@@ -1112,15 +1080,11 @@ func devNarrow(granted, asked []string) []string {
 func (d *devIDP) mint(base string, g devGrant, scopes []string, nonce string, now time.Time) (map[string]any, *devOAuthError) {
 	access, err := signRS256(d.key, d.kid, d.accessClaims(base, g, scopes, now))
 	if err != nil {
-		return nil, &devOAuthError{status: http.StatusInternalServerError, code: "server_error", aadsts: 90033, desc: "Signing failed."}
-	}
-	var full []string
-	for _, s := range scopes {
-		full = append(full, "api://"+g.clientID+"/"+s)
+		return nil, errDevSigning
 	}
 	resp := map[string]any{
 		"token_type":     "Bearer",
-		"scope":          strings.Join(full, " "),
+		"scope":          devScopeURIs(g.clientID, scopes),
 		"expires_in":     int(devTokenTTL / time.Second),
 		"ext_expires_in": int(devTokenTTL / time.Second),
 		"access_token":   access,
@@ -1128,7 +1092,7 @@ func (d *devIDP) mint(base string, g devGrant, scopes []string, nonce string, no
 	if g.openid {
 		id, err := signRS256(d.key, d.kid, d.idClaims(base, g, nonce, now))
 		if err != nil {
-			return nil, &devOAuthError{status: http.StatusInternalServerError, code: "server_error", aadsts: 90033, desc: "Signing failed."}
+			return nil, errDevSigning
 		}
 		resp["id_token"] = id
 	}
@@ -1147,6 +1111,19 @@ func (d *devIDP) mint(base string, g devGrant, scopes []string, nonce string, no
 		resp["refresh_token"] = rt
 	}
 	return resp, nil
+}
+
+// errDevSigning answers a token that could not be signed.
+var errDevSigning = &devOAuthError{status: http.StatusInternalServerError, code: "server_error", aadsts: 90033, desc: "Signing failed."}
+
+// devScopeURIs is a scope parameter of the API's scope names as full URIs
+// under clientID's App ID URI ("api://<client id>/Heroes.Read …").
+func devScopeURIs(clientID string, names []string) string {
+	full := make([]string, len(names))
+	for i, n := range names {
+		full[i] = "api://" + clientID + "/" + n
+	}
+	return strings.Join(full, " ")
 }
 
 // accessClaims are the claims of a v2 access token for the dev API, as
