@@ -220,8 +220,8 @@ func openStore(ctx context.Context, opts storeOptions, client *http.Client, logg
 	}
 }
 
-// List paging (issue 5): ?limit= defaults to 100, at most 1000; ?offset=
-// defaults to 0.
+// List paging: ?limit= defaults to 100, at most 1000; ?offset= defaults
+// to 0.
 const (
 	defaultLimit = 100
 	maxLimit     = 1000

@@ -153,12 +153,11 @@ func readHeroesFile(path string) (*heroSet, error) {
 		return nil, fmt.Errorf("heroes: reading %s: %w", path, err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxHeroesFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("heroes: reading %s: %w", path, err)
-	}
-	if len(data) > maxHeroesFile {
+	data, err := readAtMost(f, maxHeroesFile)
+	if errors.Is(err, errTooLarge) {
 		return nil, fmt.Errorf("heroes: reading %s: larger than %d bytes", path, maxHeroesFile)
+	} else if err != nil {
+		return nil, fmt.Errorf("heroes: reading %s: %w", path, err)
 	}
 	set, err := parseHeroesFile(data)
 	if err != nil {
