@@ -463,14 +463,12 @@ func (a *heroArray) add(h hero) bool {
 	return a.err == nil
 }
 
-// write sends b, keeping the first error.
 func (a *heroArray) write(b []byte) {
 	if a.err == nil {
 		_, a.err = a.w.Write(b)
 	}
 }
 
-// close ends the array.
 func (a *heroArray) close() { a.write([]byte("]\n")) }
 
 // abort ends an answer that cannot be completed after its 200 was sent,
