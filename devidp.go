@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -12,8 +13,10 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"maps"
 	"math/big"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -96,8 +99,8 @@ type devGrant struct {
 	expires time.Time
 }
 
-// expiry reports when the grant (code or refresh token) expires.
 func (g devGrant) expiry() time.Time { return g.expires }
+func (g devGrant) grant() devGrant   { return g }
 
 // devCode is an outstanding authorization code: the grant, bound to the
 // redirect URI, the PKCE challenge (RFC 7636 §4.4) and the OIDC nonce of the
@@ -116,7 +119,6 @@ type devSpent struct {
 	expires time.Time
 }
 
-// expiry reports until when the spent value is remembered.
 func (s devSpent) expiry() time.Time { return s.expires }
 
 // newDevIDP makes the dev provider: a fresh RSA-2048 signing key with a
@@ -152,16 +154,12 @@ func (d *devIDP) getenv(getenv func(string) string, base string) func(string) st
 	d.base = base
 	d.mu.Unlock()
 
-	var scopes []string
-	for _, s := range devAPIScopes() {
-		scopes = append(scopes, "api://"+devClientID+"/"+s)
-	}
 	dev := map[string]string{
 		"AZURE_CLIENT_ID":               devClientID,
 		"AZURE_TENANT_ID":               devTenantID,
 		"AZURE_CLIENT_SECRET":           d.secret,
 		"AZURE_AUTHORITY_HOST":          base + "/devidp",
-		"API_SCOPE":                     strings.Join(scopes, " "),
+		"API_SCOPE":                     devScopeURIs(devClientID, devAPIScopes()),
 		"REDIRECT_URI":                  base + "/auth/callback",
 		"AZURE_CLIENT_CERTIFICATE_PATH": "",
 		"AZURE_CLIENT_AUTH":             "",
@@ -177,6 +175,40 @@ func (d *devIDP) getenv(getenv func(string) string, base string) func(string) st
 	}
 }
 
+// listenDev listens on ADDR (default localhost:8000), which must be a
+// loopback address, and makes the dev identity provider. It returns the
+// listener, the provider, and a getenv that answers the identity settings
+// with the provider's values for the URL the listener is reached at.
+func listenDev(getenv func(string) string) (net.Listener, *devIDP, func(string) string, error) {
+	addr := cmp.Or(getenv("ADDR"), "localhost:8000")
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	host, port, _ := net.SplitHostPort(ln.Addr().String()) // a TCP listener's address always has a port
+	if !isLoopbackHost(host) {
+		ln.Close()
+		return nil, nil, nil, fmt.Errorf("%w: -dev listens on loopback only; ADDR %s is not", errConfig, addr)
+	}
+	idp, err := newDevIDP()
+	if err != nil {
+		ln.Close()
+		return nil, nil, nil, err
+	}
+	return ln, idp, idp.getenv(getenv, publicBase(addr, port)), nil
+}
+
+// publicBase is the base URL a browser uses to reach the listener: the host
+// of ADDR as written (so "localhost" stays localhost for cookies) with the
+// port actually bound (ADDR may ask for port 0).
+func publicBase(addr, port string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
 // addRoutes registers the provider's endpoints under /devidp/{tenant}/, as
 // the Microsoft identity platform lays them out under
 // login.microsoftonline.com/{tenant}/.
@@ -190,12 +222,29 @@ func (d *devIDP) addRoutes(mux router, logger *slog.Logger) {
 	mux.Handle("GET "+p+"oauth2/v2.0/logout", d.handleLogout(logger))
 }
 
-// baseURL returns the service's URL that getenv recorded, or "" before.
-func (d *devIDP) baseURL() string {
+// ready returns the service's URL that getenv recorded, or the error to
+// answer: 503 before getenv, and AADSTS90002 for a {tenant} other than the
+// dev one (GUIDs compare case-insensitively, as Entra's do).
+func (d *devIDP) ready(r *http.Request) (string, *devOAuthError) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.base
+	base := d.base
+	d.mu.Unlock()
+	switch {
+	case base == "":
+		return "", errDevNotConfigured
+	case !strings.EqualFold(r.PathValue("tenant"), devTenantID):
+		return "", errDevUnknownTenant
+	}
+	return base, nil
 }
+
+// The errors of ready.
+var (
+	errDevNotConfigured = &devOAuthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", aadsts: 90033,
+		desc: "The dev identity provider is not configured yet."}
+	errDevUnknownTenant = &devOAuthError{status: http.StatusBadRequest, code: "invalid_tenant", aadsts: 90002,
+		desc: "Tenant not found. The dev identity provider serves only tenant " + devTenantID + "."}
+)
 
 // devIssuer is the v2 issuer of the dev tenant: {base}/devidp/{tenant}/v2.0.
 func devIssuer(base string) string { return base + "/devidp/" + devTenantID + "/v2.0" }
@@ -203,19 +252,14 @@ func devIssuer(base string) string { return base + "/devidp/" + devTenantID + "/
 // devTenantBase is the prefix of the dev tenant's endpoints.
 func devTenantBase(base string) string { return base + "/devidp/" + devTenantID }
 
-// devKnownTenant reports whether the request's {tenant} is the dev tenant.
-// GUIDs compare case-insensitively, as Entra's do.
-func devKnownTenant(r *http.Request) bool {
-	return strings.EqualFold(r.PathValue("tenant"), devTenantID)
-}
-
 // handleDiscovery serves GET /devidp/{tenant}/v2.0/.well-known/openid-configuration:
 // the OpenID Provider Metadata (OpenID Connect Discovery 1.0 §3), shaped
 // like Entra's v2.0 document but listing only what the dev provider does.
 func (d *devIDP) handleDiscovery() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		base, ok := d.checkJSONRequest(w, r)
-		if !ok {
+		base, e := d.ready(r)
+		if e != nil {
+			devWriteError(w, e)
 			return
 		}
 		t := devTenantBase(base)
@@ -249,8 +293,9 @@ func (d *devIDP) handleDiscovery() http.Handler {
 // carries an issuer member with the {tenantid} template.
 func (d *devIDP) handleKeys() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		base, ok := d.checkJSONRequest(w, r)
-		if !ok {
+		base, e := d.ready(r)
+		if e != nil {
+			devWriteError(w, e)
 			return
 		}
 		w.Header().Set("Cache-Control", "no-cache")
@@ -258,27 +303,6 @@ func (d *devIDP) handleKeys() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"keys": []map[string]string{jwk}})
 	})
 }
-
-// checkJSONRequest answers an Entra-style JSON error when the provider has
-// no base URL yet (503) or the tenant is unknown (400, AADSTS90002), and
-// otherwise returns the base URL.
-func (d *devIDP) checkJSONRequest(w http.ResponseWriter, r *http.Request) (string, bool) {
-	base := d.baseURL()
-	switch {
-	case base == "":
-		devWriteError(w, &devOAuthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable",
-			aadsts: 90033, desc: "The dev identity provider is not configured yet."})
-		return "", false
-	case !devKnownTenant(r):
-		devWriteError(w, errDevUnknownTenant)
-		return "", false
-	}
-	return base, true
-}
-
-// errDevUnknownTenant answers a request for a tenant other than devTenantID.
-var errDevUnknownTenant = &devOAuthError{status: http.StatusBadRequest, code: "invalid_tenant", aadsts: 90002,
-	desc: "Tenant not found. The dev identity provider serves only tenant " + devTenantID + "."}
 
 // devOAuthError is an OAuth error answer (RFC 6749 §4.1.2.1 for the
 // authorization endpoint, §5.2 for the token endpoint) with Entra's
@@ -297,15 +321,12 @@ func (e *devOAuthError) Error() string {
 	return fmt.Sprintf("devidp: %s: AADSTS%d: %s", e.code, e.aadsts, e.desc)
 }
 
-// description is the error_description as Entra writes it: AADSTS number
-// first.
-func (e *devOAuthError) description() string { return fmt.Sprintf("AADSTS%d: %s", e.aadsts, e.desc) }
-
 // Code is the OAuth error code, for the error page.
 func (e *devOAuthError) Code() string { return e.code }
 
-// Description is the error_description, for the error page.
-func (e *devOAuthError) Description() string { return e.description() }
+// Description is the error_description as Entra writes it, AADSTS number
+// first.
+func (e *devOAuthError) Description() string { return fmt.Sprintf("AADSTS%d: %s", e.aadsts, e.desc) }
 
 // devWriteError writes e in the shape of Entra's JSON error answers:
 // error, error_description (with the trace and correlation ids and the
@@ -313,11 +334,10 @@ func (e *devOAuthError) Description() string { return e.description() }
 func devWriteError(w http.ResponseWriter, e *devOAuthError) {
 	trace, corr := newHeroID(), newHeroID()
 	ts := time.Now().UTC().Format("2006-01-02 15:04:05Z")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
+	devPageHeaders(w)
 	writeJSON(w, e.status, map[string]any{
 		"error":             e.code,
-		"error_description": fmt.Sprintf("%s\r\nTrace ID: %s\r\nCorrelation ID: %s\r\nTimestamp: %s", e.description(), trace, corr, ts),
+		"error_description": fmt.Sprintf("%s\r\nTrace ID: %s\r\nCorrelation ID: %s\r\nTimestamp: %s", e.Description(), trace, corr, ts),
 		"error_codes":       []int{e.aadsts},
 		"timestamp":         ts,
 		"trace_id":          trace,
@@ -394,11 +414,7 @@ func parseDevScope(s string) (devScope, error) {
 			return devScope{}, fmt.Errorf("%w: the scope %q is not valid", errDevBadScope, truncate(v, 40))
 		}
 	}
-	for _, n := range devAPIScopes() {
-		if asked[n] {
-			sc.api = append(sc.api, n)
-		}
-	}
+	sc.api = slices.DeleteFunc(devAPIScopes(), func(n string) bool { return !asked[n] })
 	return sc, nil
 }
 
@@ -520,7 +536,7 @@ func devIsS256Challenge(s string) bool {
 // devErrorRedirect is the client's redirect URI with an error response added to
 // its query (RFC 6749 §4.1.2.1): error, error_description and state.
 func devErrorRedirect(redirectURI, state string, e *devOAuthError) string {
-	q := url.Values{"error": {e.code}, "error_description": {e.description()}}
+	q := url.Values{"error": {e.code}, "error_description": {e.Description()}}
 	if state != "" {
 		q.Set("state", state)
 	}
@@ -536,26 +552,17 @@ func devWithQuery(u string, q url.Values) string {
 		return u + "?" + q.Encode()
 	}
 	old := p.Query()
-	for k, vs := range q {
-		old[k] = vs
-	}
+	maps.Copy(old, q)
 	p.RawQuery = old.Encode()
 	return p.String()
 }
 
-// devPageHeaders sets the headers of every HTML page and redirect of the
-// provider: no caching (they carry state, codes or user input), no framing
-// (clickjacking of the sign-in form), no scripts or external assets, forms
-// posted to this origin only (the redirect URI is on it too), and no
-// Referer leaking the request's query.
+// devPageHeaders forbids caching every page, redirect and JSON answer of the
+// provider, as they carry state, codes, tokens or user input. The service's
+// securityHeaders adds the rest (no framing, no scripts, no Referer).
 func devPageHeaders(w http.ResponseWriter) {
-	h := w.Header()
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
 }
 
 // devRenderPage writes the named page of devPages with status and the
@@ -613,8 +620,9 @@ func devSignInForm(req devAuthRequest, user, problem string, checked []string) d
 // types a name and picks the scopes to grant.
 func (d *devIDP) handleAuthorize(logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		base, ok := d.checkPageRequest(w, r, logger)
-		if !ok {
+		base, e := d.ready(r)
+		if e != nil {
+			devRenderPage(w, logger, e.status, "error", e)
 			return
 		}
 		req, e := parseDevAuthRequest(r.URL.Query(), base+"/auth/callback")
@@ -626,68 +634,39 @@ func (d *devIDP) handleAuthorize(logger *slog.Logger) http.Handler {
 	})
 }
 
-// checkPageRequest shows an error page when the provider has no base URL
-// yet or the tenant is unknown, and otherwise returns the base URL.
-func (d *devIDP) checkPageRequest(w http.ResponseWriter, r *http.Request, logger *slog.Logger) (string, bool) {
-	base := d.baseURL()
-	switch {
-	case base == "":
-		devRenderPage(w, logger, http.StatusServiceUnavailable, "error", &devOAuthError{code: "temporarily_unavailable",
-			aadsts: 90033, desc: "The dev identity provider is not configured yet."})
-		return "", false
-	case !devKnownTenant(r):
-		devRenderPage(w, logger, errDevUnknownTenant.status, "error", errDevUnknownTenant)
-		return "", false
-	}
-	return base, true
-}
-
-// devParseForm reads a form body of at most devMaxForm bytes into r.PostForm.
-// It returns an error wrapping *http.MaxBytesError when the body is too
-// large. Parameters in the URL's query are not looked at.
-func devParseForm(w http.ResponseWriter, r *http.Request) error {
+// devParseForm reads a form body of at most devMaxForm bytes into
+// r.PostForm; the handlers read only r.PostForm, never the URL's query. It
+// returns 0, or the status of the failure: 415 for a body that is not
+// application/x-www-form-urlencoded, 413 for one over devMaxForm, 400 for
+// one that cannot be read or parsed (a malformed query included, as
+// r.ParseForm reads it too).
+func devParseForm(w http.ResponseWriter, r *http.Request) int {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/x-www-form-urlencoded" {
-		return errDevNotForm
+		return http.StatusUnsupportedMediaType
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, devMaxForm)
 	if err := r.ParseForm(); err != nil {
-		return fmt.Errorf("devidp: reading the form: %w", err)
+		return bodyErrorStatus(err)
 	}
-	return nil
-}
-
-// errDevNotForm: a POST body that is not application/x-www-form-urlencoded.
-var errDevNotForm = errors.New("devidp: the body is not application/x-www-form-urlencoded")
-
-// devFormStatus maps a devParseForm error to its HTTP status.
-func devFormStatus(err error) int {
-	var mbe *http.MaxBytesError
-	switch {
-	case errors.As(err, &mbe):
-		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, errDevNotForm):
-		return http.StatusUnsupportedMediaType
-	}
-	return http.StatusBadRequest
+	return 0
 }
 
 // handleSignIn serves POST /devidp/{tenant}/oauth2/v2.0/authorize: the
 // sign-in form. It validates the authorization request again (the hidden
 // fields are client input like any other), then either sends access_denied
 // (the user cancelled), shows the form again (bad user name, no scope
-// ticked), or issues a
-// single-use code bound to the client, redirect URI, PKCE challenge, nonce,
-// user and granted scopes, and redirects (302) to the redirect URI with code
-// and state (RFC 6749 §4.1.2).
+// ticked), or issues a single-use code bound to the client, redirect URI,
+// PKCE challenge, nonce, user and granted scopes, and redirects (302) to the
+// redirect URI with code and state (RFC 6749 §4.1.2).
 func (d *devIDP) handleSignIn(logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		base, ok := d.checkPageRequest(w, r, logger)
-		if !ok {
+		base, e := d.ready(r)
+		if e != nil {
+			devRenderPage(w, logger, e.status, "error", e)
 			return
 		}
-		if err := devParseForm(w, r); err != nil {
-			status := devFormStatus(err)
+		if status := devParseForm(w, r); status != 0 {
 			devRenderPage(w, logger, status, "error", &devOAuthError{code: "invalid_request", aadsts: 9002313,
 				desc: "The sign-in form could not be read: " + http.StatusText(status) + "."})
 			return
@@ -731,13 +710,7 @@ func (d *devIDP) handleSignIn(logger *slog.Logger) http.Handler {
 // devGrantedScopes keeps the known API scope names among the ticked boxes, in
 // devAPIScopes order; anything else is ignored.
 func devGrantedScopes(ticked []string) []string {
-	granted := []string{}
-	for _, n := range devAPIScopes() {
-		if slices.Contains(ticked, n) {
-			granted = append(granted, n)
-		}
-	}
-	return granted
+	return slices.DeleteFunc(devAPIScopes(), func(n string) bool { return !slices.Contains(ticked, n) })
 }
 
 // devUserName checks a user name typed in the sign-in form: trimmed, 1 to
@@ -870,8 +843,7 @@ func (d *devIDP) handleToken(logger *slog.Logger) http.Handler {
 			devWriteError(w, e)
 			return
 		}
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("Pragma", "no-cache")
+		devPageHeaders(w)
 		writeJSON(w, http.StatusOK, resp)
 	})
 }
@@ -879,16 +851,11 @@ func (d *devIDP) handleToken(logger *slog.Logger) http.Handler {
 // token reads and checks a token request and, when it is good, returns the
 // token response.
 func (d *devIDP) token(w http.ResponseWriter, r *http.Request) (map[string]any, *devOAuthError) {
-	base := d.baseURL()
-	switch {
-	case base == "":
-		return nil, &devOAuthError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", aadsts: 90033,
-			desc: "The dev identity provider is not configured yet."}
-	case !devKnownTenant(r):
-		return nil, errDevUnknownTenant
+	base, e := d.ready(r)
+	if e != nil {
+		return nil, e
 	}
-	if err := devParseForm(w, r); err != nil {
-		status := devFormStatus(err)
+	if status := devParseForm(w, r); status != 0 {
 		return nil, &devOAuthError{status: status, code: "invalid_request", aadsts: 9002313,
 			desc: "The token request body could not be read: " + http.StatusText(status) + "."}
 	}
@@ -963,11 +930,8 @@ func (d *devIDP) secretMatches(secret string) bool {
 }
 
 // redeemCode takes the code of an authorization_code grant (RFC 6749
-// §4.1.3): the code is deleted under the lock that reads it, so it works
-// once even when two requests race, and a failed check still spends it.
-// The redirect URI must match and the code_verifier must hash to the
-// challenge (RFC 7636 §4.6). A replayed code revokes every refresh token
-// issued from it (RFC 6749 §4.1.2).
+// §4.1.3, see take). The redirect URI must match and the code_verifier must
+// hash to the challenge (RFC 7636 §4.6).
 func (d *devIDP) redeemCode(f url.Values, now time.Time) (devCode, *devOAuthError) {
 	code := f.Get("code")
 	if code == "" {
@@ -977,21 +941,11 @@ func (d *devIDP) redeemCode(f url.Values, now time.Time) (devCode, *devOAuthErro
 		return devCode{}, errDevExpired // no code is this long: not worth a lookup
 	}
 	d.mu.Lock()
-	c, ok := d.codes[code]
-	if ok {
-		delete(d.codes, code)
-		d.spendLocked(code, c.family, c.expires, now)
-	}
-	replayed := !ok && d.revokeIfSpent(code, now)
+	c, e := take(d, d.codes, code, f.Get("client_id"), now, errDevCodeRedeemed)
 	d.mu.Unlock()
-
 	switch {
-	case replayed:
-		return devCode{}, errDevCodeRedeemed
-	case !ok || !now.Before(c.expires):
-		return devCode{}, errDevExpired
-	case f.Get("client_id") != "" && f.Get("client_id") != c.clientID:
-		return devCode{}, errDevExpired // a code issued to another client does not exist for this one
+	case e != nil:
+		return devCode{}, e
 	case f.Get("redirect_uri") != c.redirectURI:
 		return devCode{}, errDevRedirectMismatch
 	case f.Get("code_verifier") == "":
@@ -1002,11 +956,31 @@ func (d *devIDP) redeemCode(f url.Values, now time.Time) (devCode, *devOAuthErro
 	return c, nil
 }
 
-// spendLocked remembers a redeemed code or refresh token (until expires) so
-// that a later replay of it can revoke its family. d.mu must be held.
-func (d *devIDP) spendLocked(value, family string, expires, now time.Time) {
+// take spends the single-use code or refresh token v of m. It is deleted
+// under the lock that reads it (d.mu, which the caller holds), so it works
+// once even when two requests race, and a failed check after take still
+// spends it. It is then remembered until it would have expired, so that a
+// replay answers replayErr and revokes every refresh token of its family
+// (RFC 6749 §4.1.2, RFC 9700 §4.14.2). An unknown or expired v, or one
+// issued to another client than a non-empty clientID, is errDevExpired: it
+// does not exist for this client.
+func take[V interface{ grant() devGrant }](d *devIDP, m map[string]V, v, clientID string, now time.Time, replayErr *devOAuthError) (V, *devOAuthError) {
+	var zero V
+	got, ok := m[v]
+	if !ok {
+		if d.revokeIfSpent(v, now) {
+			return zero, replayErr
+		}
+		return zero, errDevExpired
+	}
+	delete(m, v)
+	g := got.grant()
 	devEvict(d.spent, now, devMaxSpent)
-	d.spent[value] = devSpent{family: family, expires: expires}
+	d.spent[v] = devSpent{family: g.family, expires: g.expires}
+	if !now.Before(g.expires) || clientID != "" && clientID != g.clientID {
+		return zero, errDevExpired
+	}
+	return got, nil
 }
 
 // revokeIfSpent reports whether v is a redeemed code or refresh token that
@@ -1018,11 +992,7 @@ func (d *devIDP) revokeIfSpent(v string, now time.Time) bool {
 	if !ok || !now.Before(s.expires) {
 		return false
 	}
-	for k, g := range d.refresh {
-		if g.family == s.family {
-			delete(d.refresh, k)
-		}
-	}
+	maps.DeleteFunc(d.refresh, func(_ string, g devGrant) bool { return g.family == s.family })
 	devEvict(d.revoked, now, devMaxSpent)
 	d.revoked[s.family] = devSpent{family: s.family, expires: now.Add(devRefreshTTL)}
 	return true
@@ -1032,20 +1002,15 @@ func (d *devIDP) revokeIfSpent(v string, now time.Time) bool {
 // challenge (RFC 7636 §4.6), compared in constant time. A verifier outside
 // 43 to 128 unreserved characters (§4.1) never matches.
 func devPKCEMatches(verifier, challenge string) bool {
-	if len(verifier) < 43 || len(verifier) > 128 {
+	if len(verifier) < 43 || len(verifier) > 128 || strings.ContainsFunc(verifier, func(c rune) bool { return !devIsUnreserved(c) }) {
 		return false
-	}
-	for _, c := range []byte(verifier) {
-		if !devIsUnreserved(c) {
-			return false
-		}
 	}
 	return subtle.ConstantTimeCompare([]byte(pkceS256(verifier)), []byte(challenge)) == 1
 }
 
 // devIsUnreserved reports whether c is an RFC 3986 §2.3 unreserved character,
 // the alphabet of a code_verifier.
-func devIsUnreserved(c byte) bool {
+func devIsUnreserved(c rune) bool {
 	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' ||
 		c == '-' || c == '.' || c == '_' || c == '~'
 }
@@ -1076,30 +1041,17 @@ func (d *devIDP) redeemRefresh(f url.Values, now time.Time) (devGrant, []string,
 	}
 
 	d.mu.Lock()
-	g, ok := d.refresh[rt]
-	scopes := devNarrow(g.scopes, asked)
-	if ok && now.Before(g.expires) && len(scopes) == 0 {
-		d.mu.Unlock()
+	defer d.mu.Unlock()
+	if g, ok := d.refresh[rt]; ok && now.Before(g.expires) && len(devNarrow(g.scopes, asked)) == 0 {
 		// Checked before the token is spent: the client may try again.
 		return devGrant{}, nil, &devOAuthError{status: http.StatusBadRequest, code: "invalid_scope", aadsts: 70011,
 			desc: "None of the requested scopes was granted at sign-in."}
 	}
-	if ok {
-		delete(d.refresh, rt)
-		d.spendLocked(rt, g.family, g.expires, now)
+	g, e := take(d, d.refresh, rt, f.Get("client_id"), now, errDevRefreshReused)
+	if e != nil {
+		return devGrant{}, nil, e
 	}
-	replayed := !ok && d.revokeIfSpent(rt, now)
-	d.mu.Unlock()
-
-	switch {
-	case replayed:
-		return devGrant{}, nil, errDevRefreshReused
-	case !ok || !now.Before(g.expires):
-		return devGrant{}, nil, errDevExpired
-	case f.Get("client_id") != "" && f.Get("client_id") != g.clientID:
-		return devGrant{}, nil, errDevExpired
-	}
-	return g, scopes, nil
+	return g, devNarrow(g.scopes, asked), nil
 }
 
 // devNarrow returns the granted scopes that are also asked for, in granted
@@ -1121,15 +1073,11 @@ func devNarrow(granted, asked []string) []string {
 func (d *devIDP) mint(base string, g devGrant, scopes []string, nonce string, now time.Time) (map[string]any, *devOAuthError) {
 	access, err := signRS256(d.key, d.kid, d.accessClaims(base, g, scopes, now))
 	if err != nil {
-		return nil, &devOAuthError{status: http.StatusInternalServerError, code: "server_error", aadsts: 90033, desc: "Signing failed."}
-	}
-	var full []string
-	for _, s := range scopes {
-		full = append(full, "api://"+g.clientID+"/"+s)
+		return nil, errDevSigning
 	}
 	resp := map[string]any{
 		"token_type":     "Bearer",
-		"scope":          strings.Join(full, " "),
+		"scope":          devScopeURIs(g.clientID, scopes),
 		"expires_in":     int(devTokenTTL / time.Second),
 		"ext_expires_in": int(devTokenTTL / time.Second),
 		"access_token":   access,
@@ -1137,7 +1085,7 @@ func (d *devIDP) mint(base string, g devGrant, scopes []string, nonce string, no
 	if g.openid {
 		id, err := signRS256(d.key, d.kid, d.idClaims(base, g, nonce, now))
 		if err != nil {
-			return nil, &devOAuthError{status: http.StatusInternalServerError, code: "server_error", aadsts: 90033, desc: "Signing failed."}
+			return nil, errDevSigning
 		}
 		resp["id_token"] = id
 	}
@@ -1156,6 +1104,19 @@ func (d *devIDP) mint(base string, g devGrant, scopes []string, nonce string, no
 		resp["refresh_token"] = rt
 	}
 	return resp, nil
+}
+
+// errDevSigning answers a token that could not be signed.
+var errDevSigning = &devOAuthError{status: http.StatusInternalServerError, code: "server_error", aadsts: 90033, desc: "Signing failed."}
+
+// devScopeURIs is a scope parameter of the API's scope names as full URIs
+// under clientID's App ID URI ("api://<client id>/Heroes.Read …").
+func devScopeURIs(clientID string, names []string) string {
+	full := make([]string, len(names))
+	for i, n := range names {
+		full[i] = "api://" + clientID + "/" + n
+	}
+	return strings.Join(full, " ")
 }
 
 // accessClaims are the claims of a v2 access token for the dev API, as
@@ -1218,8 +1179,9 @@ type devLogoutPage struct {
 // origin, and otherwise shows a small signed-out page.
 func (d *devIDP) handleLogout(logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		base, ok := d.checkPageRequest(w, r, logger)
-		if !ok {
+		base, e := d.ready(r)
+		if e != nil {
+			devRenderPage(w, logger, e.status, "error", e)
 			return
 		}
 		q := r.URL.Query()

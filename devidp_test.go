@@ -49,8 +49,10 @@ func newDevHarnessLogging(tb testing.TB, clock *fakeClock, logger *slog.Logger) 
 	if clock != nil {
 		d.now = clock.now
 	}
+	// As -dev serves it: behind the service's middleware, which sets the
+	// security headers of every answer.
 	mux := http.NewServeMux()
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewServer(withMiddleware(logger, mux))
 	tb.Cleanup(srv.Close)
 	h := &devHarness{
 		d:   d,

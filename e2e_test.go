@@ -441,7 +441,7 @@ func TestSlowHeaderClientIsCutOff(t *testing.T) {
 
 // TestRoutePermissions checks, through the real middleware (newServer and
 // requireAuth) with tokens from the test identity provider, the permission
-// each hero route needs (issue 5): GET list, one and fireball need
+// each hero route needs: GET list, one and fireball need
 // Heroes.Read; POST and PUT need Heroes.Create; DELETE needs Admin; the
 // permissions nest (Admin includes Heroes.Create, which includes
 // Heroes.Read). A token without the permission gets 403, no token 401.

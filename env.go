@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -148,110 +149,138 @@ func (c config) loginOptions() loginOptions {
 // validates them. It returns one error naming every problem at once; the
 // error never contains a secret's value.
 func loadConfig(getenv func(string) string) (config, error) {
-	var problems []string
-	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-	get := func(k string) string { return strings.TrimSpace(getenv(k)) }
-	orDefault := func(k, def string) string {
-		if v := get(k); v != "" {
-			return v
-		}
-		return def
-	}
-
-	c := config{
-		Addr:                    orDefault("ADDR", "localhost:8000"),
-		ClientID:                get("AZURE_CLIENT_ID"),
-		ClientSecret:            getenv("AZURE_CLIENT_SECRET"),
-		ClientAuth:              orDefault("AZURE_CLIENT_AUTH", clientAuthPost),
-		ClientCertPath:          get("AZURE_CLIENT_CERTIFICATE_PATH"),
-		TenantID:                get("AZURE_TENANT_ID"),
-		APIScopes:               strings.Fields(getenv("API_SCOPE")),
-		RedirectURI:             orDefault("REDIRECT_URI", "http://localhost:8000/auth/callback"),
-		PostLogoutRedirectURI:   get("POST_LOGOUT_REDIRECT_URI"),
-		AuthorityHost:           strings.TrimRight(orDefault("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com"), "/"),
-		HeroesFile:              get("HEROES_FILE"),
-		StorageConnectionString: get("AZURE_STORAGE_CONNECTION_STRING"),
-		HeroesTable:             orDefault("HEROES_TABLE", "heroes"),
-		LogFormat:               orDefault("LOG_FORMAT", "text"),
-	}
-
+	e := &envReader{getenv: getenv}
+	c := config{Addr: e.or("ADDR", "localhost:8000")}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		bad("ADDR is not host:port")
+		e.bad("ADDR is not host:port")
 	}
-	if c.ClientID == "" {
-		bad("AZURE_CLIENT_ID is required")
-	} else if !isGUID(c.ClientID) {
-		bad("AZURE_CLIENT_ID is not a GUID")
+	e.identity(&c)
+	e.endpoints(&c)
+	e.tokens(&c)
+	e.store(&c)
+	e.logging(&c)
+	if len(e.problems) > 0 {
+		return config{}, fmt.Errorf("%w:\n  %s", errConfig, strings.Join(e.problems, "\n  "))
 	}
+	return c, nil
+}
 
+// envReader reads settings through getenv and collects the problems found,
+// in the order they are found.
+type envReader struct {
+	getenv   func(string) string
+	problems []string
+}
+
+// get is the variable k without surrounding spaces.
+func (e *envReader) get(k string) string { return strings.TrimSpace(e.getenv(k)) }
+
+// or is the variable k, or def when it is unset or blank.
+func (e *envReader) or(k, def string) string { return cmp.Or(e.get(k), def) }
+
+func (e *envReader) bad(format string, args ...any) {
+	e.problems = append(e.problems, fmt.Sprintf(format, args...))
+}
+
+// identity reads the app registration: client id, how the client
+// authenticates, and the tenant (with ALLOWED_TENANTS when multi-tenant).
+func (e *envReader) identity(c *config) {
+	c.ClientID = e.get("AZURE_CLIENT_ID")
+	c.ClientSecret = e.getenv("AZURE_CLIENT_SECRET")
+	c.ClientAuth = e.or("AZURE_CLIENT_AUTH", clientAuthPost)
+	c.ClientCertPath = e.get("AZURE_CLIENT_CERTIFICATE_PATH")
+	if c.ClientID == "" {
+		e.bad("AZURE_CLIENT_ID is required")
+	} else if !isGUID(c.ClientID) {
+		e.bad("AZURE_CLIENT_ID is not a GUID")
+	}
 	switch {
 	case c.ClientCertPath != "":
 		c.ClientAuth = clientAuthCertificate
 	case c.ClientAuth != clientAuthPost && c.ClientAuth != clientAuthBasic:
-		bad("AZURE_CLIENT_AUTH must be post or basic (certificate is chosen by AZURE_CLIENT_CERTIFICATE_PATH)")
+		e.bad("AZURE_CLIENT_AUTH must be post or basic (certificate is chosen by AZURE_CLIENT_CERTIFICATE_PATH)")
 	case c.ClientSecret == "":
-		bad("AZURE_CLIENT_SECRET is required (or set AZURE_CLIENT_CERTIFICATE_PATH)")
+		e.bad("AZURE_CLIENT_SECRET is required (or set AZURE_CLIENT_CERTIFICATE_PATH)")
 	}
 
-	c.TenantID = strings.ToLower(c.TenantID)
+	c.TenantID = strings.ToLower(e.get("AZURE_TENANT_ID"))
 	switch {
 	case c.TenantID == "":
-		bad("AZURE_TENANT_ID is required")
+		e.bad("AZURE_TENANT_ID is required")
 	case c.TenantID == "consumers":
-		bad("AZURE_TENANT_ID=consumers is not supported: use a tenant GUID, organizations or common")
+		e.bad("AZURE_TENANT_ID=consumers is not supported: use a tenant GUID, organizations or common")
 	case c.isMultiTenant():
-		c.AllowedTenants, c.AnyTenant = parseAllowedTenants(get("ALLOWED_TENANTS"), bad)
+		c.AllowedTenants, c.AnyTenant = parseAllowedTenants(e.get("ALLOWED_TENANTS"), e.bad)
 		if len(c.AllowedTenants) == 0 && !c.AnyTenant {
-			bad("ALLOWED_TENANTS is required when AZURE_TENANT_ID is %s: list the tenant GUIDs that may sign in, or * to accept any tenant on purpose", c.TenantID)
+			e.bad("ALLOWED_TENANTS is required when AZURE_TENANT_ID is %s: list the tenant GUIDs that may sign in, or * to accept any tenant on purpose", c.TenantID)
 		}
 	case !isGUID(c.TenantID):
-		bad("AZURE_TENANT_ID is not a GUID, organizations or common")
+		e.bad("AZURE_TENANT_ID is not a GUID, organizations or common")
 	}
+}
 
+// endpoints reads the API's scopes and audiences and the URLs: redirect,
+// post-logout and the identity provider's.
+func (e *envReader) endpoints(c *config) {
+	c.APIScopes = strings.Fields(e.getenv("API_SCOPE"))
 	if len(c.APIScopes) == 0 {
-		bad("API_SCOPE is required (e.g. api://<client-id>/Heroes.Read)")
+		e.bad("API_SCOPE is required (e.g. api://<client-id>/Heroes.Read)")
 	}
-	c.Audiences = audiences(c.ClientID, c.APIScopes, getenv("AZURE_AUDIENCE"))
+	c.Audiences = audiences(c.ClientID, c.APIScopes, e.getenv("AZURE_AUDIENCE"))
 
+	c.RedirectURI = e.or("REDIRECT_URI", "http://localhost:8000/auth/callback")
+	c.PostLogoutRedirectURI = e.get("POST_LOGOUT_REDIRECT_URI")
+	c.AuthorityHost = strings.TrimRight(e.or("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com"), "/")
 	for _, u := range []struct{ name, value string }{
 		{"REDIRECT_URI", c.RedirectURI},
 		{"AZURE_AUTHORITY_HOST", c.AuthorityHost},
 		{"POST_LOGOUT_REDIRECT_URI", c.PostLogoutRedirectURI},
 	} {
 		if u.value != "" && !isHTTPURL(u.value) {
-			bad("%s is not an absolute http(s) URL", u.name)
+			e.bad("%s is not an absolute http(s) URL", u.name)
 		}
 	}
 	if isHTTPURL(c.AuthorityHost) && !isSecureURL(c.AuthorityHost) {
 		// The client secret, codes and tokens travel to it (RFC 6749 §3.1, §3.2).
-		bad("AZURE_AUTHORITY_HOST must be an https URL (http only for localhost, 127.0.0.0/8 or ::1)")
+		e.bad("AZURE_AUTHORITY_HOST must be an https URL (http only for localhost, 127.0.0.0/8 or ::1)")
 	}
+}
 
+// tokens reads the durations, the token checks and the session key; an
+// unset SESSION_KEY gives a random key and SessionKeyRandom.
+func (e *envReader) tokens(c *config) {
 	var err error
-	if c.ClockSkew, err = parseDuration(orDefault("CLOCK_SKEW", "5m"), time.Hour); err != nil {
-		bad("CLOCK_SKEW %v", err)
+	if c.ClockSkew, err = parseDuration(e.or("CLOCK_SKEW", "5m"), time.Hour); err != nil {
+		e.bad("CLOCK_SKEW %v", err)
 	}
-	if c.ShutdownGrace, err = parseDuration(orDefault("SHUTDOWN_GRACE", "15s"), 10*time.Minute); err != nil {
-		bad("SHUTDOWN_GRACE %v", err)
+	if c.ShutdownGrace, err = parseDuration(e.or("SHUTDOWN_GRACE", "15s"), 10*time.Minute); err != nil {
+		e.bad("SHUTDOWN_GRACE %v", err)
 	}
-	if c.AcceptV1Tokens, err = strconv.ParseBool(orDefault("ACCEPT_V1_TOKENS", "true")); err != nil {
-		bad("ACCEPT_V1_TOKENS is not true or false")
+	if c.AcceptV1Tokens, err = strconv.ParseBool(e.or("ACCEPT_V1_TOKENS", "true")); err != nil {
+		e.bad("ACCEPT_V1_TOKENS is not true or false")
 	}
-	if c.CustomSigningKeys, err = strconv.ParseBool(orDefault("AZURE_CUSTOM_SIGNING_KEYS", "false")); err != nil {
-		bad("AZURE_CUSTOM_SIGNING_KEYS is not true or false")
+	if c.CustomSigningKeys, err = strconv.ParseBool(e.or("AZURE_CUSTOM_SIGNING_KEYS", "false")); err != nil {
+		e.bad("AZURE_CUSTOM_SIGNING_KEYS is not true or false")
 	}
 
-	if k := get("SESSION_KEY"); k != "" {
+	if k := e.get("SESSION_KEY"); k != "" {
 		c.SessionKey, err = base64.StdEncoding.DecodeString(k)
 		if err != nil || len(c.SessionKey) != 32 {
-			bad("SESSION_KEY is not 32 bytes in standard base64 (make one with: openssl rand -base64 32)")
+			e.bad("SESSION_KEY is not 32 bytes in standard base64 (make one with: openssl rand -base64 32)")
 		}
 	} else {
 		c.SessionKey, c.SessionKeyRandom = make([]byte, 32), true
 		rand.Read(c.SessionKey) // never fails (crypto/rand documents it)
 	}
+}
 
-	c.HeroesStore = get("HEROES_STORE")
+// store reads the hero store's settings. HEROES_STORE defaults to "file"
+// when HEROES_FILE is set, else "memory".
+func (e *envReader) store(c *config) {
+	c.HeroesFile = e.get("HEROES_FILE")
+	c.StorageConnectionString = e.get("AZURE_STORAGE_CONNECTION_STRING")
+	c.HeroesTable = e.or("HEROES_TABLE", "heroes")
+	c.HeroesStore = e.get("HEROES_STORE")
 	if c.HeroesStore == "" {
 		c.HeroesStore = "memory"
 		if c.HeroesFile != "" {
@@ -262,30 +291,29 @@ func loadConfig(getenv func(string) string) (config, error) {
 	case "memory":
 	case "file":
 		if c.HeroesFile == "" {
-			bad("HEROES_FILE is required when HEROES_STORE=file")
+			e.bad("HEROES_FILE is required when HEROES_STORE=file")
 		}
 	case "azuretable":
 		if c.StorageConnectionString == "" {
-			bad("AZURE_STORAGE_CONNECTION_STRING is required when HEROES_STORE=azuretable")
+			e.bad("AZURE_STORAGE_CONNECTION_STRING is required when HEROES_STORE=azuretable")
 		}
 		if !tableNamePattern.MatchString(c.HeroesTable) {
-			bad("HEROES_TABLE must be 3 to 63 letters or digits, starting with a letter")
+			e.bad("HEROES_TABLE must be 3 to 63 letters or digits, starting with a letter")
 		}
 	default:
-		bad("HEROES_STORE must be memory, file or azuretable")
+		e.bad("HEROES_STORE must be memory, file or azuretable")
 	}
+}
 
+// logging reads LOG_FORMAT and LOG_LEVEL.
+func (e *envReader) logging(c *config) {
+	c.LogFormat = e.or("LOG_FORMAT", "text")
 	if c.LogFormat != "text" && c.LogFormat != "json" {
-		bad("LOG_FORMAT must be text or json")
+		e.bad("LOG_FORMAT must be text or json")
 	}
-	if err := c.LogLevel.UnmarshalText([]byte(orDefault("LOG_LEVEL", "info"))); err != nil {
-		bad("LOG_LEVEL must be debug, info, warn or error")
+	if err := c.LogLevel.UnmarshalText([]byte(e.or("LOG_LEVEL", "info"))); err != nil {
+		e.bad("LOG_LEVEL must be debug, info, warn or error")
 	}
-
-	if len(problems) > 0 {
-		return config{}, fmt.Errorf("%w:\n  %s", errConfig, strings.Join(problems, "\n  "))
-	}
-	return c, nil
 }
 
 // errConfig marks every error of loadConfig; run exits with status 2 on it.

@@ -220,8 +220,8 @@ func openStore(ctx context.Context, opts storeOptions, client *http.Client, logg
 	}
 }
 
-// List paging (issue 5): ?limit= defaults to 100, at most 1000; ?offset=
-// defaults to 0.
+// List paging: ?limit= defaults to 100, at most 1000; ?offset= defaults
+// to 0.
 const (
 	defaultLimit = 100
 	maxLimit     = 1000
@@ -463,14 +463,12 @@ func (a *heroArray) add(h hero) bool {
 	return a.err == nil
 }
 
-// write sends b, keeping the first error.
 func (a *heroArray) write(b []byte) {
 	if a.err == nil {
 		_, a.err = a.w.Write(b)
 	}
 }
 
-// close ends the array.
 func (a *heroArray) close() { a.write([]byte("]\n")) }
 
 // abort ends an answer that cannot be completed after its 200 was sent,

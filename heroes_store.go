@@ -33,7 +33,6 @@ type heroSet struct {
 	ids  []string // sorted ascending
 }
 
-// newHeroSet returns an empty set.
 func newHeroSet() *heroSet { return &heroSet{byID: map[string]storedHero{}} }
 
 // put stores sh under sh.ID, adding the id in order when it is new.
@@ -44,7 +43,6 @@ func (s *heroSet) put(sh storedHero) {
 	s.byID[sh.ID] = sh
 }
 
-// remove deletes id, if present.
 func (s *heroSet) remove(id string) {
 	if i, found := slices.BinarySearch(s.ids, id); found {
 		s.ids = slices.Delete(s.ids, i, i+1)
@@ -153,12 +151,11 @@ func readHeroesFile(path string) (*heroSet, error) {
 		return nil, fmt.Errorf("heroes: reading %s: %w", path, err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxHeroesFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("heroes: reading %s: %w", path, err)
-	}
-	if len(data) > maxHeroesFile {
+	data, err := readAtMost(f, maxHeroesFile)
+	if errors.Is(err, errTooLarge) {
 		return nil, fmt.Errorf("heroes: reading %s: larger than %d bytes", path, maxHeroesFile)
+	} else if err != nil {
+		return nil, fmt.Errorf("heroes: reading %s: %w", path, err)
 	}
 	set, err := parseHeroesFile(data)
 	if err != nil {
@@ -280,7 +277,6 @@ func (s *localStore) read(f func(set *heroSet) error) error {
 	return f(s.set)
 }
 
-// count is the number of heroes stored.
 func (s *localStore) count() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -876,9 +876,9 @@ func FuzzLaxIntString(f *testing.F) {
 	})
 }
 
-// TestHeroListLimits checks the paging defaults with literal numbers (issue
-// 5): with 1,001 heroes stored, no limit gives exactly 100, limit=1000 gives
-// 1,000, and 1001 is refused.
+// TestHeroListLimits checks the paging defaults with literal numbers: with
+// 1,001 heroes stored, no limit gives exactly 100, limit=1000 gives 1,000,
+// and 1001 is refused.
 func TestHeroListLimits(t *testing.T) {
 	store, ids := seededMemoryStore(t, 1001)
 	h := heroMux(store)

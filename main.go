@@ -45,63 +45,27 @@ const (
 )
 
 // run starts the service and blocks until ctx is cancelled or SIGINT/SIGTERM
-// arrives, then shuts down gracefully: it stops accepting, lets in-flight
-// requests finish for up to config.ShutdownGrace, cuts what still runs after
-// that, closes the store and returns nil. args are
-// the command line (args[0] is the program name); getenv reads the
-// environment. It returns errConfig-wrapped errors for bad settings and any
-// serve error other than http.ErrServerClosed.
+// arrives, then shuts down (serve) and closes the store. args are the
+// command line (args[0] is the program name); getenv reads the environment.
+// It returns errConfig-wrapped errors for bad settings and any serve error
+// other than http.ErrServerClosed.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-
-	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dev := fs.Bool("dev", false, "serve a local identity provider under /devidp/ (loopback only, not for production)")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: %s [-dev]\n\nSettings come from the environment and .env_oauth; README.md lists them.\n\n", args[0])
-		fs.PrintDefaults()
+	dev, help, err := parseFlags(args, stderr)
+	if help || err != nil {
+		return err
 	}
-	if err := fs.Parse(args[1:]); errors.Is(err, flag.ErrHelp) {
-		return nil
-	} else if err != nil {
-		return fmt.Errorf("%w: %w", errConfig, err)
+	if getenv, err = withDotEnvFile(getenv, ".env_oauth"); err != nil {
+		return err
 	}
-	getenv, err := withDotEnvFile(getenv, ".env_oauth")
+	cfg, ln, idp, err := listen(getenv, dev)
 	if err != nil {
 		return err
 	}
-
-	// With -dev the listener comes first: the dev provider's URLs, and so
-	// the settings, depend on the port actually bound. Otherwise the
-	// settings are checked before anything else happens.
-	var ln net.Listener
-	var idp *devIDP
-	if *dev {
-		if ln, idp, getenv, err = listenDev(getenv); err != nil {
-			return err
-		}
-		defer ln.Close()
-	}
-	cfg, err := loadConfig(getenv)
-	if err != nil {
-		return err
-	}
-	cfg.Dev = *dev
-	if ln == nil {
-		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
-			return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
-		}
-		defer ln.Close()
-	}
+	defer ln.Close()
 	logger := newLogger(cfg, stdout)
-	if cfg.Dev {
-		logger.Warn("running with -dev: a local identity provider signs tokens; not for production. "+
-			"The AZURE_* identity settings, API_SCOPE and REDIRECT_URI are the dev provider's; yours are ignored", "addr", ln.Addr().String())
-	}
-	if cfg.SessionKeyRandom {
-		logger.Warn("SESSION_KEY is unset: using a random key for this process; several replicas need one shared key")
-	}
+	warnSettings(logger, cfg, ln.Addr())
 
 	client := newIDPClient()
 	vo := cfg.verifyOptions(client, logger)
@@ -124,30 +88,97 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	go keys.run(ctx)
-
 	srv := newHTTPServer(newServer(logger, cfg, prov, v, af, store, idp), logger)
+	if err := serve(ctx, srv, ln, cfg.ShutdownGrace, logger); err != nil {
+		return err
+	}
+	return store.Close()
+}
+
+// parseFlags reads the command line. help is true when -h or -help asked
+// for the usage, which is then printed to stderr and is not an error.
+func parseFlags(args []string, stderr io.Writer) (dev, help bool, err error) {
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	devFlag := fs.Bool("dev", false, "serve a local identity provider under /devidp/ (loopback only, not for production)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: %s [-dev]\n\nSettings come from the environment and .env_oauth; README.md lists them.\n\n", args[0])
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args[1:]); errors.Is(err, flag.ErrHelp) {
+		return false, true, nil
+	} else if err != nil {
+		return false, false, fmt.Errorf("%w: %w", errConfig, err)
+	}
+	return *devFlag, false, nil
+}
+
+// listen loads the settings and opens the listener. With -dev the listener
+// comes first (listenDev): the dev provider's URLs, and so the settings,
+// depend on the port actually bound. Otherwise the settings are checked
+// before anything else happens, and the listener is on cfg.Addr.
+func listen(getenv func(string) string, dev bool) (config, net.Listener, *devIDP, error) {
+	var ln net.Listener
+	var idp *devIDP
+	if dev {
+		var err error
+		if ln, idp, getenv, err = listenDev(getenv); err != nil {
+			return config{}, nil, nil, err
+		}
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		return config{}, nil, nil, err
+	}
+	cfg.Dev = dev
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return config{}, nil, nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		}
+	}
+	return cfg, ln, idp, nil
+}
+
+// serve serves srv on ln until ctx ends, then shuts down gracefully: it
+// stops accepting, lets in-flight requests finish for up to grace, and cuts
+// what still runs after that. That cut is still an orderly shutdown, so it
+// returns nil (exit 0); it returns any serve error other than
+// http.ErrServerClosed.
+func serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Duration, logger *slog.Logger) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("listening", "addr", ln.Addr().String())
-
 	select {
 	case err := <-serveErr:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return err
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
 		}
-		return nil
+		return err
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down", "grace", cfg.ShutdownGrace.String())
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	logger.Info("shutting down", "grace", grace.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
-		// The grace period is over: cut the requests still running. The
-		// shutdown is still an orderly one, so run returns nil (exit 0).
 		logger.Warn("shutdown: grace period over; closing the connections still open", "err", err)
 		srv.Close()
 	}
-	return store.Close()
+	return nil
+}
+
+// warnSettings logs the settings that suit one machine but not production:
+// -dev, and a session key made per process.
+func warnSettings(logger *slog.Logger, cfg config, addr net.Addr) {
+	if cfg.Dev {
+		logger.Warn("running with -dev: a local identity provider signs tokens; not for production. "+
+			"The AZURE_* identity settings, API_SCOPE and REDIRECT_URI are the dev provider's; yours are ignored", "addr", addr.String())
+	}
+	if cfg.SessionKeyRandom {
+		logger.Warn("SESSION_KEY is unset: using a random key for this process; several replicas need one shared key")
+	}
 }
 
 // newIDPClient is the HTTP client of every call to the identity provider and
@@ -183,31 +214,6 @@ func withDotEnvFile(getenv func(string) string, path string) (func(string) strin
 	return withFallback(getenv, vars), nil
 }
 
-// listenDev listens on ADDR (default localhost:8000), which must be a
-// loopback address, and makes the dev identity provider. It returns the
-// listener, the provider, and a getenv that answers the identity settings
-// with the provider's values for the URL the listener is reached at.
-func listenDev(getenv func(string) string) (net.Listener, *devIDP, func(string) string, error) {
-	addr := getenv("ADDR")
-	if addr == "" {
-		addr = "localhost:8000"
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("listen on %s: %w", addr, err)
-	}
-	if !isLoopback(ln.Addr()) {
-		ln.Close()
-		return nil, nil, nil, fmt.Errorf("%w: -dev listens on loopback only; ADDR %s is not", errConfig, addr)
-	}
-	idp, err := newDevIDP()
-	if err != nil {
-		ln.Close()
-		return nil, nil, nil, err
-	}
-	return ln, idp, idp.getenv(getenv, publicBase(addr, ln.Addr())), nil
-}
-
 // newHTTPServer is the service's http.Server: every timeout and the header
 // size limit set (see the constants above), net/http's own errors logged
 // through logger at warn level.
@@ -221,24 +227,6 @@ func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-}
-
-// isLoopback reports whether a listener address is on the loopback interface.
-func isLoopback(a net.Addr) bool {
-	tcp, ok := a.(*net.TCPAddr)
-	return ok && tcp.IP.IsLoopback()
-}
-
-// publicBase is the base URL a browser uses to reach the listener: the host
-// of ADDR as written (so "localhost" stays localhost for cookies) with the
-// port actually bound (ADDR may ask for port 0).
-func publicBase(addr string, bound net.Addr) string {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil || host == "" {
-		host = "localhost"
-	}
-	_, port, _ := net.SplitHostPort(bound.String()) // a TCP listener's address always has a port
-	return "http://" + net.JoinHostPort(host, port)
 }
 
 // newLogger makes the service's one logger: JSON when LOG_FORMAT=json, text

@@ -54,10 +54,10 @@ func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
 	})
 }
 
-// requestInfo is what logRequests learns about a request while it is served.
-// requireAuth fills the caller through withCallerHook; it lives in the
-// request context.
-// Only the request's own goroutine touches it.
+// requestInfo is what logRequests learns about a request while it is
+// served: its id, and the caller, which requireAuth reports through
+// withCallerHook. It lives in the request context; only the request's own
+// goroutine touches it.
 type requestInfo struct {
 	id            string
 	oid, tid, azp string

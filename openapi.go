@@ -1,6 +1,7 @@
 package main
 
 import (
+	"maps"
 	"net/http"
 	"strings"
 )
@@ -91,6 +92,37 @@ func openAPIDocument(cfg config, authURL, tokenURL string) obj {
 // openAPIPaths describes every route addRoutes registers; TestOpenAPICoversRoutes
 // holds the two in step.
 func openAPIPaths(read, create, admin string) obj {
+	paths := openAPIServicePaths()
+	maps.Copy(paths, openAPIHeroPaths(read, create, admin))
+	return paths
+}
+
+// openAPIServicePaths are the routes without a bearer token: the pages,
+// health, this document and the sign-in flow.
+func openAPIServicePaths() obj {
+	return obj{
+		"/": obj{"get": obj{"summary": "Home page with a sign-in link", "operationId": "index", "tags": []string{"service"},
+			"responses": obj{"200": obj{"description": "HTML page", "content": obj{"text/html": obj{"schema": obj{"type": "string"}}}}}}},
+		"/healthz": obj{"get": obj{"summary": "Liveness", "operationId": "healthz", "tags": []string{"service"},
+			"responses": obj{"200": jsonResponse("The process is alive", obj{"type": "object"})}}},
+		"/readyz": obj{"get": obj{"summary": "Readiness: signing keys loaded and store reachable", "operationId": "readyz", "tags": []string{"service"},
+			"responses": obj{"200": jsonResponse("Ready", obj{"type": "object"}), "503": withRetryAfter(jsonResponse("Not ready: names the check that failed", obj{"type": "object"}))}}},
+		"/openapi.json": obj{"get": obj{"summary": "This document", "operationId": "openapi", "tags": []string{"service"},
+			"responses": obj{"200": jsonResponse("OpenAPI 3.1 document", obj{"type": "object"})}}},
+		"/auth/login": obj{"get": obj{"summary": "Start the sign-in (redirects to Entra ID)", "operationId": "login", "tags": []string{"auth"},
+			"responses": obj{"302": obj{"description": "Redirect to the authorization endpoint"}}}},
+		"/auth/callback": obj{"get": obj{"summary": "Sign-in callback (redirect_uri)", "operationId": "callback", "tags": []string{"auth"},
+			"responses": obj{"200": obj{"description": "Signed in"}, "302": obj{"description": "Signed in, redirected"}, "400": errorResponse("Bad or stale callback")}}},
+		"/auth/refresh": obj{"post": obj{"summary": "Refresh the access token", "operationId": "refresh", "tags": []string{"auth"},
+			"responses": obj{"200": jsonResponse("New tokens", obj{"type": "object"}), "401": errorResponse("Not signed in or refresh refused")}}},
+		"/auth/logout": obj{"get": obj{"summary": "Sign out", "operationId": "logout", "tags": []string{"auth"},
+			"responses": obj{"302": obj{"description": "Redirect after sign-out"}}}},
+	}
+}
+
+// openAPIHeroPaths are the heroes API's routes, each with the scope it
+// needs.
+func openAPIHeroPaths(read, create, admin string) obj {
 	list := func(id string) obj {
 		return obj{
 			"summary": "List heroes", "operationId": id, "tags": []string{"heroes"},
@@ -113,23 +145,6 @@ func openAPIPaths(read, create, admin string) obj {
 		}
 	}
 	return obj{
-		"/": obj{"get": obj{"summary": "Home page with a sign-in link", "operationId": "index", "tags": []string{"service"},
-			"responses": obj{"200": obj{"description": "HTML page", "content": obj{"text/html": obj{"schema": obj{"type": "string"}}}}}}},
-		"/healthz": obj{"get": obj{"summary": "Liveness", "operationId": "healthz", "tags": []string{"service"},
-			"responses": obj{"200": jsonResponse("The process is alive", obj{"type": "object"})}}},
-		"/readyz": obj{"get": obj{"summary": "Readiness: signing keys loaded and store reachable", "operationId": "readyz", "tags": []string{"service"},
-			"responses": obj{"200": jsonResponse("Ready", obj{"type": "object"}), "503": withRetryAfter(jsonResponse("Not ready: names the check that failed", obj{"type": "object"}))}}},
-		"/openapi.json": obj{"get": obj{"summary": "This document", "operationId": "openapi", "tags": []string{"service"},
-			"responses": obj{"200": jsonResponse("OpenAPI 3.1 document", obj{"type": "object"})}}},
-		"/auth/login": obj{"get": obj{"summary": "Start the sign-in (redirects to Entra ID)", "operationId": "login", "tags": []string{"auth"},
-			"responses": obj{"302": obj{"description": "Redirect to the authorization endpoint"}}}},
-		"/auth/callback": obj{"get": obj{"summary": "Sign-in callback (redirect_uri)", "operationId": "callback", "tags": []string{"auth"},
-			"responses": obj{"200": obj{"description": "Signed in"}, "302": obj{"description": "Signed in, redirected"}, "400": errorResponse("Bad or stale callback")}}},
-		"/auth/refresh": obj{"post": obj{"summary": "Refresh the access token", "operationId": "refresh", "tags": []string{"auth"},
-			"responses": obj{"200": jsonResponse("New tokens", obj{"type": "object"}), "401": errorResponse("Not signed in or refresh refused")}}},
-		"/auth/logout": obj{"get": obj{"summary": "Sign out", "operationId": "logout", "tags": []string{"auth"},
-			"responses": obj{"302": obj{"description": "Redirect after sign-out"}}}},
-
 		"/api/heroes/": obj{"get": list("listHeroes"), "post": post("createHero")},
 		"/api/heroes":  obj{"get": list("listHeroesNoSlash"), "post": post("createHeroNoSlash")},
 		"/api/heroes/{id}": obj{
@@ -177,9 +192,7 @@ func errorResponse(desc string) obj { return jsonResponse(desc, ref("HTTPError")
 // withETag adds the ETag header, and any other headers, to a response.
 func withETag(resp, headers obj) obj {
 	h := obj{"ETag": obj{"description": "Version of the hero; send it in If-Match to change it safely (RFC 9110 §8.8.3)", "schema": obj{"type": "string"}}}
-	for k, v := range headers {
-		h[k] = v
-	}
+	maps.Copy(h, headers)
 	resp["headers"] = h
 	return resp
 }
@@ -232,50 +245,55 @@ func withRetryAfter(resp obj) obj {
 	return resp
 }
 
+// Schema parts of the hero model, bounded as decodeHero bounds them
+// (maxStringRunes, maxListItems, maxIntValue). Functions, so that no part of
+// one document is shared with another.
+func strSchema() obj          { return obj{"type": "string", "maxLength": maxStringRunes} }
+func optStrSchema() obj       { return obj{"type": []string{"string", "null"}, "maxLength": maxStringRunes} }
+func intRange(lo, hi int) obj { return obj{"type": "integer", "minimum": lo, "maximum": hi} }
+
+// heroProperties are the properties of Hero, or with input those of
+// HeroInput (which adds the class alias and says what the id does).
+func heroProperties(input bool) obj {
+	p := obj{
+		"id":                  obj{"type": "string", "format": "uuid", "readOnly": true},
+		"name":                strSchema(),
+		"race":                strSchema(),
+		"class_":              strSchema(),
+		"level":               intRange(1, 20),
+		"background":          optStrSchema(),
+		"alignment":           optStrSchema(),
+		"ability_scores":      ref("AbilityScores"),
+		"skill_proficiencies": ref("SkillProficiencies"),
+		"equipment":           ref("Equipment"),
+		"spells":              obj{"type": []string{"array", "null"}, "items": ref("Spell"), "maxItems": maxListItems},
+		"hit_points":          intRange(0, maxIntValue),
+		"armor_class":         intRange(0, maxIntValue),
+		"speed":               intRange(0, maxIntValue),
+		"personality_traits":  optStrSchema(),
+		"ideals":              optStrSchema(),
+		"bonds":               optStrSchema(),
+		"flaws":               optStrSchema(),
+	}
+	if input {
+		p["class"] = obj{"type": "string", "maxLength": maxStringRunes, "description": "Alias of class_; give one of them, not both"}
+		p["id"] = obj{"type": "string", "format": "uuid", "description": "Ignored on create; on replace it must equal the path's id"}
+	}
+	return p
+}
+
 // openAPISchemas are the hero schema and the error shapes.
 func openAPISchemas() obj {
-	str := obj{"type": "string", "maxLength": maxStringRunes}
-	optStr := obj{"type": []string{"string", "null"}, "maxLength": maxStringRunes}
-	intRange := func(lo, hi int) obj { return obj{"type": "integer", "minimum": lo, "maximum": hi} }
-	nonNeg := obj{"type": "integer", "minimum": 0, "maximum": maxIntValue}
-	strList := obj{"type": "array", "items": str, "maxItems": maxListItems}
 	skills := obj{}
 	for _, s := range skillNames {
 		skills[s] = obj{"type": "boolean", "default": false}
 	}
-	heroProps := func(input bool) obj {
-		p := obj{
-			"id":                  obj{"type": "string", "format": "uuid", "readOnly": true},
-			"name":                str,
-			"race":                str,
-			"class_":              str,
-			"level":               intRange(1, 20),
-			"background":          optStr,
-			"alignment":           optStr,
-			"ability_scores":      ref("AbilityScores"),
-			"skill_proficiencies": ref("SkillProficiencies"),
-			"equipment":           ref("Equipment"),
-			"spells":              obj{"type": []string{"array", "null"}, "items": ref("Spell"), "maxItems": maxListItems},
-			"hit_points":          nonNeg,
-			"armor_class":         nonNeg,
-			"speed":               nonNeg,
-			"personality_traits":  optStr,
-			"ideals":              optStr,
-			"bonds":               optStr,
-			"flaws":               optStr,
-		}
-		if input {
-			p["class"] = obj{"type": "string", "maxLength": maxStringRunes, "description": "Alias of class_; give one of them, not both"}
-			p["id"] = obj{"type": "string", "format": "uuid", "description": "Ignored on create; on replace it must equal the path's id"}
-		}
-		return p
-	}
 	return obj{
-		"Hero": obj{"type": "object", "properties": heroProps(false), "additionalProperties": false,
+		"Hero": obj{"type": "object", "properties": heroProperties(false), "additionalProperties": false,
 			"required": []string{"id", "name", "race", "class_", "level", "background", "alignment", "ability_scores",
 				"skill_proficiencies", "equipment", "spells", "hit_points", "armor_class", "speed",
 				"personality_traits", "ideals", "bonds", "flaws"}},
-		"HeroInput": obj{"type": "object", "properties": heroProps(true), "additionalProperties": false,
+		"HeroInput": obj{"type": "object", "properties": heroProperties(true), "additionalProperties": false,
 			"required":    []string{"name", "race", "level", "ability_scores", "equipment", "hit_points", "armor_class", "speed"},
 			"description": "A hero to create or replace. class_ (or its alias class) is required too. As in FastAPI (pydantic v2 lax mode), an integer may also be sent as a string (\"5\") and a boolean as \"true\"/\"false\", \"yes\"/\"no\", \"on\"/\"off\", \"1\"/\"0\" or 1/0.",
 			"oneOf":       []obj{{"required": []string{"class_"}}, {"required": []string{"class"}}}},
@@ -285,11 +303,11 @@ func openAPISchemas() obj {
 				"intelligence": intRange(1, 30), "wisdom": intRange(1, 30), "charisma": intRange(1, 30)}},
 		"SkillProficiencies": obj{"type": "object", "additionalProperties": false, "properties": skills},
 		"Equipment": obj{"type": "object", "additionalProperties": false,
-			"properties": obj{"weapon": optStr, "armor": optStr, "items": obj{"type": "array", "items": str, "maxItems": maxListItems, "default": []string{}}}},
+			"properties": obj{"weapon": optStrSchema(), "armor": optStrSchema(), "items": obj{"type": "array", "items": strSchema(), "maxItems": maxListItems, "default": []string{}}}},
 		"Spell": obj{"type": "object", "additionalProperties": false,
 			"required": []string{"name", "level", "casting_time", "range", "components", "duration"},
-			"properties": obj{"name": str, "level": intRange(0, 9), "casting_time": str, "range": str,
-				"components": strList, "duration": str}},
+			"properties": obj{"name": strSchema(), "level": intRange(0, 9), "casting_time": strSchema(), "range": strSchema(),
+				"components": obj{"type": "array", "items": strSchema(), "maxItems": maxListItems}, "duration": strSchema()}},
 		"Message":   obj{"type": "object", "required": []string{"message"}, "properties": obj{"message": obj{"type": "string"}}},
 		"HTTPError": obj{"type": "object", "required": []string{"detail"}, "properties": obj{"detail": obj{"type": "string"}}},
 		"HTTPValidationError": obj{"type": "object", "required": []string{"detail"},

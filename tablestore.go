@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -46,11 +45,6 @@ const (
 	tablePartition = "heroes"
 	// tableHeroProperty is the String property holding the hero's JSON.
 	tableHeroProperty = "Hero"
-	// maxHeroPropertyBytes is the Table service's limit on a String property:
-	// 64 KiB of UTF-16. It is maxHeroJSONBytes, which encodeHero applies to
-	// every store, so a hero whose JSON is larger is refused with
-	// errHeroTooLarge before any request is sent.
-	maxHeroPropertyBytes = maxHeroJSONBytes
 	// maxTableResponse caps the bytes read from any Table service response
 	// (8 MiB). A list page of tableListPage heroes at the property limit fits
 	// even when every UTF-16 unit comes back escaped as \uXXXX (6 bytes).
@@ -346,12 +340,6 @@ func (e *tableError) Unwrap() error {
 	return errStoreBadAnswer
 }
 
-// isAuthError reports whether err is the service refusing our credentials.
-func isAuthError(err error) bool {
-	var te *tableError
-	return errors.As(err, &te) && (te.Status == http.StatusUnauthorized || te.Status == http.StatusForbidden)
-}
-
 // transient reports whether err may pass by itself: the service could not be
 // reached, or answered 429 or 5xx. Other answers mean the settings are wrong.
 func transient(err error) bool {
@@ -404,16 +392,17 @@ func (s *tableStore) do(ctx context.Context, r tableRequest) (tableResponse, err
 		return tableResponse{}, fmt.Errorf("table: %s: %w: %w", r.op, errStoreUnavailable, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxTableResponse+1))
-	if err != nil {
+	data, err := readAtMost(resp.Body, maxTableResponse)
+	tooLarge := errors.Is(err, errTooLarge)
+	if err != nil && !tooLarge {
 		return tableResponse{}, fmt.Errorf("table: %s: reading the answer: %w: %w", r.op, errStoreUnavailable, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		// Judged by its status even when over the cap: the code comes
-		// from the header or the start of the body.
+		// Judged by its status even when over the cap (then only the
+		// x-ms-error-code header can give the code).
 		return tableResponse{}, &tableError{Op: r.op, Status: resp.StatusCode, Code: errorCode(resp.Header, data), Entity: r.entity}
 	}
-	if len(data) > maxTableResponse {
+	if tooLarge {
 		return tableResponse{}, fmt.Errorf("table: %s: answer larger than %d bytes: %w", r.op, maxTableResponse, errStoreBadAnswer)
 	}
 	return tableResponse{status: resp.StatusCode, header: resp.Header, body: data}, nil
@@ -488,8 +477,7 @@ func errorCode(h http.Header, body []byte) string {
 // decodeJSON decodes a 2xx answer's JSON body into v after checking its
 // Content-Type. Errors do not include the body.
 func (resp tableResponse) decodeJSON(op string, v any) error {
-	mt, _, err := mime.ParseMediaType(resp.header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
+	if !isJSONType(resp.header.Get("Content-Type")) {
 		return fmt.Errorf("table: %s: answer is not application/json: %w", op, errStoreBadAnswer)
 	}
 	if err := json.Unmarshal(resp.body, v); err != nil {

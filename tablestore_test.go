@@ -28,6 +28,18 @@ import (
 // The tests against the real engine skip when it is unset.
 const envAzurite = "AZURITE_TABLE_URL"
 
+// maxHeroPropertyBytes is the Table service's limit on a String property:
+// 64 KiB of UTF-16. It is maxHeroJSONBytes, which encodeHero applies to
+// every store, so a hero whose JSON is larger is refused with
+// errHeroTooLarge before any request is sent.
+const maxHeroPropertyBytes = maxHeroJSONBytes
+
+// isAuthError reports whether err is the service refusing our credentials.
+func isAuthError(err error) bool {
+	var te *tableError
+	return errors.As(err, &te) && (te.Status == http.StatusUnauthorized || te.Status == http.StatusForbidden)
+}
+
 // fixedNow is the clock of the fake-service tests.
 func fixedNow() time.Time { return time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC) }
 
