@@ -7,7 +7,6 @@ import (
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -93,8 +92,6 @@ var (
 	errIssuedInFuture  = &verifyError{"jwks: token issued in the future", "the token was issued in the future (iat)"}
 	errTenantForbidden = &verifyError{"jwks: tenant not allowed", "the tenant is not allowed"}
 	errNoPermissions   = &verifyError{"jwks: token has neither scp nor roles", "the token has neither scp nor roles"}
-	errBadNonce        = &verifyError{"jwks: nonce mismatch", "invalid token"}           // ID tokens only
-	errBadAZP          = &verifyError{"jwks: azp is not the client id", "invalid token"} // ID tokens only
 )
 
 // jws is a parsed compact JWS whose signature is not yet checked.
@@ -486,7 +483,7 @@ func verifyRS256(pub *rsa.PublicKey, signingInput []byte, sig []byte) error {
 // token skips RSA. Safe for concurrent use.
 //
 // It does not check: azp/appid of access tokens (any client of our API may
-// call it; verifyIDToken checks an ID token's azp), acr/amr, the
+// call it; verifyIDToken in auth.go checks an ID token's azp), acr/amr, the
 // at_hash/c_hash of hybrid flows, token revocation (Entra access tokens are
 // not revocable before exp), or the x5c chain of keys.
 type verifier struct {
@@ -541,32 +538,6 @@ func (v *verifier) checkAccessToken(ctx context.Context, raw string, now time.Ti
 		return nil, nil, errNoPermissions
 	}
 	return t, k, nil
-}
-
-// verifyIDToken verifies an OpenID Connect ID token (OpenID Connect Core
-// §3.1.3.7): every check of verify, iss being the discovery issuer (step 2;
-// never the v1 issuer: an ID token comes from the v2 endpoint the service
-// signs in with), then the client id among the audiences (step 3), azp
-// present when there are several (step 4) and the client id whenever present
-// (step 5), and the nonce, compared in constant time. An empty nonce skips
-// that check: only for ID tokens from a refresh (§12.2), which carry none of
-// ours. Not cached.
-func (v *verifier) verifyIDToken(ctx context.Context, raw, nonce string) (*claims, error) {
-	t, _, err := v.verify(ctx, raw, v.opts.Now(), false)
-	if err != nil {
-		return nil, err
-	}
-	switch c := &t.claims; {
-	case !slices.Contains(c.Audience, v.opts.ClientID):
-		return nil, fmt.Errorf("%w: %q", errBadAudience, truncate(strings.Join(c.Audience, " "), 64))
-	case len(c.Audience) > 1 && c.AZP == "":
-		return nil, fmt.Errorf("%w: %d audiences and no azp", errBadAZP, len(c.Audience))
-	case c.AZP != "" && c.AZP != v.opts.ClientID:
-		return nil, fmt.Errorf("%w: %q", errBadAZP, truncate(c.AZP, 64))
-	case nonce != "" && subtle.ConstantTimeCompare([]byte(c.Nonce), []byte(nonce)) != 1:
-		return nil, errBadNonce
-	}
-	return &t.claims, nil
 }
 
 // verify does the checks both token kinds share, in this order: parse,
