@@ -9,6 +9,10 @@ import (
 	"unicode/utf8"
 )
 
+// The service's one JSON reader (RFC 8259). It builds nothing: it hands out
+// members and items as raw JSON with their offsets, to token parsing
+// (parseObject) and to hero validation (checkJSON, then walk).
+
 // maxJSONDepth is the nesting limit of JOSE headers, claim sets, key sets and
 // hero bodies: at most 32 objects and arrays inside one another.
 const maxJSONDepth = 32
@@ -146,20 +150,34 @@ func (s *scanner) list(depth int, each func(member) error) error {
 	}
 	var seen names
 	var key []byte // stays nil in an array
-	var err error
 	s.pos++
 	if s.space(); s.skip(closing) {
 		return nil
 	}
 	for {
-		if closing == '}' {
-			if key, err = s.key(&seen); err != nil {
+		if closing == '}' { // the member's name, unescaped, and its colon
+			if s.space(); s.pos < len(s.data) && s.data[s.pos] != '"' {
+				return s.fail("object key is not a string")
+			}
+			start := s.pos
+			escaped, err := s.str()
+			if err != nil {
 				return err
+			}
+			if key = s.data[start+1 : s.pos-1]; escaped {
+				key = []byte(unquote(s.data[start:s.pos]))
+			}
+			if s.unique && seen.add(key) {
+				return fmt.Errorf("duplicate member %q", truncate(string(key), 64))
+			}
+			if s.space(); !s.skip(':') {
+				return s.want("':' after object key")
 			}
 		}
 		s.space()
 		off := s.pos
-		if err = s.value(depth + 1); err == nil && each != nil {
+		err := s.value(depth + 1)
+		if err == nil && each != nil {
 			err = each(member{key, s.data[off:s.pos], off})
 		}
 		if err != nil {
@@ -172,29 +190,6 @@ func (s *scanner) list(depth int, each func(member) error) error {
 			return s.want(fmt.Sprintf("',' or '%c'", closing))
 		}
 	}
-}
-
-// key reads a member name, unescaped, and the colon after it.
-func (s *scanner) key(seen *names) ([]byte, error) {
-	if s.space(); s.pos < len(s.data) && s.data[s.pos] != '"' {
-		return nil, s.fail("object key is not a string")
-	}
-	start := s.pos
-	escaped, err := s.str()
-	if err != nil {
-		return nil, err
-	}
-	key := s.data[start+1 : s.pos-1]
-	if escaped {
-		key = []byte(unquote(s.data[start:s.pos]))
-	}
-	if s.unique && seen.add(key) {
-		return nil, fmt.Errorf("duplicate member %q", truncate(string(key), 64))
-	}
-	if s.space(); !s.skip(':') {
-		return nil, s.want("':' after object key")
-	}
-	return key, nil
 }
 
 // str reads the string at s.pos (RFC 8259 §7), whose text must be UTF-8
