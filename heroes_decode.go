@@ -11,12 +11,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf16"
 	"unicode/utf8"
 )
 
-// Limits of a hero request (issue 5). Sizes are bytes, lengths are Unicode
-// characters (runes) or list items.
+// Limits of a hero request. Sizes are bytes, lengths are Unicode characters
+// (runes) or list items.
 const (
 	maxBodyBytes   = 1 << 20       // 1 MiB request body, else 413
 	maxStringRunes = 200           // every string field
@@ -27,6 +26,12 @@ const (
 	// maxSafeInt is the largest integer a JSON number carries exactly to a
 	// JavaScript client (2^53-1); larger ones are refused as unparseable.
 	maxSafeInt int64 = 1<<53 - 1
+
+	// maxObjectMembers bounds the names validation reads per JSON object:
+	// far more than any object of the hero model has (the hero itself has
+	// 21 names), so only a body that already breaks the rules with unknown
+	// members reaches it. Later new names are dropped unreported.
+	maxObjectMembers = 256
 )
 
 // fieldError is one validation problem in FastAPI's (pydantic v2's) 422
@@ -62,20 +67,16 @@ func (e *requestError) Error() string { return "heroes: " + strings.ToLower(e.de
 
 // decodeHero reads a hero from a JSON request body: Content-Type must be
 // application/json (charset utf-8 allowed), the body at most maxBodyBytes,
-// exactly one JSON value nested at most maxJSONDepth deep, then validated by
-// validateHero. Errors are *requestError (413, 415) or validationError (422);
-// writeDecodeError answers either.
+// exactly one JSON value (checkJSON), then validated by validateHero. Errors
+// are *requestError (413, 415) or validationError (422); writeDecodeError
+// answers either.
 func decodeHero(w http.ResponseWriter, r *http.Request) (hero, error) {
 	if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
 		return hero{}, err
 	}
-	// Sized from Content-Length when given (and bounded by the limit), so
-	// reading costs one buffer rather than io.ReadAll's doublings.
-	buf := bytes.NewBuffer(make([]byte, 0, min(max(r.ContentLength, 0), maxBodyBytes)+bytes.MinRead))
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	data := buf.Bytes()
-	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
-		return hero{}, &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("Request body is larger than %d bytes", maxBodyBytes)}
+	data, status, err := readBody(w, r, maxBodyBytes)
+	if status == http.StatusRequestEntityTooLarge {
+		return hero{}, &requestError{status, fmt.Sprintf("Request body is larger than %d bytes", maxBodyBytes)}
 	}
 	if err != nil {
 		return hero{}, validationError{{Loc: []any{"body"}, Msg: "Could not read the request body", Type: "body_read"}}
@@ -83,27 +84,19 @@ func decodeHero(w http.ResponseWriter, r *http.Request) (hero, error) {
 	// A leading UTF-8 byte order mark is dropped, as Starlette's json.loads
 	// of the body's bytes does (it detects the encoding, BOM included);
 	// positions in json_invalid count from after it, as Python's do.
-	data = bytes.TrimPrefix(data, utf8BOM)
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
 	if len(bytes.TrimSpace(data)) == 0 {
 		return hero{}, validationError{{Loc: []any{"body"}, Msg: "Field required", Type: "missing"}}
 	}
-	v, err := parseJSON(data)
-	var se *jsonSyntaxError
-	if errors.As(err, &se) {
-		return hero{}, validationError{se.problem()}
+	if se := (*syntaxError)(nil); errors.As(checkJSON(data), &se) {
+		return hero{}, validationError{jsonInvalid(data, se)}
 	}
-	if err != nil {
-		return hero{}, err // parseJSON documents only *jsonSyntaxError; answered 400
-	}
-	h, problems := validateHero(v)
+	h, problems := validateHero(data)
 	if len(problems) > 0 {
 		return hero{}, validationError(problems)
 	}
 	return h, nil
 }
-
-// utf8BOM is the UTF-8 encoding of U+FEFF, the byte order mark.
-var utf8BOM = []byte{0xef, 0xbb, 0xbf}
 
 // checkJSONContentType accepts application/json with no parameter or a
 // utf-8 charset (RFC 8259 §8.1: JSON is UTF-8); anything else is a 415.
@@ -138,467 +131,21 @@ func writeDecodeError(w http.ResponseWriter, err error) {
 	writeError(w, http.StatusBadRequest, "Bad request")
 }
 
-// jsonSyntaxError is malformed JSON: what broke and where. offset is the
-// position in characters (Unicode code points, each byte of invalid UTF-8
-// counting as one) from 0, as Python's json module reports it in
-// JSONDecodeError.pos and FastAPI in loc; line and column count from 1,
-// the column in characters too.
-type jsonSyntaxError struct {
-	offset       int64
-	line, column int
-	msg          string
-}
-
-// Error says what broke and where.
-func (e *jsonSyntaxError) Error() string {
-	return fmt.Sprintf("heroes: json: %s at line %d, column %d", e.msg, e.line, e.column)
-}
-
-// problem is the error in FastAPI's json_invalid shape: loc ["body",
-// offset], offset in characters.
-func (e *jsonSyntaxError) problem() fieldError {
-	return fieldError{
-		Loc:  []any{"body", e.offset},
-		Msg:  "JSON decode error",
-		Type: "json_invalid",
-		Ctx:  map[string]any{"error": fmt.Sprintf("%s (line %d, column %d)", e.msg, e.line, e.column), "line": e.line, "column": e.column},
-	}
-}
-
-// newJSONSyntaxError locates the byte offset in data, as a character
-// offset and a line and column.
-func newJSONSyntaxError(data []byte, offset int64, msg string) *jsonSyntaxError {
-	offset = min(max(offset, 0), int64(len(data)))
-	before := data[:offset]
+// jsonInvalid is a checkJSON error in FastAPI's json_invalid shape: loc
+// ["body", offset], the offset in characters (Unicode code points, each
+// byte of invalid UTF-8 counting as one) from 0, as Python's json module
+// reports it in JSONDecodeError.pos; line and column count from 1, the
+// column in characters too.
+func jsonInvalid(data []byte, e *syntaxError) fieldError {
+	before := data[:e.off]
 	line := bytes.Count(before, []byte{'\n'}) + 1
 	column := utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:]) + 1
-	return &jsonSyntaxError{offset: int64(utf8.RuneCount(before)), line: line, column: column, msg: msg}
-}
-
-// tooLongList stands, in a parsed body, for a JSON array of more than
-// maxListItems items: the parser counts its items (and checks their syntax)
-// but keeps none of them, so a body of a million tiny items costs no more
-// memory than one of a hundred.
-type tooLongList struct{ n int }
-
-// tooLongString stands, in a parsed body, for a JSON string of more than
-// maxStringRunes characters; the parser does not keep its text.
-type tooLongString struct{}
-
-// maxObjectMembers bounds the members the parser keeps per JSON object:
-// far more than any object of the hero model has (the hero itself has 21
-// names), so only a body that already breaks the rules with unknown members
-// reaches it. Later new names are checked for syntax and dropped.
-const maxObjectMembers = 256
-
-// parseJSON parses exactly one JSON value (RFC 8259) into map[string]any,
-// []any, string, json.Number, bool or nil, with any data after the value
-// refused. It applies the request limits while parsing, so memory stays a
-// small multiple of len(data) whatever its shape: nesting deeper than
-// maxJSONDepth is an error; an array of more than maxListItems items
-// becomes tooLongList and a string of more than maxStringRunes characters
-// tooLongString (validation reports both); an object keeps at most
-// maxObjectMembers names. A repeated object name keeps its last value, as
-// FastAPI does. Text that is not UTF-8 is an error (RFC 8259 §8.1), not
-// replaced with U+FFFD. Errors are *jsonSyntaxError.
-func parseJSON(data []byte) (any, error) {
-	p := &jsonParser{data: data}
-	v, err := p.value(0)
-	if err != nil {
-		return nil, err
+	return fieldError{
+		Loc:  []any{"body", utf8.RuneCount(before)},
+		Msg:  "JSON decode error",
+		Type: "json_invalid",
+		Ctx:  map[string]any{"error": fmt.Sprintf("%s (line %d, column %d)", e.msg, line, column), "line": line, "column": column},
 	}
-	p.space()
-	if p.pos < len(data) {
-		return nil, p.fail("data after the JSON value")
-	}
-	return v, nil
-}
-
-// jsonParser is a recursive-descent JSON (RFC 8259) parser over one
-// request body. It is used once, by one goroutine.
-type jsonParser struct {
-	data []byte
-	pos  int // next byte to read
-	// skipping is set while parsing values no one will keep (items past
-	// maxListItems): their syntax is checked, nothing is built.
-	skipping bool
-	// items holds the items of the arrays being parsed, innermost last;
-	// each array is copied out at its exact length when it closes, so
-	// no array pays for append's spare capacity.
-	items []any
-	// numbers shares the interface value of each distinct short number
-	// text, up to maxSharedNumbers of them.
-	numbers map[string]any
-}
-
-// maxSharedNumbers bounds jsonParser.numbers.
-const maxSharedNumbers = 1024
-
-// skip parses one value at depth without building it.
-func (p *jsonParser) skip(depth int) error {
-	saved := p.skipping
-	p.skipping = true
-	_, err := p.value(depth)
-	p.skipping = saved
-	return err
-}
-
-// fail returns a *jsonSyntaxError at the current position.
-func (p *jsonParser) fail(msg string) error {
-	return newJSONSyntaxError(p.data, int64(p.pos), msg)
-}
-
-// space skips JSON whitespace (RFC 8259 §2).
-func (p *jsonParser) space() {
-	for p.pos < len(p.data) {
-		switch p.data[p.pos] {
-		case ' ', '\t', '\n', '\r':
-			p.pos++
-		default:
-			return
-		}
-	}
-}
-
-// value parses one value at the given nesting depth.
-func (p *jsonParser) value(depth int) (any, error) {
-	p.space()
-	if p.pos >= len(p.data) {
-		return nil, p.fail("unexpected end of JSON input")
-	}
-	switch c := p.data[p.pos]; {
-	case c == '{' || c == '[':
-		if depth >= maxJSONDepth {
-			return nil, p.fail(fmt.Sprintf("nesting deeper than %d levels", maxJSONDepth))
-		}
-		if c == '{' {
-			return p.object(depth)
-		}
-		return p.array(depth)
-	case c == '"':
-		return p.stringValue()
-	case c == '-' || ('0' <= c && c <= '9'):
-		return p.number()
-	}
-	for _, lit := range []struct {
-		text string
-		v    any
-	}{{"true", true}, {"false", false}, {"null", nil}} {
-		if bytes.HasPrefix(p.data[p.pos:], []byte(lit.text)) {
-			p.pos += len(lit.text)
-			return lit.v, nil
-		}
-	}
-	return nil, p.fail(fmt.Sprintf("invalid character %q looking for beginning of value", rune(p.data[p.pos])))
-}
-
-// object parses an object; p.pos is at its '{'.
-func (p *jsonParser) object(depth int) (any, error) {
-	p.pos++
-	var m map[string]any
-	if !p.skipping {
-		m = map[string]any{}
-	}
-	p.space()
-	if p.pos < len(p.data) && p.data[p.pos] == '}' {
-		p.pos++
-		return m, nil
-	}
-	for {
-		p.space()
-		if p.pos >= len(p.data) {
-			return nil, p.fail("unexpected end of JSON input")
-		}
-		if p.data[p.pos] != '"' {
-			return nil, p.fail("object key is not a string")
-		}
-		limit := -1
-		if p.skipping {
-			limit = 0
-		}
-		k, err := p.str(limit)
-		if errors.Is(err, errStringTooLong) {
-			err = nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		p.space()
-		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
-			return nil, p.end("':' after object key")
-		}
-		p.pos++
-		v, err := p.value(depth + 1)
-		if err != nil {
-			return nil, err
-		}
-		if _, seen := m[k]; !p.skipping && (seen || len(m) < maxObjectMembers) {
-			m[k] = v
-		}
-		if done, err := p.next('}'); done || err != nil {
-			return m, err
-		}
-	}
-}
-
-// array parses an array; p.pos is at its '['.
-func (p *jsonParser) array(depth int) (any, error) {
-	p.pos++
-	n := 0
-	p.space()
-	if p.pos < len(p.data) && p.data[p.pos] == ']' {
-		p.pos++
-		return []any{}, nil
-	}
-	mark := len(p.items)
-	defer func() { p.items = p.items[:mark] }()
-	for {
-		if n++; n <= maxListItems && !p.skipping {
-			v, err := p.value(depth + 1)
-			if err != nil {
-				return nil, err
-			}
-			p.items = append(p.items, v)
-		} else {
-			if err := p.skip(depth + 1); err != nil {
-				return nil, err
-			}
-		}
-		done, err := p.next(']')
-		if err != nil {
-			return nil, err
-		}
-		if done && p.skipping {
-			return nil, nil
-		}
-		if done && n > maxListItems {
-			return tooLongList{n: n}, nil
-		}
-		if done {
-			return slices.Clone(p.items[mark:]), nil
-		}
-	}
-}
-
-// next reads the ',' between members or the closing delimiter; done
-// reports the closing one.
-func (p *jsonParser) next(closing byte) (done bool, err error) {
-	p.space()
-	if p.pos < len(p.data) {
-		switch p.data[p.pos] {
-		case ',':
-			p.pos++
-			return false, nil
-		case closing:
-			p.pos++
-			return true, nil
-		}
-	}
-	return false, p.end(fmt.Sprintf("',' or '%c'", closing))
-}
-
-// end is the error for a missing want: the end of input, or another byte.
-func (p *jsonParser) end(want string) error {
-	if p.pos >= len(p.data) {
-		return p.fail("unexpected end of JSON input")
-	}
-	return p.fail(fmt.Sprintf("invalid character %q, want %s", rune(p.data[p.pos]), want))
-}
-
-// stringValue parses a string value: a string, or tooLongString past
-// maxStringRunes characters.
-func (p *jsonParser) stringValue() (any, error) {
-	limit := maxStringRunes
-	if p.skipping {
-		limit = 0
-	}
-	s, err := p.str(limit)
-	if p.skipping && errors.Is(err, errStringTooLong) {
-		return nil, nil
-	}
-	if errors.Is(err, errStringTooLong) {
-		return tooLongString{}, nil
-	}
-	return s, err
-}
-
-// errStringTooLong is str's answer for a string over its limit.
-var errStringTooLong = errors.New("heroes: string too long")
-
-// str parses a string (RFC 8259 §7); p.pos is at its opening quote. With
-// limit >= 0, a string of more than limit characters is checked to its end
-// but not built, and gives errStringTooLong. Raw bytes must be valid UTF-8
-// (RFC 8259 §8.1); escapes, surrogate pairs included, are decoded, and a
-// lone surrogate escape becomes U+FFFD as in encoding/json.
-func (p *jsonParser) str(limit int) (string, error) {
-	p.pos++
-	start := p.pos
-	var b []byte // the decoded text, built from the first escape on
-	runes := 0
-	for {
-		kept := limit < 0 || runes <= limit
-		if p.pos >= len(p.data) {
-			return "", p.fail("unexpected end of JSON input")
-		}
-		c := p.data[p.pos]
-		switch {
-		case c == '"':
-			p.pos++
-			switch {
-			case !kept:
-				return "", errStringTooLong
-			case b != nil:
-				return string(b), nil
-			}
-			return string(p.data[start : p.pos-1]), nil
-		case c < 0x20:
-			return "", p.fail("invalid control character in string")
-		case c == '\\':
-			escStart := p.pos
-			r, err := p.escape()
-			if err != nil {
-				return "", err
-			}
-			if kept {
-				if b == nil {
-					b = append([]byte{}, p.data[start:escStart]...)
-				}
-				b = utf8.AppendRune(b, r)
-			}
-		case c < utf8.RuneSelf:
-			p.pos++
-			if b != nil && kept {
-				b = append(b, c)
-			}
-		default:
-			r, size := utf8.DecodeRune(p.data[p.pos:])
-			if r == utf8.RuneError && size <= 1 {
-				return "", p.fail("invalid UTF-8 in string")
-			}
-			if b != nil && kept {
-				b = append(b, p.data[p.pos:p.pos+size]...)
-			}
-			p.pos += size
-		}
-		runes++
-		if limit >= 0 && runes > limit {
-			b = nil // over the limit: stop building
-		}
-	}
-}
-
-// escape decodes one escape sequence; p.pos is at its backslash. A \u
-// escape of a high surrogate followed by one of a low surrogate is one
-// character.
-func (p *jsonParser) escape() (rune, error) {
-	if p.pos+1 >= len(p.data) {
-		p.pos = len(p.data)
-		return 0, p.fail("unexpected end of JSON input")
-	}
-	c := p.data[p.pos+1]
-	if i := strings.IndexByte(`"\/bfnrt`, c); i >= 0 {
-		p.pos += 2
-		return rune("\"\\/\b\f\n\r\t"[i]), nil
-	}
-	if c != 'u' {
-		p.pos++
-		return 0, p.fail("invalid escape in string")
-	}
-	r, err := p.hex4()
-	if err != nil || !utf16.IsSurrogate(r) {
-		return r, err
-	}
-	if p.pos+1 < len(p.data) && p.data[p.pos] == '\\' && p.data[p.pos+1] == 'u' {
-		save := p.pos
-		r2, err := p.hex4()
-		if err != nil {
-			return 0, err
-		}
-		if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
-			return dec, nil
-		}
-		p.pos = save // not a pair: the second escape stands on its own
-	}
-	return utf8.RuneError, nil
-}
-
-// hex4 reads the \uXXXX at p.pos.
-func (p *jsonParser) hex4() (rune, error) {
-	if p.pos+6 > len(p.data) {
-		p.pos = len(p.data)
-		return 0, p.fail("unexpected end of JSON input")
-	}
-	var r rune
-	for _, c := range p.data[p.pos+2 : p.pos+6] {
-		var v byte
-		switch {
-		case '0' <= c && c <= '9':
-			v = c - '0'
-		case 'a' <= c && c <= 'f':
-			v = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			v = c - 'A' + 10
-		default:
-			p.pos += 2
-			return 0, p.fail("invalid \\u escape in string")
-		}
-		r = r<<4 | rune(v)
-	}
-	p.pos += 6
-	return r, nil
-}
-
-// number parses a number (RFC 8259 §6) into a json.Number.
-func (p *jsonParser) number() (any, error) {
-	start := p.pos
-	digits := func() int {
-		n := 0
-		for p.pos < len(p.data) && '0' <= p.data[p.pos] && p.data[p.pos] <= '9' {
-			p.pos++
-			n++
-		}
-		return n
-	}
-	more := func(set string) bool {
-		if p.pos < len(p.data) && strings.IndexByte(set, p.data[p.pos]) >= 0 {
-			p.pos++
-			return true
-		}
-		return false
-	}
-	more("-")
-	if p.pos < len(p.data) && p.data[p.pos] == '0' {
-		p.pos++
-	} else if digits() == 0 {
-		return nil, p.end("a digit")
-	}
-	if more(".") && digits() == 0 {
-		return nil, p.end("a digit after the decimal point")
-	}
-	if more("eE") {
-		more("+-")
-		if digits() == 0 {
-			return nil, p.end("a digit in the exponent")
-		}
-	}
-	if p.skipping {
-		return nil, nil
-	}
-	text := p.data[start:p.pos]
-	if len(text) > 16 {
-		return json.Number(text), nil
-	}
-	if v, ok := p.numbers[string(text)]; ok {
-		return v, nil // a repeated number costs no allocation
-	}
-	v := any(json.Number(text))
-	if len(p.numbers) < maxSharedNumbers {
-		if p.numbers == nil {
-			p.numbers = map[string]any{}
-		}
-		p.numbers[string(text)] = v
-	}
-	return v, nil
 }
 
 // checker collects validation problems, up to maxProblems (the rest are
@@ -617,14 +164,21 @@ func (c *checker) add(loc []any, typ, msg string, ctx map[string]any) {
 // at returns loc extended by one step, never sharing loc's array.
 func at(loc []any, step any) []any { return append(slices.Clip(loc), step) }
 
-// object checks that v is a JSON object holding only the allowed keys
-// (pydantic's extra="forbid"), reporting each unknown key in sorted order.
-func (c *checker) object(loc []any, v any, allowed ...string) fields {
-	m, ok := v.(map[string]any)
-	if !ok {
+// object checks that v (raw JSON) is an object holding only the allowed
+// names (pydantic's extra="forbid"), reporting each unknown name once, in
+// sorted order. Of a name given twice the last value counts, as in FastAPI.
+func (c *checker) object(loc []any, v []byte, allowed ...string) fields {
+	if v[0] != '{' {
 		c.add(loc, "model_attributes_type", "Input should be a valid dictionary or object to extract fields from", nil)
 		return fields{c: c, loc: loc}
 	}
+	m := map[string][]byte{}
+	walk(v, 0, func(mb member) error {
+		if _, seen := m[string(mb.key)]; seen || len(m) < maxObjectMembers {
+			m[string(mb.key)] = mb.val
+		}
+		return nil
+	})
 	var extra []string
 	for k := range m {
 		if !slices.Contains(allowed, k) {
@@ -638,17 +192,18 @@ func (c *checker) object(loc []any, v any, allowed ...string) fields {
 	return fields{c: c, loc: loc, m: m}
 }
 
-// fields reads the members of one JSON object; m is nil when the value was
-// not an object (its problem is already recorded, so members are not).
+// fields reads the members of one JSON object, as raw JSON; m is nil when
+// the value was not an object (its problem is already recorded, so members
+// are not).
 type fields struct {
 	c   *checker
 	loc []any
-	m   map[string]any
+	m   map[string][]byte
 }
 
 // get returns the member key. A missing member is reported when required;
 // null counts as present (the type check decides).
-func (f fields) get(key string, required bool) (any, []any, bool) {
+func (f fields) get(key string, required bool) ([]byte, []any, bool) {
 	if f.m == nil {
 		return nil, nil, false
 	}
@@ -675,7 +230,7 @@ func (f fields) str(key string) string {
 // optStr reads an optional string member; absent or null gives nil.
 func (f fields) optStr(key string) *string {
 	v, loc, ok := f.get(key, false)
-	if !ok || v == nil {
+	if !ok || string(v) == "null" {
 		return nil
 	}
 	s, ok := f.c.stringValue(loc, v)
@@ -691,7 +246,7 @@ func (f fields) integer(key string, lo, hi int) int {
 	if !ok {
 		return 0
 	}
-	n, _ := f.c.intValue(loc, v, lo, hi)
+	n, _ := f.c.laxInt(loc, v, lo, hi)
 	return n
 }
 
@@ -705,30 +260,97 @@ func (f fields) flag(key string) bool {
 	return b
 }
 
+// list reads a list member of at most maxListItems items, calling item for
+// each, and reports whether it was present and a list. null is accepted
+// (as absent) only when nullable.
+func (f fields) list(key string, required, nullable bool, item func(loc []any, v []byte)) bool {
+	v, loc, ok := f.get(key, required)
+	if !ok || nullable && string(v) == "null" {
+		return false
+	}
+	if v[0] != '[' {
+		f.c.add(loc, "list_type", "Input should be a valid list", nil)
+		return false
+	}
+	n := 0
+	walk(v, 0, func(member) error { n++; return nil })
+	if n > maxListItems {
+		f.c.add(loc, "too_long", fmt.Sprintf("List should have at most %d items after validation, not %d", maxListItems, n),
+			map[string]any{"field_type": "List", "max_length": maxListItems, "actual_length": n})
+		return false
+	}
+	i := 0
+	walk(v, 0, func(m member) error {
+		item(at(loc, i), m.val)
+		i++
+		return nil
+	})
+	return true
+}
+
+// strList reads a list of strings; a missing optional list gives [].
+func (f fields) strList(key string, required bool) []string {
+	out := []string{}
+	f.list(key, required, false, func(loc []any, v []byte) {
+		s, _ := f.c.stringValue(loc, v)
+		out = append(out, s)
+	})
+	return out
+}
+
+// text decodes v when it is a JSON string (isStr); long reports more than
+// maxStringRunes characters. A character takes at most 12 bytes of JSON (a
+// surrogate pair of \u escapes), so a longer text is long unread, and a
+// hostile body costs no copy of its strings.
+func text(v []byte) (s string, long, isStr bool) {
+	if v[0] != '"' {
+		return "", false, false
+	}
+	if len(v) > 12*maxStringRunes+2 {
+		return "", true, true
+	}
+	s = unquote(v)
+	return s, utf8.RuneCountInString(s) > maxStringRunes, true
+}
+
+// isNumber reports whether the raw JSON value v is a number.
+func isNumber(v []byte) bool { return v[0] == '-' || '0' <= v[0] && v[0] <= '9' }
+
+// stringValue checks v is a string of at most maxStringRunes characters.
+func (c *checker) stringValue(loc []any, v []byte) (string, bool) {
+	s, long, isStr := text(v)
+	if !isStr {
+		c.add(loc, "string_type", "Input should be a valid string", nil)
+		return "", false
+	}
+	if long {
+		c.add(loc, "string_too_long", fmt.Sprintf("String should have at most %d characters", maxStringRunes), map[string]any{"max_length": maxStringRunes})
+		return "", false
+	}
+	return s, true
+}
+
 // boolValue checks v is a boolean as pydantic v2's lax mode reads one
 // (Conversion Table, bool): true or false; the numbers 0 and 1 (1.0 too);
 // or, in any letter case, one of the strings "true", "t", "yes", "y", "on",
 // "1" and "false", "f", "no", "n", "off", "0". Another number or string is
 // bool_parsing, any other JSON value bool_type.
-func (c *checker) boolValue(loc []any, v any) (bool, bool) {
-	switch x := v.(type) {
-	case bool:
-		return x, true
-	case json.Number:
-		switch f, err := strconv.ParseFloat(string(x), 64); {
-		case err == nil && f == 0:
-			return false, true
-		case err == nil && f == 1:
-			return true, true
+func (c *checker) boolValue(loc []any, v []byte) (bool, bool) {
+	s, _, isStr := text(v)
+	switch {
+	case string(v) == "true" || string(v) == "false":
+		return v[0] == 't', true
+	case isNumber(v):
+		if f, err := strconv.ParseFloat(string(v), 64); err == nil && (f == 0 || f == 1) {
+			return f == 1, true
 		}
-	case string:
-		switch strings.ToLower(x) {
+	case isStr:
+		switch strings.ToLower(s) {
 		case "true", "t", "yes", "y", "on", "1":
 			return true, true
 		case "false", "f", "no", "n", "off", "0":
 			return false, true
 		}
-	case tooLongString:
 	default:
 		c.add(loc, "bool_type", "Input should be a valid boolean", nil)
 		return false, false
@@ -737,86 +359,36 @@ func (c *checker) boolValue(loc []any, v any) (bool, bool) {
 	return false, false
 }
 
-// list reads a list member of at most maxListItems items, calling item for
-// each. A missing optional list gives ok false; null is accepted only when
-// nullable.
-func (f fields) list(key string, required, nullable bool, item func(loc []any, v any)) (n int, present bool) {
-	v, loc, ok := f.get(key, required)
-	if !ok || (v == nil && nullable) {
-		return 0, false
-	}
-	if long, ok := v.(tooLongList); ok {
-		f.c.add(loc, "too_long", fmt.Sprintf("List should have at most %d items after validation, not %d", maxListItems, long.n),
-			map[string]any{"field_type": "List", "max_length": maxListItems, "actual_length": long.n})
-		return 0, false
-	}
-	a, isList := v.([]any)
-	if !isList {
-		f.c.add(loc, "list_type", "Input should be a valid list", nil)
-		return 0, false
-	}
-	for i, x := range a {
-		item(at(loc, i), x)
-	}
-	return len(a), true
-}
-
-// strList reads a list of strings; a missing optional list gives [].
-func (f fields) strList(key string, required bool) []string {
-	out := []string{}
-	f.list(key, required, false, func(loc []any, v any) {
-		s, _ := f.c.stringValue(loc, v)
-		out = append(out, s)
-	})
-	return out
-}
-
-// stringValue checks v is a string of at most maxStringRunes characters.
-func (c *checker) stringValue(loc []any, v any) (string, bool) {
-	s, ok := v.(string)
-	_, long := v.(tooLongString)
-	if !ok && !long {
-		c.add(loc, "string_type", "Input should be a valid string", nil)
-		return "", false
-	}
-	if long || utf8.RuneCountInString(s) > maxStringRunes {
-		c.add(loc, "string_too_long", fmt.Sprintf("String should have at most %d characters", maxStringRunes), map[string]any{"max_length": maxStringRunes})
-		return "", false
-	}
-	return s, true
-}
-
-// intValue checks v is an integer between lo and hi inclusive, read as
+// laxInt checks v is an integer between lo and hi inclusive, read as
 // pydantic v2's lax mode reads an int (Conversion Table, int): a JSON
-// number without a fraction (3.0 and 1e2 are integers; 2.5 is
-// int_from_float); true and false as 1 and 0; or a string holding an
-// integer (laxIntString; anything else is int_parsing). Any other JSON value
-// is int_type. A number beyond ±(2^53-1), which JavaScript clients could not
-// hold exactly, is refused as int_parsing_size.
-func (c *checker) intValue(loc []any, v any, lo, hi int) (int, bool) {
-	var num json.Number
-	switch x := v.(type) {
-	case json.Number:
-		num = x
-	case bool:
-		num = "0"
-		if x {
-			num = "1"
+// number (intValue); true and false as 1 and 0; or a string of at most
+// maxStringRunes characters holding an integer (laxIntString; anything else
+// is int_parsing). Any other JSON value is int_type.
+func (c *checker) laxInt(loc []any, v []byte, lo, hi int) (int, bool) {
+	s, long, isStr := text(v)
+	switch {
+	case isStr:
+		if n, ok := laxIntString(s); ok && !long {
+			return c.intValue(loc, n, lo, hi)
 		}
-	case string:
-		n, ok := laxIntString(x)
-		if !ok {
-			c.add(loc, "int_parsing", "Input should be a valid integer, unable to parse string as an integer", nil)
-			return 0, false
-		}
-		num = n
-	case tooLongString:
 		c.add(loc, "int_parsing", "Input should be a valid integer, unable to parse string as an integer", nil)
 		return 0, false
-	default:
-		c.add(loc, "int_type", "Input should be a valid integer", nil)
-		return 0, false
+	case string(v) == "true":
+		return c.intValue(loc, "1", lo, hi)
+	case string(v) == "false":
+		return c.intValue(loc, "0", lo, hi)
+	case isNumber(v):
+		return c.intValue(loc, json.Number(v), lo, hi)
 	}
+	c.add(loc, "int_type", "Input should be a valid integer", nil)
+	return 0, false
+}
+
+// intValue checks the JSON number num is an integer between lo and hi
+// inclusive: 3.0 and 1e2 are integers; 2.5 is int_from_float; a number
+// beyond ±(2^53-1), which JavaScript clients could not hold exactly, is
+// refused as int_parsing_size.
+func (c *checker) intValue(loc []any, num json.Number, lo, hi int) (int, bool) {
 	n, err := strconv.ParseInt(string(num), 10, 64)
 	if err != nil {
 		f, ferr := strconv.ParseFloat(string(num), 64)
@@ -893,26 +465,24 @@ var skillNames = []string{
 	"performance", "persuasion", "religion", "sleight_of_hand", "stealth", "survival",
 }
 
-// validateHero turns a parsed JSON body into a hero, listing every problem
-// at once with its loc under "body". Values are read as pydantic v2's lax
-// mode reads them (intValue, boolValue; strings stay strict). Rules (issue
-// 5): level 1–20, ability
-// scores 1–30, hit points, armor class and speed 0 to 2^31-1, spell level
-// 0–9, strings at most 200 characters, lists at most 100 items, no unknown
-// member. "class"
-// is an alias of "class_"; giving both is a problem (which one would win is
-// a guess we refuse to make). "id" may be sent (a client PUTting back what
-// it read) and is returned in h.ID for the handler to check; create ignores
-// it.
+// validateHero turns a JSON body that checkJSON accepted into a hero,
+// listing every problem at once with its loc under "body". Values are read
+// as pydantic v2's lax mode reads them (laxInt, boolValue; strings stay
+// strict). Rules: level 1–20, ability scores 1–30, hit points, armor class
+// and speed 0 to 2^31-1, spell level 0–9, strings at most 200 characters,
+// lists at most 100 items, no unknown member. "class" is an alias of
+// "class_"; giving both is a problem (which one would win is a guess we
+// refuse to make). "id" may be sent (a client PUTting back what it read) and
+// is returned in h.ID for the handler to check; create ignores it.
 //
 // Required: name, race, class_, level, ability_scores (all six), equipment,
 // hit_points, armor_class, speed. Optional (null or absent): background,
 // alignment, personality_traits, ideals, bonds, flaws, spells, and inside
 // equipment weapon and armor. skill_proficiencies and each of its skills,
 // and equipment.items, default to false and [] when absent.
-func validateHero(v any) (hero, []fieldError) {
+func validateHero(data []byte) (hero, []fieldError) {
 	c := &checker{}
-	f := c.object([]any{"body"}, v, "id", "name", "race", "class_", "class", "level", "background", "alignment",
+	f := c.object([]any{"body"}, bytes.TrimSpace(data), "id", "name", "race", "class_", "class", "level", "background", "alignment",
 		"ability_scores", "skill_proficiencies", "equipment", "spells", "hit_points", "armor_class", "speed",
 		"personality_traits", "ideals", "bonds", "flaws")
 	var h hero
@@ -1006,7 +576,7 @@ func (f fields) equipment() equipment {
 // spells reads the optional spells list; absent or null gives nil.
 func (f fields) spells() []spell {
 	var out []spell
-	_, present := f.list("spells", false, true, func(loc []any, v any) {
+	present := f.list("spells", false, true, func(loc []any, v []byte) {
 		s := f.c.object(loc, v, "name", "level", "casting_time", "range", "components", "duration")
 		out = append(out, spell{
 			Name:        s.str("name"),

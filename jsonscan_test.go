@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +22,9 @@ func FuzzParseObject(f *testing.F) {
 		var m map[string]any
 		if err := json.Unmarshal(data, &m); err != nil {
 			t.Fatalf("parseObject accepted %q, which encoding/json refuses: %v", data, err)
+		}
+		if err := checkJSON(data); err != nil {
+			t.Fatalf("parseObject accepted %q, which checkJSON refuses: %v", data, err)
 		}
 	})
 }
@@ -53,6 +58,7 @@ func TestParseObject(t *testing.T) {
 		{"duplicate name", `{"a":1,"a":1}`, false},
 		{"duplicate name in a nested object", `{"a":{"x":1,"x":2}}`, false},
 		{"duplicate name written with an escape", `{"alg":1,"\u0061lg":2}`, false},
+		{"names differing in case are different names", `{"iss":1,"ISS":2,"Iss":3}`, true},
 		{"duplicate among many names", many(200, 150), false},
 		{"many distinct names", many(200, -1), true},
 		{"array at top level", `[1]`, false},
@@ -91,5 +97,69 @@ func TestParseObject(t *testing.T) {
 				t.Fatalf("test input %q is not valid JSON", tc.in)
 			}
 		})
+	}
+}
+
+// TestCheckJSONErrors checks the message and byte offset of each kind of
+// syntax error: hero bodies' json_invalid answers show both.
+func TestCheckJSONErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in  string
+		off int
+		msg string
+	}{
+		{`{"a":1`, 6, "unexpected end of JSON input"},
+		{`{"a":"x`, 7, "unexpected end of JSON input"},
+		{`{"a":"\u12`, 10, "unexpected end of JSON input"},
+		{`{"a" 1}`, 5, "invalid character '1', want ':' after object key"},
+		{`{"a":1,}`, 7, "object key is not a string"},
+		{`[1 2]`, 3, "invalid character '2', want ',' or ']'"},
+		{`{"a":1 "b"}`, 7, `invalid character '"', want ',' or '}'`},
+		{`[tru]`, 1, "invalid character 't' looking for beginning of value"},
+		{"[\xc3]", 1, "invalid character 'Ã' looking for beginning of value"},
+		{"[\"a\x01\"]", 3, "invalid control character in string"},
+		{"[\"a\xffb\"]", 3, "invalid UTF-8 in string"},
+		{`["\q"]`, 3, "invalid escape in string"},
+		{`["\u12x4"]`, 4, `invalid \u escape in string`},
+		{`[-]`, 2, "invalid character ']', want a digit"},
+		{`[1.]`, 3, "invalid character ']', want a digit after the decimal point"},
+		{`[1e+]`, 4, "invalid character ']', want a digit in the exponent"},
+		{`{} x`, 3, "data after the JSON value"},
+		{strings.Repeat("[", maxJSONDepth+1), maxJSONDepth, "nesting deeper than 32 levels"},
+	}
+	for _, tc := range tests {
+		err := checkJSON([]byte(tc.in))
+		se, ok := err.(*syntaxError)
+		if !ok || se.off != tc.off || se.msg != tc.msg {
+			t.Errorf("checkJSON(%q) = %v; want %q at byte %d", tc.in, err, tc.msg, tc.off)
+		}
+	}
+}
+
+// TestWalk checks walk gives members with their names unescaped and their
+// values raw, items without names, and offsets into the whole text.
+func TestWalk(t *testing.T) {
+	t.Parallel()
+	data := []byte(`{"a": [1, "x"], "\u0062": {"c": null}, "a": "\ud800"}`)
+	var got []string
+	walk(data, 0, func(m member) error {
+		got = append(got, fmt.Sprintf("%s=%s@%d", m.key, m.val, m.off))
+		return nil
+	})
+	want := []string{`a=[1, "x"]@6`, `b={"c": null}@26`, `a="\ud800"@44`}
+	if !slices.Equal(got, want) {
+		t.Errorf("walk(object) = %q; want %q", got, want)
+	}
+	got = nil
+	walk(data, 6, func(m member) error {
+		got = append(got, fmt.Sprintf("%s=%s@%d", m.key, m.val, m.off))
+		return nil
+	})
+	if want := []string{`=1@7`, `="x"@10`}; !slices.Equal(got, want) {
+		t.Errorf("walk(array) = %q; want %q", got, want)
+	}
+	if s := unquote([]byte(`"\ud800\u00e9\n"`)); s != "\ufffdé\n" {
+		t.Errorf("unquote(lone surrogate, é, newline) = %q; want %q", s, "\ufffdé\n")
 	}
 }

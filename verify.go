@@ -2,13 +2,13 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"container/list"
 	"context"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -263,69 +263,80 @@ type claims struct {
 // (RFC 7519 §2: JSON numbers, integer or decimal, not negative, at most year
 // 9999). Other claims are ignored. Errors wrap errMalformedToken.
 func parseClaims(data []byte, c *claims) error {
-	d := newDecoder(data)
-	var scp, scope, upn, uniqueName, appid string
-	hasScp := false
-	err := parseObject(data, func(m member) (err error) {
-		switch string(m.key) {
-		case "iss":
-			c.Issuer, err = d.str(m)
-		case "sub":
-			c.Subject, err = d.str(m)
-		case "aud":
-			c.Audience, err = d.strs(m, true)
-		case "exp":
-			c.Expiry, err = decodeNumericDate(m.val)
-			c.hasExp = err == nil
-		case "nbf":
-			c.NotBefore, err = decodeNumericDate(m.val)
-		case "iat":
-			c.IssuedAt, err = decodeNumericDate(m.val)
-		case "tid":
-			c.TenantID, err = d.str(m)
-		case "oid":
-			c.ObjectID, err = d.str(m)
-		case "azp":
-			c.AuthorizedParty, err = d.str(m)
-			c.AZP = c.AuthorizedParty
-		case "appid":
-			appid, err = d.str(m)
-		case "name":
-			c.Name, err = d.str(m)
-		case "preferred_username":
-			c.PreferredUsername, err = d.str(m)
-		case "upn":
-			upn, err = d.str(m)
-		case "unique_name":
-			uniqueName, err = d.str(m)
-		case "nonce":
-			c.Nonce, err = d.str(m)
-		case "ver":
-			c.Version, err = d.str(m)
-		case "scp":
-			scp, err = d.str(m)
-			hasScp = true
-		case "scope":
-			scope, err = d.str(m)
-		case "roles":
-			c.Roles, err = d.strs(m, false)
-		}
-		if err != nil {
-			return fmt.Errorf("%w: claim %s: %w", errMalformedToken, m.key, err)
-		}
-		return nil
-	})
+	r := claimReader{claims: c, d: newDecoder(data)}
+	err := parseObject(data, r.read)
 	if errors.Is(err, errMalformedToken) {
 		return err
 	} else if err != nil {
 		return fmt.Errorf("%w: payload: %w", errMalformedToken, err)
 	}
-	if !hasScp {
-		scp = scope // RFC 9068 §2.2.3, used only when Entra's scp is absent
+	if !r.hasScp {
+		r.scp = r.scope // RFC 9068 §2.2.3, used only when Entra's scp is absent
 	}
-	c.Scopes = splitScope(scp)
-	c.AuthorizedParty = firstNonEmpty(c.AuthorizedParty, appid)
-	c.PreferredUsername = firstNonEmpty(c.PreferredUsername, upn, uniqueName)
+	c.Scopes = splitScope(r.scp)
+	c.AuthorizedParty = cmp.Or(c.AuthorizedParty, r.appid)
+	c.PreferredUsername = cmp.Or(c.PreferredUsername, r.upn, r.uniqueName)
+	return nil
+}
+
+// claimReader reads claim set members into claims, and keeps aside the v1
+// and RFC 9068 claims that stand in for others when those are absent.
+type claimReader struct {
+	*claims
+	d                                  decoder
+	scp, scope, upn, uniqueName, appid string
+	hasScp                             bool
+}
+
+// read decodes one member of a claim set.
+func (r *claimReader) read(m member) (err error) {
+	c, d := r.claims, r.d
+	switch string(m.key) {
+	case "iss":
+		c.Issuer, err = d.str(m)
+	case "sub":
+		c.Subject, err = d.str(m)
+	case "aud":
+		c.Audience, err = d.strs(m, true)
+	case "exp":
+		c.Expiry, err = decodeNumericDate(m.val)
+		c.hasExp = err == nil
+	case "nbf":
+		c.NotBefore, err = decodeNumericDate(m.val)
+	case "iat":
+		c.IssuedAt, err = decodeNumericDate(m.val)
+	case "tid":
+		c.TenantID, err = d.str(m)
+	case "oid":
+		c.ObjectID, err = d.str(m)
+	case "azp":
+		c.AuthorizedParty, err = d.str(m)
+		c.AZP = c.AuthorizedParty
+	case "appid":
+		r.appid, err = d.str(m)
+	case "name":
+		c.Name, err = d.str(m)
+	case "preferred_username":
+		c.PreferredUsername, err = d.str(m)
+	case "upn":
+		r.upn, err = d.str(m)
+	case "unique_name":
+		r.uniqueName, err = d.str(m)
+	case "nonce":
+		c.Nonce, err = d.str(m)
+	case "ver":
+		c.Version, err = d.str(m)
+	case "scp":
+		r.scp, err = d.str(m)
+		r.hasScp = true
+	case "scope":
+		r.scope, err = d.str(m)
+	case "roles":
+		c.Roles, err = d.strs(m, false)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: claim %s: %w", errMalformedToken, m.key, err)
+	}
 	return nil
 }
 
@@ -342,16 +353,6 @@ func splitScope(s string) []string {
 	return out
 }
 
-// firstNonEmpty returns the first non-empty string (like cmp.Or).
-func firstNonEmpty(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
-}
-
 // decoder turns the values of parsed members into Go strings. Every string
 // without escapes is a substring of one copy of the JSON text, so a claim
 // set costs one allocation for all its strings.
@@ -365,20 +366,13 @@ func newDecoder(data []byte) decoder { return decoder{data: data, text: string(d
 
 // str decodes a member whose value must be a JSON string.
 func (d decoder) str(m member) (string, error) {
-	return d.strAt(m.off, m.val)
-}
-
-// strAt decodes the JSON string val found at offset off of d.data.
-func (d decoder) strAt(off int, val []byte) (string, error) {
-	if len(val) < 2 || val[0] != '"' {
+	if m.val[0] != '"' {
 		return "", errNotString
 	}
-	if bytes.IndexByte(val, '\\') >= 0 { // escapes: rare in tokens
-		var s string
-		err := json.Unmarshal(val, &s)
-		return s, err
+	if bytes.IndexByte(m.val, '\\') >= 0 { // escapes: rare in tokens
+		return unquote(m.val), nil
 	}
-	return d.text[off+1 : off+len(val)-1], nil
+	return d.text[m.off+1 : m.off+len(m.val)-1], nil
 }
 
 // Type errors of claim values.
@@ -398,35 +392,15 @@ func (d decoder) strs(m member, single bool) ([]string, error) {
 		return nil, errNotStrings
 	}
 	out := make([]string, 0, 4)
-	sc := scanner{data: d.data[:m.off+len(m.val)], pos: m.off + 1}
-	sc.skipSpace()
-	if sc.peek() == ']' {
-		return out, nil
-	}
-	for {
-		sc.skipSpace()
-		start := sc.pos
-		if sc.peek() != '"' {
-			return nil, errNotStrings
-		}
-		if _, err := sc.str(); err != nil {
-			return nil, errNotStrings
-		}
-		s, err := d.strAt(start, d.data[start:sc.pos])
-		if err != nil {
-			return nil, errNotStrings
-		}
+	err := walk(d.data, m.off, func(item member) error {
+		s, err := d.str(item)
 		out = append(out, s)
-		sc.skipSpace()
-		switch sc.peek() {
-		case ',':
-			sc.pos++
-		case ']':
-			return out, nil
-		default:
-			return nil, errNotStrings
-		}
+		return err
+	})
+	if err != nil {
+		return nil, errNotStrings
 	}
+	return out, nil
 }
 
 // maxNumericDate is 9999-12-31T23:59:59Z in seconds since the epoch; a
