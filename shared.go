@@ -107,16 +107,18 @@ func isJSONType(contentType string) bool {
 		strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
 }
 
-// readBody reads the request body, at most max bytes (http.MaxBytesReader,
+// readBody reads the request body, at most limit bytes (http.MaxBytesReader,
 // which also tells the server to close the connection after a larger one).
-// On failure it returns the status to answer: 413 for a body over max, 400
-// for one that could not be read.
-func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, int, error) {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
-	if err != nil {
+// A declared Content-Length up to limit sizes the buffer, so a body costs its
+// size once. On failure it returns the status to answer: 413 for a body over
+// limit, 400 for one that could not be read.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int, error) {
+	var buf bytes.Buffer
+	buf.Grow(int(min(max(r.ContentLength, 0), limit)) + bytes.MinRead)
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
 		return nil, bodyErrorStatus(err), err
 	}
-	return data, 0, nil
+	return buf.Bytes(), 0, nil
 }
 
 // bodyErrorStatus is the status for an error reading a request body: 413
