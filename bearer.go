@@ -28,8 +28,8 @@ const bearerRealm = "heroes-auth"
 // access token from the Authorization header only (never a query string or
 // form field), verifies it with v, checks that its scp/scope or roles grant
 // perm, then puts the claims in the request context (principalFrom) and
-// tells a caller hook (withCallerHook) before next. Answers, with the JSON
-// error body:
+// tells a caller hook (withCallerHook) before next. It logs why it refuses,
+// never the token, and answers with the JSON error body:
 //   - no Authorization header, or another scheme: 401 with a bare
 //     `Bearer realm="heroes-auth"` challenge;
 //   - a malformed header (several headers, no token, not one token68):
@@ -38,17 +38,14 @@ const bearerRealm = "heroes-auth"
 //     naming the failed check, never echoing the token;
 //   - a missing permission: 403 error="insufficient_scope", scope="perm";
 //   - no discovery document or key ever loaded: 503 with Retry-After.
-//
-// The reason is logged at info level, without the token.
 func requireAuth(logger *slog.Logger, v *verifier, perm string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			raw, err := bearerToken(r)
-			if err != nil {
-				rejectBearer(w, logger, err)
-				return
+			var c *claims
+			if err == nil {
+				c, err = v.verifyAccessToken(r.Context(), raw)
 			}
-			c, err := v.verifyAccessToken(r.Context(), raw)
 			if err != nil {
 				rejectBearer(w, logger, err)
 				return
@@ -79,10 +76,9 @@ func withCallerHook(ctx context.Context, hook func(*claims)) context.Context {
 	return context.WithValue(ctx, callerHookKey{}, hook)
 }
 
-// principalFrom returns the verified claims requireAuth put in ctx: the
-// accessor for a handler that needs its caller (this service's handlers need
-// only the permission requireAuth checks, so only copiers call it). The
-// claims may be shared with other requests: read them, never change them.
+// principalFrom returns the verified claims requireAuth put in ctx, for a
+// handler that needs its caller (this service's handlers do not: only
+// copiers call it). They may be shared with other requests: read only.
 func principalFrom(ctx context.Context) (*claims, bool) {
 	c, ok := ctx.Value(principalKey{}).(*claims)
 	return c, ok && c != nil
@@ -113,21 +109,19 @@ func bearerToken(r *http.Request) (string, error) {
 	values := r.Header.Values("Authorization")
 	if len(values) == 0 {
 		return "", errNoCredentials
-	} else if len(values) > 1 {
-		return "", fmt.Errorf("%w: more than one", errBadAuthzHeader)
 	}
 	scheme, rest, _ := strings.Cut(values[0], " ")
-	if !strings.EqualFold(scheme, "Bearer") {
-		if scheme == "" {
-			return "", fmt.Errorf("%w: no scheme", errBadAuthzHeader)
-		}
-		return "", errNoCredentials
-	}
 	token := strings.TrimLeft(rest, " ")
-	if len(token) > maxTokenBytes {
+	switch {
+	case len(values) > 1:
+		return "", fmt.Errorf("%w: more than one", errBadAuthzHeader)
+	case scheme == "":
+		return "", fmt.Errorf("%w: no scheme", errBadAuthzHeader)
+	case !strings.EqualFold(scheme, "Bearer"):
+		return "", errNoCredentials
+	case len(token) > maxTokenBytes:
 		return "", fmt.Errorf("%w: longer than %d bytes", errMalformedToken, maxTokenBytes)
-	}
-	if !isToken68(token) {
+	case !isToken68(token):
 		return "", fmt.Errorf("%w: the credentials are not one token68", errBadAuthzHeader)
 	}
 	return token, nil
@@ -157,7 +151,11 @@ func rejectBearer(w http.ResponseWriter, logger *slog.Logger, err error) {
 		writeJSON(w, http.StatusServiceUnavailable, apiError{Detail: "the identity provider's keys are not available yet; retry later"})
 	default:
 		logger.Info("auth: bearer token refused", "err", err)
-		challenge(w, http.StatusUnauthorized, "invalid_token", describeTokenError(err), "")
+		hint := "invalid token"
+		if ve, ok := errors.AsType[*verifyError](err); ok {
+			hint = ve.hint
+		}
+		challenge(w, http.StatusUnauthorized, "invalid_token", hint, "")
 	}
 }
 
@@ -167,12 +165,4 @@ func rejectBearer(w http.ResponseWriter, logger *slog.Logger, err error) {
 func challenge(w http.ResponseWriter, status int, code, description, extra string) {
 	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error=%q, error_description=%q%s`, bearerRealm, code, description, extra))
 	writeJSON(w, status, apiError{Detail: description, Error: code})
-}
-
-// describeTokenError is the error_description of a verification error.
-func describeTokenError(err error) string {
-	if ve := (*verifyError)(nil); errors.As(err, &ve) {
-		return ve.hint
-	}
-	return "invalid token"
 }

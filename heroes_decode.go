@@ -98,6 +98,20 @@ func decodeHero(w http.ResponseWriter, r *http.Request) (hero, error) {
 	return h, nil
 }
 
+// readBody reads the request body, at most limit bytes (http.MaxBytesReader,
+// which also tells the server to close the connection after a larger one).
+// A declared Content-Length up to limit sizes the buffer, so a body costs its
+// size once. On failure it returns the status to answer: 413 for a body over
+// limit, 400 for one that could not be read.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int, error) {
+	var buf bytes.Buffer
+	buf.Grow(int(min(max(r.ContentLength, 0), limit)) + bytes.MinRead)
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
+		return nil, bodyErrorStatus(err), err
+	}
+	return buf.Bytes(), 0, nil
+}
+
 // checkJSONContentType accepts application/json with no parameter or a
 // utf-8 charset (RFC 8259 §8.1: JSON is UTF-8); anything else is a 415.
 func checkJSONContentType(ct string) error {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rsa"
 	"encoding/base64"
@@ -42,23 +43,19 @@ type keyIndex struct {
 
 // lookup finds the key a token header names: by kid, or, when the header
 // has only x5t (Entra v1 tokens of 2013–2014), by the key's x5t or kid.
-func (ix *keyIndex) lookup(id string, isX5T bool) *publicKey {
-	if ix == nil {
+func (ix *keyIndex) lookup(kid, x5t string) *publicKey {
+	switch {
+	case ix == nil:
 		return nil
+	case kid != "":
+		return ix.byKID[kid]
 	}
-	if isX5T {
-		if k := ix.byX5T[id]; k != nil {
-			return k
-		}
-	}
-	return ix.byKID[id]
+	return cmp.Or(ix.byX5T[x5t], ix.byKID[x5t])
 }
 
-// keySet is the cached JWKS of the provider's jwks_uri (RFC 7517 §5). Keys
-// are loaded by run (at once, then every keyRefreshEvery) and when a token
-// names an unknown key, at most once per minKeyRefetch; callers share a
-// fetch in progress, and a failed fetch keeps the keys already loaded. Safe
-// for concurrent use; lookups take no lock.
+// keySet is the cached JWKS of the provider's jwks_uri (RFC 7517 §5), loaded
+// by run and, for a token naming an unknown key, by key; a failed fetch keeps
+// the keys already loaded. Safe for concurrent use; lookups take no lock.
 type keySet struct {
 	opts     verifyOptions
 	p        *provider
@@ -67,8 +64,7 @@ type keySet struct {
 	lastMiss time.Time // start of the last fetch an unknown key asked for; guarded by f.mu
 }
 
-// newKeySet makes a key set that loads keys from p's jwks_uri. It does no
-// network I/O; run or the first token does.
+// newKeySet does no network I/O: run or the first token does.
 func newKeySet(opts verifyOptions, p *provider) *keySet {
 	return &keySet{opts: opts.withDefaults(), p: p}
 }
@@ -96,8 +92,7 @@ func (ks *keySet) refresh(ctx context.Context) error {
 	return ks.f.start(ctx, ks.opts.Now(), ks.fetch, nil).wait(ctx)
 }
 
-// fetch loads the key set named by the discovery document (fetcher.start's
-// fetch).
+// fetch loads the key set (fetcher.start's fetch).
 func (ks *keySet) fetch(ctx context.Context, attempt int) error {
 	ix, skipped, err := ks.load(ctx)
 	if err != nil {
@@ -118,7 +113,6 @@ func (ks *keySet) fetch(ctx context.Context, attempt int) error {
 	return nil
 }
 
-// load fetches and parses the key set.
 func (ks *keySet) load(ctx context.Context) (*keyIndex, []error, error) {
 	md, err := ks.p.metadata(ctx)
 	if err != nil {
@@ -140,15 +134,14 @@ func (ks *keySet) load(ctx context.Context) (*keyIndex, []error, error) {
 	return parseJWKS(body)
 }
 
-// key returns the key a token header names (by kid, or by x5t when isX5T).
-// On a miss it waits for the fetch in progress, or starts one if
-// minKeyRefetch has passed since the last fetch a miss started (while no key
-// was ever loaded: if the backoff has passed). Only fetches that tokens ask
-// for count against minKeyRefetch, so a rotation just after run's scheduled
-// load is still picked up at once. It returns errUnknownKID when the key is
-// still unknown, and errIDPUnavailable when no key set was ever loaded.
-func (ks *keySet) key(ctx context.Context, id string, isX5T bool) (*publicKey, error) {
-	if k := ks.keys.Load().lookup(id, isX5T); k != nil {
+// key returns the key a token header names (lookup). On a miss it waits for
+// the fetch in progress, or starts one if minKeyRefetch has passed since the
+// last fetch a miss started (while no key was ever loaded: if the backoff
+// has passed). Only fetches that tokens ask for count against minKeyRefetch,
+// so a rotation just after run's scheduled load is still picked up at once.
+// Errors wrap errUnknownKID, or errIDPUnavailable while no key is loaded.
+func (ks *keySet) key(ctx context.Context, kid, x5t string) (*publicKey, error) {
+	if k := ks.keys.Load().lookup(kid, x5t); k != nil {
 		return k, nil
 	}
 	now := ks.opts.Now()
@@ -171,10 +164,10 @@ func (ks *keySet) key(ctx context.Context, id string, isX5T bool) (*publicKey, e
 	if ix == nil {
 		return nil, errIDPUnavailable
 	}
-	if k := ix.lookup(id, isX5T); k != nil {
+	if k := ix.lookup(kid, x5t); k != nil {
 		return k, nil
 	}
-	return nil, fmt.Errorf("%w: %q", errUnknownKID, id)
+	return nil, fmt.Errorf("%w: %q", errUnknownKID, cmp.Or(kid, x5t))
 }
 
 // current reports whether k is in the key set loaded last. A refresh makes

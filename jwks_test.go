@@ -68,7 +68,7 @@ func TestParseJWKS(t *testing.T) {
 			doc, _ := json.Marshal(map[string]any{"keys": []any{tc.key}})
 			ix, skipped, err := parseJWKS(doc)
 			if tc.usable {
-				if err != nil || ix.lookup("k0", false) == nil && ix.lookup("t0", true) == nil {
+				if err != nil || ix.lookup("k0", "") == nil && ix.lookup("", "t0") == nil {
 					t.Fatalf("parseJWKS = %v, %v; want the key usable", err, skipped)
 				}
 				return
@@ -114,7 +114,7 @@ func TestParseJWKSDocument(t *testing.T) {
 				t.Fatalf("parseJWKS kids = %d; want %q", len(ix.byKID), tc.wantKIDs)
 			}
 			for _, kid := range tc.wantKIDs {
-				if ix.lookup(kid, false) == nil {
+				if ix.lookup(kid, "") == nil {
 					t.Errorf("parseJWKS lost kid %q", kid)
 				}
 			}

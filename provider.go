@@ -48,8 +48,7 @@ type provider struct {
 	f    fetcher
 }
 
-// newProvider makes a provider for opts's authority and tenant; it does no
-// network I/O.
+// newProvider does no network I/O: metadata does, on first use.
 func newProvider(opts verifyOptions) *provider {
 	return &provider{opts: opts.withDefaults()}
 }
@@ -71,15 +70,14 @@ func (p *provider) metadata(ctx context.Context) (providerMetadata, error) {
 	if call == nil {
 		return providerMetadata{}, fmt.Errorf("%w: retry in %v: %w", errIDPUnavailable, wait.Round(time.Second), last)
 	}
-	select {
-	case <-call.done:
-	case <-ctx.Done():
-		return providerMetadata{}, ctx.Err()
+	err := call.wait(ctx)
+	switch {
+	case err == nil:
+		return *p.md.Load(), nil
+	case err == ctx.Err(): // this caller gave up; the fetch goes on for the others
+		return providerMetadata{}, err
 	}
-	if call.err != nil {
-		return providerMetadata{}, fmt.Errorf("%w: discovery: %w", errIDPUnavailable, call.err)
-	}
-	return *p.md.Load(), nil
+	return providerMetadata{}, fmt.Errorf("%w: discovery: %w", errIDPUnavailable, err)
 }
 
 // fetch loads, checks and keeps the discovery document (fetcher.start's fetch).
@@ -109,10 +107,8 @@ func (p *provider) fetch(ctx context.Context, attempt int) error {
 func (p *provider) validate(md providerMetadata) error {
 	for _, u := range []struct{ name, value string }{{"issuer", md.Issuer}, {"authorization_endpoint", md.AuthorizationEndpoint},
 		{"token_endpoint", md.TokenEndpoint}, {"jwks_uri", md.JWKSURI}, {"end_session_endpoint", md.EndSessionEndpoint}} {
-		if u.value == "" && u.name == "end_session_endpoint" {
-			continue // optional (OpenID Connect RP-Initiated Logout 1.0 §2.1)
-		}
-		if !isSecureURL(u.value) {
+		optional := u.name == "end_session_endpoint" // OpenID Connect RP-Initiated Logout 1.0 §2.1
+		if !isSecureURL(u.value) && !(optional && u.value == "") {
 			return fmt.Errorf("jwks: discovery %s is not an absolute https URL (http only on a loopback host)", u.name)
 		}
 	}
@@ -170,8 +166,7 @@ func (f *fetcher) start(ctx context.Context, now time.Time, fetch func(context.C
 	return f.call
 }
 
-// wait blocks until the run is done or ctx ends, and returns the error of
-// whichever came first.
+// wait returns the run's error once it is done, or ctx's if ctx ends first.
 func (c *fetchCall) wait(ctx context.Context) error {
 	select {
 	case <-c.done:
@@ -220,15 +215,13 @@ func getJSON(ctx context.Context, client *http.Client, u string) ([]byte, error)
 	return body, nil
 }
 
-// providerErrorText returns ": <error>: <error_description>" when body is a
-// JSON object with the error members of RFC 6749 §5.2, as Entra answers a
-// discovery request for an unknown tenant (invalid_tenant, "AADSTS90002:
-// Tenant '…' not found"), with a hint for the tenant errors; else "". Each
-// text is cut to maxIDPErrorText bytes, its white space runs (CR and LF
-// included) made one space and other runes outside printable ASCII "?":
-// both slog handlers escape control bytes, but the JSON handler writes runes
-// such as U+202E (right-to-left override) as they are. A discovery or JWKS
-// request carries no secret for the text to echo.
+// providerErrorText returns ": <error>: <error_description>" when body holds
+// the error members of RFC 6749 §5.2, as Entra answers a discovery request
+// for an unknown tenant (AADSTS90002), with a hint for the tenant errors;
+// else "". Each text is cut to maxIDPErrorText bytes, its white space runs
+// made one space and other runes outside printable ASCII "?": slog's JSON
+// handler writes runes such as U+202E (right-to-left override) as they are.
+// A discovery or JWKS request carries no secret for the text to echo.
 func providerErrorText(body []byte) string {
 	var e struct {
 		Error       string `json:"error"`

@@ -45,7 +45,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(buf.Bytes())
 }
 
-// writeError writes an apiError with only a detail message.
 func writeError(w http.ResponseWriter, status int, detail string) {
 	writeJSON(w, status, apiError{Detail: detail})
 }
@@ -65,11 +64,11 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// guidPattern matches a GUID in its usual 8-4-4-4-12 hexadecimal form.
-var guidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
-// isGUID reports whether s is a GUID such as a tenant or client id.
+// isGUID reports whether s is a GUID such as a tenant or client id, in its
+// usual 8-4-4-4-12 hexadecimal form.
 func isGUID(s string) bool { return guidPattern.MatchString(s) }
+
+var guidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // isLoopbackHost reports whether host is "localhost" or a loopback address.
 func isLoopbackHost(host string) bool {
@@ -97,34 +96,19 @@ func readAtMost(r io.Reader, max int64) ([]byte, error) {
 	return data, nil
 }
 
-// isJSONType reports whether a Content-Type value names JSON:
-// application/json or a structured +json type such as
-// application/problem+json (RFC 8259 §11, RFC 6839 §3.1), parameters
-// allowed.
+// isJSONType reports whether a Content-Type value names JSON, parameters
+// allowed: application/json or a structured +json type such as
+// application/problem+json (RFC 8259 §11, RFC 6839 §3.1).
 func isJSONType(contentType string) bool {
 	mt, _, err := mime.ParseMediaType(contentType)
 	return err == nil && (mt == "application/json" ||
 		strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
 }
 
-// readBody reads the request body, at most limit bytes (http.MaxBytesReader,
-// which also tells the server to close the connection after a larger one).
-// A declared Content-Length up to limit sizes the buffer, so a body costs its
-// size once. On failure it returns the status to answer: 413 for a body over
-// limit, 400 for one that could not be read.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int, error) {
-	var buf bytes.Buffer
-	buf.Grow(int(min(max(r.ContentLength, 0), limit)) + bytes.MinRead)
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
-		return nil, bodyErrorStatus(err), err
-	}
-	return buf.Bytes(), 0, nil
-}
-
 // bodyErrorStatus is the status for an error reading a request body: 413
 // when it came from http.MaxBytesReader, else 400.
 func bodyErrorStatus(err error) int {
-	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 		return http.StatusRequestEntityTooLarge
 	}
 	return http.StatusBadRequest

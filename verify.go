@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"container/list"
 	"context"
@@ -23,9 +22,10 @@ import (
 
 // Limits of token verification, in bytes unless stated.
 const (
-	maxTokenBytes  = 16 << 10 // a compact JWS longer than this is refused unread
-	maxKeyIDLen    = 256      // longest kid or x5t accepted in a token header
-	tokenCacheSize = 10000    // verified access tokens kept (LRU)
+	maxTokenBytes  = 16 << 10     // a compact JWS longer than this is refused unread
+	maxKeyIDLen    = 256          // longest kid or x5t accepted in a token header
+	tokenCacheSize = 10000        // verified access tokens kept (LRU)
+	maxNumericDate = 253402300799 // latest exp, nbf or iat: 9999-12-31T23:59:59Z, in seconds since the epoch
 )
 
 // verifyOptions are the settings of the resource-server half (provider,
@@ -46,7 +46,6 @@ type verifyOptions struct {
 	Logger            *slog.Logger     // receives fetch outcomes; nil discards them
 }
 
-// isMultiTenant reports whether TenantID names a multi-tenant authority.
 func (o verifyOptions) isMultiTenant() bool {
 	return o.TenantID == "organizations" || o.TenantID == "common"
 }
@@ -57,7 +56,6 @@ func (o verifyOptions) discoveryURL() string {
 	return o.AuthorityHost + "/" + o.TenantID + "/v2.0/.well-known/openid-configuration"
 }
 
-// withDefaults fills a nil Now (time.Now) and Logger (discarding).
 func (o verifyOptions) withDefaults() verifyOptions {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -95,7 +93,6 @@ var (
 )
 
 // jws is a parsed compact JWS whose signature is not yet checked.
-// signingInput and signature may alias a scratch buffer (parseTokenInto).
 type jws struct {
 	alg, kid, x5t, typ string
 	signingInput       []byte // ASCII "header.payload", exactly as received
@@ -103,25 +100,15 @@ type jws struct {
 	claims             claims
 }
 
-// parseToken splits and decodes a compact JWS and its claims, refusing
-// before any cryptography: more than maxTokenBytes; anything but three
-// segments of canonical unpadded base64url; a header or payload that is not
-// a JSON object, holds duplicate member names, or nests deeper than
-// maxJSONDepth; an alg other than exactly "RS256" (so none, HS256, PS256,
-// RS512 and case variants); a crit member (RFC 7515 §4.1.11: we understand
-// no extension); a typ other than JWT or at+jwt (RFC 9068 §2.1); and a header
-// with neither kid nor x5t. The jku, x5u, jwk and x5c header members are
-// never used: keys come only from our key set. Claims are type-checked
-// (see parseClaims) but not yet validated. Errors wrap errMalformedToken,
-// errUnsupportedAlg, errBadHeader or errNoKeyID.
-func parseToken(raw string) (*jws, error) {
-	return parseTokenInto(raw, new([]byte))
-}
-
-// parseTokenInto is parseToken using *scratch (grown when too small) for
-// the copy of the token and the decoded segments: the returned
-// signingInput and signature alias it, and are valid only until *scratch
-// is reused. Claims and header values do not alias it.
+// parseTokenInto splits and decodes a compact JWS (RFC 7515 §7.1) and its
+// claims, refusing before any cryptography: more than maxTokenBytes;
+// anything but three segments of canonical unpadded base64url; a header or
+// payload that is not a JSON object, holds duplicate member names, or nests
+// deeper than maxJSONDepth; and what parseHeader refuses. Claims are
+// type-checked (parseClaims) but not yet validated. The token is copied and
+// decoded into *scratch (grown when too small): signingInput and signature
+// alias it until it is reused; header values and claims do not. Errors wrap
+// errMalformedToken, errUnsupportedAlg, errBadHeader or errNoKeyID.
 func parseTokenInto(raw string, scratch *[]byte) (*jws, error) {
 	if len(raw) > maxTokenBytes {
 		return nil, fmt.Errorf("%w: longer than %d bytes", errMalformedToken, maxTokenBytes)
@@ -136,8 +123,6 @@ func parseTokenInto(raw string, scratch *[]byte) (*jws, error) {
 	if !ok1 || !ok2 || strings.IndexByte(sg, '.') >= 0 {
 		return nil, fmt.Errorf("%w: not three segments", errMalformedToken)
 	}
-	// One buffer holds a copy of the token (the signing input, and the
-	// decoder's source) followed by room for the three decoded segments.
 	enc := base64.RawURLEncoding.Strict()
 	need := len(raw) + enc.DecodedLen(len(h)) + enc.DecodedLen(len(p)) + enc.DecodedLen(len(sg))
 	if cap(*scratch) < need {
@@ -147,27 +132,22 @@ func parseTokenInto(raw string, scratch *[]byte) (*jws, error) {
 	src := buf[:copy(buf, raw):len(raw)]
 	buf = buf[len(raw):]
 	hEnd := len(h) + 1 + len(p)
-	header, buf, err1 := decodeBase64Segment(enc, buf, src[:len(h)])
-	payload, buf, err2 := decodeBase64Segment(enc, buf, src[len(h)+1:hEnd])
-	sig, _, err3 := decodeBase64Segment(enc, buf, src[hEnd+1:])
-	if err1 != nil || err2 != nil || err3 != nil {
-		return nil, fmt.Errorf("%w: segment is not canonical base64url", errMalformedToken)
+	var seg [3][]byte // header, payload, signature
+	for i, s := range [3][]byte{src[:len(h)], src[len(h)+1 : hEnd], src[hEnd+1:]} {
+		n, err := enc.Decode(buf, s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: segment is not canonical base64url", errMalformedToken)
+		}
+		seg[i], buf = buf[:n:n], buf[n:]
 	}
-	t := &jws{signingInput: src[:hEnd], signature: sig}
-	if err := t.parseHeader(header); err != nil {
+	t := &jws{signingInput: src[:hEnd], signature: seg[2]}
+	if err := t.parseHeader(seg[0]); err != nil {
 		return nil, err
 	}
-	if err := parseClaims(payload, &t.claims); err != nil {
+	if err := parseClaims(seg[1], &t.claims); err != nil {
 		return nil, err
 	}
 	return t, nil
-}
-
-// decodeBase64Segment decodes one base64url segment into the front of buf and
-// returns it and the rest of buf.
-func decodeBase64Segment(enc *base64.Encoding, buf, seg []byte) (out, rest []byte, err error) {
-	n, err := enc.Decode(buf, seg)
-	return buf[:n:n], buf[n:], err
 }
 
 // isBase64URLByte reports whether b is in the base64url alphabet (RFC 4648 §5).
@@ -175,9 +155,14 @@ func isBase64URLByte(b byte) bool {
 	return 'A' <= b && b <= 'Z' || 'a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '-' || b == '_'
 }
 
-// parseHeader reads and checks the JOSE header (RFC 7515 §4).
+// parseHeader reads the JOSE header (RFC 7515 §4) and refuses an alg other
+// than exactly "RS256" (so none, HS256, PS256, RS512 and case variants); a
+// crit member (RFC 7515 §4.1.11: we understand no extension); a typ other
+// than JWT or at+jwt, with or without "application/" (RFC 9068 §2.1); a kid
+// or x5t longer than maxKeyIDLen; and neither kid nor x5t. The jku, x5u, jwk
+// and x5c members are never used: keys come only from our key set.
 func (t *jws) parseHeader(data []byte) error {
-	d := newDecoder(data)
+	d := decoder{data: data, text: string(data)}
 	err := parseObject(data, func(m member) (err error) {
 		switch string(m.key) {
 		case "alg":
@@ -196,39 +181,33 @@ func (t *jws) parseHeader(data []byte) error {
 		}
 		return nil
 	})
-	if errors.Is(err, errMalformedToken) || errors.Is(err, errBadHeader) {
-		return err
-	} else if err != nil {
-		return fmt.Errorf("%w: header: %w", errMalformedToken, err)
+	if err != nil {
+		return malformed("header", err)
 	}
-	if t.alg != "RS256" {
+	typ := t.typ
+	if len(typ) > len("application/") && strings.EqualFold(typ[:len("application/")], "application/") {
+		typ = typ[len("application/"):]
+	}
+	switch {
+	case t.alg != "RS256":
 		return fmt.Errorf("%w: %q", errUnsupportedAlg, truncate(t.alg, 64))
-	}
-	if t.typ != "" {
-		typ := t.typ
-		if len(typ) > len("application/") && strings.EqualFold(typ[:len("application/")], "application/") {
-			typ = typ[len("application/"):]
-		}
-		if !strings.EqualFold(typ, "JWT") && !strings.EqualFold(typ, "at+jwt") {
-			return fmt.Errorf("%w: typ %q", errBadHeader, truncate(t.typ, 64))
-		}
-	}
-	if len(t.kid) > maxKeyIDLen || len(t.x5t) > maxKeyIDLen {
+	case t.typ != "" && !strings.EqualFold(typ, "JWT") && !strings.EqualFold(typ, "at+jwt"):
+		return fmt.Errorf("%w: typ %q", errBadHeader, truncate(t.typ, 64))
+	case len(t.kid) > maxKeyIDLen || len(t.x5t) > maxKeyIDLen:
 		return fmt.Errorf("%w: kid or x5t longer than %d bytes", errBadHeader, maxKeyIDLen)
-	}
-	if t.kid == "" && t.x5t == "" {
+	case t.kid == "" && t.x5t == "":
 		return errNoKeyID
 	}
 	return nil
 }
 
-// keyID is the id a token names its key by: kid, or x5t when kid is absent
-// (isX5T true).
-func (t *jws) keyID() (id string, isX5T bool) {
-	if t.kid != "" {
-		return t.kid, false
+// malformed returns err, a syntax error in part what of a token, as
+// errMalformedToken; nil and verification errors are returned as they are.
+func malformed(what string, err error) error {
+	if _, ok := errors.AsType[*verifyError](err); err == nil || ok {
+		return err
 	}
-	return t.x5t, true
+	return fmt.Errorf("%w: %s: %w", errMalformedToken, what, err)
 }
 
 // claims are the verified claims of an Entra access or ID token
@@ -239,7 +218,7 @@ type claims struct {
 	Issuer            string    // iss
 	Subject           string    // sub
 	Audience          []string  // aud, a string or an array in the token
-	Expiry            time.Time // exp
+	Expiry            time.Time // exp, zero when absent (then refused)
 	NotBefore         time.Time // nbf, zero when absent
 	IssuedAt          time.Time // iat, zero when absent
 	TenantID          string    // tid
@@ -252,23 +231,17 @@ type claims struct {
 	Version           string    // ver: "1.0" or "2.0"
 	Scopes            []string  // scp split on spaces (or RFC 9068 scope)
 	Roles             []string  // roles
-
-	hasExp bool // exp was present
 }
 
-// parseClaims decodes a JWT claims set (RFC 7519 §4) into c. The payload must
-// be a JSON object without duplicate member names. Registered and Entra
-// claims must have their documented JSON types: strings; aud a string or an
-// array of strings; roles an array of strings; exp, nbf and iat NumericDates
-// (RFC 7519 §2: JSON numbers, integer or decimal, not negative, at most year
-// 9999). Other claims are ignored. Errors wrap errMalformedToken.
+// parseClaims decodes a JWT claims set (RFC 7519 §4) into c. Registered and
+// Entra claims must have their documented JSON types: strings; aud a string
+// or an array of strings; roles an array of strings; exp, nbf and iat
+// NumericDates (decodeNumericDate). Other claims are ignored. Errors wrap
+// errMalformedToken.
 func parseClaims(data []byte, c *claims) error {
-	r := claimReader{claims: c, d: newDecoder(data)}
-	err := parseObject(data, r.read)
-	if errors.Is(err, errMalformedToken) {
-		return err
-	} else if err != nil {
-		return fmt.Errorf("%w: payload: %w", errMalformedToken, err)
+	r := claimReader{claims: c, d: decoder{data: data, text: string(data)}}
+	if err := parseObject(data, r.read); err != nil {
+		return malformed("payload", err)
 	}
 	if !r.hasScp {
 		r.scp = r.scope // RFC 9068 §2.2.3, used only when Entra's scp is absent
@@ -288,7 +261,6 @@ type claimReader struct {
 	hasScp                             bool
 }
 
-// read decodes one member of a claim set.
 func (r *claimReader) read(m member) (err error) {
 	c, d := r.claims, r.d
 	switch string(m.key) {
@@ -300,7 +272,6 @@ func (r *claimReader) read(m member) (err error) {
 		c.Audience, err = d.strs(m, true)
 	case "exp":
 		c.Expiry, err = decodeNumericDate(m.val)
-		c.hasExp = err == nil
 	case "nbf":
 		c.NotBefore, err = decodeNumericDate(m.val)
 	case "iat":
@@ -344,13 +315,7 @@ func (r *claimReader) read(m member) (err error) {
 // items (RFC 6749 §3.3: scope-token *( SP scope-token )). Tabs, no-break
 // spaces and other white space stay inside a scope, which then matches none.
 func splitScope(s string) []string {
-	var out []string
-	for item := range strings.SplitSeq(s, " ") {
-		if item != "" {
-			out = append(out, item)
-		}
-	}
-	return out
+	return slices.DeleteFunc(strings.Split(s, " "), func(item string) bool { return item == "" })
 }
 
 // decoder turns the values of parsed members into Go strings. Every string
@@ -361,25 +326,18 @@ type decoder struct {
 	text string // the same, as a string
 }
 
-// newDecoder makes a decoder for the JSON text data.
-func newDecoder(data []byte) decoder { return decoder{data: data, text: string(data)} }
-
 // str decodes a member whose value must be a JSON string.
 func (d decoder) str(m member) (string, error) {
 	if m.val[0] != '"' {
 		return "", errNotString
 	}
-	if bytes.IndexByte(m.val, '\\') >= 0 { // escapes: rare in tokens
-		return unquote(m.val), nil
+	if s := d.text[m.off+1 : m.off+len(m.val)-1]; strings.IndexByte(s, '\\') < 0 {
+		return s, nil
 	}
-	return d.text[m.off+1 : m.off+len(m.val)-1], nil
+	return unquote(m.val), nil // escapes: rare in tokens
 }
 
-// Type errors of claim values.
-var (
-	errNotString  = errors.New("not a string")
-	errNotStrings = errors.New("not an array of strings")
-)
+var errNotString, errNotStrings = errors.New("not a string"), errors.New("not an array of strings")
 
 // strs decodes a member whose value must be an array of strings, or, when
 // single is true, also a lone string (RFC 7519 §4.1.3 aud).
@@ -403,33 +361,18 @@ func (d decoder) strs(m member, single bool) ([]string, error) {
 	return out, nil
 }
 
-// maxNumericDate is 9999-12-31T23:59:59Z in seconds since the epoch; a
-// NumericDate above it is refused as an overflow.
-const maxNumericDate = 253402300799
-
 // decodeNumericDate decodes a NumericDate (RFC 7519 §2): seconds since the
 // epoch as a JSON number, integer or decimal. Strings, null, negative values
 // and values beyond maxNumericDate are errors.
 func decodeNumericDate(val []byte) (time.Time, error) {
-	if len(val) == 0 || !(val[0] >= '0' && val[0] <= '9') {
+	if len(val) == 0 || val[0] < '0' || val[0] > '9' {
 		return time.Time{}, errors.New("not a non-negative number")
 	}
-	var n int64
-	for i, c := range val {
-		if c < '0' || c > '9' || i >= 15 {
-			n = -1
-			break
-		}
-		n = n*10 + int64(c-'0')
-	}
-	if n >= 0 { // an integer: the usual case, parsed without allocating
-		if n > maxNumericDate {
-			return time.Time{}, errors.New("out of range")
-		}
-		return time.Unix(n, 0), nil
+	if n, err := strconv.Atoi(string(val)); err == nil && int64(n) <= maxNumericDate {
+		return time.Unix(int64(n), 0), nil // the usual integer, at a third of ParseFloat's cost
 	}
 	f, err := strconv.ParseFloat(string(val), 64)
-	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) || f > maxNumericDate {
+	if err != nil || f > maxNumericDate {
 		return time.Time{}, errors.New("out of range")
 	}
 	sec, frac := math.Modf(f)
@@ -468,7 +411,6 @@ type verifier struct {
 	bufs  sync.Pool // of *[]byte: scratch space to hash and decode tokens in
 }
 
-// newVerifier makes a verifier of p's issuer and ks's keys.
 func newVerifier(opts verifyOptions, p *provider, ks *keySet) *verifier {
 	return &verifier{opts: opts.withDefaults(), p: p, ks: ks, cache: newTokenCache(tokenCacheSize),
 		bufs: sync.Pool{New: func() any { return new([]byte) }}}
@@ -477,13 +419,9 @@ func newVerifier(opts verifyOptions, p *provider, ks *keySet) *verifier {
 // verifyAccessToken verifies a bearer access token: every check of verify,
 // an audience in opts.Audiences, and scp, scope or roles present (a token
 // with none is unconsented or meant for someone else, Microsoft.Identity.Web
-// IDW10201). A token verified before comes from the cache while inside exp
-// and nbf and while its key is in the key set. Errors wrap the sentinels,
-// errIDPUnavailable, or ctx's error.
+// IDW10201). A token verified before comes from the cache (tokenCache).
+// Errors wrap the sentinels, errIDPUnavailable, or ctx's error.
 func (v *verifier) verifyAccessToken(ctx context.Context, raw string) (*claims, error) {
-	if len(raw) > maxTokenBytes {
-		return nil, fmt.Errorf("%w: longer than %d bytes", errMalformedToken, maxTokenBytes)
-	}
 	bp := v.bufs.Get().(*[]byte) // hashing a copy allocates nothing, unlike []byte(raw)
 	*bp = append((*bp)[:0], raw...)
 	sum := sha256.Sum256(*bp)
@@ -530,8 +468,7 @@ func (v *verifier) verify(ctx context.Context, raw string, now time.Time, v1 boo
 	if err != nil {
 		return nil, nil, err
 	}
-	id, isX5T := t.keyID()
-	k, err := v.ks.key(ctx, id, isX5T)
+	k, err := v.ks.key(ctx, t.kid, t.x5t)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -542,10 +479,7 @@ func (v *verifier) verify(ctx context.Context, raw string, now time.Time, v1 boo
 	}
 	md, err := v.p.metadata(ctx)
 	if err == nil {
-		err = v.checkIssuer(md, &t.claims, k, v1)
-	}
-	if err == nil {
-		err = checkTime(&t.claims, now, v.opts.Leeway)
+		err = cmp.Or(v.checkIssuer(md, &t.claims, k, v1), checkTime(&t.claims, now, v.opts.Leeway))
 	}
 	if err != nil {
 		return nil, nil, err
@@ -586,26 +520,23 @@ func (v *verifier) checkIssuer(md providerMetadata, c *claims, k *publicKey, v1 
 // platform access token reference: iss).
 const v1IssuerTemplate = "https://sts.windows.net/" + tenantPlaceholder + "/"
 
-// issuerMatches reports whether iss equals template with {tenantid}
-// replaced by tid. It builds no string for the usual single placeholder.
+// issuerMatches reports whether iss equals template with every {tenantid}
+// replaced by tid. It builds no string unless the template holds two.
 func issuerMatches(template, tid, iss string) bool {
 	before, after, found := strings.Cut(template, tenantPlaceholder)
-	switch {
-	case !found:
-		return iss == template
-	case strings.Contains(after, tenantPlaceholder):
+	if !found || strings.Contains(after, tenantPlaceholder) {
 		return iss == strings.ReplaceAll(template, tenantPlaceholder, tid)
 	}
-	return len(iss) == len(before)+len(tid)+len(after) &&
-		strings.HasPrefix(iss, before) && strings.HasSuffix(iss, after) &&
-		iss[len(before):len(before)+len(tid)] == tid
+	mid, ok1 := strings.CutPrefix(iss, before)
+	mid, ok2 := strings.CutSuffix(mid, after)
+	return ok1 && ok2 && mid == tid
 }
 
 // checkTime checks exp (required), nbf and iat (when present) against now
 // with skew both ways (RFC 7519 §4.1.4-6).
 func checkTime(c *claims, now time.Time, skew time.Duration) error {
 	switch {
-	case !c.hasExp:
+	case c.Expiry.IsZero():
 		return fmt.Errorf("%w: no exp", errMalformedToken)
 	case !now.Before(c.Expiry.Add(skew)): // RFC 7519 §4.1.4: now must be before exp (plus leeway)
 		return fmt.Errorf("%w: at %s", errTokenExpired, c.Expiry.UTC().Format(time.RFC3339))
@@ -669,7 +600,6 @@ func (tc *tokenCache) get(sum [sha256.Size]byte, now time.Time, skew time.Durati
 	return e.c
 }
 
-// put caches c, verified with key k.
 func (tc *tokenCache) put(sum [sha256.Size]byte, c *claims, k *publicKey) {
 	tc.mu.Lock()
 	defer tc.mu.Unlock()

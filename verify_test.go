@@ -480,7 +480,7 @@ func TestVerifiedTokenCache(t *testing.T) {
 		ks := &keySet{}
 		ks.keys.Store(&keyIndex{byKID: map[string]*publicKey{"k": {kid: "k"}}})
 		k := ks.keys.Load().byKID["k"]
-		c := &claims{Expiry: time.Now().Add(time.Hour), hasExp: true}
+		c := &claims{Expiry: time.Now().Add(time.Hour)}
 		a, b, d := [32]byte{1}, [32]byte{2}, [32]byte{3}
 		tc.put(a, c, k)
 		tc.put(b, c, k)
@@ -561,6 +561,11 @@ func BenchmarkVerifyCached(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// parseToken is parseTokenInto with a scratch buffer of its own.
+func parseToken(raw string) (*jws, error) {
+	return parseTokenInto(raw, new([]byte))
 }
 
 // BenchmarkParseToken is parseToken alone on the benchmark token.
@@ -736,10 +741,10 @@ func TestCheckTimeEdges(t *testing.T) {
 		c    claims
 		want error
 	}{
-		{"one second before exp+skew is valid", claims{hasExp: true, Expiry: now.Add(-skew + time.Second)}, nil},
-		{"exactly exp+skew is expired", claims{hasExp: true, Expiry: now.Add(-skew)}, errTokenExpired},
-		{"exactly nbf-skew is valid", claims{hasExp: true, Expiry: now.Add(time.Hour), NotBefore: now.Add(skew)}, nil},
-		{"one second before nbf-skew is not yet valid", claims{hasExp: true, Expiry: now.Add(time.Hour), NotBefore: now.Add(skew + time.Second)}, errNotYetValid},
+		{"one second before exp+skew is valid", claims{Expiry: now.Add(-skew + time.Second)}, nil},
+		{"exactly exp+skew is expired", claims{Expiry: now.Add(-skew)}, errTokenExpired},
+		{"exactly nbf-skew is valid", claims{Expiry: now.Add(time.Hour), NotBefore: now.Add(skew)}, nil},
+		{"one second before nbf-skew is not yet valid", claims{Expiry: now.Add(time.Hour), NotBefore: now.Add(skew + time.Second)}, errNotYetValid},
 	}
 	for _, tc := range tests {
 		if err := checkTime(&tc.c, now, skew); !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
