@@ -14,7 +14,9 @@
 # -s -w (no symbol table or DWARF). go.mod has no requires, so there is
 # nothing to download. The empty /out/data becomes the writable data
 # directory of the runtime stage (distroless has no shell to mkdir/chown).
-FROM golang:1.26-bookworm AS build
+# Pin both images by digest (image@sha256:…) in a real pipeline, so a
+# rebuild of the same commit gives the same image.
+FROM golang:1.26 AS build
 WORKDIR /src
 COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/heroes-auth . \

@@ -106,6 +106,9 @@ if ! dry; then
 	command -v az >/dev/null || die "the Azure CLI (az) is required: https://learn.microsoft.com/cli/azure/install-azure-cli"
 	az account show --output none 2>/dev/null || die "run az login first"
 fi
+# The az containerapp commands come as an extension; without it a script
+# would stop at an install prompt.
+az_run extension add --name containerapp --upgrade
 [[ -n "$API_SCOPE" ]] || API_SCOPE="api://$APP_CLIENT_ID/Heroes.Read api://$APP_CLIENT_ID/Heroes.Create api://$APP_CLIENT_ID/Admin"
 
 step "subscription, tenant, names"
