@@ -54,14 +54,21 @@ type loginOptions struct {
 	ClientID string
 	// ClientAuth is how the token endpoint is authenticated to:
 	// clientAuthPost (client_secret in the form, RFC 6749 §2.3.1),
-	// clientAuthBasic (HTTP Basic) or clientAuthCertificate (a signed
-	// client assertion, RFC 7523 §2.2).
+	// clientAuthBasic (HTTP Basic), clientAuthCertificate (a signed
+	// client assertion, RFC 7523 §2.2), clientAuthFederated or
+	// clientAuthManagedIdentity (an assertion another issuer signed).
 	ClientAuth string
 	// ClientSecret is the secret of clientAuthPost and clientAuthBasic.
 	ClientSecret string
 	// ClientCertPath is the PEM file (certificate and RSA key) of
 	// clientAuthCertificate.
 	ClientCertPath string
+	// FederatedTokenFile is the file of clientAuthFederated: a JWT another
+	// issuer signed for this app (AKS workload identity's projected service
+	// account token), read again for every token request.
+	FederatedTokenFile string
+	// ManagedIdentity is where clientAuthManagedIdentity gets its assertion.
+	ManagedIdentity managedIdentityOptions
 	// APIScopes are the API scopes asked for at sign-in, besides openid,
 	// profile and offline_access.
 	APIScopes []string
@@ -94,9 +101,9 @@ type authFlow struct {
 	client *http.Client
 	logger *slog.Logger
 	seal   *sealer
-	// cert is the client certificate when opts.ClientAuth is "certificate",
-	// else nil.
-	cert *clientCertificate
+	// cred is the client credential opts.ClientAuth names (certificate,
+	// assertion source), loaded by loadClientCredential.
+	cred clientCredential
 	// now is the clock for login ages and assertion times (time.Now).
 	now func() time.Time
 	// spent holds the states whose callback was accepted, so each is used
@@ -117,11 +124,11 @@ func newAuthFlow(cfg loginOptions, p metadataSource, v tokenVerifier, client *ht
 	if err != nil {
 		return nil, err
 	}
-	cert, err := loadClientCredential(cfg, logger)
+	cred, err := loadClientCredential(cfg, logger)
 	if err != nil {
 		return nil, err
 	}
-	return &authFlow{opts: cfg, p: p, v: v, client: client, logger: logger, seal: seal, cert: cert, now: time.Now,
+	return &authFlow{opts: cfg, p: p, v: v, client: client, logger: logger, seal: seal, cred: cred, now: time.Now,
 		spent: newSpentStates(maxSpentStates)}, nil
 }
 

@@ -800,7 +800,7 @@ func TestLogsHoldNoSecretCodeOrToken(t *testing.T) {
 	for _, env := range []map[string]string{
 		nil,
 		{"AZURE_CLIENT_AUTH": "basic"},
-		{"AZURE_CLIENT_CERTIFICATE_PATH": certPath},
+		{"AZURE_CLIENT_CERTIFICATE_PATH": certPath, "AZURE_CLIENT_SECRET": ""},
 	} {
 		h := newHarness(t, harnessOptions{env: env})
 		if env["AZURE_CLIENT_CERTIFICATE_PATH"] != "" {

@@ -25,48 +25,97 @@ const (
 	clientAuthPost        = "post"
 	clientAuthBasic       = "basic"
 	clientAuthCertificate = "certificate"
+	// clientAuthFederated sends the JWT in loginOptions.FederatedTokenFile
+	// as the client assertion (workload identity federation).
+	clientAuthFederated = "federated"
+	// clientAuthManagedIdentity sends a token of the platform's managed
+	// identity as the client assertion (a managed identity as a federated
+	// credential of the app registration).
+	clientAuthManagedIdentity = "managed-identity"
 )
 
-// loadClientCredential checks the client credential opts.ClientAuth names.
-// It returns the certificate of clientAuthCertificate, loaded and logged
-// (with a warning when it expires within 30 days), or nil for a secret.
-func loadClientCredential(opts loginOptions, logger *slog.Logger) (*clientCertificate, error) {
+// clientCredential is what token requests need beyond loginOptions: the
+// certificate of clientAuthCertificate, or the source of the client
+// assertion of clientAuthFederated and clientAuthManagedIdentity (and, for
+// the latter, the managed identity itself). All nil for a secret. It is
+// immutable and safe for concurrent use.
+type clientCredential struct {
+	cert      *clientCertificate
+	assertion func(context.Context) (string, error)
+	mi        *managedIdentity
+}
+
+// loadClientCredential checks the client credential opts.ClientAuth names
+// and logs which one is used: the certificate (loaded, with a warning when
+// it expires within 30 days), the federated token file (read once now, so a
+// missing, empty or unreadable file stops start-up), the managed identity
+// (no call is made: its endpoint may not answer yet), or a secret.
+func loadClientCredential(opts loginOptions, logger *slog.Logger) (clientCredential, error) {
 	switch opts.ClientAuth {
 	case clientAuthCertificate:
-		if opts.ClientCertPath == "" {
-			return nil, errors.New("auth: AZURE_CLIENT_AUTH=certificate needs AZURE_CLIENT_CERTIFICATE_PATH")
-		}
-		cert, err := loadClientCertificate(opts.ClientCertPath, time.Now())
-		if err != nil {
-			return nil, err
-		}
-		logger.Info("auth: client certificate loaded", "x5t#S256", cert.thumbprint, "not_after", cert.notAfter.UTC().Format(time.RFC3339))
-		if time.Until(cert.notAfter) < 30*24*time.Hour {
-			logger.Warn("auth: client certificate expires within 30 days; upload a new one to the app registration", "not_after", cert.notAfter.UTC().Format(time.RFC3339))
-		}
-		return cert, nil
+		cert, err := loadCertificateCredential(opts.ClientCertPath, logger)
+		return clientCredential{cert: cert}, err
 	case clientAuthPost, clientAuthBasic:
 		if opts.ClientSecret == "" {
-			return nil, errors.New("auth: AZURE_CLIENT_SECRET is empty")
+			return clientCredential{}, errors.New("auth: AZURE_CLIENT_SECRET is empty")
 		}
-		return nil, nil
+		return clientCredential{}, nil
+	case clientAuthFederated:
+		path := opts.FederatedTokenFile
+		if _, err := readFederatedToken(path); err != nil {
+			return clientCredential{}, err
+		}
+		logger.Info("auth: client credential: federated token file, read for every token request", "file", path)
+		return clientCredential{assertion: func(context.Context) (string, error) { return readFederatedToken(path) }}, nil
+	case clientAuthManagedIdentity:
+		mi := newManagedIdentity(opts.ManagedIdentity, time.Now)
+		logger.Info("auth: client credential: managed identity token", "endpoint", mi.endpointName(),
+			"managed_identity_client_id", opts.ManagedIdentity.ClientID, "audience", mi.audience())
+		return clientCredential{mi: mi, assertion: cachedToken(mi.fetcher(mi.audience()), time.Now)}, nil
 	}
-	return nil, fmt.Errorf("auth: unknown client authentication %q", opts.ClientAuth)
+	return clientCredential{}, fmt.Errorf("auth: unknown client authentication %q", opts.ClientAuth)
+}
+
+// loadCertificateCredential loads the certificate at path and logs it.
+func loadCertificateCredential(path string, logger *slog.Logger) (*clientCertificate, error) {
+	if path == "" {
+		return nil, errors.New("auth: AZURE_CLIENT_AUTH=certificate needs AZURE_CLIENT_CERTIFICATE_PATH")
+	}
+	cert, err := loadClientCertificate(path, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("auth: client certificate loaded", "x5t#S256", cert.thumbprint, "not_after", cert.notAfter.UTC().Format(time.RFC3339))
+	if time.Until(cert.notAfter) < 30*24*time.Hour {
+		logger.Warn("auth: client certificate expires within 30 days; upload a new one to the app registration", "not_after", cert.notAfter.UTC().Format(time.RFC3339))
+	}
+	return cert, nil
 }
 
 // tokenRequest builds the POST of form to the token endpoint, a hand-built
 // application/x-www-form-urlencoded body (RFC 6749 §3.2) with client_id and
 // the client authentication of opts.ClientAuth: client_secret in the body
-// (§2.3.1, "post"), HTTP Basic with form-encoded id and secret ("basic"), or
-// a client assertion signed with the certificate (RFC 7523 §2.2,
-// "certificate").
+// (§2.3.1, "post"), HTTP Basic with form-encoded id and secret ("basic"), a
+// client assertion signed with the certificate (RFC 7523 §2.2,
+// "certificate"), or a client assertion another issuer signed: the
+// federated token file's content ("federated") or the managed identity's
+// token ("managed-identity"), as Microsoft's "client credentials flow"
+// (third case, federated credential) describes. An assertion that cannot be
+// had is an error wrapping errClientCredential.
 func (af *authFlow) tokenRequest(ctx context.Context, endpoint string, form url.Values) (*http.Request, error) {
 	form.Set("client_id", af.opts.ClientID)
 	switch af.opts.ClientAuth {
 	case clientAuthCertificate:
-		assertion, err := af.cert.assertion(af.opts.ClientID, endpoint, af.now())
+		assertion, err := af.cred.cert.assertion(af.opts.ClientID, endpoint, af.now())
 		if err != nil {
 			return nil, err
+		}
+		form.Set("client_assertion_type", clientAssertionType)
+		form.Set("client_assertion", assertion)
+	case clientAuthFederated, clientAuthManagedIdentity:
+		assertion, err := af.cred.assertion(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errClientCredential, err)
 		}
 		form.Set("client_assertion_type", clientAssertionType)
 		form.Set("client_assertion", assertion)
@@ -234,4 +283,275 @@ func (cc *clientCertificate) assertion(clientID, tokenEndpoint string, now time.
 		return "", fmt.Errorf("auth: client assertion: %w", err)
 	}
 	return input + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+}
+
+// maxFederatedToken bounds the federated token file and a managed
+// identity's token, in bytes (Kubernetes service account tokens are about
+// 1 KiB).
+const maxFederatedToken = 64 << 10
+
+// readFederatedToken reads the JWT in the federated token file at path
+// (AZURE_FEDERATED_TOKEN_FILE), trimmed of surrounding white space. A
+// missing, unreadable, empty or oversized file, or one that holds no
+// compact JWS (three dot-separated parts), is an error naming the file and
+// never its content.
+func readFederatedToken(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("auth: federated token file (AZURE_FEDERATED_TOKEN_FILE): %w", err)
+	}
+	defer f.Close()
+	data, err := readAtMost(f, maxFederatedToken)
+	if errors.Is(err, errTooLarge) {
+		return "", fmt.Errorf("auth: federated token file %s is larger than %d bytes", path, maxFederatedToken)
+	}
+	if err != nil {
+		return "", fmt.Errorf("auth: federated token file %s: %w", path, err)
+	}
+	tok := strings.TrimSpace(string(data))
+	switch {
+	case tok == "":
+		return "", fmt.Errorf("auth: federated token file %s is empty", path)
+	case strings.Count(tok, ".") != 2 || strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r > '~' }):
+		return "", fmt.Errorf("auth: federated token file %s does not hold a JWT", path)
+	}
+	return tok, nil
+}
+
+// tokenRefreshMargin is how long before its expiry a cached token is
+// replaced, so that it is still valid when the party receiving it checks.
+const tokenRefreshMargin = 5 * time.Minute
+
+// tokenFetcher gets a new token and the time it expires.
+type tokenFetcher func(ctx context.Context) (token string, expires time.Time, err error)
+
+// cachedToken returns a token source that hands out the token fetch last
+// gave while it has more than tokenRefreshMargin left by now, and calls
+// fetch again otherwise. One fetch runs at a time, and callers waiting for
+// it give up when their ctx ends. A failed fetch is not cached: the next
+// call tries again. The source is safe for concurrent use.
+func cachedToken(fetch tokenFetcher, now func() time.Time) func(context.Context) (string, error) {
+	lock := make(chan struct{}, 1) // held while reading, fetching or writing tok and exp
+	var tok string
+	var exp time.Time
+	return func(ctx context.Context) (string, error) {
+		select {
+		case lock <- struct{}{}:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+		defer func() { <-lock }()
+		if tok != "" && now().Before(exp.Add(-tokenRefreshMargin)) {
+			return tok, nil
+		}
+		t, e, err := fetch(ctx)
+		if err != nil {
+			return "", err
+		}
+		tok, exp = t, e
+		return tok, nil
+	}
+}
+
+// managedIdentityOptions locate a managed identity's tokens. The zero value
+// is the system-assigned identity at the instance metadata endpoint, for
+// the global cloud's token exchange.
+type managedIdentityOptions struct {
+	// Endpoint is the platform's identity endpoint (IDENTITY_ENDPOINT on App
+	// Service and Container Apps); "" means the instance metadata endpoint
+	// (imdsEndpoint: virtual machines, scale sets, AKS nodes).
+	Endpoint string
+	// Header is the value sent as X-IDENTITY-HEADER to Endpoint
+	// (IDENTITY_HEADER). Never logged.
+	Header string
+	// ClientID selects a user-assigned identity; "" the system-assigned one.
+	ClientID string
+	// Audience is the resource of the token used as a client assertion;
+	// "" means api://AzureADTokenExchange (the global cloud's).
+	Audience string
+}
+
+// Managed identity endpoints (Microsoft Learn: "Managed identities for App
+// Service and Azure Functions" / Container Apps "REST endpoint reference";
+// "How to use managed identities on a VM to acquire an access token").
+const (
+	imdsEndpoint          = "http://169.254.169.254/metadata/identity/oauth2/token"
+	imdsAPIVersion        = "2018-02-01"
+	identityAPIVersion    = "2019-08-01"
+	defaultExchangeAud    = "api://AzureADTokenExchange"
+	maxManagedIdentityErr = 200 // characters of an endpoint's error text kept in an error
+)
+
+// managedIdentity gets tokens of the platform's managed identity. It is
+// immutable and safe for concurrent use.
+type managedIdentity struct {
+	opts managedIdentityOptions
+	// client calls the endpoint: idpTimeout, no redirects, and never a
+	// proxy (the metadata endpoint must be reached directly).
+	client *http.Client
+	now    func() time.Time
+}
+
+// newManagedIdentity returns the managed identity opts describe; now dates
+// the answers that give expires_in instead of expires_on.
+func newManagedIdentity(opts managedIdentityOptions, now func() time.Time) *managedIdentity {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	return &managedIdentity{opts: opts, now: now, client: &http.Client{
+		Timeout:       idpTimeout,
+		Transport:     tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+// audience is the resource of the assertion token.
+func (mi *managedIdentity) audience() string {
+	if mi.opts.Audience == "" {
+		return defaultExchangeAud
+	}
+	return mi.opts.Audience
+}
+
+// endpointName names the endpoint in logs: IDENTITY_ENDPOINT's URL
+// without query, or "instance metadata".
+func (mi *managedIdentity) endpointName() string {
+	if mi.opts.Endpoint == "" {
+		return "instance metadata " + imdsEndpoint
+	}
+	if u, err := url.Parse(mi.opts.Endpoint); err == nil {
+		return u.Scheme + "://" + u.Host + u.Path
+	}
+	return "IDENTITY_ENDPOINT"
+}
+
+// fetcher returns a tokenFetcher of the identity's tokens for resource.
+func (mi *managedIdentity) fetcher(resource string) tokenFetcher {
+	return func(ctx context.Context) (string, time.Time, error) { return mi.fetch(ctx, resource) }
+}
+
+// request builds the GET of a token for resource: at IDENTITY_ENDPOINT with
+// api-version 2019-08-01 and the X-IDENTITY-HEADER header, else at the
+// metadata endpoint with api-version 2018-02-01 and Metadata: true; with
+// client_id when a user-assigned identity is chosen.
+func (mi *managedIdentity) request(ctx context.Context, resource string) (*http.Request, error) {
+	endpoint, version := mi.opts.Endpoint, identityAPIVersion
+	if endpoint == "" {
+		endpoint, version = imdsEndpoint, imdsAPIVersion
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("auth: managed identity endpoint: %w", err)
+	}
+	q := u.Query()
+	q.Set("api-version", version)
+	q.Set("resource", resource)
+	if mi.opts.ClientID != "" {
+		q.Set("client_id", mi.opts.ClientID)
+	}
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("auth: managed identity endpoint: %w", err)
+	}
+	if mi.opts.Endpoint == "" {
+		req.Header.Set("Metadata", "true")
+	} else {
+		req.Header.Set("X-IDENTITY-HEADER", mi.opts.Header)
+	}
+	req.Header.Set("Accept", "application/json")
+	return req, nil
+}
+
+// fetch gets a token for resource from the managed identity endpoint,
+// waiting at most idpTimeout and reading at most maxTokenAnswer bytes.
+// Errors name the endpoint's status and error text, never a token.
+func (mi *managedIdentity) fetch(ctx context.Context, resource string) (string, time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, idpTimeout)
+	defer cancel()
+	req, err := mi.request(ctx, resource)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	resp, err := mi.client.Do(req)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("auth: managed identity endpoint %s: %w", mi.endpointName(), err)
+	}
+	defer resp.Body.Close()
+	body, err := readAtMost(resp.Body, maxTokenAnswer)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("auth: managed identity endpoint %s: reading the answer: %w", mi.endpointName(), err)
+	}
+	tok, exp, err := parseManagedIdentityAnswer(resp.StatusCode, resp.Header.Get("Content-Type"), body, mi.now())
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("auth: managed identity endpoint %s: %w", mi.endpointName(), err)
+	}
+	return tok, exp, nil
+}
+
+// parseManagedIdentityAnswer reads a managed identity endpoint's answer:
+// a 200 JSON object with access_token and expires_on (seconds since the
+// epoch, a number or a numeric string: App Service and Container Apps send
+// a string, Service Fabric a number), or else expires_in (seconds from now).
+// Any other status is an error holding the endpoint's error code or message
+// (App Service's "message", the metadata endpoint's "error" and
+// "error_description"), truncated.
+func parseManagedIdentityAnswer(status int, contentType string, body []byte, now time.Time) (string, time.Time, error) {
+	var a struct {
+		AccessToken      string      `json:"access_token"`
+		ExpiresOn        json.Number `json:"expires_on"`
+		ExpiresIn        json.Number `json:"expires_in"`
+		Error            string      `json:"error"`
+		ErrorDescription string      `json:"error_description"`
+		Message          string      `json:"message"`
+	}
+	jsonErr := errors.New("answer is not JSON")
+	if isJSONType(contentType) {
+		jsonErr = json.Unmarshal(body, &a)
+	}
+	if status != http.StatusOK {
+		text := strings.TrimSpace(a.Error + " " + a.ErrorDescription + " " + a.Message)
+		return "", time.Time{}, fmt.Errorf("status %d %s", status, truncate(text, maxManagedIdentityErr))
+	}
+	if jsonErr != nil {
+		return "", time.Time{}, fmt.Errorf("unusable answer: %w", jsonErr)
+	}
+	if a.AccessToken == "" || len(a.AccessToken) > maxFederatedToken {
+		return "", time.Time{}, errors.New("answer has no usable access_token")
+	}
+	if on, err := a.ExpiresOn.Int64(); err == nil && on > 0 {
+		return a.AccessToken, time.Unix(on, 0), nil
+	}
+	if in, err := a.ExpiresIn.Int64(); err == nil && in >= 0 {
+		return a.AccessToken, now.Add(time.Duration(in) * time.Second), nil
+	}
+	return "", time.Time{}, errors.New("answer has neither a numeric expires_on nor expires_in")
+}
+
+// resourceToken returns a source of access tokens for resource (such as
+// https://storage.azure.com/) for the app itself, for the table store to
+// use without an account key. With a managed identity, they are the
+// identity's own tokens from its endpoint (the identity holds the data
+// role). Otherwise they come from the client credentials grant (RFC 6749
+// §4.4; Microsoft's "client credentials flow") at the token endpoint with
+// scope <resource>/.default, authenticated as every token request
+// (tokenRequest: federated token file, certificate or secret); then the
+// app registration's service principal holds the role. Tokens are cached
+// until tokenRefreshMargin before they expire.
+func (af *authFlow) resourceToken(resource string) func(context.Context) (string, error) {
+	if af.cred.mi != nil {
+		return cachedToken(af.cred.mi.fetcher(resource), af.now)
+	}
+	scope := strings.TrimSuffix(resource, "/") + "/.default"
+	return cachedToken(func(ctx context.Context) (string, time.Time, error) {
+		md, err := af.p.metadata(ctx)
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		tr, err := af.redeem(ctx, md, url.Values{"grant_type": {"client_credentials"}, "scope": {scope}})
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		life, _ := tr.lifetime() // parseTokenAnswer checked it
+		return tr.AccessToken, af.now().Add(time.Duration(life) * time.Second), nil
+	}, af.now)
 }

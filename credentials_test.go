@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -18,8 +19,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -177,7 +180,7 @@ func TestCertificateAssertionSignedByAnotherKeyIsRefused(t *testing.T) {
 	t.Parallel()
 	key := testKeys()[1]
 	path := writePEM(t, &pem.Block{Type: "CERTIFICATE", Bytes: testCertificate(t, key, time.Now().Add(time.Hour)).Raw}, pkcs8Block(t, key))
-	h := newHarness(t, harnessOptions{env: map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": path}})
+	h := newHarness(t, harnessOptions{env: map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": path, "AZURE_CLIENT_SECRET": ""}})
 	// The provider has another certificate registered for the app.
 	registered := testCertificate(t, testKeys()[2], time.Now().Add(time.Hour))
 	h.ti.checkClient = (&assertionChecker{cert: registered, seen: map[string]bool{}}).check
@@ -267,7 +270,7 @@ func TestNewAuthFlowRefusesUnusableCertificates(t *testing.T) {
 	idp := newTestIDP(t)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := idp.config(t, map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": tc.path(t)})
+			cfg := idp.config(t, map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": tc.path(t), "AZURE_CLIENT_SECRET": ""})
 			_, err := newAuthFlow(cfg.loginOptions(), fakeMetadata{}, newVerifier(cfg.verifyOptions(nil, nil), nil, nil), http.DefaultClient, slog.New(slog.DiscardHandler))
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "auth: ") {
 				t.Errorf("newAuthFlow = %v; want an auth: error containing %q", err, tc.want)
@@ -355,4 +358,416 @@ func TestRefreshUsesTheCodeGrantsClientAuthentication(t *testing.T) {
 			}
 		})
 	}
+}
+
+// writeToken writes tok to the file at path (0600), replacing it as a
+// kubelet does when it rotates a projected token.
+func writeToken(tb testing.TB, path, tok string) {
+	tb.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(tok+"\n"), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// newFederatedHarness is a harness whose service has no secret but a
+// federated token file, holding an assertion of the test federation, and
+// whose provider accepts only that federation's assertions, recording them
+// in the log returned. It returns the file's path too.
+func newFederatedHarness(t *testing.T) (*flowHarness, *assertionLog, string) {
+	t.Helper()
+	fed := newTestFederation()
+	path := filepath.Join(t.TempDir(), "azure-identity-token")
+	writeToken(t, path, fed.assertion(t, nil))
+	h := newHarness(t, harnessOptions{env: map[string]string{"AZURE_CLIENT_SECRET": "", "AZURE_FEDERATED_TOKEN_FILE": path}})
+	log := &assertionLog{}
+	h.ti.checkClient = log.checkFederated(fed.credential())
+	return h, log, path
+}
+
+// signInAndRefresh signs in with h and then refreshes, failing unless both
+// answer 200.
+func signInAndRefresh(t *testing.T, h *flowHarness, between func()) {
+	t.Helper()
+	w := h.signIn(t, "", "")
+	if w.Code != http.StatusOK {
+		t.Fatalf("sign-in = %d %s; want 200", w.Code, w.Body)
+	}
+	rt, _ := decodeAnswer(t, w)["refresh_token"].(string)
+	between()
+	if w := h.do(newRefreshRequest("application/x-www-form-urlencoded", url.Values{"refresh_token": {rt}}.Encode())); w.Code != http.StatusOK {
+		t.Fatalf("refresh = %d %s; want 200", w.Code, w.Body)
+	}
+}
+
+// TestFederatedTokenFileSignInAndRefresh: with AZURE_FEDERATED_TOKEN_FILE
+// and no secret, the code and refresh grants authenticate with the file's
+// JWT as client_assertion (jwt-bearer), the file is read again for each
+// request (a rotated file is used at once), and no assertion is logged.
+func TestFederatedTokenFileSignInAndRefresh(t *testing.T) {
+	t.Parallel()
+	h, log, path := newFederatedHarness(t)
+	fed := newTestFederation()
+	first, second := fed.assertion(t, nil), fed.assertion(t, nil)
+	writeToken(t, path, first)
+
+	signInAndRefresh(t, h, func() { writeToken(t, path, second) })
+
+	want := []string{"authorization_code " + first, "refresh_token " + second}
+	if got := log.list(); !slices.Equal(got, want) {
+		t.Errorf("the provider accepted %d assertions %q; want the file's first content for the code and its rotated content for the refresh", len(got), got)
+	}
+	assertNoSecretsLogged(t, h.logs.String(), first, second)
+	if !strings.Contains(h.logs.String(), "federated token file") {
+		t.Errorf("start-up did not log which credential is used:\n%s", h.logs)
+	}
+}
+
+// TestManagedIdentityAssertionSignInAndRefresh: with
+// AZURE_CLIENT_ASSERTION=managed-identity and no secret, the assertion is
+// the managed identity's token for api://AzureADTokenExchange from
+// IDENTITY_ENDPOINT, fetched once and reused while it is valid, and never
+// logged.
+func TestManagedIdentityAssertionSignInAndRefresh(t *testing.T) {
+	t.Parallel()
+	fi := newFakeIdentity(t)
+	h := newHarness(t, harnessOptions{env: fi.env()})
+	var log assertionLog
+	h.ti.checkClient = log.checkFederated(fi.fed.credential())
+
+	signInAndRefresh(t, h, func() {})
+
+	if got := fi.resources(); !slices.Equal(got, []string{"api://AzureADTokenExchange"}) {
+		t.Errorf("the identity endpoint was asked for %q; want one token for api://AzureADTokenExchange, then the cached one", got)
+	}
+	got := log.list()
+	if len(got) != 2 || !strings.HasPrefix(got[0], "authorization_code ") || !strings.HasPrefix(got[1], "refresh_token ") {
+		t.Fatalf("the provider accepted %q; want the code and the refresh grant", got)
+	}
+	assertion := strings.TrimPrefix(got[0], "authorization_code ")
+	assertNoSecretsLogged(t, h.logs.String(), assertion, fi.header)
+}
+
+// TestManagedIdentityAssertionIsRenewedBeforeItExpires: a token with less
+// than tokenRefreshMargin left is not sent; a new one is fetched.
+func TestManagedIdentityAssertionIsRenewedBeforeItExpires(t *testing.T) {
+	t.Parallel()
+	fi := newFakeIdentity(t)
+	fi.lifetime = tokenRefreshMargin - time.Minute
+	h := newHarness(t, harnessOptions{env: fi.env()})
+	var log assertionLog
+	h.ti.checkClient = log.checkFederated(fi.fed.credential())
+	signInAndRefresh(t, h, func() {})
+	if n := len(fi.resources()); n != 2 {
+		t.Errorf("the identity endpoint was asked %d times for two token requests with short-lived tokens; want 2", n)
+	}
+}
+
+// TestFederatedTokenFileUnusableAtStart: a missing, empty, oversized or
+// non-JWT file stops start-up (newAuthFlow, a configuration error in run)
+// with an error naming the file and never its content.
+func TestFederatedTokenFileUnusableAtStart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name, path, want string
+	}{
+		{"missing", filepath.Join(dir, "absent"), "no such file"},
+		{"empty", write("empty", " \n"), "is empty"},
+		{"not a JWT", write("text", "secret-looking text"), "does not hold a JWT"},
+		{"too large", write("large", strings.Repeat("a", maxFederatedToken+1)), "larger than"},
+		{"a directory", dir, "is a directory"},
+	}
+	idp := newTestIDP(t)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := idp.config(t, map[string]string{"AZURE_CLIENT_SECRET": "", "AZURE_FEDERATED_TOKEN_FILE": tc.path})
+			_, err := newAuthFlow(cfg.loginOptions(), fakeMetadata{}, newVerifier(cfg.verifyOptions(nil, nil), nil, nil), http.DefaultClient, discardLogger())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("newAuthFlow() = %v; want an error saying %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "secret-looking") {
+				t.Errorf("the error %q holds the file's content", err)
+			}
+		})
+	}
+}
+
+// TestClientCredentialUnavailableIsA502: when the assertion cannot be had
+// at request time (the token file was removed or emptied, the identity
+// endpoint fails), sign-in and refresh answer 502 in JSON, nothing is sent
+// to the token endpoint, and an error log line says why.
+func TestClientCredentialUnavailableIsA502(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T) (env map[string]string, breakIt func())
+		wantLog string
+	}{
+		{"token file removed", func(t *testing.T) (map[string]string, func()) {
+			path := filepath.Join(t.TempDir(), "token")
+			writeToken(t, path, newTestFederation().assertion(t, nil))
+			return map[string]string{"AZURE_CLIENT_SECRET": "", "AZURE_FEDERATED_TOKEN_FILE": path}, func() { os.Remove(path) }
+		}, "no such file"},
+		{"token file emptied", func(t *testing.T) (map[string]string, func()) {
+			path := filepath.Join(t.TempDir(), "token")
+			writeToken(t, path, newTestFederation().assertion(t, nil))
+			return map[string]string{"AZURE_CLIENT_SECRET": "", "AZURE_FEDERATED_TOKEN_FILE": path}, func() { writeToken(t, path, "") }
+		}, "is empty"},
+		{"identity endpoint answers 500", func(t *testing.T) (map[string]string, func()) {
+			fi := newFakeIdentity(t)
+			return fi.env(), func() {
+				fi.setAnswer(func(w http.ResponseWriter, r *http.Request) {
+					writeJSON(w, 500, map[string]any{"statusCode": 500, "message": "Identity not found"})
+				})
+			}
+		}, "status 500 Identity not found"},
+		{"identity endpoint unreachable", func(t *testing.T) (map[string]string, func()) {
+			fi := newFakeIdentity(t)
+			return fi.env(), fi.srv.Close
+		}, "managed identity endpoint"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env, breakIt := tc.setup(t)
+			h := newHarness(t, harnessOptions{env: env})
+			calls := countTokenCalls(h)
+			breakIt()
+			w := h.signIn(t, "", "")
+			if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), "client credential unavailable") {
+				t.Errorf("sign-in = %d %s; want 502 saying the client credential is unavailable", w.Code, w.Body)
+			}
+			w = h.do(newRefreshRequest("application/x-www-form-urlencoded", "refresh_token=rt-1"))
+			if w.Code != http.StatusBadGateway || !strings.Contains(w.Header().Get("Content-Type"), "json") {
+				t.Errorf("refresh = %d %q; want a 502 JSON answer", w.Code, w.Header().Get("Content-Type"))
+			}
+			if n := calls.Load(); n != 0 {
+				t.Errorf("%d requests reached the token endpoint; want none", n)
+			}
+			logs := h.logs.String()
+			if !strings.Contains(logs, "level=ERROR") || !strings.Contains(logs, "client credential is unavailable") || !strings.Contains(logs, tc.wantLog) {
+				t.Errorf("logs lack an error line saying %q:\n%s", tc.wantLog, logs)
+			}
+		})
+	}
+}
+
+// TestCachedToken: a token is reused until tokenRefreshMargin before it
+// expires, then fetched again; concurrent callers share one fetch; a failed
+// fetch is not kept; a caller waiting for a fetch gives up with its ctx.
+func TestCachedToken(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC))
+	var fetches atomic.Int64
+	var fail atomic.Bool
+	release := make(chan struct{})
+	close(release)
+	gate := &atomic.Pointer[chan struct{}]{}
+	gate.Store(&release)
+	started := make(chan struct{}, 100)
+	src := cachedToken(func(ctx context.Context) (string, time.Time, error) {
+		started <- struct{}{}
+		select {
+		case <-*gate.Load():
+		case <-ctx.Done():
+			return "", time.Time{}, ctx.Err()
+		}
+		n := fetches.Add(1)
+		if fail.Load() {
+			return "", time.Time{}, errors.New("endpoint down")
+		}
+		return fmt.Sprintf("token-%d", n), clock.now().Add(time.Hour), nil
+	}, clock.now)
+	get := func() string {
+		t.Helper()
+		tok, err := src(context.Background())
+		if err != nil {
+			t.Fatalf("source() = %v", err)
+		}
+		return tok
+	}
+	if got := get(); got != "token-1" {
+		t.Fatalf("first = %q; want token-1", got)
+	}
+	clock.advance(time.Hour - tokenRefreshMargin - time.Second)
+	if got := get(); got != "token-1" {
+		t.Errorf("%v before expiry = %q; want the cached token-1", tokenRefreshMargin+time.Second, got)
+	}
+	clock.advance(time.Second)
+	if got := get(); got != "token-2" {
+		t.Errorf("%v before expiry = %q; want a new token-2", tokenRefreshMargin, got)
+	}
+
+	clock.advance(2 * time.Hour)
+	fail.Store(true)
+	if _, err := src(context.Background()); err == nil {
+		t.Errorf("source() with the endpoint down = nil error; want the fetch's error")
+	}
+	fail.Store(false)
+	if got := get(); got != "token-4" {
+		t.Errorf("after a failed fetch = %q; want a new token-4 (the failure is not kept)", got)
+	}
+
+	// Ten callers at once while the token is stale: one fetch.
+	clock.advance(2 * time.Hour)
+	hold := make(chan struct{})
+	gate.Store(&hold)
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() { defer wg.Done(); src(context.Background()) }()
+	}
+	for len(started) < 5 { // the first four fetches, and now one of the ten
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := src(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("source() waiting on a slow fetch past its deadline = %v; want context.DeadlineExceeded", err)
+	}
+	close(hold)
+	wg.Wait()
+	if n := fetches.Load(); n != 5 {
+		t.Errorf("%d fetches in all; want 5 (ten concurrent callers share one)", n)
+	}
+}
+
+// TestManagedIdentityRequest: the token request of each kind of endpoint
+// (Microsoft's App Service / Container Apps REST reference and the VM
+// instance metadata how-to).
+func TestManagedIdentityRequest(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		opts       managedIdentityOptions
+		wantURL    string
+		wantHeader [2]string
+		noHeader   string
+	}{
+		{"App Service, user-assigned", managedIdentityOptions{Endpoint: "http://localhost:42356/msi/token", Header: "h-1", ClientID: "c-1"},
+			"http://localhost:42356/msi/token?api-version=2019-08-01&client_id=c-1&resource=api%3A%2F%2FAzureADTokenExchange",
+			[2]string{"X-Identity-Header", "h-1"}, "Metadata"},
+		{"App Service, system-assigned", managedIdentityOptions{Endpoint: "http://127.0.0.1:41741/MSI/token/", Header: "h-2"},
+			"http://127.0.0.1:41741/MSI/token/?api-version=2019-08-01&resource=api%3A%2F%2FAzureADTokenExchange",
+			[2]string{"X-Identity-Header", "h-2"}, "Metadata"},
+		{"instance metadata", managedIdentityOptions{ClientID: "c-3"},
+			"http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&client_id=c-3&resource=api%3A%2F%2FAzureADTokenExchange",
+			[2]string{"Metadata", "true"}, "X-Identity-Header"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			mi := newManagedIdentity(tc.opts, time.Now)
+			req, err := mi.request(context.Background(), "api://AzureADTokenExchange")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if req.Method != http.MethodGet || req.URL.String() != tc.wantURL {
+				t.Errorf("request = %s %s; want GET %s", req.Method, req.URL, tc.wantURL)
+			}
+			if got := req.Header.Get(tc.wantHeader[0]); got != tc.wantHeader[1] {
+				t.Errorf("%s = %q; want %q", tc.wantHeader[0], got, tc.wantHeader[1])
+			}
+			if req.Header.Get(tc.noHeader) != "" {
+				t.Errorf("%s is set; it belongs to the other kind of endpoint", tc.noHeader)
+			}
+			if tr := mi.client.Transport.(*http.Transport); tr.Proxy != nil || mi.client.Timeout != idpTimeout {
+				t.Errorf("client has a proxy or timeout %v; want no proxy and %v", mi.client.Timeout, idpTimeout)
+			}
+		})
+	}
+}
+
+func TestParseManagedIdentityAnswer(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_800_000_000, 0)
+	const js = "application/json; charset=utf-8"
+	tests := []struct {
+		name        string
+		status      int
+		ct, body    string
+		wantExpires int64  // seconds since the epoch; 0 when an error is wanted
+		wantErr     string // in the error
+	}{
+		{"App Service: expires_on string", 200, js, `{"access_token":"t","expires_on":"1800003600","resource":"r","token_type":"Bearer"}`, 1_800_003_600, ""},
+		{"Service Fabric: expires_on number", 200, js, `{"access_token":"t","expires_on":1800003600}`, 1_800_003_600, ""},
+		{"only expires_in", 200, js, `{"access_token":"t","expires_in":"3600"}`, 1_800_003_600, ""},
+		{"no expiry", 200, js, `{"access_token":"t"}`, 0, "neither"},
+		{"date string expiry", 200, js, `{"access_token":"t","expires_on":"09/14/2017 00:00:00 PM +00:00"}`, 0, "unusable answer"},
+		{"no token", 200, js, `{"expires_on":"1800003600"}`, 0, "no usable access_token"},
+		{"not JSON", 200, "text/html", `<html>`, 0, "not JSON"},
+		{"App Service error", 400, js, `{"statusCode":400,"message":"No User Assigned or Delegated Managed Identity found for specified ClientId"}`, 0, "status 400 No User Assigned"},
+		{"IMDS error", 400, js, `{"error":"invalid_request","error_description":"Identity not found"}`, 0, "status 400 invalid_request Identity not found"},
+		{"error without JSON", 502, "text/plain", `bad gateway`, 0, "status 502"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tok, exp, err := parseManagedIdentityAnswer(tc.status, tc.ct, []byte(tc.body), now)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("parseManagedIdentityAnswer() = %q, %v; want an error with %q", tok, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || tok != "t" || exp.Unix() != tc.wantExpires {
+				t.Errorf("parseManagedIdentityAnswer() = %q, %d, %v; want t, %d", tok, exp.Unix(), err, tc.wantExpires)
+			}
+		})
+	}
+}
+
+// TestResourceToken: the table store's Entra token comes from the managed
+// identity itself (resource https://storage.azure.com/) with a managed
+// identity, and otherwise from the client credentials grant with scope
+// https://storage.azure.com/.default, authenticated with the federated
+// token file; both are cached.
+func TestResourceToken(t *testing.T) {
+	t.Parallel()
+	t.Run("managed identity", func(t *testing.T) {
+		fi := newFakeIdentity(t)
+		h := newHarness(t, harnessOptions{env: fi.env()})
+		src := h.af.resourceToken(storageResource)
+		for range 3 {
+			if tok, err := src(context.Background()); err != nil || tok == "" {
+				t.Fatalf("resourceToken() = %q, %v", tok, err)
+			}
+		}
+		if got := fi.resources(); !slices.Equal(got, []string{storageResource}) {
+			t.Errorf("the identity endpoint was asked for %q; want one token for %s", got, storageResource)
+		}
+	})
+	t.Run("federated token file", func(t *testing.T) {
+		h, _, _ := newFederatedHarness(t)
+		var scopes []string
+		check := h.ti.checkClient
+		h.ti.checkClient = func(r *http.Request, form url.Values) error {
+			scopes = append(scopes, form.Get("scope"))
+			return check(r, form)
+		}
+		src := h.af.resourceToken(storageResource)
+		var toks []string
+		for range 2 {
+			tok, err := src(context.Background())
+			if err != nil {
+				t.Fatalf("resourceToken() = %v", err)
+			}
+			toks = append(toks, tok)
+		}
+		if !slices.Equal(scopes, []string{"https://storage.azure.com/.default"}) || toks[0] != toks[1] {
+			t.Errorf("token requests with scopes %q; want one client credentials grant for https://storage.azure.com/.default, then the cached token", scopes)
+		}
+		if c, err := parseToken(toks[0]); err != nil || !slices.Equal(c.claims.Audience, []string{"https://storage.azure.com"}) {
+			t.Errorf("the storage token has audience %v, %v; want https://storage.azure.com", c.claims.Audience, err)
+		}
+	})
 }

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +36,15 @@ const (
 	devTenantID = "decaf000-0000-4000-8000-000000000001"
 	// devClientID is the one registered client (aud, azp, client_id).
 	devClientID = "decaf000-0000-4000-8000-000000000002"
+	// devIdentityClientID and devIdentityPrincipalID are the client id and
+	// the principal (object) id, the sub of its tokens, of the one
+	// user-assigned managed identity the dev identity endpoint serves. The
+	// dev client trusts it as a federated credential (devFederatedCredential).
+	devIdentityClientID    = "decaf000-0000-4000-8000-000000000003"
+	devIdentityPrincipalID = "decaf000-0000-4000-8000-000000000004"
+	// devIdentityPath is the dev managed identity endpoint, the
+	// IDENTITY_ENDPOINT of -dev with AZURE_CLIENT_ASSERTION=managed-identity.
+	devIdentityPath = "/devidp/msi/token"
 )
 
 // Lifetimes and bounds of the dev provider. Durations are time.Duration.
@@ -69,6 +79,9 @@ type devIDP struct {
 	kid    string           // the key's random id, in the JWKS and every token header
 	secret string           // the client secret (AZURE_CLIENT_SECRET), random per process
 	now    func() time.Time // the clock; tests replace it before serving
+	// identityHeader is the IDENTITY_HEADER the dev identity endpoint
+	// wants as X-IDENTITY-HEADER, random per process.
+	identityHeader string
 
 	mu sync.Mutex // guards the fields below
 	// base is the service's own URL ("http://localhost:8000"), recorded by
@@ -130,14 +143,15 @@ func newDevIDP() (*devIDP, error) {
 		return nil, fmt.Errorf("devidp: making the signing key: %w", err)
 	}
 	return &devIDP{
-		key:     key,
-		kid:     rand.Text(),
-		secret:  rand.Text(),
-		now:     time.Now,
-		codes:   map[string]devCode{},
-		refresh: map[string]devGrant{},
-		spent:   map[string]devSpent{},
-		revoked: map[string]devSpent{},
+		key:            key,
+		kid:            rand.Text(),
+		secret:         rand.Text(),
+		identityHeader: rand.Text(),
+		now:            time.Now,
+		codes:          map[string]devCode{},
+		refresh:        map[string]devGrant{},
+		spent:          map[string]devSpent{},
+		revoked:        map[string]devSpent{},
 	}, nil
 }
 
@@ -146,8 +160,11 @@ func newDevIDP() (*devIDP, error) {
 // "http://localhost:8000"), and every other key from getenv. The dev values
 // win over the environment, and the settings that would mix a real
 // registration with the dev provider (certificate, client auth method,
-// allowed tenants, extra audiences, post-logout URI) are blanked. It records
-// base as the provider's own origin.
+// allowed tenants, extra audiences, post-logout URI, federated token file)
+// are blanked. With AZURE_CLIENT_ASSERTION=managed-identity the client
+// authenticates with no secret at all: with a token of the dev managed
+// identity, from the dev identity endpoint, as its federated credential
+// (devIdentity). It records base as the provider's own origin.
 func (d *devIDP) getenv(getenv func(string) string, base string) func(string) string {
 	base = strings.TrimRight(base, "/")
 	d.mu.Lock()
@@ -166,7 +183,10 @@ func (d *devIDP) getenv(getenv func(string) string, base string) func(string) st
 		"ALLOWED_TENANTS":               "",
 		"AZURE_AUDIENCE":                "",
 		"POST_LOGOUT_REDIRECT_URI":      "",
+		"AZURE_FEDERATED_TOKEN_FILE":    "",
+		"AZURE_TOKEN_EXCHANGE_AUDIENCE": "",
 	}
+	maps.Copy(dev, d.identityEnv(getenv, base))
 	return func(k string) string {
 		if v, ok := dev[k]; ok {
 			return v
@@ -175,12 +195,29 @@ func (d *devIDP) getenv(getenv func(string) string, base string) func(string) st
 	}
 }
 
-// listenDev listens on ADDR (default localhost:8000), which must be a
-// loopback address, and makes the dev identity provider. It returns the
+// identityEnv is the managed identity part of getenv's settings: the dev
+// identity endpoint and identity, and no secret, when getenv asks for
+// AZURE_CLIENT_ASSERTION=managed-identity; else none of them.
+func (d *devIDP) identityEnv(getenv func(string) string, base string) map[string]string {
+	if strings.TrimSpace(getenv("AZURE_CLIENT_ASSERTION")) != clientAuthManagedIdentity {
+		return map[string]string{"AZURE_CLIENT_ASSERTION": "", "AZURE_MANAGED_IDENTITY_CLIENT_ID": ""}
+	}
+	return map[string]string{
+		"AZURE_CLIENT_SECRET":              "",
+		"AZURE_CLIENT_ASSERTION":           clientAuthManagedIdentity,
+		"AZURE_MANAGED_IDENTITY_CLIENT_ID": devIdentityClientID,
+		"IDENTITY_ENDPOINT":                base + devIdentityPath,
+		"IDENTITY_HEADER":                  d.identityHeader,
+	}
+}
+
+// listenDev listens on ADDR (default localhost:PORT, or localhost:8000
+// when PORT is unset too), which must be a loopback address, and makes the
+// dev identity provider. It returns the
 // listener, the provider, and a getenv that answers the identity settings
 // with the provider's values for the URL the listener is reached at.
 func listenDev(getenv func(string) string) (net.Listener, *devIDP, func(string) string, error) {
-	addr := cmp.Or(getenv("ADDR"), "localhost:8000")
+	addr := cmp.Or(getenv("ADDR"), "localhost:"+cmp.Or(getenv("PORT"), "8000"))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("listen on %s: %w", addr, err)
@@ -220,6 +257,7 @@ func (d *devIDP) addRoutes(mux router, logger *slog.Logger) {
 	mux.Handle("POST "+p+"oauth2/v2.0/authorize", d.handleSignIn(logger))
 	mux.Handle("POST "+p+"oauth2/v2.0/token", d.handleToken(logger))
 	mux.Handle("GET "+p+"oauth2/v2.0/logout", d.handleLogout(logger))
+	mux.Handle("GET "+devIdentityPath, d.handleIdentity(logger))
 }
 
 // ready returns the service's URL that getenv recorded, or the error to
@@ -275,7 +313,7 @@ func (d *devIDP) handleDiscovery() http.Handler {
 			"grant_types_supported":                 []string{"authorization_code", "refresh_token"},
 			"subject_types_supported":               []string{"pairwise"},
 			"id_token_signing_alg_values_supported": []string{"RS256"},
-			"token_endpoint_auth_methods_supported": []string{"client_secret_post", "client_secret_basic"},
+			"token_endpoint_auth_methods_supported": []string{"client_secret_post", "client_secret_basic", "private_key_jwt"},
 			"code_challenge_methods_supported":      []string{"S256"},
 			"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
 			"claims_supported": []string{"sub", "iss", "aud", "exp", "iat", "nbf", "nonce",
@@ -799,8 +837,8 @@ var (
 		desc: "The client authenticated with more than one method (RFC 6749 §2.3)."}
 	errDevBadBasic = &devOAuthError{status: http.StatusUnauthorized, code: "invalid_client", aadsts: 7000215,
 		desc: "The HTTP Basic credentials are not form-urlencoded client_id:client_secret (RFC 6749 §2.3.1)."}
-	errDevAssertion = &devOAuthError{status: http.StatusBadRequest, code: "invalid_request", aadsts: 9002313,
-		desc: "The dev identity provider accepts a client secret only, not a client assertion."}
+	errDevAssertionType = &devOAuthError{status: http.StatusBadRequest, code: "invalid_request", aadsts: 9002313,
+		desc: "The client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer."}
 	errDevExpired = &devOAuthError{status: http.StatusBadRequest, code: "invalid_grant", aadsts: 70008,
 		desc: "The provided authorization code or refresh token has expired due to inactivity, or is not valid. Send a new interactive authorization request."}
 	errDevCodeRedeemed = &devOAuthError{status: http.StatusBadRequest, code: "invalid_grant", aadsts: 54005,
@@ -829,8 +867,9 @@ var devTokenParams = []string{"grant_type", "code", "redirect_uri", "code_verifi
 // handleToken serves POST /devidp/{tenant}/oauth2/v2.0/token (RFC 6749
 // §3.2): grant_type authorization_code (§4.1.3, with the PKCE check of RFC
 // 7636 §4.6) and refresh_token (§6, single-use tokens rotated on every
-// redemption). The client authenticates with client_secret in the body or
-// HTTP Basic (§2.3.1). Answers are Entra's: a token response (§5.1) or an
+// redemption). The client authenticates with client_secret in the body,
+// HTTP Basic (§2.3.1), or a federated client assertion (RFC 7523 §2.2,
+// authenticateAssertion). Answers are Entra's: a token response (§5.1) or an
 // error JSON with error_codes (§5.2), both with Cache-Control: no-store.
 func (d *devIDP) handleToken(logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -866,7 +905,7 @@ func (d *devIDP) token(w http.ResponseWriter, r *http.Request) (map[string]any, 
 				desc: "The parameter '" + p + "' is duplicated."}
 		}
 	}
-	if e := d.authenticateClient(r, f); e != nil {
+	if e := d.authenticateClient(r, f, base); e != nil {
 		return nil, e
 	}
 	now := d.now()
@@ -892,10 +931,11 @@ func (d *devIDP) token(w http.ResponseWriter, r *http.Request) (map[string]any, 
 
 // authenticateClient checks the client's credentials: client_id and
 // client_secret in the body, or the same form-urlencoded in HTTP Basic
-// (RFC 6749 §2.3.1), never both. The secret is compared in constant time.
-func (d *devIDP) authenticateClient(r *http.Request, f url.Values) *devOAuthError {
+// (RFC 6749 §2.3.1), never both; or a client assertion
+// (authenticateAssertion). The secret is compared in constant time.
+func (d *devIDP) authenticateClient(r *http.Request, f url.Values, base string) *devOAuthError {
 	if f.Has("client_assertion") || f.Has("client_assertion_type") {
-		return errDevAssertion
+		return d.authenticateAssertion(r, f, base)
 	}
 	id, secret := f.Get("client_id"), f.Get("client_secret")
 	if bu, bp, ok := r.BasicAuth(); ok {
@@ -920,6 +960,76 @@ func (d *devIDP) authenticateClient(r *http.Request, f url.Values) *devOAuthErro
 		return errDevBadSecret
 	}
 	return nil
+}
+
+// authenticateAssertion checks a client assertion (RFC 7521 §4.2, RFC 7523
+// §2.2) as Entra checks one against an app's federated credentials: the
+// dev client's one federated credential is the dev managed identity
+// (devFederatedCredential). No secret or HTTP Basic may come with it.
+func (d *devIDP) authenticateAssertion(r *http.Request, f url.Values, base string) *devOAuthError {
+	_, _, basic := r.BasicAuth()
+	switch {
+	case basic || f.Has("client_secret"):
+		return errDevTwoClientAuths
+	case f.Get("client_assertion_type") != clientAssertionType:
+		return errDevAssertionType
+	case f.Get("client_assertion") == "":
+		return devMissing("client_assertion")
+	case f.Get("client_id") == "":
+		return devMissing("client_id")
+	case f.Get("client_id") != devClientID:
+		return errDevUnknownClient
+	}
+	if code, desc := devFederatedCredential(base, &d.key.PublicKey).check(f.Get("client_assertion"), d.now()); code != 0 {
+		return &devOAuthError{status: http.StatusUnauthorized, code: "invalid_client", aadsts: code, desc: desc}
+	}
+	return nil
+}
+
+// federatedCredential is a federated identity credential of an app
+// registration as Entra keeps one (Microsoft Learn, "Workload identity
+// federation"): the issuer, subject and audience a client assertion must
+// carry, and the issuer's signing key (Entra reads it from the issuer's
+// discovery document; the dev and test providers are given it).
+type federatedCredential struct {
+	Issuer, Subject, Audience string
+	Key                       *rsa.PublicKey
+}
+
+// devFederatedCredential is the dev client's federated credential: the dev
+// managed identity's tokens, which the dev provider itself issues (as
+// Entra issues a managed identity's): issuer the dev tenant's v2.0 issuer,
+// subject the identity's principal id, audience api://AzureADTokenExchange.
+func devFederatedCredential(base string, key *rsa.PublicKey) federatedCredential {
+	return federatedCredential{Issuer: devIssuer(base), Subject: devIdentityPrincipalID, Audience: defaultExchangeAud, Key: key}
+}
+
+// check checks a client assertion against fc as Entra does: a compact JWS
+// signed RS256 by fc.Key (parseToken's header rules), whose iss and sub
+// equal fc's and whose aud holds fc.Audience, exactly, within exp and nbf
+// at now with a minute of leeway. It returns 0 when the assertion passes,
+// else Entra's error code and message: AADSTS50027 (not a JWT), 700027
+// (signature), 700211 (issuer), 700212 (audience), 700213 (subject),
+// 700024 (time).
+func (fc federatedCredential) check(raw string, now time.Time) (int, string) {
+	t, err := parseToken(raw)
+	if err != nil {
+		return 50027, "The client assertion is not a valid JWT."
+	}
+	if verifyRS256(fc.Key, t.signingInput, t.signature) != nil {
+		return 700027, "Client assertion failed signature validation."
+	}
+	switch c := &t.claims; {
+	case c.Issuer != fc.Issuer:
+		return 700211, "No matching federated identity record found for presented assertion issuer."
+	case !slices.Contains(c.Audience, fc.Audience):
+		return 700212, "No matching federated identity record found for presented assertion audience."
+	case c.Subject != fc.Subject:
+		return 700213, "No matching federated identity record found for presented assertion subject."
+	case checkTime(c, now, time.Minute) != nil:
+		return 700024, "Client assertion is not within its valid time range."
+	}
+	return 0, ""
 }
 
 // secretMatches compares secret with the client secret in constant time.
@@ -1170,6 +1280,75 @@ func (d *devIDP) userClaims(base string, g devGrant, now time.Time) map[string]a
 type devLogoutPage struct {
 	Home    string // the service's home page
 	Refused string // a post_logout_redirect_uri that was not followed, or ""
+}
+
+// handleIdentity serves GET /devidp/msi/token (devIdentityPath): a managed
+// identity endpoint as App Service and Container Apps offer one at
+// IDENTITY_ENDPOINT (api-version 2019-08-01, the X-IDENTITY-HEADER
+// header, optional client_id), for the one dev identity. It answers as they
+// do: access_token, expires_on (a string of seconds since the epoch),
+// resource, token_type, client_id; an error is {"statusCode", "message"}.
+func (d *devIDP) handleIdentity(logger *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		devPageHeaders(w)
+		now := d.now()
+		claims, status, msg := d.identityClaims(r, now)
+		if status != 0 {
+			logger.Info("devidp: managed identity token refused", "status", status, "message", msg)
+			writeJSON(w, status, map[string]any{"statusCode": status, "message": msg})
+			return
+		}
+		tok, err := signRS256(d.key, d.kid, claims)
+		if err != nil {
+			logger.Error("devidp: signing a managed identity token", "err", err)
+			writeJSON(w, http.StatusInternalServerError, map[string]any{"statusCode": 500, "message": "signing failed"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{
+			"access_token": tok,
+			"expires_on":   strconv.FormatInt(now.Add(devTokenTTL).Unix(), 10),
+			"resource":     r.URL.Query().Get("resource"),
+			"token_type":   "Bearer",
+			"client_id":    devIdentityClientID,
+		})
+	})
+}
+
+// identityClaims checks a managed identity token request and returns the
+// token's claims, or the status and message to refuse it with. It knows
+// two resources: the token exchange audience (a v2.0 token of the dev
+// tenant's issuer, the dev client's federated credential) and Azure
+// Storage (a v1 token, iss https://sts.windows.net/{tenant}/, as Entra
+// issues them for storage and as Azurite's --oauth basic checks them).
+func (d *devIDP) identityClaims(r *http.Request, now time.Time) (map[string]any, int, string) {
+	d.mu.Lock()
+	base := d.base
+	d.mu.Unlock()
+	q := r.URL.Query()
+	got, want := sha256.Sum256([]byte(r.Header.Get("X-IDENTITY-HEADER"))), sha256.Sum256([]byte(d.identityHeader))
+	switch {
+	case base == "":
+		return nil, http.StatusServiceUnavailable, "The dev identity endpoint is not configured yet."
+	case subtle.ConstantTimeCompare(got[:], want[:]) != 1:
+		return nil, http.StatusUnauthorized, "X-IDENTITY-HEADER is missing or wrong; it is IDENTITY_HEADER."
+	case q.Get("api-version") != identityAPIVersion:
+		return nil, http.StatusBadRequest, "api-version must be " + identityAPIVersion + "."
+	case q.Has("principal_id") || q.Has("object_id") || q.Has("mi_res_id"):
+		return nil, http.StatusBadRequest, "The dev identity endpoint selects its identity by client_id only."
+	case q.Has("client_id") && !strings.EqualFold(q.Get("client_id"), devIdentityClientID):
+		return nil, http.StatusBadRequest, "No managed identity with that client_id is assigned; the dev one is " + devIdentityClientID + "."
+	}
+	c := map[string]any{"sub": devIdentityPrincipalID, "oid": devIdentityPrincipalID, "tid": devTenantID,
+		"appid": devIdentityClientID, "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(devTokenTTL).Unix()}
+	switch strings.TrimSuffix(q.Get("resource"), "/") {
+	case defaultExchangeAud:
+		c["iss"], c["aud"], c["ver"] = devIssuer(base), defaultExchangeAud, "2.0"
+	case strings.TrimSuffix(storageResource, "/"):
+		c["iss"], c["aud"], c["ver"] = "https://sts.windows.net/"+devTenantID+"/", strings.TrimSuffix(storageResource, "/"), "1.0"
+	default:
+		return nil, http.StatusBadRequest, "The dev identity endpoint issues tokens for " + defaultExchangeAud + " and " + storageResource + " only."
+	}
+	return c, 0, ""
 }
 
 // handleLogout serves GET /devidp/{tenant}/oauth2/v2.0/logout, the

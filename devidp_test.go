@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -273,6 +274,8 @@ func TestDevIDPGetenv(t *testing.T) {
 		"ALLOWED_TENANTS":               "72f988bf-86f1-41af-91ab-2d7cd011db47",
 		"AZURE_CLIENT_AUTH":             "basic",
 		"AZURE_CLIENT_CERTIFICATE_PATH": "/etc/cert.pem",
+		"AZURE_FEDERATED_TOKEN_FILE":    "/var/run/secrets/azure/tokens/azure-identity-token",
+		"AZURE_TOKEN_EXCHANGE_AUDIENCE": "api://elsewhere",
 		"AZURE_AUDIENCE":                "api://elsewhere",
 		"POST_LOGOUT_REDIRECT_URI":      "https://elsewhere.example/",
 		"AZURE_AUTHORITY_HOST":          "https://login.microsoftonline.com",
@@ -295,6 +298,8 @@ func TestDevIDPGetenv(t *testing.T) {
 		{"redirect URI is on the service", cfg.RedirectURI, base + "/auth/callback"},
 		{"client auth falls back to post", cfg.ClientAuth, clientAuthPost},
 		{"certificate is blanked", cfg.ClientCertPath, ""},
+		{"federated token file is blanked", cfg.FederatedTokenFile, ""},
+		{"exchange audience is the global one", cfg.TokenExchangeAudience, "api://AzureADTokenExchange"},
 		{"post-logout URI is blanked", cfg.PostLogoutRedirectURI, ""},
 		{"API scopes offer all three", strings.Join(cfg.APIScopes, " "),
 			"api://" + devClientID + "/Heroes.Read api://" + devClientID + "/Heroes.Create api://" + devClientID + "/Admin"},
@@ -642,7 +647,16 @@ func TestDevIDPTokenErrors(t *testing.T) {
 		{name: "wrong secret in basic", edit: func(f url.Values) { f.Del("client_secret") }, basic: []string{escaped, "nope"}, status: 401, err: "invalid_client", aadsts: 7000215},
 		{name: "basic and body secret together", basic: []string{escaped, url.QueryEscape(secret)}, status: 400, err: "invalid_request", aadsts: 9002313},
 		{name: "basic client id differs from body", edit: func(f url.Values) { f.Del("client_secret") }, basic: []string{url.QueryEscape(testClientID), secret}, status: 401, err: "invalid_client", aadsts: 7000215},
-		{name: "client assertion is not supported", edit: func(f url.Values) { f.Set("client_assertion", "x.y.z") }, status: 400, err: "invalid_request", aadsts: 9002313},
+		{name: "client assertion without its type", edit: func(f url.Values) { f.Del("client_secret"); f.Set("client_assertion", "x.y.z") }, status: 400, err: "invalid_request", aadsts: 9002313},
+		{name: "client assertion beside the secret", edit: func(f url.Values) {
+			f.Set("client_assertion", "x.y.z")
+			f.Set("client_assertion_type", clientAssertionType)
+		}, status: 400, err: "invalid_request", aadsts: 9002313},
+		{name: "client assertion that is not a JWT", edit: func(f url.Values) {
+			f.Del("client_secret")
+			f.Set("client_assertion", "x.y.z")
+			f.Set("client_assertion_type", clientAssertionType)
+		}, status: 401, err: "invalid_client", aadsts: 50027},
 		{name: "unknown code", edit: func(f url.Values) { f.Set("code", "not-a-code") }, status: 400, err: "invalid_grant", aadsts: 70008},
 		{name: "missing code", edit: func(f url.Values) { f.Del("code") }, status: 400, err: "invalid_request", aadsts: 900144},
 		{name: "unsupported grant type", edit: func(f url.Values) { f.Set("grant_type", "password") }, status: 400, err: "unsupported_grant_type", aadsts: 70003},
@@ -1292,4 +1306,175 @@ func Example_parseDevScope() {
 	// Output:
 	// [Heroes.Read Admin] true true <nil>
 	// devidp: invalid scope: the scope "api://another-app/Heroes.Read" is not valid
+}
+
+// TestDevIDPGetenvManagedIdentity: with AZURE_CLIENT_ASSERTION=managed-identity
+// the dev settings hold no secret and point the managed identity at the dev
+// identity endpoint, with its header and identity.
+func TestDevIDPGetenvManagedIdentity(t *testing.T) {
+	t.Parallel()
+	d, err := newDevIDP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := map[string]string{"AZURE_CLIENT_ASSERTION": " managed-identity ", "AZURE_CLIENT_SECRET": "real-secret",
+		"IDENTITY_ENDPOINT": "http://localhost:42356/msi/token", "IDENTITY_HEADER": "platform-header"}
+	base := "http://localhost:8123"
+	cfg, err := loadConfig(d.getenv(func(k string) string { return real[k] }, base))
+	if err != nil {
+		t.Fatalf("loadConfig(dev getenv) = %v; want a valid config", err)
+	}
+	want := managedIdentityOptions{Endpoint: base + "/devidp/msi/token", Header: d.identityHeader, ClientID: devIdentityClientID, Audience: "api://AzureADTokenExchange"}
+	if cfg.ClientAuth != clientAuthManagedIdentity || cfg.ClientSecret != "" || cfg.loginOptions().ManagedIdentity != want {
+		t.Errorf("dev managed identity settings: auth %q, secret %q, %+v; want managed-identity, none, %+v", cfg.ClientAuth, cfg.ClientSecret, cfg.loginOptions().ManagedIdentity, want)
+	}
+}
+
+// identityGet asks the dev identity endpoint for a token with query and
+// header, and returns the status and the decoded answer.
+func (h *devHarness) identityGet(tb testing.TB, query, header string) (int, map[string]any) {
+	tb.Helper()
+	req, _ := http.NewRequest(http.MethodGet, h.srv.URL+"/devidp/msi/token?"+query, nil)
+	if header != "" {
+		req.Header.Set("X-IDENTITY-HEADER", header)
+	}
+	resp, raw := h.do(tb, req)
+	var m map[string]any
+	if err := json.Unmarshal([]byte(raw), &m); err != nil {
+		tb.Fatalf("identity endpoint answer is not JSON: %q", raw)
+	}
+	return resp.StatusCode, m
+}
+
+// TestDevIDPIdentityEndpoint: the dev identity endpoint answers as App
+// Service's does for its one identity, and refuses what App Service
+// refuses.
+func TestDevIDPIdentityEndpoint(t *testing.T) {
+	t.Parallel()
+	h := newDevHarness(t, nil)
+	pub, _ := h.publicKey(t)
+	hdr := h.d.identityHeader
+	exchange := "api-version=2019-08-01&resource=" + url.QueryEscape("api://AzureADTokenExchange")
+	tests := []struct {
+		name, query, header string
+		status              int
+		iss, aud            string
+	}{
+		{"exchange token, user-assigned", exchange + "&client_id=" + devIdentityClientID, hdr, 200, h.srv.URL + "/devidp/" + devTenantID + "/v2.0", "api://AzureADTokenExchange"},
+		{"exchange token, no client_id", exchange, hdr, 200, h.srv.URL + "/devidp/" + devTenantID + "/v2.0", "api://AzureADTokenExchange"},
+		{"storage token", "api-version=2019-08-01&resource=" + url.QueryEscape("https://storage.azure.com/"), hdr, 200, "https://sts.windows.net/" + devTenantID + "/", "https://storage.azure.com"},
+		{"no header", exchange, "", 401, "", ""},
+		{"wrong header", exchange, hdr + "x", 401, "", ""},
+		{"old api-version", "api-version=2017-09-01&resource=api://AzureADTokenExchange", hdr, 400, "", ""},
+		{"another identity", exchange + "&client_id=" + testClientID, hdr, 400, "", ""},
+		{"identity by principal id", exchange + "&principal_id=" + devIdentityPrincipalID, hdr, 400, "", ""},
+		{"unknown resource", "api-version=2019-08-01&resource=https://vault.azure.net", hdr, 400, "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			status, m := h.identityGet(t, tc.query, tc.header)
+			if status != tc.status {
+				t.Fatalf("GET /devidp/msi/token?%s = %d %v; want %d", tc.query, status, m, tc.status)
+			}
+			if status != 200 {
+				if m["statusCode"] != float64(status) || m["message"] == "" {
+					t.Errorf("error answer = %v; want App Service's {statusCode, message}", m)
+				}
+				return
+			}
+			tok, _ := m["access_token"].(string)
+			_, c := verifyDevJWT(t, pub, tok)
+			exp, err := strconv.ParseInt(fmt.Sprint(m["expires_on"]), 10, 64)
+			if c["iss"] != tc.iss || c["aud"] != tc.aud || c["sub"] != devIdentityPrincipalID || err != nil || exp != int64(c["exp"].(float64)) {
+				t.Errorf("token iss %v aud %v sub %v, expires_on %v; want %s, %s, %s and exp as a string", c["iss"], c["aud"], c["sub"], m["expires_on"], tc.iss, tc.aud, devIdentityPrincipalID)
+			}
+		})
+	}
+}
+
+// TestDevIDPFederatedAssertion: the dev token endpoint accepts the dev
+// managed identity's exchange token as the client's assertion, in place of
+// the secret, and refuses the assertions Entra would refuse.
+func TestDevIDPFederatedAssertion(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock(time.Now())
+	h := newDevHarness(t, clock)
+	identityToken := func(resource string) string {
+		_, m := h.identityGet(t, "api-version=2019-08-01&resource="+url.QueryEscape(resource), h.d.identityHeader)
+		return m["access_token"].(string)
+	}
+	exchange := identityToken("api://AzureADTokenExchange")
+	foreign, err := signRS256(testKeys()[0], h.d.kid, map[string]any{"iss": h.srv.URL + "/devidp/" + devTenantID + "/v2.0",
+		"sub": devIdentityPrincipalID, "aud": "api://AzureADTokenExchange", "exp": time.Now().Add(time.Hour).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		assertion string
+		later     time.Duration
+		status    int
+		aadsts    int
+	}{
+		{"the identity's exchange token", exchange, 0, 200, 0},
+		{"the identity's storage token (issuer, audience)", identityToken("https://storage.azure.com/"), 0, 401, 700211},
+		{"signed by another key", foreign, 0, 401, 700027},
+		{"expired", exchange, 2 * devTokenTTL, 401, 700024},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, verifier := h.code(t, "erin", "Heroes.Read")
+			f := h.codeForm(code, verifier)
+			f.Del("client_secret")
+			f.Set("client_assertion_type", clientAssertionType)
+			f.Set("client_assertion", tc.assertion)
+			clock.advance(tc.later)
+			defer clock.advance(-tc.later)
+			resp, m := h.token(t, f, nil)
+			_, n := devErrorCode(m)
+			if resp.StatusCode != tc.status || n != tc.aadsts {
+				t.Errorf("token with %s = %d AADSTS%d; want %d AADSTS%d (%v)", tc.name, resp.StatusCode, n, tc.status, tc.aadsts, m["error_description"])
+			}
+		})
+	}
+}
+
+// TestFederatedCredentialCheck: federatedCredential.check refuses every
+// assertion that does not match the credential exactly, with Entra's code.
+func TestFederatedCredentialCheck(t *testing.T) {
+	t.Parallel()
+	fed := newTestFederation()
+	fc := fed.credential()
+	now := time.Now()
+	unsigned := func(claims string) string {
+		return base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","kid":"k"}`)) + "." + base64.RawURLEncoding.EncodeToString([]byte(claims)) + "."
+	}
+	other := testFederation{issuer: fed.issuer, subject: fed.subject, key: testKeys()[2]}
+	tests := []struct {
+		name      string
+		assertion string
+		want      int
+	}{
+		{"good", fed.assertion(t, nil), 0},
+		{"aud as a string", fed.assertion(t, map[string]any{"aud": "api://AzureADTokenExchange"}), 0},
+		{"another issuer", fed.assertion(t, map[string]any{"iss": "https://oidc.test.example/cluster-2/"}), 700211},
+		{"issuer without its trailing slash", fed.assertion(t, map[string]any{"iss": strings.TrimSuffix(fed.issuer, "/")}), 700211},
+		{"another subject", fed.assertion(t, map[string]any{"sub": "system:serviceaccount:heroes:default"}), 700213},
+		{"another audience", fed.assertion(t, map[string]any{"aud": "api://AzureADTokenExchangeUSGov"}), 700212},
+		{"expired", fed.assertion(t, map[string]any{"exp": now.Add(-2 * time.Minute).Unix()}), 700024},
+		{"not yet valid", fed.assertion(t, map[string]any{"nbf": now.Add(2 * time.Minute).Unix()}), 700024},
+		{"no exp", fed.assertion(t, map[string]any{"exp": nil}), 700024},
+		{"signed by another key", other.assertion(t, nil), 700027},
+		{"alg none", unsigned(`{"iss":"` + fed.issuer + `"}`), 50027},
+		{"not a JWT", "x.y.z", 50027},
+		{"empty", "", 50027},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got, desc := fc.check(tc.assertion, now); got != tc.want {
+				t.Errorf("check(%s) = AADSTS%d %q; want AADSTS%d", tc.name, got, desc, tc.want)
+			}
+		})
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -187,20 +188,10 @@ func TestEndToEndDev(t *testing.T) {
 		}
 	})
 	t.Run("tampered state is 400", func(t *testing.T) {
-		jar, _ := cookiejar.New(nil)
-		client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-		resp, err := client.Get(base + "/auth/login")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		loc, err := url.Parse(resp.Header.Get("Location"))
-		if err != nil || loc.Query().Get("state") == "" {
-			t.Fatalf("login redirect %q has no state", resp.Header.Get("Location"))
-		}
-		state := loc.Query().Get("state")
+		client, loc := beginLogin(t, base)
+		state := mustQuery(t, loc, "state")
 		bad := state[:len(state)-1] + map[bool]string{true: "A", false: "B"}[state[len(state)-1] != 'A']
-		resp, err = client.Get(base + "/auth/callback?code=some-code&state=" + url.QueryEscape(bad))
+		resp, err := client.Get(base + "/auth/callback?code=some-code&state=" + url.QueryEscape(bad))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -315,21 +306,14 @@ func TestTwoReplicasShareLoginsAndTokens(t *testing.T) {
 
 	// Both listen on 127.0.0.1; cookies ignore the port, so one jar serves
 	// the browser's view of both replicas behind one load balancer.
-	jar, _ := cookiejar.New(nil)
-	client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Get(baseA + "/auth/login")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, p.srv.URL) {
-		t.Fatalf("login on A = %d to %q; want 302 to the provider", resp.StatusCode, loc)
+	client, loc := beginLogin(t, baseA)
+	if !strings.HasPrefix(loc, p.srv.URL) {
+		t.Fatalf("login on A redirects to %q; want the provider", loc)
 	}
 	fakeLoginProvider(t, p, loc)
 	state := mustQuery(t, loc, "state")
 
-	resp, err = client.Get(baseB + "/auth/callback?code=the-code&state=" + url.QueryEscape(state))
+	resp, err := client.Get(baseB + "/auth/callback?code=the-code&state=" + url.QueryEscape(state))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,6 +327,37 @@ func TestTwoReplicasShareLoginsAndTokens(t *testing.T) {
 			t.Errorf("GET %s/api/heroes/ = %d %s; want 200", base, status, body)
 		}
 	}
+}
+
+// refreshAt posts rt to base's /auth/refresh with client, failing unless
+// the answer is 200.
+func refreshAt(t *testing.T, client *http.Client, base, rt string) {
+	t.Helper()
+	resp, err := client.PostForm(base+"/auth/refresh", url.Values{"refresh_token": {rt}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readAnswer(t, resp); resp.StatusCode != http.StatusOK {
+		t.Fatalf("refresh = %d %s; want 200", resp.StatusCode, body)
+	}
+}
+
+// beginLogin starts a login at base as a browser would, with a cookie jar
+// and following no redirect, and returns that client and the authorization
+// URL it was sent to.
+func beginLogin(t *testing.T, base string) (*http.Client, string) {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(base + "/auth/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("GET /auth/login = %d; want 302", resp.StatusCode)
+	}
+	return client, resp.Header.Get("Location")
 }
 
 // mustQuery returns the query parameter name of the URL s.
@@ -563,5 +578,166 @@ func TestRequestLogNamesTheCallerOfA403(t *testing.T) {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("request log lacks %s: %s", want, logs.String())
 		}
+	}
+}
+
+// TestEndToEndWithoutASecret runs the real service (run) with no client
+// secret, once with a federated token file and once with the managed
+// identity at a fake IDENTITY_ENDPOINT, against the test provider trusting
+// that identity: a full login and a refresh complete over HTTP, both token
+// requests carry the assertion (the file's rotated content for the
+// refresh), and the logs hold none of it.
+func TestEndToEndWithoutASecret(t *testing.T) {
+	fed := newTestFederation()
+	tests := []struct {
+		name  string
+		setup func(t *testing.T) (env map[string]string, rotate func() string, fc federatedCredential)
+	}{
+		{"federated token file", func(t *testing.T) (map[string]string, func() string, federatedCredential) {
+			path := filepath.Join(t.TempDir(), "azure-identity-token")
+			writeToken(t, path, fed.assertion(t, nil))
+			rotate := func() string { next := fed.assertion(t, nil); writeToken(t, path, next); return next }
+			return map[string]string{"AZURE_CLIENT_SECRET": "", "AZURE_FEDERATED_TOKEN_FILE": path}, rotate, fed.credential()
+		}},
+		{"managed identity", func(t *testing.T) (map[string]string, func() string, federatedCredential) {
+			fi := newFakeIdentity(t)
+			return fi.env(), func() string { return "" }, fi.fed.credential()
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env, rotate, fc := tc.setup(t)
+			p := newTestIDP(t)
+			ti := newTokenIssuer(t, p)
+			var accepted assertionLog
+			ti.checkClient = accepted.checkFederated(fc)
+			base, logs, stop := startRun(t, nil, p.getenv(env))
+
+			client, loc := beginLogin(t, base)
+			code, state := ti.authorize(loc)
+			resp, err := client.Get(base + "/auth/callback?" + url.Values{"code": {code}, "state": {state}}.Encode())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ans tokenAnswer
+			if body := readAnswer(t, resp); resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &ans) != nil || ans.RefreshToken == "" {
+				t.Fatalf("callback = %d %s; want 200 with tokens", resp.StatusCode, body)
+			}
+			rotated := rotate()
+			refreshAt(t, client, base, ans.RefreshToken)
+			if err := stop(); err != nil {
+				t.Errorf("run after cancel = %v", err)
+			}
+
+			got := accepted.list()
+			if len(got) != 2 || !strings.HasPrefix(got[0], "authorization_code ") || !strings.HasPrefix(got[1], "refresh_token ") {
+				t.Fatalf("the provider accepted %q; want an assertion on the code and on the refresh grant", got)
+			}
+			if rotated != "" && got[1] != "refresh_token "+rotated {
+				t.Errorf("the refresh carried an old assertion; want the rotated file's content")
+			}
+			for _, g := range got {
+				_, a, _ := strings.Cut(g, " ")
+				assertNoSecretsLogged(t, logs.String(), a)
+			}
+			assertNoSecretsLogged(t, logs.String(), ans.AccessToken, ans.RefreshToken, env["IDENTITY_HEADER"])
+		})
+	}
+}
+
+// TestEndToEndDevManagedIdentity: go run . -dev with
+// AZURE_CLIENT_ASSERTION=managed-identity signs in and refreshes with no
+// secret at all: the service gets its assertion from the dev identity
+// endpoint on loopback, and the dev token endpoint checks it.
+func TestEndToEndDevManagedIdentity(t *testing.T) {
+	base, logs, stop := startRun(t, []string{"-dev"}, func(k string) string {
+		return map[string]string{"AZURE_CLIENT_ASSERTION": "managed-identity"}[k]
+	})
+	ans := signInDev(t, base, "Ada Secretless", permRead)
+	refreshAt(t, http.DefaultClient, base, ans.RefreshToken)
+	if err := stop(); err != nil {
+		t.Errorf("run after cancel = %v", err)
+	}
+	if !strings.Contains(logs.String(), "client credential: managed identity token") {
+		t.Errorf("the service did not use the managed identity:\n%s", logs)
+	}
+	assertNoSecretsLogged(t, logs.String(), ans.AccessToken, ans.RefreshToken)
+}
+
+// TestRunRefusesUnusableClientCredentials: two credentials at once, or a
+// federated token file that cannot be read, stop start-up with a settings
+// error (exit 2) naming them, before anything listens.
+func TestRunRefusesUnusableClientCredentials(t *testing.T) {
+	p := newTestIDP(t)
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{"secret and federated token file", map[string]string{"AZURE_FEDERATED_TOKEN_FILE": "/var/run/token"},
+			[]string{"AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE", "exactly one"}},
+		{"secret and managed identity", map[string]string{"AZURE_CLIENT_ASSERTION": "managed-identity"},
+			[]string{"AZURE_CLIENT_SECRET", "AZURE_CLIENT_ASSERTION=managed-identity", "exactly one"}},
+		{"unreadable federated token file", map[string]string{"AZURE_CLIENT_SECRET": "", "AZURE_FEDERATED_TOKEN_FILE": filepath.Join(t.TempDir(), "absent")},
+			[]string{"federated token file", "no such file"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := p.getenv(tc.env)
+			err := run(context.Background(), []string{"heroes-auth"}, func(k string) string {
+				if k == "ADDR" {
+					return "127.0.0.1:0"
+				}
+				return env(k)
+			}, io.Discard, io.Discard)
+			if exitCode(err) != 2 {
+				t.Fatalf("run = %v (exit %d); want a settings error, exit 2", err, exitCode(err))
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("run error %q does not name %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestRunListensOnPORT: with PORT set and ADDR unset the service listens
+// on :PORT, every interface, as container platforms expect.
+func TestRunListensOnPORT(t *testing.T) {
+	ln, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln.Close()
+	p := newTestIDP(t)
+	env := p.getenv(map[string]string{"PORT": port, "LOG_FORMAT": "json"})
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"heroes-auth"}, env, &logs, &logs) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run = %v", err)
+		}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); listeningAddr(logs.String()) == ""; {
+		if time.Now().After(deadline) {
+			t.Fatalf("run did not start listening:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if addr := listeningAddr(logs.String()); addr != "[::]:"+port && addr != "0.0.0.0:"+port {
+		t.Errorf("listening on %s; want every interface on port %s", addr, port)
+	}
+	resp, err := http.Get("http://127.0.0.1:" + port + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /healthz on PORT = %d; want 200", resp.StatusCode)
 	}
 }

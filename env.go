@@ -23,23 +23,56 @@ import (
 // safe for concurrent use. Each field names its environment variable and its
 // default.
 type config struct {
-	// Addr is the listen address (ADDR), default "localhost:8000".
+	// Addr is the listen address (ADDR). When ADDR is unset and PORT is
+	// set (as container platforms do), it is ":PORT", every interface;
+	// otherwise the default is "localhost:8000".
 	Addr string
 
 	// ClientID is the application (client) id of the Entra app registration
 	// (AZURE_CLIENT_ID), a GUID. Required.
 	ClientID string
 	// ClientSecret is the client secret (AZURE_CLIENT_SECRET). Required unless
-	// ClientCertPath is set. Never logged.
+	// another client credential is set (ClientCertPath, FederatedTokenFile,
+	// ManagedIdentity); never together with one. Never logged.
 	ClientSecret string
 	// ClientAuth is how the service authenticates to the token endpoint
 	// (AZURE_CLIENT_AUTH): "post" (default: client_secret in the form body,
-	// RFC 6749 §2.3.1), "basic" (HTTP Basic) or "certificate" (a signed client
-	// assertion, RFC 7523 §2.2; chosen automatically when ClientCertPath is set).
+	// RFC 6749 §2.3.1) or "basic" (HTTP Basic). The other credentials choose
+	// it themselves: "certificate" (a signed client assertion, RFC 7523
+	// §2.2), "federated" (FederatedTokenFile) or "managed-identity".
 	ClientAuth string
 	// ClientCertPath is a PEM file holding the certificate and its RSA private
 	// key (AZURE_CLIENT_CERTIFICATE_PATH), default empty.
 	ClientCertPath string
+
+	// Client credentials with no stored secret (workload identity
+	// federation). At most one of ClientSecret, ClientCertPath,
+	// FederatedTokenFile and ManagedIdentity is set.
+
+	// FederatedTokenFile is a file holding a JWT that another issuer signed
+	// for the app (AZURE_FEDERATED_TOKEN_FILE, as AKS workload identity sets
+	// it), default empty. It is sent as the client assertion and read again
+	// for every token request, since the platform rotates it.
+	FederatedTokenFile string
+	// ManagedIdentity is true with AZURE_CLIENT_ASSERTION=managed-identity:
+	// the client assertion is a token of the platform's managed identity
+	// for TokenExchangeAudience. Default false.
+	ManagedIdentity bool
+	// ManagedIdentityClientID selects a user-assigned managed identity by
+	// its client id (AZURE_MANAGED_IDENTITY_CLIENT_ID, a GUID), default
+	// empty: the system-assigned one.
+	ManagedIdentityClientID string
+	// IdentityEndpoint and IdentityHeader are the managed-identity endpoint
+	// that App Service and Container Apps set (IDENTITY_ENDPOINT,
+	// IDENTITY_HEADER; the header is never logged). Empty: the instance
+	// metadata endpoint (virtual machines, scale sets, AKS nodes).
+	IdentityEndpoint string
+	IdentityHeader   string
+	// TokenExchangeAudience is the audience of the managed identity's
+	// assertion (AZURE_TOKEN_EXCHANGE_AUDIENCE); the default follows
+	// AuthorityHost (exchangeAudience): api://AzureADTokenExchange, or the
+	// US Government or China cloud's own.
+	TokenExchangeAudience string
 
 	// TenantID is the directory (tenant) id (AZURE_TENANT_ID): a GUID, or
 	// "organizations" or "common" (multi-tenant; then AllowedTenants is
@@ -140,6 +173,9 @@ func (c config) isMultiTenant() bool {
 func (c config) loginOptions() loginOptions {
 	return loginOptions{
 		ClientID: c.ClientID, ClientAuth: c.ClientAuth, ClientSecret: c.ClientSecret, ClientCertPath: c.ClientCertPath,
+		FederatedTokenFile: c.FederatedTokenFile,
+		ManagedIdentity: managedIdentityOptions{Endpoint: c.IdentityEndpoint, Header: c.IdentityHeader,
+			ClientID: c.ManagedIdentityClientID, Audience: c.TokenExchangeAudience},
 		APIScopes: c.APIScopes, RedirectURI: c.RedirectURI, PostLogoutRedirectURI: c.PostLogoutRedirectURI,
 		SessionKey: c.SessionKey,
 	}
@@ -150,12 +186,16 @@ func (c config) loginOptions() loginOptions {
 // error never contains a secret's value.
 func loadConfig(getenv func(string) string) (config, error) {
 	e := &envReader{getenv: getenv}
-	c := config{Addr: e.or("ADDR", "localhost:8000")}
+	c := config{Addr: e.get("ADDR")}
+	if c.Addr == "" {
+		c.Addr = e.port()
+	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		e.bad("ADDR is not host:port")
 	}
 	e.identity(&c)
 	e.endpoints(&c)
+	e.clientCredential(&c)
 	e.tokens(&c)
 	e.store(&c)
 	e.logging(&c)
@@ -182,25 +222,15 @@ func (e *envReader) bad(format string, args ...any) {
 	e.problems = append(e.problems, fmt.Sprintf(format, args...))
 }
 
-// identity reads the app registration: client id, how the client
-// authenticates, and the tenant (with ALLOWED_TENANTS when multi-tenant).
+// identity reads the app registration: client id and the tenant (with
+// ALLOWED_TENANTS when multi-tenant). clientCredential reads how the client
+// authenticates.
 func (e *envReader) identity(c *config) {
 	c.ClientID = e.get("AZURE_CLIENT_ID")
-	c.ClientSecret = e.getenv("AZURE_CLIENT_SECRET")
-	c.ClientAuth = e.or("AZURE_CLIENT_AUTH", clientAuthPost)
-	c.ClientCertPath = e.get("AZURE_CLIENT_CERTIFICATE_PATH")
 	if c.ClientID == "" {
 		e.bad("AZURE_CLIENT_ID is required")
 	} else if !isGUID(c.ClientID) {
 		e.bad("AZURE_CLIENT_ID is not a GUID")
-	}
-	switch {
-	case c.ClientCertPath != "":
-		c.ClientAuth = clientAuthCertificate
-	case c.ClientAuth != clientAuthPost && c.ClientAuth != clientAuthBasic:
-		e.bad("AZURE_CLIENT_AUTH must be post or basic (certificate is chosen by AZURE_CLIENT_CERTIFICATE_PATH)")
-	case c.ClientSecret == "":
-		e.bad("AZURE_CLIENT_SECRET is required (or set AZURE_CLIENT_CERTIFICATE_PATH)")
 	}
 
 	c.TenantID = strings.ToLower(e.get("AZURE_TENANT_ID"))
@@ -244,6 +274,109 @@ func (e *envReader) endpoints(c *config) {
 		// The client secret, codes and tokens travel to it (RFC 6749 §3.1, §3.2).
 		e.bad("AZURE_AUTHORITY_HOST must be an https URL (http only for localhost, 127.0.0.0/8 or ::1)")
 	}
+}
+
+// port is the listen address PORT asks for: ":PORT" (every interface, as
+// a container needs), or "localhost:8000" when PORT is unset.
+func (e *envReader) port() string {
+	p := e.get("PORT")
+	if p == "" {
+		return "localhost:8000"
+	}
+	if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != p {
+		e.bad("PORT is not a port number from 1 to 65535")
+		return "localhost:8000"
+	}
+	return ":" + p
+}
+
+// clientCredential reads the app's client credential: a secret (sent as
+// AZURE_CLIENT_AUTH says), a certificate, a federated token file, or the
+// managed identity (AZURE_CLIENT_ASSERTION=managed-identity). Exactly one
+// must be set; when several are, the problem names each of them.
+func (e *envReader) clientCredential(c *config) {
+	c.ClientSecret = e.getenv("AZURE_CLIENT_SECRET")
+	c.ClientAuth = e.or("AZURE_CLIENT_AUTH", clientAuthPost)
+	c.ClientCertPath = e.get("AZURE_CLIENT_CERTIFICATE_PATH")
+	c.FederatedTokenFile = e.get("AZURE_FEDERATED_TOKEN_FILE")
+	switch e.get("AZURE_CLIENT_ASSERTION") {
+	case "":
+	case clientAuthManagedIdentity:
+		c.ManagedIdentity = true
+	default:
+		e.bad("AZURE_CLIENT_ASSERTION must be managed-identity (or unset)")
+	}
+	var set []string
+	for _, cred := range []struct {
+		name string
+		set  bool
+	}{
+		{"AZURE_CLIENT_SECRET", c.ClientSecret != ""},
+		{"AZURE_CLIENT_CERTIFICATE_PATH", c.ClientCertPath != ""},
+		{"AZURE_FEDERATED_TOKEN_FILE", c.FederatedTokenFile != ""},
+		{"AZURE_CLIENT_ASSERTION=managed-identity", c.ManagedIdentity},
+	} {
+		if cred.set {
+			set = append(set, cred.name)
+		}
+	}
+	switch {
+	case len(set) > 1:
+		e.bad("%s are set: configure exactly one client credential", strings.Join(set, " and "))
+	case len(set) == 0:
+		e.bad("AZURE_CLIENT_SECRET is required (or set AZURE_CLIENT_CERTIFICATE_PATH, AZURE_FEDERATED_TOKEN_FILE or AZURE_CLIENT_ASSERTION=managed-identity)")
+	case c.ClientCertPath != "":
+		c.ClientAuth = clientAuthCertificate
+	case c.FederatedTokenFile != "":
+		c.ClientAuth = clientAuthFederated
+	case c.ManagedIdentity:
+		c.ClientAuth = clientAuthManagedIdentity
+	case c.ClientAuth != clientAuthPost && c.ClientAuth != clientAuthBasic:
+		e.bad("AZURE_CLIENT_AUTH must be post or basic (the other credentials choose their own)")
+	}
+	e.managedIdentity(c)
+}
+
+// managedIdentity reads where the managed identity's tokens come from and
+// for which audience. AZURE_MANAGED_IDENTITY_CLIENT_ID without
+// AZURE_CLIENT_ASSERTION=managed-identity is refused (it would be ignored);
+// IDENTITY_ENDPOINT and IDENTITY_HEADER, which the platform sets whether
+// they are used or not, are checked only when they are used.
+func (e *envReader) managedIdentity(c *config) {
+	c.ManagedIdentityClientID = e.get("AZURE_MANAGED_IDENTITY_CLIENT_ID")
+	c.IdentityEndpoint = e.get("IDENTITY_ENDPOINT")
+	c.IdentityHeader = e.get("IDENTITY_HEADER")
+	c.TokenExchangeAudience = e.or("AZURE_TOKEN_EXCHANGE_AUDIENCE", exchangeAudience(c.AuthorityHost))
+	switch {
+	case !c.ManagedIdentity:
+		if c.ManagedIdentityClientID != "" {
+			e.bad("AZURE_MANAGED_IDENTITY_CLIENT_ID is set but AZURE_CLIENT_ASSERTION is not managed-identity")
+		}
+		return
+	case c.ManagedIdentityClientID != "" && !isGUID(c.ManagedIdentityClientID):
+		e.bad("AZURE_MANAGED_IDENTITY_CLIENT_ID is not a GUID")
+	}
+	switch {
+	case c.IdentityEndpoint == "":
+	case !isHTTPURL(c.IdentityEndpoint):
+		e.bad("IDENTITY_ENDPOINT is not an absolute http(s) URL")
+	case c.IdentityHeader == "":
+		e.bad("IDENTITY_HEADER is required with IDENTITY_ENDPOINT (the platform sets both)")
+	}
+}
+
+// exchangeAudience is the audience a managed identity's token needs to be
+// accepted as a federated credential by the Entra cloud at authorityHost
+// (Microsoft Learn, "Configure an application to trust a managed
+// identity"): the US Government and China clouds have their own.
+func exchangeAudience(authorityHost string) string {
+	switch host := strings.ToLower(strings.TrimPrefix(authorityHost, "https://")); host {
+	case "login.microsoftonline.us":
+		return "api://AzureADTokenExchangeUSGov"
+	case "login.chinacloudapi.cn", "login.partner.microsoftonline.cn":
+		return "api://AzureADTokenExchangeChina"
+	}
+	return "api://AzureADTokenExchange"
 }
 
 // tokens reads the durations, the token checks and the session key; an

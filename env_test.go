@@ -101,6 +101,34 @@ func TestLoadConfigValid(t *testing.T) {
 			func(c config) bool { return c.AuthorityHost == "http://[::1]:9" }},
 		{"https redirect URI makes cookies Secure", map[string]string{"REDIRECT_URI": "https://heroes.example/auth/callback"},
 			func(c config) bool { return c.loginOptions().secureCookies() }},
+		{"PORT without ADDR listens on every interface", map[string]string{"PORT": "8080"},
+			func(c config) bool { return c.Addr == ":8080" }},
+		{"ADDR wins over PORT", map[string]string{"PORT": "8080", "ADDR": "127.0.0.1:9000"},
+			func(c config) bool { return c.Addr == "127.0.0.1:9000" }},
+		{"a federated token file, no secret", map[string]string{"AZURE_CLIENT_SECRET": "", "AZURE_FEDERATED_TOKEN_FILE": "/var/run/secrets/azure/tokens/azure-identity-token"},
+			func(c config) bool {
+				return c.ClientAuth == clientAuthFederated && c.loginOptions().FederatedTokenFile == "/var/run/secrets/azure/tokens/azure-identity-token"
+			}},
+		{"a user-assigned managed identity at IDENTITY_ENDPOINT, no secret",
+			map[string]string{"AZURE_CLIENT_SECRET": "", "AZURE_CLIENT_ASSERTION": "managed-identity", "AZURE_MANAGED_IDENTITY_CLIENT_ID": testTenant,
+				"IDENTITY_ENDPOINT": "http://localhost:42356/msi/token", "IDENTITY_HEADER": "h"},
+			func(c config) bool {
+				return c.ClientAuth == clientAuthManagedIdentity && c.loginOptions().ManagedIdentity ==
+					managedIdentityOptions{Endpoint: "http://localhost:42356/msi/token", Header: "h", ClientID: testTenant, Audience: "api://AzureADTokenExchange"}
+			}},
+		{"a system-assigned managed identity at the instance metadata endpoint",
+			map[string]string{"AZURE_CLIENT_SECRET": "", "AZURE_CLIENT_ASSERTION": "managed-identity"},
+			func(c config) bool {
+				return c.loginOptions().ManagedIdentity == managedIdentityOptions{Audience: "api://AzureADTokenExchange"}
+			}},
+		{"IDENTITY_ENDPOINT without IDENTITY_HEADER is fine when unused", map[string]string{"IDENTITY_ENDPOINT": "http://localhost:1/msi/token"},
+			func(c config) bool { return c.ClientAuth == clientAuthPost }},
+		{"US Government cloud's exchange audience", map[string]string{"AZURE_AUTHORITY_HOST": "https://login.microsoftonline.us/"},
+			func(c config) bool { return c.TokenExchangeAudience == "api://AzureADTokenExchangeUSGov" }},
+		{"China cloud's exchange audience", map[string]string{"AZURE_AUTHORITY_HOST": "https://login.chinacloudapi.cn"},
+			func(c config) bool { return c.TokenExchangeAudience == "api://AzureADTokenExchangeChina" }},
+		{"exchange audience set", map[string]string{"AZURE_TOKEN_EXCHANGE_AUDIENCE": "api://Custom"},
+			func(c config) bool { return c.TokenExchangeAudience == "api://Custom" }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -145,6 +173,30 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"unknown store", map[string]string{"HEROES_STORE": "postgres"}, []string{"HEROES_STORE must be"}},
 		{"bad log settings", map[string]string{"LOG_FORMAT": "xml", "LOG_LEVEL": "loud"}, []string{"LOG_FORMAT must be", "LOG_LEVEL must be"}},
 		{"bad ADDR", map[string]string{"ADDR": "8000"}, []string{"ADDR is not host:port"}},
+		{"PORT not a number", map[string]string{"PORT": "http"}, []string{"PORT is not a port number"}},
+		{"PORT out of range", map[string]string{"PORT": "70000"}, []string{"PORT is not a port number"}},
+		{"PORT 0", map[string]string{"PORT": "0"}, []string{"PORT is not a port number"}},
+		{"PORT with a sign", map[string]string{"PORT": "+80"}, []string{"PORT is not a port number"}},
+		{"secret and certificate", map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": "/c.pem"},
+			[]string{"AZURE_CLIENT_SECRET and AZURE_CLIENT_CERTIFICATE_PATH are set: configure exactly one client credential"}},
+		{"secret and federated token file", map[string]string{"AZURE_FEDERATED_TOKEN_FILE": "/t"},
+			[]string{"AZURE_CLIENT_SECRET and AZURE_FEDERATED_TOKEN_FILE are set"}},
+		{"secret and managed identity", map[string]string{"AZURE_CLIENT_ASSERTION": "managed-identity"},
+			[]string{"AZURE_CLIENT_SECRET and AZURE_CLIENT_ASSERTION=managed-identity are set"}},
+		{"federated token file and managed identity", map[string]string{"AZURE_CLIENT_SECRET": "", "AZURE_FEDERATED_TOKEN_FILE": "/t", "AZURE_CLIENT_ASSERTION": "managed-identity"},
+			[]string{"AZURE_FEDERATED_TOKEN_FILE and AZURE_CLIENT_ASSERTION=managed-identity are set"}},
+		{"certificate and federated token file", map[string]string{"AZURE_CLIENT_SECRET": "", "AZURE_CLIENT_CERTIFICATE_PATH": "/c.pem", "AZURE_FEDERATED_TOKEN_FILE": "/t"},
+			[]string{"AZURE_CLIENT_CERTIFICATE_PATH and AZURE_FEDERATED_TOKEN_FILE are set"}},
+		{"unknown client assertion", map[string]string{"AZURE_CLIENT_SECRET": "", "AZURE_CLIENT_ASSERTION": "file"},
+			[]string{"AZURE_CLIENT_ASSERTION must be managed-identity"}},
+		{"managed identity client id not a GUID", map[string]string{"AZURE_CLIENT_SECRET": "", "AZURE_CLIENT_ASSERTION": "managed-identity", "AZURE_MANAGED_IDENTITY_CLIENT_ID": "heroes-id"},
+			[]string{"AZURE_MANAGED_IDENTITY_CLIENT_ID is not a GUID"}},
+		{"managed identity client id without the managed identity", map[string]string{"AZURE_MANAGED_IDENTITY_CLIENT_ID": testTenant},
+			[]string{"AZURE_MANAGED_IDENTITY_CLIENT_ID is set but AZURE_CLIENT_ASSERTION is not managed-identity"}},
+		{"identity endpoint without its header", map[string]string{"AZURE_CLIENT_SECRET": "", "AZURE_CLIENT_ASSERTION": "managed-identity", "IDENTITY_ENDPOINT": "http://localhost:1/msi/token"},
+			[]string{"IDENTITY_HEADER is required with IDENTITY_ENDPOINT"}},
+		{"identity endpoint not a URL", map[string]string{"AZURE_CLIENT_SECRET": "", "AZURE_CLIENT_ASSERTION": "managed-identity", "IDENTITY_ENDPOINT": "localhost:1", "IDENTITY_HEADER": "h"},
+			[]string{"IDENTITY_ENDPOINT is not an absolute"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -166,13 +218,18 @@ func TestLoadConfigInvalid(t *testing.T) {
 func TestLoadConfigNeverPrintsSecrets(t *testing.T) {
 	secret := "s3cr3t-VALUE-never-printed"
 	_, err := loadConfig(mapGetenv(map[string]string{
-		"AZURE_CLIENT_SECRET":             secret,
-		"AZURE_CLIENT_ID":                 secret,
-		"SESSION_KEY":                     secret,
-		"AZURE_STORAGE_CONNECTION_STRING": secret,
-		"HEROES_STORE":                    "azuretable",
-		"HEROES_TABLE":                    secret,
-		"AZURE_CLIENT_AUTH":               secret,
+		"AZURE_CLIENT_SECRET":              secret,
+		"AZURE_CLIENT_ID":                  secret,
+		"SESSION_KEY":                      secret,
+		"AZURE_STORAGE_CONNECTION_STRING":  secret,
+		"HEROES_STORE":                     "azuretable",
+		"HEROES_TABLE":                     secret,
+		"AZURE_CLIENT_AUTH":                secret,
+		"IDENTITY_HEADER":                  secret,
+		"IDENTITY_ENDPOINT":                secret,
+		"AZURE_CLIENT_ASSERTION":           secret,
+		"AZURE_MANAGED_IDENTITY_CLIENT_ID": secret,
+		"PORT":                             secret,
 	}))
 	if err == nil {
 		t.Fatal("loadConfig = nil; want an error")

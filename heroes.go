@@ -196,6 +196,10 @@ type storeOptions struct {
 	File             string // the file store's JSON file
 	ConnectionString string // the table store's Azure Storage connection string; never logged
 	Table            string // the table store's table name
+	// TokenSource gets an Entra access token for storageResource, used by
+	// the table store when ConnectionString has no AccountKey; nil when
+	// there is none. It must be safe for concurrent use and cache tokens.
+	TokenSource func(ctx context.Context) (string, error)
 }
 
 // openStore opens the store opts.Kind selects: "memory" (empty, lost at
@@ -214,7 +218,7 @@ func openStore(ctx context.Context, opts storeOptions, client *http.Client, logg
 		logger.Info("heroes: file store", "file", opts.File, "heroes", s.count())
 		return s, nil
 	case "azuretable":
-		return openTableStore(ctx, opts.ConnectionString, opts.Table, client, logger)
+		return openTableStore(ctx, opts.ConnectionString, opts.Table, client, logger, opts.TokenSource)
 	default:
 		return nil, fmt.Errorf("heroes: unknown store %q", opts.Kind)
 	}

@@ -72,7 +72,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	prov := newProvider(vo)
 	keys := newKeySet(vo, prov)
 	v := newVerifier(vo, prov, keys)
-	store, err := openStore(ctx, cfg.storeOptions(), client, logger)
+	af, err := newAuthFlow(cfg.loginOptions(), prov, v, client, logger)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errConfig, err)
+	}
+	so := cfg.storeOptions()
+	// A table connection string without AccountKey: Entra tokens of the
+	// service's own credential (managed identity or federated token).
+	so.TokenSource = af.resourceToken(storageResource)
+	store, err := openStore(ctx, so, client, logger)
 	if err != nil {
 		return err
 	}
@@ -81,10 +89,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err := seedHeroes(ctx, store); err != nil {
 			logger.Warn("-dev: sample heroes not added", "err", err)
 		}
-	}
-	af, err := newAuthFlow(cfg.loginOptions(), prov, v, client, logger)
-	if err != nil {
-		return fmt.Errorf("%w: %w", errConfig, err)
 	}
 
 	go keys.run(ctx)

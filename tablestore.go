@@ -7,6 +7,9 @@ package main
 // Sources (Microsoft Learn, REST API for Azure Storage):
 //   - "Authorize with Shared Key": the SharedKeyLite scheme and the
 //     canonicalized resource;
+//   - "Authorize with Microsoft Entra ID": a bearer token for
+//     https://storage.azure.com/ and x-ms-version 2017-11-09 or later, when
+//     the connection string holds no AccountKey;
 //   - "Azure Storage connection strings" and "Use the Azurite emulator": the
 //     connection string keys and the emulator's well-known account;
 //   - "Insert Entity", "Update Entity", "Delete Entity", "Query Entities",
@@ -62,6 +65,10 @@ const (
 	tableCallTimeout = 10 * time.Second
 	// maxTableKeyBytes is the service's limit on PartitionKey and RowKey.
 	maxTableKeyBytes = 1024
+	// storageResource is the resource (audience) of the Entra tokens the
+	// store sends when it has no account key; scope storageResource +
+	// ".default".
+	storageResource = "https://storage.azure.com/"
 )
 
 // Azurite's well-known development account ("Use the Azurite emulator for
@@ -74,7 +81,8 @@ const (
 )
 
 // storageAccount is a parsed Azure Storage connection string: the account
-// name, its decoded shared key, and the Table service endpoint (scheme, host
+// name, its decoded shared key (nil when the connection string has none:
+// the store then authorizes with Entra tokens), and the Table service endpoint (scheme, host
 // and, for the emulator's path-style URLs, the account as first path
 // segment; no trailing slash, no query). It is immutable and safe for
 // concurrent use. Its String and LogValue never show the key.
@@ -112,7 +120,8 @@ var errConnectionString = errors.New("table: bad AZURE_STORAGE_CONNECTION_STRING
 // ("Configure Azure Storage connection strings"): Key=Value pairs separated
 // by ";", keys case-insensitive, values taken up to the next ";" (an account
 // key's trailing "=" is kept). It understands DefaultEndpointsProtocol
-// (https by default), AccountName, AccountKey (standard base64),
+// (https by default), AccountName, AccountKey (standard base64; optional:
+// without it the store sends Entra tokens, see openTableStore),
 // TableEndpoint (overrides the endpoint built from the protocol, the account
 // and EndpointSuffix, default "core.windows.net"), and
 // UseDevelopmentStorage=true (Azurite's devstoreaccount1 at
@@ -139,9 +148,11 @@ func parseConnectionString(s string) (storageAccount, error) {
 	if !accountNamePattern.MatchString(a.name) {
 		return bad("AccountName must be 3 to 63 lowercase letters, digits or hyphens")
 	}
-	a.key, err = base64.StdEncoding.DecodeString(kv["accountkey"])
-	if err != nil || len(a.key) == 0 {
-		return bad("AccountKey must be the account's key in standard base64")
+	if k, ok := kv["accountkey"]; ok {
+		a.key, err = base64.StdEncoding.DecodeString(k)
+		if err != nil || len(a.key) == 0 {
+			return bad("AccountKey must be the account's key in standard base64")
+		}
 	}
 	protocol := strings.ToLower(kv["defaultendpointsprotocol"])
 	if protocol == "" {
@@ -253,6 +264,9 @@ type tableStore struct {
 	table  string
 	logger *slog.Logger
 	now    func() time.Time // dates requests; time.Now outside tests
+	// token gets the Entra access token (resource storageResource) sent
+	// as "Bearer" when acct has no key; unused otherwise.
+	token func(context.Context) (string, error)
 
 	// tableReady is set once the table is known to exist, so the Create
 	// Table call is not repeated; it is cleared when the service answers
@@ -262,12 +276,16 @@ type tableStore struct {
 
 // openTableStore opens the Azure Table Storage store (HEROES_STORE=azuretable)
 // described by connectionString and table, and creates
-// the table when it is missing. A service that cannot be reached now, or
+// the table when it is missing. Requests are signed with the connection
+// string's AccountKey (SharedKeyLite) or, when it has none, carry a bearer
+// token from token (an Entra access token for storageResource; the
+// endpoint must then be https). A service that cannot be reached now, or
 // answers 429 or 5xx, does not stop start-up (the table is created on first
-// use and /readyz reports it); any other refusal does (wrong key, wrong
-// endpoint), as does a bad connection string. The error never holds the
-// connection string or the key.
-func openTableStore(ctx context.Context, connectionString, table string, client *http.Client, logger *slog.Logger) (heroStore, error) {
+// use and /readyz reports it); nor does a refused token (a new role
+// assignment can take minutes to apply), which is logged as an error. Any
+// other refusal does (wrong key, wrong endpoint), as does a bad connection
+// string. The error never holds the connection string, the key or a token.
+func openTableStore(ctx context.Context, connectionString, table string, client *http.Client, logger *slog.Logger, token func(context.Context) (string, error)) (heroStore, error) {
 	acct, err := parseConnectionString(connectionString)
 	if err != nil {
 		return nil, err
@@ -275,18 +293,52 @@ func openTableStore(ctx context.Context, connectionString, table string, client 
 	if !tableNamePattern.MatchString(table) {
 		return nil, errors.New("table: HEROES_TABLE must be 3 to 63 letters or digits, starting with a letter")
 	}
-	if acct.endpoint.Scheme == "http" && !isLoopbackHost(acct.endpoint.Hostname()) {
-		logger.Warn("table: the storage endpoint is plain http: entities travel unencrypted; use https outside a private network", "store", acct)
+	if err := checkTableAuth(acct, token, logger); err != nil {
+		return nil, err
 	}
 	s := newTableStore(acct, table, client, logger, time.Now)
+	s.token = token
 	if err := s.ensureTable(ctx); err != nil {
-		if !transient(err) {
+		switch {
+		case acct.key == nil && isRefusal(err):
+			logger.Error("table: the storage account refused the service's Entra token; give its identity the role Storage Table Data Contributor on the account (role assignments can take up to 30 minutes to apply)", "store", acct, "err", err)
+		case transient(err):
+			logger.Warn("table: storage not reachable at start; the table is created on first use", "store", acct, "err", err)
+		default:
 			return nil, err
 		}
-		logger.Warn("table: storage not reachable at start; the table is created on first use", "store", acct, "err", err)
 	}
-	logger.Info("heroes store: azure table", "store", acct, "table", table)
+	logger.Info("heroes store: azure table", "store", acct, "table", table, "auth", acct.authName())
 	return s, nil
+}
+
+// checkTableAuth checks that acct can be authorized: with its key, or with
+// a token source over https (a bearer token is never sent in the clear). It
+// warns about a plain http endpoint outside loopback.
+func checkTableAuth(acct storageAccount, token func(context.Context) (string, error), logger *slog.Logger) error {
+	switch {
+	case acct.key == nil && token == nil:
+		return fmt.Errorf("%w: AccountKey is missing and no Entra token source is configured", errConnectionString)
+	case acct.key == nil && acct.endpoint.Scheme != "https":
+		return fmt.Errorf("%w: without AccountKey the store sends Entra tokens, which need an https TableEndpoint", errConnectionString)
+	case acct.endpoint.Scheme == "http" && !isLoopbackHost(acct.endpoint.Hostname()):
+		logger.Warn("table: the storage endpoint is plain http: entities travel unencrypted; use https outside a private network", "store", acct)
+	}
+	return nil
+}
+
+// authName names how requests to a are authorized, for the log.
+func (a storageAccount) authName() string {
+	if a.key == nil {
+		return "entra token"
+	}
+	return "shared key"
+}
+
+// isRefusal reports whether err is the service answering 401 or 403.
+func isRefusal(err error) bool {
+	var te *tableError
+	return errors.As(err, &te) && (te.Status == http.StatusUnauthorized || te.Status == http.StatusForbidden)
 }
 
 // newTableStore returns a store on table of acct. now dates requests.
@@ -409,8 +461,8 @@ func (s *tableStore) do(ctx context.Context, r tableRequest) (tableResponse, err
 }
 
 // newRequest builds r as a signed *http.Request: x-ms-date from s.now,
-// x-ms-version pinned, odata=nometadata JSON, and the SharedKeyLite
-// Authorization computed over the very path the request sends.
+// x-ms-version pinned, odata=nometadata JSON, and the Authorization of
+// s.authorize.
 func (s *tableStore) newRequest(ctx context.Context, r tableRequest) (*http.Request, error) {
 	var body io.Reader
 	if r.body != nil {
@@ -445,8 +497,28 @@ func (s *tableStore) newRequest(ctx context.Context, r tableRequest) (*http.Requ
 	if r.ifMatch != "" {
 		req.Header.Set("If-Match", r.ifMatch)
 	}
-	req.Header.Set("Authorization", signSharedKeyLite(s.acct.name, s.acct.key, date, canonicalizedResource(s.acct.name, req.URL)))
+	if err := s.authorize(req, date); err != nil {
+		return nil, fmt.Errorf("table: %s: %w", r.op, err)
+	}
 	return req, nil
+}
+
+// authorize sets req's Authorization: SharedKeyLite computed over the very
+// path the request sends, or without an account key "Bearer" and an Entra
+// token from s.token ("Authorize with Microsoft Entra ID"; tableAPIVersion
+// is later than the 2017-11-09 it needs). A token that cannot be had is an
+// error wrapping errStoreUnavailable; no request is sent.
+func (s *tableStore) authorize(req *http.Request, date string) error {
+	if s.acct.key != nil {
+		req.Header.Set("Authorization", signSharedKeyLite(s.acct.name, s.acct.key, date, canonicalizedResource(s.acct.name, req.URL)))
+		return nil
+	}
+	tok, err := s.token(req.Context())
+	if err != nil {
+		return fmt.Errorf("getting an Entra token: %w: %w", errStoreUnavailable, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	return nil
 }
 
 // errorCode extracts the service's error code from the x-ms-error-code

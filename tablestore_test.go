@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -10,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -33,12 +36,6 @@ const envAzurite = "AZURITE_TABLE_URL"
 // every store, so a hero whose JSON is larger is refused with
 // errHeroTooLarge before any request is sent.
 const maxHeroPropertyBytes = maxHeroJSONBytes
-
-// isAuthError reports whether err is the service refusing our credentials.
-func isAuthError(err error) bool {
-	var te *tableError
-	return errors.As(err, &te) && (te.Status == http.StatusUnauthorized || te.Status == http.StatusForbidden)
-}
 
 // fixedNow is the clock of the fake-service tests.
 func fixedNow() time.Time { return time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC) }
@@ -154,9 +151,14 @@ func TestParseConnectionString(t *testing.T) {
 		{"other services' endpoints are ignored",
 			"AccountName=heroesprod;AccountKey=" + testAccountKey + ";BlobEndpoint=https://x.blob.core.windows.net/",
 			"heroesprod", "https://heroesprod.table.core.windows.net", ""},
+		{"no AccountKey: the store authorizes with Entra tokens",
+			"AccountName=heroesprod", "heroesprod", "https://heroesprod.table.core.windows.net", ""},
+		{"no AccountKey with a table endpoint",
+			"DefaultEndpointsProtocol=https;AccountName=heroesprod;TableEndpoint=https://heroesprod.table.core.windows.net/",
+			"heroesprod", "https://heroesprod.table.core.windows.net", ""},
 
 		{"empty string", "", "", "", "AccountName"},
-		{"missing key", "AccountName=heroesprod", "", "", "AccountKey"},
+		{"empty key", "AccountName=heroesprod;AccountKey=", "", "", "AccountKey"},
 		{"key not base64", "AccountName=heroesprod;AccountKey=not*base64", "", "", "AccountKey"},
 		{"uppercase account name", "AccountName=HeroesProd;AccountKey=" + testAccountKey, "", "", "AccountName"},
 		{"unknown protocol", "DefaultEndpointsProtocol=ftp;AccountName=heroesprod;AccountKey=" + testAccountKey, "", "", "DefaultEndpointsProtocol"},
@@ -191,11 +193,12 @@ func TestParseConnectionString(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parseConnectionString(%q) = %v; want nil", tc.in, err)
 			}
-			if got.name != tc.wantAccount || got.endpoint.String() != tc.wantEndpoint || len(got.key) == 0 {
+			wantKey := strings.Contains(strings.ToLower(tc.in), "accountkey=") || strings.HasPrefix(tc.in, "UseDevelopmentStorage")
+			if got.name != tc.wantAccount || got.endpoint.String() != tc.wantEndpoint || (len(got.key) > 0) != wantKey {
 				t.Errorf("parseConnectionString(%q) = %s (key %d bytes); want account %s at %s", tc.in, got, len(got.key), tc.wantAccount, tc.wantEndpoint)
 			}
 			for _, shown := range []string{got.String(), fmt.Sprint(got), fmt.Sprintf("%+v %#v", got, got), slogText(got)} {
-				if strings.Contains(shown, testAccountKey) || strings.Contains(shown, devStorageKey) || strings.Contains(shown, string(got.key)) {
+				if strings.Contains(shown, testAccountKey) || strings.Contains(shown, devStorageKey) || (len(got.key) > 0 && strings.Contains(shown, string(got.key))) {
 					t.Errorf("storageAccount shows its key: %q", shown)
 				}
 			}
@@ -218,8 +221,9 @@ func Example_parseConnectionString() {
 }
 
 // FuzzParseConnectionString checks parseConnectionString never panics, that
-// what it accepts is usable (account name, key, absolute http(s) endpoint
-// without query), and that its errors never repeat the AccountKey value.
+// what it accepts is usable (account name, a key when AccountKey is given,
+// absolute http(s) endpoint without query), and that its errors never
+// repeat the AccountKey value.
 func FuzzParseConnectionString(f *testing.F) {
 	for _, s := range []string{
 		"UseDevelopmentStorage=true",
@@ -252,7 +256,7 @@ func FuzzParseConnectionString(f *testing.F) {
 			}
 			return
 		}
-		if a.name == "" || len(a.key) == 0 || a.endpoint == nil || a.endpoint.Host == "" ||
+		if a.name == "" || (len(a.key) == 0 && strings.Contains(strings.ToLower(s), "accountkey")) || a.endpoint == nil || a.endpoint.Host == "" ||
 			(a.endpoint.Scheme != "http" && a.endpoint.Scheme != "https") || a.endpoint.RawQuery != "" {
 			t.Fatalf("parseConnectionString(%q) = %#v; accepted something unusable", s, a)
 		}
@@ -269,6 +273,10 @@ type fakeTable struct {
 	acct   storageAccount
 	srv    *httptest.Server
 	writes atomic.Int64 // POST/PUT/DELETE of entities
+	// bearer, when set, is the Entra token every request must carry
+	// ("Authorization: Bearer …") in place of a SharedKeyLite signature.
+	// Set it before the first request.
+	bearer string
 
 	mu     sync.Mutex // guards handle
 	handle http.HandlerFunc
@@ -296,6 +304,9 @@ func (f *fakeTable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad request", http.StatusBadRequest)
 	}
 	want := signSharedKeyLite(f.acct.name, f.acct.key, r.Header.Get("x-ms-date"), canonicalizedResource(f.acct.name, r.URL))
+	if f.bearer != "" {
+		want = "Bearer " + f.bearer
+	}
 	switch {
 	case r.Header.Get("x-ms-version") != tableAPIVersion:
 		problem("x-ms-version = %q", r.Header.Get("x-ms-version"))
@@ -341,6 +352,98 @@ func tableJSON(w http.ResponseWriter, etag string, v any) {
 		w.Header().Set("ETag", etag)
 	}
 	json.NewEncoder(w).Encode(v)
+}
+
+// TestTableStoreBearerToken: without an account key every request carries
+// "Authorization: Bearer <token>" from the token source, asked anew for
+// each request (it caches), with the pinned x-ms-version (2017-11-09 or
+// later is what Entra authorization needs); a token that cannot be had
+// makes the store unavailable and sends nothing.
+func TestTableStoreBearerToken(t *testing.T) {
+	if tableAPIVersion < "2017-11-09" {
+		t.Fatalf("tableAPIVersion %s is older than 2017-11-09, which Entra authorization needs", tableAPIVersion)
+	}
+	ctx := context.Background()
+	h := testHero("1b4e28ba-2fa1-41d2-883f-0016d3cca427", "Gandalf")
+	f, s := newFakeTable(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `W/"datetime'2026-11-30T10%3A00%3A00.0000000Z'"`)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	f.bearer = "storage-token-1"
+	s.acct.key = nil
+	var asked atomic.Int64
+	var fail atomic.Bool
+	s.token = func(ctx context.Context) (string, error) {
+		asked.Add(1)
+		if fail.Load() {
+			return "", errors.New("managed identity endpoint: status 500")
+		}
+		return "storage-token-1", nil
+	}
+	if _, err := s.Create(ctx, h); err != nil {
+		t.Fatalf("Create() with a bearer token = %v", err)
+	}
+	if err := s.Delete(ctx, h.ID, ""); err != nil {
+		t.Fatalf("Delete() with a bearer token = %v", err)
+	}
+	if n := asked.Load(); n != 3 { // create table, create hero, delete hero
+		t.Errorf("the token source was asked %d times for 3 requests; want 3", n)
+	}
+	fail.Store(true)
+	before := f.writes.Load()
+	if _, err := s.Replace(ctx, h, ""); !errors.Is(err, errStoreUnavailable) || !strings.Contains(err.Error(), "Entra token") {
+		t.Errorf("Replace() without a token = %v; want errStoreUnavailable naming the Entra token", err)
+	}
+	if f.writes.Load() != before {
+		t.Errorf("a request was sent without a token")
+	}
+}
+
+// TestOpenTableStoreWithoutAccountKey: a connection string without
+// AccountKey needs a token source and an https endpoint; a token the
+// service refuses at start-up (a role assignment still propagating) does
+// not stop start-up but is logged as an error naming the role.
+func TestOpenTableStoreWithoutAccountKey(t *testing.T) {
+	refusing := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer tok" {
+			t.Errorf("Authorization = %q; want the bearer token", r.Header.Get("Authorization"))
+		}
+		tableFail(w, http.StatusForbidden, "AuthorizationPermissionMismatch")
+	}))
+	defer refusing.Close()
+	token := func(context.Context) (string, error) { return "tok", nil }
+	tests := []struct {
+		name    string
+		conn    string
+		token   func(context.Context) (string, error)
+		wantErr string
+	}{
+		{"no token source", "AccountName=heroesprod", nil, "no Entra token source"},
+		{"plain http endpoint", "AccountName=devstoreaccount1;TableEndpoint=http://127.0.0.1:10002/devstoreaccount1", token, "https"},
+		{"refused token at start", "AccountName=devstoreaccount1;TableEndpoint=" + refusing.URL + "/devstoreaccount1", token, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs syncBuffer
+			logger := slog.New(slog.NewTextHandler(&logs, nil))
+			s, err := openTableStore(context.Background(), tc.conn, "heroes", refusing.Client(), logger, tc.token)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("openTableStore() = %v; want an error saying %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("openTableStore() = %v; want a store that reports itself not ready", err)
+			}
+			if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "Storage Table Data Contributor") {
+				t.Errorf("logs lack an error naming the role to assign:\n%s", logs.String())
+			}
+			if err := s.Ready(context.Background()); !errors.Is(err, errStoreUnavailable) {
+				t.Errorf("Ready() = %v; want errStoreUnavailable", err)
+			}
+		})
+	}
 }
 
 // TestTableStoreRequests checks each operation sends the documented request:
@@ -808,7 +911,7 @@ func TestOpenTableStore(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config{HeroesStore: "azuretable", StorageConnectionString: tc.conn, HeroesTable: tc.table}
-			s, err := openTableStore(context.Background(), cfg.StorageConnectionString, cfg.HeroesTable, &http.Client{Timeout: time.Second}, discardLogger())
+			s, err := openTableStore(context.Background(), cfg.StorageConnectionString, cfg.HeroesTable, &http.Client{Timeout: time.Second}, discardLogger(), nil)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("openTableStore() = %v; want error %v", err, tc.wantErr)
 			}
@@ -852,18 +955,152 @@ func deleteTable(t *testing.T, cfg config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newTableStore(acct, cfg.HeroesTable, &http.Client{Timeout: 5 * time.Second}, discardLogger(), time.Now)
-	_, err = s.do(context.Background(), tableRequest{op: "delete table", method: http.MethodDelete, path: "/Tables(" + escapeTable(odataString(cfg.HeroesTable)) + ")"})
+	dropTable(t, newTableStore(acct, cfg.HeroesTable, &http.Client{Timeout: 5 * time.Second}, discardLogger(), time.Now))
+}
+
+// dropTable deletes s's table ("Delete Table"); 404 is fine.
+func dropTable(t *testing.T, s *tableStore) {
+	_, err := s.do(context.Background(), tableRequest{op: "delete table", method: http.MethodDelete, path: "/Tables(" + escapeTable(odataString(s.table)) + ")"})
 	var te *tableError
 	if err != nil && !(errors.As(err, &te) && te.Status == http.StatusNotFound) {
-		t.Errorf("deleting table %s: %v", cfg.HeroesTable, err)
+		t.Errorf("deleting table %s: %v", s.table, err)
+	}
+}
+
+// Variables naming Azurite's OAuth instance, as `.ci/azurite start` prints
+// them: its https address, and the certificate to trust for it (made for
+// the run, self-signed). The tests needing it skip when either is unset.
+const (
+	envAzuriteOAuth = "AZURITE_TABLE_OAUTH_URL"
+	envAzuriteCA    = "AZURITE_CA_CERT"
+)
+
+// azuriteOAuth returns the connection string (no AccountKey) of a new,
+// uniquely named table on Azurite's OAuth instance and a client trusting
+// its certificate; the table is deleted when the test ends, with the
+// tokens of src. It skips the test when the instance is not there.
+func azuriteOAuth(t *testing.T, src func(context.Context) (string, error)) (conn, table string, client *http.Client) {
+	t.Helper()
+	base, caFile := strings.TrimRight(os.Getenv(envAzuriteOAuth), "/"), os.Getenv(envAzuriteCA)
+	if base == "" || caFile == "" {
+		t.Skipf("%s or %s is unset: Azurite OAuth tests skipped; run them with: export $(.ci/azurite start)", envAzuriteOAuth, envAzuriteCA)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		t.Fatalf("%s holds no PEM certificate", caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	client = &http.Client{Timeout: 10 * time.Second, Transport: tr}
+	var b [6]byte
+	rand.Read(b[:])
+	table = "heroes" + hex.EncodeToString(b[:])
+	conn = "DefaultEndpointsProtocol=https;AccountName=" + devStorageAccount + ";TableEndpoint=" + base + "/" + devStorageAccount
+	t.Cleanup(func() {
+		acct, err := parseConnectionString(conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := newTableStore(acct, table, client, discardLogger(), time.Now)
+		s.token = src
+		dropTable(t, s)
+	})
+	return conn, table, client
+}
+
+// TestTableStoreAzuriteOAuth runs the store conformance suite against
+// Azurite with OAuth on, with no account key: every request carries an
+// Entra token for https://storage.azure.com/, which the service wiring
+// (authFlow.resourceToken) gets from a fake managed identity endpoint on
+// loopback, once, and caches.
+func TestTableStoreAzuriteOAuth(t *testing.T) {
+	fi := newFakeIdentity(t)
+	h := newHarness(t, harnessOptions{env: fi.env()})
+	src := h.af.resourceToken(storageResource)
+	azuriteOAuth(t, src) // skips early when Azurite's OAuth instance is not there
+	testHeroStore(t, func(t *testing.T) heroStore {
+		conn, table, client := azuriteOAuth(t, src)
+		s, err := openTableStore(context.Background(), conn, table, client, discardLogger(), src)
+		if err != nil {
+			t.Fatalf("openTableStore() = %v", err)
+		}
+		return s
+	})
+	if got := fi.resources(); !slices.Equal(got, []string{storageResource}) {
+		t.Errorf("the managed identity endpoint was asked for %q; want one token for %s, then the cached one", got, storageResource)
+	}
+}
+
+// TestTableStoreAzuriteOAuthFederated: with a federated token file, the
+// storage token comes from the client credentials grant at the test
+// provider's token endpoint (scope https://storage.azure.com/.default),
+// and Azurite accepts it.
+func TestTableStoreAzuriteOAuthFederated(t *testing.T) {
+	h, accepted, _ := newFederatedHarness(t)
+	src := h.af.resourceToken(storageResource)
+	conn, table, client := azuriteOAuth(t, src)
+	s, err := openTableStore(context.Background(), conn, table, client, discardLogger(), src)
+	if err != nil {
+		t.Fatalf("openTableStore() = %v", err)
+	}
+	hero := testHero(newHeroID(), "Federated")
+	if _, err := s.Create(context.Background(), hero); err != nil {
+		t.Fatalf("Create() = %v", err)
+	}
+	if got, _, err := s.Get(context.Background(), hero.ID); err != nil || got.Name != "Federated" {
+		t.Fatalf("Get() = %v, %v", got.Name, err)
+	}
+	if got := accepted.list(); len(got) != 1 || !strings.HasPrefix(got[0], "client_credentials ") {
+		t.Errorf("the token endpoint accepted %d grants; want one client_credentials grant with the assertion", len(got))
+	}
+}
+
+// TestTableStoreAzuriteOAuthRefusesBadTokens: Azurite does check the
+// tokens (so the suite above passes for the right reason): a token for
+// another audience, or an expired one, is refused; start-up goes on and
+// logs the refusal, and the store is not ready.
+func TestTableStoreAzuriteOAuthRefusesBadTokens(t *testing.T) {
+	fed := newTestFederation()
+	good := map[string]any{"iss": "https://sts.windows.net/" + testTenant + "/", "aud": "https://storage.azure.com"}
+	tests := []struct {
+		name     string
+		override map[string]any
+	}{
+		{"another audience", map[string]any{"aud": "https://vault.azure.net"}},
+		{"a v2 issuer", map[string]any{"iss": "https://login.microsoftonline.com/" + testTenant + "/v2.0"}},
+		{"expired", map[string]any{"exp": time.Now().Add(-time.Minute).Unix()}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			claims := maps.Clone(good)
+			maps.Copy(claims, tc.override)
+			bad, fine := fed.assertion(t, claims), fed.assertion(t, good)
+			src := func(context.Context) (string, error) { return bad, nil }
+			conn, table, client := azuriteOAuth(t, func(context.Context) (string, error) { return fine, nil })
+			var logs syncBuffer
+			s, err := openTableStore(context.Background(), conn, table, client, slog.New(slog.NewTextHandler(&logs, nil)), src)
+			if err != nil {
+				t.Fatalf("openTableStore() = %v; want a store that is not ready", err)
+			}
+			if !strings.Contains(logs.String(), "refused the service's Entra token") {
+				t.Errorf("start-up did not log the refused token:\n%s", logs.String())
+			}
+			if err := s.Ready(context.Background()); !errors.Is(err, errStoreUnavailable) {
+				t.Errorf("Ready() with %s = %v; want errStoreUnavailable", tc.name, err)
+			}
+			assertNoSecretsLogged(t, logs.String(), bad)
+		})
 	}
 }
 
 // openAzurite opens a store on cfg through openTableStore, as run does.
 func openAzurite(t *testing.T, cfg config) heroStore {
 	t.Helper()
-	s, err := openTableStore(context.Background(), cfg.StorageConnectionString, cfg.HeroesTable, &http.Client{Timeout: 10 * time.Second}, discardLogger())
+	s, err := openTableStore(context.Background(), cfg.StorageConnectionString, cfg.HeroesTable, &http.Client{Timeout: 10 * time.Second}, discardLogger(), nil)
 	if err != nil {
 		t.Fatalf("openTableStore() = %v", err)
 	}
@@ -994,8 +1231,8 @@ func TestTableStoreAzuriteWrongKey(t *testing.T) {
 	cfg := azuriteConfig(t)
 	wrong := base64.StdEncoding.EncodeToString([]byte("not-the-emulator-key"))
 	cfg.StorageConnectionString = strings.Replace(cfg.StorageConnectionString, devStorageKey, wrong, 1)
-	_, err := openTableStore(context.Background(), cfg.StorageConnectionString, cfg.HeroesTable, &http.Client{Timeout: 10 * time.Second}, discardLogger())
-	if err == nil || !isAuthError(err) {
+	_, err := openTableStore(context.Background(), cfg.StorageConnectionString, cfg.HeroesTable, &http.Client{Timeout: 10 * time.Second}, discardLogger(), nil)
+	if err == nil || !isRefusal(err) {
 		t.Fatalf("openTableStore(wrong key) = %v; want the service's 403", err)
 	}
 	if strings.Contains(err.Error(), wrong) || strings.Contains(err.Error(), devStorageKey) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -13,6 +14,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -346,6 +349,10 @@ func (ti *tokenIssuer) serveToken(w http.ResponseWriter, r *http.Request) {
 		entraError(w, 401, "invalid_client", "AADSTS7000215: "+err.Error(), 7000215)
 		return
 	}
+	if form.Get("grant_type") == "client_credentials" {
+		ti.clientCredentials(w, form)
+		return
+	}
 	if !strings.Contains(form.Get("scope"), "api://"+testClientID+"/Heroes.Read") {
 		entraError(w, 400, "invalid_scope", "scope "+form.Get("scope"), 70011)
 		return
@@ -485,4 +492,178 @@ func idpMetadata(p *testIDP) providerMetadata {
 		JWKSURI:               base + "/discovery/v2.0/keys",
 		EndSessionEndpoint:    base + "/oauth2/v2.0/logout",
 	}
+}
+
+// clientCredentials answers a client credentials grant (RFC 6749 §4.4) for
+// scope <resource>/.default with an access token for the resource, shaped
+// as Entra's v1 tokens for Azure Storage (iss https://sts.windows.net/{tid}/,
+// aud the resource without its trailing slash), which Azurite's --oauth
+// basic accepts.
+func (ti *tokenIssuer) clientCredentials(w http.ResponseWriter, form url.Values) {
+	resource, ok := strings.CutSuffix(form.Get("scope"), "/.default")
+	if !ok || strings.Contains(form.Get("scope"), " ") {
+		entraError(w, 400, "invalid_scope", "AADSTS1002012: The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier.", 1002012)
+		return
+	}
+	tok := ti.idp.token(ti.tb, map[string]any{"aud": resource, "iss": "https://sts.windows.net/" + testTenant + "/",
+		"ver": "1.0", "scp": nil, "appid": testClientID, "idtyp": "app"})
+	ti.mu.Lock()
+	ti.issued = append(ti.issued, tok)
+	ti.mu.Unlock()
+	tokenJSON(w, map[string]any{"token_type": "Bearer", "access_token": tok, "expires_in": 3599})
+}
+
+// testFederation is a workload identity issuer for tests, as an AKS
+// cluster's OIDC issuer is: it signs assertions (testKeys()[1], which the
+// test IdP does not publish) for one subject, and gives the federated
+// credential that trusts them.
+type testFederation struct {
+	issuer, subject string
+	key             *rsa.PrivateKey
+}
+
+// newTestFederation is the test workload identity issuer.
+func newTestFederation() testFederation {
+	return testFederation{issuer: "https://oidc.test.example/cluster-1/", subject: "system:serviceaccount:heroes:heroes-auth", key: testKeys()[1]}
+}
+
+// credential is the federated credential of the test app that trusts f.
+func (f testFederation) credential() federatedCredential {
+	return federatedCredential{Issuer: f.issuer, Subject: f.subject, Audience: defaultExchangeAud, Key: &f.key.PublicKey}
+}
+
+// assertion signs a token of f for the token exchange, valid for an hour,
+// with a random jti. A claim set to nil in override is removed; other
+// entries replace or add claims.
+func (f testFederation) assertion(tb testing.TB, override map[string]any) string {
+	tb.Helper()
+	now := time.Now()
+	c := map[string]any{"iss": f.issuer, "sub": f.subject, "aud": []string{defaultExchangeAud},
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix(), "jti": rand.Text()}
+	for k, v := range override {
+		if v == nil {
+			delete(c, k)
+			continue
+		}
+		c[k] = v
+	}
+	tok, err := signRS256(f.key, "federation-key", c)
+	if err != nil {
+		tb.Fatalf("signRS256: %v", err)
+	}
+	return tok
+}
+
+// assertionLog records the client assertions a provider accepted, by
+// grant_type. Safe for concurrent use.
+type assertionLog struct {
+	mu       sync.Mutex // guards accepted
+	accepted []string   // "grant_type assertion"
+}
+
+// checkFederated returns a checkClient that accepts only a federated
+// client assertion fc trusts (federatedCredential.check), for testClientID,
+// with no secret or HTTP Basic beside it, and records each one accepted.
+func (l *assertionLog) checkFederated(fc federatedCredential) func(r *http.Request, form url.Values) error {
+	return func(r *http.Request, form url.Values) error {
+		if _, _, ok := r.BasicAuth(); ok || form.Has("client_secret") {
+			return errors.New("a secret came with the assertion")
+		}
+		if form.Get("client_id") != testClientID || form.Get("client_assertion_type") != clientAssertionType {
+			return fmt.Errorf("client_id %q, client_assertion_type %q", form.Get("client_id"), form.Get("client_assertion_type"))
+		}
+		if code, desc := fc.check(form.Get("client_assertion"), time.Now()); code != 0 {
+			return fmt.Errorf("AADSTS%d: %s", code, desc)
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.accepted = append(l.accepted, form.Get("grant_type")+" "+form.Get("client_assertion"))
+		return nil
+	}
+}
+
+// list returns the accepted "grant_type assertion" entries.
+func (l *assertionLog) list() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.accepted)
+}
+
+// fakeIdentity is a managed identity endpoint as App Service and Container
+// Apps offer at IDENTITY_ENDPOINT (GET ?api-version=2019-08-01&resource=…
+// [&client_id=…] with X-IDENTITY-HEADER), on loopback. It checks the
+// request and answers tokens of fed's subject for the resource asked
+// (signed by fed, so a test provider trusting fed accepts those for the
+// token exchange; for Azure Storage, with Entra's v1 storage issuer and
+// audience, as Azurite's --oauth basic wants them), with expires_on as a
+// string, as those platforms send it.
+// Safe for concurrent use.
+type fakeIdentity struct {
+	tb       testing.TB
+	srv      *httptest.Server
+	header   string // the IDENTITY_HEADER
+	clientID string // the user-assigned identity's client id
+	fed      testFederation
+
+	mu sync.Mutex // guards the fields below
+	// requests are the resources asked for, in order.
+	requests []string
+	// answer, when set, answers instead (to break the endpoint).
+	answer http.HandlerFunc
+	// lifetime of the tokens issued; 0 means an hour.
+	lifetime time.Duration
+}
+
+// newFakeIdentity starts a fake managed identity endpoint.
+func newFakeIdentity(tb testing.TB) *fakeIdentity {
+	fi := &fakeIdentity{tb: tb, header: "identity-header-" + rand.Text(), clientID: "99999999-8888-7777-6666-555555555555", fed: newTestFederation()}
+	fi.srv = httptest.NewServer(http.HandlerFunc(fi.serve))
+	tb.Cleanup(fi.srv.Close)
+	return fi
+}
+
+// env is the settings that make the service use this endpoint with no
+// client secret.
+func (fi *fakeIdentity) env() map[string]string {
+	return map[string]string{"AZURE_CLIENT_SECRET": "", "AZURE_CLIENT_ASSERTION": "managed-identity",
+		"AZURE_MANAGED_IDENTITY_CLIENT_ID": fi.clientID, "IDENTITY_ENDPOINT": fi.srv.URL + "/msi/token", "IDENTITY_HEADER": fi.header}
+}
+
+func (fi *fakeIdentity) serve(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	fi.mu.Lock()
+	fi.requests = append(fi.requests, q.Get("resource"))
+	answer, life := fi.answer, cmp.Or(fi.lifetime, time.Hour)
+	fi.mu.Unlock()
+	switch {
+	case answer != nil:
+		answer(w, r)
+		return
+	case r.Method != http.MethodGet || r.URL.Path != "/msi/token" || r.Header.Get("X-IDENTITY-HEADER") != fi.header ||
+		q.Get("api-version") != "2019-08-01" || q.Get("client_id") != fi.clientID || q.Get("resource") == "":
+		writeJSON(w, http.StatusBadRequest, map[string]any{"statusCode": 400, "message": "bad managed identity request"})
+		return
+	}
+	exp := time.Now().Add(life)
+	claims := map[string]any{"aud": q.Get("resource"), "exp": exp.Unix()}
+	if strings.HasPrefix(q.Get("resource"), "https://storage.azure.com") {
+		claims["iss"], claims["aud"] = "https://sts.windows.net/"+testTenant+"/", "https://storage.azure.com"
+	}
+	tok := fi.fed.assertion(fi.tb, claims)
+	writeJSON(w, http.StatusOK, map[string]string{"access_token": tok, "expires_on": strconv.FormatInt(exp.Unix(), 10),
+		"resource": q.Get("resource"), "token_type": "Bearer", "client_id": fi.clientID})
+}
+
+// resources returns the resources asked for so far.
+func (fi *fakeIdentity) resources() []string {
+	fi.mu.Lock()
+	defer fi.mu.Unlock()
+	return slices.Clone(fi.requests)
+}
+
+// setAnswer makes the endpoint answer with h (nil: normally again).
+func (fi *fakeIdentity) setAnswer(h http.HandlerFunc) {
+	fi.mu.Lock()
+	defer fi.mu.Unlock()
+	fi.answer = h
 }

@@ -24,6 +24,10 @@ var (
 	errTokenTimeout     = errors.New("auth: token endpoint timed out")
 	errTokenUnreachable = errors.New("auth: token endpoint unreachable")
 	errTokenAnswer      = errors.New("auth: token endpoint answer unusable")
+	// errClientCredential: the client assertion could not be had (the
+	// federated token file is missing or empty, the managed identity
+	// endpoint failed); no request was sent.
+	errClientCredential = errors.New("auth: client credential unavailable")
 )
 
 // tokenResponse is a token endpoint answer, decoded once whatever it holds,
@@ -200,13 +204,19 @@ var configFaults = map[int]string{
 	// (AzureAD/microsoft-identity-web#3114): no new sign-in fixes it.
 	500112:  "REDIRECT_URI must be registered on the app exactly as set (Authentication > Web; scheme, host, port, path and trailing slash count) and reach the provider unchanged in both the authorization and the token request",
 	700016:  "AZURE_CLIENT_ID is not an application in tenant AZURE_TENANT_ID",
-	700027:  "the client assertion was rejected: upload the certificate of AZURE_CLIENT_CERTIFICATE_PATH to the app registration",
-	700024:  "the client assertion is outside its validity window: check the server clock",
-	7000218: "the request carried no client credential: set AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH",
+	700027:  "the client assertion was rejected: upload the certificate of AZURE_CLIENT_CERTIFICATE_PATH to the app registration, or check the issuer of the federated credential",
+	700024:  "the client assertion is outside its validity window: check the server clock (or the rotation of AZURE_FEDERATED_TOKEN_FILE)",
+	7000218: "the request carried no client credential: set AZURE_CLIENT_SECRET, AZURE_CLIENT_CERTIFICATE_PATH, AZURE_FEDERATED_TOKEN_FILE or AZURE_CLIENT_ASSERTION=managed-identity",
 	500011:  "API_SCOPE names a resource that is not in the tenant: check the App ID URI",
 	70011:   "API_SCOPE is not a valid scope of the API: check Expose an API in the app registration",
 	90002:   "AZURE_TENANT_ID does not name an existing tenant",
 	900023:  "AZURE_TENANT_ID is not a valid tenant id",
+	// Workload identity federation: no federated credential on the app
+	// registration matches the assertion (Microsoft Learn, "Workload
+	// identity federation considerations").
+	700211: "no federated credential of the app registration has the assertion's issuer: add one (README, federated credentials)",
+	700212: "no federated credential of the app registration has the assertion's audience (api://AzureADTokenExchange, or AZURE_TOKEN_EXCHANGE_AUDIENCE)",
+	700213: "no federated credential of the app registration has the assertion's subject (the managed identity's principal id, or system:serviceaccount:<namespace>:<name>)",
 }
 
 // userFixable are OAuth error codes a fresh sign-in fixes: an expired,
@@ -217,6 +227,9 @@ var userFixable = map[string]bool{
 }
 
 // tokenFailure answers a failed redeem (Entra's AADSTS error reference):
+//   - the client assertion could not be had (errClientCredential: federated
+//     token file missing or empty, managed identity endpoint failing): 502,
+//     and an error log line saying why (never the assertion);
 //   - a configuration fault (configFaults: bad or expired secret, redirect
 //     URI mismatch, unknown app, rejected certificate…): 502 with the AADSTS
 //     code in the body, and an error log line naming the fix;
@@ -229,6 +242,11 @@ var userFixable = map[string]bool{
 // id correlates the log line with the login ("" for refresh).
 func (af *authFlow) tokenFailure(w http.ResponseWriter, r *http.Request, err error, id, restart string) {
 	var te *tokenError
+	if errors.Is(err, errClientCredential) {
+		af.logger.Error("auth: the service's client credential is unavailable; an operator must fix it", "login", id, "err", err)
+		af.fail(w, r, http.StatusBadGateway, "the service cannot authenticate to the identity provider just now (client credential unavailable); an operator must fix it", "", "")
+		return
+	}
 	if !errors.As(err, &te) {
 		status, detail := classifyNetworkFailure(err)
 		af.logger.Warn("auth: token request failed", "login", id, "err", err)
