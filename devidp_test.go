@@ -52,7 +52,7 @@ func newDevHarnessLogging(tb testing.TB, clock *fakeClock, logger *slog.Logger) 
 	// As -dev serves it: behind the service's middleware, which sets the
 	// security headers of every answer.
 	mux := http.NewServeMux()
-	srv := httptest.NewServer(withMiddleware(logger, mux))
+	srv := httptest.NewServer(withMiddleware(logger, nil, mux))
 	tb.Cleanup(srv.Close)
 	h := &devHarness{
 		d:   d,
@@ -1103,20 +1103,20 @@ func TestDevIDPBounds(t *testing.T) {
 	req, e := parseDevAuthRequest(url.Values{
 		"client_id": {devClientID}, "redirect_uri": {"http://localhost/auth/callback"}, "response_type": {"code"},
 		"scope": {"openid"}, "code_challenge": {challenge}, "code_challenge_method": {"S256"},
-	}, "http://localhost/auth/callback")
+	}, "http://localhost")
 	if e != nil {
 		t.Fatal(e)
 	}
 	for range devMaxCodes {
-		if _, e := d.issueCode(req, "u", nil); e != nil {
+		if _, e := d.issueCode(req, "u", nil, false); e != nil {
 			t.Fatalf("issueCode below the cap: %v", e)
 		}
 	}
-	if _, e := d.issueCode(req, "u", nil); e == nil || e.code != "temporarily_unavailable" {
+	if _, e := d.issueCode(req, "u", nil, false); e == nil || e.code != "temporarily_unavailable" {
 		t.Errorf("issueCode at the cap = %v; want temporarily_unavailable", e)
 	}
 	clock.advance(devCodeTTL)
-	if _, e := d.issueCode(req, "u", nil); e != nil {
+	if _, e := d.issueCode(req, "u", nil, false); e != nil {
 		t.Errorf("issueCode after the codes expired = %v; want expired ones dropped", e)
 	}
 	d.mu.Lock()

@@ -314,10 +314,16 @@ func TestTwoReplicasShareLoginsAndTokens(t *testing.T) {
 	baseB, _, _ := startRun(t, nil, env)
 
 	// Both listen on 127.0.0.1; cookies ignore the port, so one jar serves
-	// the browser's view of both replicas behind one load balancer.
+	// the browser's view of both replicas behind one load balancer, which
+	// names the host the browser used (REDIRECT_URI's) in X-Forwarded-Host.
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Get(baseA + "/auth/login")
+	req, err := http.NewRequest(http.MethodGet, baseA+"/auth/login", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Forwarded-Host", "localhost:8000")
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -353,7 +353,7 @@ func BenchmarkHeroesListNoAuth(b *testing.B) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /api/heroes/{$}", handleHeroList(logger, store))
-	url, client := benchServer(b, withMiddleware(logger, mux))
+	url, client := benchServer(b, withMiddleware(logger, nil, mux))
 	benchGet(b, client, url+"/api/heroes/", func() string { return "" })
 }
 
