@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -1020,6 +1021,100 @@ func TestRefreshVerifiesTheNewIDToken(t *testing.T) {
 			}
 			if logs := h.logs.String(); !strings.Contains(logs, tc.wantErr.Error()) || !strings.Contains(logs, "token=id_token") {
 				t.Errorf("no log line names the ID token and %q:\n%s", tc.wantErr, logs)
+			}
+		})
+	}
+}
+
+// TestCallbackRefusalsExplainThemselves: reloading a finished callback (the
+// browser has dropped the login cookie) says that the sign-in has finished
+// and tokens are shown once, with no second token request; a callback whose
+// cookie never came names the address sign-ins must start on.
+func TestCallbackRefusalsExplainThemselves(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	c, u := h.login(t, "")
+	code, state := h.ti.authorize(u)
+	q := url.Values{"code": {code}, "state": {state}}
+	if w := h.callback(q, "text/html", c); w.Code != http.StatusOK {
+		t.Fatalf("first callback = %d %s; want 200", w.Code, w.Body)
+	}
+	calls := countTokenCalls(h)
+	_, other := h.ti.authorize(u) // a state this process never finished
+	for _, tc := range []struct {
+		name string
+		q    url.Values
+		want []string
+	}{
+		{"reload of the finished sign-in", q, []string{"this sign-in has finished", "tokens are shown once", "start again at /auth/login"}},
+		{"login cookie missing", url.Values{"code": {"c"}, "state": {other + "x"}},
+			[]string{"login cookie did not come back", "another address than http://localhost:8000", "start again at /auth/login"}},
+	} {
+		for _, accept := range []string{"text/html", "application/json"} {
+			w := h.callback(tc.q, accept)
+			if w.Code != http.StatusBadRequest {
+				t.Errorf("%s (%s) = %d; want 400", tc.name, accept, w.Code)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(w.Body.String(), want) {
+					t.Errorf("%s (%s) answer lacks %q:\n%s", tc.name, accept, want, w.Body)
+				}
+			}
+		}
+	}
+	if n := calls.Load(); n != 0 {
+		t.Errorf("refused callbacks reached the token endpoint %d times; want 0", n)
+	}
+}
+
+// TestSignInPagesMoveToTheServiceHost: /, /auth/login and /docs reached on
+// another host than REDIRECT_URI's redirect to the same path and query on
+// REDIRECT_URI's origin (never one taken from the request), so the login
+// cookie is set where the callback arrives; other routes are served where
+// they are asked for.
+func TestSignInPagesMoveToTheServiceHost(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	local := newTestServer(t, p, nil, io.Discard)
+	proxied := newTestServer(t, p, map[string]string{"REDIRECT_URI": "https://heroes.example.com/team/auth/callback"}, io.Discard)
+	tests := []struct {
+		name       string
+		h          http.Handler
+		path, host string
+		fwd        string // X-Forwarded-Host
+		location   string // "" means not moved
+	}{
+		{"login on 127.0.0.1", local, "/auth/login?prompt=login&return_to=/docs", "127.0.0.1:8000", "", "http://localhost:8000/auth/login?prompt=login&return_to=/docs"},
+		{"home on 127.0.0.1", local, "/", "127.0.0.1:8000", "", "http://localhost:8000/"},
+		{"docs on 127.0.0.1", local, "/docs", "127.0.0.1:8000", "", "http://localhost:8000/docs"},
+		{"login on another port", local, "/auth/login", "localhost:9000", "", "http://localhost:8000/auth/login"},
+		{"a forged host never becomes the target", local, "/auth/login", "evil.example", "evil.example", "http://localhost:8000/auth/login"},
+		{"login on localhost", local, "/auth/login", "localhost:8000", "", ""},
+		{"host case ignored", local, "/", "LOCALHOST:8000", "", ""},
+		{"proxy naming the public host", local, "/auth/login", "10.0.0.5:8000", "localhost:8000", ""},
+		{"callback is never moved", local, "/auth/callback?code=c&state=s", "127.0.0.1:8000", "", ""},
+		{"document is never moved", local, "/openapi.json", "127.0.0.1:8000", "", ""},
+		{"public host, default port implied", proxied, "/auth/login", "heroes.example.com", "", ""},
+		{"public host, default port written", proxied, "/", "heroes.example.com:443", "", ""},
+		{"internal host behind the proxy's prefix", proxied, "/auth/login?prompt=login", "heroes-7f9c:8000", "", "https://heroes.example.com/team/auth/login?prompt=login"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", tc.path, nil)
+			r.Host = tc.host
+			if tc.fwd != "" {
+				r.Header.Set("X-Forwarded-Host", tc.fwd)
+			}
+			rec := httptest.NewRecorder()
+			tc.h.ServeHTTP(rec, r)
+			moved := rec.Code == http.StatusFound && !strings.Contains(rec.Header().Get("Location"), "/oauth2/")
+			switch {
+			case tc.location == "" && moved:
+				t.Errorf("GET %s on %s moved to %s; want it served", tc.path, tc.host, rec.Header().Get("Location"))
+			case tc.location != "" && (rec.Code != http.StatusFound || rec.Header().Get("Location") != tc.location):
+				t.Errorf("GET %s on %s = %d to %q; want 302 to %q", tc.path, tc.host, rec.Code, rec.Header().Get("Location"), tc.location)
+			case tc.location != "" && len(rec.Result().Cookies()) > 0:
+				t.Errorf("GET %s on %s set a cookie before moving", tc.path, tc.host)
 			}
 		})
 	}

@@ -144,10 +144,20 @@ func TestEndToEndDev(t *testing.T) {
 
 	t.Run("a browser sees the heroes list after signing in", func(t *testing.T) {
 		page := signInDevAccepting(t, base, "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8", "Ada Browser", permRead)
-		for _, want := range []string{"Signed in", "Ada Browser", "Elara Moonwhisper", "Authorization: Bearer"} {
+		for _, want := range []string{"Signed in", "Ada Browser", "Elara Moonwhisper", "Authorization: Bearer",
+			"What this token allows", "<code>Heroes.Read</code>: list and read heroes", `<a href="/docs">/docs</a>`} {
 			if !strings.Contains(page, want) {
 				t.Errorf("signed-in page lacks %q:\n%s", want, page)
 			}
+		}
+		if strings.Contains(page, "<code>Admin</code>:") {
+			t.Errorf("signed-in page says the reader's token allows Admin:\n%s", page)
+		}
+	})
+	t.Run("Swagger UI at /docs signs in as a public client with PKCE and calls the API", func(t *testing.T) {
+		tok := swaggerSignIn(t, base, permRead)
+		if status, _, body := call(t, "GET", base+"/api/heroes/", tok, nil); status != http.StatusOK {
+			t.Errorf("GET /api/heroes/ with the /docs token = %d %s; want 200", status, body)
 		}
 	})
 	t.Run("no token is 401 with a bare challenge", func(t *testing.T) {
@@ -217,6 +227,70 @@ func TestEndToEndDev(t *testing.T) {
 	if !strings.Contains(logs.String(), "not for production") {
 		t.Errorf("-dev logged no warning that it is not for production")
 	}
+	if !strings.Contains(logs.String(), "open "+base+"/ in a browser") {
+		t.Errorf("-dev did not log the URL to open (%s/):\n%s", base, logs)
+	}
+	if strings.Contains(logs.String(), "SESSION_KEY") {
+		t.Errorf("-dev warned about SESSION_KEY, which a single local process does not need:\n%s", logs)
+	}
+}
+
+// swaggerSignIn signs in to a -dev service at base as Swagger UI at /docs
+// does: the authorize request with the single-page-application redirect
+// URI and PKCE, the dev sign-in form granting grants, then the token
+// request the page sends (with Origin, without a secret). It returns the
+// access token, and checks that no refresh token came.
+func swaggerSignIn(t *testing.T, base string, grants ...string) string {
+	t.Helper()
+	if status, _, page := call(t, "GET", base+"/docs", "", nil); status != http.StatusOK || !strings.Contains(page, "SwaggerUIBundle") {
+		t.Fatalf("GET /docs = %d; want Swagger UI", status)
+	}
+	verifier, challenge := newPKCE()
+	redirect := base + docsRedirectPath
+	authorize := base + "/devidp/" + devTenantID + "/oauth2/v2.0/authorize?" + url.Values{
+		"response_type": {"code"}, "client_id": {devClientID}, "redirect_uri": {redirect},
+		"scope": {"api://" + devClientID + "/" + permRead}, "state": {"swagger-state"},
+		"code_challenge": {challenge}, "code_challenge_method": {"S256"},
+	}.Encode()
+	noFollow := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(authorize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := readAnswer(t, resp)
+	form := url.Values{"username": {"Swagger User"}, "action": {"signin"}, "grant": grants}
+	for _, m := range hiddenInput.FindAllStringSubmatch(page, -1) {
+		form.Set(m[1], html.UnescapeString(m[2]))
+	}
+	resp, err = noFollow.PostForm(authorize, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAnswer(t, resp)
+	back, err := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusFound || err != nil || !strings.HasPrefix(back.String(), redirect+"?") || back.Query().Get("state") != "swagger-state" {
+		t.Fatalf("sign-in = %d to %q; want 302 to %s with the state", resp.StatusCode, resp.Header.Get("Location"), redirect)
+	}
+	req, _ := http.NewRequest("POST", base+"/devidp/"+devTenantID+"/oauth2/v2.0/token", strings.NewReader(url.Values{
+		"grant_type": {"authorization_code"}, "code": {back.Query().Get("code")}, "client_id": {devClientID},
+		"redirect_uri": {redirect}, "code_verifier": {verifier},
+	}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	req.Header.Set("X-Requested-With", "XMLHttpRequest")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ans map[string]any
+	body := readAnswer(t, resp)
+	if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &ans) != nil || ans["access_token"] == nil {
+		t.Fatalf("token request as Swagger UI = %d %s; want 200 with an access token", resp.StatusCode, body)
+	}
+	if ans["refresh_token"] != nil {
+		t.Errorf("the public client got a refresh token")
+	}
+	return ans["access_token"].(string)
 }
 
 // TestDevListensOnLoopbackOnly: -dev refuses an ADDR that is not loopback,
