@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -110,36 +111,63 @@ func TestCORSPreflightBeforeRouting(t *testing.T) {
 	}
 }
 
-func TestParseOrigin(t *testing.T) {
+// TestOriginSettings: parseOrigin (CORS_ALLOWED_ORIGINS) gives origins as
+// browsers send them and refuses anything else; assetsOrigin
+// (DOCS_ASSETS_URL) gives the one origin the /docs CSP allows, and refuses
+// plain http off loopback and URLs with more than a path.
+func TestOriginSettings(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
+		parse    func(string) (string, error)
 		in, want string // want "" means an error
 	}{
-		{"https://app.example.com", "https://app.example.com"},
-		{"HTTPS://App.Example.COM", "https://app.example.com"},
-		{"https://app.example.com:443", "https://app.example.com"},
-		{"http://localhost:80", "http://localhost"},
-		{"http://localhost:3000", "http://localhost:3000"},
-		{"https://app.example.com:8443", "https://app.example.com:8443"},
-		{"http://127.0.0.1:5173", "http://127.0.0.1:5173"},
-		{"http://[::1]:8080", "http://[::1]:8080"},
-		{"*", ""},
-		{"https://app.example.com/", ""},
-		{"https://app.example.com/path", ""},
-		{"https://app.example.com?x=1", ""},
-		{"https://app.example.com#top", ""},
-		{"https://user@app.example.com", ""},
-		{"app.example.com", ""},
-		{"ftp://app.example.com", ""},
-		{"https://", ""},
-		{"https://app.example.com:", ""},
-		{"https://app;example.com", ""},
-		{"null", ""},
+		{parseOrigin, "https://app.example.com", "https://app.example.com"},
+		{parseOrigin, "HTTPS://App.Example.COM", "https://app.example.com"},
+		{parseOrigin, "https://app.example.com:443", "https://app.example.com"},
+		{parseOrigin, "http://localhost:80", "http://localhost"},
+		{parseOrigin, "http://localhost:3000", "http://localhost:3000"},
+		{parseOrigin, "https://app.example.com:8443", "https://app.example.com:8443"},
+		{parseOrigin, "http://127.0.0.1:5173", "http://127.0.0.1:5173"},
+		{parseOrigin, "http://[::1]:8080", "http://[::1]:8080"},
+		{parseOrigin, "*", ""},
+		{parseOrigin, "https://app.example.com/", ""},
+		{parseOrigin, "https://app.example.com/path", ""},
+		{parseOrigin, "https://app.example.com?x=1", ""},
+		{parseOrigin, "https://app.example.com#top", ""},
+		{parseOrigin, "https://user@app.example.com", ""},
+		{parseOrigin, "app.example.com", ""},
+		{parseOrigin, "ftp://app.example.com", ""},
+		{parseOrigin, "https://", ""},
+		{parseOrigin, "https://app.example.com:", ""},
+		{parseOrigin, "https://app;example.com", ""},
+		{parseOrigin, "null", ""},
+		{assetsOrigin, docsDefaultAssetsURL, "https://cdn.jsdelivr.net"},
+		{assetsOrigin, "https://assets.example.com/swagger-ui-dist@5.35.0", "https://assets.example.com"},
+		{assetsOrigin, "http://localhost:8080/swagger", "http://localhost:8080"},
+		{assetsOrigin, "http://127.0.0.1:9000", "http://127.0.0.1:9000"},
+		{assetsOrigin, "http://assets.example.com/swagger", ""}, // plain http off loopback
+		{assetsOrigin, "https://assets.example.com/x?v=1", ""},
+		{assetsOrigin, "https://assets.example.com/x#f", ""},
+		{assetsOrigin, "https://u:p@assets.example.com/x", ""},
+		{assetsOrigin, "https://assets;example.com/x", ""},
+		{assetsOrigin, "/swagger", ""},
+		{originOfOrError, "https://login.microsoftonline.com/tenant/oauth2/v2.0/token", "https://login.microsoftonline.com"},
+		{originOfOrError, "http://localhost:8000/devidp/x/token", "http://localhost:8000"},
+		{originOfOrError, "https://x;report-uri/token", ""}, // would add a CSP directive
+		{originOfOrError, "javascript:alert(1)", ""},
 	}
 	for _, tc := range tests {
-		got, err := parseOrigin(tc.in)
+		got, err := tc.parse(tc.in)
 		if (err != nil) != (tc.want == "") || got != tc.want {
-			t.Errorf("parseOrigin(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+			t.Errorf("%q = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
 	}
+}
+
+// originOfOrError is originOf with an error for "".
+func originOfOrError(s string) (string, error) {
+	if o := originOf(s); o != "" {
+		return o, nil
+	}
+	return "", errors.New("no origin")
 }

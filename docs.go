@@ -39,11 +39,13 @@ func assetsOrigin(s string) (string, error) {
 	return u.Scheme + "://" + strings.ToLower(u.Host), nil
 }
 
-// originOf is the scheme://host[:port] of an absolute URL, or "" when s is
-// not one.
+// originOf is the scheme://host[:port] of an absolute http(s) URL, or ""
+// when s is not one or its host is not a plain name or address (isHostPort):
+// the origin goes into a Content-Security-Policy, and a token endpoint from
+// the discovery document must not add directives to it.
 func originOf(s string) string {
 	u, err := url.Parse(s)
-	if err != nil || u.Scheme == "" || u.Host == "" {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !isHostPort(u.Host) {
 		return ""
 	}
 	return u.Scheme + "://" + u.Host

@@ -142,25 +142,3 @@ func TestOtherPagesKeepTheServiceCSP(t *testing.T) {
 		}
 	}
 }
-
-func TestAssetsOrigin(t *testing.T) {
-	t.Parallel()
-	tests := []struct{ in, want string }{
-		{docsDefaultAssetsURL, "https://cdn.jsdelivr.net"},
-		{"https://assets.example.com/swagger-ui-dist@5.35.0", "https://assets.example.com"},
-		{"http://localhost:8080/swagger", "http://localhost:8080"},
-		{"http://127.0.0.1:9000", "http://127.0.0.1:9000"},
-		{"http://assets.example.com/swagger", ""}, // plain http off loopback
-		{"https://assets.example.com/x?v=1", ""},
-		{"https://assets.example.com/x#f", ""},
-		{"https://u:p@assets.example.com/x", ""},
-		{"https://assets;example.com/x", ""},
-		{"/swagger", ""},
-	}
-	for _, tc := range tests {
-		got, err := assetsOrigin(tc.in)
-		if (err != nil) != (tc.want == "") || got != tc.want {
-			t.Errorf("assetsOrigin(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
-		}
-	}
-}
