@@ -220,6 +220,10 @@ func TestEndToEndDev(t *testing.T) {
 		}
 	})
 
+	// The URL to open is logged once the keys are loaded, soon after start.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "open "+base+"/ in a browser") && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err := stop(); err != nil {
 		t.Errorf("run after cancel = %v", err)
 	}

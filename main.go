@@ -89,8 +89,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	go keys.run(ctx)
+	go announce(ctx, logger, cfg, v)
 	srv := newHTTPServer(newServer(logger, cfg, prov, v, af, store, idp), logger)
-	announce(logger, cfg)
 	if err := serve(ctx, srv, ln, cfg.ShutdownGrace, logger); err != nil {
 		return err
 	}
@@ -186,10 +186,20 @@ func warnSettings(logger *slog.Logger, cfg config, addr net.Addr) {
 	}
 }
 
-// announce logs, once the listener is open, the URL to open in a browser
-// (with -dev, where the reader is trying the service out) or the service's
-// base URL.
-func announce(logger *slog.Logger, cfg config) {
+// announce logs, once v has the identity provider's signing keys (so a
+// sign-in can finish), the URL to open in a browser (with -dev, where the
+// reader is trying the service out) or the service's base URL. It checks
+// every 50 ms, and gives up when ctx ends.
+func announce(ctx context.Context, logger *slog.Logger, cfg config, v *verifier) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for v.ready() != nil {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 	base := serviceBase(cfg.RedirectURI)
 	if cfg.Dev {
 		logger.Info("ready: open "+base+"/ in a browser to sign in, or "+base+"/docs to try the API", "url", base+"/")

@@ -297,9 +297,10 @@ step('build the service and start it with -dev', async (c) => {
     } catch { /* not listening yet */ }
     await sleep(100);
   }
-  // The start-up log names the URL to open, and does not bother a first
-  // try with SESSION_KEY and replicas.
-  const logText = fs.readFileSync(c.logPath, 'utf8');
+  // The start-up log names the URL to open (once the keys are loaded), and
+  // does not bother a first try with SESSION_KEY and replicas.
+  let logText = '';
+  for (let i = 0; i < 50 && !logText.includes(`open ${c.base}/`); i++, await sleep(100)) logText = fs.readFileSync(c.logPath, 'utf8');
   check(logText.includes(`open ${c.base}/ in a browser`), `the start-up log does not say to open ${c.base}/:\n${logText.slice(0, 1500)}`);
   check(!logText.includes('SESSION_KEY'), `the -dev start-up log warns about SESSION_KEY:\n${logText.slice(0, 1500)}`);
   return `${c.base} ready; the log says "open ${c.base}/ in a browser"`;
