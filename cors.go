@@ -31,11 +31,12 @@ const (
 // preflight (OPTIONS with Access-Control-Request-Method) itself with 204,
 // before any route or authentication runs, and adds
 // Access-Control-Allow-Origin (that origin, never "*") and the exposed
-// headers to every other answer. A request from any other origin, or
-// without one, gets no CORS header and is served as if CORS did not exist
-// (a preflight then meets the routes: 405, or 404 for an unknown path).
-// With origins listed, every answer carries Vary: Origin, so no cache hands
-// one origin's answer to another. With none, next is returned unchanged.
+// headers to every other answer. A preflight from any other origin is
+// answered 403 with no CORS header, saying why; any other request from
+// another origin, or without one, gets no CORS header and is served as if
+// CORS did not exist. With origins listed, every answer carries
+// Vary: Origin, so no cache hands one origin's answer to another. With
+// none, next is returned unchanged: no answer has a CORS header.
 func allowCORS(origins []string, next http.Handler) http.Handler {
 	if len(origins) == 0 {
 		return next
@@ -44,12 +45,17 @@ func allowCORS(origins []string, next http.Handler) http.Handler {
 		h := w.Header()
 		h.Add("Vary", "Origin")
 		values := r.Header.Values("Origin")
+		preflight := r.Method == http.MethodOptions && len(values) > 0 && r.Header.Get("Access-Control-Request-Method") != ""
 		if len(values) != 1 || !slices.Contains(origins, values[0]) {
+			if preflight {
+				writeError(w, http.StatusForbidden, "this origin may not call the service from a browser: it is not in CORS_ALLOWED_ORIGINS")
+				return
+			}
 			next.ServeHTTP(w, r)
 			return
 		}
 		h.Set("Access-Control-Allow-Origin", values[0])
-		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		if preflight {
 			h.Set("Access-Control-Allow-Methods", corsAllowMethods)
 			h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
 			h.Set("Access-Control-Max-Age", corsMaxAge)

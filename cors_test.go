@@ -11,9 +11,10 @@ import (
 
 // TestCORS: with CORS_ALLOWED_ORIGINS set, a listed origin's preflight is
 // answered 204 before authentication, its actual requests carry that origin
-// and the exposed headers; an unlisted origin and a request without Origin
-// get no CORS header and are served as without CORS; nothing ever says "*"
-// or Allow-Credentials. Without the setting no answer has a CORS header.
+// and the exposed headers; an unlisted origin's preflight is 403, and its
+// other requests and those without Origin get no CORS header and are served
+// as without CORS; nothing ever says "*" or Allow-Credentials. Without the
+// setting no answer has a CORS header (a preflight meets the routes: 405).
 func TestCORS(t *testing.T) {
 	t.Parallel()
 	p := newTestIDP(t)
@@ -59,13 +60,13 @@ func TestCORS(t *testing.T) {
 		{"listed GET without a token: 401, still readable", withCORS, get(listed, ""), http.StatusUnauthorized, map[string]string{
 			"Access-Control-Allow-Origin": listed, "Access-Control-Expose-Headers": corsExposeHeaders,
 			"WWW-Authenticate": `Bearer realm="heroes-auth"`}},
-		{"unlisted preflight: the routes answer 405", withCORS, preflight(other), http.StatusMethodNotAllowed, map[string]string{
+		{"unlisted preflight is 403, no reflection", withCORS, preflight(other), http.StatusForbidden, map[string]string{
 			"Access-Control-Allow-Origin": "", "Access-Control-Allow-Methods": "", "Vary": "Origin"}},
 		{"unlisted GET is served as without CORS", withCORS, get(other, tok), http.StatusOK, map[string]string{
 			"Access-Control-Allow-Origin": "", "Access-Control-Expose-Headers": ""}},
 		{"origin differing by case is another origin", withCORS, get("https://APP.example.com", tok), http.StatusOK, map[string]string{
 			"Access-Control-Allow-Origin": ""}},
-		{"null origin", withCORS, preflight("null"), http.StatusMethodNotAllowed, map[string]string{"Access-Control-Allow-Origin": ""}},
+		{"null origin", withCORS, preflight("null"), http.StatusForbidden, map[string]string{"Access-Control-Allow-Origin": ""}},
 		{"two Origin headers", withCORS, twoOrigins, http.StatusOK, map[string]string{"Access-Control-Allow-Origin": ""}},
 		{"no Origin", withCORS, get("", tok), http.StatusOK, map[string]string{"Access-Control-Allow-Origin": "", "Vary": "Origin"}},
 		{"CORS unset: preflight", without, preflight(listed), http.StatusMethodNotAllowed, map[string]string{
