@@ -313,11 +313,12 @@ func openAPISchemas() obj {
 		"HTTPError": obj{"type": "object", "required": []string{"detail"}, "properties": obj{"detail": obj{"type": "string"}}},
 		"HTTPValidationError": obj{"type": "object", "required": []string{"detail"},
 			"properties": obj{"detail": obj{"type": "array", "items": ref("ValidationError")}}},
-		"ValidationError": obj{"type": "object", "required": []string{"loc", "msg", "type"}, "properties": obj{
-			"loc":  obj{"type": "array", "items": obj{"anyOf": []obj{{"type": "string"}, {"type": "integer"}}}},
-			"msg":  obj{"type": "string"},
-			"type": obj{"type": "string", "description": "pydantic's error type: missing, int_type, int_parsing, int_from_float, bool_type, bool_parsing, string_type, extra_forbidden, greater_than_equal, less_than_equal, string_too_long, too_long, json_invalid, …"},
-			"ctx":  obj{"type": "object"},
+		"ValidationError": obj{"type": "object", "required": []string{"loc", "msg", "type", "input"}, "properties": obj{
+			"loc":   obj{"type": "array", "items": obj{"anyOf": []obj{{"type": "string"}, {"type": "integer"}}}},
+			"msg":   obj{"type": "string"},
+			"type":  obj{"type": "string", "description": "pydantic's error type: missing, int_type, int_parsing, int_from_float, bool_type, bool_parsing, string_type, extra_forbidden, greater_than_equal, less_than_equal, string_too_long, too_long, json_invalid, …"},
+			"input": obj{"description": "The offending value as sent (for missing, the object it is missing from); a value whose JSON is over 256 bytes is cut and ends in …, as a string"},
+			"ctx":   obj{"type": "object"},
 		}},
 	}
 }

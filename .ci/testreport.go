@@ -5,7 +5,8 @@
 //
 //	N passed, N failed, N skipped
 //
-// counting tests and subtests. .ci/run runs it as
+// counting tests and subtests (and a package that failed without a failed
+// test, such as one that does not build, as one failure). .ci/run runs it as
 // `go test -json … | testreport` (built from this file); it exits 1 when a test
 // failed or a line was not an event.
 package main
@@ -14,6 +15,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 )
@@ -24,32 +26,43 @@ type event struct {
 }
 
 func main() {
+	if !report(os.Stdin, os.Stdout) {
+		os.Exit(1)
+	}
+}
+
+// report reads events from in and writes the report to out. It returns
+// false when a test failed or a line was not an event.
+func report(in io.Reader, out io.Writer) bool {
 	counts := map[string]int{}
+	failedIn := map[string]int{}    // failed tests, by package
 	output := map[string][]string{} // a test's output lines, by package and name
 	var skipped []string
-	bad := false
-	in := bufio.NewScanner(os.Stdin)
-	in.Buffer(make([]byte, 0, 64<<10), 16<<20)
-	for in.Scan() {
+	ok := true
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	for sc.Scan() {
 		var e event
-		if err := json.Unmarshal(in.Bytes(), &e); err != nil {
-			fmt.Println(in.Text()) // not an event: go test's own complaint
-			bad = true
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			fmt.Fprintln(out, sc.Text()) // not an event: go test's own complaint
+			ok = false
 			continue
 		}
 		key := e.Package + " " + e.Test
 		switch {
 		case e.Action == "build-output" || e.Test == "" && e.Action == "output":
-			fmt.Print(e.Output)
+			fmt.Fprint(out, e.Output)
 		case e.Action == "output":
 			output[key] = append(output[key], e.Output)
-		case e.Action == "pass" || e.Action == "fail" || e.Action == "skip":
-			if e.Test == "" {
-				continue // the package's result, printed from its output
-			}
+		case e.Test == "" && e.Action == "fail" && failedIn[e.Package] == 0:
+			// The package failed with no failed test: it did not build, or
+			// its test binary died. Count it, so that the counts say so.
+			counts["fail"]++
+		case e.Test != "" && (e.Action == "pass" || e.Action == "fail" || e.Action == "skip"):
 			counts[e.Action]++
 			if e.Action == "fail" {
-				fmt.Print(strings.Join(output[key], ""))
+				failedIn[e.Package]++
+				fmt.Fprint(out, strings.Join(output[key], ""))
 			}
 			if e.Action == "skip" {
 				skipped = append(skipped, fmt.Sprintf("SKIP %s: %s", e.Test, skipReason(output[key])))
@@ -57,17 +70,15 @@ func main() {
 			delete(output, key)
 		}
 	}
-	if err := in.Err(); err != nil {
-		fmt.Println("testreport:", err)
-		bad = true
+	if err := sc.Err(); err != nil {
+		fmt.Fprintln(out, "testreport:", err)
+		ok = false
 	}
 	if len(skipped) > 0 {
-		fmt.Printf("skipped tests (%d):\n  %s\n", len(skipped), strings.Join(skipped, "\n  "))
+		fmt.Fprintf(out, "skipped tests (%d):\n  %s\n", len(skipped), strings.Join(skipped, "\n  "))
 	}
-	fmt.Printf("%d passed, %d failed, %d skipped\n", counts["pass"], counts["fail"], counts["skip"])
-	if bad || counts["fail"] > 0 {
-		os.Exit(1)
-	}
+	fmt.Fprintf(out, "%d passed, %d failed, %d skipped\n", counts["pass"], counts["fail"], counts["skip"])
+	return ok && counts["fail"] == 0
 }
 
 // skipReason is what a skipped test logged: its lines other than the
