@@ -77,15 +77,19 @@ type loginOptions struct {
 
 // serviceBase is the service's own base URL as browsers reach it, taken
 // from a redirect URI (never from a request): its origin, plus the path
-// before /auth/callback, if any (a reverse proxy's prefix). For
-// "http://localhost:8000/auth/callback" it is "http://localhost:8000".
+// before /auth/callback when the path ends so (a reverse proxy's prefix).
+// For "http://localhost:8000/auth/callback" it is "http://localhost:8000".
 // It is "" for a redirect URI that is not an absolute URL.
 func serviceBase(redirectURI string) string {
 	u, err := url.Parse(redirectURI)
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return ""
 	}
-	return u.Scheme + "://" + u.Host + strings.TrimSuffix(strings.TrimSuffix(u.Path, "/auth/callback"), "/")
+	prefix, ok := strings.CutSuffix(u.EscapedPath(), "/auth/callback")
+	if !ok {
+		prefix = "" // not the callback's path: no prefix to keep
+	}
+	return u.Scheme + "://" + u.Host + prefix
 }
 
 // secureCookies reports whether cookies carry the Secure attribute: whenever

@@ -328,6 +328,7 @@ func TestOpenAPIServers(t *testing.T) {
 	for redirect, want := range map[string]string{
 		"http://localhost:8000/auth/callback":           "http://localhost:8000",
 		"https://heroes.example.com/team/auth/callback": "https://heroes.example.com/team",
+		"http://localhost:8000/callback":                "http://localhost:8000", // not the callback's path
 	} {
 		doc := fetchOpenAPI(t, p.config(t, map[string]string{"REDIRECT_URI": redirect}))
 		servers, _ := doc["servers"].([]any)
