@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -1178,4 +1179,22 @@ func mustJSON(tb testing.TB, v any) string {
 		tb.Fatal(err)
 	}
 	return string(b)
+}
+
+// FuzzEchoInput: for any JSON value checkJSON accepts, the echoed input is
+// valid JSON, valid UTF-8 and bounded, however long the value.
+func FuzzEchoInput(f *testing.F) {
+	for _, s := range []string{`"a"`, `"\u00e9\ud83d\ude00"`, `[1,{"a":null}]`, `"` + strings.Repeat(`\n`, 300) + `"`, `"` + strings.Repeat("é", 300) + `"`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v := bytes.TrimSpace([]byte(s))
+		if len(v) == 0 || checkJSON(v) != nil {
+			return
+		}
+		got, err := json.Marshal(echoInput(v))
+		if err != nil || !utf8.Valid(got) || len(got) > 12*maxStringRunes+16 {
+			t.Fatalf("echoInput(%q) = %q, %v; want bounded valid JSON", s, got, err)
+		}
+	})
 }
