@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -79,6 +80,23 @@ type loginOptions struct {
 	PostLogoutRedirectURI string
 	// SessionKey is the 32-byte AES-256-GCM key sealing login cookies.
 	SessionKey []byte
+}
+
+// serviceBase is the service's own base URL as browsers reach it, taken
+// from a redirect URI (never from a request): its origin, plus the path
+// before /auth/callback when the path ends so (a reverse proxy's prefix).
+// For "http://localhost:8000/auth/callback" it is "http://localhost:8000".
+// It is "" for a redirect URI that is not an absolute URL.
+func serviceBase(redirectURI string) string {
+	u, err := url.Parse(redirectURI)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return ""
+	}
+	prefix, ok := strings.CutSuffix(u.EscapedPath(), "/auth/callback")
+	if !ok {
+		prefix = "" // not the callback's path: no prefix to keep
+	}
+	return u.Scheme + "://" + u.Host + prefix
 }
 
 // secureCookies reports whether cookies carry the Secure attribute: whenever
@@ -182,6 +200,54 @@ func (af *authFlow) handleLogin() http.Handler {
 		af.logger.Info("auth: login started", "login", loginCookieID(ls.State))
 		http.Redirect(w, r, target, http.StatusFound)
 	})
+}
+
+// onServiceHost sends a browser that reached next on another host than
+// RedirectURI's (127.0.0.1 for localhost, a second DNS name …) to the same
+// path and query under serviceBase first (302), since the login cookie is
+// set for the host the login starts on and must come back with the
+// callback, which the identity provider sends to RedirectURI. The target's
+// origin comes from the settings only, so the redirect can lead nowhere
+// else. The host compared is the request's Host, or the first
+// X-Forwarded-Host when a reverse proxy sets one (a proxy that rewrites Host
+// must pass the original there, or every request would be redirected).
+// addRoutes wraps the pages a sign-in starts from: /, /auth/login, /docs.
+func (af *authFlow) onServiceHost(next http.Handler) http.Handler {
+	want, err := url.Parse(af.opts.RedirectURI)
+	base := serviceBase(af.opts.RedirectURI)
+	if err != nil || base == "" {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if fwd := r.Header.Get("X-Forwarded-Host"); fwd != "" {
+			host, _, _ = strings.Cut(fwd, ",")
+		}
+		if sameHost(strings.TrimSpace(host), want) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		target := base + r.URL.EscapedPath()
+		if r.URL.RawQuery != "" {
+			target += "?" + r.URL.RawQuery
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, target, http.StatusFound)
+	})
+}
+
+// sameHost reports whether host (a Host header: name or address, optional
+// port) names u's host and port, ignoring case; a missing port is u's
+// scheme's default.
+func sameHost(host string, u *url.URL) bool {
+	defaultPort := map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	withPort := func(h string) string {
+		if _, _, err := net.SplitHostPort(h); err != nil {
+			return net.JoinHostPort(strings.Trim(h, "[]"), defaultPort)
+		}
+		return h
+	}
+	return strings.EqualFold(withPort(host), withPort(u.Host))
 }
 
 // promptValues are the prompt values passed through to the authorization
@@ -312,16 +378,33 @@ func (af *authFlow) handleCallback(preview signedInPreview) http.Handler {
 			return
 		}
 		ls, err := af.seal.openLogin(r, state, af.now())
-		if err == nil && !af.spent.spend(ls.State, ls.Created, af.now()) {
-			err = errStateSpent
+		if err == nil && !af.spent.spend(ls.State, ls.Created, af.now()) ||
+			errors.Is(err, errLoginMissing) && af.spent.has(state, af.now()) {
+			err = errStateSpent // a reload of the finished callback, most likely
 		}
 		if err != nil {
 			af.logger.Warn("auth: callback rejected", "login", loginCookieID(state), "err", err)
-			af.fail(w, r, http.StatusBadRequest, "this sign-in is unknown, expired or already finished; "+restartLogin, "invalid_request", "")
+			af.fail(w, r, http.StatusBadRequest, af.callbackRefusal(err), "invalid_request", "")
 			return
 		}
 		af.finishLogin(w, r, ls, code, preview)
 	})
+}
+
+// callbackRefusal is the detail of a callback refused for its state (err
+// from openLogin or errStateSpent): a finished sign-in says that tokens are
+// shown once; a callback without its login cookie names the address a
+// sign-in must start on (the cookie stays with the host the login began
+// on).
+func (af *authFlow) callbackRefusal(err error) string {
+	switch {
+	case errors.Is(err, errStateSpent):
+		return "this sign-in has finished: tokens are shown once, and reloading the page does not show them again; to get new ones, " + restartLogin
+	case errors.Is(err, errLoginMissing):
+		return "this sign-in is unknown, expired or already finished: its login cookie did not come back with it, as happens when a sign-in " +
+			"starts on another address than " + serviceBase(af.opts.RedirectURI) + "; " + restartLogin
+	}
+	return "this sign-in is unknown, expired or already finished; " + restartLogin
 }
 
 // finishLogin redeems code for the login ls, verifies the tokens and answers
@@ -367,12 +450,12 @@ func (af *authFlow) finishLogin(w http.ResponseWriter, r *http.Request, ls login
 		ans.ReturnTo = ""
 	}
 	if prefersHTML(r.Header.Get("Accept")) {
-		var names []string
-		var note string
+		var p *apiPreview
 		if preview != nil {
-			names, note = preview(r.Context(), atc)
+			v := preview(r.Context(), atc)
+			p = &v
 		}
-		af.renderSignedIn(w, ans, idc, names, note)
+		af.renderSignedIn(w, ans, idc, p)
 		return
 	}
 	writeJSON(w, http.StatusOK, ans)

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -417,18 +418,24 @@ func TestCallbackReplayIsRejected(t *testing.T) {
 	// even with the old cookie and a fresh code the provider would accept.
 	calls := countTokenCalls(h)
 	fresh, _ := h.ti.authorize(u)
+	// Each says why: the sign-in has finished and its tokens are shown once
+	// (a browser reloading the signed-in page meets the first case).
 	for _, tc := range []struct {
 		name    string
 		q       url.Values
 		cookies []*http.Cookie
 	}{
-		{"same code without the cookie", q, nil},
+		{"same code without the cookie (a reload)", q, nil},
 		{"same code with the old cookie", q, []*http.Cookie{c}},
 		{"fresh code with the old cookie", url.Values{"code": {fresh}, "state": {state}}, []*http.Cookie{c}},
 	} {
-		w := h.callback(tc.q, "", tc.cookies...)
-		if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "start again at /auth/login") {
-			t.Errorf("replayed callback, %s = %d %s; want 400 start again", tc.name, w.Code, w.Body)
+		for _, accept := range []string{"", "text/html"} {
+			w := h.callback(tc.q, accept, tc.cookies...)
+			body := w.Body.String()
+			if w.Code != http.StatusBadRequest || !strings.Contains(body, "start again at /auth/login") ||
+				!strings.Contains(body, "this sign-in has finished") || !strings.Contains(body, "tokens are shown once") {
+				t.Errorf("replayed callback, %s (Accept %q) = %d %s; want 400 saying it has finished, start again", tc.name, accept, w.Code, body)
+			}
 		}
 	}
 	if n := calls.Load(); n != 0 {
@@ -1020,6 +1027,75 @@ func TestRefreshVerifiesTheNewIDToken(t *testing.T) {
 			}
 			if logs := h.logs.String(); !strings.Contains(logs, tc.wantErr.Error()) || !strings.Contains(logs, "token=id_token") {
 				t.Errorf("no log line names the ID token and %q:\n%s", tc.wantErr, logs)
+			}
+		})
+	}
+}
+
+// TestCallbackWithoutItsCookieNamesTheAddress: a callback whose login
+// cookie did not come back (a sign-in started on another host) says so and
+// names the address sign-ins must start on.
+func TestCallbackWithoutItsCookieNamesTheAddress(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	_, u := h.login(t, "")
+	code, state := h.ti.authorize(u)
+	w := h.callback(url.Values{"code": {code}, "state": {state}}, "text/html")
+	for _, want := range []string{"login cookie did not come back", "another address than http://localhost:8000", "start again at /auth/login"} {
+		if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), want) {
+			t.Errorf("callback without its cookie = %d; want 400 with %q:\n%s", w.Code, want, w.Body)
+		}
+	}
+}
+
+// TestSignInPagesMoveToTheServiceHost: /, /auth/login and /docs reached on
+// another host than REDIRECT_URI's redirect to the same path and query on
+// REDIRECT_URI's origin (never one taken from the request), so the login
+// cookie is set where the callback arrives; other routes are served where
+// they are asked for.
+func TestSignInPagesMoveToTheServiceHost(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	local := newTestServer(t, p, nil, io.Discard)
+	proxied := newTestServer(t, p, map[string]string{"REDIRECT_URI": "https://heroes.example.com/team/auth/callback"}, io.Discard)
+	tests := []struct {
+		name       string
+		h          http.Handler
+		path, host string
+		fwd        string // X-Forwarded-Host
+		location   string // "" means not moved
+	}{
+		{"login on 127.0.0.1", local, "/auth/login?prompt=login&return_to=/docs", "127.0.0.1:8000", "", "http://localhost:8000/auth/login?prompt=login&return_to=/docs"},
+		{"home on 127.0.0.1", local, "/", "127.0.0.1:8000", "", "http://localhost:8000/"},
+		{"docs on 127.0.0.1", local, "/docs", "127.0.0.1:8000", "", "http://localhost:8000/docs"},
+		{"login on another port", local, "/auth/login", "localhost:9000", "", "http://localhost:8000/auth/login"},
+		{"a forged host never becomes the target", local, "/auth/login", "evil.example", "evil.example", "http://localhost:8000/auth/login"},
+		{"login on localhost", local, "/auth/login", "localhost:8000", "", ""},
+		{"host case ignored", local, "/", "LOCALHOST:8000", "", ""},
+		{"proxy naming the public host", local, "/auth/login", "10.0.0.5:8000", "localhost:8000", ""},
+		{"callback is never moved", local, "/auth/callback?code=c&state=s", "127.0.0.1:8000", "", ""},
+		{"document is never moved", local, "/openapi.json", "127.0.0.1:8000", "", ""},
+		{"public host, default port implied", proxied, "/auth/login", "heroes.example.com", "", ""},
+		{"public host, default port written", proxied, "/", "heroes.example.com:443", "", ""},
+		{"internal host behind the proxy's prefix", proxied, "/auth/login?prompt=login", "heroes-7f9c:8000", "", "https://heroes.example.com/team/auth/login?prompt=login"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", tc.path, nil)
+			r.Host = tc.host
+			if tc.fwd != "" {
+				r.Header.Set("X-Forwarded-Host", tc.fwd)
+			}
+			rec := httptest.NewRecorder()
+			tc.h.ServeHTTP(rec, r)
+			moved := rec.Code == http.StatusFound && !strings.Contains(rec.Header().Get("Location"), "/oauth2/")
+			switch {
+			case tc.location == "" && moved:
+				t.Errorf("GET %s on %s moved to %s; want it served", tc.path, tc.host, rec.Header().Get("Location"))
+			case tc.location != "" && (rec.Code != http.StatusFound || rec.Header().Get("Location") != tc.location):
+				t.Errorf("GET %s on %s = %d to %q; want 302 to %q", tc.path, tc.host, rec.Code, rec.Header().Get("Location"), tc.location)
+			case tc.location != "" && len(rec.Result().Cookies()) > 0:
+				t.Errorf("GET %s on %s set a cookie before moving", tc.path, tc.host)
 			}
 		})
 	}

@@ -106,6 +106,7 @@ type devGrant struct {
 	scopes   []string // granted API scope names, in devAPIScopes order
 	openid   bool     // openid was asked for: issue ID tokens (OIDC Core §3.1.2.1)
 	offline  bool     // offline_access was asked for: issue refresh tokens
+	public   bool     // issued to the public (single-page application) client: no secret was shown
 	// family is shared by a code and every refresh token issued from it,
 	// so that a replay can revoke them all (RFC 6749 §4.1.2, RFC 9700 §4.14.2).
 	family  string
@@ -185,6 +186,7 @@ func (d *devIDP) getenv(getenv func(string) string, base string) func(string) st
 		"POST_LOGOUT_REDIRECT_URI":      "",
 		"AZURE_FEDERATED_TOKEN_FILE":    "",
 		"AZURE_TOKEN_EXCHANGE_AUDIENCE": "",
+		"OPENAPI_CLIENT_ID":             "",
 	}
 	maps.Copy(dev, d.identityEnv(getenv, base))
 	return func(k string) string {
@@ -313,7 +315,7 @@ func (d *devIDP) handleDiscovery() http.Handler {
 			"grant_types_supported":                 []string{"authorization_code", "refresh_token"},
 			"subject_types_supported":               []string{"pairwise"},
 			"id_token_signing_alg_values_supported": []string{"RS256"},
-			"token_endpoint_auth_methods_supported": []string{"client_secret_post", "client_secret_basic", "private_key_jwt"},
+			"token_endpoint_auth_methods_supported": []string{"client_secret_post", "client_secret_basic", "private_key_jwt", "none"},
 			"code_challenge_methods_supported":      []string{"S256"},
 			"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
 			"claims_supported": []string{"sub", "iss", "aud", "exp", "iat", "nbf", "nonce",
@@ -480,13 +482,25 @@ type devAuthRequest struct {
 var devAuthParams = []string{"client_id", "redirect_uri", "response_type", "response_mode", "scope",
 	"state", "nonce", "code_challenge", "code_challenge_method", "prompt", "login_hint"}
 
+// devRedirectURIs are the dev client's registered redirect URIs for a
+// service at base: the sign-in's, a "Web" redirect URI (confidential client),
+// and Swagger UI's at /docs, a "Single-page application" one (public client:
+// PKCE, no secret, redeemed by the browser; see devSPARedirect).
+func devRedirectURIs(base string) []string {
+	return []string{base + "/auth/callback", base + docsRedirectPath}
+}
+
+// devSPARedirect reports whether uri is the single-page-application
+// redirect URI of a service at base.
+func devSPARedirect(base, uri string) bool { return uri == base+docsRedirectPath }
+
 // parseDevAuthRequest validates an authorization request's parameters against
-// the one registered client, whose redirect URI is redirectURI. A bad
+// the one registered client of a service at base (devRedirectURIs). A bad
 // client_id or redirect_uri gives an error with a status, to be shown to the
 // user and never redirected (RFC 6749 §4.1.2.1); any other problem gives an
 // error with status 0, to be sent to the redirect URI. The returned request
 // always holds the state when it is usable, so that errors can carry it.
-func parseDevAuthRequest(v url.Values, redirectURI string) (devAuthRequest, *devOAuthError) {
+func parseDevAuthRequest(v url.Values, base string) (devAuthRequest, *devOAuthError) {
 	for _, p := range []string{"client_id", "redirect_uri"} {
 		if len(v[p]) > 1 {
 			return devAuthRequest{}, &devOAuthError{status: http.StatusBadRequest, code: "invalid_request",
@@ -510,9 +524,10 @@ func parseDevAuthRequest(v url.Values, redirectURI string) (devAuthRequest, *dev
 	case req.ClientID != devClientID:
 		return devAuthRequest{}, &devOAuthError{status: http.StatusBadRequest, code: "unauthorized_client", aadsts: 700016,
 			desc: "Application with the given client_id was not found in the directory. The dev client id is " + devClientID + "."}
-	case req.RedirectURI != redirectURI:
+	case !slices.Contains(devRedirectURIs(base), req.RedirectURI):
 		return devAuthRequest{}, &devOAuthError{status: http.StatusBadRequest, code: "invalid_request", aadsts: 50011,
-			desc: "The redirect URI in the request does not match the redirect URI configured for the application: " + redirectURI + "."}
+			desc: "The redirect URI in the request does not match the redirect URIs configured for the application: " +
+				strings.Join(devRedirectURIs(base), " (Web), ") + " (Single-page application)."}
 	}
 	if len(req.State) > devMaxParam {
 		req.State = "" // too long to echo back
@@ -663,7 +678,7 @@ func (d *devIDP) handleAuthorize(logger *slog.Logger) http.Handler {
 			devRenderPage(w, logger, e.status, "error", e)
 			return
 		}
-		req, e := parseDevAuthRequest(r.URL.Query(), base+"/auth/callback")
+		req, e := parseDevAuthRequest(r.URL.Query(), base)
 		if e != nil {
 			devAnswerAuthError(w, r, logger, req, e)
 			return
@@ -710,7 +725,7 @@ func (d *devIDP) handleSignIn(logger *slog.Logger) http.Handler {
 			return
 		}
 		f := r.PostForm
-		req, e := parseDevAuthRequest(f, base+"/auth/callback")
+		req, e := parseDevAuthRequest(f, base)
 		if e != nil {
 			devAnswerAuthError(w, r, logger, req, e)
 			return
@@ -730,7 +745,7 @@ func (d *devIDP) handleSignIn(logger *slog.Logger) http.Handler {
 			devRenderPage(w, logger, http.StatusBadRequest, "signin", devSignInForm(req, truncate(f.Get("username"), 4*devMaxUser), problem, granted))
 			return
 		}
-		code, e := d.issueCode(req, user, granted)
+		code, e := d.issueCode(req, user, granted, devSPARedirect(base, req.RedirectURI))
 		if e != nil {
 			devAnswerAuthError(w, r, logger, req, e)
 			return
@@ -770,9 +785,12 @@ func devUserName(s string) (name, problem string) {
 }
 
 // issueCode stores a new authorization code for req's grant and returns it.
-// Expired codes are dropped first; when devMaxCodes are still outstanding
-// it refuses with temporarily_unavailable rather than evict a live one.
-func (d *devIDP) issueCode(req devAuthRequest, user string, granted []string) (string, *devOAuthError) {
+// public marks a code for the single-page-application redirect URI: it is
+// redeemed without a secret, and mints no refresh token (Swagger UI asks
+// for none). Expired codes are dropped first; when devMaxCodes are still
+// outstanding it refuses with temporarily_unavailable rather than evict a
+// live one.
+func (d *devIDP) issueCode(req devAuthRequest, user string, granted []string, public bool) (string, *devOAuthError) {
 	now := d.now()
 	code := rand.Text()
 	c := devCode{
@@ -781,7 +799,8 @@ func (d *devIDP) issueCode(req devAuthRequest, user string, granted []string) (s
 			user:     user,
 			scopes:   granted,
 			openid:   req.scope.openid,
-			offline:  req.scope.offline,
+			offline:  req.scope.offline && !public,
+			public:   public,
 			family:   rand.Text(),
 			expires:  now.Add(devCodeTTL),
 		},
@@ -905,7 +924,8 @@ func (d *devIDP) token(w http.ResponseWriter, r *http.Request) (map[string]any, 
 				desc: "The parameter '" + p + "' is duplicated."}
 		}
 	}
-	if e := d.authenticateClient(r, f, base); e != nil {
+	spa := f.Get("grant_type") == "authorization_code" && devSPARedirect(base, f.Get("redirect_uri"))
+	if e := d.authenticateClient(r, f, base, spa); e != nil {
 		return nil, e
 	}
 	now := d.now()
@@ -933,7 +953,17 @@ func (d *devIDP) token(w http.ResponseWriter, r *http.Request) (map[string]any, 
 // client_secret in the body, or the same form-urlencoded in HTTP Basic
 // (RFC 6749 §2.3.1), never both; or a client assertion
 // (authenticateAssertion). The secret is compared in constant time.
-func (d *devIDP) authenticateClient(r *http.Request, f url.Values, base string) *devOAuthError {
+// As Entra does, a request with an Origin header (a browser's) must be a
+// single-page application's (spa: a code for that redirect URI), which
+// shows no secret and must come from a browser (authenticatePublic).
+func (d *devIDP) authenticateClient(r *http.Request, f url.Values, base string, spa bool) *devOAuthError {
+	if spa {
+		return authenticatePublic(r, f)
+	}
+	if origin := r.Header.Get("Origin"); origin != "" {
+		return &devOAuthError{status: http.StatusBadRequest, code: "invalid_request", aadsts: 9002326,
+			desc: "Cross-origin token redemption is permitted only for the 'Single-Page Application' client-type. Request origin: '" + truncate(origin, 100) + "'."}
+	}
 	if f.Has("client_assertion") || f.Has("client_assertion_type") {
 		return d.authenticateAssertion(r, f, base)
 	}
@@ -1012,7 +1042,7 @@ func devFederatedCredential(base string, key *rsa.PublicKey) federatedCredential
 // (signature), 700211 (issuer), 700212 (audience), 700213 (subject),
 // 700024 (time).
 func (fc federatedCredential) check(raw string, now time.Time) (int, string) {
-	t, err := parseToken(raw)
+	t, err := parseTokenInto(raw, new([]byte))
 	if err != nil {
 		return 50027, "The client assertion is not a valid JWT."
 	}
@@ -1030,6 +1060,28 @@ func (fc federatedCredential) check(raw string, now time.Time) (int, string) {
 		return 700024, "Client assertion is not within its valid time range."
 	}
 	return 0, ""
+}
+
+// authenticatePublic checks a token request of the public client (Entra's
+// "Single-page application" redirect URI, RFC 6749 §2.1): the client_id
+// alone, no secret or assertion (AADSTS700025), and an Origin header
+// (AADSTS9002327: such codes are redeemed by the browser only). PKCE, which
+// redeemCode checks, is what binds the code to its client (RFC 7636 §1).
+func authenticatePublic(r *http.Request, f url.Values) *devOAuthError {
+	_, _, basic := r.BasicAuth()
+	switch id := f.Get("client_id"); {
+	case basic || f.Has("client_secret") || f.Has("client_assertion") || f.Has("client_assertion_type"):
+		return &devOAuthError{status: http.StatusBadRequest, code: "invalid_client", aadsts: 700025,
+			desc: "Client is public so neither 'client_assertion' nor 'client_secret' should be presented."}
+	case r.Header.Get("Origin") == "":
+		return &devOAuthError{status: http.StatusBadRequest, code: "invalid_request", aadsts: 9002327,
+			desc: "Tokens issued for the 'Single-Page Application' client-type may only be redeemed via cross-origin requests."}
+	case id == "":
+		return devMissing("client_id")
+	case id != devClientID:
+		return errDevUnknownClient
+	}
+	return nil
 }
 
 // secretMatches compares secret with the client secret in constant time.
@@ -1233,11 +1285,14 @@ func devScopeURIs(clientID string, names []string) string {
 // Entra issues them (Microsoft identity platform access token claims
 // reference): aud is the client id, scp the granted scope names
 // space-separated (absent when none was granted), azpacr "1" (the client
-// used a secret).
+// used a secret) or "0" (a public client, which has none).
 func (d *devIDP) accessClaims(base string, g devGrant, scopes []string, now time.Time) map[string]any {
 	c := d.userClaims(base, g, now)
 	c["azp"] = g.clientID
 	c["azpacr"] = "1"
+	if g.public {
+		c["azpacr"] = "0"
+	}
 	if len(scopes) > 0 {
 		c["scp"] = strings.Join(scopes, " ")
 	}

@@ -53,7 +53,7 @@ func newDevHarnessLogging(tb testing.TB, clock *fakeClock, logger *slog.Logger) 
 	// As -dev serves it: behind the service's middleware, which sets the
 	// security headers of every answer.
 	mux := http.NewServeMux()
-	srv := httptest.NewServer(withMiddleware(logger, mux))
+	srv := httptest.NewServer(withMiddleware(logger, nil, mux))
 	tb.Cleanup(srv.Close)
 	h := &devHarness{
 		d:   d,
@@ -1117,20 +1117,20 @@ func TestDevIDPBounds(t *testing.T) {
 	req, e := parseDevAuthRequest(url.Values{
 		"client_id": {devClientID}, "redirect_uri": {"http://localhost/auth/callback"}, "response_type": {"code"},
 		"scope": {"openid"}, "code_challenge": {challenge}, "code_challenge_method": {"S256"},
-	}, "http://localhost/auth/callback")
+	}, "http://localhost")
 	if e != nil {
 		t.Fatal(e)
 	}
 	for range devMaxCodes {
-		if _, e := d.issueCode(req, "u", nil); e != nil {
+		if _, e := d.issueCode(req, "u", nil, false); e != nil {
 			t.Fatalf("issueCode below the cap: %v", e)
 		}
 	}
-	if _, e := d.issueCode(req, "u", nil); e == nil || e.code != "temporarily_unavailable" {
+	if _, e := d.issueCode(req, "u", nil, false); e == nil || e.code != "temporarily_unavailable" {
 		t.Errorf("issueCode at the cap = %v; want temporarily_unavailable", e)
 	}
 	clock.advance(devCodeTTL)
-	if _, e := d.issueCode(req, "u", nil); e != nil {
+	if _, e := d.issueCode(req, "u", nil, false); e != nil {
 		t.Errorf("issueCode after the codes expired = %v; want expired ones dropped", e)
 	}
 	d.mu.Lock()
@@ -1393,6 +1393,85 @@ func TestDevIDPIdentityEndpoint(t *testing.T) {
 	}
 }
 
+// TestDevIDPPublicClient: the dev client's single-page-application redirect
+// URI (/docs/oauth2-redirect, Swagger UI's) gets codes redeemed as Entra
+// redeems them for an SPA: by a browser (Origin), with PKCE, without any
+// client credential; a browser may not redeem a code of the Web redirect
+// URI; and the two redirect URIs' codes do not mix.
+func TestDevIDPPublicClient(t *testing.T) {
+	t.Parallel()
+	h := newDevHarness(t, nil)
+	spa := h.srv.URL + docsRedirectPath
+	// code signs in with redirect, asking for offline_access too.
+	code := func(t *testing.T, redirect string) (string, string) {
+		verifier, challenge := newPKCE()
+		resp, body := h.signIn(t, h.authParams(challenge, map[string]string{"redirect_uri": redirect, "nonce": ""}), "swagger", "Heroes.Read")
+		loc, err := url.Parse(resp.Header.Get("Location"))
+		if resp.StatusCode != http.StatusFound || err != nil || !strings.HasPrefix(loc.String(), redirect+"?") {
+			t.Fatalf("sign-in for %s = %d to %q; want 302 there: %s", redirect, resp.StatusCode, resp.Header.Get("Location"), body)
+		}
+		return loc.Query().Get("code"), verifier
+	}
+	tests := []struct {
+		name       string
+		redirect   string // where the code was issued for
+		form       func(f url.Values)
+		origin     string
+		basic      bool
+		wantStatus int
+		wantAADSTS int
+	}{
+		{"browser, PKCE, no secret", spa, nil, h.srv.URL, false, 200, 0},
+		{"a secret from the public client", spa, func(f url.Values) { f.Set("client_secret", h.env("AZURE_CLIENT_SECRET")) }, h.srv.URL, false, 400, 700025},
+		{"Basic credentials from the public client", spa, nil, h.srv.URL, true, 400, 700025},
+		{"no Origin: not a browser", spa, nil, "", false, 400, 9002327},
+		{"wrong code_verifier", spa, func(f url.Values) { f.Set("code_verifier", strings.Repeat("v", 43)) }, h.srv.URL, false, 400, 501481},
+		{"no client_id", spa, func(f url.Values) { f.Del("client_id") }, h.srv.URL, false, 400, 900144},
+		{"a browser redeeming the Web redirect URI's code", h.env("REDIRECT_URI"), nil, h.srv.URL, false, 400, 9002326},
+		{"the Web code sent with the SPA redirect URI", h.env("REDIRECT_URI"), func(f url.Values) { f.Set("redirect_uri", spa); f.Del("client_secret") }, h.srv.URL, false, 400, 50011},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, verifier := code(t, tc.redirect)
+			f := url.Values{"grant_type": {"authorization_code"}, "code": {c}, "redirect_uri": {tc.redirect},
+				"code_verifier": {verifier}, "client_id": {devClientID}}
+			if tc.redirect != spa {
+				f.Set("client_secret", h.env("AZURE_CLIENT_SECRET"))
+			}
+			if tc.form != nil {
+				tc.form(f)
+			}
+			req, _ := http.NewRequest("POST", h.url("/oauth2/v2.0/token"), strings.NewReader(f.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if tc.origin != "" {
+				req.Header.Set("Origin", tc.origin)
+			}
+			if tc.basic {
+				req.SetBasicAuth(devClientID, h.env("AZURE_CLIENT_SECRET"))
+			}
+			resp, body := h.do(t, req)
+			var m map[string]any
+			if err := json.Unmarshal([]byte(body), &m); err != nil || resp.StatusCode != tc.wantStatus {
+				t.Fatalf("token = %d %s; want %d", resp.StatusCode, body, tc.wantStatus)
+			}
+			if _, aadsts := devErrorCode(m); aadsts != tc.wantAADSTS {
+				t.Errorf("token error AADSTS%d; want AADSTS%d: %s", aadsts, tc.wantAADSTS, body)
+			}
+			if tc.wantStatus != 200 {
+				return
+			}
+			pub, _ := h.publicKey(t)
+			_, claims := verifyDevJWT(t, pub, m["access_token"].(string))
+			if claims["azpacr"] != "0" || claims["scp"] != "Heroes.Read" {
+				t.Errorf("access token azpacr %v scp %v; want 0 (public client) and Heroes.Read", claims["azpacr"], claims["scp"])
+			}
+			if m["refresh_token"] != nil {
+				t.Errorf("the public client got a refresh token")
+			}
+		})
+	}
+}
+
 // TestDevIDPFederatedAssertion: the dev token endpoint accepts the dev
 // managed identity's exchange token as the client's assertion, in place of
 // the secret, and refuses the assertions Entra would refuse.
@@ -1476,5 +1555,31 @@ func TestFederatedCredentialCheck(t *testing.T) {
 				t.Errorf("check(%s) = AADSTS%d %q; want AADSTS%d", tc.name, got, desc, tc.want)
 			}
 		})
+	}
+}
+
+// TestDevIDPRedirectURIs: the authorize endpoint accepts exactly the two
+// registered redirect URIs and names both when another is asked for.
+func TestDevIDPRedirectURIs(t *testing.T) {
+	t.Parallel()
+	h := newDevHarness(t, nil)
+	_, challenge := newPKCE()
+	for _, tc := range []struct {
+		redirect string
+		ok       bool
+	}{
+		{h.srv.URL + "/auth/callback", true},
+		{h.srv.URL + "/docs/oauth2-redirect", true},
+		{h.srv.URL + "/docs/oauth2-redirect.html", false},
+		{h.srv.URL + "/docs", false},
+		{"https://evil.example/docs/oauth2-redirect", false},
+	} {
+		resp, body := h.get(t, h.url("/oauth2/v2.0/authorize")+"?"+h.authParams(challenge, map[string]string{"redirect_uri": tc.redirect}).Encode())
+		if got := resp.StatusCode == http.StatusOK; got != tc.ok {
+			t.Errorf("authorize with redirect_uri %s = %d; want accepted %v", tc.redirect, resp.StatusCode, tc.ok)
+		}
+		if !tc.ok && !(strings.Contains(body, "AADSTS50011") && strings.Contains(body, "/docs/oauth2-redirect (Single-page application)")) {
+			t.Errorf("refusal of %s does not name the registered URIs: %s", tc.redirect, body)
+		}
 	}
 }

@@ -145,10 +145,20 @@ func TestEndToEndDev(t *testing.T) {
 
 	t.Run("a browser sees the heroes list after signing in", func(t *testing.T) {
 		page := signInDevAccepting(t, base, "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8", "Ada Browser", permRead)
-		for _, want := range []string{"Signed in", "Ada Browser", "Elara Moonwhisper", "Authorization: Bearer"} {
+		for _, want := range []string{"Signed in", "Ada Browser", "Elara Moonwhisper", "Authorization: Bearer",
+			"What this token allows", "<code>Heroes.Read</code>: list and read heroes", `<a href="/docs">/docs</a>`} {
 			if !strings.Contains(page, want) {
 				t.Errorf("signed-in page lacks %q:\n%s", want, page)
 			}
+		}
+		if strings.Contains(page, "<code>Admin</code>:") {
+			t.Errorf("signed-in page says the reader's token allows Admin:\n%s", page)
+		}
+	})
+	t.Run("Swagger UI at /docs signs in as a public client with PKCE and calls the API", func(t *testing.T) {
+		tok := swaggerSignIn(t, base, permRead)
+		if status, _, body := call(t, "GET", base+"/api/heroes/", tok, nil); status != http.StatusOK {
+			t.Errorf("GET /api/heroes/ with the /docs token = %d %s; want 200", status, body)
 		}
 	})
 	t.Run("no token is 401 with a bare challenge", func(t *testing.T) {
@@ -188,7 +198,7 @@ func TestEndToEndDev(t *testing.T) {
 		}
 	})
 	t.Run("tampered state is 400", func(t *testing.T) {
-		client, loc := beginLogin(t, base)
+		client, loc := beginLogin(t, base, "")
 		state := mustQuery(t, loc, "state")
 		bad := state[:len(state)-1] + map[bool]string{true: "A", false: "B"}[state[len(state)-1] != 'A']
 		resp, err := client.Get(base + "/auth/callback?code=some-code&state=" + url.QueryEscape(bad))
@@ -201,6 +211,10 @@ func TestEndToEndDev(t *testing.T) {
 		}
 	})
 
+	// The URL to open is logged once the keys are loaded, soon after start.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "open "+base+"/ in a browser") && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err := stop(); err != nil {
 		t.Errorf("run after cancel = %v", err)
 	}
@@ -208,6 +222,70 @@ func TestEndToEndDev(t *testing.T) {
 	if !strings.Contains(logs.String(), "not for production") {
 		t.Errorf("-dev logged no warning that it is not for production")
 	}
+	if !strings.Contains(logs.String(), "open "+base+"/ in a browser") {
+		t.Errorf("-dev did not log the URL to open (%s/):\n%s", base, logs)
+	}
+	if strings.Contains(logs.String(), "SESSION_KEY") {
+		t.Errorf("-dev warned about SESSION_KEY, which a single local process does not need:\n%s", logs)
+	}
+}
+
+// swaggerSignIn signs in to a -dev service at base as Swagger UI at /docs
+// does: the authorize request with the single-page-application redirect
+// URI and PKCE, the dev sign-in form granting grants, then the token
+// request the page sends (with Origin, without a secret). It returns the
+// access token, and checks that no refresh token came.
+func swaggerSignIn(t *testing.T, base string, grants ...string) string {
+	t.Helper()
+	if status, _, page := call(t, "GET", base+"/docs", "", nil); status != http.StatusOK || !strings.Contains(page, "SwaggerUIBundle") {
+		t.Fatalf("GET /docs = %d; want Swagger UI", status)
+	}
+	verifier, challenge := newPKCE()
+	redirect := base + docsRedirectPath
+	authorize := base + "/devidp/" + devTenantID + "/oauth2/v2.0/authorize?" + url.Values{
+		"response_type": {"code"}, "client_id": {devClientID}, "redirect_uri": {redirect},
+		"scope": {"api://" + devClientID + "/" + permRead}, "state": {"swagger-state"},
+		"code_challenge": {challenge}, "code_challenge_method": {"S256"},
+	}.Encode()
+	noFollow := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(authorize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := readAnswer(t, resp)
+	form := url.Values{"username": {"Swagger User"}, "action": {"signin"}, "grant": grants}
+	for _, m := range hiddenInput.FindAllStringSubmatch(page, -1) {
+		form.Set(m[1], html.UnescapeString(m[2]))
+	}
+	resp, err = noFollow.PostForm(authorize, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAnswer(t, resp)
+	back, err := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusFound || err != nil || !strings.HasPrefix(back.String(), redirect+"?") || back.Query().Get("state") != "swagger-state" {
+		t.Fatalf("sign-in = %d to %q; want 302 to %s with the state", resp.StatusCode, resp.Header.Get("Location"), redirect)
+	}
+	req, _ := http.NewRequest("POST", base+"/devidp/"+devTenantID+"/oauth2/v2.0/token", strings.NewReader(url.Values{
+		"grant_type": {"authorization_code"}, "code": {back.Query().Get("code")}, "client_id": {devClientID},
+		"redirect_uri": {redirect}, "code_verifier": {verifier},
+	}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	req.Header.Set("X-Requested-With", "XMLHttpRequest")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ans map[string]any
+	body := readAnswer(t, resp)
+	if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &ans) != nil || ans["access_token"] == nil {
+		t.Fatalf("token request as Swagger UI = %d %s; want 200 with an access token", resp.StatusCode, body)
+	}
+	if ans["refresh_token"] != nil {
+		t.Errorf("the public client got a refresh token")
+	}
+	return ans["access_token"].(string)
 }
 
 // TestDevListensOnLoopbackOnly: -dev refuses an ADDR that is not loopback,
@@ -305,8 +383,9 @@ func TestTwoReplicasShareLoginsAndTokens(t *testing.T) {
 	baseB, _, _ := startRun(t, nil, env)
 
 	// Both listen on 127.0.0.1; cookies ignore the port, so one jar serves
-	// the browser's view of both replicas behind one load balancer.
-	client, loc := beginLogin(t, baseA)
+	// the browser's view of both replicas behind one load balancer, which
+	// names the host the browser used (REDIRECT_URI's) in X-Forwarded-Host.
+	client, loc := beginLogin(t, baseA, "localhost:8000")
 	if !strings.HasPrefix(loc, p.srv.URL) {
 		t.Fatalf("login on A redirects to %q; want the provider", loc)
 	}
@@ -344,12 +423,21 @@ func refreshAt(t *testing.T, client *http.Client, base, rt string) {
 
 // beginLogin starts a login at base as a browser would, with a cookie jar
 // and following no redirect, and returns that client and the authorization
-// URL it was sent to.
-func beginLogin(t *testing.T, base string) (*http.Client, string) {
+// URL it was sent to. forwardedHost, when set, is the X-Forwarded-Host a
+// load balancer would send (REDIRECT_URI's host, so that the login is not
+// first sent to REDIRECT_URI's origin).
+func beginLogin(t *testing.T, base, forwardedHost string) (*http.Client, string) {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Get(base + "/auth/login")
+	req, err := http.NewRequest(http.MethodGet, base+"/auth/login", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if forwardedHost != "" {
+		req.Header.Set("X-Forwarded-Host", forwardedHost) // the host a load balancer says the browser used
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -613,7 +701,7 @@ func TestEndToEndWithoutASecret(t *testing.T) {
 			ti.checkClient = accepted.checkFederated(fc)
 			base, logs, stop := startRun(t, nil, p.getenv(env))
 
-			client, loc := beginLogin(t, base)
+			client, loc := beginLogin(t, base, "localhost:8000")
 			code, state := ti.authorize(loc)
 			resp, err := client.Get(base + "/auth/callback?" + url.Values{"code": {code}, "state": {state}}.Encode())
 			if err != nil {

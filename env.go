@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -141,6 +142,25 @@ type config struct {
 	// SIGTERM (SHUTDOWN_GRACE, a Go duration), default 15s.
 	ShutdownGrace time.Duration
 
+	// What browsers reach besides the sign-in: the /docs page (docs.go) and
+	// cross-origin calls (cors.go).
+
+	// CORSAllowedOrigins are the origins a browser may call the service from
+	// (CORS_ALLOWED_ORIGINS, comma-separated, each scheme://host[:port] as a
+	// browser sends it in Origin), default none: no CORS headers at all.
+	CORSAllowedOrigins []string
+	// DocsAssetsURL is the folder /docs loads Swagger UI's files from
+	// (DOCS_ASSETS_URL, without the trailing slash), default
+	// docsDefaultAssetsURL: swagger-ui-dist at the pinned version on a CDN.
+	// Whatever serves them must serve that version's files unchanged, as
+	// the page checks them against Subresource Integrity hashes.
+	DocsAssetsURL string
+	// OpenAPIClientID is the application (client) id Swagger UI signs in
+	// with at /docs (OPENAPI_CLIENT_ID), a GUID, default ClientID. Its app
+	// registration needs the single-page-application redirect URI
+	// .../docs/oauth2-redirect.
+	OpenAPIClientID string
+
 	// Dev is true when the service runs with -dev and serves its own local
 	// identity provider under /devidp/. Only run sets it, from the flag; no
 	// variable can.
@@ -199,10 +219,81 @@ func loadConfig(getenv func(string) string) (config, error) {
 	e.tokens(&c)
 	e.store(&c)
 	e.logging(&c)
+	e.browser(&c)
 	if len(e.problems) > 0 {
-		return config{}, fmt.Errorf("%w:\n  %s", errConfig, strings.Join(e.problems, "\n  "))
+		msg := strings.Join(e.problems, "\n  ")
+		if c.ClientID == "" || c.TenantID == "" || len(c.APIScopes) == 0 {
+			msg += "\n" + firstRunHint
+		}
+		return config{}, fmt.Errorf("%w:\n  %s", errConfig, msg)
 	}
 	return c, nil
+}
+
+// firstRunHint ends the error of a start without the identity settings:
+// the two ways to get going.
+const firstRunHint = `To try the service on this machine without Azure, run: go run . -dev
+To use your Entra app registration, put AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_TENANT_ID and
+API_SCOPE in a file named .env_oauth in this folder (README.md, "Setting it up with Entra ID").`
+
+// browser reads the settings of the /docs page and of CORS. A bad origin or
+// assets URL is a problem; OPENAPI_CLIENT_ID defaults to the client id.
+func (e *envReader) browser(c *config) {
+	c.OpenAPIClientID = e.or("OPENAPI_CLIENT_ID", c.ClientID)
+	if c.OpenAPIClientID != "" && !isGUID(c.OpenAPIClientID) {
+		e.bad("OPENAPI_CLIENT_ID is not a GUID")
+	}
+	c.DocsAssetsURL = strings.TrimRight(e.or("DOCS_ASSETS_URL", docsDefaultAssetsURL), "/")
+	if _, err := assetsOrigin(c.DocsAssetsURL); err != nil {
+		e.bad("DOCS_ASSETS_URL %v", err)
+	}
+	for o := range strings.SplitSeq(e.get("CORS_ALLOWED_ORIGINS"), ",") {
+		if o = strings.TrimSpace(o); o == "" {
+			continue
+		}
+		origin, err := parseOrigin(o)
+		if err != nil {
+			e.bad("CORS_ALLOWED_ORIGINS: %v", err)
+			continue
+		}
+		if !slices.Contains(c.CORSAllowedOrigins, origin) {
+			c.CORSAllowedOrigins = append(c.CORSAllowedOrigins, origin)
+		}
+	}
+}
+
+// placeholderGUID is the all-zero GUID the README's examples use.
+const placeholderGUID = "00000000-0000-0000-0000-000000000000"
+
+// warnings are the settings that start the service but are likely
+// mistakes, one sentence each: the README's placeholder ids, API_SCOPE
+// entries that Entra would not read as this API's scopes, and a
+// REDIRECT_URI whose path the callback is not served at.
+func (c config) warnings() []string {
+	var out []string
+	for _, v := range []struct{ name, value string }{
+		{"AZURE_CLIENT_ID", c.ClientID}, {"AZURE_TENANT_ID", c.TenantID}, {"OPENAPI_CLIENT_ID", c.OpenAPIClientID},
+	} {
+		if v.value == placeholderGUID {
+			out = append(out, v.name+" is the README's placeholder "+placeholderGUID+": put your app registration's id there")
+		}
+	}
+	for _, s := range c.APIScopes {
+		switch {
+		case s == "openid" || s == "profile" || s == "email" || s == "offline_access":
+			// OpenID Connect's own scopes: the sign-in asks for them anyway.
+		case strings.Contains(s, placeholderGUID):
+			out = append(out, fmt.Sprintf("API_SCOPE entry %q holds the README's placeholder id: put your app registration's client id there", truncate(s, 100)))
+		case !strings.HasPrefix(s, "api://") && !strings.HasPrefix(s, "https://") && !strings.HasPrefix(s, c.ClientID+"/"):
+			out = append(out, fmt.Sprintf("API_SCOPE entry %q names no App ID URI: Entra reads a bare name as a Microsoft Graph "+
+				"permission, whose tokens this API refuses; write api://%s/<scope>", truncate(s, 100), c.ClientID))
+		}
+	}
+	if u, err := url.Parse(c.RedirectURI); err == nil && !strings.HasSuffix(u.Path, "/auth/callback") {
+		out = append(out, fmt.Sprintf("REDIRECT_URI's path is %q, but the service answers the sign-in at /auth/callback: "+
+			"unless a proxy maps one to the other, every sign-in will end in a 404", truncate(u.Path, 100)))
+	}
+	return out
 }
 
 // envReader reads settings through getenv and collects the problems found,

@@ -52,6 +52,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 		{"discovery URL", cfg.verifyOptions(nil, nil).discoveryURL(), "https://login.microsoftonline.com/" + testTenant + "/v2.0/.well-known/openid-configuration"},
 		{"audiences", strings.Join(cfg.Audiences, " "), testClientID + " api://" + testClientID},
 		{"dev is only set by the flag", cfg.Dev, false},
+		{"OPENAPI_CLIENT_ID", cfg.OpenAPIClientID, testClientID},
+		{"DOCS_ASSETS_URL", cfg.DocsAssetsURL, "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0"},
+		{"CORS_ALLOWED_ORIGINS", len(cfg.CORSAllowedOrigins), 0},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -99,6 +102,15 @@ func TestLoadConfigValid(t *testing.T) {
 			func(c config) bool { return c.AuthorityHost == "http://127.1.2.3:9" }},
 		{"http authority on ::1 is allowed", map[string]string{"AZURE_AUTHORITY_HOST": "http://[::1]:9"},
 			func(c config) bool { return c.AuthorityHost == "http://[::1]:9" }},
+		{"CORS origins are read as browsers send them, each once",
+			map[string]string{"CORS_ALLOWED_ORIGINS": " https://App.example.com:443 ,http://localhost:3000,, https://app.example.com"},
+			func(c config) bool {
+				return slices.Equal(c.CORSAllowedOrigins, []string{"https://app.example.com", "http://localhost:3000"})
+			}},
+		{"own Swagger UI assets and client", map[string]string{"DOCS_ASSETS_URL": "https://assets.example.com/swagger-ui/", "OPENAPI_CLIENT_ID": testTenant},
+			func(c config) bool {
+				return c.DocsAssetsURL == "https://assets.example.com/swagger-ui" && c.OpenAPIClientID == testTenant
+			}},
 		{"https redirect URI makes cookies Secure", map[string]string{"REDIRECT_URI": "https://heroes.example/auth/callback"},
 			func(c config) bool { return c.loginOptions().secureCookies() }},
 		{"PORT without ADDR listens on every interface", map[string]string{"PORT": "8080"},
@@ -197,6 +209,11 @@ func TestLoadConfigInvalid(t *testing.T) {
 			[]string{"IDENTITY_HEADER is required with IDENTITY_ENDPOINT"}},
 		{"identity endpoint not a URL", map[string]string{"AZURE_CLIENT_SECRET": "", "AZURE_CLIENT_ASSERTION": "managed-identity", "IDENTITY_ENDPOINT": "localhost:1", "IDENTITY_HEADER": "h"},
 			[]string{"IDENTITY_ENDPOINT is not an absolute"}},
+		{"CORS wildcard", map[string]string{"CORS_ALLOWED_ORIGINS": "*"}, []string{`CORS_ALLOWED_ORIGINS: "*" is not allowed`}},
+		{"CORS origin with a path", map[string]string{"CORS_ALLOWED_ORIGINS": "https://ok.example, https://app.example.com/"},
+			[]string{`CORS_ALLOWED_ORIGINS: "https://app.example.com/" is not an origin`}},
+		{"plain-http assets off loopback", map[string]string{"DOCS_ASSETS_URL": "http://cdn.example.com/swagger"}, []string{"DOCS_ASSETS_URL must be an https URL"}},
+		{"OPENAPI_CLIENT_ID not a GUID", map[string]string{"OPENAPI_CLIENT_ID": "swagger"}, []string{"OPENAPI_CLIENT_ID is not a GUID"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -207,6 +224,69 @@ func TestLoadConfigInvalid(t *testing.T) {
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("loadConfig error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestLoadConfigNamesTheWaysToStart: a start without the identity settings
+// says how to try the service locally (-dev) and where the settings go
+// (.env_oauth); other errors do not repeat it.
+func TestLoadConfigNamesTheWaysToStart(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		hint bool
+	}{
+		{"nothing set", map[string]string{"AZURE_CLIENT_ID": "", "AZURE_CLIENT_SECRET": "", "AZURE_TENANT_ID": "", "API_SCOPE": ""}, true},
+		{"no API_SCOPE", map[string]string{"API_SCOPE": ""}, true},
+		{"a bad log level only", map[string]string{"LOG_LEVEL": "loud"}, false},
+	} {
+		_, err := loadConfig(mapGetenv(tc.env))
+		if err == nil {
+			t.Fatalf("%s: loadConfig = nil; want an error", tc.name)
+		}
+		got := strings.Contains(err.Error(), "go run . -dev") && strings.Contains(err.Error(), ".env_oauth")
+		if got != tc.hint {
+			t.Errorf("%s: error names -dev and .env_oauth = %v; want %v:\n%v", tc.name, got, tc.hint, err)
+		}
+	}
+}
+
+// TestConfigWarnings: settings that start but are likely mistakes each get
+// one warning naming the setting; good settings get none.
+func TestConfigWarnings(t *testing.T) {
+	const zero = "00000000-0000-0000-0000-000000000000"
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string // a fragment of each warning, in order
+	}{
+		{"good settings", nil, nil},
+		{"several good scope forms", map[string]string{"API_SCOPE": "api://x/Heroes.Read " + testClientID + "/Admin https://contoso.example/api/Heroes.Read openid offline_access"}, nil},
+		{"a proxy's prefix before /auth/callback", map[string]string{"REDIRECT_URI": "https://heroes.example/team/auth/callback"}, nil},
+		{"README placeholders", map[string]string{"AZURE_CLIENT_ID": zero, "AZURE_TENANT_ID": zero, "API_SCOPE": "api://" + zero + "/Heroes.Read"},
+			[]string{"AZURE_CLIENT_ID is the README's placeholder", "AZURE_TENANT_ID is the README's placeholder",
+				"OPENAPI_CLIENT_ID is the README's placeholder", `API_SCOPE entry "api://` + zero + `/Heroes.Read" holds the README's placeholder`}},
+		{"a bare scope name", map[string]string{"API_SCOPE": "Heroes.Read"},
+			[]string{`API_SCOPE entry "Heroes.Read" names no App ID URI`}},
+		{"a redirect URI off /auth/callback", map[string]string{"REDIRECT_URI": "http://localhost:8000/callback"},
+			[]string{`REDIRECT_URI's path is "/callback"`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := loadConfig(mapGetenv(tc.env))
+			if err != nil {
+				t.Fatalf("loadConfig = %v; want a config that starts", err)
+			}
+			got := cfg.warnings()
+			if len(got) != len(tc.want) {
+				t.Fatalf("warnings = %q; want %d", got, len(tc.want))
+			}
+			for i, w := range tc.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("warning %d = %q; want it to contain %q", i, got[i], w)
 				}
 			}
 		})

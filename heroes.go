@@ -241,16 +241,17 @@ func parsePaging(q url.Values) (offset, limit int, err error) {
 		}
 		loc := []any{"query", name}
 		raw := q.Get(name)
+		input, _ := json.Marshal(raw) // a string: Marshal cannot fail
 		n, perr := strconv.ParseInt(raw, 10, 64)
 		if perr != nil {
 			if errors.Is(perr, strconv.ErrRange) {
-				c.add(loc, "int_parsing_size", "Unable to parse input string as an integer, exceeded maximum size", nil)
+				c.add(loc, input, "int_parsing_size", "Unable to parse input string as an integer, exceeded maximum size", nil)
 			} else {
-				c.add(loc, "int_parsing", "Input should be a valid integer, unable to parse string as an integer", nil)
+				c.add(loc, input, "int_parsing", "Input should be a valid integer, unable to parse string as an integer", nil)
 			}
 			return def
 		}
-		v, _ := c.intValue(loc, json.Number(strconv.FormatInt(n, 10)), lo, hi)
+		v, _ := c.intValue(loc, input, json.Number(strconv.FormatInt(n, 10)), lo, hi)
 		return v
 	}
 	limit = read("limit", defaultLimit, 1, maxLimit)

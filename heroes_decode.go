@@ -27,6 +27,10 @@ const (
 	// JavaScript client (2^53-1); larger ones are refused as unparseable.
 	maxSafeInt int64 = 1<<53 - 1
 
+	// maxInputEcho bounds the input member of a validation problem, in
+	// bytes of JSON: a longer value is echoed cut (see echoInput).
+	maxInputEcho = 256
+
 	// maxObjectMembers bounds the names validation reads per JSON object:
 	// far more than any object of the hero model has (the hero itself has
 	// 21 names), so only a body that already breaks the rules with unknown
@@ -37,13 +41,42 @@ const (
 // fieldError is one validation problem in FastAPI's (pydantic v2's) 422
 // shape: where (loc, starting with "body" or "query"), a sentence (msg), a
 // machine name (type, pydantic's names such as "missing", "int_type",
-// "extra_forbidden", "json_invalid") and the rule's parameters (ctx). The
-// offending input is not echoed back.
+// "extra_forbidden", "json_invalid"), the offending value as sent (input,
+// cut by echoInput; for "missing" the object it is missing from, null when
+// there is no body) and the rule's parameters (ctx).
 type fieldError struct {
-	Loc  []any          `json:"loc"`
-	Msg  string         `json:"msg"`
-	Type string         `json:"type"`
-	Ctx  map[string]any `json:"ctx,omitempty"`
+	Loc   []any           `json:"loc"`
+	Msg   string          `json:"msg"`
+	Type  string          `json:"type"`
+	Input json.RawMessage `json:"input"`
+	Ctx   map[string]any  `json:"ctx,omitempty"`
+}
+
+// echoInput is the input member of a problem with the raw JSON value v, as
+// sent: v itself when it is at most maxInputEcho bytes; else a string value
+// with at most maxStringRunes characters, decoded, and any longer value cut
+// and ending in "…": a string value to its first maxStringRunes
+// characters, any other value to a string of the first maxInputEcho bytes
+// of its JSON text. nil (JSON null) when there is no value.
+func echoInput(v []byte) json.RawMessage {
+	if len(v) <= maxInputEcho {
+		return v
+	}
+	cut, whole := "", false
+	if v[0] == '"' {
+		cut, whole = stringPrefix(v, maxStringRunes)
+	} else {
+		n := maxInputEcho
+		for n > 0 && !utf8.RuneStart(v[n]) {
+			n--
+		}
+		cut = string(v[:n])
+	}
+	if !whole {
+		cut += "…"
+	}
+	b, _ := json.Marshal(cut) // a string: Marshal cannot fail
+	return b
 }
 
 // validationError is a request that parsed but broke rules: a 422 listing
@@ -79,14 +112,14 @@ func decodeHero(w http.ResponseWriter, r *http.Request) (hero, error) {
 		return hero{}, &requestError{status, fmt.Sprintf("Request body is larger than %d bytes", maxBodyBytes)}
 	}
 	if err != nil {
-		return hero{}, validationError{{Loc: []any{"body"}, Msg: "Could not read the request body", Type: "body_read"}}
+		return hero{}, validationError{{Loc: []any{"body"}, Msg: "Could not read the request body", Type: "body_read", Input: nil}}
 	}
 	// A leading UTF-8 byte order mark is dropped, as Starlette's json.loads
 	// of the body's bytes does (it detects the encoding, BOM included);
 	// positions in json_invalid count from after it, as Python's do.
 	data = bytes.TrimPrefix(data, []byte("\ufeff"))
 	if len(bytes.TrimSpace(data)) == 0 {
-		return hero{}, validationError{{Loc: []any{"body"}, Msg: "Field required", Type: "missing"}}
+		return hero{}, validationError{{Loc: []any{"body"}, Msg: "Field required", Type: "missing", Input: nil}}
 	}
 	if se := (*syntaxError)(nil); errors.As(checkJSON(data), &se) {
 		return hero{}, validationError{jsonInvalid(data, se)}
@@ -112,9 +145,44 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int,
 	return buf.Bytes(), 0, nil
 }
 
+// stringPrefix decodes the first max characters of the JSON string v
+// (which checkJSON has accepted), reading no more of v than they take: a
+// character is at most 12 bytes of JSON (a surrogate pair of \u escapes).
+// The cut falls between escapes, never inside one. whole reports that the
+// string has no more characters.
+func stringPrefix(v []byte, max int) (prefix string, whole bool) {
+	end := min(len(v)-1, 1+12*max) // after the opening quote
+	i := 1
+	for i < end {
+		n := 1
+		if v[i] == '\\' {
+			n = 2
+			if v[i+1] == 'u' {
+				n = 6
+			}
+		}
+		if i+n > end {
+			break
+		}
+		i += n
+	}
+	s := unquote(append(append([]byte{}, v[:i]...), '"'))
+	for j := range s {
+		if max == 0 {
+			return s[:j], false
+		}
+		max--
+	}
+	return s, i == len(v)-1
+}
+
 // checkJSONContentType accepts application/json with no parameter or a
-// utf-8 charset (RFC 8259 §8.1: JSON is UTF-8); anything else is a 415.
+// utf-8 charset (RFC 8259 §8.1: JSON is UTF-8), and no Content-Type at all,
+// which FastAPI reads as JSON too; anything else is a 415.
 func checkJSONContentType(ct string) error {
+	if strings.TrimSpace(ct) == "" {
+		return nil
+	}
 	bad := &requestError{http.StatusUnsupportedMediaType, "Content-Type must be application/json"}
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || mt != "application/json" {
@@ -155,10 +223,11 @@ func jsonInvalid(data []byte, e *syntaxError) fieldError {
 	line := bytes.Count(before, []byte{'\n'}) + 1
 	column := utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:]) + 1
 	return fieldError{
-		Loc:  []any{"body", utf8.RuneCount(before)},
-		Msg:  "JSON decode error",
-		Type: "json_invalid",
-		Ctx:  map[string]any{"error": fmt.Sprintf("%s (line %d, column %d)", e.msg, line, column), "line": line, "column": column},
+		Loc:   []any{"body", utf8.RuneCount(before)},
+		Msg:   "JSON decode error",
+		Type:  "json_invalid",
+		Input: json.RawMessage("{}"), // what FastAPI sends for a body that is not JSON
+		Ctx:   map[string]any{"error": fmt.Sprintf("%s (line %d, column %d)", e.msg, line, column), "line": line, "column": column},
 	}
 }
 
@@ -168,10 +237,10 @@ type checker struct {
 	problems []fieldError
 }
 
-// add records a problem at loc.
-func (c *checker) add(loc []any, typ, msg string, ctx map[string]any) {
+// add records a problem at loc with the offending raw JSON value input.
+func (c *checker) add(loc []any, input []byte, typ, msg string, ctx map[string]any) {
 	if len(c.problems) < maxProblems {
-		c.problems = append(c.problems, fieldError{Loc: loc, Msg: msg, Type: typ, Ctx: ctx})
+		c.problems = append(c.problems, fieldError{Loc: loc, Msg: msg, Type: typ, Input: echoInput(input), Ctx: ctx})
 	}
 }
 
@@ -183,7 +252,7 @@ func at(loc []any, step any) []any { return append(slices.Clip(loc), step) }
 // sorted order. Of a name given twice the last value counts, as in FastAPI.
 func (c *checker) object(loc []any, v []byte, allowed ...string) fields {
 	if v[0] != '{' {
-		c.add(loc, "model_attributes_type", "Input should be a valid dictionary or object to extract fields from", nil)
+		c.add(loc, v, "model_attributes_type", "Input should be a valid dictionary or object to extract fields from", nil)
 		return fields{c: c, loc: loc}
 	}
 	m := map[string][]byte{}
@@ -201,9 +270,9 @@ func (c *checker) object(loc []any, v []byte, allowed ...string) fields {
 	}
 	slices.Sort(extra)
 	for _, k := range extra {
-		c.add(at(loc, k), "extra_forbidden", "Extra inputs are not permitted", nil)
+		c.add(at(loc, k), m[k], "extra_forbidden", "Extra inputs are not permitted", nil)
 	}
-	return fields{c: c, loc: loc, m: m}
+	return fields{c: c, loc: loc, m: m, raw: v}
 }
 
 // fields reads the members of one JSON object, as raw JSON; m is nil when
@@ -213,6 +282,7 @@ type fields struct {
 	c   *checker
 	loc []any
 	m   map[string][]byte
+	raw []byte // the object's JSON, the input of a "missing" problem
 }
 
 // get returns the member key. A missing member is reported when required;
@@ -224,7 +294,7 @@ func (f fields) get(key string, required bool) ([]byte, []any, bool) {
 	v, ok := f.m[key]
 	if !ok {
 		if required {
-			f.c.add(at(f.loc, key), "missing", "Field required", nil)
+			f.c.add(at(f.loc, key), f.raw, "missing", "Field required", nil)
 		}
 		return nil, nil, false
 	}
@@ -283,13 +353,13 @@ func (f fields) list(key string, required, nullable bool, item func(loc []any, v
 		return false
 	}
 	if v[0] != '[' {
-		f.c.add(loc, "list_type", "Input should be a valid list", nil)
+		f.c.add(loc, v, "list_type", "Input should be a valid list", nil)
 		return false
 	}
 	n := 0
 	walk(v, 0, func(member) error { n++; return nil })
 	if n > maxListItems {
-		f.c.add(loc, "too_long", fmt.Sprintf("List should have at most %d items after validation, not %d", maxListItems, n),
+		f.c.add(loc, v, "too_long", fmt.Sprintf("List should have at most %d items after validation, not %d", maxListItems, n),
 			map[string]any{"field_type": "List", "max_length": maxListItems, "actual_length": n})
 		return false
 	}
@@ -334,11 +404,11 @@ func isNumber(v []byte) bool { return v[0] == '-' || '0' <= v[0] && v[0] <= '9' 
 func (c *checker) stringValue(loc []any, v []byte) (string, bool) {
 	s, long, isStr := text(v)
 	if !isStr {
-		c.add(loc, "string_type", "Input should be a valid string", nil)
+		c.add(loc, v, "string_type", "Input should be a valid string", nil)
 		return "", false
 	}
 	if long {
-		c.add(loc, "string_too_long", fmt.Sprintf("String should have at most %d characters", maxStringRunes), map[string]any{"max_length": maxStringRunes})
+		c.add(loc, v, "string_too_long", fmt.Sprintf("String should have at most %d characters", maxStringRunes), map[string]any{"max_length": maxStringRunes})
 		return "", false
 	}
 	return s, true
@@ -366,10 +436,10 @@ func (c *checker) boolValue(loc []any, v []byte) (bool, bool) {
 			return false, true
 		}
 	default:
-		c.add(loc, "bool_type", "Input should be a valid boolean", nil)
+		c.add(loc, v, "bool_type", "Input should be a valid boolean", nil)
 		return false, false
 	}
-	c.add(loc, "bool_parsing", "Input should be a valid boolean, unable to interpret input", nil)
+	c.add(loc, v, "bool_parsing", "Input should be a valid boolean, unable to interpret input", nil)
 	return false, false
 }
 
@@ -383,49 +453,49 @@ func (c *checker) laxInt(loc []any, v []byte, lo, hi int) (int, bool) {
 	switch {
 	case isStr:
 		if n, ok := laxIntString(s); ok && !long {
-			return c.intValue(loc, n, lo, hi)
+			return c.intValue(loc, v, n, lo, hi)
 		}
-		c.add(loc, "int_parsing", "Input should be a valid integer, unable to parse string as an integer", nil)
+		c.add(loc, v, "int_parsing", "Input should be a valid integer, unable to parse string as an integer", nil)
 		return 0, false
 	case string(v) == "true":
-		return c.intValue(loc, "1", lo, hi)
+		return c.intValue(loc, v, "1", lo, hi)
 	case string(v) == "false":
-		return c.intValue(loc, "0", lo, hi)
+		return c.intValue(loc, v, "0", lo, hi)
 	case isNumber(v):
-		return c.intValue(loc, json.Number(v), lo, hi)
+		return c.intValue(loc, v, json.Number(v), lo, hi)
 	}
-	c.add(loc, "int_type", "Input should be a valid integer", nil)
+	c.add(loc, v, "int_type", "Input should be a valid integer", nil)
 	return 0, false
 }
 
-// intValue checks the JSON number num is an integer between lo and hi
-// inclusive: 3.0 and 1e2 are integers; 2.5 is int_from_float; a number
-// beyond ±(2^53-1), which JavaScript clients could not hold exactly, is
-// refused as int_parsing_size.
-func (c *checker) intValue(loc []any, num json.Number, lo, hi int) (int, bool) {
+// intValue checks the JSON number num, read from the raw JSON value input,
+// is an integer between lo and hi inclusive: 3.0 and 1e2 are integers; 2.5
+// is int_from_float; a number beyond ±(2^53-1), which JavaScript clients
+// could not hold exactly, is refused as int_parsing_size.
+func (c *checker) intValue(loc []any, input []byte, num json.Number, lo, hi int) (int, bool) {
 	n, err := strconv.ParseInt(string(num), 10, 64)
 	if err != nil {
 		f, ferr := strconv.ParseFloat(string(num), 64)
 		switch {
 		case ferr == nil && f != math.Trunc(f):
-			c.add(loc, "int_from_float", "Input should be a valid integer, got a number with a fractional part", nil)
+			c.add(loc, input, "int_from_float", "Input should be a valid integer, got a number with a fractional part", nil)
 			return 0, false
 		case ferr != nil || math.Abs(f) > float64(maxSafeInt):
-			c.add(loc, "int_parsing_size", fmt.Sprintf("Input integer should be between -%d and %d", maxSafeInt, maxSafeInt), nil)
+			c.add(loc, input, "int_parsing_size", fmt.Sprintf("Input integer should be between -%d and %d", maxSafeInt, maxSafeInt), nil)
 			return 0, false
 		}
 		n = int64(f)
 	}
 	if n > maxSafeInt || n < -maxSafeInt {
-		c.add(loc, "int_parsing_size", fmt.Sprintf("Input integer should be between -%d and %d", maxSafeInt, maxSafeInt), nil)
+		c.add(loc, input, "int_parsing_size", fmt.Sprintf("Input integer should be between -%d and %d", maxSafeInt, maxSafeInt), nil)
 		return 0, false
 	}
 	if n < int64(lo) {
-		c.add(loc, "greater_than_equal", fmt.Sprintf("Input should be greater than or equal to %d", lo), map[string]any{"ge": lo})
+		c.add(loc, input, "greater_than_equal", fmt.Sprintf("Input should be greater than or equal to %d", lo), map[string]any{"ge": lo})
 		return 0, false
 	}
 	if n > int64(hi) {
-		c.add(loc, "less_than_equal", fmt.Sprintf("Input should be less than or equal to %d", hi), map[string]any{"le": hi})
+		c.add(loc, input, "less_than_equal", fmt.Sprintf("Input should be less than or equal to %d", hi), map[string]any{"le": hi})
 		return 0, false
 	}
 	return int(n), true
@@ -532,7 +602,7 @@ func (f fields) class() string {
 	_, canonical := f.m["class_"]
 	switch {
 	case alias && canonical:
-		f.c.add(at(f.loc, "class"), "value_error", "Value error, give class_ or its alias class, not both", nil)
+		f.c.add(at(f.loc, "class"), f.m["class"], "value_error", "Value error, give class_ or its alias class, not both", nil)
 		return ""
 	case alias:
 		return f.str("class")

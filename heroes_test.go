@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -196,7 +197,8 @@ func TestHeroRoutesStatus(t *testing.T) {
 		{"unknown UUID is not found", "GET", "/api/heroes/" + newHeroID(), "", nil, 404, "Hero not found"},
 		{"uppercase UUID finds the hero", "GET", "/api/heroes/" + strings.ToUpper(existing.ID), "", nil, 200, existing.ID},
 		{"delete of a non-UUID is not found", "DELETE", "/api/heroes/..%2f", "", nil, 404, "Hero not found"},
-		{"missing Content-Type is 415", "POST", "/api/heroes/", validHeroJSON("x"), []string{"Content-Type", ""}, 415, "application/json"},
+		{"missing Content-Type is read as JSON, as FastAPI does", "POST", "/api/heroes/", validHeroJSON("x"), []string{"Content-Type", ""}, 201, `"name":"x"`},
+		{"missing Content-Type, body not JSON: 422 json_invalid", "POST", "/api/heroes/", "name=x", []string{"Content-Type", ""}, 422, `"type":"json_invalid","input":{}`},
 		{"text/plain is 415", "POST", "/api/heroes/", validHeroJSON("x"), []string{"Content-Type", "text/plain"}, 415, "application/json"},
 		{"json with another charset is 415", "POST", "/api/heroes/", validHeroJSON("x"), []string{"Content-Type", "application/json; charset=latin1"}, 415, "application/json"},
 		{"json with utf-8 charset is accepted", "POST", "/api/heroes/", validHeroJSON("x"), []string{"Content-Type", "Application/JSON; charset=UTF-8"}, 201, `"name":"x"`},
@@ -678,7 +680,7 @@ func Example_validateHero() {
 	out, _ := json.Marshal(problems)
 	fmt.Println(string(out))
 	// Output:
-	// [{"loc":["body","hat"],"msg":"Extra inputs are not permitted","type":"extra_forbidden"},{"loc":["body","level"],"msg":"Input should be less than or equal to 20","type":"less_than_equal","ctx":{"le":20}},{"loc":["body","ability_scores","charisma"],"msg":"Input should be less than or equal to 30","type":"less_than_equal","ctx":{"le":30}},{"loc":["body","armor_class"],"msg":"Input should be a valid integer, unable to parse string as an integer","type":"int_parsing"}]
+	// [{"loc":["body","hat"],"msg":"Extra inputs are not permitted","type":"extra_forbidden","input":"red"},{"loc":["body","level"],"msg":"Input should be less than or equal to 20","type":"less_than_equal","input":25,"ctx":{"le":20}},{"loc":["body","ability_scores","charisma"],"msg":"Input should be less than or equal to 30","type":"less_than_equal","input":40,"ctx":{"le":30}},{"loc":["body","armor_class"],"msg":"Input should be a valid integer, unable to parse string as an integer","type":"int_parsing","input":"ten"}]
 }
 
 // BenchmarkDecodeHero measures parsing and validating a typical hero body.
@@ -1106,4 +1108,93 @@ func TestReadyzFollowsStore(t *testing.T) {
 			t.Errorf("%s: /readyz body %s does not name the store", tc.name, w.Body)
 		}
 	}
+}
+
+// TestValidationInputEcho: every 422 item carries pydantic's input member,
+// the offending value as sent: whole when short, cut past maxInputEcho
+// bytes of JSON (a string to maxStringRunes characters) with "…", so a
+// huge body never makes a huge answer.
+func TestValidationInputEcho(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("é", maxStringRunes+50)
+	escaped := `"` + strings.Repeat(`\u00e9`, maxStringRunes+5) + `"`
+	bigList := "[" + strings.Repeat(`"x",`, maxListItems+20) + `"x"]`
+	tests := []struct {
+		name, raw, want string
+	}{
+		{"number", "25", "25"},
+		{"short string with an escape", `"t\u00e9n"`, `"t\u00e9n"`},
+		{"object, compacted", `{"a": [1, 2]}`, `{"a":[1,2]}`},
+		{"long string: 200 characters and …", `"` + long + `"`, mustJSON(t, strings.Repeat("é", maxStringRunes)+"…")},
+		{"long escaped string", escaped, mustJSON(t, strings.Repeat("é", maxStringRunes)+"…")},
+		{"long JSON text of a short string is whole", `"` + strings.Repeat(`\u00e9`, 100) + `"`, mustJSON(t, strings.Repeat("é", 100))},
+		{"long list: its first bytes as a string", bigList, mustJSON(t, bigList[:maxInputEcho]+"…")},
+		{"cut at a character boundary", "[" + strings.Repeat(`"é",`, 80) + `"é"]`, ""},
+		{"none", "", "null"},
+	}
+	for _, tc := range tests {
+		var raw []byte
+		if tc.raw != "" {
+			raw = []byte(tc.raw)
+		}
+		got, err := json.Marshal(echoInput(raw))
+		if err != nil || !json.Valid(got) || !utf8.Valid(got) {
+			t.Errorf("%s: echoInput gave %s (%v); want valid JSON", tc.name, got, err)
+			continue
+		}
+		if len(got) > 3*maxInputEcho {
+			t.Errorf("%s: echoInput gave %d bytes; want it bounded", tc.name, len(got))
+		}
+		if tc.want != "" && string(got) != tc.want {
+			t.Errorf("%s: echoInput = %s; want %s", tc.name, got, tc.want)
+		}
+	}
+
+	// Through the API: a missing member's input is the object it is missing
+	// from; an unknown member's is its value; a bad query value's is the
+	// string sent.
+	h := heroMux(newMemoryStore())
+	w := do(h, "POST", "/api/heroes/", `{"name":"x","hat":"red"}`)
+	for _, want := range []string{
+		`{"loc":["body","hat"],"msg":"Extra inputs are not permitted","type":"extra_forbidden","input":"red"}`,
+		`{"loc":["body","race"],"msg":"Field required","type":"missing","input":{"name":"x","hat":"red"}}`,
+	} {
+		if w.Code != 422 || !strings.Contains(w.Body.String(), want) {
+			t.Errorf("POST = %d %s; want 422 with %s", w.Code, w.Body, want)
+		}
+	}
+	if w := do(h, "GET", "/api/heroes/?limit=many", ""); w.Code != 422 || !strings.Contains(w.Body.String(), `"type":"int_parsing","input":"many"`) {
+		t.Errorf("GET ?limit=many = %d %s; want 422 with the input", w.Code, w.Body)
+	}
+	if w := do(h, "POST", "/api/heroes/", ""); w.Code != 422 || !strings.Contains(w.Body.String(), `"type":"missing","input":null`) {
+		t.Errorf("POST without a body = %d %s; want 422 missing with input null", w.Code, w.Body)
+	}
+}
+
+// mustJSON is the JSON encoding of v.
+func mustJSON(tb testing.TB, v any) string {
+	tb.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(b)
+}
+
+// FuzzEchoInput: for any JSON value checkJSON accepts, the echoed input is
+// valid JSON, valid UTF-8 and bounded, however long the value.
+func FuzzEchoInput(f *testing.F) {
+	for _, s := range []string{`"a"`, `"\u00e9\ud83d\ude00"`, `[1,{"a":null}]`, `"` + strings.Repeat(`\n`, 300) + `"`, `"` + strings.Repeat("é", 300) + `"`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v := bytes.TrimSpace([]byte(s))
+		if len(v) == 0 || checkJSON(v) != nil {
+			return
+		}
+		got, err := json.Marshal(echoInput(v))
+		if err != nil || !utf8.Valid(got) || len(got) > 12*maxStringRunes+16 {
+			t.Fatalf("echoInput(%q) = %q, %v; want bounded valid JSON", s, got, err)
+		}
+	})
 }

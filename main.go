@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -92,6 +93,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	go keys.run(ctx)
+	go announce(ctx, logger, cfg, v)
 	srv := newHTTPServer(newServer(logger, cfg, prov, v, af, store, idp), logger)
 	if err := serve(ctx, srv, ln, cfg.ShutdownGrace, logger); err != nil {
 		return err
@@ -173,16 +175,41 @@ func serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Du
 	return nil
 }
 
-// warnSettings logs the settings that suit one machine but not production:
-// -dev, and a session key made per process.
+// warnSettings logs the settings that suit one machine but not production
+// (-dev; a session key made per process, which -dev does not mention: it
+// is one process by design) and the likely mistakes of config.warnings.
 func warnSettings(logger *slog.Logger, cfg config, addr net.Addr) {
 	if cfg.Dev {
 		logger.Warn("running with -dev: a local identity provider signs tokens; not for production. "+
 			"The AZURE_* identity settings, API_SCOPE and REDIRECT_URI are the dev provider's; yours are ignored", "addr", addr.String())
-	}
-	if cfg.SessionKeyRandom {
+	} else if cfg.SessionKeyRandom {
 		logger.Warn("SESSION_KEY is unset: using a random key for this process; several replicas need one shared key")
 	}
+	for _, w := range cfg.warnings() {
+		logger.Warn("settings: " + w)
+	}
+}
+
+// announce logs, once v has the identity provider's signing keys (so a
+// sign-in can finish), the URL to open in a browser (with -dev, where the
+// reader is trying the service out) or the service's base URL. It checks
+// every 50 ms, and gives up when ctx ends.
+func announce(ctx context.Context, logger *slog.Logger, cfg config, v *verifier) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for v.ready() != nil {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+	base := serviceBase(cfg.RedirectURI)
+	if cfg.Dev {
+		logger.Info("ready: open "+base+"/ in a browser to sign in, or "+base+"/docs to try the API", "url", base+"/")
+		return
+	}
+	logger.Info("ready", "url", base+"/")
 }
 
 // newIDPClient is the HTTP client of every call to the identity provider and
@@ -249,14 +276,17 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 func newServer(logger *slog.Logger, cfg config, prov *provider, v *verifier, af *authFlow, store heroStore, idp *devIDP) http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, logger, cfg, prov, v, af, store, idp)
-	return withMiddleware(logger, mux)
+	return withMiddleware(logger, cfg.CORSAllowedOrigins, mux)
 }
 
 // withMiddleware wraps mux in what every answer goes through: JSON answers
-// for unrouted requests, panic recovery, security headers, the request log.
-func withMiddleware(logger *slog.Logger, mux *http.ServeMux) http.Handler {
+// for unrouted requests, panic recovery, CORS for the listed origins
+// (preflights answered there, before any route or authentication), security
+// headers, the request log.
+func withMiddleware(logger *slog.Logger, corsOrigins []string, mux *http.ServeMux) http.Handler {
 	var h http.Handler = routeErrors(mux)
 	h = recoverPanics(logger, h)
+	h = allowCORS(corsOrigins, h)
 	h = securityHeaders(h)
 	h = logRequests(logger, h)
 	return h
@@ -312,12 +342,15 @@ func addRoutes(mux router, logger *slog.Logger, cfg config, prov *provider, v *v
 	create := requireAuth(logger, v, permCreate)
 	admin := requireAuth(logger, v, permAdmin)
 
-	mux.Handle("GET /{$}", handleIndex(cfg.Dev, cfg.APIScopes))
+	// A sign-in starts from these pages: on RedirectURI's host only.
+	mux.Handle("GET /{$}", af.onServiceHost(handleIndex(cfg.Dev, cfg.APIScopes)))
 	mux.Handle("GET /healthz", handleHealthz())
 	mux.Handle("GET /readyz", handleReadyz(logger, v, store))
 	mux.Handle("GET /openapi.json", handleOpenAPI(cfg, prov))
+	mux.Handle("GET /docs", af.onServiceHost(handleDocs(cfg, prov)))
+	mux.Handle("GET "+docsRedirectPath, handleDocsRedirect())
 
-	mux.Handle("GET /auth/login", af.handleLogin())
+	mux.Handle("GET /auth/login", af.onServiceHost(af.handleLogin()))
 	mux.Handle("GET /auth/callback", af.handleCallback(heroesPreview(logger, store)))
 	mux.Handle("POST /auth/refresh", af.handleRefresh())
 	mux.Handle("GET /auth/logout", af.handleLogout())
@@ -337,29 +370,49 @@ func addRoutes(mux router, logger *slog.Logger, cfg config, prov *provider, v *v
 	}
 }
 
-// heroesPreview is what GET /api/heroes/?limit=10 would answer to an access
-// token, for the signed-in page: the heroes' names, or a sentence saying why
-// there are none to show. It applies the API's permission rule
+// heroesPreview is what the signed-in page shows of the API for an access
+// token: the permissions it carries with what each allows, and what
+// GET /api/heroes/?limit=10 would answer: the heroes' names, or a sentence
+// saying why there are none to show. It applies the API's permission rule
 // (hasPermission).
 func heroesPreview(logger *slog.Logger, store heroStore) signedInPreview {
-	return func(ctx context.Context, atc *claims) ([]string, string) {
+	return func(ctx context.Context, atc *claims) apiPreview {
+		p := apiPreview{Permissions: permissionNotes(atc)}
 		if !hasPermission(atc, permRead) {
-			return nil, "This token does not grant " + permRead + ", so the API would answer 403."
+			p.Note = "This token does not grant " + permRead + ", so the API would answer 403."
+			return p
 		}
 		list, err := store.List(ctx, 0, 10)
 		if err != nil {
 			logger.Warn("auth: heroes for the signed-in page", "err", err)
-			return nil, "The heroes could not be read just now."
+			p.Note = "The heroes could not be read just now."
+			return p
 		}
-		var names []string
 		for _, h := range list {
-			names = append(names, h.Name)
+			p.Items = append(p.Items, h.Name)
 		}
-		if len(names) == 0 {
-			return nil, "There are no heroes yet."
+		if len(p.Items) == 0 {
+			p.Note = "There are no heroes yet."
 		}
-		return names, ""
+		return p
 	}
+}
+
+// permissionNotes lists the API's permissions c carries (in scp or roles),
+// weakest first, each with the routes it opens as addRoutes applies them.
+func permissionNotes(c *claims) []permissionNote {
+	allows := map[string]string{
+		permRead:   "list and read heroes (GET /api/heroes/, GET /api/heroes/{id}, GET /api/heroes-fireball-low-ac)",
+		permCreate: "create and replace heroes (POST /api/heroes/, PUT /api/heroes/{id}), and everything " + permRead + " allows",
+		permAdmin:  "delete heroes (DELETE /api/heroes/{id}), and everything " + permCreate + " allows",
+	}
+	var notes []permissionNote
+	for _, p := range permissions {
+		if slices.Contains(c.Scopes, p) || slices.Contains(c.Roles, p) {
+			notes = append(notes, permissionNote{Name: p, Allows: allows[p]})
+		}
+	}
+	return notes
 }
 
 // handleHealthz serves GET /healthz: 200 while the process is alive.

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -353,7 +354,7 @@ func BenchmarkHeroesListNoAuth(b *testing.B) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /api/heroes/{$}", handleHeroList(logger, store))
-	url, client := benchServer(b, withMiddleware(logger, mux))
+	url, client := benchServer(b, withMiddleware(logger, nil, mux))
 	benchGet(b, client, url+"/api/heroes/", func() string { return "" })
 }
 
@@ -517,5 +518,56 @@ func TestRunWarnsWhenSessionKeyIsUnset(t *testing.T) {
 				t.Errorf("SESSION_KEY %s: warned = %v; want %v; logs:\n%s", tc.name, warned, tc.wantWarn, logs)
 			}
 		})
+	}
+}
+
+// TestRunLogsSettingWarnings: a likely mistake in the settings starts the
+// service with a warning naming it, and the URL it is reached at is logged.
+func TestRunLogsSettingWarnings(t *testing.T) {
+	t.Parallel()
+	idp := newTestIDP(t)
+	_, logs, stop := startRun(t, nil, idp.getenv(map[string]string{"API_SCOPE": "Heroes.Read"}))
+	var warned, ready bool
+	for deadline := time.Now().Add(5 * time.Second); !ready && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for line := range strings.SplitSeq(logs.String(), "\n") {
+			var rec struct{ Level, Msg, URL string }
+			if json.Unmarshal([]byte(line), &rec) != nil {
+				continue
+			}
+			warned = warned || rec.Level == "WARN" && strings.Contains(rec.Msg, `API_SCOPE entry "Heroes.Read" names no App ID URI`)
+			ready = ready || rec.Msg == "ready" && rec.URL == "http://localhost:8000/"
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("run = %v", err)
+	}
+	if !warned || !ready {
+		t.Errorf("warned about API_SCOPE %v, logged the URL once the keys were loaded %v; want both:\n%s", warned, ready, logs)
+	}
+}
+
+func TestPermissionNotes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name          string
+		scopes, roles []string
+		want          []string
+	}{
+		{"reader", []string{permRead}, nil, []string{permRead}},
+		{"delegated, strongest last", []string{permAdmin, "User.Read", permRead}, nil, []string{permRead, permAdmin}},
+		{"application role", nil, []string{permCreate}, []string{permCreate}},
+		{"none of the API's", []string{"User.Read"}, nil, nil},
+	}
+	for _, tc := range tests {
+		var got []string
+		for _, n := range permissionNotes(&claims{Scopes: tc.scopes, Roles: tc.roles}) {
+			if n.Allows == "" {
+				t.Errorf("%s: %s allows nothing", tc.name, n.Name)
+			}
+			got = append(got, n.Name)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: permissionNotes = %v; want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -31,19 +31,15 @@ func apiScopes(cfg config) (read, create, admin string) {
 
 // handleOpenAPI serves GET /openapi.json: the OpenAPI 3.1 document of every
 // route, the hero schema, the error shapes and an oauth2 authorizationCode
-// security scheme, so Postman or Swagger UI users can sign in. The
-// authorize and token URLs come from the discovery document
-// (prov.metadata); when it cannot be read they fall back to Entra's v2.0
-// endpoints under cfg.AuthorityHost and cfg.TenantID, which is where
-// discovery points for Entra, so the document is always complete. No
+// security scheme, so Postman or Swagger UI users can sign in. Its one
+// server is the service's base URL (serviceBase of REDIRECT_URI), so a
+// Swagger UI served elsewhere calls the service. The authorize and token
+// URLs come from the discovery document (oauthEndpoints, which falls back
+// to Entra's v2.0 endpoints), so the document is always complete. No
 // authentication; it holds no secret.
 func handleOpenAPI(cfg config, prov *provider) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		authURL := cfg.AuthorityHost + "/" + cfg.TenantID + "/oauth2/v2.0/authorize"
-		tokenURL := cfg.AuthorityHost + "/" + cfg.TenantID + "/oauth2/v2.0/token"
-		if md, err := prov.metadata(r.Context()); err == nil && md.AuthorizationEndpoint != "" && md.TokenEndpoint != "" {
-			authURL, tokenURL = md.AuthorizationEndpoint, md.TokenEndpoint
-		}
+		authURL, tokenURL := oauthEndpoints(r.Context(), cfg, prov)
 		w.Header().Set("Cache-Control", "no-cache")
 		writeJSON(w, http.StatusOK, openAPIDocument(cfg, authURL, tokenURL))
 	})
@@ -54,6 +50,7 @@ func openAPIDocument(cfg config, authURL, tokenURL string) obj {
 	read, create, admin := apiScopes(cfg)
 	return obj{
 		"openapi": "3.1.0",
+		"servers": []obj{{"url": serviceBase(cfg.RedirectURI), "description": "This service, as REDIRECT_URI names it"}},
 		"info": obj{
 			"title":   "Heroes API",
 			"version": "1.0.0",
@@ -109,6 +106,10 @@ func openAPIServicePaths() obj {
 			"responses": obj{"200": jsonResponse("Ready", obj{"type": "object"}), "503": withRetryAfter(jsonResponse("Not ready: names the check that failed", obj{"type": "object"}))}}},
 		"/openapi.json": obj{"get": obj{"summary": "This document", "operationId": "openapi", "tags": []string{"service"},
 			"responses": obj{"200": jsonResponse("OpenAPI 3.1 document", obj{"type": "object"})}}},
+		"/docs": obj{"get": obj{"summary": "Swagger UI for this document, with Authorize", "operationId": "docs", "tags": []string{"service"},
+			"responses": obj{"200": obj{"description": "HTML page", "content": obj{"text/html": obj{"schema": obj{"type": "string"}}}}}}},
+		"/docs/oauth2-redirect": obj{"get": obj{"summary": "Where Swagger UI's sign-in pop-up returns (the SPA redirect URI)", "operationId": "docsRedirect", "tags": []string{"service"},
+			"responses": obj{"200": obj{"description": "HTML page handing the code to /docs", "content": obj{"text/html": obj{"schema": obj{"type": "string"}}}}}}},
 		"/auth/login": obj{"get": obj{"summary": "Start the sign-in (redirects to Entra ID)", "operationId": "login", "tags": []string{"auth"},
 			"responses": obj{"302": obj{"description": "Redirect to the authorization endpoint"}}}},
 		"/auth/callback": obj{"get": obj{"summary": "Sign-in callback (redirect_uri)", "operationId": "callback", "tags": []string{"auth"},
@@ -312,11 +313,12 @@ func openAPISchemas() obj {
 		"HTTPError": obj{"type": "object", "required": []string{"detail"}, "properties": obj{"detail": obj{"type": "string"}}},
 		"HTTPValidationError": obj{"type": "object", "required": []string{"detail"},
 			"properties": obj{"detail": obj{"type": "array", "items": ref("ValidationError")}}},
-		"ValidationError": obj{"type": "object", "required": []string{"loc", "msg", "type"}, "properties": obj{
-			"loc":  obj{"type": "array", "items": obj{"anyOf": []obj{{"type": "string"}, {"type": "integer"}}}},
-			"msg":  obj{"type": "string"},
-			"type": obj{"type": "string", "description": "pydantic's error type: missing, int_type, int_parsing, int_from_float, bool_type, bool_parsing, string_type, extra_forbidden, greater_than_equal, less_than_equal, string_too_long, too_long, json_invalid, …"},
-			"ctx":  obj{"type": "object"},
+		"ValidationError": obj{"type": "object", "required": []string{"loc", "msg", "type", "input"}, "properties": obj{
+			"loc":   obj{"type": "array", "items": obj{"anyOf": []obj{{"type": "string"}, {"type": "integer"}}}},
+			"msg":   obj{"type": "string"},
+			"type":  obj{"type": "string", "description": "pydantic's error type: missing, int_type, int_parsing, int_from_float, bool_type, bool_parsing, string_type, extra_forbidden, greater_than_equal, less_than_equal, string_too_long, too_long, json_invalid, …"},
+			"input": obj{"description": "The offending value as sent (for missing, the object it is missing from); a value whose JSON is over 256 bytes is cut and ends in …, as a string"},
+			"ctx":   obj{"type": "object"},
 		}},
 	}
 }

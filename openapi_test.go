@@ -319,3 +319,21 @@ func TestOpenAPIConstraints(t *testing.T) {
 
 // abilityNames are the six ability score names.
 var abilityNames = []string{"strength", "dexterity", "constitution", "intelligence", "wisdom", "charisma"}
+
+// TestOpenAPIServers: the document names one server, the service's base URL
+// from REDIRECT_URI (a proxy's path prefix kept), so a Swagger UI or client
+// served elsewhere calls the service and not its own host.
+func TestOpenAPIServers(t *testing.T) {
+	p := newTestIDP(t)
+	for redirect, want := range map[string]string{
+		"http://localhost:8000/auth/callback":           "http://localhost:8000",
+		"https://heroes.example.com/team/auth/callback": "https://heroes.example.com/team",
+		"http://localhost:8000/callback":                "http://localhost:8000", // not the callback's path
+	} {
+		doc := fetchOpenAPI(t, p.config(t, map[string]string{"REDIRECT_URI": redirect}))
+		servers, _ := doc["servers"].([]any)
+		if len(servers) != 1 || dig(t, servers[0], "url") != want {
+			t.Errorf("REDIRECT_URI %s: servers = %v; want one, %s", redirect, doc["servers"], want)
+		}
+	}
+}

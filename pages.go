@@ -2,11 +2,11 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"html/template"
 	"mime"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -69,19 +69,32 @@ func rangeSpecificity(rng, want string) int {
 	return -1
 }
 
-// signedInPreview gives what the signed-in page shows of the API for a new
-// access token: a few item names, or a sentence saying why there are none.
-// handleCallback takes one; nil shows nothing.
-type signedInPreview func(ctx context.Context, accessToken *claims) (items []string, note string)
+// apiPreview is what the signed-in page shows of the API for a new access
+// token.
+type apiPreview struct {
+	// Items are a few of the API's items as the token would list them.
+	Items []string
+	// Note says why there are no items to show, or is "".
+	Note string
+	// Permissions are the API's permissions the token carries, each with
+	// what it allows; an empty list says that it carries none.
+	Permissions []permissionNote
+}
+
+// permissionNote is one permission of a token and what it allows.
+type permissionNote struct {
+	Name, Allows string
+}
+
+// signedInPreview gives the signed-in page's apiPreview for a new access
+// token. handleCallback takes one from the program that serves the API;
+// nil shows nothing of it.
+type signedInPreview func(ctx context.Context, accessToken *claims) apiPreview
 
 // renderSignedIn answers the callback with the signed-in HTML page.
-func (af *authFlow) renderSignedIn(w http.ResponseWriter, ans tokenAnswer, idc *claims, heroNames []string, heroNote string) {
-	// The API lives next to the callback: REDIRECT_URI without its
-	// /auth/callback suffix (which keeps a reverse proxy's path prefix).
-	base := "http://localhost:8000"
-	if u, err := url.Parse(af.opts.RedirectURI); err == nil && u.Host != "" {
-		base = u.Scheme + "://" + u.Host + strings.TrimSuffix(u.Path, "/auth/callback")
-	}
+func (af *authFlow) renderSignedIn(w http.ResponseWriter, ans tokenAnswer, idc *claims, preview *apiPreview) {
+	// The API lives next to the callback (serviceBase).
+	base := cmp.Or(serviceBase(af.opts.RedirectURI), "http://localhost:8000")
 	af.render(w, http.StatusOK, "signedin", map[string]any{
 		"Name":         idc.Name,
 		"Username":     idc.PreferredUsername,
@@ -94,8 +107,7 @@ func (af *authFlow) renderSignedIn(w http.ResponseWriter, ans tokenAnswer, idc *
 		"RefreshToken": ans.RefreshToken,
 		"RefreshCurl":  "curl -X POST --data-urlencode 'refresh_token=" + ans.RefreshToken + "' " + base + "/auth/refresh",
 		"ReturnTo":     ans.ReturnTo,
-		"Heroes":       heroNames,
-		"HeroesNote":   heroNote,
+		"Preview":      preview,
 	})
 }
 
@@ -140,10 +152,12 @@ pre{background:#f4f4f4;padding:.75rem;overflow-x:auto;white-space:pre-wrap;word-
 {{if .Dev}}<p><strong>Development mode:</strong> sign-in goes to the local identity provider; it is not for production.</p>{{end}}
 <ul>
 <li><a href="/auth/login">Sign in</a> (or <a href="/auth/login?prompt=select_account">pick another account</a>) to get an access token</li>
-<li><a href="/api/heroes/">/api/heroes/</a>: the API (needs <code>Authorization: Bearer &lt;token&gt;</code>)</li>
+<li><a href="/docs">/docs</a>: try the API in the browser: press <strong>Authorize</strong>, sign in, then <strong>Try it out</strong></li>
 <li><a href="/openapi.json">/openapi.json</a>: the API's description</li>
 <li><a href="/auth/logout">Sign out</a></li>
 </ul>
+<p>The API is under <code>/api/heroes/</code>; every call needs <code>Authorization: Bearer &lt;access token&gt;</code>,
+so a plain link to it can only answer 401.</p>
 {{with .Scopes}}<p>Scopes asked for: {{range .}}<code>{{.}}</code> {{end}}</p>{{end}}
 </body></html>{{end}}
 
@@ -152,10 +166,14 @@ pre{background:#f4f4f4;padding:.75rem;overflow-x:auto;white-space:pre-wrap;word-
 <p>Signed in as <strong>{{or .Name "(no name)"}}</strong>{{with .Username}} ({{.}}){{end}}{{with .TenantID}} in tenant <code>{{.}}</code>{{end}}.</p>
 <p>Granted scopes: {{range .Scopes}}<code>{{.}}</code> {{else}}none{{end}}</p>
 <p>The access token expires in {{.ExpiresIn}} seconds, at {{.ExpiresAt}}.</p>
-<p>Call the API:</p>
+{{with .Preview}}{{if .Permissions}}<p>What this token allows:</p>
+<ul>{{range .Permissions}}<li><code>{{.Name}}</code>: {{.Allows}}</li>{{end}}</ul>
+{{else}}<p>This token carries none of the API's permissions: every call to it will answer 403.</p>{{end}}{{end}}
+<p>Try the API in the browser: open <a href="/docs">/docs</a>, press <strong>Authorize</strong>, and paste the access token
+below under <code>bearerAuth</code> (or sign in there under <code>oauth2</code>), then <strong>Try it out</strong>. Or call it:</p>
 <pre>{{.Curl}}</pre>
-{{if or .Heroes .HeroesNote}}<p>What <code>GET /api/heroes/</code> answers with this token, first ten:</p>
-{{with .Heroes}}<ul>{{range .}}<li>{{.}}</li>{{end}}</ul>{{end}}{{with .HeroesNote}}<p>{{.}}</p>{{end}}{{end}}
+{{with .Preview}}{{if or .Items .Note}}<p>What <code>GET /api/heroes/</code> answers with this token, first ten:</p>
+{{with .Items}}<ul>{{range .}}<li>{{.}}</li>{{end}}</ul>{{end}}{{with .Note}}<p>{{.}}</p>{{end}}{{end}}{{end}}
 <details><summary>Access token</summary><pre>{{.Token}}</pre></details>
 {{with .RefreshToken}}<p>A refresh token was issued: POST it to <code>/auth/refresh</code> for a new access token when this one expires:</p>
 <pre>{{$.RefreshCurl}}</pre>

@@ -70,10 +70,14 @@ func TestIndexPage(t *testing.T) {
 	if w.Code != 200 || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/html") {
 		t.Fatalf("GET / = %d %q; want 200 text/html", w.Code, w.Header().Get("Content-Type"))
 	}
-	for _, want := range []string{`href="/auth/login"`, `href="/api/heroes/"`, `href="/openapi.json"`} {
+	for _, want := range []string{`href="/auth/login"`, `href="/docs"`, `href="/openapi.json"`} {
 		if !strings.Contains(w.Body.String(), want) {
 			t.Errorf("index lacks %s", want)
 		}
+	}
+	// A plain link to the API can only answer 401 in a browser.
+	if strings.Contains(w.Body.String(), `href="/api/`) {
+		t.Errorf("index links to the API, which a browser can only get a 401 from:\n%s", w.Body)
 	}
 	if strings.Contains(w.Body.String(), "src=") || strings.Contains(w.Body.String(), `href="http`) {
 		t.Errorf("index loads external assets")

@@ -293,6 +293,16 @@ func (s *spentStates) spend(state string, created int64, now time.Time) bool {
 	return true
 }
 
+// has reports whether state was spent by a callback whose login has not
+// yet expired at now: a second callback for it is a reload or a replay.
+func (s *spentStates) has(state string, now time.Time) bool {
+	sum := sha256.Sum256([]byte(state))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	exp, ok := s.expires[sum]
+	return ok && !now.After(exp)
+}
+
 // prune drops, from the oldest, entries that have expired at now, then
 // entries beyond max-1 so that one more fits. s.mu must be held.
 func (s *spentStates) prune(now time.Time) {
