@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -524,9 +523,10 @@ func (af *authFlow) verifyFailure(w http.ResponseWriter, r *http.Request, which,
 }
 
 // handleRefresh serves POST /auth/refresh: it takes refresh_token from an
-// application/x-www-form-urlencoded or application/json body (at most
-// maxRefreshBody bytes; 413 beyond, 415 for other types, 400 when missing)
-// and redeems it (grant_type=refresh_token, RFC 6749 §6) with the same client
+// application/x-www-form-urlencoded or application/json body
+// (readRefreshToken: 400 invalid_request for a missing, repeated or
+// malformed one, without calling the identity provider; 408, 413, 415) and
+// redeems it (grant_type=refresh_token, RFC 6749 §6) with the same client
 // authentication and error mapping as the callback. The new access token is
 // verified before it is handed out, and a new ID token when one comes. An
 // answer without a new refresh token or ID token is normal (Entra rotates
@@ -535,7 +535,10 @@ func (af *authFlow) handleRefresh() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		rt, status, detail := readRefreshToken(w, r)
-		if status != 0 {
+		if status == http.StatusBadRequest {
+			writeJSON(w, status, apiError{Detail: detail, Error: "invalid_request"}) // RFC 6749 §5.2
+			return
+		} else if status != 0 {
 			writeError(w, status, detail)
 			return
 		}
@@ -578,40 +581,85 @@ func (af *authFlow) handleRefresh() http.Handler {
 	})
 }
 
-// readRefreshToken reads refresh_token from the body of r. On failure it
-// returns the status (400, 413 or 415) and a message; status is 0 on success.
+// maxRefreshTokenLen bounds refresh_token, in bytes. Entra's refresh tokens
+// are opaque strings of one to a few KB; a longer value cannot be one and
+// is refused without calling the identity provider.
+const maxRefreshTokenLen = 8 << 10
+
+// readRefreshToken reads refresh_token from the body of r, as strictly as
+// hero bodies are read: application/x-www-form-urlencoded or
+// application/json, UTF-8 only (a charset parameter other than utf-8 is a
+// 415), at most maxRefreshBody bytes (413), each form parameter or JSON
+// member given once, no other JSON member. The token must be 1 to
+// maxRefreshTokenLen characters of RFC 6749's VSCHAR (Appendix A.17). On
+// failure it returns the status (400, 408, 413 or 415) and a message; status
+// is 0 on success.
 func readRefreshToken(w http.ResponseWriter, r *http.Request) (token string, status int, detail string) {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil {
-		mt = ""
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || (mt != "application/x-www-form-urlencoded" && mt != "application/json") ||
+		len(params) > 1 || (len(params) == 1 && !strings.EqualFold(params["charset"], "utf-8")) {
+		return "", http.StatusUnsupportedMediaType, "send refresh_token as application/x-www-form-urlencoded or application/json, in UTF-8"
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxRefreshBody)
-	switch mt {
-	case "application/x-www-form-urlencoded":
-		if err := r.ParseForm(); err != nil {
-			return "", bodyErrorStatus(err), "the form body is unreadable or too large"
-		}
-		token = r.PostForm.Get("refresh_token")
-	case "application/json":
-		var in struct {
-			RefreshToken string `json:"refresh_token"`
-		}
-		dec := json.NewDecoder(r.Body)
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&in); err != nil {
-			return "", bodyErrorStatus(err), "the JSON body must be {\"refresh_token\": \"…\"}"
-		}
-		if dec.More() {
-			return "", http.StatusBadRequest, "the JSON body must hold one object"
-		}
-		token = in.RefreshToken
+	data, status, err := readBody(w, r, maxRefreshBody)
+	switch status {
+	case 0:
+	case http.StatusRequestTimeout:
+		return "", status, "the body did not arrive in time; send it again"
 	default:
-		return "", http.StatusUnsupportedMediaType, "send refresh_token as application/x-www-form-urlencoded or application/json"
+		return "", status, "the body is unreadable or too large"
 	}
-	if token == "" {
+	if mt == "application/json" {
+		token, detail = refreshTokenFromJSON(data)
+	} else {
+		token, detail = refreshTokenFromForm(data)
+	}
+	switch {
+	case detail != "":
+		return "", http.StatusBadRequest, detail
+	case token == "":
 		return "", http.StatusBadRequest, "refresh_token is required"
+	case len(token) > maxRefreshTokenLen || strings.ContainsFunc(token, func(c rune) bool { return c < 0x20 || c > 0x7e }):
+		return "", http.StatusBadRequest, fmt.Sprintf("refresh_token is not a refresh token: at most %d printable ASCII characters", maxRefreshTokenLen)
 	}
 	return token, 0, ""
+}
+
+// refreshTokenFromForm reads refresh_token from a form body (the WHATWG
+// urlencoded format url.ParseQuery reads): no parameter twice (RFC 6749
+// §3.2), names and values UTF-8. Other parameters are ignored. detail is ""
+// on success.
+func refreshTokenFromForm(data []byte) (token, detail string) {
+	form, err := url.ParseQuery(string(data))
+	if err != nil {
+		return "", "the form body is malformed"
+	}
+	for k, vs := range form {
+		if len(vs) > 1 {
+			return "", "the form gives " + truncate(k, 40) + " more than once"
+		}
+		if !utf8.ValidString(k) || !utf8.ValidString(vs[0]) {
+			return "", "the form body is not UTF-8"
+		}
+	}
+	return form.Get("refresh_token"), ""
+}
+
+// refreshTokenFromJSON reads refresh_token from a JSON body: one object
+// (parseObject: UTF-8, no member twice) whose only member is refresh_token,
+// a string. detail is "" on success.
+func refreshTokenFromJSON(data []byte) (token, detail string) {
+	const want = `the JSON body must be one object {"refresh_token": "…"}`
+	err := parseObject(data, func(m member) error {
+		if string(m.key) != "refresh_token" || m.val[0] != '"' {
+			return errors.New("not the refresh_token string")
+		}
+		token = unquote(m.val)
+		return nil
+	})
+	if err != nil {
+		return "", want
+	}
+	return token, ""
 }
 
 // handleLogout serves GET /auth/logout[?return_to=/path]: it deletes every

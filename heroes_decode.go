@@ -56,7 +56,7 @@ func (e validationError) Error() string {
 }
 
 // requestError is a request refused before validation, with its status:
-// 413 (body too large) or 415 (not JSON).
+// 408 (body not in time), 413 (body too large) or 415 (not JSON).
 type requestError struct {
 	status int
 	detail string
@@ -68,15 +68,18 @@ func (e *requestError) Error() string { return "heroes: " + strings.ToLower(e.de
 // decodeHero reads a hero from a JSON request body: Content-Type must be
 // application/json (charset utf-8 allowed), the body at most maxBodyBytes,
 // exactly one JSON value (checkJSON), then validated by validateHero. Errors
-// are *requestError (413, 415) or validationError (422); writeDecodeError
-// answers either.
+// are *requestError (408, 413, 415) or validationError (422);
+// writeDecodeError answers either.
 func decodeHero(w http.ResponseWriter, r *http.Request) (hero, error) {
 	if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
 		return hero{}, err
 	}
 	data, status, err := readBody(w, r, maxBodyBytes)
-	if status == http.StatusRequestEntityTooLarge {
+	switch status {
+	case http.StatusRequestEntityTooLarge:
 		return hero{}, &requestError{status, fmt.Sprintf("Request body is larger than %d bytes", maxBodyBytes)}
+	case http.StatusRequestTimeout:
+		return hero{}, &requestError{status, "The request body did not arrive in time; send it again"}
 	}
 	if err != nil {
 		return hero{}, validationError{{Loc: []any{"body"}, Msg: "Could not read the request body", Type: "body_read"}}

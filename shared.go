@@ -110,8 +110,8 @@ func isJSONType(contentType string) bool {
 // readBody reads the request body, at most limit bytes (http.MaxBytesReader,
 // which also tells the server to close the connection after a larger one).
 // A declared Content-Length up to limit sizes the buffer, so a body costs its
-// size once. On failure it returns the status to answer: 413 for a body over
-// limit, 400 for one that could not be read.
+// size once. On failure it returns the status to answer (bodyErrorStatus:
+// 413 over limit, 408 not in time, 400 unreadable).
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int, error) {
 	var buf bytes.Buffer
 	buf.Grow(int(min(max(r.ContentLength, 0), limit)) + bytes.MinRead)
@@ -122,10 +122,14 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int,
 }
 
 // bodyErrorStatus is the status for an error reading a request body: 413
-// when it came from http.MaxBytesReader, else 400.
+// when it came from http.MaxBytesReader, 408 when a read deadline passed
+// (the server's ReadTimeout, RFC 9110 §15.5.9), else 400.
 func bodyErrorStatus(err error) int {
+	var ne net.Error
 	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 		return http.StatusRequestEntityTooLarge
+	} else if errors.As(err, &ne) && ne.Timeout() {
+		return http.StatusRequestTimeout
 	}
 	return http.StatusBadRequest
 }
