@@ -168,11 +168,20 @@ func utf16Bytes(s string) int {
 //   - Create fails with errHeroConflict when h.ID is already stored;
 //   - Replace and Delete of an unknown id give errHeroNotFound whatever
 //     ifMatch holds;
-//   - a hero the store cannot hold gives errHeroTooLarge (maps to 422).
+//   - a hero the store cannot hold gives errHeroTooLarge (maps to 422);
+//   - CreateOnce is Create under an idempotency key: unless key.ID was
+//     used within idempotencyTTL it creates h and remembers the answer
+//     (replay false); otherwise it creates nothing and returns the first
+//     answer (replay true), or errIdempotencyMismatch when that one was for
+//     another key.Fingerprint. The key lives where the heroes do, so
+//     replicas of a shared store agree and durable stores keep it across a
+//     restart; a create that failed, or whose answer was lost, and is
+//     retried with its key never stores h twice.
 type heroStore interface {
 	List(ctx context.Context, offset, limit int) ([]hero, error)
 	Get(ctx context.Context, id string) (h hero, etag string, err error)
 	Create(ctx context.Context, h hero) (etag string, err error)
+	CreateOnce(ctx context.Context, h hero, key idempotencyKey) (rec idemRecord, replay bool, err error)
 	Replace(ctx context.Context, h hero, ifMatch string) (etag string, err error)
 	Delete(ctx context.Context, id string, ifMatch string) error
 	Ready(ctx context.Context) error
@@ -529,12 +538,24 @@ func handleHeroGet(logger *slog.Logger, store heroStore) http.Handler {
 // handleHeroCreate serves POST /api/heroes/ (and /api/heroes): 201 with the
 // stored hero under a new UUIDv4 id, its Location and ETag; 413, 415 or 422
 // for a bad body (decodeHero). An id in the body is ignored. Needs
-// Heroes.Create.
-func handleHeroCreate(logger *slog.Logger, store heroStore) http.Handler {
+// Heroes.Create. With an Idempotency-Key (idempotencyKeyOf; 400 when
+// malformed) bound to the caller callerID names, the same key and hero
+// within idempotencyTTL get the first answer again and create nothing, and
+// the same key with another hero gets 422 (heroStore.CreateOnce).
+func handleHeroCreate(logger *slog.Logger, store heroStore, callerID func(*http.Request) string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		keyID, err := idempotencyKeyOf(r, callerID)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, badIdempotencyKeyDetail)
+			return
+		}
 		h, err := decodeHero(w, r)
 		if err != nil {
 			writeDecodeError(w, err)
+			return
+		}
+		if keyID != nil {
+			createOnce(w, r, logger, store, h, *keyID)
 			return
 		}
 		h.ID = newHeroID()
@@ -547,6 +568,25 @@ func handleHeroCreate(logger *slog.Logger, store heroStore) http.Handler {
 		w.Header().Set("ETag", etagHeader(etag))
 		writeJSON(w, http.StatusCreated, h)
 	})
+}
+
+// createOnce is handleHeroCreate under the idempotency key keyID.
+func createOnce(w http.ResponseWriter, r *http.Request, logger *slog.Logger, store heroStore, h hero, keyID string) {
+	fp, err := heroFingerprint(h)
+	if err == nil {
+		h.ID = newHeroID()
+		var rec idemRecord
+		var replay bool
+		if rec, replay, err = store.CreateOnce(r.Context(), h, idempotencyKey{ID: keyID, Fingerprint: fp}); err == nil {
+			writeIdempotentCreate(w, rec, replay)
+			return
+		}
+	}
+	if errors.Is(err, errIdempotencyMismatch) {
+		writeJSON(w, http.StatusUnprocessableEntity, idempotencyMismatchAnswer)
+		return
+	}
+	writeStoreError(w, r, logger, err)
 }
 
 // conditionalTarget reads what PUT and DELETE act on: the hero id of the

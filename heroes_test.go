@@ -30,7 +30,7 @@ func heroMux(store heroStore) http.Handler {
 	mux := http.NewServeMux()
 	for _, path := range []string{"/api/heroes/{$}", "/api/heroes"} {
 		mux.Handle("GET "+path, handleHeroList(logger, store))
-		mux.Handle("POST "+path, handleHeroCreate(logger, store))
+		mux.Handle("POST "+path, handleHeroCreate(logger, store, testCaller))
 	}
 	mux.Handle("GET /api/heroes/{id}", handleHeroGet(logger, store))
 	mux.Handle("PUT /api/heroes/{id}", handleHeroReplace(logger, store))
@@ -38,6 +38,10 @@ func heroMux(store heroStore) http.Handler {
 	mux.Handle("GET /api/heroes-fireball-low-ac", handleFireballLowAC(logger, store))
 	return mux
 }
+
+// testCaller names the caller of a request to heroMux by its X-Test-Caller
+// header, as heroesCaller names it by its token.
+func testCaller(r *http.Request) string { return r.Header.Get("X-Test-Caller") }
 
 // do sends one request to h and returns the recorder. A non-empty body is
 // sent as application/json unless headers say otherwise.
@@ -444,6 +448,9 @@ func (s failingStore) Get(context.Context, string) (hero, string, error) {
 	return hero{}, "", s.err
 }
 func (s failingStore) Create(context.Context, hero) (string, error)          { return "", s.err }
+func (s failingStore) CreateOnce(context.Context, hero, idempotencyKey) (idemRecord, bool, error) {
+	return idemRecord{}, false, s.err
+}
 func (s failingStore) Replace(context.Context, hero, string) (string, error) { return "", s.err }
 func (s failingStore) Delete(context.Context, string, string) error          { return s.err }
 func (s failingStore) Ready(context.Context) error                           { return s.err }

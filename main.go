@@ -321,7 +321,7 @@ func addRoutes(mux router, logger *slog.Logger, cfg config, prov *provider, v *v
 	// The original's paths end in "/"; the version without it works too.
 	for _, path := range []string{"/api/heroes/{$}", "/api/heroes"} {
 		mux.Handle("GET "+path, read(handleHeroList(logger, store)))
-		mux.Handle("POST "+path, create(handleHeroCreate(logger, store)))
+		mux.Handle("POST "+path, create(handleHeroCreate(logger, store, heroesCaller)))
 	}
 	mux.Handle("GET /api/heroes/{id}", read(handleHeroGet(logger, store)))
 	mux.Handle("PUT /api/heroes/{id}", create(handleHeroReplace(logger, store)))
@@ -331,6 +331,17 @@ func addRoutes(mux router, logger *slog.Logger, cfg config, prov *provider, v *v
 	if idp != nil {
 		idp.addRoutes(mux, logger)
 	}
+}
+
+// heroesCaller names the caller of a request for the heroes piece, which
+// binds idempotency keys to it: the tenant, object and client ids (tid,
+// oid, azp or appid) of the claims requireAuth verified; "" without them.
+func heroesCaller(r *http.Request) string {
+	c, ok := principalFrom(r.Context())
+	if !ok {
+		return ""
+	}
+	return c.TenantID + "/" + c.ObjectID + "/" + c.AuthorizedParty
 }
 
 // heroesPreview is what GET /api/heroes/?limit=10 would answer to an access
