@@ -447,7 +447,7 @@ func (s failingStore) List(context.Context, int, int) ([]hero, error) { return n
 func (s failingStore) Get(context.Context, string) (hero, string, error) {
 	return hero{}, "", s.err
 }
-func (s failingStore) Create(context.Context, hero) (string, error)          { return "", s.err }
+func (s failingStore) Create(context.Context, hero) (string, error) { return "", s.err }
 func (s failingStore) CreateOnce(context.Context, hero, idempotencyKey) (idemRecord, bool, error) {
 	return idemRecord{}, false, s.err
 }
