@@ -220,7 +220,10 @@ func openStore(ctx context.Context, opts storeOptions, client *http.Client, logg
 		if err != nil {
 			return nil, err
 		}
-		logger.Info("heroes: file store", "file", opts.File, "heroes", s.count())
+		logger.Info("heroes: file store", "file", opts.File, "heroes", s.count(), "stale_temporary_files", s.staleTemps)
+		if s.staleErr != nil {
+			logger.Warn("heroes: stale temporary files left in place", "err", s.staleErr)
+		}
 		return s, nil
 	case "azuretable":
 		return openTableStore(ctx, opts.ConnectionString, opts.Table, client, logger)
