@@ -156,14 +156,14 @@ func (af *authFlow) handleLogin() http.Handler {
 		}
 		target, err := af.authorizeURL(md, ls, q)
 		if err != nil {
-			af.logger.Error("auth: unusable authorization_endpoint in the discovery document", "err", err)
+			af.logger.ErrorContext(r.Context(), "auth: unusable authorization_endpoint in the discovery document", "err", err)
 			af.fail(w, r, http.StatusBadGateway, "the identity provider's authorization endpoint is unusable", "", "")
 			return
 		}
 		name := loginCookieName(ls.State)
 		value, err := af.seal.seal(name, ls)
 		if err != nil {
-			af.logger.Error("auth: sealing the login cookie", "err", err)
+			af.logger.ErrorContext(r.Context(), "auth: sealing the login cookie", "err", err)
 			af.fail(w, r, http.StatusInternalServerError, "internal error", "", "")
 			return
 		}
@@ -171,7 +171,7 @@ func (af *authFlow) handleLogin() http.Handler {
 			http.SetCookie(w, expiredCookie(old, af.opts.secureCookies()))
 		}
 		http.SetCookie(w, loginCookie(name, value, af.opts.secureCookies()))
-		af.logger.Info("auth: login started", "login", loginCookieID(ls.State))
+		af.logger.InfoContext(r.Context(), "auth: login started", "login", loginCookieID(ls.State))
 		http.Redirect(w, r, target, http.StatusFound)
 	})
 }
@@ -308,7 +308,7 @@ func (af *authFlow) handleCallback(preview signedInPreview) http.Handler {
 			err = errStateSpent
 		}
 		if err != nil {
-			af.logger.Warn("auth: callback rejected", "login", loginCookieID(state), "err", err)
+			af.logger.WarnContext(r.Context(), "auth: callback rejected", "login", loginCookieID(state), "err", err)
 			af.fail(w, r, http.StatusBadRequest, "this sign-in is unknown, expired or already finished; "+restartLogin, "invalid_request", "")
 			return
 		}
@@ -338,7 +338,7 @@ func (af *authFlow) finishLogin(w http.ResponseWriter, r *http.Request, ls login
 		return
 	}
 	if tr.IDToken == "" {
-		af.logger.Warn("auth: token endpoint answered without an id_token", "login", id)
+		af.logger.WarnContext(ctx, "auth: token endpoint answered without an id_token", "login", id)
 		af.fail(w, r, http.StatusBadGateway, "the identity provider returned no ID token", "", "")
 		return
 	}
@@ -352,7 +352,7 @@ func (af *authFlow) finishLogin(w http.ResponseWriter, r *http.Request, ls login
 		af.verifyFailure(w, r, "access_token", id, err)
 		return
 	}
-	af.logger.Info("auth: signed in", "login", id, "oid", idc.ObjectID, "tid", idc.TenantID)
+	af.logger.InfoContext(ctx, "auth: signed in", "login", id, "oid", idc.ObjectID, "tid", idc.TenantID)
 	ans := newTokenAnswer(tr, idc, atc, af.now())
 	ans.ReturnTo = ls.ReturnTo
 	if ans.ReturnTo == "/" {
@@ -469,7 +469,7 @@ func (af *authFlow) idpError(w http.ResponseWriter, r *http.Request, code, desc,
 		_, err := af.seal.openLogin(r, state, af.now())
 		live = err == nil
 	}
-	af.logger.Warn("auth: identity provider answered the login with an error", "login", id, "error", code, "aadsts", aadsts, "own_login", live)
+	af.logger.WarnContext(r.Context(), "auth: identity provider answered the login with an error", "login", id, "error", code, "aadsts", aadsts, "own_login", live)
 	detail := "sign-in failed: the identity provider answered " + code
 	switch {
 	case live && isNQSChars(desc):
@@ -504,7 +504,7 @@ func (af *authFlow) fail(w http.ResponseWriter, r *http.Request, status int, det
 // providerDown answers 503 when the discovery document or keys cannot be
 // loaded (errIDPUnavailable or any other metadata error).
 func (af *authFlow) providerDown(w http.ResponseWriter, r *http.Request, err error) {
-	af.logger.Warn("auth: identity provider metadata unavailable", "err", err)
+	af.logger.WarnContext(r.Context(), "auth: identity provider metadata unavailable", "err", err)
 	w.Header().Set("Retry-After", "5")
 	af.fail(w, r, http.StatusServiceUnavailable, "the identity provider is unavailable; try again shortly", "temporarily_unavailable", "")
 }
@@ -518,7 +518,7 @@ func (af *authFlow) verifyFailure(w http.ResponseWriter, r *http.Request, which,
 		af.providerDown(w, r, err)
 		return
 	}
-	af.logger.Warn("auth: token from the identity provider failed verification", "login", id, "token", which, "err", err)
+	af.logger.WarnContext(r.Context(), "auth: token from the identity provider failed verification", "login", id, "token", which, "err", err)
 	af.fail(w, r, http.StatusBadGateway, "the identity provider returned a token that failed verification", "", "")
 }
 
@@ -576,7 +576,7 @@ func (af *authFlow) handleRefresh() http.Handler {
 		if tr.IDToken == "" {
 			ans.Notes = append(ans.Notes, "no new ID token was issued: the identity is the one from sign-in")
 		}
-		af.logger.Info("auth: tokens refreshed", "oid", atc.ObjectID, "tid", atc.TenantID)
+		af.logger.InfoContext(ctx, "auth: tokens refreshed", "oid", atc.ObjectID, "tid", atc.TenantID)
 		writeJSON(w, http.StatusOK, ans)
 	})
 }
@@ -687,7 +687,7 @@ func (af *authFlow) handleLogout() http.Handler {
 		}
 		u, err := parseEndpoint(md.EndSessionEndpoint)
 		if err != nil {
-			af.logger.Error("auth: unusable end_session_endpoint in the discovery document", "err", err)
+			af.logger.ErrorContext(r.Context(), "auth: unusable end_session_endpoint in the discovery document", "err", err)
 			af.fail(w, r, http.StatusBadGateway, "the identity provider's logout endpoint is unusable", "", "")
 			return
 		}
@@ -696,7 +696,7 @@ func (af *authFlow) handleLogout() http.Handler {
 			q.Set("post_logout_redirect_uri", af.opts.PostLogoutRedirectURI)
 			u.RawQuery = q.Encode()
 		}
-		af.logger.Info("auth: logout")
+		af.logger.InfoContext(r.Context(), "auth: logout")
 		http.Redirect(w, r, u.String(), http.StatusFound)
 	})
 }

@@ -289,14 +289,14 @@ func writeStoreError(w http.ResponseWriter, r *http.Request, logger *slog.Logger
 			Ctx:  map[string]any{"max_bytes": maxHeroJSONBytes},
 		}}})
 	case errors.Is(err, errStoreUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		logger.Warn("heroes: store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		logger.WarnContext(r.Context(), "heroes: store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, "The hero store is unavailable; try again shortly")
 	case errors.Is(err, errStoreBadAnswer):
-		logger.Error("heroes: store gave an unexpected answer", "method", r.Method, "path", r.URL.Path, "err", err)
+		logger.ErrorContext(r.Context(), "heroes: store gave an unexpected answer", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusBadGateway, "The hero store gave an unexpected answer")
 	default:
-		logger.Error("heroes: store failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		logger.ErrorContext(r.Context(), "heroes: store failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "Internal error")
 	}
 }
@@ -489,7 +489,7 @@ func (a *heroArray) close() { a.write([]byte("]\n")) }
 // without the final chunk) or reset the stream (HTTP/2). The client thus
 // sees a broken answer, never a valid-looking but incomplete list.
 func (a *heroArray) abort(logger *slog.Logger, r *http.Request, err error) {
-	logger.Error("heroes: answer cut off after its status was sent", "method", r.Method, "path", r.URL.Path, "heroes_sent", a.n, "err", err)
+	logger.ErrorContext(r.Context(), "heroes: answer cut off after its status was sent", "method", r.Method, "path", r.URL.Path, "heroes_sent", a.n, "err", err)
 	panic(http.ErrAbortHandler)
 }
 

@@ -37,6 +37,8 @@ type memTable struct {
 	stallIf  func(r *http.Request, body []byte) bool
 	stallFor time.Duration
 	stalled  int // answers held so far
+	// onRequest, when set, is called with each request (m.mu held).
+	onRequest func(r *http.Request)
 }
 
 // newMemTable starts a memTable serving the account "fakeacct".
@@ -81,6 +83,9 @@ var entityPathPattern = regexp.MustCompile(`^/fakeacct/heroes\(PartitionKey='([^
 func (m *memTable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	m.mu.Lock()
+	if m.onRequest != nil {
+		m.onRequest(r)
+	}
 	stall := m.stallN > 0 && m.stallIf(r, body)
 	if stall {
 		m.stallN--

@@ -67,16 +67,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	logger := newLogger(cfg, stdout)
 	warnSettings(logger, cfg, ln.Addr())
 
-	client := newIDPClient()
+	m := newMetricsIf(cfg.MetricsAddr != "")
+	client, storeClient := newIDPClient(), newIDPClient()
+	client.Transport = traceTransport{next: http.DefaultTransport, observe: m.idpObserver()}
 	vo := cfg.verifyOptions(client, logger)
+	vo.Observe = m.verifyObserver()
 	prov := newProvider(vo)
 	keys := newKeySet(vo, prov)
 	v := newVerifier(vo, prov, keys)
-	store, err := openStore(ctx, cfg.storeOptions(), client, logger)
+	store, err := openStore(ctx, cfg.storeOptions(), storeClient, logger)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	store = m.meter(store)
 	if cfg.Dev {
 		if err := seedHeroes(ctx, store); err != nil {
 			logger.Warn("-dev: sample heroes not added", "err", err)
@@ -87,8 +91,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("%w: %w", errConfig, err)
 	}
 
+	stopMetrics, err := startMetrics(cfg.MetricsAddr, m, logger)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	go keys.run(ctx)
-	srv := newHTTPServer(newServer(logger, cfg, prov, v, af, store, idp), logger)
+	srv := newHTTPServer(m.instrument(newServer(logger, cfg, prov, v, af, store, idp)), logger)
 	if err := serve(ctx, srv, ln, cfg.ShutdownGrace, logger); err != nil {
 		return err
 	}
@@ -182,14 +191,16 @@ func warnSettings(logger *slog.Logger, cfg config, addr net.Addr) {
 }
 
 // newIDPClient is the HTTP client of every call to the identity provider and
-// the table store: a 10 s timeout (idpTimeout), and no redirects followed, so
+// the table store: a 10 s timeout (idpTimeout), a child traceparent on each
+// call (traceTransport), and no redirects followed, so
 // a form carrying the client secret, a code or a client assertion is never
 // re-sent to another server (RFC 6749 §3.2 wants the token endpoint itself).
 // A redirect answer reaches the caller as it is, and is refused there as an
 // unexpected status.
 func newIDPClient() *http.Client {
 	return &http.Client{
-		Timeout: idpTimeout,
+		Timeout:   idpTimeout,
+		Transport: traceTransport{next: http.DefaultTransport},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
@@ -230,13 +241,14 @@ func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 }
 
 // newLogger makes the service's one logger: JSON when LOG_FORMAT=json, text
-// otherwise, at LOG_LEVEL.
+// otherwise, at LOG_LEVEL; a line logged within a request carries its
+// request_id and trace_id (requestLogHandler).
 func newLogger(cfg config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(requestLogHandler{slog.NewJSONHandler(w, opts)})
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(requestLogHandler{slog.NewTextHandler(w, opts)})
 }
 
 // newServer builds the service's handler: every route (addRoutes) wrapped in
@@ -265,6 +277,7 @@ func withMiddleware(logger *slog.Logger, mux *http.ServeMux) http.Handler {
 func routeErrors(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
+		noteRoute(r.Context(), pattern)
 		if pattern != "" {
 			mux.ServeHTTP(w, r)
 			return
@@ -355,7 +368,7 @@ func heroesPreview(logger *slog.Logger, store heroStore) signedInPreview {
 		}
 		list, err := store.List(ctx, 0, 10)
 		if err != nil {
-			logger.Warn("auth: heroes for the signed-in page", "err", err)
+			logger.WarnContext(ctx, "auth: heroes for the signed-in page", "err", err)
 			return nil, "The heroes could not be read just now."
 		}
 		var names []string
@@ -390,7 +403,7 @@ func handleReadyz(logger *slog.Logger, v *verifier, store heroStore) http.Handle
 		}
 		if err := store.Ready(ctx); err != nil {
 			checks["store"], ready = "unavailable", false
-			logger.Warn("readyz: store not ready", "err", err)
+			logger.WarnContext(r.Context(), "readyz: store not ready", "err", err)
 		}
 		if !ready {
 			w.Header().Set("Retry-After", "5")
