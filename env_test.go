@@ -52,6 +52,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		{"discovery URL", cfg.verifyOptions(nil, nil).discoveryURL(), "https://login.microsoftonline.com/" + testTenant + "/v2.0/.well-known/openid-configuration"},
 		{"audiences", strings.Join(cfg.Audiences, " "), testClientID + " api://" + testClientID},
 		{"dev is only set by the flag", cfg.Dev, false},
+		{"METRICS_ADDR is off", cfg.MetricsAddr, ""},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -101,6 +102,10 @@ func TestLoadConfigValid(t *testing.T) {
 			func(c config) bool { return c.AuthorityHost == "http://[::1]:9" }},
 		{"https redirect URI makes cookies Secure", map[string]string{"REDIRECT_URI": "https://heroes.example/auth/callback"},
 			func(c config) bool { return c.loginOptions().secureCookies() }},
+		{"METRICS_ADDR on a port of its own", map[string]string{"METRICS_ADDR": "127.0.0.1:9090"},
+			func(c config) bool { return c.MetricsAddr == "127.0.0.1:9090" }},
+		{"METRICS_ADDR and ADDR both on any free port", map[string]string{"ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0"},
+			func(c config) bool { return c.MetricsAddr == "127.0.0.1:0" }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -145,6 +150,8 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"unknown store", map[string]string{"HEROES_STORE": "postgres"}, []string{"HEROES_STORE must be"}},
 		{"bad log settings", map[string]string{"LOG_FORMAT": "xml", "LOG_LEVEL": "loud"}, []string{"LOG_FORMAT must be", "LOG_LEVEL must be"}},
 		{"bad ADDR", map[string]string{"ADDR": "8000"}, []string{"ADDR is not host:port"}},
+		{"bad METRICS_ADDR", map[string]string{"METRICS_ADDR": "9090"}, []string{"METRICS_ADDR is not host:port"}},
+		{"METRICS_ADDR on the API's listener", map[string]string{"ADDR": "localhost:8000", "METRICS_ADDR": "localhost:8000"}, []string{"METRICS_ADDR must differ from ADDR"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
