@@ -254,7 +254,7 @@ func TestTraceparentReachesIdentityProvider(t *testing.T) {
 	ti := newTokenIssuer(t, p)
 	ti.addRefreshToken("rt-traced")
 	var logs syncBuffer
-	h, _ := newMeteredServer(t, p, &logs)
+	h := newTestServer(t, p, nil, &logs)
 	const trace = "0af7651916cd43dd8448eb211c80319c"
 	incoming := "00-" + trace + "-b7ad6b7169203331-01"
 	r := httptest.NewRequest("GET", "/api/heroes/", nil)

@@ -122,13 +122,11 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int,
 }
 
 // bodyErrorStatus is the status for an error reading a request body: 413
-// when it came from http.MaxBytesReader, 408 when a read deadline passed
-// (the server's ReadTimeout, RFC 9110 §15.5.9), else 400.
+// from http.MaxBytesReader, 408 past the server's read deadline, else 400.
 func bodyErrorStatus(err error) int {
-	var ne net.Error
 	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 		return http.StatusRequestEntityTooLarge
-	} else if errors.As(err, &ne) && ne.Timeout() {
+	} else if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 		return http.StatusRequestTimeout
 	}
 	return http.StatusBadRequest
