@@ -179,22 +179,36 @@ func (d *failingDisk) fsync(f *os.File) error {
 	return f.Sync()
 }
 
+// newServerWithKeys builds the service on store and a test provider, as
+// run does, and loads the signing keys with one authorized request, so that
+// only the store decides what /readyz answers.
+func newServerWithKeys(t *testing.T, store heroStore) http.Handler {
+	t.Helper()
+	p := newTestIDP(t)
+	cfg := p.config(t, nil)
+	logger := discardLogger()
+	client := &http.Client{Timeout: 5 * time.Second}
+	prov := newProvider(cfg.verifyOptions(client, logger))
+	v := newVerifier(cfg.verifyOptions(client, logger), prov, newKeySet(cfg.verifyOptions(client, logger), prov))
+	af, err := newAuthFlow(cfg.loginOptions(), prov, v, client, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newServer(logger, cfg, prov, v, af, store, nil)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, bearer(httptest.NewRequest(http.MethodGet, "/api/heroes/", nil), p.token(t, nil)))
+	if w.Code != http.StatusOK {
+		t.Fatalf("GET /api/heroes/ = %d %s; want 200", w.Code, w.Body)
+	}
+	return h
+}
+
 // TestReadyzAfterFailedWrite checks /readyz through newServer reports the
 // file store not ready while its writes fail for lack of space or a
 // read-only disk, and ready again once a write succeeds.
 func TestReadyzAfterFailedWrite(t *testing.T) {
 	for _, diskErr := range []error{syscall.ENOSPC, syscall.EROFS, os.ErrPermission} {
 		t.Run(diskErr.Error(), func(t *testing.T) {
-			p := newTestIDP(t)
-			cfg := p.config(t, nil)
-			logger := discardLogger()
-			client := &http.Client{Timeout: 5 * time.Second}
-			prov := newProvider(cfg.verifyOptions(client, logger))
-			v := newVerifier(cfg.verifyOptions(client, logger), prov, newKeySet(cfg.verifyOptions(client, logger), prov))
-			af, err := newAuthFlow(cfg.loginOptions(), prov, v, client, logger)
-			if err != nil {
-				t.Fatal(err)
-			}
 			store, err := openFileStore(filepath.Join(t.TempDir(), "heroes.json"))
 			if err != nil {
 				t.Fatal(err)
@@ -202,9 +216,7 @@ func TestReadyzAfterFailedWrite(t *testing.T) {
 			defer store.Close()
 			disk := &failingDisk{err: diskErr}
 			store.fsync = disk.fsync
-			h := newServer(logger, cfg, prov, v, af, store, nil)
-			r := httptest.NewRequest(http.MethodGet, "/api/heroes/", nil)
-			h.ServeHTTP(httptest.NewRecorder(), bearer(r, p.token(t, nil))) // loads the keys
+			h := newServerWithKeys(t, store)
 			readyz := func() int {
 				w := httptest.NewRecorder()
 				h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))

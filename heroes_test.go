@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 	"unicode/utf8"
 )
 
@@ -1073,25 +1072,8 @@ func (s flakyStore) Ready(ctx context.Context) error {
 // it answers again (the signing keys are loaded first, so only the store
 // decides).
 func TestReadyzFollowsStore(t *testing.T) {
-	p := newTestIDP(t)
-	cfg := p.config(t, nil)
-	logger := discardLogger()
-	client := &http.Client{Timeout: 5 * time.Second}
-	prov := newProvider(cfg.verifyOptions(client, logger))
-	v := newVerifier(cfg.verifyOptions(client, logger), prov, newKeySet(cfg.verifyOptions(client, logger), prov))
-	af, err := newAuthFlow(cfg.loginOptions(), prov, v, client, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var down atomic.Bool
-	h := newServer(logger, cfg, prov, v, af, flakyStore{newMemoryStore(), &down}, nil)
-	r := httptest.NewRequest(http.MethodGet, "/api/heroes/", nil)
-	r.Header.Set("Authorization", "Bearer "+p.token(t, nil))
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r) // loads the discovery document and the keys
-	if w.Code != http.StatusOK {
-		t.Fatalf("GET /api/heroes/ = %d %s; want 200", w.Code, w.Body)
-	}
+	h := newServerWithKeys(t, flakyStore{newMemoryStore(), &down})
 	tests := []struct {
 		name      string
 		down      bool
