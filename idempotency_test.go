@@ -550,3 +550,23 @@ func TestIdempotencyKeyBoundToCaller(t *testing.T) {
 		}
 	}
 }
+
+// TestTableReplicasShareIdempotencyKeys checks two table stores on one
+// table, as two replicas: a create answered by one is replayed by the
+// other, and a key used with another body there is a mismatch.
+func TestTableReplicasShareIdempotencyKeys(t *testing.T) {
+	table := newMemTable(t)
+	one, two := heroMux(table.store(t, 2*time.Second)), heroMux(table.store(t, 2*time.Second))
+	first := idemServer{one}.post("replica-key", "alice", validHeroJSON("Shared"))
+	again := idemServer{two}.post("replica-key", "alice", validHeroJSON("Shared"))
+	if first.Code != http.StatusCreated || again.Code != http.StatusCreated || again.Body.String() != first.Body.String() ||
+		again.Header().Get("Idempotent-Replayed") != "true" {
+		t.Errorf("the other replica answered %d %s; want the first answer %d %s replayed", again.Code, again.Body, first.Code, first.Body)
+	}
+	if w := (idemServer{two}).post("replica-key", "alice", validHeroJSON("Other")); w.Code != http.StatusUnprocessableEntity {
+		t.Errorf("other body on the other replica = %d; want 422", w.Code)
+	}
+	if got := table.count("heroes"); got != 1 {
+		t.Errorf("the table holds %d heroes; want 1", got)
+	}
+}
