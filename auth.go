@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -182,14 +181,14 @@ func (af *authFlow) handleLogin() http.Handler {
 		}
 		target, err := af.authorizeURL(md, ls, q)
 		if err != nil {
-			af.logger.Error("auth: unusable authorization_endpoint in the discovery document", "err", err)
+			af.logger.ErrorContext(r.Context(), "auth: unusable authorization_endpoint in the discovery document", "err", err)
 			af.fail(w, r, http.StatusBadGateway, "the identity provider's authorization endpoint is unusable", "", "")
 			return
 		}
 		name := loginCookieName(ls.State)
 		value, err := af.seal.seal(name, ls)
 		if err != nil {
-			af.logger.Error("auth: sealing the login cookie", "err", err)
+			af.logger.ErrorContext(r.Context(), "auth: sealing the login cookie", "err", err)
 			af.fail(w, r, http.StatusInternalServerError, "internal error", "", "")
 			return
 		}
@@ -197,7 +196,7 @@ func (af *authFlow) handleLogin() http.Handler {
 			http.SetCookie(w, expiredCookie(old, af.opts.secureCookies()))
 		}
 		http.SetCookie(w, loginCookie(name, value, af.opts.secureCookies()))
-		af.logger.Info("auth: login started", "login", loginCookieID(ls.State))
+		af.logger.InfoContext(r.Context(), "auth: login started", "login", loginCookieID(ls.State))
 		http.Redirect(w, r, target, http.StatusFound)
 	})
 }
@@ -383,7 +382,7 @@ func (af *authFlow) handleCallback(preview signedInPreview) http.Handler {
 			err = errStateSpent // a reload of the finished callback, most likely
 		}
 		if err != nil {
-			af.logger.Warn("auth: callback rejected", "login", loginCookieID(state), "err", err)
+			af.logger.WarnContext(r.Context(), "auth: callback rejected", "login", loginCookieID(state), "err", err)
 			af.fail(w, r, http.StatusBadRequest, af.callbackRefusal(err), "invalid_request", "")
 			return
 		}
@@ -429,7 +428,7 @@ func (af *authFlow) finishLogin(w http.ResponseWriter, r *http.Request, ls login
 		return
 	}
 	if tr.IDToken == "" {
-		af.logger.Warn("auth: token endpoint answered without an id_token", "login", id)
+		af.logger.WarnContext(ctx, "auth: token endpoint answered without an id_token", "login", id)
 		af.fail(w, r, http.StatusBadGateway, "the identity provider returned no ID token", "", "")
 		return
 	}
@@ -443,7 +442,7 @@ func (af *authFlow) finishLogin(w http.ResponseWriter, r *http.Request, ls login
 		af.verifyFailure(w, r, "access_token", id, err)
 		return
 	}
-	af.logger.Info("auth: signed in", "login", id, "oid", idc.ObjectID, "tid", idc.TenantID)
+	af.logger.InfoContext(ctx, "auth: signed in", "login", id, "oid", idc.ObjectID, "tid", idc.TenantID)
 	ans := newTokenAnswer(tr, idc, atc, af.now())
 	ans.ReturnTo = ls.ReturnTo
 	if ans.ReturnTo == "/" {
@@ -560,7 +559,7 @@ func (af *authFlow) idpError(w http.ResponseWriter, r *http.Request, code, desc,
 		_, err := af.seal.openLogin(r, state, af.now())
 		live = err == nil
 	}
-	af.logger.Warn("auth: identity provider answered the login with an error", "login", id, "error", code, "aadsts", aadsts, "own_login", live)
+	af.logger.WarnContext(r.Context(), "auth: identity provider answered the login with an error", "login", id, "error", code, "aadsts", aadsts, "own_login", live)
 	detail := "sign-in failed: the identity provider answered " + code
 	switch {
 	case live && isNQSChars(desc):
@@ -595,7 +594,7 @@ func (af *authFlow) fail(w http.ResponseWriter, r *http.Request, status int, det
 // providerDown answers 503 when the discovery document or keys cannot be
 // loaded (errIDPUnavailable or any other metadata error).
 func (af *authFlow) providerDown(w http.ResponseWriter, r *http.Request, err error) {
-	af.logger.Warn("auth: identity provider metadata unavailable", "err", err)
+	af.logger.WarnContext(r.Context(), "auth: identity provider metadata unavailable", "err", err)
 	w.Header().Set("Retry-After", "5")
 	af.fail(w, r, http.StatusServiceUnavailable, "the identity provider is unavailable; try again shortly", "temporarily_unavailable", "")
 }
@@ -609,14 +608,15 @@ func (af *authFlow) verifyFailure(w http.ResponseWriter, r *http.Request, which,
 		af.providerDown(w, r, err)
 		return
 	}
-	af.logger.Warn("auth: token from the identity provider failed verification", "login", id, "token", which, "err", err)
+	af.logger.WarnContext(r.Context(), "auth: token from the identity provider failed verification", "login", id, "token", which, "err", err)
 	af.fail(w, r, http.StatusBadGateway, "the identity provider returned a token that failed verification", "", "")
 }
 
 // handleRefresh serves POST /auth/refresh: it takes refresh_token from an
-// application/x-www-form-urlencoded or application/json body (at most
-// maxRefreshBody bytes; 413 beyond, 415 for other types, 400 when missing)
-// and redeems it (grant_type=refresh_token, RFC 6749 §6) with the same client
+// application/x-www-form-urlencoded or application/json body
+// (readRefreshToken: 400 invalid_request for a missing, repeated or
+// malformed one, without calling the identity provider; 408, 413, 415) and
+// redeems it (grant_type=refresh_token, RFC 6749 §6) with the same client
 // authentication and error mapping as the callback. The new access token is
 // verified before it is handed out, and a new ID token when one comes. An
 // answer without a new refresh token or ID token is normal (Entra rotates
@@ -625,7 +625,10 @@ func (af *authFlow) handleRefresh() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		rt, status, detail := readRefreshToken(w, r)
-		if status != 0 {
+		if status == http.StatusBadRequest {
+			writeJSON(w, status, apiError{Detail: detail, Error: "invalid_request"}) // RFC 6749 §5.2
+			return
+		} else if status != 0 {
 			writeError(w, status, detail)
 			return
 		}
@@ -663,45 +666,90 @@ func (af *authFlow) handleRefresh() http.Handler {
 		if tr.IDToken == "" {
 			ans.Notes = append(ans.Notes, "no new ID token was issued: the identity is the one from sign-in")
 		}
-		af.logger.Info("auth: tokens refreshed", "oid", atc.ObjectID, "tid", atc.TenantID)
+		af.logger.InfoContext(ctx, "auth: tokens refreshed", "oid", atc.ObjectID, "tid", atc.TenantID)
 		writeJSON(w, http.StatusOK, ans)
 	})
 }
 
-// readRefreshToken reads refresh_token from the body of r. On failure it
-// returns the status (400, 413 or 415) and a message; status is 0 on success.
+// maxRefreshTokenLen bounds refresh_token, in bytes. Entra's refresh tokens
+// are opaque strings of one to a few KB; a longer value cannot be one and
+// is refused without calling the identity provider.
+const maxRefreshTokenLen = 8 << 10
+
+// readRefreshToken reads refresh_token from the body of r, as strictly as
+// hero bodies are read: application/x-www-form-urlencoded or
+// application/json, UTF-8 only (a charset parameter other than utf-8 is a
+// 415), at most maxRefreshBody bytes (413), each form parameter or JSON
+// member given once, no other JSON member. The token must be 1 to
+// maxRefreshTokenLen characters of RFC 6749's VSCHAR (Appendix A.17). On
+// failure it returns the status (400, 408, 413 or 415) and a message; status
+// is 0 on success.
 func readRefreshToken(w http.ResponseWriter, r *http.Request) (token string, status int, detail string) {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil {
-		mt = ""
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || (mt != "application/x-www-form-urlencoded" && mt != "application/json") ||
+		len(params) > 1 || (len(params) == 1 && !strings.EqualFold(params["charset"], "utf-8")) {
+		return "", http.StatusUnsupportedMediaType, "send refresh_token as application/x-www-form-urlencoded or application/json, in UTF-8"
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxRefreshBody)
-	switch mt {
-	case "application/x-www-form-urlencoded":
-		if err := r.ParseForm(); err != nil {
-			return "", bodyErrorStatus(err), "the form body is unreadable or too large"
-		}
-		token = r.PostForm.Get("refresh_token")
-	case "application/json":
-		var in struct {
-			RefreshToken string `json:"refresh_token"`
-		}
-		dec := json.NewDecoder(r.Body)
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&in); err != nil {
-			return "", bodyErrorStatus(err), "the JSON body must be {\"refresh_token\": \"…\"}"
-		}
-		if dec.More() {
-			return "", http.StatusBadRequest, "the JSON body must hold one object"
-		}
-		token = in.RefreshToken
+	data, status, err := readBody(w, r, maxRefreshBody)
+	switch status {
+	case 0:
+	case http.StatusRequestTimeout:
+		return "", status, "the body did not arrive in time; send it again"
 	default:
-		return "", http.StatusUnsupportedMediaType, "send refresh_token as application/x-www-form-urlencoded or application/json"
+		return "", status, "the body is unreadable or too large"
 	}
-	if token == "" {
+	if mt == "application/json" {
+		token, detail = refreshTokenFromJSON(data)
+	} else {
+		token, detail = refreshTokenFromForm(data)
+	}
+	switch {
+	case detail != "":
+		return "", http.StatusBadRequest, detail
+	case token == "":
 		return "", http.StatusBadRequest, "refresh_token is required"
+	case len(token) > maxRefreshTokenLen || strings.ContainsFunc(token, func(c rune) bool { return c < 0x20 || c > 0x7e }):
+		return "", http.StatusBadRequest, fmt.Sprintf("refresh_token is not a refresh token: at most %d printable ASCII characters", maxRefreshTokenLen)
 	}
 	return token, 0, ""
+}
+
+// refreshTokenFromForm reads refresh_token from a form body (the WHATWG
+// urlencoded format url.ParseQuery reads): no parameter twice (RFC 6749
+// §3.2), names and values UTF-8. Other parameters are ignored. detail is ""
+// on success.
+func refreshTokenFromForm(data []byte) (token, detail string) {
+	form, err := url.ParseQuery(string(data))
+	if err != nil {
+		return "", "the form body is malformed"
+	}
+	for k, vs := range form {
+		if len(vs) > 1 {
+			return "", "the form gives " + truncate(k, 40) + " more than once"
+		}
+		if !utf8.ValidString(k) || !utf8.ValidString(vs[0]) {
+			return "", "the form body is not UTF-8"
+		}
+	}
+	return form.Get("refresh_token"), ""
+}
+
+// refreshTokenFromJSON reads refresh_token from a JSON body: one object
+// (parseObject: UTF-8, no member twice) whose only member is refresh_token,
+// a string. detail is "" on success.
+func refreshTokenFromJSON(data []byte) (token, detail string) {
+	const want = `the JSON body must be one object {"refresh_token": "…"}`
+	err := parseObject(data, func(m member) error {
+		if string(m.key) != "refresh_token" || m.val[0] != '"' {
+			return errors.New("not the refresh_token string")
+		}
+		token = unquote(m.val)
+		return nil
+	})
+	if err != nil {
+		return "", want
+	}
+	return token, ""
 }
 
 // handleLogout serves GET /auth/logout[?return_to=/path]: it deletes every
@@ -729,7 +777,7 @@ func (af *authFlow) handleLogout() http.Handler {
 		}
 		u, err := parseEndpoint(md.EndSessionEndpoint)
 		if err != nil {
-			af.logger.Error("auth: unusable end_session_endpoint in the discovery document", "err", err)
+			af.logger.ErrorContext(r.Context(), "auth: unusable end_session_endpoint in the discovery document", "err", err)
 			af.fail(w, r, http.StatusBadGateway, "the identity provider's logout endpoint is unusable", "", "")
 			return
 		}
@@ -738,7 +786,7 @@ func (af *authFlow) handleLogout() http.Handler {
 			q.Set("post_logout_redirect_uri", af.opts.PostLogoutRedirectURI)
 			u.RawQuery = q.Encode()
 		}
-		af.logger.Info("auth: logout")
+		af.logger.InfoContext(r.Context(), "auth: logout")
 		http.Redirect(w, r, u.String(), http.StatusFound)
 	})
 }

@@ -47,14 +47,14 @@ func requireAuth(logger *slog.Logger, v *verifier, perm string) func(http.Handle
 				c, err = v.verifyAccessToken(r.Context(), raw)
 			}
 			if err != nil {
-				rejectBearer(w, logger, err)
+				rejectBearer(w, r, logger, err)
 				return
 			}
 			if hook, ok := r.Context().Value(callerHookKey{}).(func(*claims)); ok {
 				hook(c) // the caller is known, allowed or not
 			}
 			if !hasPermission(c, perm) {
-				logger.Info("auth: bearer token lacks permission", "need", perm, "oid", c.ObjectID, "tid", c.TenantID)
+				logger.InfoContext(r.Context(), "auth: bearer token lacks permission", "need", perm, "oid", c.ObjectID, "tid", c.TenantID)
 				challenge(w, http.StatusForbidden, "insufficient_scope", "the token does not grant "+perm, `, scope="`+perm+`"`)
 				return
 			}
@@ -137,20 +137,20 @@ func isToken68(s string) bool {
 }
 
 // rejectBearer answers a request whose credentials failed, per RFC 6750 §3.
-func rejectBearer(w http.ResponseWriter, logger *slog.Logger, err error) {
+func rejectBearer(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
 	switch {
 	case errors.Is(err, errNoCredentials):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="`+bearerRealm+`"`)
 		writeJSON(w, http.StatusUnauthorized, apiError{Detail: "authentication required"})
 	case errors.Is(err, errBadAuthzHeader):
-		logger.Info("auth: malformed Authorization header", "err", err)
+		logger.InfoContext(r.Context(), "auth: malformed Authorization header", "err", err)
 		challenge(w, http.StatusBadRequest, "invalid_request", "the Authorization header is not Bearer and one token", "")
 	case errors.Is(err, errIDPUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		logger.Warn("auth: cannot verify bearer token", "err", err)
+		logger.WarnContext(r.Context(), "auth: cannot verify bearer token", "err", err)
 		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusServiceUnavailable, apiError{Detail: "the identity provider's keys are not available yet; retry later"})
 	default:
-		logger.Info("auth: bearer token refused", "err", err)
+		logger.InfoContext(r.Context(), "auth: bearer token refused", "err", err)
 		hint := "invalid token"
 		if ve, ok := errors.AsType[*verifyError](err); ok {
 			hint = ve.hint

@@ -161,6 +161,11 @@ type config struct {
 	// .../docs/oauth2-redirect.
 	OpenAPIClientID string
 
+	// MetricsAddr is the listen address of GET /metrics, a listener of its
+	// own (METRICS_ADDR, host:port), default "" (no metrics). Keep it off
+	// the public network: the metrics name routes, outcomes and latencies.
+	MetricsAddr string
+
 	// Dev is true when the service runs with -dev and serves its own local
 	// identity provider under /devidp/. Only run sets it, from the flag; no
 	// variable can.
@@ -220,6 +225,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	e.store(&c)
 	e.logging(&c)
 	e.browser(&c)
+	e.observability(&c)
 	if len(e.problems) > 0 {
 		msg := strings.Join(e.problems, "\n  ")
 		if c.ClientID == "" || c.TenantID == "" || len(c.APIScopes) == 0 {
@@ -537,6 +543,20 @@ func (e *envReader) logging(c *config) {
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(e.or("LOG_LEVEL", "info"))); err != nil {
 		e.bad("LOG_LEVEL must be debug, info, warn or error")
+	}
+}
+
+// observability reads METRICS_ADDR: unset, or host:port other than ADDR
+// (port 0, any free port, may be given for both).
+func (e *envReader) observability(c *config) {
+	c.MetricsAddr = e.get("METRICS_ADDR")
+	if c.MetricsAddr == "" {
+		return
+	}
+	if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+		e.bad("METRICS_ADDR is not host:port")
+	} else if c.MetricsAddr == c.Addr && port != "0" {
+		e.bad("METRICS_ADDR must differ from ADDR: the metrics have a listener of their own")
 	}
 }
 

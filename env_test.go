@@ -55,6 +55,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		{"OPENAPI_CLIENT_ID", cfg.OpenAPIClientID, testClientID},
 		{"DOCS_ASSETS_URL", cfg.DocsAssetsURL, "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0"},
 		{"CORS_ALLOWED_ORIGINS", len(cfg.CORSAllowedOrigins), 0},
+		{"METRICS_ADDR is off", cfg.MetricsAddr, ""},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -141,6 +142,10 @@ func TestLoadConfigValid(t *testing.T) {
 			func(c config) bool { return c.TokenExchangeAudience == "api://AzureADTokenExchangeChina" }},
 		{"exchange audience set", map[string]string{"AZURE_TOKEN_EXCHANGE_AUDIENCE": "api://Custom"},
 			func(c config) bool { return c.TokenExchangeAudience == "api://Custom" }},
+		{"METRICS_ADDR on a port of its own", map[string]string{"METRICS_ADDR": "127.0.0.1:9090"},
+			func(c config) bool { return c.MetricsAddr == "127.0.0.1:9090" }},
+		{"METRICS_ADDR and ADDR both on any free port", map[string]string{"ADDR": "127.0.0.1:0", "METRICS_ADDR": "127.0.0.1:0"},
+			func(c config) bool { return c.MetricsAddr == "127.0.0.1:0" }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -214,6 +219,8 @@ func TestLoadConfigInvalid(t *testing.T) {
 			[]string{`CORS_ALLOWED_ORIGINS: "https://app.example.com/" is not an origin`}},
 		{"plain-http assets off loopback", map[string]string{"DOCS_ASSETS_URL": "http://cdn.example.com/swagger"}, []string{"DOCS_ASSETS_URL must be an https URL"}},
 		{"OPENAPI_CLIENT_ID not a GUID", map[string]string{"OPENAPI_CLIENT_ID": "swagger"}, []string{"OPENAPI_CLIENT_ID is not a GUID"}},
+		{"bad METRICS_ADDR", map[string]string{"METRICS_ADDR": "9090"}, []string{"METRICS_ADDR is not host:port"}},
+		{"METRICS_ADDR on the API's listener", map[string]string{"ADDR": "localhost:8000", "METRICS_ADDR": "localhost:8000"}, []string{"METRICS_ADDR must differ from ADDR"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -168,11 +168,20 @@ func utf16Bytes(s string) int {
 //   - Create fails with errHeroConflict when h.ID is already stored;
 //   - Replace and Delete of an unknown id give errHeroNotFound whatever
 //     ifMatch holds;
-//   - a hero the store cannot hold gives errHeroTooLarge (maps to 422).
+//   - a hero the store cannot hold gives errHeroTooLarge (maps to 422);
+//   - CreateOnce is Create under an idempotency key: unless key.ID was
+//     used within idempotencyTTL it creates h and remembers the answer
+//     (replay false); otherwise it creates nothing and returns the first
+//     answer (replay true), or errIdempotencyMismatch when that one was for
+//     another key.Fingerprint. The key lives where the heroes do, so
+//     replicas of a shared store agree and durable stores keep it across a
+//     restart; a create that failed, or whose answer was lost, and is
+//     retried with its key never stores h twice.
 type heroStore interface {
 	List(ctx context.Context, offset, limit int) ([]hero, error)
 	Get(ctx context.Context, id string) (h hero, etag string, err error)
 	Create(ctx context.Context, h hero) (etag string, err error)
+	CreateOnce(ctx context.Context, h hero, key idempotencyKey) (rec idemRecord, replay bool, err error)
 	Replace(ctx context.Context, h hero, ifMatch string) (etag string, err error)
 	Delete(ctx context.Context, id string, ifMatch string) error
 	Ready(ctx context.Context) error
@@ -215,7 +224,10 @@ func openStore(ctx context.Context, opts storeOptions, client *http.Client, logg
 		if err != nil {
 			return nil, err
 		}
-		logger.Info("heroes: file store", "file", opts.File, "heroes", s.count())
+		logger.Info("heroes: file store", "file", opts.File, "heroes", s.count(), "stale_temporary_files", s.staleTemps)
+		if s.staleErr != nil {
+			logger.Warn("heroes: stale temporary files left in place", "err", s.staleErr)
+		}
 		return s, nil
 	case "azuretable":
 		return openTableStore(ctx, opts.ConnectionString, opts.Table, client, logger, opts.TokenSource)
@@ -282,14 +294,14 @@ func writeStoreError(w http.ResponseWriter, r *http.Request, logger *slog.Logger
 			Ctx:  map[string]any{"max_bytes": maxHeroJSONBytes},
 		}}})
 	case errors.Is(err, errStoreUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		logger.Warn("heroes: store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		logger.WarnContext(r.Context(), "heroes: store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, "The hero store is unavailable; try again shortly")
 	case errors.Is(err, errStoreBadAnswer):
-		logger.Error("heroes: store gave an unexpected answer", "method", r.Method, "path", r.URL.Path, "err", err)
+		logger.ErrorContext(r.Context(), "heroes: store gave an unexpected answer", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusBadGateway, "The hero store gave an unexpected answer")
 	default:
-		logger.Error("heroes: store failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		logger.ErrorContext(r.Context(), "heroes: store failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, "Internal error")
 	}
 }
@@ -482,7 +494,7 @@ func (a *heroArray) close() { a.write([]byte("]\n")) }
 // without the final chunk) or reset the stream (HTTP/2). The client thus
 // sees a broken answer, never a valid-looking but incomplete list.
 func (a *heroArray) abort(logger *slog.Logger, r *http.Request, err error) {
-	logger.Error("heroes: answer cut off after its status was sent", "method", r.Method, "path", r.URL.Path, "heroes_sent", a.n, "err", err)
+	logger.ErrorContext(r.Context(), "heroes: answer cut off after its status was sent", "method", r.Method, "path", r.URL.Path, "heroes_sent", a.n, "err", err)
 	panic(http.ErrAbortHandler)
 }
 
@@ -534,12 +546,24 @@ func handleHeroGet(logger *slog.Logger, store heroStore) http.Handler {
 // handleHeroCreate serves POST /api/heroes/ (and /api/heroes): 201 with the
 // stored hero under a new UUIDv4 id, its Location and ETag; 413, 415 or 422
 // for a bad body (decodeHero). An id in the body is ignored. Needs
-// Heroes.Create.
-func handleHeroCreate(logger *slog.Logger, store heroStore) http.Handler {
+// Heroes.Create. With an Idempotency-Key (idempotencyKeyOf; 400 when
+// malformed) bound to the caller callerID names, the same key and hero
+// within idempotencyTTL get the first answer again and create nothing, and
+// the same key with another hero gets 422 (heroStore.CreateOnce).
+func handleHeroCreate(logger *slog.Logger, store heroStore, callerID func(*http.Request) string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		keyID, err := idempotencyKeyOf(r, callerID)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, badIdempotencyKeyDetail)
+			return
+		}
 		h, err := decodeHero(w, r)
 		if err != nil {
 			writeDecodeError(w, err)
+			return
+		}
+		if keyID != nil {
+			createOnce(w, r, logger, store, h, *keyID)
 			return
 		}
 		h.ID = newHeroID()
@@ -552,6 +576,25 @@ func handleHeroCreate(logger *slog.Logger, store heroStore) http.Handler {
 		w.Header().Set("ETag", etagHeader(etag))
 		writeJSON(w, http.StatusCreated, h)
 	})
+}
+
+// createOnce is handleHeroCreate under the idempotency key keyID.
+func createOnce(w http.ResponseWriter, r *http.Request, logger *slog.Logger, store heroStore, h hero, keyID string) {
+	fp, err := heroFingerprint(h)
+	if err == nil {
+		h.ID = newHeroID()
+		var rec idemRecord
+		var replay bool
+		if rec, replay, err = store.CreateOnce(r.Context(), h, idempotencyKey{ID: keyID, Fingerprint: fp}); err == nil {
+			writeIdempotentCreate(w, rec, replay)
+			return
+		}
+	}
+	if errors.Is(err, errIdempotencyMismatch) {
+		writeJSON(w, http.StatusUnprocessableEntity, idempotencyMismatchAnswer)
+		return
+	}
+	writeStoreError(w, r, logger, err)
 }
 
 // conditionalTarget reads what PUT and DELETE act on: the hero id of the

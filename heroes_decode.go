@@ -89,7 +89,7 @@ func (e validationError) Error() string {
 }
 
 // requestError is a request refused before validation, with its status:
-// 413 (body too large) or 415 (not JSON).
+// 408 (body not in time), 413 (body too large) or 415 (not JSON).
 type requestError struct {
 	status int
 	detail string
@@ -101,15 +101,18 @@ func (e *requestError) Error() string { return "heroes: " + strings.ToLower(e.de
 // decodeHero reads a hero from a JSON request body: Content-Type must be
 // application/json (charset utf-8 allowed), the body at most maxBodyBytes,
 // exactly one JSON value (checkJSON), then validated by validateHero. Errors
-// are *requestError (413, 415) or validationError (422); writeDecodeError
-// answers either.
+// are *requestError (408, 413, 415) or validationError (422);
+// writeDecodeError answers either.
 func decodeHero(w http.ResponseWriter, r *http.Request) (hero, error) {
 	if err := checkJSONContentType(r.Header.Get("Content-Type")); err != nil {
 		return hero{}, err
 	}
 	data, status, err := readBody(w, r, maxBodyBytes)
-	if status == http.StatusRequestEntityTooLarge {
+	switch status {
+	case http.StatusRequestEntityTooLarge:
 		return hero{}, &requestError{status, fmt.Sprintf("Request body is larger than %d bytes", maxBodyBytes)}
+	case http.StatusRequestTimeout:
+		return hero{}, &requestError{status, "The request body did not arrive in time; send it again"}
 	}
 	if err != nil {
 		return hero{}, validationError{{Loc: []any{"body"}, Msg: "Could not read the request body", Type: "body_read", Input: nil}}
@@ -129,20 +132,6 @@ func decodeHero(w http.ResponseWriter, r *http.Request) (hero, error) {
 		return hero{}, validationError(problems)
 	}
 	return h, nil
-}
-
-// readBody reads the request body, at most limit bytes (http.MaxBytesReader,
-// which also tells the server to close the connection after a larger one).
-// A declared Content-Length up to limit sizes the buffer, so a body costs its
-// size once. On failure it returns the status to answer: 413 for a body over
-// limit, 400 for one that could not be read.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int, error) {
-	var buf bytes.Buffer
-	buf.Grow(int(min(max(r.ContentLength, 0), limit)) + bytes.MinRead)
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
-		return nil, bodyErrorStatus(err), err
-	}
-	return buf.Bytes(), 0, nil
 }
 
 // stringPrefix decodes the first max characters of the JSON string v

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // storedHero is one hero as a local store keeps it: its JSON (so no caller
@@ -27,13 +28,63 @@ type storedHero struct {
 }
 
 // heroSet holds a local store's heroes by id and the ids in ascending
-// order. It is not safe for concurrent use; localStore guards it.
+// order, and its idempotency keys by key id, oldest first. It is not safe
+// for concurrent use; localStore guards it.
 type heroSet struct {
 	byID map[string]storedHero
 	ids  []string // sorted ascending
+
+	keys     map[string]idemRecord
+	keyOrder []string // key ids, oldest first
 }
 
-func newHeroSet() *heroSet { return &heroSet{byID: map[string]storedHero{}} }
+func newHeroSet() *heroSet {
+	return &heroSet{byID: map[string]storedHero{}, keys: map[string]idemRecord{}}
+}
+
+// liveKey returns the record of key id when it is younger than
+// idempotencyTTL at now.
+func (s *heroSet) liveKey(id string, now time.Time) (idemRecord, bool) {
+	rec, ok := s.keys[id]
+	return rec, ok && rec.live(now)
+}
+
+// keysToDrop is how many of the oldest keys go before one more is added at
+// now: the expired ones, then as many as keep maxIdempotencyKeys.
+func (s *heroSet) keysToDrop(now time.Time) int {
+	n := 0
+	for n < len(s.keyOrder) && (!s.keys[s.keyOrder[n]].live(now) || len(s.keyOrder)-n >= maxIdempotencyKeys) {
+		n++
+	}
+	return n
+}
+
+// addKey remembers rec, forgetting the keys keysToDrop names.
+func (s *heroSet) addKey(rec idemRecord, now time.Time) {
+	n := s.keysToDrop(now)
+	for _, id := range s.keyOrder[:n] {
+		delete(s.keys, id)
+	}
+	s.keyOrder = append(slices.Delete(s.keyOrder, 0, n), rec.Key)
+	s.keys[rec.Key] = rec
+}
+
+// keyRecordsWith returns the key records, oldest first, as they are after
+// addKey(*rec, now), or as they are when rec is nil; s is not changed.
+func (s *heroSet) keyRecordsWith(rec *idemRecord, now time.Time) []idemRecord {
+	from := 0
+	if rec != nil {
+		from = s.keysToDrop(now)
+	}
+	out := make([]idemRecord, 0, len(s.keyOrder)-from+1)
+	for _, id := range s.keyOrder[from:] {
+		out = append(out, s.keys[id])
+	}
+	if rec != nil {
+		out = append(out, *rec)
+	}
+	return out
+}
 
 // put stores sh under sh.ID, adding the id in order when it is new.
 func (s *heroSet) put(sh storedHero) {
@@ -83,15 +134,27 @@ type localStore struct {
 	// (*os.File).Sync, fsync(2); tests replace it to watch the order. Set
 	// before the store is used, never changed after.
 	fsync func(*os.File) error
+	// now is the clock of idempotency keys and readiness probes: time.Now
+	// outside tests. Set before the store is used.
+	now func() time.Time
+	// staleTemps is how many temporary files of crashed writers
+	// openFileStore removed, and staleErr why it could not remove others.
+	staleTemps int
+	staleErr   error
 
 	mu     sync.RWMutex // guards the fields below
 	set    *heroSet
 	closed bool
+	// writeFailed is why the last write of the file failed (no space,
+	// no permission, a read-only or failing disk), nil once one succeeds;
+	// Ready reports it. lastProbe is when Ready last tried a write.
+	writeFailed error
+	lastProbe   time.Time
 }
 
 // newMemoryStore returns an empty store that lives in memory only.
 func newMemoryStore() *localStore {
-	return &localStore{set: newHeroSet(), fsync: (*os.File).Sync}
+	return &localStore{set: newHeroSet(), fsync: (*os.File).Sync, now: time.Now}
 }
 
 // maxHeroesFile bounds the heroes file read at start (256 MiB).
@@ -106,10 +169,13 @@ const maxHeroesFile = 256 << 20
 //
 // version is 1; heroes are ordered by id; each record's id is the hero's
 // own id, and etag is the ETag the API gives for it (RFC 9110 §8.8.3,
-// quotes included). No other member is allowed.
+// quotes included). idempotency_keys, absent when there are none, lists the
+// idempotency keys remembered (idemRecord), oldest first. No other member is
+// allowed.
 type heroesFile struct {
-	Version int          `json:"version"` // 1
-	Heroes  []storedHero `json:"heroes"`  // ordered by id
+	Version        int          `json:"version"`                    // 1
+	Heroes         []storedHero `json:"heroes"`                     // ordered by id
+	IdempotencyKey []idemRecord `json:"idempotency_keys,omitempty"` // oldest first
 }
 
 // openFileStore opens the file store at path, a JSON document
@@ -137,7 +203,35 @@ func openFileStore(path string) (*localStore, error) {
 	}
 	s := newMemoryStore()
 	s.path, s.lock, s.set = path, lock, set
+	s.staleTemps, s.staleErr = removeStaleTemps(path)
 	return s, nil
+}
+
+// removeStaleTemps removes the temporary files writeHeroesFile makes for
+// path (".<name>.tmp-<digits>" beside it) that a writer killed mid-write
+// left: each is a whole copy of the data, and repeated crashes would fill
+// the disk. Only the holder of the file's lock calls it, so no write is in
+// progress. It returns how many it removed, and an error naming the first
+// it could not list or remove.
+func removeStaleTemps(path string) (int, error) {
+	dir, prefix := filepath.Dir(path), "."+filepath.Base(path)+".tmp-"
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("heroes: listing %s for stale temporary files: %w", dir, err)
+	}
+	removed, errs := 0, []error{}
+	for _, e := range entries {
+		digits, ok := strings.CutPrefix(e.Name(), prefix)
+		if !ok || digits == "" || strings.Trim(digits, "0123456789") != "" || !e.Type().IsRegular() {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			errs = append(errs, fmt.Errorf("heroes: removing stale temporary file: %w", err))
+			continue
+		}
+		removed++
+	}
+	return removed, errors.Join(errs...)
 }
 
 // readHeroesFile loads the file store's file: an empty set when it does not
@@ -205,7 +299,26 @@ func parseHeroesFile(data []byte) (*heroSet, error) {
 		}
 		set.put(sh)
 	}
-	return set, nil
+	return set, readKeyRecords(set, doc.IdempotencyKey)
+}
+
+// readKeyRecords adds the idempotency keys of a heroes file to set, checking
+// each: a 64-digit hex key given once, a UUID hero id and a hero that is
+// JSON.
+func readKeyRecords(set *heroSet, recs []idemRecord) error {
+	for i, rec := range recs {
+		switch _, dup := set.keys[rec.Key]; {
+		case len(rec.Key) != 64 || strings.Trim(rec.Key, "0123456789abcdef") != "":
+			return fmt.Errorf("idempotency key record %d: key is not 64 hexadecimal digits", i)
+		case dup:
+			return fmt.Errorf("idempotency key record %d: key appears twice", i)
+		case !isGUID(rec.HeroID) || !json.Valid(rec.Hero):
+			return fmt.Errorf("idempotency key record %d: hero_id is not a UUID, or hero is not JSON", i)
+		}
+		set.keyOrder = append(set.keyOrder, rec.Key)
+		set.keys[rec.Key] = rec
+	}
+	return nil
 }
 
 // describeJSONError rewords an encoding/json error about a heroes file in
@@ -328,22 +441,53 @@ func (s *localStore) Get(ctx context.Context, id string) (hero, string, error) {
 
 // Create stores a new hero under h.ID.
 func (s *localStore) Create(ctx context.Context, h hero) (string, error) {
-	return s.change(h.ID, &h, func(_ storedHero, exists bool) error {
+	return s.change(h.ID, &h, absent(h.ID), nil)
+}
+
+// absent is the precondition of a create: no hero with id exists.
+func absent(id string) func(old storedHero, exists bool) error {
+	return func(_ storedHero, exists bool) error {
 		if exists {
-			return fmt.Errorf("%w: id %s already exists", errHeroConflict, h.ID)
+			return fmt.Errorf("%w: id %s already exists", errHeroConflict, id)
 		}
 		return nil
-	})
+	}
+}
+
+// CreateOnce stores h unless key was used within idempotencyTTL (see
+// heroStore). The hero and the key are written in one change, so neither
+// is ever stored without the other.
+func (s *localStore) CreateOnce(ctx context.Context, h hero, key idempotencyKey) (idemRecord, bool, error) {
+	data, err := encodeHero(h)
+	if err != nil {
+		return idemRecord{}, false, err
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	var rec idemRecord
+	var found bool
+	if err := s.read(func(set *heroSet) error { rec, found = set.liveKey(key.ID, s.now()); return nil }); err != nil {
+		return idemRecord{}, false, err
+	}
+	switch {
+	case found && rec.Fingerprint != key.Fingerprint:
+		return idemRecord{}, false, errIdempotencyMismatch
+	case found:
+		return rec, true, nil
+	}
+	rec = idemRecord{Key: key.ID, Fingerprint: key.Fingerprint, HeroID: h.ID, Hero: data, Created: s.now().Unix()}
+	rec.ETag, err = s.changeLocked(h.ID, &h, absent(h.ID), &rec)
+	return rec, false, err
 }
 
 // Replace stores h over the hero with the same id, if ifMatch allows.
 func (s *localStore) Replace(ctx context.Context, h hero, ifMatch string) (string, error) {
-	return s.change(h.ID, &h, existingMatching(ifMatch))
+	return s.change(h.ID, &h, existingMatching(ifMatch), nil)
 }
 
 // Delete removes the hero with id, if ifMatch allows.
 func (s *localStore) Delete(ctx context.Context, id string, ifMatch string) error {
-	_, err := s.change(id, nil, existingMatching(ifMatch))
+	_, err := s.change(id, nil, existingMatching(ifMatch), nil)
 	return err
 }
 
@@ -363,10 +507,18 @@ func existingMatching(ifMatch string) func(old storedHero, exists bool) error {
 }
 
 // change applies one change under the writer lock: h stores (nil deletes)
-// the hero with id, if check passes on the stored version. With a file the
-// whole new content is written durably first, so a failed write changes
-// nothing and an acknowledged change survives a crash.
-func (s *localStore) change(id string, h *hero, check func(old storedHero, exists bool) error) (string, error) {
+// the hero with id, if check passes on the stored version, and key, when
+// not nil, is remembered with it (its ETag set to the new hero's). With a
+// file the whole new content is written durably first, so a failed write
+// changes nothing and an acknowledged change survives a crash.
+func (s *localStore) change(id string, h *hero, check func(old storedHero, exists bool) error, key *idemRecord) (string, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.changeLocked(id, h, check, key)
+}
+
+// changeLocked is change with s.writeMu held.
+func (s *localStore) changeLocked(id string, h *hero, check func(old storedHero, exists bool) error, key *idemRecord) (string, error) {
 	var data []byte
 	if h != nil {
 		// Encoded first, so a hero too large is refused whether or not
@@ -376,12 +528,11 @@ func (s *localStore) change(id string, h *hero, check func(old storedHero, exist
 			return "", err
 		}
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
 	// Only writers change the set and this one holds writeMu, so reading it
 	// under the read lock and changing it later under the write lock is safe.
-	var records []storedHero
+	var doc heroesFile
 	var sh *storedHero
+	now := s.now()
 	err := s.read(func(set *heroSet) error {
 		old, exists := set.byID[id]
 		if err := check(old, exists); err != nil {
@@ -390,21 +541,25 @@ func (s *localStore) change(id string, h *hero, check func(old storedHero, exist
 		if h != nil {
 			sh = &storedHero{ID: id, ETag: newETag(), Hero: data}
 		}
+		if key != nil {
+			key.ETag = sh.ETag
+		}
 		if s.path != "" {
-			records = set.recordsWith(id, sh)
+			doc = heroesFile{Version: 1, Heroes: set.recordsWith(id, sh), IdempotencyKey: set.keyRecordsWith(key, now)}
 		}
 		return nil
 	})
 	if err != nil {
 		return "", err
 	}
-	if s.path != "" {
-		if err := writeHeroesFile(s.path, records, s.fsync); err != nil {
-			return "", fmt.Errorf("%w: %w", errStoreUnavailable, err)
-		}
+	if err := s.writeFile(doc); err != nil {
+		return "", err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if key != nil {
+		s.set.addKey(*key, now)
+	}
 	if sh == nil {
 		s.set.remove(id)
 		return "", nil
@@ -413,22 +568,39 @@ func (s *localStore) change(id string, h *hero, check func(old storedHero, exist
 	return sh.ETag, nil
 }
 
+// writeFile writes doc to the file (nothing for the memory store) and
+// remembers the outcome for Ready: a failure until a write succeeds.
+// s.writeMu must be held.
+func (s *localStore) writeFile(doc heroesFile) error {
+	if s.path == "" {
+		return nil
+	}
+	err := writeHeroesFile(s.path, doc, s.fsync)
+	s.mu.Lock()
+	s.writeFailed = err
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("%w: %w", errStoreUnavailable, err)
+	}
+	return nil
+}
+
 // newETag returns a fresh strong entity-tag (RFC 9110 §8.8.3): a random
 // 26-character base32 string in quotes, unique across restarts without any
 // counter to persist.
 func newETag() string { return `"` + rand.Text() + `"` }
 
-// writeHeroesFile writes the records to path durably: a temporary file in the same
+// writeHeroesFile writes doc to path durably: a temporary file in the same
 // folder (so the rename stays on one file system), fsync of it, rename over
 // path, then fsync of the folder so the rename itself survives a crash.
 // fsync is (*os.File).Sync outside tests.
-func writeHeroesFile(path string, records []storedHero, fsync func(*os.File) error) (err error) {
+func writeHeroesFile(path string, doc heroesFile, fsync func(*os.File) error) (err error) {
 	// Without HTML escaping, which json.Marshal would also apply inside
 	// each record's already-encoded hero.
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(heroesFile{Version: 1, Heroes: records}); err != nil {
+	if err := enc.Encode(doc); err != nil {
 		return fmt.Errorf("heroes: encoding %s: %w", path, err)
 	}
 	data := buf.Bytes() // ends in a newline
@@ -476,9 +648,38 @@ func syncDir(dir string, fsync func(*os.File) error) error {
 	return nil
 }
 
-// Ready reports nil while the store is open.
+// readyProbeEvery is how often Ready tries a write while the last one
+// failed: at most one write per this interval, whatever the probe rate.
+const readyProbeEvery = 15 * time.Second
+
+// Ready reports nil while the store is open and, for the file store, its
+// last write succeeded. After a failed write (no space, no permission, a
+// read-only or failing disk) it reports errStoreUnavailable, so a load
+// balancer stops sending writes here, and at most once per readyProbeEvery
+// it rewrites the file as it is: when that succeeds (the disk has room
+// again) the store is ready again, as it is after any change that
+// succeeds. Probes in between write nothing.
 func (s *localStore) Ready(ctx context.Context) error {
-	return s.read(func(*heroSet) error { return nil })
+	var failed error
+	if err := s.read(func(*heroSet) error { failed = s.writeFailed; return nil }); err != nil || failed == nil {
+		return err
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	var doc heroesFile
+	now, probe := s.now(), false
+	s.mu.Lock()
+	if failed = s.writeFailed; failed != nil && now.Sub(s.lastProbe) >= readyProbeEvery {
+		s.lastProbe, probe = now, true
+		doc = heroesFile{Version: 1, Heroes: s.set.recordsWith("", nil), IdempotencyKey: s.set.keyRecordsWith(nil, now)}
+	}
+	s.mu.Unlock()
+	if probe {
+		return s.writeFile(doc)
+	} else if failed != nil {
+		return fmt.Errorf("%w: the last write of the heroes file failed: %w", errStoreUnavailable, failed)
+	}
+	return nil
 }
 
 // Close marks the store closed and releases the file's lock; it waits for a

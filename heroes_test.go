@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 	"unicode/utf8"
 )
 
@@ -31,7 +30,7 @@ func heroMux(store heroStore) http.Handler {
 	mux := http.NewServeMux()
 	for _, path := range []string{"/api/heroes/{$}", "/api/heroes"} {
 		mux.Handle("GET "+path, handleHeroList(logger, store))
-		mux.Handle("POST "+path, handleHeroCreate(logger, store))
+		mux.Handle("POST "+path, handleHeroCreate(logger, store, testCaller))
 	}
 	mux.Handle("GET /api/heroes/{id}", handleHeroGet(logger, store))
 	mux.Handle("PUT /api/heroes/{id}", handleHeroReplace(logger, store))
@@ -39,6 +38,10 @@ func heroMux(store heroStore) http.Handler {
 	mux.Handle("GET /api/heroes-fireball-low-ac", handleFireballLowAC(logger, store))
 	return mux
 }
+
+// testCaller names the caller of a request to heroMux by its X-Test-Caller
+// header, as heroesCaller names it by its token.
+func testCaller(r *http.Request) string { return r.Header.Get("X-Test-Caller") }
 
 // do sends one request to h and returns the recorder. A non-empty body is
 // sent as application/json unless headers say otherwise.
@@ -445,7 +448,10 @@ func (s failingStore) List(context.Context, int, int) ([]hero, error) { return n
 func (s failingStore) Get(context.Context, string) (hero, string, error) {
 	return hero{}, "", s.err
 }
-func (s failingStore) Create(context.Context, hero) (string, error)          { return "", s.err }
+func (s failingStore) Create(context.Context, hero) (string, error) { return "", s.err }
+func (s failingStore) CreateOnce(context.Context, hero, idempotencyKey) (idemRecord, bool, error) {
+	return idemRecord{}, false, s.err
+}
 func (s failingStore) Replace(context.Context, hero, string) (string, error) { return "", s.err }
 func (s failingStore) Delete(context.Context, string, string) error          { return s.err }
 func (s failingStore) Ready(context.Context) error                           { return s.err }
@@ -1068,25 +1074,8 @@ func (s flakyStore) Ready(ctx context.Context) error {
 // it answers again (the signing keys are loaded first, so only the store
 // decides).
 func TestReadyzFollowsStore(t *testing.T) {
-	p := newTestIDP(t)
-	cfg := p.config(t, nil)
-	logger := discardLogger()
-	client := &http.Client{Timeout: 5 * time.Second}
-	prov := newProvider(cfg.verifyOptions(client, logger))
-	v := newVerifier(cfg.verifyOptions(client, logger), prov, newKeySet(cfg.verifyOptions(client, logger), prov))
-	af, err := newAuthFlow(cfg.loginOptions(), prov, v, client, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var down atomic.Bool
-	h := newServer(logger, cfg, prov, v, af, flakyStore{newMemoryStore(), &down}, nil)
-	r := httptest.NewRequest(http.MethodGet, "/api/heroes/", nil)
-	r.Header.Set("Authorization", "Bearer "+p.token(t, nil))
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r) // loads the discovery document and the keys
-	if w.Code != http.StatusOK {
-		t.Fatalf("GET /api/heroes/ = %d %s; want 200", w.Code, w.Body)
-	}
+	h := newServerWithKeys(t, flakyStore{newMemoryStore(), &down})
 	tests := []struct {
 		name      string
 		down      bool

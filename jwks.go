@@ -95,7 +95,7 @@ func (ks *keySet) refresh(ctx context.Context) error {
 // fetch loads the key set (fetcher.start's fetch).
 func (ks *keySet) fetch(ctx context.Context, attempt int) error {
 	ix, skipped, err := ks.load(ctx)
-	if err != nil {
+	if ks.opts.Observe("keys_fetch", err); err != nil {
 		level := slog.LevelWarn
 		if errors.Is(err, errIDPUnavailable) {
 			// No discovery document: provider.fetch has already logged

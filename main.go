@@ -68,8 +68,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	logger := newLogger(cfg, stdout)
 	warnSettings(logger, cfg, ln.Addr())
 
-	client := newIDPClient()
+	m := newMetricsIf(cfg.MetricsAddr != "")
+	client, storeClient := newIDPClient(), newIDPClient()
+	client.Transport = traceTransport{next: http.DefaultTransport, observe: m.idpObserver()}
 	vo := cfg.verifyOptions(client, logger)
+	vo.Observe = m.verifyObserver()
 	prov := newProvider(vo)
 	keys := newKeySet(vo, prov)
 	v := newVerifier(vo, prov, keys)
@@ -81,20 +84,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// A table connection string without AccountKey: Entra tokens of the
 	// service's own credential (managed identity or federated token).
 	so.TokenSource = af.resourceToken(storageResource)
-	store, err := openStore(ctx, so, client, logger)
+	store, err := openStore(ctx, so, storeClient, logger)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	store = m.meter(store)
 	if cfg.Dev {
 		if err := seedHeroes(ctx, store); err != nil {
 			logger.Warn("-dev: sample heroes not added", "err", err)
 		}
 	}
 
+	stopMetrics, err := startMetrics(cfg.MetricsAddr, m, logger)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	go keys.run(ctx)
 	go announce(ctx, logger, cfg, v)
-	srv := newHTTPServer(newServer(logger, cfg, prov, v, af, store, idp), logger)
+	srv := newHTTPServer(m.instrument(newServer(logger, cfg, prov, v, af, store, idp)), logger)
 	if err := serve(ctx, srv, ln, cfg.ShutdownGrace, logger); err != nil {
 		return err
 	}
@@ -213,14 +222,16 @@ func announce(ctx context.Context, logger *slog.Logger, cfg config, v *verifier)
 }
 
 // newIDPClient is the HTTP client of every call to the identity provider and
-// the table store: a 10 s timeout (idpTimeout), and no redirects followed, so
+// the table store: a 10 s timeout (idpTimeout), a child traceparent on each
+// call (traceTransport), and no redirects followed, so
 // a form carrying the client secret, a code or a client assertion is never
 // re-sent to another server (RFC 6749 §3.2 wants the token endpoint itself).
 // A redirect answer reaches the caller as it is, and is refused there as an
 // unexpected status.
 func newIDPClient() *http.Client {
 	return &http.Client{
-		Timeout: idpTimeout,
+		Timeout:   idpTimeout,
+		Transport: traceTransport{next: http.DefaultTransport},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
@@ -261,13 +272,14 @@ func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 }
 
 // newLogger makes the service's one logger: JSON when LOG_FORMAT=json, text
-// otherwise, at LOG_LEVEL.
+// otherwise, at LOG_LEVEL; a line logged within a request carries its
+// request_id and trace_id (requestLogHandler).
 func newLogger(cfg config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(requestLogHandler{slog.NewJSONHandler(w, opts)})
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(requestLogHandler{slog.NewTextHandler(w, opts)})
 }
 
 // newServer builds the service's handler: every route (addRoutes) wrapped in
@@ -299,6 +311,7 @@ func withMiddleware(logger *slog.Logger, corsOrigins []string, mux *http.ServeMu
 func routeErrors(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
+		noteRoute(r.Context(), pattern)
 		if pattern != "" {
 			mux.ServeHTTP(w, r)
 			return
@@ -358,7 +371,7 @@ func addRoutes(mux router, logger *slog.Logger, cfg config, prov *provider, v *v
 	// The original's paths end in "/"; the version without it works too.
 	for _, path := range []string{"/api/heroes/{$}", "/api/heroes"} {
 		mux.Handle("GET "+path, read(handleHeroList(logger, store)))
-		mux.Handle("POST "+path, create(handleHeroCreate(logger, store)))
+		mux.Handle("POST "+path, create(handleHeroCreate(logger, store, heroesCaller)))
 	}
 	mux.Handle("GET /api/heroes/{id}", read(handleHeroGet(logger, store)))
 	mux.Handle("PUT /api/heroes/{id}", create(handleHeroReplace(logger, store)))
@@ -368,6 +381,17 @@ func addRoutes(mux router, logger *slog.Logger, cfg config, prov *provider, v *v
 	if idp != nil {
 		idp.addRoutes(mux, logger)
 	}
+}
+
+// heroesCaller names the caller of a request for the heroes piece, which
+// binds idempotency keys to it: the tenant, object and client ids (tid,
+// oid, azp or appid) of the claims requireAuth verified; "" without them.
+func heroesCaller(r *http.Request) string {
+	c, ok := principalFrom(r.Context())
+	if !ok {
+		return ""
+	}
+	return c.TenantID + "/" + c.ObjectID + "/" + c.AuthorizedParty
 }
 
 // heroesPreview is what the signed-in page shows of the API for an access
@@ -384,7 +408,7 @@ func heroesPreview(logger *slog.Logger, store heroStore) signedInPreview {
 		}
 		list, err := store.List(ctx, 0, 10)
 		if err != nil {
-			logger.Warn("auth: heroes for the signed-in page", "err", err)
+			logger.WarnContext(ctx, "auth: heroes for the signed-in page", "err", err)
 			p.Note = "The heroes could not be read just now."
 			return p
 		}
@@ -436,7 +460,7 @@ func handleReadyz(logger *slog.Logger, v *verifier, store heroStore) http.Handle
 		}
 		if err := store.Ready(ctx); err != nil {
 			checks["store"], ready = "unavailable", false
-			logger.Warn("readyz: store not ready", "err", err)
+			logger.WarnContext(r.Context(), "readyz: store not ready", "err", err)
 		}
 		if !ready {
 			w.Header().Set("Retry-After", "5")

@@ -43,7 +43,7 @@ func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			logger.Error("panic in handler", "path", r.URL.Path, "request_id", requestID(r.Context()),
+			logger.ErrorContext(r.Context(), "panic in handler", "path", r.URL.Path, "request_id", requestID(r.Context()),
 				"panic", fmt.Sprintf("%T", v), "stack", string(debug.Stack()))
 			if rec, ok := w.(*responseRecorder); ok && rec.status != 0 {
 				return // the answer has started; the connection is all that is left
@@ -55,11 +55,12 @@ func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
 }
 
 // requestInfo is what logRequests learns about a request while it is
-// served: its id, and the caller, which requireAuth reports through
-// withCallerHook. It lives in the request context; only the request's own
-// goroutine touches it.
+// served: its id, its trace (traceparent, or a new one), and the caller,
+// which requireAuth reports through withCallerHook. It lives in the request
+// context; only the request's own goroutine changes it.
 type requestInfo struct {
 	id            string
+	trace         traceContext
 	oid, tid, azp string
 }
 
@@ -107,15 +108,21 @@ func (rec *responseRecorder) Unwrap() http.ResponseWriter { return rec.ResponseW
 
 // logRequests logs one line per request: method, path (never the query
 // string, which may carry a code or state), status, duration, bytes, request
-// id, and for authenticated calls oid, tid and azp. It never logs headers,
-// so no token or cookie reaches the log. The request id is taken from
-// X-Request-Id when well-formed, else generated, and echoed in the answer.
+// id, trace id, and for authenticated calls oid, tid and azp. It never logs
+// headers, so no token or cookie reaches the log. The request id is taken
+// from X-Request-Id when well-formed, else generated, and echoed in the
+// answer; the trace is the traceparent's when valid (parseTraceparent),
+// else a new one.
 func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		info := &requestInfo{id: r.Header.Get("X-Request-Id")}
 		if !requestIDPattern.MatchString(info.id) {
 			info.id = rand.Text()
+		}
+		var ok bool
+		if info.trace, ok = parseTraceparent(r.Header); !ok {
+			info.trace = newTrace()
 		}
 		w.Header().Set("X-Request-Id", info.id)
 		rec := &responseRecorder{ResponseWriter: w}
@@ -132,6 +139,7 @@ func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
 			slog.Duration("duration", time.Since(start)),
 			slog.Int64("bytes", rec.bytes),
 			slog.String("request_id", info.id),
+			slog.String("trace_id", info.trace.traceID),
 		}
 		if info.oid != "" || info.tid != "" || info.azp != "" {
 			attrs = append(attrs, slog.String("oid", info.oid), slog.String("tid", info.tid), slog.String("azp", info.azp))

@@ -139,10 +139,12 @@ func openAPIHeroPaths(read, create, admin string) obj {
 		return obj{
 			"summary": "Create a hero", "operationId": id, "tags": []string{"heroes"},
 			"security":    secured(create),
+			"parameters":  []obj{idempotencyKeyParam()},
 			"requestBody": heroBody(),
 			"responses": heroResponses(obj{"201": withETag(jsonResponse("The created hero; Location names it", ref("Hero")), obj{
-				"Location": obj{"description": "/api/heroes/{id} of the new hero", "schema": obj{"type": "string"}},
-			})}, "413", "415", "422"),
+				"Location":            obj{"description": "/api/heroes/{id} of the new hero", "schema": obj{"type": "string"}},
+				"Idempotent-Replayed": obj{"description": "true when this is the first answer again, for a repeated Idempotency-Key", "schema": obj{"type": "string"}},
+			})}, "400", "413", "415", "422"),
 		}
 	}
 	return obj{
@@ -196,6 +198,12 @@ func withETag(resp, headers obj) obj {
 	maps.Copy(h, headers)
 	resp["headers"] = h
 	return resp
+}
+
+// idempotencyKeyParam is the optional Idempotency-Key header of POST.
+func idempotencyKeyParam() obj {
+	return obj{"name": "Idempotency-Key", "in": "header", "required": false, "schema": obj{"type": "string", "minLength": 1, "maxLength": maxIdempotencyKeyLen},
+		"description": "A key of your choosing for this create, as a String (\"…\") or bare (IETF draft-ietf-httpapi-idempotency-key-header). The same key with the same hero within 24 hours gets the first answer again (Idempotent-Replayed: true) and creates nothing; with another hero it is 422. Keys are per caller. Malformed: 400."}
 }
 
 // ifMatchParam is the optional If-Match header of PUT and DELETE.

@@ -208,16 +208,22 @@ type pendingLogin struct {
 	created int64 // seconds since the Unix epoch; 0 when the cookie does not open
 }
 
+// maxLoginCookieDeletes caps the login cookies one answer expires, and
+// twice it the ones a request is searched for. A browser holds at most
+// maxPendingLogins of ours, and as many again sealed under an earlier
+// session key; a request carrying more (thousands of junk heroes_login_*
+// cookies, 60 KB of them) was not made by that browser, and answering each
+// would turn a small request into a large answer.
+const maxLoginCookieDeletes = 2 * maxPendingLogins
+
 // staleLogins returns the names of the login cookies on r to delete so that,
 // with one more login added, at most maxPendingLogins remain: every cookie
-// that does not open or has expired at now, then the oldest.
+// that does not open or has expired at now, then the oldest; at most
+// maxLoginCookieDeletes of them, in time linear in the Cookie header.
 func (s *sealer) staleLogins(r *http.Request, now time.Time) []string {
 	var live []pendingLogin
 	var stale []string
-	for _, c := range r.Cookies() {
-		if !strings.HasPrefix(c.Name, loginCookiePrefix) {
-			continue
-		}
+	for _, c := range loginCookies(r, 2*maxLoginCookieDeletes) {
 		ls, err := s.open(c.Name, c.Value)
 		if err != nil || now.Sub(time.Unix(ls.Created, 0)) > loginTTL {
 			stale = append(stale, c.Name)
@@ -230,18 +236,38 @@ func (s *sealer) staleLogins(r *http.Request, now time.Time) []string {
 		stale = append(stale, live[0].name)
 		live = live[1:]
 	}
-	return stale
+	return stale[:min(len(stale), maxLoginCookieDeletes)]
 }
 
-// loginCookieNames returns the names of every login cookie on r.
+// loginCookieNames returns the names of the login cookies on r to delete
+// at logout: at most maxLoginCookieDeletes (see loginCookies).
 func loginCookieNames(r *http.Request) []string {
 	var names []string
-	for _, c := range r.Cookies() {
-		if strings.HasPrefix(c.Name, loginCookiePrefix) && !slices.Contains(names, c.Name) {
-			names = append(names, c.Name)
-		}
+	for _, c := range loginCookies(r, maxLoginCookieDeletes) {
+		names = append(names, c.Name)
 	}
 	return names
+}
+
+// loginCookies returns the first max cookies on r whose name this service
+// could have made (loginCookieName: the prefix and 16 lowercase hex
+// digits), each name once, in time linear in the Cookie header. Other
+// heroes_login_* names are ignored: no login of ours can be under them.
+func loginCookies(r *http.Request, max int) []*http.Cookie {
+	var out []*http.Cookie
+	seen := map[string]bool{}
+	for _, c := range r.Cookies() {
+		if len(out) == max {
+			break
+		}
+		id, ok := strings.CutPrefix(c.Name, loginCookiePrefix)
+		if !ok || len(id) != 16 || strings.Trim(id, "0123456789abcdef") != "" || seen[c.Name] {
+			continue
+		}
+		seen[c.Name] = true
+		out = append(out, c)
+	}
+	return out
 }
 
 // maxSpentStates bounds the spent-state set: how many finished logins one

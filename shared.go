@@ -106,10 +106,26 @@ func isJSONType(contentType string) bool {
 }
 
 // bodyErrorStatus is the status for an error reading a request body: 413
-// when it came from http.MaxBytesReader, else 400.
+// from http.MaxBytesReader, 408 past the server's read deadline, else 400.
 func bodyErrorStatus(err error) int {
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 		return http.StatusRequestEntityTooLarge
+	} else if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+		return http.StatusRequestTimeout
 	}
 	return http.StatusBadRequest
+}
+
+// readBody reads the request body, at most limit bytes (http.MaxBytesReader,
+// which also tells the server to close the connection after a larger one).
+// A declared Content-Length up to limit sizes the buffer, so a body costs its
+// size once. On failure it returns the status to answer (bodyErrorStatus:
+// 413 over limit, 408 not in time, 400 unreadable).
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int, error) {
+	var buf bytes.Buffer
+	buf.Grow(int(min(max(r.ContentLength, 0), limit)) + bytes.MinRead)
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit)); err != nil {
+		return nil, bodyErrorStatus(err), err
+	}
+	return buf.Bytes(), 0, nil
 }

@@ -115,6 +115,66 @@ func testHeroStore(t *testing.T, open func(t *testing.T) heroStore) {
 				t.Errorf("stored hero changed through the caller's slices: %+v", got)
 			}
 		}},
+		{"create once stores one hero and replays its first answer", func(t *testing.T, s heroStore) {
+			key := idempotencyKey{ID: strings.Repeat("a1", 32), Fingerprint: "fp-1"}
+			first := testHero(newHeroID(), "Once")
+			rec, replay, err := s.CreateOnce(ctx, first, key)
+			if err != nil || replay || rec.HeroID != first.ID || rec.ETag == "" {
+				t.Fatalf("first CreateOnce() = %+v, %v, %v; want a new record for %s with an etag", rec, replay, err, first.ID)
+			}
+			_, etag, err := s.Get(ctx, first.ID)
+			if err != nil || etag != rec.ETag {
+				t.Fatalf("Get() = %q, %v; want the record's etag %q", etag, err, rec.ETag)
+			}
+			// The retry is a new request: its hero got another fresh id.
+			again, replay, err := s.CreateOnce(ctx, testHero(newHeroID(), "Once"), key)
+			if err != nil || !replay || again.HeroID != first.ID || again.ETag != rec.ETag || string(again.Hero) != string(rec.Hero) {
+				t.Fatalf("retried CreateOnce() = %+v, %v, %v; want the first record replayed", again, replay, err)
+			}
+			if got, err := s.List(ctx, 0, 10); err != nil || len(got) != 1 {
+				t.Errorf("List() = %d heroes, %v; want the one created once", len(got), err)
+			}
+		}},
+		{"create once with the key of another body is a mismatch", func(t *testing.T, s heroStore) {
+			key := idempotencyKey{ID: strings.Repeat("b2", 32), Fingerprint: "fp-1"}
+			if _, _, err := s.CreateOnce(ctx, testHero(newHeroID(), "First"), key); err != nil {
+				t.Fatal(err)
+			}
+			key.Fingerprint = "fp-2"
+			if _, _, err := s.CreateOnce(ctx, testHero(newHeroID(), "Other"), key); !errors.Is(err, errIdempotencyMismatch) {
+				t.Fatalf("CreateOnce(same key, other body) = %v; want errIdempotencyMismatch", err)
+			}
+			if got, _ := s.List(ctx, 0, 10); len(got) != 1 {
+				t.Errorf("List() = %d heroes; want 1", len(got))
+			}
+		}},
+		{"create once replays the first answer after the hero changed", func(t *testing.T, s heroStore) {
+			key := idempotencyKey{ID: strings.Repeat("c3", 32), Fingerprint: "fp"}
+			h := testHero(newHeroID(), "Before")
+			rec, _, err := s.CreateOnce(ctx, h, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.Name = "After"
+			if _, err := s.Replace(ctx, h, ""); err != nil {
+				t.Fatal(err)
+			}
+			again, replay, err := s.CreateOnce(ctx, testHero(newHeroID(), "Before"), key)
+			if err != nil || !replay || string(again.Hero) != string(rec.Hero) || !strings.Contains(string(again.Hero), `"Before"`) {
+				t.Errorf("CreateOnce() after a change = %s, %v, %v; want the first answer", again.Hero, replay, err)
+			}
+		}},
+		{"create once with other keys makes other heroes", func(t *testing.T, s heroStore) {
+			for i := range 3 {
+				key := idempotencyKey{ID: fmt.Sprintf("%064x", i+1), Fingerprint: "fp"}
+				if _, replay, err := s.CreateOnce(ctx, testHero(newHeroID(), "Same"), key); err != nil || replay {
+					t.Fatalf("CreateOnce(key %d) = %v, %v", i, replay, err)
+				}
+			}
+			if got, _ := s.List(ctx, 0, 10); len(got) != 3 {
+				t.Errorf("List() = %d heroes; want 3", len(got))
+			}
+		}},
 		{"list is ordered by id and pages with offset and limit", func(t *testing.T, s heroStore) {
 			var ids []string
 			for i := range 7 {

@@ -33,6 +33,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -272,6 +273,11 @@ type tableStore struct {
 	// Table call is not repeated; it is cleared when the service answers
 	// TableNotFound.
 	tableReady atomic.Bool
+	// lastSweep is when (Unix seconds) this process last started deleting
+	// expired idempotency keys; sweeps counts the deletions running, which
+	// Close waits for.
+	lastSweep atomic.Int64
+	sweeps    sync.WaitGroup
 }
 
 // openTableStore opens the Azure Table Storage store (HEROES_STORE=azuretable)
@@ -692,9 +698,13 @@ func odataString(s string) string {
 
 // entityPath is the escaped path of the hero entity with the given id:
 // /<table>(PartitionKey='heroes',RowKey='<id>').
-func (s *tableStore) entityPath(id string) string {
-	return "/" + s.table + "(PartitionKey=" + escapeTable(odataString(tablePartition)) +
-		",RowKey=" + escapeTable(odataString(id)) + ")"
+func (s *tableStore) entityPath(id string) string { return s.entityIn(tablePartition, id) }
+
+// entityIn is the escaped path of the entity with partition and row keys
+// pk and rk: /<table>(PartitionKey='<pk>',RowKey='<rk>').
+func (s *tableStore) entityIn(pk, rk string) string {
+	return "/" + s.table + "(PartitionKey=" + escapeTable(odataString(pk)) +
+		",RowKey=" + escapeTable(odataString(rk)) + ")"
 }
 
 // List returns at most limit heroes ordered by id, after skipping offset of
@@ -929,8 +939,212 @@ func (s *tableStore) Ready(ctx context.Context) error {
 	return s.scan(ctx, "ready", filter, "RowKey", 1, 1, func(tableEntity) error { return nil })
 }
 
-// Close releases nothing: the *http.Client belongs to the caller.
-func (s *tableStore) Close() error { return nil }
+// Close waits for a deletion of expired idempotency keys in progress; it
+// releases nothing else: the *http.Client belongs to the caller.
+func (s *tableStore) Close() error {
+	s.sweeps.Wait()
+	return nil
+}
 
 // tableNamePattern is Azure Table Storage's rule for table names.
 var tableNamePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{2,62}$`)
+
+// Idempotency keys (heroStore.CreateOnce) live in the heroes' table, one
+// entity per key in the partition tableKeyPartition (List and Ready read
+// only the heroes' partition), RowKey the key id, with the properties of
+// keyEntity. A key is claimed by inserting its entity, naming the new
+// hero's id, before the hero is written, and marked done (Done, HeroETag)
+// after. A create whose answer was lost (the service stalled past the
+// timeout, the connection broke) leaves its claim; the retry finds it and
+// writes the hero the claim names, which fails harmlessly when the first
+// attempt already wrote it, so no retry makes a second hero, and replicas
+// sharing the table agree.
+const (
+	tableKeyPartition = "idempotency"
+	// keySweepEvery is how often one process deletes expired keys, at
+	// most maxKeySweep of them a run.
+	keySweepEvery = time.Hour
+	maxKeySweep   = 1000
+)
+
+// keyClaim is a key entity as read or written: its record, its ETag in the
+// API's form (apiETag), whether the create it names is done, and whether
+// it existed before this request (a replay).
+type keyClaim struct {
+	rec    idemRecord
+	etag   string
+	done   bool
+	replay bool
+}
+
+// keyEntity builds the entity of rec; done marks the create finished.
+// Created is RFC 3339 in UTC, so that string order is time order.
+func keyEntity(rec idemRecord, done bool) map[string]string {
+	e := map[string]string{
+		"PartitionKey": tableKeyPartition, "RowKey": rec.Key,
+		"Fingerprint": rec.Fingerprint, "HeroID": rec.HeroID, "HeroETag": rec.ETag,
+		tableHeroProperty: string(rec.Hero),
+		"Created":         time.Unix(rec.Created, 0).UTC().Format(time.RFC3339),
+	}
+	if done {
+		e["Done"] = "true"
+	}
+	return e
+}
+
+// CreateOnce stores h unless key was used within idempotencyTTL (see
+// heroStore and the comment above keySweepEvery).
+func (s *tableStore) CreateOnce(ctx context.Context, h hero, key idempotencyKey) (idemRecord, bool, error) {
+	entity, err := heroEntity(h)
+	if err != nil {
+		return idemRecord{}, false, err
+	}
+	rec := idemRecord{Key: key.ID, Fingerprint: key.Fingerprint, HeroID: h.ID, Hero: json.RawMessage(entity[tableHeroProperty]), Created: s.now().Unix()}
+	c, err := s.claimKey(ctx, rec)
+	switch {
+	case err != nil:
+		return idemRecord{}, false, err
+	case c.rec.Fingerprint != key.Fingerprint:
+		return idemRecord{}, false, errIdempotencyMismatch
+	case c.done:
+		return c.rec, c.replay, nil
+	}
+	if c.rec.ETag, err = s.writeClaimedHero(ctx, c.rec); err != nil {
+		return idemRecord{}, false, err
+	}
+	_, err = s.call(ctx, tableRequest{op: "complete idempotency key", method: http.MethodPut, path: s.entityIn(tableKeyPartition, c.rec.Key),
+		entity: true, ifMatch: serviceIfMatch(c.etag), body: keyEntity(c.rec, true)})
+	if err != nil {
+		// The hero is written; a retry finds the claim and the hero.
+		s.logger.WarnContext(ctx, "table: idempotency key not marked done", "err", err)
+	}
+	return c.rec, c.replay, nil
+}
+
+// claimKey inserts the key entity of rec, or returns the live one already
+// there (replay). An expired one is taken over, conditionally on its ETag.
+func (s *tableStore) claimKey(ctx context.Context, rec idemRecord) (keyClaim, error) {
+	const op = "claim idempotency key"
+	for range 3 {
+		resp, err := s.call(ctx, tableRequest{op: op, method: http.MethodPost, path: "/" + s.table, body: keyEntity(rec, false)})
+		if !errors.Is(err, errHeroConflict) {
+			if err != nil {
+				return keyClaim{}, err
+			}
+			s.sweepKeysSometimes(ctx)
+			etag, err := resp.etag(op)
+			return keyClaim{rec: rec, etag: etag}, err
+		}
+		c, err := s.getKey(ctx, rec.Key)
+		if errors.Is(err, errHeroNotFound) {
+			continue // deleted as expired meanwhile: insert again
+		} else if err != nil {
+			return keyClaim{}, err
+		} else if c.rec.live(s.now()) {
+			c.replay = true
+			return c, nil
+		}
+		resp, err = s.call(ctx, tableRequest{op: op, method: http.MethodPut, path: s.entityIn(tableKeyPartition, rec.Key),
+			entity: true, ifMatch: serviceIfMatch(c.etag), body: keyEntity(rec, false)})
+		if err == nil {
+			etag, err := resp.etag(op)
+			return keyClaim{rec: rec, etag: etag}, err
+		} else if !errors.Is(err, errHeroConflict) && !errors.Is(err, errHeroNotFound) {
+			return keyClaim{}, err
+		}
+	}
+	return keyClaim{}, fmt.Errorf("table: %s: the key keeps changing: %w", op, errStoreUnavailable)
+}
+
+// getKey reads the key entity id; errHeroNotFound when there is none.
+func (s *tableStore) getKey(ctx context.Context, id string) (keyClaim, error) {
+	const op = "read idempotency key"
+	resp, err := s.call(ctx, tableRequest{op: op, method: http.MethodGet, path: s.entityIn(tableKeyPartition, id), entity: true})
+	if err != nil {
+		return keyClaim{}, err
+	}
+	var e struct{ RowKey, Fingerprint, HeroID, HeroETag, Hero, Created, Done string }
+	if err := resp.decodeJSON(op, &e); err != nil {
+		return keyClaim{}, err
+	}
+	created, err := time.Parse(time.RFC3339, e.Created)
+	if err != nil || e.RowKey != id || !json.Valid([]byte(e.Hero)) || !isGUID(e.HeroID) {
+		return keyClaim{}, fmt.Errorf("table: %s: not a key entity of this store: %w", op, errStoreBadAnswer)
+	}
+	etag, err := resp.etag(op)
+	rec := idemRecord{Key: id, Fingerprint: e.Fingerprint, HeroID: e.HeroID, ETag: e.HeroETag, Hero: json.RawMessage(e.Hero), Created: created.Unix()}
+	return keyClaim{rec: rec, etag: etag, done: e.Done == "true"}, err
+}
+
+// writeClaimedHero writes the hero a claim names and returns its ETag.
+// When the hero is already there (an earlier attempt wrote it), it returns
+// the hero's ETag while the hero is still as first answered, else "".
+func (s *tableStore) writeClaimedHero(ctx context.Context, rec idemRecord) (string, error) {
+	var h hero
+	if err := json.Unmarshal(rec.Hero, &h); err != nil {
+		return "", fmt.Errorf("table: idempotency key names no hero: %w: %w", errStoreBadAnswer, err)
+	}
+	h.ID = rec.HeroID
+	etag, err := s.Create(ctx, h)
+	if !errors.Is(err, errHeroConflict) {
+		return etag, err
+	}
+	cur, etag, err := s.Get(ctx, h.ID)
+	if errors.Is(err, errHeroNotFound) {
+		return "", nil // written, then deleted
+	} else if err != nil {
+		return "", err
+	}
+	if data, err := encodeHero(cur); err != nil || !bytes.Equal(data, rec.Hero) {
+		return "", nil // changed since
+	}
+	return etag, nil
+}
+
+// sweepKeysSometimes starts, at most once per keySweepEvery in this
+// process, the deletion of expired key entities in the background (ctx
+// gives it its values, not its end).
+func (s *tableStore) sweepKeysSometimes(ctx context.Context) {
+	now := s.now()
+	last := s.lastSweep.Load()
+	if time.Unix(last, 0).Add(keySweepEvery).After(now) || !s.lastSweep.CompareAndSwap(last, now.Unix()) {
+		return
+	}
+	s.sweeps.Add(1)
+	go func() {
+		defer s.sweeps.Done()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		n, err := s.sweepKeys(ctx, now)
+		if err != nil {
+			s.logger.WarnContext(ctx, "table: deleting expired idempotency keys", "deleted", n, "err", err)
+		} else if n > 0 {
+			s.logger.InfoContext(ctx, "table: expired idempotency keys deleted", "deleted", n)
+		}
+	}()
+}
+
+// sweepKeys deletes up to maxKeySweep key entities that expired at now.
+// Each is read again and deleted only in the version read, so a key taken
+// over meanwhile stays.
+func (s *tableStore) sweepKeys(ctx context.Context, now time.Time) (int, error) {
+	cutoff := now.Add(-idempotencyTTL).UTC().Format(time.RFC3339)
+	filter := "PartitionKey eq " + odataString(tableKeyPartition) + " and Created lt " + odataString(cutoff)
+	var ids []string
+	err := s.scan(ctx, "find expired idempotency keys", filter, "RowKey", tableSkipPage, maxKeySweep, func(e tableEntity) error {
+		ids = append(ids, e.RowKey)
+		return nil
+	})
+	n := 0
+	for _, id := range ids {
+		c, gerr := s.getKey(ctx, id)
+		if gerr != nil || c.rec.live(now) {
+			continue
+		}
+		_, derr := s.call(ctx, tableRequest{op: "delete idempotency key", method: http.MethodDelete, path: s.entityIn(tableKeyPartition, id), entity: true, ifMatch: serviceIfMatch(c.etag)})
+		if derr == nil {
+			n++
+		}
+	}
+	return n, err
+}

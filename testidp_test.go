@@ -63,12 +63,14 @@ type testIDP struct {
 	jwksHandler http.HandlerFunc
 	// tokenHandler, when set, answers the token endpoint.
 	tokenHandler http.HandlerFunc
+	// traceparents are the traceparent fields received, by path.
+	traceparents map[string][]string
 }
 
 // newTestIDP starts a fake provider publishing testKeys()[0] as kid "k0".
 func newTestIDP(tb testing.TB) *testIDP {
 	tb.Helper()
-	p := &testIDP{published: map[string]*rsa.PrivateKey{"k0": testKeys()[0]}, signKID: "k0"}
+	p := &testIDP{published: map[string]*rsa.PrivateKey{"k0": testKeys()[0]}, signKID: "k0", traceparents: map[string][]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{tenant}/v2.0/.well-known/openid-configuration", p.serveDiscovery)
 	mux.HandleFunc("GET /{tenant}/discovery/v2.0/keys", p.serveJWKS)
@@ -83,7 +85,12 @@ func newTestIDP(tb testing.TB) *testIDP {
 		h(w, r)
 	})
 	// Set p.srv before the server starts: its handlers read p.srv.URL.
-	p.srv = httptest.NewUnstartedServer(mux)
+	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		p.traceparents[r.URL.Path] = append(p.traceparents[r.URL.Path], r.Header.Get("traceparent"))
+		p.mu.Unlock()
+		mux.ServeHTTP(w, r)
+	}))
 	p.srv.Start()
 	tb.Cleanup(p.srv.Close)
 	return p

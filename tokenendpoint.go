@@ -249,19 +249,19 @@ func (af *authFlow) tokenFailure(w http.ResponseWriter, r *http.Request, err err
 	}
 	if !errors.As(err, &te) {
 		status, detail := classifyNetworkFailure(err)
-		af.logger.Warn("auth: token request failed", "login", id, "err", err)
+		af.logger.WarnContext(r.Context(), "auth: token request failed", "login", id, "err", err)
 		af.fail(w, r, status, detail, "", "")
 		return
 	}
 	aadsts := te.aadsts()
 	if fix, ok := te.configFault(); ok {
-		af.logger.Error("auth: the identity provider rejected the service's configuration",
+		af.logger.ErrorContext(r.Context(), "auth: the identity provider rejected the service's configuration",
 			"login", id, "error", te.Code, "aadsts", aadsts, "fix", fix,
 			"description", te.Description, "trace_id", te.TraceID, "correlation_id", te.CorrelationID)
 		af.fail(w, r, http.StatusBadGateway, "the service is misconfigured for the identity provider ("+aadsts+"); an operator must fix it", te.Code, aadsts)
 		return
 	}
-	af.logger.Warn("auth: token endpoint returned an error", "login", id, "status", te.Status, "error", te.Code,
+	af.logger.WarnContext(r.Context(), "auth: token endpoint returned an error", "login", id, "status", te.Status, "error", te.Code,
 		"aadsts", aadsts, "description", te.Description, "trace_id", te.TraceID, "correlation_id", te.CorrelationID)
 	switch {
 	case userFixable[te.Code]:

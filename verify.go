@@ -44,6 +44,8 @@ type verifyOptions struct {
 	Now               func() time.Time // clock of time checks and backoffs; nil means time.Now
 	Client            *http.Client     // for discovery and keys: with a Timeout, following no redirects
 	Logger            *slog.Logger     // receives fetch outcomes; nil discards them
+	// Observe, when set, hears of each token check ("token_cached"; "token", err) and key fetch ("keys_fetch", err).
+	Observe func(event string, err error)
 }
 
 func (o verifyOptions) isMultiTenant() bool {
@@ -62,6 +64,9 @@ func (o verifyOptions) withDefaults() verifyOptions {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Observe == nil {
+		o.Observe = func(string, error) {}
 	}
 	return o
 }
@@ -428,10 +433,11 @@ func (v *verifier) verifyAccessToken(ctx context.Context, raw string) (*claims, 
 	v.bufs.Put(bp)
 	now := v.opts.Now()
 	if c := v.cache.get(sum, now, v.opts.Leeway, v.ks); c != nil {
+		v.opts.Observe("token_cached", nil)
 		return c, nil
 	}
 	t, k, err := v.checkAccessToken(ctx, raw, now)
-	if err != nil {
+	if v.opts.Observe("token", err); err != nil {
 		return nil, err
 	}
 	v.cache.put(sum, &t.claims, k)
