@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -44,6 +45,7 @@ const (
 	maxReturnToLen  = 512      // return_to
 	maxShownIdPText = 300      // IdP error text echoed to the user or logged
 	maxAcceptLen    = 1024     // the part of Accept that prefersHTML reads
+	maxClaimsLen    = 4096     // the claims parameter of /auth/login, as sent
 )
 
 // loginOptions are the settings of the client half. The service fills them
@@ -79,6 +81,11 @@ type loginOptions struct {
 	PostLogoutRedirectURI string
 	// SessionKey is the 32-byte AES-256-GCM key sealing login cookies.
 	SessionKey []byte
+	// StepUpAuthContext, when set, is the Conditional Access authentication
+	// context id (c1…c99) some operations of the API need: the signed-in
+	// page offers to sign in again with it when the new access token lacks
+	// it. "" offers nothing.
+	StepUpAuthContext string
 }
 
 // serviceBase is the service's own base URL as browsers reach it, taken
@@ -157,12 +164,13 @@ func (af *authFlow) scope() string {
 }
 
 // handleLogin serves GET /auth/login[?return_to=/path][&prompt=…]
-// [&login_hint=…][&domain_hint=…]: it makes a fresh state, nonce and PKCE
+// [&login_hint=…][&domain_hint=…][&claims=…]: it makes a fresh state, nonce and PKCE
 // code_verifier (crypto/rand), seals them with return_to into a login cookie
 // of their own, and redirects (302) to the authorization endpoint from the
 // discovery document (RFC 6749 §4.1.1, RFC 7636 §4.3, OpenID Connect Core
-// §3.1.2.1). Unusable return_to values become "/". 503 when the provider's
-// metadata cannot be loaded.
+// §3.1.2.1). Unusable return_to values become "/"; a claims parameter that
+// is not a claims request (readClaimsRequest), or is given twice, is a 400.
+// 503 when the provider's metadata cannot be loaded.
 func (af *authFlow) handleLogin() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
@@ -172,6 +180,13 @@ func (af *authFlow) handleLogin() http.Handler {
 			return
 		}
 		q := r.URL.Query()
+		claims, err := readClaimsRequest(q.Get("claims"))
+		if err != nil || len(q["claims"]) > 1 {
+			af.fail(w, r, http.StatusBadRequest, "the claims parameter must be one claims challenge: a JSON object (OpenID Connect Core §5.5), "+
+				"or its base64, of at most "+strconv.Itoa(maxClaimsLen)+" bytes", "invalid_request", "")
+			return
+		}
+		q.Set("claims", claims)
 		ls := loginState{
 			State:        rand.Text(),
 			Nonce:        rand.Text(),
@@ -263,7 +278,8 @@ func pkceS256(codeVerifier string) string {
 // authorizeURL builds the authorization request of ls at the discovery
 // document's authorization_endpoint, keeping any query it already has, and
 // passing through prompt, login_hint and domain_hint from in when they are
-// well-formed (others are dropped).
+// well-formed (others are dropped), and claims, which handleLogin has
+// checked, when not empty.
 func (af *authFlow) authorizeURL(md providerMetadata, ls loginState, in url.Values) (string, error) {
 	u, err := parseEndpoint(md.AuthorizationEndpoint)
 	if err != nil {
@@ -287,8 +303,47 @@ func (af *authFlow) authorizeURL(md providerMetadata, ls loginState, in url.Valu
 			q.Set(k, v)
 		}
 	}
+	if c := in.Get("claims"); c != "" {
+		q.Set("claims", c) // OpenID Connect Core §5.5, Entra's access_token member included
+	}
 	u.RawQuery = q.Encode()
 	return u.String(), nil
+}
+
+// readClaimsRequest returns the OpenID Connect claims request (Core §5.5) a
+// claims challenge carries, or "" for an empty s. s is the JSON object
+// itself, or its base64 in either alphabet, padded or not: Entra's
+// challenges are padded standard base64, MSAL clients pass the decoded JSON
+// (Microsoft Learn, "Claims challenges, claims requests and client
+// capabilities"), and Microsoft.Identity.Web writes raw JSON. It must be at
+// most maxClaimsLen bytes and decode to one JSON object with no member name
+// given twice (parseObject); whatever else it asks for is Entra's to judge.
+func readClaimsRequest(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	data := []byte(s)
+	if len(s) <= maxClaimsLen && !strings.HasPrefix(strings.TrimSpace(s), "{") {
+		data = nil
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+			if b, err := enc.Strict().DecodeString(s); err == nil {
+				data = b
+				break
+			}
+		}
+	}
+	if len(s) > maxClaimsLen || data == nil || parseObject(data, nil) != nil {
+		return "", errors.New("auth: not a claims request (a JSON object, or its base64)")
+	}
+	return strings.TrimSpace(string(data)), nil
+}
+
+// authContextClaims is the claims request that asks Entra for an access
+// token carrying the authentication context id in acrs, as Microsoft's
+// "Developer guide to Conditional Access authentication context" builds it:
+// {"access_token":{"acrs":{"essential":true,"value":"c1"}}}.
+func authContextClaims(id string) string {
+	return `{"access_token":{"acrs":{"essential":true,"value":"` + id + `"}}}`
 }
 
 // parseEndpoint parses an endpoint URL of the discovery document, which must
@@ -454,7 +509,7 @@ func (af *authFlow) finishLogin(w http.ResponseWriter, r *http.Request, ls login
 			v := preview(r.Context(), atc)
 			p = &v
 		}
-		af.renderSignedIn(w, ans, idc, p)
+		af.renderSignedIn(w, ans, idc, atc, p)
 		return
 	}
 	writeJSON(w, http.StatusOK, ans)

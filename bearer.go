@@ -77,8 +77,8 @@ func withCallerHook(ctx context.Context, hook func(*claims)) context.Context {
 }
 
 // principalFrom returns the verified claims requireAuth put in ctx, for a
-// handler that needs its caller (this service's handlers do not: only
-// copiers call it). They may be shared with other requests: read only.
+// handler or an authorization policy that needs its caller. They may be
+// shared with other requests: read only.
 func principalFrom(ctx context.Context) (*claims, bool) {
 	c, ok := ctx.Value(principalKey{}).(*claims)
 	return c, ok && c != nil

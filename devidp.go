@@ -107,6 +107,7 @@ type devGrant struct {
 	openid   bool     // openid was asked for: issue ID tokens (OIDC Core §3.1.2.1)
 	offline  bool     // offline_access was asked for: issue refresh tokens
 	public   bool     // issued to the public (single-page application) client: no secret was shown
+	acrs     []string // authentication context ids the user stepped up to (a claims request asked for them)
 	// family is shared by a code and every refresh token issued from it,
 	// so that a replay can revoke them all (RFC 6749 §4.1.2, RFC 9700 §4.14.2).
 	family  string
@@ -165,7 +166,9 @@ func newDevIDP() (*devIDP, error) {
 // are blanked. With AZURE_CLIENT_ASSERTION=managed-identity the client
 // authenticates with no secret at all: with a token of the dev managed
 // identity, from the dev identity endpoint, as its federated credential
-// (devIdentity). It records base as the provider's own origin.
+// (devIdentity). GET /api/me reads the fake Graph (GRAPH_BASE_URL, devgraph.go),
+// and STEP_UP_AUTH_CONTEXT defaults to c1, so that deleting a hero shows
+// the step-up. It records base as the provider's own origin.
 func (d *devIDP) getenv(getenv func(string) string, base string) func(string) string {
 	base = strings.TrimRight(base, "/")
 	d.mu.Lock()
@@ -187,6 +190,11 @@ func (d *devIDP) getenv(getenv func(string) string, base string) func(string) st
 		"AZURE_FEDERATED_TOKEN_FILE":    "",
 		"AZURE_TOKEN_EXCHANGE_AUDIENCE": "",
 		"OPENAPI_CLIENT_ID":             "",
+		"GRAPH_BASE_URL":                base + devGraphPath,
+		"GRAPH_SCOPE":                   "",
+	}
+	if getenv("STEP_UP_AUTH_CONTEXT") == "" {
+		dev["STEP_UP_AUTH_CONTEXT"] = "c1" // deleting a hero shows the step-up
 	}
 	maps.Copy(dev, d.identityEnv(getenv, base))
 	return func(k string) string {
@@ -260,6 +268,7 @@ func (d *devIDP) addRoutes(mux router, logger *slog.Logger) {
 	mux.Handle("POST "+p+"oauth2/v2.0/token", d.handleToken(logger))
 	mux.Handle("GET "+p+"oauth2/v2.0/logout", d.handleLogout(logger))
 	mux.Handle("GET "+devIdentityPath, d.handleIdentity(logger))
+	mux.Handle("GET "+devGraphPath+"/v1.0/me", d.handleGraphMe(logger))
 }
 
 // ready returns the service's URL that getenv recorded, or the error to
@@ -312,14 +321,15 @@ func (d *devIDP) handleDiscovery() http.Handler {
 			"end_session_endpoint":                  t + "/oauth2/v2.0/logout",
 			"response_types_supported":              []string{"code"},
 			"response_modes_supported":              []string{"query"},
-			"grant_types_supported":                 []string{"authorization_code", "refresh_token"},
+			"grant_types_supported":                 []string{"authorization_code", "refresh_token", jwtBearerGrant},
 			"subject_types_supported":               []string{"pairwise"},
 			"id_token_signing_alg_values_supported": []string{"RS256"},
 			"token_endpoint_auth_methods_supported": []string{"client_secret_post", "client_secret_basic", "private_key_jwt", "none"},
 			"code_challenge_methods_supported":      []string{"S256"},
 			"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
 			"claims_supported": []string{"sub", "iss", "aud", "exp", "iat", "nbf", "nonce",
-				"name", "preferred_username", "oid", "tid", "ver", "azp", "scp"},
+				"name", "preferred_username", "oid", "tid", "ver", "azp", "scp", "acrs"},
+			"claims_parameter_supported":      true,
 			"request_uri_parameter_supported": false,
 			"http_logout_supported":           true,
 			"tenant_region_scope":             "WW",
@@ -354,6 +364,9 @@ type devOAuthError struct {
 	code   string // the OAuth error code, e.g. invalid_grant
 	aadsts int    // Entra's error number, e.g. 70008
 	desc   string // error_description without the AADSTS prefix
+	// suberror refines code as Entra's answers do (consent_required …);
+	// "" sends none.
+	suberror string
 }
 
 // Error returns "devidp: <code>: AADSTS<n>: <description>".
@@ -370,19 +383,24 @@ func (e *devOAuthError) Description() string { return fmt.Sprintf("AADSTS%d: %s"
 
 // devWriteError writes e in the shape of Entra's JSON error answers:
 // error, error_description (with the trace and correlation ids and the
-// time appended), error_codes, timestamp, trace_id and correlation_id.
+// time appended), error_codes, timestamp, trace_id and correlation_id,
+// and suberror when e has one.
 func devWriteError(w http.ResponseWriter, e *devOAuthError) {
 	trace, corr := newHeroID(), newHeroID()
 	ts := time.Now().UTC().Format("2006-01-02 15:04:05Z")
 	devPageHeaders(w)
-	writeJSON(w, e.status, map[string]any{
+	body := map[string]any{
 		"error":             e.code,
 		"error_description": fmt.Sprintf("%s\r\nTrace ID: %s\r\nCorrelation ID: %s\r\nTimestamp: %s", e.Description(), trace, corr, ts),
 		"error_codes":       []int{e.aadsts},
 		"timestamp":         ts,
 		"trace_id":          trace,
 		"correlation_id":    corr,
-	})
+	}
+	if e.suberror != "" {
+		body["suberror"] = e.suberror
+	}
+	writeJSON(w, e.status, body)
 }
 
 // devObjectID is the user's oid: a UUID derived from the user name
@@ -473,14 +491,16 @@ type devAuthRequest struct {
 	CodeChallengeMethod string
 	Prompt              string
 	LoginHint           string
+	Claims              string // the claims request (OpenID Connect Core §5.5), as sent
 
 	scope devScope // Scope, parsed
+	acrs  []string // authentication context ids Claims asks the access token for
 }
 
 // devAuthParams are the authorization request's parameters, each of which
 // may appear at most once (RFC 6749 §3.1).
 var devAuthParams = []string{"client_id", "redirect_uri", "response_type", "response_mode", "scope",
-	"state", "nonce", "code_challenge", "code_challenge_method", "prompt", "login_hint"}
+	"state", "nonce", "code_challenge", "code_challenge_method", "prompt", "login_hint", "claims"}
 
 // devRedirectURIs are the dev client's registered redirect URIs for a
 // service at base: the sign-in's, a "Web" redirect URI (confidential client),
@@ -519,6 +539,7 @@ func parseDevAuthRequest(v url.Values, base string) (devAuthRequest, *devOAuthEr
 		CodeChallengeMethod: v.Get("code_challenge_method"),
 		Prompt:              v.Get("prompt"),
 		LoginHint:           v.Get("login_hint"),
+		Claims:              v.Get("claims"),
 	}
 	switch {
 	case req.ClientID != devClientID:
@@ -576,7 +597,45 @@ func (req *devAuthRequest) validate() *devOAuthError {
 		return devRedirectable("invalid_scope", 70011, "The provided value for the input parameter 'scope' is not valid: "+strings.TrimPrefix(err.Error(), errDevBadScope.Error()+": ")+".")
 	}
 	req.scope = sc
+	if req.acrs, err = devRequestedAuthContexts(req.Claims); err != nil {
+		return devRedirectable("invalid_request", 90100, "The claims parameter is not valid: "+err.Error()+".")
+	}
 	return nil
+}
+
+// devRequestedAuthContexts reads the authentication context ids a claims
+// request (OpenID Connect Core §5.5) asks the access token to carry:
+// access_token.acrs's value or values (§5.5.1), as Microsoft's developer
+// guide for authentication context builds the request. Each must be an id
+// c1…c99. Other requested claims are ignored, as §5.5 says of claims not
+// understood. "" asks for nothing.
+func devRequestedAuthContexts(claims string) ([]string, error) {
+	if claims == "" {
+		return nil, nil
+	}
+	var req struct {
+		AccessToken struct {
+			Acrs *struct {
+				Value  string   `json:"value"`
+				Values []string `json:"values"`
+			} `json:"acrs"`
+		} `json:"access_token"`
+	}
+	if len(claims) > devMaxScope || json.Unmarshal([]byte(claims), &req) != nil {
+		return nil, errors.New("it must be a JSON object of at most 2048 bytes")
+	}
+	if req.AccessToken.Acrs == nil {
+		return nil, nil
+	}
+	ids := append(slices.Clone(req.AccessToken.Acrs.Values), req.AccessToken.Acrs.Value)
+	ids = slices.DeleteFunc(ids, func(id string) bool { return id == "" })
+	for _, id := range ids {
+		if !authContextPattern.MatchString(id) {
+			return nil, fmt.Errorf("%q is not an authentication context id c1 to c99", truncate(id, 20))
+		}
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
 }
 
 // devIsS256Challenge reports whether s can be an S256 code_challenge: the
@@ -646,6 +705,9 @@ type devSignInPage struct {
 	User    string
 	Problem string // why the last attempt failed, or ""
 	Scopes  []devScopeBox
+	// StepUp lists the authentication context ids the claims request asks
+	// for: the form then asks the user to confirm a second step.
+	StepUp []string
 }
 
 // devScopeBox is one scope checkbox of the sign-in form.
@@ -657,7 +719,7 @@ type devScopeBox struct {
 // devSignInForm builds the sign-in form for req: the API scopes req asked for
 // are ticked unless checked says otherwise (a form being shown again).
 func devSignInForm(req devAuthRequest, user, problem string, checked []string) devSignInPage {
-	p := devSignInPage{Action: "/devidp/" + devTenantID + "/oauth2/v2.0/authorize", Req: req, User: user, Problem: problem}
+	p := devSignInPage{Action: "/devidp/" + devTenantID + "/oauth2/v2.0/authorize", Req: req, User: user, Problem: problem, StepUp: req.acrs}
 	if checked == nil {
 		checked = req.scope.api
 	}
@@ -741,6 +803,9 @@ func (d *devIDP) handleSignIn(logger *slog.Logger) http.Handler {
 			// scope, and the service refuses one (no scp, no roles).
 			problem = "Tick at least one scope. To see the API refuse you, grant Heroes.Read and try to add or delete a hero."
 		}
+		if problem == "" && len(req.acrs) > 0 && f.Get("stepup") != "confirmed" {
+			problem = "Confirm the second step: the application asks for authentication context " + strings.Join(req.acrs, ", ") + "."
+		}
 		if problem != "" {
 			devRenderPage(w, logger, http.StatusBadRequest, "signin", devSignInForm(req, truncate(f.Get("username"), 4*devMaxUser), problem, granted))
 			return
@@ -750,7 +815,7 @@ func (d *devIDP) handleSignIn(logger *slog.Logger) http.Handler {
 			devAnswerAuthError(w, r, logger, req, e)
 			return
 		}
-		logger.Info("devidp: signed in", "user", user, "scopes", strings.Join(granted, " "))
+		logger.Info("devidp: signed in", "user", user, "scopes", strings.Join(granted, " "), "acrs", strings.Join(req.acrs, " "))
 		devPageHeaders(w)
 		q := url.Values{"code": {code}}
 		if req.State != "" {
@@ -801,6 +866,7 @@ func (d *devIDP) issueCode(req devAuthRequest, user string, granted []string, pu
 			openid:   req.scope.openid,
 			offline:  req.scope.offline && !public,
 			public:   public,
+			acrs:     req.acrs,
 			family:   rand.Text(),
 			expires:  now.Add(devCodeTTL),
 		},
@@ -881,7 +947,7 @@ func devMissing(name string) *devOAuthError {
 // devTokenParams are the token request's parameters, each of which may
 // appear at most once (RFC 6749 §3.2).
 var devTokenParams = []string{"grant_type", "code", "redirect_uri", "code_verifier", "refresh_token",
-	"scope", "client_id", "client_secret", "client_assertion", "client_assertion_type"}
+	"scope", "client_id", "client_secret", "client_assertion", "client_assertion_type", "assertion", "requested_token_use", "claims"}
 
 // handleToken serves POST /devidp/{tenant}/oauth2/v2.0/token (RFC 6749
 // §3.2): grant_type authorization_code (§4.1.3, with the PKCE check of RFC
@@ -942,11 +1008,13 @@ func (d *devIDP) token(w http.ResponseWriter, r *http.Request) (map[string]any, 
 			return nil, e
 		}
 		return d.mint(base, g, scopes, "", now)
+	case jwtBearerGrant:
+		return d.onBehalfOf(base, f, now)
 	case "":
 		return nil, devMissing("grant_type")
 	}
 	return nil, &devOAuthError{status: http.StatusBadRequest, code: "unsupported_grant_type", aadsts: 70003,
-		desc: "The app requested an unsupported grant type; the dev provider knows authorization_code and refresh_token."}
+		desc: "The app requested an unsupported grant type; the dev provider knows authorization_code, refresh_token and the on-behalf-of jwt-bearer grant."}
 }
 
 // authenticateClient checks the client's credentials: client_id and
@@ -1296,6 +1364,9 @@ func (d *devIDP) accessClaims(base string, g devGrant, scopes []string, now time
 	if len(scopes) > 0 {
 		c["scp"] = strings.Join(scopes, " ")
 	}
+	if len(g.acrs) > 0 {
+		c["acrs"] = g.acrs // Entra's acrs: a JSON array of the satisfied context ids
+	}
 	return c
 }
 
@@ -1473,11 +1544,16 @@ code{background:#f2f2f2;padding:0 .2rem}
 <input type="hidden" name="code_challenge" value="{{.CodeChallenge}}">
 <input type="hidden" name="code_challenge_method" value="{{.CodeChallengeMethod}}">
 <input type="hidden" name="prompt" value="{{.Prompt}}">
-<input type="hidden" name="login_hint" value="{{.LoginHint}}">{{end}}
+<input type="hidden" name="login_hint" value="{{.LoginHint}}">
+<input type="hidden" name="claims" value="{{.Claims}}">{{end}}
 <label>User name <input type="text" name="username" value="{{.User}}" maxlength="64" required autofocus></label>
 <fieldset><legend>Scopes to grant</legend>
 {{range .Scopes}}<label><input type="checkbox" name="grant" value="{{.Name}}"{{if .Checked}} checked{{end}}> {{.Name}}</label>
 {{end}}</fieldset>
+{{with .StepUp}}<fieldset><legend>Second step</legend>
+<p>The application asks for authentication context {{range .}}<code>{{.}}</code> {{end}}: Conditional Access would now ask for
+a second factor. Here, confirming stands in for it.</p>
+<label><input type="checkbox" name="stepup" value="confirmed"> I confirm the second step</label></fieldset>{{end}}
 <p>Heroes.Read lists and reads heroes, Heroes.Create also adds and replaces them, Admin also deletes them.
 Grant Heroes.Read alone to see the API refuse to add or delete a hero.</p>
 <p><button type="submit" name="action" value="signin">Sign in</button>

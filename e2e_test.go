@@ -44,21 +44,43 @@ func signInDev(t *testing.T, base, user string, grants ...string) tokenAnswer {
 // body of the callback's answer.
 func signInDevAccepting(t *testing.T, base, accept, user string, grants ...string) string {
 	t.Helper()
+	return signInDevAt(t, base, "/auth/login", accept, url.Values{"username": {user}, "action": {"signin"}, "grant": grants})
+}
+
+// signInDevStepUp signs in as signInDev does, starting at
+// /auth/login?claims=claims (a claims challenge's value, as sent) and
+// confirming the second step the dev provider then asks for.
+func signInDevStepUp(t *testing.T, base, claims, user string, grants ...string) tokenAnswer {
+	t.Helper()
+	body := signInDevAt(t, base, "/auth/login?claims="+url.QueryEscape(claims), "application/json",
+		url.Values{"username": {user}, "action": {"signin"}, "grant": grants, "stepup": {"confirmed"}})
+	var ans tokenAnswer
+	if err := json.Unmarshal([]byte(body), &ans); err != nil || ans.AccessToken == "" {
+		t.Fatalf("callback answer %s: %v", body, err)
+	}
+	return ans
+}
+
+// signInDevAt walks the flow from login (a path and query of the service)
+// with the given Accept header on every request, posting form (plus the
+// sign-in form's hidden fields) to the dev provider, and returns the body
+// of the callback's answer.
+func signInDevAt(t *testing.T, base, login, accept string, form url.Values) string {
+	t.Helper()
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	client := &http.Client{Jar: jar, Timeout: 10 * time.Second, Transport: acceptTransport(accept)}
 
-	resp, err := client.Get(base + "/auth/login")
+	resp, err := client.Get(base + login)
 	if err != nil {
-		t.Fatalf("GET /auth/login: %v", err)
+		t.Fatalf("GET %s: %v", login, err)
 	}
 	page := readAnswer(t, resp)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "<form") {
-		t.Fatalf("GET /auth/login ended at %s %d, not the sign-in form:\n%s", resp.Request.URL.Path, resp.StatusCode, page)
+		t.Fatalf("GET %s ended at %s %d, not the sign-in form:\n%s", login, resp.Request.URL.Path, resp.StatusCode, page)
 	}
-	form := url.Values{"username": {user}, "action": {"signin"}, "grant": grants}
 	for _, m := range hiddenInput.FindAllStringSubmatch(page, -1) {
 		form.Set(m[1], html.UnescapeString(m[2]))
 	}
@@ -182,8 +204,8 @@ func TestEndToEndDev(t *testing.T) {
 			t.Errorf("DELETE as reader = %d, WWW-Authenticate %q", status, challenge)
 		}
 	})
-	t.Run("an admin may create and delete", func(t *testing.T) {
-		admin := signInDev(t, base, "Grace Admin", permAdmin)
+	t.Run("an admin who stepped up may create and delete", func(t *testing.T) {
+		admin := signInDevStepUp(t, base, authContextClaims("c1"), "Grace Admin", permAdmin)
 		hero := `{"name":"Tester","race":"Elf","class_":"Wizard","level":3,
 			"ability_scores":{"strength":8,"dexterity":14,"constitution":12,"intelligence":17,"wisdom":12,"charisma":10},
 			"equipment":{"items":[]},"hit_points":18,"armor_class":12,"speed":30}`

@@ -71,12 +71,13 @@ type config struct {
 	IdentityHeader   string
 	// TokenExchangeAudience is the audience of the managed identity's
 	// assertion (AZURE_TOKEN_EXCHANGE_AUDIENCE); the default follows
-	// AuthorityHost (exchangeAudience): api://AzureADTokenExchange, or the
+	// AuthorityHost's cloud (cloudFor): api://AzureADTokenExchange, or the
 	// US Government or China cloud's own.
 	TokenExchangeAudience string
 
-	// TenantID is the directory (tenant) id (AZURE_TENANT_ID): a GUID, or
-	// "organizations" or "common" (multi-tenant; then AllowedTenants is
+	// TenantID is the directory (tenant) id (AZURE_TENANT_ID): a GUID, the
+	// tenant's {name}.onmicrosoft.com domain (as External ID documents it),
+	// or "organizations" or "common" (multi-tenant; then AllowedTenants is
 	// required). Required.
 	TenantID string
 	// AllowedTenants lists the tenant GUIDs whose tokens are accepted when
@@ -161,6 +162,24 @@ type config struct {
 	// .../docs/oauth2-redirect.
 	OpenAPIClientID string
 
+	// Authorization beyond permissions (policy.go) and the on-behalf-of
+	// call to Microsoft Graph (obo.go, graph.go).
+
+	// StepUpAuthContext is the Conditional Access authentication context id,
+	// c1 to c99, that every operation needing Admin also needs in the
+	// access token's acrs claim (STEP_UP_AUTH_CONTEXT), default "" (no
+	// step-up); with -dev, c1.
+	StepUpAuthContext string
+	// AllowGuestUsers admits the tokens of guests (acct 1, or an idp other
+	// than the issuer) (ALLOW_GUEST_USERS), default true.
+	AllowGuestUsers bool
+	// GraphScope is the scope GET /api/me asks the on-behalf-of grant for
+	// (GRAPH_SCOPE, space-separated), default {cloud's Graph host}/User.Read.
+	GraphScope string
+	// GraphBaseURL is Microsoft Graph's service root, without /v1.0
+	// (GRAPH_BASE_URL), default the cloud's Graph host (cloudFor).
+	GraphBaseURL string
+
 	// MetricsAddr is the listen address of GET /metrics, a listener of its
 	// own (METRICS_ADDR, host:port), default "" (no metrics). Keep it off
 	// the public network: the metrics name routes, outcomes and latencies.
@@ -179,7 +198,7 @@ func (c config) verifyOptions(client *http.Client, logger *slog.Logger) verifyOp
 	return verifyOptions{
 		AuthorityHost: c.AuthorityHost, TenantID: c.TenantID, ClientID: c.ClientID,
 		Audiences: c.Audiences, AllowedTenants: c.AllowedTenants, AnyTenant: c.AnyTenant,
-		AcceptV1Tokens: c.AcceptV1Tokens, CustomSigningKeys: c.CustomSigningKeys,
+		AcceptV1Tokens: c.AcceptV1Tokens, V1Issuer: cloudFor(c.AuthorityHost).v1Issuer, CustomSigningKeys: c.CustomSigningKeys,
 		Leeway: c.ClockSkew, Now: time.Now, Client: client, Logger: logger,
 	}
 }
@@ -202,7 +221,7 @@ func (c config) loginOptions() loginOptions {
 		ManagedIdentity: managedIdentityOptions{Endpoint: c.IdentityEndpoint, Header: c.IdentityHeader,
 			ClientID: c.ManagedIdentityClientID, Audience: c.TokenExchangeAudience},
 		APIScopes: c.APIScopes, RedirectURI: c.RedirectURI, PostLogoutRedirectURI: c.PostLogoutRedirectURI,
-		SessionKey: c.SessionKey,
+		SessionKey: c.SessionKey, StepUpAuthContext: c.StepUpAuthContext,
 	}
 }
 
@@ -226,6 +245,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	e.logging(&c)
 	e.browser(&c)
 	e.observability(&c)
+	e.beyondSignIn(&c)
 	if len(e.problems) > 0 {
 		msg := strings.Join(e.problems, "\n  ")
 		if c.ClientID == "" || c.TenantID == "" || len(c.APIScopes) == 0 {
@@ -341,8 +361,8 @@ func (e *envReader) identity(c *config) {
 		if len(c.AllowedTenants) == 0 && !c.AnyTenant {
 			e.bad("ALLOWED_TENANTS is required when AZURE_TENANT_ID is %s: list the tenant GUIDs that may sign in, or * to accept any tenant on purpose", c.TenantID)
 		}
-	case !isGUID(c.TenantID):
-		e.bad("AZURE_TENANT_ID is not a GUID, organizations or common")
+	case !isGUID(c.TenantID) && !tenantDomainPattern.MatchString(c.TenantID):
+		e.bad("AZURE_TENANT_ID is not a GUID, a {name}.onmicrosoft.com domain, organizations or common")
 	}
 }
 
@@ -358,6 +378,12 @@ func (e *envReader) endpoints(c *config) {
 	c.RedirectURI = e.or("REDIRECT_URI", "http://localhost:8000/auth/callback")
 	c.PostLogoutRedirectURI = e.get("POST_LOGOUT_REDIRECT_URI")
 	c.AuthorityHost = strings.TrimRight(e.or("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com"), "/")
+	if u, err := url.Parse(c.AuthorityHost); err == nil && u.Host != "" {
+		// Discovery issuers are compared exactly (provider.go): write
+		// scheme and host as Entra's issuers do, in lower case.
+		u.Scheme, u.Host = strings.ToLower(u.Scheme), strings.ToLower(u.Host)
+		c.AuthorityHost = u.String()
+	}
 	for _, u := range []struct{ name, value string }{
 		{"REDIRECT_URI", c.RedirectURI},
 		{"AZURE_AUTHORITY_HOST", c.AuthorityHost},
@@ -443,7 +469,7 @@ func (e *envReader) managedIdentity(c *config) {
 	c.ManagedIdentityClientID = e.get("AZURE_MANAGED_IDENTITY_CLIENT_ID")
 	c.IdentityEndpoint = e.get("IDENTITY_ENDPOINT")
 	c.IdentityHeader = e.get("IDENTITY_HEADER")
-	c.TokenExchangeAudience = e.or("AZURE_TOKEN_EXCHANGE_AUDIENCE", exchangeAudience(c.AuthorityHost))
+	c.TokenExchangeAudience = e.or("AZURE_TOKEN_EXCHANGE_AUDIENCE", cloudFor(c.AuthorityHost).exchangeAud)
 	switch {
 	case !c.ManagedIdentity:
 		if c.ManagedIdentityClientID != "" {
@@ -460,20 +486,6 @@ func (e *envReader) managedIdentity(c *config) {
 	case c.IdentityHeader == "":
 		e.bad("IDENTITY_HEADER is required with IDENTITY_ENDPOINT (the platform sets both)")
 	}
-}
-
-// exchangeAudience is the audience a managed identity's token needs to be
-// accepted as a federated credential by the Entra cloud at authorityHost
-// (Microsoft Learn, "Configure an application to trust a managed
-// identity"): the US Government and China clouds have their own.
-func exchangeAudience(authorityHost string) string {
-	switch host := strings.ToLower(strings.TrimPrefix(authorityHost, "https://")); host {
-	case "login.microsoftonline.us":
-		return "api://AzureADTokenExchangeUSGov"
-	case "login.chinacloudapi.cn", "login.partner.microsoftonline.cn":
-		return "api://AzureADTokenExchangeChina"
-	}
-	return "api://AzureADTokenExchange"
 }
 
 // tokens reads the durations, the token checks and the session key; an
@@ -557,6 +569,35 @@ func (e *envReader) observability(c *config) {
 		e.bad("METRICS_ADDR is not host:port")
 	} else if c.MetricsAddr == c.Addr && port != "0" {
 		e.bad("METRICS_ADDR must differ from ADDR: the metrics have a listener of their own")
+	}
+}
+
+// tenantDomainPattern is a tenant's initial domain, {name}.onmicrosoft.com.
+var tenantDomainPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}\.onmicrosoft\.com$`)
+
+// authContextPattern is a Conditional Access authentication context id:
+// c1 to c99 (Microsoft Graph authenticationContextClassReference).
+var authContextPattern = regexp.MustCompile(`^c[1-9][0-9]?$`)
+
+// beyondSignIn reads the step-up and guest policies and the Graph call's
+// scope and host, whose defaults follow the cloud of AuthorityHost.
+func (e *envReader) beyondSignIn(c *config) {
+	c.StepUpAuthContext = strings.ToLower(e.get("STEP_UP_AUTH_CONTEXT"))
+	if c.StepUpAuthContext != "" && !authContextPattern.MatchString(c.StepUpAuthContext) {
+		e.bad("STEP_UP_AUTH_CONTEXT is not an authentication context id c1 to c99")
+	}
+	var err error
+	if c.AllowGuestUsers, err = strconv.ParseBool(e.or("ALLOW_GUEST_USERS", "true")); err != nil {
+		e.bad("ALLOW_GUEST_USERS is not true or false")
+	}
+	graph := cloudFor(c.AuthorityHost).graphHost
+	c.GraphBaseURL = strings.TrimRight(e.or("GRAPH_BASE_URL", graph), "/")
+	if !isSecureURL(c.GraphBaseURL) {
+		e.bad("GRAPH_BASE_URL must be an https URL (http only on loopback)")
+	}
+	c.GraphScope = strings.Join(strings.Fields(e.or("GRAPH_SCOPE", graph+"/User.Read")), " ")
+	if len(c.GraphScope) > 1024 || !isNQSChars(c.GraphScope) {
+		e.bad("GRAPH_SCOPE must be scopes of printable ASCII, space-separated")
 	}
 }
 

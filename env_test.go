@@ -140,6 +140,24 @@ func TestLoadConfigValid(t *testing.T) {
 			func(c config) bool { return c.TokenExchangeAudience == "api://AzureADTokenExchangeUSGov" }},
 		{"China cloud's exchange audience", map[string]string{"AZURE_AUTHORITY_HOST": "https://login.chinacloudapi.cn"},
 			func(c config) bool { return c.TokenExchangeAudience == "api://AzureADTokenExchangeChina" }},
+		{"a tenant's onmicrosoft.com domain (External ID)", map[string]string{"AZURE_TENANT_ID": "Contoso.onmicrosoft.com", "AZURE_AUTHORITY_HOST": "https://contoso.ciamlogin.com/"},
+			func(c config) bool {
+				return c.TenantID == "contoso.onmicrosoft.com" && c.verifyOptions(nil, nil).discoveryURL() ==
+					"https://contoso.ciamlogin.com/contoso.onmicrosoft.com/v2.0/.well-known/openid-configuration"
+			}},
+		{"the authority host in lower case", map[string]string{"AZURE_AUTHORITY_HOST": "HTTPS://Login.MicrosoftOnline.US/"},
+			func(c config) bool { return c.AuthorityHost == "https://login.microsoftonline.us" }},
+		{"no step-up, guests allowed, public Graph by default", nil,
+			func(c config) bool {
+				return c.StepUpAuthContext == "" && c.AllowGuestUsers && c.GraphBaseURL == "https://graph.microsoft.com" &&
+					c.GraphScope == "https://graph.microsoft.com/User.Read" && c.verifyOptions(nil, nil).V1Issuer == "https://sts.windows.net/{tenantid}/"
+			}},
+		{"step-up, no guests, own Graph scope", map[string]string{"STEP_UP_AUTH_CONTEXT": "C25", "ALLOW_GUEST_USERS": "false",
+			"GRAPH_SCOPE": " https://graph.microsoft.com/User.Read   offline_access ", "GRAPH_BASE_URL": "https://dod-graph.microsoft.us/"},
+			func(c config) bool {
+				return c.StepUpAuthContext == "c25" && !c.AllowGuestUsers && c.GraphBaseURL == "https://dod-graph.microsoft.us" &&
+					c.GraphScope == "https://graph.microsoft.com/User.Read offline_access" && c.loginOptions().StepUpAuthContext == "c25"
+			}},
 		{"exchange audience set", map[string]string{"AZURE_TOKEN_EXCHANGE_AUDIENCE": "api://Custom"},
 			func(c config) bool { return c.TokenExchangeAudience == "api://Custom" }},
 		{"METRICS_ADDR on a port of its own", map[string]string{"METRICS_ADDR": "127.0.0.1:9090"},
@@ -170,7 +188,14 @@ func TestLoadConfigInvalid(t *testing.T) {
 			map[string]string{"AZURE_CLIENT_ID": "", "AZURE_CLIENT_SECRET": "", "AZURE_TENANT_ID": "", "API_SCOPE": ""},
 			[]string{"AZURE_CLIENT_ID is required", "AZURE_CLIENT_SECRET is required", "AZURE_TENANT_ID is required", "API_SCOPE is required"}},
 		{"client id not a GUID", map[string]string{"AZURE_CLIENT_ID": "my-app"}, []string{"AZURE_CLIENT_ID is not a GUID"}},
-		{"tenant not a GUID", map[string]string{"AZURE_TENANT_ID": "contoso.onmicrosoft.com"}, []string{"AZURE_TENANT_ID is not a GUID"}},
+		{"tenant not a GUID", map[string]string{"AZURE_TENANT_ID": "contoso.com"}, []string{"AZURE_TENANT_ID is not a GUID, a {name}.onmicrosoft.com domain"}},
+		{"tenant domain with a path", map[string]string{"AZURE_TENANT_ID": "contoso.onmicrosoft.com/v2.0"}, []string{"AZURE_TENANT_ID is not a GUID"}},
+		{"step-up context out of range", map[string]string{"STEP_UP_AUTH_CONTEXT": "c100"}, []string{"STEP_UP_AUTH_CONTEXT is not an authentication context id c1 to c99"}},
+		{"step-up context c0", map[string]string{"STEP_UP_AUTH_CONTEXT": "c0"}, []string{"STEP_UP_AUTH_CONTEXT is not"}},
+		{"step-up context not an id", map[string]string{"STEP_UP_AUTH_CONTEXT": "mfa"}, []string{"STEP_UP_AUTH_CONTEXT is not"}},
+		{"guest setting not a boolean", map[string]string{"ALLOW_GUEST_USERS": "members only"}, []string{"ALLOW_GUEST_USERS is not true or false"}},
+		{"plain-http Graph off loopback", map[string]string{"GRAPH_BASE_URL": "http://graph.example"}, []string{"GRAPH_BASE_URL must be an https URL"}},
+		{"Graph scope with a quote", map[string]string{"GRAPH_SCOPE": `User.Read"`}, []string{"GRAPH_SCOPE must be"}},
 		{"organizations without ALLOWED_TENANTS", map[string]string{"AZURE_TENANT_ID": "organizations"}, []string{"ALLOWED_TENANTS is required"}},
 		{"common without ALLOWED_TENANTS", map[string]string{"AZURE_TENANT_ID": "common"}, []string{"ALLOWED_TENANTS is required"}},
 		{"consumers refused", map[string]string{"AZURE_TENANT_ID": "consumers"}, []string{"consumers is not supported"}},

@@ -351,9 +351,12 @@ type router interface {
 
 // addRoutes registers every route of the service in one place.
 func addRoutes(mux router, logger *slog.Logger, cfg config, prov *provider, v *verifier, af *authFlow, store heroStore, idp *devIDP) {
-	read := requireAuth(logger, v, permRead)
-	create := requireAuth(logger, v, permCreate)
-	admin := requireAuth(logger, v, permAdmin)
+	// Policies after the permission (policy.go): guests, then step-up for Admin.
+	authorizeURI := cfg.AuthorityHost + "/" + cfg.TenantID + "/oauth2/v2.0/authorize"
+	guests := refuseGuests(logger, cfg.AllowGuestUsers)
+	read := chain(requireAuth(logger, v, permRead), guests)
+	create := chain(requireAuth(logger, v, permCreate), guests)
+	admin := chain(requireAuth(logger, v, permAdmin), guests, requireAuthContext(logger, cfg.StepUpAuthContext, authorizeURI))
 
 	// A sign-in starts from these pages: on RedirectURI's host only.
 	mux.Handle("GET /{$}", af.onServiceHost(handleIndex(cfg.Dev, cfg.APIScopes)))
@@ -377,6 +380,8 @@ func addRoutes(mux router, logger *slog.Logger, cfg config, prov *provider, v *v
 	mux.Handle("PUT /api/heroes/{id}", create(handleHeroReplace(logger, store)))
 	mux.Handle("DELETE /api/heroes/{id}", admin(handleHeroDelete(logger, store)))
 	mux.Handle("GET /api/heroes-fireball-low-ac", read(handleFireballLowAC(logger, store)))
+	me := &graphProfiles{logger: logger, obo: newOBOTokens(af), client: newIDPClient(), base: cfg.GraphBaseURL, scope: cfg.GraphScope, authorizeURI: authorizeURI}
+	mux.Handle("GET /api/me", read(me.handleMe()))
 
 	if idp != nil {
 		idp.addRoutes(mux, logger)

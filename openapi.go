@@ -91,6 +91,7 @@ func openAPIDocument(cfg config, authURL, tokenURL string) obj {
 func openAPIPaths(read, create, admin string) obj {
 	paths := openAPIServicePaths()
 	maps.Copy(paths, openAPIHeroPaths(read, create, admin))
+	paths["/api/me"] = openAPIMePath(read)
 	return paths
 }
 
@@ -160,7 +161,7 @@ func openAPIHeroPaths(read, create, admin string) obj {
 				"responses":   heroResponses(obj{"200": withETag(jsonResponse("The replaced hero", ref("Hero")), nil)}, "400", "404", "409", "413", "415", "422")},
 			"delete": obj{"summary": "Delete a hero", "operationId": "deleteHero", "tags": []string{"heroes"}, "security": secured(admin),
 				"parameters": []obj{ifMatchParam()},
-				"responses":  heroResponses(obj{"200": jsonResponse("Deleted", ref("Message"))}, "400", "404", "409")},
+				"responses":  withStepUp(heroResponses(obj{"200": jsonResponse("Deleted", ref("Message"))}, "400", "404", "409"))},
 		},
 		"/api/heroes-fireball-low-ac": obj{"get": obj{
 			"summary":     "Heroes who know Fireball and have armor class below 20",
@@ -168,6 +169,35 @@ func openAPIHeroPaths(read, create, admin string) obj {
 			"responses": heroResponses(obj{"200": jsonResponse("Matching heroes ordered by id", obj{"type": "array", "items": ref("Hero")})}),
 		}},
 	}
+}
+
+// openAPIMePath is GET /api/me: the caller's Microsoft Graph profile, read
+// through the on-behalf-of grant (graph.go).
+func openAPIMePath(read string) obj {
+	str := obj{"type": []string{"string", "null"}}
+	user := obj{"type": "object", "required": []string{"id"}, "properties": obj{
+		"id": obj{"type": "string"}, "displayName": str, "mail": str, "userPrincipalName": str}}
+	return obj{"get": obj{
+		"summary": "The caller's Microsoft Graph profile, read on their behalf (on-behalf-of grant)", "operationId": "me",
+		"tags": []string{"me"}, "security": secured(read),
+		"responses": obj{
+			"200": jsonResponse("The user's id, displayName, mail and userPrincipalName, as Microsoft Graph has them", user),
+			"400": errorResponse("Malformed Authorization header"),
+			"401": errorResponse(`Missing or invalid bearer token, or a claims challenge (error="insufficient_claims", claims=…): sign in again with those claims`),
+			"403": errorResponse("The token lacks the permission, is app-only or a refused guest's; consent for Microsoft Graph is missing; or Graph refused"),
+			"502": errorResponse("The identity provider or Microsoft Graph failed"),
+			"503": withRetryAfter(errorResponse("The identity provider or Microsoft Graph is unavailable or busy")),
+			"504": errorResponse("The identity provider or Microsoft Graph did not answer in time"),
+		},
+	}}
+}
+
+// withStepUp describes the 401 of an operation that needs Admin, which
+// with STEP_UP_AUTH_CONTEXT may be a claims challenge (policy.go).
+func withStepUp(responses obj) obj {
+	responses["401"] = errorResponse(`Missing or invalid bearer token; or, with STEP_UP_AUTH_CONTEXT set, a claims challenge ` +
+		`(error="insufficient_claims", claims=…) for a token whose acrs lacks that authentication context: sign in again with those claims`)
+	return responses
 }
 
 // secured is an operation's security: the oauth2 scope, or a bearer token.

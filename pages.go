@@ -7,6 +7,8 @@ import (
 	"html/template"
 	"mime"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -91,10 +93,16 @@ type permissionNote struct {
 // nil shows nothing of it.
 type signedInPreview func(ctx context.Context, accessToken *claims) apiPreview
 
-// renderSignedIn answers the callback with the signed-in HTML page.
-func (af *authFlow) renderSignedIn(w http.ResponseWriter, ans tokenAnswer, idc *claims, preview *apiPreview) {
+// renderSignedIn answers the callback with the signed-in HTML page. When
+// loginOptions.StepUpAuthContext is set and the access token's claims (atc)
+// lack it in acrs, the page offers to sign in again asking for it.
+func (af *authFlow) renderSignedIn(w http.ResponseWriter, ans tokenAnswer, idc, atc *claims, preview *apiPreview) {
 	// The API lives next to the callback (serviceBase).
 	base := cmp.Or(serviceBase(af.opts.RedirectURI), "http://localhost:8000")
+	var stepUp string
+	if id := af.opts.StepUpAuthContext; id != "" && !slices.Contains(atc.AuthContexts, id) {
+		stepUp = "/auth/login?claims=" + url.QueryEscape(authContextClaims(id))
+	}
 	af.render(w, http.StatusOK, "signedin", map[string]any{
 		"Name":         idc.Name,
 		"Username":     idc.PreferredUsername,
@@ -108,6 +116,8 @@ func (af *authFlow) renderSignedIn(w http.ResponseWriter, ans tokenAnswer, idc *
 		"RefreshCurl":  "curl -X POST --data-urlencode 'refresh_token=" + ans.RefreshToken + "' " + base + "/auth/refresh",
 		"ReturnTo":     ans.ReturnTo,
 		"Preview":      preview,
+		"StepUp":       stepUp,
+		"AuthContext":  af.opts.StepUpAuthContext,
 	})
 }
 
@@ -169,6 +179,8 @@ so a plain link to it can only answer 401.</p>
 {{with .Preview}}{{if .Permissions}}<p>What this token allows:</p>
 <ul>{{range .Permissions}}<li><code>{{.Name}}</code>: {{.Allows}}</li>{{end}}</ul>
 {{else}}<p>This token carries none of the API's permissions: every call to it will answer 403.</p>{{end}}{{end}}
+{{with .StepUp}}<p>Some operations also need the Conditional Access authentication context <code>{{$.AuthContext}}</code> (a second step
+at sign-in), which this token does not carry: <a href="{{.}}">sign in again with {{$.AuthContext}}</a>.</p>{{end}}
 <p>Try the API in the browser: open <a href="/docs">/docs</a>, press <strong>Authorize</strong>, and paste the access token
 below under <code>bearerAuth</code> (or sign in there under <code>oauth2</code>), then <strong>Try it out</strong>. Or call it:</p>
 <pre>{{.Curl}}</pre>

@@ -37,6 +37,7 @@ type providerMetadata struct {
 	TokenEndpoint         string `json:"token_endpoint"`
 	JWKSURI               string `json:"jwks_uri"`
 	EndSessionEndpoint    string `json:"end_session_endpoint"`
+	tenant                string // the tenant the issuer names (validate): a GUID, or {tenantid}
 }
 
 // provider fetches the discovery document of opts.discoveryURL() on first use
@@ -88,7 +89,7 @@ func (p *provider) fetch(ctx context.Context, attempt int) error {
 		err = json.Unmarshal(body, &md)
 	}
 	if err == nil {
-		err = p.validate(md)
+		err = p.validate(&md)
 	}
 	if err != nil {
 		p.opts.Logger.Warn("jwks: discovery document not loaded", "url", p.opts.discoveryURL(), "failures", attempt, "err", err)
@@ -101,10 +102,9 @@ func (p *provider) fetch(ctx context.Context, attempt int) error {
 
 // validate checks that a discovery document names the endpoints the service
 // needs as absolute https URLs (isSecureURL; RFC 6749 §3.1, §3.2, OpenID
-// Connect Discovery 1.0 §3), and an issuer for the configured tenant: with
-// the tenant GUID, or Entra's {tenantid} for organizations/common (Discovery
-// §4.3, adapted to Entra's multi-tenant issuer).
-func (p *provider) validate(md providerMetadata) error {
+// Connect Discovery 1.0 §3), and its issuer (issuerTenant), whose tenant it
+// keeps in md.tenant.
+func (p *provider) validate(md *providerMetadata) error {
 	for _, u := range []struct{ name, value string }{{"issuer", md.Issuer}, {"authorization_endpoint", md.AuthorizationEndpoint},
 		{"token_endpoint", md.TokenEndpoint}, {"jwks_uri", md.JWKSURI}, {"end_session_endpoint", md.EndSessionEndpoint}} {
 		optional := u.name == "end_session_endpoint" // OpenID Connect RP-Initiated Logout 1.0 §2.1
@@ -112,14 +112,37 @@ func (p *provider) validate(md providerMetadata) error {
 			return fmt.Errorf("jwks: discovery %s is not an absolute https URL (http only on a loopback host)", u.name)
 		}
 	}
-	want := p.opts.TenantID
-	if p.opts.isMultiTenant() {
+	var err error
+	md.tenant, err = p.issuerTenant(md.Issuer)
+	return err
+}
+
+// issuerTenant returns the tenant a discovery issuer names. OpenID Connect
+// Discovery 1.0 §4.3 wants the issuer identical to the URL the document was
+// fetched from, {AuthorityHost}/{TenantID}/v2.0; Entra departs from that in
+// these documented ways only (anything else is an error naming the issuer
+// expected):
+//
+//	organizations, common  tenant {tenantid}: learn.microsoft.com/entra/identity-platform/access-tokens#validate-the-issuer
+//	a tenant domain name   tenant: the tenant's GUID (same page)
+//	Azure China            host login.partner.microsoftonline.cn for login.chinacloudapi.cn: MSAL.js authority metadata
+//	External ID            host {tenant GUID}.ciamlogin.com: learn.microsoft.com/entra/identity-platform/security-tokens#token-endpoints-and-issuers
+func (p *provider) issuerTenant(issuer string) (string, error) {
+	o := p.opts
+	rest, ok := strings.CutPrefix(issuer, o.AuthorityHost+"/")
+	if host, path, _ := strings.Cut(strings.TrimPrefix(issuer, "https://"), "/"); !ok && strings.HasPrefix(issuer, "https://") {
+		rest, ok = path, o.AuthorityHost == "https://login.chinacloudapi.cn" && host == "login.partner.microsoftonline.cn" ||
+			strings.HasSuffix(o.AuthorityHost, ".ciamlogin.com") && host == strings.TrimSuffix(path, "/v2.0")+".ciamlogin.com"
+	}
+	tenant, v2 := strings.CutSuffix(rest, "/v2.0")
+	multi, want := o.isMultiTenant(), o.TenantID
+	if ok && v2 && (tenant == want || multi && tenant == tenantPlaceholder || !multi && !isGUID(want) && isGUID(tenant)) {
+		return tenant, nil
+	}
+	if multi {
 		want = tenantPlaceholder
 	}
-	if !strings.Contains(md.Issuer, want) {
-		return fmt.Errorf("jwks: discovery issuer %q is not for tenant %s", md.Issuer, p.opts.TenantID)
-	}
-	return nil
+	return "", fmt.Errorf("jwks: discovery issuer %q is refused: want %s/%s/v2.0 (OpenID Connect Discovery 1.0 §4.3) or a form Entra documents", truncate(issuer, 200), o.AuthorityHost, want)
 }
 
 // fetcher shares one fetch among the callers that ask while it runs

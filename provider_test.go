@@ -51,7 +51,7 @@ func TestProviderMetadata(t *testing.T) {
 		t.Parallel()
 		p := newTestIDP(t)
 		v := newTestVerifier(t, p, nil)
-		good := providerMetadata{Issuer: "https://login.example/" + testTenant + "/v2.0",
+		good := providerMetadata{Issuer: p.issuer(testTenant),
 			AuthorizationEndpoint: "https://login.example/a", TokenEndpoint: "https://login.example/t",
 			JWKSURI: "https://login.example/k", EndSessionEndpoint: "https://login.example/l"}
 		tests := []struct {
@@ -74,7 +74,7 @@ func TestProviderMetadata(t *testing.T) {
 		for _, tc := range tests {
 			md := good
 			tc.edit(&md)
-			if err := v.prov.validate(md); (err == nil) != tc.ok {
+			if err := v.prov.validate(&md); (err == nil) != tc.ok {
 				t.Errorf("%s: validate = %v; want ok=%v", tc.name, err, tc.ok)
 			}
 		}
@@ -122,7 +122,7 @@ func TestProviderMetadata(t *testing.T) {
 		t.Parallel()
 		p := newTestIDP(t)
 		v := newTestVerifier(t, p, nil)
-		err := v.prov.validate(providerMetadata{Issuer: p.issuer("eeeeeeee-86f1-41af-91ab-2d7cd011db47"),
+		err := v.prov.validate(&providerMetadata{Issuer: p.issuer("eeeeeeee-86f1-41af-91ab-2d7cd011db47"),
 			AuthorizationEndpoint: p.srv.URL, TokenEndpoint: p.srv.URL, JWKSURI: p.srv.URL})
 		if err == nil {
 			t.Fatalf("validate(other tenant's issuer) = nil; want error")

@@ -33,8 +33,8 @@ var (
 // tokenResponse is a token endpoint answer, decoded once whatever it holds,
 // as x/oauth2's internal tokenJSON: the success members (RFC 6749 §5.1,
 // OpenID Connect Core §3.1.3.3) and the error members (RFC 6749 §5.2, with
-// Entra's error_codes, trace_id and correlation_id). Unknown members
-// (ext_expires_in, …) are ignored.
+// Entra's error_codes, suberror, claims, trace_id and correlation_id).
+// Unknown members (ext_expires_in, …) are ignored.
 type tokenResponse struct {
 	TokenType   string `json:"token_type"`
 	AccessToken string `json:"access_token"`
@@ -49,8 +49,13 @@ type tokenResponse struct {
 	ErrorCode        string `json:"error"`
 	ErrorDescription string `json:"error_description"`
 	ErrorCodes       []int  `json:"error_codes"` // AADSTS numbers
-	TraceID          string `json:"trace_id"`
-	CorrelationID    string `json:"correlation_id"`
+	Suberror         string `json:"suberror"`    // Entra's refinement: consent_required, basic_action, message_only…
+	// Claims is the claims challenge a Conditional Access policy answers an
+	// on-behalf-of or refresh request with: JSON text in a JSON string
+	// (Microsoft Learn, "On-Behalf-Of flow", error response example).
+	Claims        string `json:"claims"`
+	TraceID       string `json:"trace_id"`
+	CorrelationID string `json:"correlation_id"`
 }
 
 // lifetime returns expires_in in seconds (0 when absent) and whether it is
@@ -71,6 +76,8 @@ type tokenError struct {
 	Code          string // RFC 6749 §5.2 error
 	Description   string
 	ErrorCodes    []int
+	Suberror      string
+	Claims        string // a claims challenge (JSON), "" when none or longer than maxClaimsLen
 	TraceID       string
 	CorrelationID string
 }
@@ -166,14 +173,19 @@ func parseTokenAnswer(status int, contentType string, body []byte) (*tokenRespon
 	err := json.Unmarshal(body, &tr)
 	switch {
 	case err == nil && tr.ErrorCode != "":
-		return nil, &tokenError{
+		te := &tokenError{
 			Status:        status,
 			Code:          truncate(tr.ErrorCode, 64),
 			Description:   truncate(tr.ErrorDescription, maxShownIdPText),
 			ErrorCodes:    tr.ErrorCodes[:min(len(tr.ErrorCodes), 8)],
+			Suberror:      truncate(tr.Suberror, 64),
 			TraceID:       truncate(tr.TraceID, 64),
 			CorrelationID: truncate(tr.CorrelationID, 64),
 		}
+		if len(tr.Claims) <= maxClaimsLen {
+			te.Claims = tr.Claims // a longer one is no challenge Entra sends
+		}
+		return nil, te
 	case status != http.StatusOK:
 		return nil, fmt.Errorf("%w: status %d without an OAuth error", errTokenAnswer, status)
 	case err != nil:

@@ -39,7 +39,8 @@ type verifyOptions struct {
 	ClientID          string           // application (client) id: the audience of ID tokens
 	CustomSigningKeys bool             // key set read with ?appid=ClientID (for apps with claims-mapping policies)
 	Audiences         []string         // accepted access token audiences, compared exactly
-	AcceptV1Tokens    bool             // admits access tokens of the v1 issuer https://sts.windows.net/{tid}/
+	AcceptV1Tokens    bool             // admits access tokens of the v1 issuer (V1Issuer)
+	V1Issuer          string           // the cloud's v1 issuer template; "" is v1IssuerTemplate (the public cloud's)
 	Leeway            time.Duration    // clock skew allowed on exp, nbf and iat, both ways
 	Now               func() time.Time // clock of time checks and backoffs; nil means time.Now
 	Client            *http.Client     // for discovery and keys: with a Timeout, following no redirects
@@ -236,6 +237,9 @@ type claims struct {
 	Version           string    // ver: "1.0" or "2.0"
 	Scopes            []string  // scp split on spaces (or RFC 9068 scope)
 	Roles             []string  // roles
+	AuthContexts      []string  // acrs: Conditional Access authentication context ids (c1…c99) satisfied
+	AccountType       string    // acct (optional claim): "0" a member of the tenant, "1" a guest
+	IdentityProvider  string    // idp: who authenticated the user, when not the issuer (guests)
 }
 
 // parseClaims decodes a JWT claims set (RFC 7519 §4) into c. Registered and
@@ -309,6 +313,14 @@ func (r *claimReader) read(m member) (err error) {
 		r.scope, err = d.str(m)
 	case "roles":
 		c.Roles, err = d.strs(m, false)
+	case "acrs":
+		c.AuthContexts, err = d.strs(m, false)
+	case "idp":
+		c.IdentityProvider, err = d.str(m)
+	case "acct": // a number in Entra's tokens; a string is taken too
+		if c.AccountType, err = d.str(m); m.val[0] >= '0' && m.val[0] <= '9' {
+			c.AccountType, err = string(m.val), nil
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("%w: claim %s: %w", errMalformedToken, m.key, err)
@@ -493,8 +505,8 @@ func (v *verifier) verify(ctx context.Context, raw string, now time.Time, v1 boo
 	return t, k, nil
 }
 
-// checkIssuer checks tid and iss. tid must be the configured tenant when
-// present, or for organizations/common a GUID in opts.AllowedTenants (unless
+// checkIssuer checks tid and iss. tid must be the discovery issuer's tenant
+// when present, or for organizations/common a GUID in opts.AllowedTenants (unless
 // opts.AnyTenant). iss must equal the discovery issuer with {tenantid}
 // replaced by tid, or, when v1, the v1 issuer of tid. A signing key's issuer
 // member (Entra v2 keys have one) must equal iss after the same replacement,
@@ -506,12 +518,12 @@ func (v *verifier) checkIssuer(md providerMetadata, c *claims, k *publicKey, v1 
 	case multi && !isGUID(tid):
 		return fmt.Errorf("%w: tid %q is not a tenant GUID", errTenantForbidden, truncate(tid, 64))
 	case multi && !v.opts.AnyTenant && !slices.Contains(v.opts.AllowedTenants, strings.ToLower(tid)),
-		!multi && tid != "" && !strings.EqualFold(tid, v.opts.TenantID):
+		!multi && tid != "" && !strings.EqualFold(tid, md.tenant):
 		return fmt.Errorf("%w: %q", errTenantForbidden, truncate(tid, 64))
 	case tid == "":
-		tid = v.opts.TenantID
+		tid = md.tenant
 	}
-	isV1 := v1 && issuerMatches(v1IssuerTemplate, tid, c.Issuer)
+	isV1 := v1 && issuerMatches(cmp.Or(v.opts.V1Issuer, v1IssuerTemplate), tid, c.Issuer)
 	if !isV1 && !issuerMatches(md.Issuer, tid, c.Issuer) {
 		return fmt.Errorf("%w: %q", errBadIssuer, truncate(c.Issuer, 64))
 	}
@@ -522,8 +534,8 @@ func (v *verifier) checkIssuer(md providerMetadata, c *claims, k *publicKey, v1 
 	return nil
 }
 
-// v1IssuerTemplate is the issuer of Entra v1 tokens (Microsoft identity
-// platform access token reference: iss).
+// v1IssuerTemplate is the issuer of Entra v1 tokens in the public and US
+// Government clouds (Microsoft identity platform access token reference: iss).
 const v1IssuerTemplate = "https://sts.windows.net/" + tenantPlaceholder + "/"
 
 // issuerMatches reports whether iss equals template with every {tenantid}

@@ -419,7 +419,7 @@ func staticVerifierIndex(tb testing.TB, tenant, issuer string, audiences []strin
 		AcceptV1Tokens: true, AuthorityHost: "http://127.0.0.1:1", Client: &http.Client{Timeout: time.Second},
 		Now: func() time.Time { return now }}
 	prov := newProvider(opts)
-	prov.md.Store(&providerMetadata{Issuer: issuer})
+	prov.md.Store(&providerMetadata{Issuer: issuer, tenant: tenant})
 	ks := newKeySet(opts, prov)
 	ks.keys.Store(ix)
 	ks.f.lastTry = now.Add(time.Hour) // never refetch: no I/O in these tests
