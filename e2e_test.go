@@ -252,6 +252,54 @@ func TestEndToEndDev(t *testing.T) {
 	}
 }
 
+// TestEndToEndDevStepUpAndMe walks the step-up loop with -dev (whose
+// STEP_UP_AUTH_CONTEXT is c1): an admin's DELETE without the context gets
+// the claims challenge, signing in again with its claims (and confirming
+// the dev provider's second step) gives a token that may delete. Then
+// GET /api/me reads the fake Graph through the on-behalf-of grant.
+func TestEndToEndDevStepUpAndMe(t *testing.T) {
+	base, logs, stop := startRun(t, []string{"-dev"}, func(string) string { return "" })
+	admin := signInDev(t, base, "Grace Admin", permAdmin)
+	hero := `{"name":"Doomed","race":"Elf","class_":"Wizard","level":3,
+		"ability_scores":{"strength":8,"dexterity":14,"constitution":12,"intelligence":17,"wisdom":12,"charisma":10},
+		"equipment":{"items":[]},"hit_points":18,"armor_class":12,"speed":30}`
+	status, _, body := call(t, "POST", base+"/api/heroes/", admin.AccessToken, strings.NewReader(hero))
+	var created map[string]any
+	if status != http.StatusCreated || json.Unmarshal([]byte(body), &created) != nil {
+		t.Fatalf("POST as admin = %d %s; want 201", status, body)
+	}
+	id, _ := created["id"].(string)
+
+	status, challenge, body := call(t, "DELETE", base+"/api/heroes/"+id, admin.AccessToken, nil)
+	params := bearerChallengeParams(challenge)
+	if status != http.StatusUnauthorized || params["error"] != "insufficient_claims" || params["claims"] == "" ||
+		params["authorization_uri"] != base+"/devidp/"+devTenantID+"/oauth2/v2.0/authorize" {
+		t.Fatalf("DELETE without the authentication context = %d, WWW-Authenticate %q, %s; want the claims challenge", status, challenge, body)
+	}
+	stepped := signInDevStepUp(t, base, params["claims"], "Grace Admin", permAdmin)
+	if status, _, body := call(t, "DELETE", base+"/api/heroes/"+id, stepped.AccessToken, nil); status != http.StatusOK {
+		t.Fatalf("DELETE after the step-up = %d %s; want 200", status, body)
+	}
+	if status, _, _ := call(t, "GET", base+"/api/heroes/"+id, stepped.AccessToken, nil); status != http.StatusNotFound {
+		t.Errorf("GET of the deleted hero = %d; want 404", status)
+	}
+	page := signInDevAccepting(t, base, "text/html", "Grace Admin", permAdmin)
+	if !strings.Contains(page, "sign in again with c1") {
+		t.Errorf("the signed-in page of a token without c1 does not offer the step-up:\n%s", page)
+	}
+
+	status, _, body = call(t, "GET", base+"/api/me", admin.AccessToken, nil)
+	var me map[string]any
+	if status != http.StatusOK || json.Unmarshal([]byte(body), &me) != nil || me["displayName"] != "Grace Admin" ||
+		me["id"] != devObjectID("Grace Admin") || me["userPrincipalName"] != "Grace Admin" {
+		t.Fatalf("GET /api/me with -dev = %d %s; want Grace Admin's profile from the fake Graph", status, body)
+	}
+	if err := stop(); err != nil {
+		t.Errorf("run after cancel = %v", err)
+	}
+	assertNoSecretsLogged(t, logs.String(), admin.AccessToken, stepped.AccessToken)
+}
+
 // swaggerSignIn signs in to a -dev service at base as Swagger UI at /docs
 // does: the authorize request with the single-page-application redirect
 // URI and PKCE, the dev sign-in form granting grants, then the token
