@@ -12,7 +12,9 @@
 // origin. Then, in groups (--only picks some; setup always runs):
 //   flow  home page, Sign in, the dev sign-in form, Cancel, a read-only user
 //         and the 403 it gets on DELETE, reloading the signed-in page,
-//         sign-out, an admin, and a sign-in started on 127.0.0.1;
+//         sign-out, an admin who steps up (DELETE's claims challenge, "sign
+//         in again with c1", the second step) and deletes, and a sign-in
+//         started on 127.0.0.1;
 //   docs  /docs: Swagger UI under its CSP with SRI-checked assets, Authorize
 //         (pop-up, dev sign-in, PKCE), Try it out GET 200 and DELETE 403;
 //   cors  a page on the listed origin reads the API, one on another origin
@@ -192,11 +194,12 @@ async function text(page, selector) { return page.$eval(selector, (e) => e.textC
 
 /**
  * fillDevSignIn fills the dev provider's sign-in form on page (the user name
- * and exactly the scope boxes in scopes) and presses Sign in, or Cancel when
- * action is 'cancel'. With wait, it waits for the navigation that follows
- * (a pop-up that closes itself has none to wait for).
+ * and exactly the scope boxes in scopes; with stepUp, the second step's
+ * box) and presses Sign in, or Cancel when action is 'cancel'. With wait,
+ * it waits for the navigation that follows (a pop-up that closes itself has
+ * none to wait for).
  */
-async function fillDevSignIn(page, user, scopes, action = 'signin', wait = true) {
+async function fillDevSignIn(page, user, scopes, action = 'signin', wait = true, stepUp = false) {
   await page.waitForSelector('input[name=username]');
   if (action === 'signin') {
     await page.$eval('input[name=username]', (e) => { e.value = ''; });
@@ -206,6 +209,7 @@ async function fillDevSignIn(page, user, scopes, action = 'signin', wait = true)
       check(box, `no ${s} checkbox on the sign-in form`);
       if ((await box.evaluate((e) => e.checked)) !== scopes.includes(s)) await box.click();
     }
+    if (stepUp) await page.click('input[name=stepup]');
   }
   const button = `button[name=action][value=${action}]`;
   if (wait) await clickAndWait(page, button);
@@ -405,17 +409,38 @@ step('Sign out reaches the dev provider\'s signed-out page, then home', async ({
   check(left.length === 0, `login cookies left: ${left.map((k) => k.name)}`);
 }, { group: 'flow' });
 
-step('sign in as "admin" with every scope; DELETE is 200, then GET is 404', async (c) => {
+step('sign in as "admin" with every scope; DELETE is 401 with a claims challenge for authentication context c1', async (c) => {
   const { page } = c;
   await clickAndWait(page, 'a[href="/auth/login"]');
   await fillDevSignIn(page, 'admin', SCOPES);
   const s = await signedInPage(page);
   check(s.who === 'admin' && s.scopes.length === 3 && s.permissions.length === 3, `signed in as ${s.who} with ${s.scopes}; permissions ${s.permissions}`);
-  const id = c.heroIds[c.heroIds.length - 1];
-  const del = await api('DELETE', `/api/heroes/${id}`, s.token);
+  check(s.links.some((l) => l.startsWith('/auth/login?claims=')), `the page offers no "sign in again with c1": ${s.links}`);
+  c.deleteId = c.heroIds[c.heroIds.length - 1];
+  const del = await api('DELETE', `/api/heroes/${c.deleteId}`, s.token);
+  const www = del.headers.get('www-authenticate') || '';
+  const claims = (www.match(/claims="([^"]*)"/) || [])[1] || '';
+  check(del.status === 401 && www.includes('error="insufficient_claims"'), `DELETE answered ${del.status}, WWW-Authenticate: ${www}`);
+  const asked = Buffer.from(claims, 'base64').toString('utf8');
+  check(asked === '{"access_token":{"acrs":{"essential":true,"value":"c1"}}}', `the challenge asks for ${asked}`);
+  return asked;
+}, { group: 'flow' });
+
+step('"sign in again with c1": the dev provider asks for a second step; then DELETE is 200 and GET 404', async (c) => {
+  const { page } = c;
+  await clickAndWait(page, 'a[href^="/auth/login?claims="]');
+  await page.waitForSelector('input[name=stepup]');
+  check((await text(page, 'form')).includes('authentication context c1'), 'the sign-in form does not name authentication context c1');
+  await fillDevSignIn(page, 'admin', SCOPES, 'signin', true, true);
+  const s = await signedInPage(page);
+  check(!s.links.some((l) => l.startsWith('/auth/login?claims=')), 'the page still offers the step-up');
+  const acrs = decodeJWT(s.token).acrs;
+  check(Array.isArray(acrs) && acrs.includes('c1'), `the new token's acrs: ${JSON.stringify(acrs)}`);
+  const del = await api('DELETE', `/api/heroes/${c.deleteId}`, s.token);
   check(del.status === 200, `DELETE answered ${del.status}: ${del.text.slice(0, 200)}`);
-  const get = await api('GET', `/api/heroes/${id}`, s.token);
+  const get = await api('GET', `/api/heroes/${c.deleteId}`, s.token);
   check(get.status === 404, `GET after DELETE answered ${get.status}`);
+  return `acrs ${JSON.stringify(acrs)}`;
 }, { group: 'flow' });
 
 step('a sign-in started at 127.0.0.1 moves to localhost first and completes', async ({ page, base, port }) => {
