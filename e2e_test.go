@@ -206,15 +206,7 @@ func TestEndToEndDev(t *testing.T) {
 	})
 	t.Run("an admin who stepped up may create and delete", func(t *testing.T) {
 		admin := signInDevStepUp(t, base, authContextClaims("c1"), "Grace Admin", permAdmin)
-		hero := `{"name":"Tester","race":"Elf","class_":"Wizard","level":3,
-			"ability_scores":{"strength":8,"dexterity":14,"constitution":12,"intelligence":17,"wisdom":12,"charisma":10},
-			"equipment":{"items":[]},"hit_points":18,"armor_class":12,"speed":30}`
-		status, _, body := call(t, "POST", base+"/api/heroes/", admin.AccessToken, strings.NewReader(hero))
-		var created map[string]any
-		if status != http.StatusCreated || json.Unmarshal([]byte(body), &created) != nil {
-			t.Fatalf("POST as admin = %d %s; want 201", status, body)
-		}
-		id, _ := created["id"].(string)
+		id := createHero(t, base, admin.AccessToken, "Tester")
 		if status, _, body := call(t, "DELETE", base+"/api/heroes/"+id, admin.AccessToken, nil); status != http.StatusOK {
 			t.Errorf("DELETE as admin = %d %s; want 200", status, body)
 		}
@@ -260,15 +252,7 @@ func TestEndToEndDev(t *testing.T) {
 func TestEndToEndDevStepUpAndMe(t *testing.T) {
 	base, logs, stop := startRun(t, []string{"-dev"}, func(string) string { return "" })
 	admin := signInDev(t, base, "Grace Admin", permAdmin)
-	hero := `{"name":"Doomed","race":"Elf","class_":"Wizard","level":3,
-		"ability_scores":{"strength":8,"dexterity":14,"constitution":12,"intelligence":17,"wisdom":12,"charisma":10},
-		"equipment":{"items":[]},"hit_points":18,"armor_class":12,"speed":30}`
-	status, _, body := call(t, "POST", base+"/api/heroes/", admin.AccessToken, strings.NewReader(hero))
-	var created map[string]any
-	if status != http.StatusCreated || json.Unmarshal([]byte(body), &created) != nil {
-		t.Fatalf("POST as admin = %d %s; want 201", status, body)
-	}
-	id, _ := created["id"].(string)
+	id := createHero(t, base, admin.AccessToken, "Doomed")
 
 	status, challenge, body := call(t, "DELETE", base+"/api/heroes/"+id, admin.AccessToken, nil)
 	params := bearerChallengeParams(challenge)
@@ -298,6 +282,22 @@ func TestEndToEndDevStepUpAndMe(t *testing.T) {
 		t.Errorf("run after cancel = %v", err)
 	}
 	assertNoSecretsLogged(t, logs.String(), admin.AccessToken, stepped.AccessToken)
+}
+
+// createHero creates a hero named name at the service at base with token
+// (which must grant Heroes.Create) and returns its id.
+func createHero(t *testing.T, base, token, name string) string {
+	t.Helper()
+	hero := `{"name":"` + name + `","race":"Elf","class_":"Wizard","level":3,
+		"ability_scores":{"strength":8,"dexterity":14,"constitution":12,"intelligence":17,"wisdom":12,"charisma":10},
+		"equipment":{"items":[]},"hit_points":18,"armor_class":12,"speed":30}`
+	status, _, body := call(t, "POST", base+"/api/heroes/", token, strings.NewReader(hero))
+	var created map[string]any
+	if status != http.StatusCreated || json.Unmarshal([]byte(body), &created) != nil {
+		t.Fatalf("POST %s = %d %s; want 201", name, status, body)
+	}
+	id, _ := created["id"].(string)
+	return id
 }
 
 // swaggerSignIn signs in to a -dev service at base as Swagger UI at /docs

@@ -28,8 +28,10 @@ type graphHarness struct {
 	logs  *syncBuffer
 
 	mu sync.Mutex // guards the fields below
-	// oboForms are the token requests received; issued the tokens answered.
+	// oboForms are the token requests received, oboPaths their paths;
+	// issued the tokens answered.
 	oboForms []url.Values
+	oboPaths []string
 	issued   []string
 	// graphAuth are the Authorization headers Graph received.
 	graphAuth []string
@@ -41,16 +43,21 @@ type graphHarness struct {
 const graphUserJSON = `{"@odata.context":"https://graph.microsoft.com/v1.0/$metadata#users(id,displayName,mail,userPrincipalName)/$entity",` +
 	`"id":"00000000-0000-0000-0000-0000000000aa","displayName":"Ada Lovelace","mail":null,"userPrincipalName":"ada@contoso.example"}`
 
-func newGraphHarness(t *testing.T, env map[string]string) *graphHarness {
+func newGraphHarness(t *testing.T) *graphHarness {
+	t.Helper()
+	return newGraphHarnessEnv(t, map[string]string{})
+}
+
+// newGraphHarnessEnv is newGraphHarness with the settings env besides the
+// test provider's.
+func newGraphHarnessEnv(t *testing.T, env map[string]string) *graphHarness {
 	t.Helper()
 	g := &graphHarness{idp: newTestIDP(t), logs: &syncBuffer{}}
 	g.graph = httptest.NewServer(http.HandlerFunc(g.serveGraph))
 	t.Cleanup(g.graph.Close)
 	setTokenHandler(g.idp, g.serveToken)
-	cfg := g.idp.config(t, map[string]string{"GRAPH_BASE_URL": g.graph.URL})
-	if env != nil {
-		cfg = g.idp.config(t, mergeEnv(map[string]string{"GRAPH_BASE_URL": g.graph.URL}, env))
-	}
+	env["GRAPH_BASE_URL"] = g.graph.URL
+	cfg := g.idp.config(t, env)
 	logger := slog.New(slog.NewTextHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	client := &http.Client{Timeout: 5 * time.Second}
 	prov := newProvider(cfg.verifyOptions(client, logger))
@@ -59,21 +66,10 @@ func newGraphHarness(t *testing.T, env map[string]string) *graphHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.gp = &graphProfiles{logger: logger, obo: newOBOTokens(af), client: &http.Client{Timeout: 2 * time.Second},
+	g.gp = &graphProfiles{logger: logger, obo: newOBOTokens(af, cfg.TenantID), client: &http.Client{Timeout: 2 * time.Second},
 		base: cfg.GraphBaseURL, scope: cfg.GraphScope, authorizeURI: g.idp.srv.URL + "/" + testTenant + "/oauth2/v2.0/authorize"}
 	g.h = requireAuth(logger, v, permRead)(g.gp.handleMe())
 	return g
-}
-
-// mergeEnv returns a's entries overridden by b's.
-func mergeEnv(a, b map[string]string) map[string]string {
-	out := map[string]string{}
-	for _, m := range []map[string]string{a, b} {
-		for k, v := range m {
-			out[k] = v
-		}
-	}
-	return out
 }
 
 // serveToken answers the on-behalf-of grant: with oboAnswer when set,
@@ -85,6 +81,7 @@ func (g *graphHarness) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	g.mu.Lock()
 	g.oboForms = append(g.oboForms, r.PostForm)
+	g.oboPaths = append(g.oboPaths, r.URL.Path)
 	answer := g.oboAnswer
 	g.mu.Unlock()
 	if answer != nil {
@@ -151,7 +148,7 @@ func (g *graphHarness) me(tok string) *httptest.ResponseRecorder {
 // logged.
 func TestMeReadsGraphOnBehalfOfTheCaller(t *testing.T) {
 	t.Parallel()
-	g := newGraphHarness(t, nil)
+	g := newGraphHarness(t)
 	caller := g.idp.token(t, nil)
 	w := g.me(caller)
 	if w.Code != http.StatusOK || w.Header().Get("Cache-Control") != "no-store" {
@@ -250,7 +247,7 @@ func TestMeFailures(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			g := newGraphHarness(t, nil)
+			g := newGraphHarness(t)
 			if tc.dropsCached {
 				if w := g.me(g.idp.token(t, nil)); w.Code != http.StatusOK {
 					t.Fatalf("first GET /api/me = %d %s", w.Code, w.Body)
@@ -289,7 +286,7 @@ func TestMeFailures(t *testing.T) {
 // client's timeout a 504.
 func TestMeGraphDownOrSlow(t *testing.T) {
 	t.Parallel()
-	g := newGraphHarness(t, nil)
+	g := newGraphHarness(t)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
 	g.set(nil, func(w http.ResponseWriter, r *http.Request) {
@@ -308,10 +305,23 @@ func TestMeGraphDownOrSlow(t *testing.T) {
 	}
 }
 
+// TestMeMultiTenant: with organizations, the grant goes to the caller's
+// own tenant's token endpoint.
+func TestMeMultiTenant(t *testing.T) {
+	t.Parallel()
+	g := newGraphHarnessEnv(t, map[string]string{"AZURE_TENANT_ID": "organizations", "ALLOWED_TENANTS": testTenant})
+	if w := g.me(g.idp.token(t, nil)); w.Code != http.StatusOK {
+		t.Fatalf("GET /api/me = %d %s; want 200", w.Code, w.Body)
+	}
+	if want := "/" + testTenant + "/oauth2/v2.0/token"; g.oboPaths[0] != want {
+		t.Errorf("on-behalf-of request went to %s; want %s", g.oboPaths[0], want)
+	}
+}
+
 // TestMeNeedsAUser: an app-only token has no /me: 403 before any exchange.
 func TestMeNeedsAUser(t *testing.T) {
 	t.Parallel()
-	g := newGraphHarness(t, nil)
+	g := newGraphHarness(t)
 	w := g.me(g.idp.token(t, map[string]any{"scp": nil, "roles": []string{"Heroes.Read"}, "idtyp": "app"}))
 	if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "app-only") || g.oboCount() != 0 {
 		t.Errorf("app-only token = %d %s, %d token requests; want 403 naming app-only tokens, none", w.Code, w.Body, g.oboCount())
@@ -322,7 +332,7 @@ func TestMeNeedsAUser(t *testing.T) {
 // policy, and reaches GRAPH_BASE_URL.
 func TestMeRoute(t *testing.T) {
 	t.Parallel()
-	g := newGraphHarness(t, nil)
+	g := newGraphHarness(t)
 	h := newTestServer(t, g.idp, map[string]string{"GRAPH_BASE_URL": g.graph.URL, "ALLOW_GUEST_USERS": "false"}, io.Discard)
 	tests := []struct {
 		name   string

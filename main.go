@@ -380,7 +380,7 @@ func addRoutes(mux router, logger *slog.Logger, cfg config, prov *provider, v *v
 	mux.Handle("PUT /api/heroes/{id}", create(handleHeroReplace(logger, store)))
 	mux.Handle("DELETE /api/heroes/{id}", admin(handleHeroDelete(logger, store)))
 	mux.Handle("GET /api/heroes-fireball-low-ac", read(handleFireballLowAC(logger, store)))
-	me := &graphProfiles{logger: logger, obo: newOBOTokens(af), client: newIDPClient(), base: cfg.GraphBaseURL, scope: cfg.GraphScope, authorizeURI: authorizeURI}
+	me := &graphProfiles{logger: logger, obo: newOBOTokens(af, cfg.TenantID), client: newIDPClient(), base: cfg.GraphBaseURL, scope: cfg.GraphScope, authorizeURI: authorizeURI}
 	mux.Handle("GET /api/me", read(me.handleMe()))
 
 	if idp != nil {

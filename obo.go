@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 )
@@ -30,9 +31,12 @@ const (
 // cache at once both ask Entra; the later answer is kept. Safe for
 // concurrent use.
 type oboTokens struct {
-	af  *authFlow
-	now func() time.Time
-	max int
+	af *authFlow
+	// tenant is the configured AZURE_TENANT_ID: for organizations or
+	// common, the grant goes to the caller's own tenant's endpoint.
+	tenant string
+	now    func() time.Time
+	max    int
 
 	mu    sync.Mutex // guards cache
 	cache map[oboKey]oboToken
@@ -47,9 +51,10 @@ type oboToken struct {
 	until time.Time
 }
 
-// newOBOTokens makes an empty cache of at most maxOBOCacheItems tokens.
-func newOBOTokens(af *authFlow) *oboTokens {
-	return &oboTokens{af: af, now: time.Now, max: maxOBOCacheItems, cache: map[oboKey]oboToken{}}
+// newOBOTokens makes an empty cache of at most maxOBOCacheItems tokens, for
+// the configured tenant (a GUID, a domain name, organizations or common).
+func newOBOTokens(af *authFlow, tenant string) *oboTokens {
+	return &oboTokens{af: af, tenant: tenant, now: time.Now, max: maxOBOCacheItems, cache: map[oboKey]oboToken{}}
 }
 
 // token returns a token for scope on behalf of the caller whose verified
@@ -65,6 +70,11 @@ func (o *oboTokens) token(ctx context.Context, assertion string, c *claims, scop
 	md, err := o.af.p.metadata(ctx)
 	if err != nil {
 		return "", err
+	}
+	if o.tenant == "organizations" || o.tenant == "common" {
+		// The grant belongs at the user's tenant-specific endpoint
+		// (Microsoft Learn, On-Behalf-Of flow); requireAuth checked tid.
+		md.TokenEndpoint = strings.Replace(md.TokenEndpoint, "/"+o.tenant+"/", "/"+c.TenantID+"/", 1)
 	}
 	tr, err := o.af.redeem(ctx, md, url.Values{
 		"grant_type":          {jwtBearerGrant},

@@ -21,7 +21,7 @@ func TestOBOTokenCache(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	lifetime := 3599 // seconds, of each downstream token answered
-	g := newGraphHarness(t, nil)
+	g := newGraphHarness(t)
 	g.set(func(w http.ResponseWriter, r *http.Request) {
 		tokenJSON(w, map[string]any{"token_type": "Bearer", "expires_in": lifetime, "access_token": "t" + strconv.Itoa(g.oboCount())})
 	}, nil)
