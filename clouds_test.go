@@ -75,6 +75,8 @@ func TestDiscoveryIssuerIsExact(t *testing.T) {
 		{"a tenant GUID for organizations", "https://login.microsoftonline.com", "organizations", "https://login.microsoftonline.com/" + tid + "/v2.0", false},
 		{"the template on another host", "https://login.microsoftonline.com", "common", "https://sts.windows.net/{tenantid}/", false},
 		{"the GUID for a domain name", "https://login.microsoftonline.com", "contoso.onmicrosoft.com", "https://login.microsoftonline.com/" + tid + "/v2.0", true},
+		{"the domain name itself", "https://login.microsoftonline.com", "contoso.onmicrosoft.com", "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0", false},
+		{"a tenant GUID configured in capitals", "https://login.microsoftonline.com", strings.ToUpper(tid), "https://login.microsoftonline.com/" + tid + "/v2.0", true},
 		{"the template for a domain name", "https://login.microsoftonline.com", "contoso.onmicrosoft.com", "https://login.microsoftonline.com/{tenantid}/v2.0", false},
 		{"US Government", "https://login.microsoftonline.us", tid, "https://login.microsoftonline.us/" + tid + "/v2.0", true},
 		{"US Government with the public host", "https://login.microsoftonline.us", tid, "https://login.microsoftonline.com/" + tid + "/v2.0", false},

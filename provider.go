@@ -128,17 +128,19 @@ func (p *provider) validate(md *providerMetadata) error {
 //	Azure China            host login.partner.microsoftonline.cn for login.chinacloudapi.cn: MSAL.js authority metadata
 //	External ID            host {tenant GUID}.ciamlogin.com: learn.microsoft.com/entra/identity-platform/security-tokens#token-endpoints-and-issuers
 func (p *provider) issuerTenant(issuer string) (string, error) {
-	o := p.opts
+	o, multi := p.opts, p.opts.isMultiTenant()
 	rest, ok := strings.CutPrefix(issuer, o.AuthorityHost+"/")
 	if host, path, _ := strings.Cut(strings.TrimPrefix(issuer, "https://"), "/"); !ok && strings.HasPrefix(issuer, "https://") {
-		rest, ok = path, o.AuthorityHost == "https://login.chinacloudapi.cn" && host == "login.partner.microsoftonline.cn" ||
-			strings.HasSuffix(o.AuthorityHost, ".ciamlogin.com") && host == strings.TrimSuffix(path, "/v2.0")+".ciamlogin.com"
+		china := o.AuthorityHost == "https://login.chinacloudapi.cn" && host == "login.partner.microsoftonline.cn"
+		ciam := strings.HasSuffix(o.AuthorityHost, ".ciamlogin.com") && host == strings.TrimSuffix(path, "/v2.0")+".ciamlogin.com"
+		rest, ok = path, china || ciam
 	}
-	tenant, v2 := strings.CutSuffix(rest, "/v2.0")
-	multi, want := o.isMultiTenant(), o.TenantID
-	if ok && v2 && (tenant == want || multi && tenant == tenantPlaceholder || !multi && !isGUID(want) && isGUID(tenant)) {
+	switch tenant, v2 := strings.CutSuffix(rest, "/v2.0"); {
+	case !ok || !v2:
+	case multi && tenant == tenantPlaceholder, isGUID(tenant) && (strings.EqualFold(tenant, o.TenantID) || !multi && !isGUID(o.TenantID)):
 		return tenant, nil
 	}
+	want := o.TenantID
 	if multi {
 		want = tenantPlaceholder
 	}
