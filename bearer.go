@@ -6,30 +6,19 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 )
-
-// Permissions: delegated scopes (scp) or application permissions (roles) of
-// the API's Entra app registration, compared exactly. Each grants those
-// before it in permissions: Admin ⊇ Heroes.Create ⊇ Heroes.Read.
-const (
-	permRead   = "Heroes.Read"
-	permCreate = "Heroes.Create"
-	permAdmin  = "Admin"
-)
-
-var permissions = []string{permRead, permCreate, permAdmin} // weakest first
 
 // bearerRealm is the realm of every WWW-Authenticate challenge (RFC 6750 §3).
 const bearerRealm = "heroes-auth"
 
 // requireAuth is the bearer middleware (RFC 6750 §2.1, §3): it takes the
 // access token from the Authorization header only (never a query string or
-// form field), verifies it with v, checks that its scp/scope or roles grant
-// perm, then puts the claims in the request context (principalFrom) and
-// tells a caller hook (withCallerHook) before next. It logs why it refuses,
-// never the token, and answers with the JSON error body:
+// form field), verifies it with v (verifier.authenticate), checks that its
+// scp/scope or roles grant perm, then puts its principal in the request
+// context (principalFrom) and tells a caller hook (withCallerHook) before
+// next. It logs why it refuses, never the token, and answers with the JSON
+// error body:
 //   - no Authorization header, or another scheme: 401 with a bare
 //     `Bearer realm="heroes-auth"` challenge;
 //   - a malformed header (several headers, no token, not one token68):
@@ -42,55 +31,45 @@ func requireAuth(logger *slog.Logger, v *verifier, perm string) func(http.Handle
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			raw, err := bearerToken(r)
-			var c *claims
+			var p *principal
 			if err == nil {
-				c, err = v.verifyAccessToken(r.Context(), raw)
+				p, err = v.authenticate(r.Context(), raw)
 			}
 			if err != nil {
 				rejectBearer(w, r, logger, err)
 				return
 			}
-			if hook, ok := r.Context().Value(callerHookKey{}).(func(*claims)); ok {
-				hook(c) // the caller is known, allowed or not
+			if hook, ok := r.Context().Value(callerHookKey{}).(func(*principal)); ok {
+				hook(p) // the caller is known, allowed or not
 			}
-			if !hasPermission(c, perm) {
-				logger.InfoContext(r.Context(), "auth: bearer token lacks permission", "need", perm, "oid", c.ObjectID, "tid", c.TenantID)
+			if !hasPermission(p, perm) {
+				logger.InfoContext(r.Context(), "auth: bearer token lacks permission", "need", perm, "oid", p.ObjectID, "tid", p.TenantID)
 				challenge(w, http.StatusForbidden, "insufficient_scope", "the token does not grant "+perm, `, scope="`+perm+`"`)
 				return
 			}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, c)))
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 		})
 	}
 }
 
-// Context keys of the verified claims and of withCallerHook's hook.
+// Context keys of the principal and of withCallerHook's hook.
 type (
 	principalKey  struct{}
 	callerHookKey struct{}
 )
 
 // withCallerHook returns ctx with hook, which requireAuth calls with the
-// claims of every verified token, allowed or not: how a request log that
+// principal of every verified token, allowed or not: how a request log that
 // wraps requireAuth learns who called.
-func withCallerHook(ctx context.Context, hook func(*claims)) context.Context {
+func withCallerHook(ctx context.Context, hook func(*principal)) context.Context {
 	return context.WithValue(ctx, callerHookKey{}, hook)
 }
 
-// principalFrom returns the verified claims requireAuth put in ctx, for a
-// handler that needs its caller (this service's handlers do not: only
-// copiers call it). They may be shared with other requests: read only.
-func principalFrom(ctx context.Context) (*claims, bool) {
-	c, ok := ctx.Value(principalKey{}).(*claims)
-	return c, ok && c != nil
-}
-
-// hasPermission reports whether c's scopes or roles grant perm. An unknown
-// perm is granted to nobody.
-func hasPermission(c *claims, perm string) bool {
-	i := slices.Index(permissions, perm)
-	return i >= 0 && slices.ContainsFunc(permissions[i:], func(p string) bool {
-		return slices.Contains(c.Scopes, p) || slices.Contains(c.Roles, p)
-	})
+// principalFrom returns the principal requireAuth put in ctx, for a handler
+// that needs its caller.
+func principalFrom(ctx context.Context) (*principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(*principal)
+	return p, ok && p != nil
 }
 
 // Errors of bearerToken (RFC 6750 §3.1).
@@ -131,9 +110,7 @@ func bearerToken(r *http.Request) (string, error) {
 // 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
 func isToken68(s string) bool {
 	body := strings.TrimRight(s, "=")
-	return body != "" && !strings.ContainsFunc(body, func(r rune) bool {
-		return r > '~' || !isBase64URLByte(byte(r)) && strings.IndexByte(".~+/", byte(r)) < 0
-	})
+	return body != "" && strings.TrimLeft(body, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/") == ""
 }
 
 // rejectBearer answers a request whose credentials failed, per RFC 6750 §3.

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// protected wraps a handler that reports the principal's subject in
+// protected wraps a handler that reports the principal's object id in
 // requireAuth(perm) over v.
 func protected(v *verifier, perm string) http.Handler {
 	logger := slog.New(slog.DiscardHandler)
@@ -21,7 +21,7 @@ func protected(v *verifier, perm string) http.Handler {
 			writeError(w, http.StatusInternalServerError, "no principal")
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"sub": c.Subject})
+		writeJSON(w, http.StatusOK, map[string]string{"oid": c.ObjectID})
 	}))
 }
 
@@ -267,6 +267,7 @@ func TestSplitScope(t *testing.T) {
 		want []string
 	}{
 		{"", nil},
+		{"  ", nil},
 		{"a", []string{"a"}},
 		{"a b", []string{"a", "b"}},
 		{" a  b ", []string{"a", "b"}},
@@ -274,7 +275,7 @@ func TestSplitScope(t *testing.T) {
 		{"a\u00a0b c", []string{"a\u00a0b", "c"}},
 	}
 	for _, tc := range tests {
-		if got := splitScope(tc.in); !slices.Equal(got, tc.want) {
+		if got := splitScope(nil, tc.in); !slices.Equal(got, tc.want) {
 			t.Errorf("splitScope(%q) = %q; want %q", tc.in, got, tc.want)
 		}
 	}

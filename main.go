@@ -402,7 +402,7 @@ func heroesCaller(r *http.Request) string {
 func heroesPreview(logger *slog.Logger, store heroStore) signedInPreview {
 	return func(ctx context.Context, atc *claims) apiPreview {
 		p := apiPreview{Permissions: permissionNotes(atc)}
-		if !hasPermission(atc, permRead) {
+		if caller := newPrincipal(atc); !hasPermission(&caller, permRead) {
 			p.Note = "This token does not grant " + permRead + ", so the API would answer 403."
 			return p
 		}

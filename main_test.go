@@ -261,7 +261,7 @@ func TestRequestLogLine(t *testing.T) {
 	var logs syncBuffer
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 	h := logRequests(logger, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Context().Value(callerHookKey{}).(func(*claims))(&claims{ObjectID: "oid-1", TenantID: "tid-1", AuthorizedParty: "azp-1"})
+		r.Context().Value(callerHookKey{}).(func(*principal))(&principal{ObjectID: "oid-1", TenantID: "tid-1", AuthorizedParty: "azp-1"})
 		w.WriteHeader(http.StatusTeapot)
 		io.WriteString(w, "12345")
 	}))

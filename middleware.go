@@ -127,7 +127,7 @@ func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
 		w.Header().Set("X-Request-Id", info.id)
 		rec := &responseRecorder{ResponseWriter: w}
 		ctx := context.WithValue(r.Context(), requestInfoKey{}, info)
-		ctx = withCallerHook(ctx, func(c *claims) { info.oid, info.tid, info.azp = c.ObjectID, c.TenantID, c.AuthorizedParty })
+		ctx = withCallerHook(ctx, func(p *principal) { info.oid, info.tid, info.azp = p.ObjectID, p.TenantID, p.AuthorizedParty })
 		next.ServeHTTP(rec, r.WithContext(ctx))
 		if rec.status == 0 {
 			rec.status = http.StatusOK
