@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -110,8 +111,21 @@ func bearerToken(r *http.Request) (string, error) {
 // 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
 func isToken68(s string) bool {
 	body := strings.TrimRight(s, "=")
-	return body != "" && strings.TrimLeft(body, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/") == ""
+	for i := range len(body) {
+		if !token68Bytes[body[i]] {
+			return false
+		}
+	}
+	return body != ""
 }
+
+// token68Bytes are the bytes of a token68 before its padding: one look-up a byte.
+var token68Bytes = func() (set [256]bool) {
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/" {
+		set[c] = true
+	}
+	return set
+}()
 
 // rejectBearer answers a request whose credentials failed, per RFC 6750 §3.
 func rejectBearer(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
@@ -137,9 +151,13 @@ func rejectBearer(w http.ResponseWriter, r *http.Request, logger *slog.Logger, e
 }
 
 // challenge writes an error answer with a Bearer challenge carrying code and
-// description (RFC 6750 §3), extra appended to the challenge as is, and the
-// same code and description in the JSON body.
+// description (RFC 6750 §3), extra appended as is, and the same code and
+// description in the JSON body. Both are printable ASCII without '"' or '\'
+// (verifyError), so they are written as they are, as writeJSON would.
 func challenge(w http.ResponseWriter, status int, code, description, extra string) {
-	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error=%q, error_description=%q%s`, bearerRealm, code, description, extra))
-	writeJSON(w, status, apiError{Detail: description, Error: code})
+	h := w.Header()
+	h.Set("WWW-Authenticate", `Bearer realm="`+bearerRealm+`", error="`+code+`", error_description="`+description+`"`+extra)
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	io.WriteString(w, `{"detail":"`+description+`","error":"`+code+`"}`+"\n")
 }

@@ -100,10 +100,9 @@ var (
 	errNoPermissions   = &verifyError{"jwks: token has neither scp nor roles", "the token has neither scp nor roles"}
 )
 
-// jws is a compact JWS on its way through the checks: screen splits and
-// hashes it, parse decodes it. buf holds the token and the sum of its
-// signing input, then the decoded segments, which signature aliases.
-// verifier.authenticate reuses its jws values and copies out what it keeps.
+// jws is a compact JWS on its way through the checks (screen, then parse).
+// buf holds the token, the sum of its signing input, then the decoded
+// segments. verifier.authenticate reuses jws values; it copies what it keeps.
 type jws struct {
 	buf                []byte
 	pEnd               int // end of the signing input in buf
@@ -118,11 +117,10 @@ type jws struct {
 // non-zero padding bits, so that each segment has one encoding only.
 var strictBase64URL = base64.RawURLEncoding.Strict()
 
-// screen starts t over with raw and makes the checks that cost next to
-// nothing, so that garbage is refused before anything is hashed: at most
-// maxTokenBytes, no line break, three segments (RFC 7515 §7.1), a header of
-// canonical unpadded base64url holding a JSON object (parseObject). Then it
-// hashes the signing input. Errors wrap errMalformedToken.
+// screen starts t over with raw, refusing with errMalformedToken what costs
+// next to nothing to find, so garbage is never hashed: more than
+// maxTokenBytes, a line break, other than three segments (RFC 7515 §7.1), a
+// header that is not canonical base64url of a JSON object. Then it hashes.
 func (t *jws) screen(raw string) error {
 	h, p, ok1 := strings.Cut(raw, ".")
 	p, s, ok2 := strings.Cut(p, ".")
@@ -152,13 +150,11 @@ func (t *jws) screen(raw string) error {
 
 var errNotBase64URL = fmt.Errorf("%w: segment is not canonical base64url", errMalformedToken)
 
-// parse decodes a token screen let through and its claims, refusing
-// before any cryptography a payload or signature that is not canonical
-// unpadded base64url, a payload that is not a JSON object, holds duplicate
-// member names, or nests deeper than maxJSONDepth, and what parseHeader
-// refuses. Claims are type-checked (parseClaims) but not yet validated;
-// header values and claims share one copy of the JSON texts. Errors wrap
-// errMalformedToken, errUnsupportedAlg, errBadHeader or errNoKeyID.
+// parse decodes a screened token, refusing before any cryptography a
+// payload or signature that is not canonical unpadded base64url, a payload
+// that is not a JSON object, holds duplicate names, or nests deeper than
+// maxJSONDepth, and what parseHeader and parseClaims refuse. Header values
+// and claims share one copy of the JSON texts.
 func (t *jws) parse() error {
 	n, hEnd := len(t.buf), bytes.IndexByte(t.buf, '.')
 	dec := t.buf[n:cap(t.buf)]
@@ -231,9 +227,7 @@ func malformed(what string, err error) error {
 }
 
 // claims are the verified claims of an Entra access or ID token
-// (RFC 7519 §4.1; Microsoft identity platform token claims reference). A
-// *claims returned by the verifier may be shared between requests (see
-// tokenCache): treat it, and its slices, as read-only.
+// (RFC 7519 §4.1; Microsoft identity platform token claims reference).
 type claims struct {
 	Issuer            string    // iss
 	Subject           string    // sub
@@ -253,12 +247,11 @@ type claims struct {
 	Roles             []string  // roles
 }
 
-// parseClaims decodes a JWT claims set (RFC 7519 §4) into c. Registered and
-// Entra claims must have their documented JSON types: strings; aud a string
-// or an array of strings; roles an array of strings; exp, nbf and iat
-// NumericDates (decodeNumericDate). Other claims are ignored. The lists
-// (aud, scopes, roles) are appended to lists and share its array. Errors
-// wrap errMalformedToken.
+// parseClaims decodes a JWT claims set (RFC 7519 §4) into c, the items of
+// aud, scopes and roles appended to lists. Registered and Entra claims must
+// have their JSON types: strings; aud a string or an array of strings; roles
+// an array of strings; exp, nbf and iat NumericDates (decodeNumericDate).
+// Other claims are ignored. Errors wrap errMalformedToken.
 func parseClaims(d decoder, c *claims, lists []string) error {
 	r := claimReader{claims: c, d: d, lists: lists}
 	if err := parseObject(d.data, r.read); err != nil {
@@ -409,10 +402,9 @@ func decodeNumericDate(val []byte) (time.Time, error) {
 }
 
 // verifyRS256 checks an RSASSA-PKCS1-v1_5 SHA-256 signature (RFC 7518 §3.3,
-// RFC 8017 §8.2.2) under pub of a compact JWS whose signing input, the
-// ASCII "header.payload", has the SHA-256 sum. The signature must be exactly
-// as long as the modulus. It applies no key policy (size, exponent):
-// parseJWKS does.
+// RFC 8017 §8.2.2) under pub of a JWS whose signing input has the SHA-256
+// sum. The signature must be exactly as long as the modulus. It applies no
+// key policy (size, exponent): parseJWKS does.
 func verifyRS256(pub *rsa.PublicKey, sum [sha256.Size]byte, sig []byte) error {
 	if len(sig) != pub.Size() {
 		return fmt.Errorf("%w: %d bytes for a %d-byte modulus", errBadSignature, len(sig), pub.Size())
@@ -447,9 +439,8 @@ func newVerifier(opts verifyOptions, p *provider, ks *keySet) *verifier {
 }
 
 // authenticate verifies a bearer access token (verify) and returns its
-// principal. A token verified before comes from the cache, keyed by SHA-256
-// over its signature segment and the signing input's sum, which the
-// signature check uses too; what jws.screen refuses is never hashed.
+// principal; one verified before comes from the cache, keyed by SHA-256 over
+// its signature segment and the signing input's sum verify uses too.
 func (v *verifier) authenticate(ctx context.Context, raw string) (p *principal, err error) {
 	t := v.jwss.Get().(*jws)
 	defer v.jwss.Put(t)
@@ -469,17 +460,16 @@ func (v *verifier) authenticate(ctx context.Context, raw string) (p *principal, 
 	return p, err
 }
 
-// verify checks a screened token in this order: parse, refusing any alg but
-// RS256 (jws.parse); find the key by kid or x5t; check the signature; the
-// tenant, the issuer and the signing key's issuer (checkIssuer; the v1
-// issuer only for access tokens, when opts.AcceptV1Tokens); exp, nbf, iat
-// (checkTime); for an access token, an audience in opts.Audiences and scp,
-// scope or roles present (none: unconsented or meant for someone else,
-// Microsoft.Identity.Web IDW10201). The signature comes first so that the
-// claims of an unauthenticated token are never evaluated or reported.
-// go-oidc checks claims first to spare key refetches for tokens that fail
-// anyway; here an unknown kid refetches at most once per minKeyRefetch
-// (keySet.key). Errors wrap the sentinels, errIDPUnavailable, or ctx's.
+// verify checks a screened token in this order: parse (only RS256); find
+// the key by kid or x5t; the signature; the tenant, the issuer and the
+// signing key's issuer (checkIssuer; the v1 issuer only for access tokens,
+// with opts.AcceptV1Tokens); exp, nbf, iat (checkTime); for an access token,
+// an audience in opts.Audiences and scp, scope or roles present (none:
+// unconsented or meant for someone else, Microsoft.Identity.Web IDW10201).
+// Claims of an unauthenticated token are never evaluated or reported.
+// go-oidc checks claims first to spare key refetches; here an unknown kid
+// refetches at most once per minKeyRefetch (keySet.key). Errors wrap the
+// sentinels, errIDPUnavailable, or ctx's.
 func (v *verifier) verify(ctx context.Context, t *jws, now time.Time, access bool) (*publicKey, error) {
 	if err := t.parse(); err != nil {
 		return nil, err
@@ -622,16 +612,15 @@ func hasPermission(p *principal, perm string) bool {
 }
 
 // tokenCache keeps the principals of verified access tokens by key (see
-// authenticate) in two generations of at most max/2: an entry goes into the
-// young one, and when that is full the old one is dropped and the young one
-// becomes old. A hit in the old generation moves the entry back, so the
-// least recently used go first. An entry serves while its token is inside
+// authenticate) in two generations of at most max/2: when the young one is
+// full, the old one is dropped and the young one becomes old, so a token in
+// use is verified again once per max/2 new tokens. An entry serves inside
 // exp (with the skew), not before it was verified, and while the key that
 // verified it is current (keySet.current). Safe for concurrent use.
 type tokenCache struct {
 	half int // most entries of a generation; 0 keeps none
 
-	mu         sync.Mutex // guards young and old
+	mu         sync.RWMutex // guards young and old
 	young, old map[[sha256.Size]byte]*cacheEntry
 }
 
@@ -649,18 +638,10 @@ func newTokenCache(max int) *tokenCache {
 
 // get returns the principal cached under key, or nil.
 func (tc *tokenCache) get(key [sha256.Size]byte, now time.Time, ks *keySet) *principal {
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	e := tc.young[key]
-	if e == nil {
-		if e = tc.old[key]; e == nil {
-			return nil
-		}
-		delete(tc.old, key)
-		tc.add(key, e)
-	}
-	if n := now.UnixNano(); n < e.from || n >= e.until || !ks.current(e.k) {
-		delete(tc.young, key)
+	tc.mu.RLock()
+	e := cmp.Or(tc.young[key], tc.old[key])
+	tc.mu.RUnlock()
+	if n := now.UnixNano(); e == nil || n < e.from || n >= e.until || !ks.current(e.k) {
 		return nil
 	}
 	return &e.p
@@ -672,16 +653,11 @@ func (tc *tokenCache) put(key [sha256.Size]byte, c *claims, k *publicKey, now ti
 	e := &cacheEntry{p: newPrincipal(c), from: now.UnixNano(), until: c.Expiry.Add(skew).UnixNano(), k: k}
 	if tc.half > 0 {
 		tc.mu.Lock()
-		tc.add(key, e)
+		if len(tc.young) >= tc.half {
+			tc.old, tc.young = tc.young, make(map[[sha256.Size]byte]*cacheEntry, tc.half)
+		}
+		tc.young[key] = e
 		tc.mu.Unlock()
 	}
 	return &e.p
-}
-
-// add puts e in the young generation, first made old if full; tc.mu is held.
-func (tc *tokenCache) add(key [sha256.Size]byte, e *cacheEntry) {
-	if len(tc.young) >= tc.half {
-		tc.old, tc.young = tc.young, make(map[[sha256.Size]byte]*cacheEntry, tc.half)
-	}
-	tc.young[key] = e
 }
