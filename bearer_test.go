@@ -275,8 +275,13 @@ func TestSplitScope(t *testing.T) {
 		{"a\u00a0b c", []string{"a\u00a0b", "c"}},
 	}
 	for _, tc := range tests {
-		if got := splitScope(nil, tc.in); !slices.Equal(got, tc.want) {
-			t.Errorf("splitScope(%q) = %q; want %q", tc.in, got, tc.want)
+		scp, _ := json.Marshal(tc.in)
+		tok, err := parseToken(b64(`{"alg":"RS256","kid":"k0"}`) + "." + b64(`{"scp":`+string(scp)+`}`) + ".AA")
+		if err != nil {
+			t.Fatalf("scp %q: %v", tc.in, err)
+		}
+		if !slices.Equal(tok.claims.Scopes, tc.want) {
+			t.Errorf("scp %q: Scopes = %q; want %q", tc.in, tok.claims.Scopes, tc.want)
 		}
 	}
 }

@@ -314,7 +314,7 @@ func TestKeySetKeepsKeysWhenFetchFails(t *testing.T) {
 			if err := v.keys.refresh(ctx); err == nil {
 				t.Fatalf("refresh against a broken endpoint = nil; want an error")
 			}
-			v.cache = newTokenCache(10)
+			v.cache = &tokenCache{half: 5}
 			if _, err := v.verifyAccessToken(ctx, tok); err != nil {
 				t.Fatalf("verify with the old keys = %v; want nil", err)
 			}

@@ -105,17 +105,13 @@ var (
 // segments. verifier.authenticate reuses jws values; it copies what it keeps.
 type jws struct {
 	buf                []byte
-	pEnd               int // end of the signing input in buf
+	pEnd, hn           int // end of the signing input in buf, length of the decoded header
 	alg, kid, x5t, typ string
 	sum                [sha256.Size]byte // of the signing input, ASCII "header.payload" as received
 	signature          []byte            // decoded third segment
 	claims             claims
 	lists              [8]string // holds the claims' lists, so a usual token needs no other array
 }
-
-// strictBase64URL decodes unpadded base64url (RFC 7515 §2) and refuses
-// non-zero padding bits, so that each segment has one encoding only.
-var strictBase64URL = base64.RawURLEncoding.Strict()
 
 // screen starts t over with raw, refusing with errMalformedToken what costs
 // next to nothing to find, so garbage is never hashed: more than
@@ -134,11 +130,11 @@ func (t *jws) screen(raw string) error {
 	case !ok1 || !ok2 || strings.IndexByte(s, '.') >= 0:
 		return fmt.Errorf("%w: not three segments", errMalformedToken)
 	}
-	n := len(raw) + sha256.Size
-	*t = jws{buf: slices.Grow(t.buf[:0], n+strictBase64URL.DecodedLen(len(raw)))[:n], pEnd: len(h) + 1 + len(p)}
+	n, enc := len(raw)+sha256.Size, base64.RawURLEncoding.Strict() // unpadded, without stray bits: one encoding only
+	*t = jws{buf: slices.Grow(t.buf[:0], n+enc.DecodedLen(len(raw)))[:n], pEnd: len(h) + 1 + len(p)}
 	copy(t.buf, raw)
-	hn, err := strictBase64URL.Decode(t.buf[n:cap(t.buf)], t.buf[:len(h)])
-	if err != nil {
+	hn, err := enc.Decode(t.buf[n:cap(t.buf)], t.buf[:len(h)])
+	if t.hn = hn; err != nil {
 		return errNotBase64URL
 	} else if err := parseObject(t.buf[n:n+hn], nil); err != nil {
 		return malformed("header", err)
@@ -151,17 +147,18 @@ func (t *jws) screen(raw string) error {
 var errNotBase64URL = fmt.Errorf("%w: segment is not canonical base64url", errMalformedToken)
 
 // parse decodes a screened token, refusing before any cryptography a
-// payload or signature that is not canonical unpadded base64url, a payload
-// that is not a JSON object, holds duplicate names, or nests deeper than
-// maxJSONDepth, and what parseHeader and parseClaims refuse. Header values
-// and claims share one copy of the JSON texts.
+// payload or signature that is not canonical unpadded base64url, and what
+// parseHeader refuses. It reads the claim set (RFC 7519 §4) into t.claims:
+// it must be a JSON object without duplicate names, nested at most
+// maxJSONDepth deep, whose registered and Entra claims have their JSON
+// types: strings; aud a string or an array of strings; roles an array of
+// strings; exp, nbf and iat NumericDates (decodeNumericDate). Other claims
+// are ignored. Header values and claims share one copy of the JSON texts.
 func (t *jws) parse() error {
-	n, hEnd := len(t.buf), bytes.IndexByte(t.buf, '.')
-	dec := t.buf[n:cap(t.buf)]
-	hn, err1 := strictBase64URL.Decode(dec, t.buf[:hEnd])
-	pn, err2 := strictBase64URL.Decode(dec[hn:], t.buf[hEnd+1:t.pEnd])
-	sn, err3 := strictBase64URL.Decode(dec[hn+pn:], t.buf[t.pEnd+1:n-sha256.Size])
-	if cmp.Or(err1, err2, err3) != nil {
+	n, hn, dec, enc := len(t.buf), t.hn, t.buf[len(t.buf):cap(t.buf)], base64.RawURLEncoding.Strict() // the header is decoded already
+	pn, err1 := enc.Decode(dec[hn:], t.buf[bytes.IndexByte(t.buf, '.')+1:t.pEnd])
+	sn, err2 := enc.Decode(dec[hn+pn:], t.buf[t.pEnd+1:n-sha256.Size])
+	if err1 != nil || err2 != nil {
 		return errNotBase64URL
 	}
 	text := string(dec[:hn+pn])
@@ -169,7 +166,24 @@ func (t *jws) parse() error {
 	if err := t.parseHeader(decoder{dec[:hn], text[:hn]}); err != nil {
 		return err
 	}
-	return parseClaims(decoder{dec[hn : hn+pn], text[hn:]}, &t.claims, t.lists[:0])
+	r := claimReader{claims: &t.claims, d: decoder{dec[hn : hn+pn], text[hn:]}, lists: t.lists[:0]}
+	if err := parseObject(r.d.data, r.read); err != nil {
+		return malformed("payload", err)
+	}
+	if !r.hasScp {
+		r.scp = r.scope // RFC 9068 §2.2.3, used only when Entra's scp is absent
+	}
+	start := len(r.lists)
+	for item := range strings.SplitSeq(r.scp, " ") { // RFC 6749 §3.3: other white space stays in a scope
+		if item != "" {
+			r.lists = append(r.lists, item)
+		}
+	}
+	c := &t.claims
+	c.Scopes = r.lists[start:len(r.lists):len(r.lists)]
+	c.AuthorizedParty = cmp.Or(c.AZP, r.appid)
+	c.PreferredUsername = cmp.Or(c.PreferredUsername, r.upn, r.uniqueName)
+	return nil
 }
 
 // parseHeader reads the JOSE header (RFC 7515 §4) and refuses an alg other
@@ -247,27 +261,6 @@ type claims struct {
 	Roles             []string  // roles
 }
 
-// parseClaims decodes a JWT claims set (RFC 7519 §4) into c, the items of
-// aud, scopes and roles appended to lists. Registered and Entra claims must
-// have their JSON types: strings; aud a string or an array of strings; roles
-// an array of strings; exp, nbf and iat NumericDates (decodeNumericDate).
-// Other claims are ignored. Errors wrap errMalformedToken.
-func parseClaims(d decoder, c *claims, lists []string) error {
-	r := claimReader{claims: c, d: d, lists: lists}
-	if err := parseObject(d.data, r.read); err != nil {
-		return malformed("payload", err)
-	}
-	if !r.hasScp {
-		r.scp = r.scope // RFC 9068 §2.2.3, used only when Entra's scp is absent
-	}
-	start := len(r.lists)
-	r.lists = splitScope(r.lists, r.scp)
-	c.Scopes = r.lists[start:len(r.lists):len(r.lists)]
-	c.AuthorizedParty = cmp.Or(c.AZP, r.appid)
-	c.PreferredUsername = cmp.Or(c.PreferredUsername, r.upn, r.uniqueName)
-	return nil
-}
-
 // claimReader reads claim set members into claims, and keeps aside the v1
 // and RFC 9068 claims that stand in for others when those are absent.
 type claimReader struct {
@@ -327,19 +320,6 @@ func (r *claimReader) read(m member) (err error) {
 	return nil
 }
 
-// splitScope appends to dst the items of a scope string split on single
-// spaces (%x20), dropping empty ones (RFC 6749 §3.3: scope-token *( SP
-// scope-token )). Tabs, no-break spaces and other white space stay inside
-// a scope, which then matches none.
-func splitScope(dst []string, s string) []string {
-	for item := range strings.SplitSeq(s, " ") {
-		if item != "" {
-			dst = append(dst, item)
-		}
-	}
-	return dst
-}
-
 // decoder turns the values of parsed members into Go strings. Every string
 // without escapes is a substring of one copy of the JSON text, so a claim
 // set costs one allocation for all its strings.
@@ -365,22 +345,20 @@ var errNotString, errNotStrings = errors.New("not a string"), errors.New("not an
 // single is true, also a lone string (RFC 7519 §4.1.3 aud), into r.lists.
 func (r *claimReader) strs(m member, single bool) ([]string, error) {
 	start, err := len(r.lists), errNotStrings
+	add := func(m member) error {
+		s, err := r.d.str(m)
+		r.lists = append(r.lists, s)
+		return err
+	}
 	if single && m.val[0] == '"' {
-		err = r.add(m)
+		err = add(m)
 	} else if m.val[0] == '[' {
-		err = walk(r.d.data, m.off, r.add)
+		err = walk(r.d.data, m.off, add)
 	}
 	if err != nil {
 		return nil, errNotStrings
 	}
 	return r.lists[start:len(r.lists):len(r.lists)], nil
-}
-
-// add appends the string m to r.lists.
-func (r *claimReader) add(m member) error {
-	s, err := r.d.str(m)
-	r.lists = append(r.lists, s)
-	return err
 }
 
 // decodeNumericDate decodes a NumericDate (RFC 7519 §2): seconds since the
@@ -434,7 +412,7 @@ type verifier struct {
 
 func newVerifier(opts verifyOptions, p *provider, ks *keySet) *verifier {
 	opts = opts.withDefaults()
-	return &verifier{opts: opts, p: p, ks: ks, cache: newTokenCache(opts.TokenCacheSize),
+	return &verifier{opts: opts, p: p, ks: ks, cache: &tokenCache{half: opts.TokenCacheSize / 2},
 		jwss: sync.Pool{New: func() any { return new(jws) }}}
 }
 
@@ -469,7 +447,8 @@ func (v *verifier) authenticate(ctx context.Context, raw string) (p *principal, 
 // Claims of an unauthenticated token are never evaluated or reported.
 // go-oidc checks claims first to spare key refetches; here an unknown kid
 // refetches at most once per minKeyRefetch (keySet.key). Errors wrap the
-// sentinels, errIDPUnavailable, or ctx's.
+// sentinels, errIDPUnavailable, or ctx's; k is then nil unless the signature
+// was good.
 func (v *verifier) verify(ctx context.Context, t *jws, now time.Time, access bool) (*publicKey, error) {
 	if err := t.parse(); err != nil {
 		return nil, err
@@ -492,10 +471,7 @@ func (v *verifier) verify(ctx context.Context, t *jws, now time.Time, access boo
 			err = errNoPermissions
 		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	return k, nil
+	return k, err
 }
 
 // checkIssuer checks tid and iss. tid must be the configured tenant when
@@ -618,22 +594,17 @@ func hasPermission(p *principal, perm string) bool {
 // exp (with the skew), not before it was verified, and while the key that
 // verified it is current (keySet.current). Safe for concurrent use.
 type tokenCache struct {
-	half int // most entries of a generation; 0 keeps none
+	half int // most entries of a generation (max/2); 0 keeps none
 
 	mu         sync.RWMutex // guards young and old
 	young, old map[[sha256.Size]byte]*cacheEntry
 }
 
-// cacheEntry is what the cache keeps of a token: about 200 bytes of heap
-// with its share of the map (TestTokenCacheMemory).
+// cacheEntry is what the cache keeps of a token: about 200 bytes of heap.
 type cacheEntry struct {
 	p           principal
 	from, until int64      // nanoseconds since the epoch: when verified, and exp plus the skew
 	k           *publicKey // the key that verified the token
-}
-
-func newTokenCache(max int) *tokenCache {
-	return &tokenCache{half: max / 2, young: map[[sha256.Size]byte]*cacheEntry{}}
 }
 
 // get returns the principal cached under key, or nil.
@@ -653,7 +624,7 @@ func (tc *tokenCache) put(key [sha256.Size]byte, c *claims, k *publicKey, now ti
 	e := &cacheEntry{p: newPrincipal(c), from: now.UnixNano(), until: c.Expiry.Add(skew).UnixNano(), k: k}
 	if tc.half > 0 {
 		tc.mu.Lock()
-		if len(tc.young) >= tc.half {
+		if tc.young == nil || len(tc.young) >= tc.half {
 			tc.old, tc.young = tc.young, make(map[[sha256.Size]byte]*cacheEntry, tc.half)
 		}
 		tc.young[key] = e
