@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -282,6 +284,31 @@ func TestSplitScope(t *testing.T) {
 		}
 		if !slices.Equal(tok.claims.Scopes, tc.want) {
 			t.Errorf("scp %q: Scopes = %q; want %q", tc.in, tok.claims.Scopes, tc.want)
+		}
+	}
+}
+
+// TestChallengeWritesWhatWriteJSONWould: challenge writes its answer by
+// hand; for every description requireAuth gives, the body is byte for byte
+// writeJSON's and the challenge quotes as %q would.
+func TestChallengeWritesWhatWriteJSONWould(t *testing.T) {
+	t.Parallel()
+	descriptions := []string{"the token does not grant " + permAdmin, "the Authorization header is not Bearer and one token", "invalid token"}
+	for _, o := range tokenOutcomes {
+		if ve, ok := errors.AsType[*verifyError](o.err); ok {
+			descriptions = append(descriptions, ve.hint)
+		}
+	}
+	for _, d := range descriptions {
+		got, want := httptest.NewRecorder(), httptest.NewRecorder()
+		challenge(got, http.StatusUnauthorized, "invalid_token", d, `, scope="x"`)
+		writeJSON(want, http.StatusUnauthorized, apiError{Detail: d, Error: "invalid_token"})
+		if got.Body.String() != want.Body.String() || got.Header().Get("Content-Type") != want.Header().Get("Content-Type") || got.Code != want.Code {
+			t.Errorf("challenge(%q) = %d %q %s; want writeJSON's %d %q %s", d, got.Code, got.Header().Get("Content-Type"), got.Body, want.Code, want.Header().Get("Content-Type"), want.Body)
+		}
+		wantChallenge := fmt.Sprintf(`Bearer realm=%q, error=%q, error_description=%q, scope="x"`, bearerRealm, "invalid_token", d)
+		if h := got.Header().Get("WWW-Authenticate"); h != wantChallenge {
+			t.Errorf("challenge(%q) WWW-Authenticate = %q; want %q", d, h, wantChallenge)
 		}
 	}
 }

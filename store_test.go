@@ -195,12 +195,24 @@ func testHeroStore(t *testing.T, open func(t *testing.T) heroStore) {
 				if gotIDs := heroIDs(got); !slices.Equal(gotIDs, want) {
 					t.Errorf("List(%d, %d) ids = %v; want %v", p.offset, p.limit, gotIDs, want)
 				}
+				js, err := s.ListJSON(ctx, p.offset, p.limit)
+				if err != nil || js == nil || len(js) != len(got) {
+					t.Fatalf("ListJSON(%d, %d) = %d heroes, %v; want List's %d", p.offset, p.limit, len(js), err, len(got))
+				}
+				for i := range js {
+					if data, _ := encodeHero(got[i]); string(js[i]) != string(data) {
+						t.Errorf("ListJSON(%d, %d)[%d] = %s; want List's hero as encodeHero writes it, %s", p.offset, p.limit, i, js[i], data)
+					}
+				}
 			}
 		}},
 		{"list of an empty store is empty, not nil", func(t *testing.T, s heroStore) {
 			got, err := s.List(ctx, 0, 100)
 			if err != nil || got == nil || len(got) != 0 {
 				t.Fatalf("List() = %v, %v; want [], nil", got, err)
+			}
+			if js, err := s.ListJSON(ctx, 0, 100); err != nil || js == nil || len(js) != 0 {
+				t.Fatalf("ListJSON() = %v, %v; want [], nil", js, err)
 			}
 		}},
 		{"replace stores the new hero under a new etag", func(t *testing.T, s heroStore) {

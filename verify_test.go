@@ -533,6 +533,31 @@ func TestVerifiedTokenCache(t *testing.T) {
 	})
 }
 
+// TestScreenRefusesGarbageUnhashed: what costs nothing to find is refused
+// before the token is hashed for the cache, each as a malformed token.
+func TestScreenRefusesGarbageUnhashed(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{"", "x", "a.b", "a.b.c.d", strings.Repeat("A", maxTokenBytes+1) + ".e30.AA",
+		"eyJ!.e30.AA", "eyJh\n.e30.AA", b64("not json") + ".e30.AA", b64(`{"a":1,"a":2}`) + ".e30.AA", b64(`{"a":1}`)[:8] + "_.e30.AA"} {
+		jt := new(jws)
+		if err := jt.screen(raw); !errors.Is(err, errMalformedToken) || jt.sum != [sha256.Size]byte{} {
+			t.Errorf("screen(%.40q) = %v, sum %x; want errMalformedToken, nothing hashed", raw, err, jt.sum[:4])
+		}
+	}
+}
+
+// TestCachedTokenAllocatesNothing: a token answered from the cache costs no
+// allocation (BenchmarkVerifyCached measures its time).
+func TestCachedTokenAllocatesNothing(t *testing.T) {
+	v, tok := benchVerifier(t)
+	if _, err := v.authenticate(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(1000, func() { v.authenticate(context.Background(), tok) }); n != 0 {
+		t.Errorf("a cache hit allocates %v times; want 0", n)
+	}
+}
+
 // benchVerifier is a verifier over a preloaded key k0 = testKeys()[0] with
 // the test tenant's v2 issuer, and a token it accepts.
 func benchVerifier(tb testing.TB) (*verifier, string) {
