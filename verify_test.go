@@ -435,17 +435,28 @@ func (tc *tokenCache) len() int {
 	return len(tc.young) + len(tc.old)
 }
 
+// verifiedOnce returns a verifier of p with its own clock and a token of p
+// with override, which it has verified once, so that it is cached.
+func verifiedOnce(t *testing.T, p *testIDP, override map[string]any) (*testVerifier, string) {
+	t.Helper()
+	v := newTestVerifier(t, p, nil)
+	if nbf, ok := override["nbf"].(time.Duration); ok { // relative to the verifier's clock
+		override["nbf"] = v.clock.now().Add(nbf).Unix()
+	}
+	tok := p.token(t, override)
+	if _, err := v.authenticate(context.Background(), tok); err != nil {
+		t.Fatalf("authenticate: %v", err)
+	}
+	return v, tok
+}
+
 func TestVerifiedTokenCache(t *testing.T) {
 	t.Parallel()
 	p := newTestIDP(t)
 	ctx := context.Background()
 	t.Run("a cached token still expires", func(t *testing.T) {
 		t.Parallel()
-		v := newTestVerifier(t, p, nil)
-		tok := p.token(t, nil)
-		if _, err := v.authenticate(ctx, tok); err != nil {
-			t.Fatalf("authenticate: %v", err)
-		}
+		v, tok := verifiedOnce(t, p, nil)
 		if v.cache.len() != 1 {
 			t.Fatalf("cache len = %d; want 1", v.cache.len())
 		}
@@ -456,12 +467,8 @@ func TestVerifiedTokenCache(t *testing.T) {
 	})
 	t.Run("a cached token is checked again when the clock goes back", func(t *testing.T) {
 		t.Parallel()
-		v := newTestVerifier(t, p, nil)
-		tok := p.token(t, map[string]any{"nbf": v.clock.now().Add(4 * time.Minute).Unix()}) // valid with the leeway
-		if _, err := v.authenticate(ctx, tok); err != nil {
-			t.Fatalf("authenticate: %v", err)
-		}
-		v.clock.advance(-time.Minute) // exactly nbf minus the 5 minutes of leeway: still valid
+		v, tok := verifiedOnce(t, p, map[string]any{"nbf": 4 * time.Minute}) // valid with the leeway
+		v.clock.advance(-time.Minute)                                        // exactly nbf minus the 5 minutes of leeway: still valid
 		if _, err := v.authenticate(ctx, tok); err != nil {
 			t.Fatalf("authenticate a minute back = %v; want nil", err)
 		}
@@ -486,11 +493,7 @@ func TestVerifiedTokenCache(t *testing.T) {
 	})
 	t.Run("a token with another signature is not a hit", func(t *testing.T) {
 		t.Parallel()
-		v := newTestVerifier(t, p, nil)
-		tok := p.token(t, nil)
-		if _, err := v.authenticate(ctx, tok); err != nil {
-			t.Fatalf("authenticate: %v", err)
-		}
+		v, tok := verifiedOnce(t, p, nil)
 		if _, err := v.authenticate(ctx, flipLastBits(tok)); !errors.Is(err, errMalformedToken) {
 			t.Fatalf("authenticate(last bits flipped) = %v; want errMalformedToken", err)
 		}
