@@ -15,11 +15,10 @@ const bearerRealm = "heroes-auth"
 
 // requireAuth is the bearer middleware (RFC 6750 §2.1, §3): it takes the
 // access token from the Authorization header only (never a query string or
-// form field), verifies it with v (verifier.authenticate), checks that its
-// scp/scope or roles grant perm, then puts its principal in the request
-// context (principalFrom) and tells a caller hook (withCallerHook) before
-// next. It logs why it refuses, never the token, and answers with the JSON
-// error body:
+// form field), verifies it (verifier.authenticate), checks that its scp,
+// scope or roles grant perm, and puts its principal in the request context
+// (principalFrom) for next. It tells a caller hook why it refused
+// (withCallerHook), or logs it, never the token, and answers in JSON:
 //   - no Authorization header, or another scheme: 401 with a bare
 //     `Bearer realm="heroes-auth"` challenge;
 //   - a malformed header (several headers, no token, not one token68):
@@ -36,16 +35,16 @@ func requireAuth(logger *slog.Logger, v *verifier, perm string) func(http.Handle
 			if err == nil {
 				p, err = v.authenticate(r.Context(), raw)
 			}
+			if err == nil && !hasPermission(p, perm) {
+				err = fmt.Errorf("%w %s", errNotGranted, perm)
+			}
+			if hook, ok := r.Context().Value(callerHookKey{}).(func(*principal, error)); ok {
+				hook(p, err) // one log line per request: the request log's
+			} else if err != nil && !errors.Is(err, errNoCredentials) {
+				logger.InfoContext(r.Context(), "auth: bearer credentials refused", "err", err)
+			}
 			if err != nil {
-				rejectBearer(w, r, logger, err)
-				return
-			}
-			if hook, ok := r.Context().Value(callerHookKey{}).(func(*principal)); ok {
-				hook(p) // the caller is known, allowed or not
-			}
-			if !hasPermission(p, perm) {
-				logger.InfoContext(r.Context(), "auth: bearer token lacks permission", "need", perm, "oid", p.ObjectID, "tid", p.TenantID)
-				challenge(w, http.StatusForbidden, "insufficient_scope", "the token does not grant "+perm, `, scope="`+perm+`"`)
+				rejectBearer(w, r, logger, perm, err)
 				return
 			}
 			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
@@ -60,9 +59,9 @@ type (
 )
 
 // withCallerHook returns ctx with hook, which requireAuth calls with the
-// principal of every verified token, allowed or not: how a request log that
-// wraps requireAuth learns who called.
-func withCallerHook(ctx context.Context, hook func(*principal)) context.Context {
+// principal of every verified token (allowed or not) and why it refused the
+// credentials: how a request log that wraps requireAuth learns who called.
+func withCallerHook(ctx context.Context, hook func(p *principal, refused error)) context.Context {
 	return context.WithValue(ctx, callerHookKey{}, hook)
 }
 
@@ -73,10 +72,11 @@ func principalFrom(ctx context.Context) (*principal, bool) {
 	return p, ok && p != nil
 }
 
-// Errors of bearerToken (RFC 6750 §3.1).
+// Errors of bearerToken (RFC 6750 §3.1), and of a token without the permission.
 var (
 	errNoCredentials  = errors.New("auth: no bearer credentials")
 	errBadAuthzHeader = errors.New("auth: malformed Authorization header")
+	errNotGranted     = errors.New("auth: the token does not grant")
 )
 
 // bearerToken extracts the token of "Authorization: Bearer <token>"
@@ -119,21 +119,22 @@ func isToken68(s string) bool {
 	return body != ""
 }
 
-// rejectBearer answers a request whose credentials failed, per RFC 6750 §3.
-func rejectBearer(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
+// rejectBearer answers a request whose credentials failed, per RFC 6750 §3,
+// and logs at Warn why it could not verify them.
+func rejectBearer(w http.ResponseWriter, r *http.Request, logger *slog.Logger, perm string, err error) {
 	switch {
 	case errors.Is(err, errNoCredentials):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="`+bearerRealm+`"`)
 		writeJSON(w, http.StatusUnauthorized, apiError{Detail: "authentication required"})
+	case errors.Is(err, errNotGranted):
+		challenge(w, http.StatusForbidden, "insufficient_scope", "the token does not grant "+perm, `, scope="`+perm+`"`)
 	case errors.Is(err, errBadAuthzHeader):
-		logger.InfoContext(r.Context(), "auth: malformed Authorization header", "err", err)
 		challenge(w, http.StatusBadRequest, "invalid_request", "the Authorization header is not Bearer and one token", "")
 	case errors.Is(err, errIDPUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		logger.WarnContext(r.Context(), "auth: cannot verify bearer token", "err", err)
 		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusServiceUnavailable, apiError{Detail: "the identity provider's keys are not available yet; retry later"})
 	default:
-		logger.InfoContext(r.Context(), "auth: bearer token refused", "err", err)
 		hint := "invalid token"
 		if ve, ok := errors.AsType[*verifyError](err); ok {
 			hint = ve.hint

@@ -55,13 +55,15 @@ func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
 }
 
 // requestInfo is what logRequests learns about a request while it is
-// served: its id, its trace (traceparent, or a new one), and the caller,
-// which requireAuth reports through withCallerHook. It lives in the request
-// context; only the request's own goroutine changes it.
+// served: its id, its trace (traceparent, or a new one), and the caller or
+// why its credentials were refused, which requireAuth reports through
+// withCallerHook. It lives in the request context; only the request's own
+// goroutine changes it.
 type requestInfo struct {
 	id            string
 	trace         traceContext
 	oid, tid, azp string
+	refused       error
 }
 
 // requestInfoKey is the context key of *requestInfo.
@@ -127,7 +129,12 @@ func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
 		w.Header().Set("X-Request-Id", info.id)
 		rec := &responseRecorder{ResponseWriter: w}
 		ctx := context.WithValue(r.Context(), requestInfoKey{}, info)
-		ctx = withCallerHook(ctx, func(p *principal) { info.oid, info.tid, info.azp = p.ObjectID, p.TenantID, p.AuthorizedParty })
+		ctx = withCallerHook(ctx, func(p *principal, refused error) {
+			if p != nil {
+				info.oid, info.tid, info.azp = p.ObjectID, p.TenantID, p.AuthorizedParty
+			}
+			info.refused = refused
+		})
 		next.ServeHTTP(rec, r.WithContext(ctx))
 		if rec.status == 0 {
 			rec.status = http.StatusOK
@@ -143,6 +150,9 @@ func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
 		}
 		if info.oid != "" || info.tid != "" || info.azp != "" {
 			attrs = append(attrs, slog.String("oid", info.oid), slog.String("tid", info.tid), slog.String("azp", info.azp))
+		}
+		if info.refused != nil {
+			attrs = append(attrs, slog.String("auth_error", info.refused.Error()))
 		}
 		logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 	})
