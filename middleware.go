@@ -119,7 +119,7 @@ func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		info := &requestInfo{id: r.Header.Get("X-Request-Id")}
-		if !requestIDPattern.MatchString(info.id) {
+		if info.id == "" || !requestIDPattern.MatchString(info.id) {
 			info.id = rand.Text()
 		}
 		var ok bool
@@ -139,7 +139,7 @@ func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
-		attrs := []slog.Attr{
+		attrs := append(make([]slog.Attr, 0, 11), // room for them all: one array, on the stack
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
 			slog.Int("status", rec.status),
@@ -147,7 +147,7 @@ func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
 			slog.Int64("bytes", rec.bytes),
 			slog.String("request_id", info.id),
 			slog.String("trace_id", info.trace.traceID),
-		}
+		)
 		if info.oid != "" || info.tid != "" || info.azp != "" {
 			attrs = append(attrs, slog.String("oid", info.oid), slog.String("tid", info.tid), slog.String("azp", info.azp))
 		}
