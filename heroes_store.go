@@ -297,6 +297,12 @@ func parseHeroesFile(data []byte) (*heroSet, error) {
 		if _, dup := set.byID[sh.ID]; dup {
 			return nil, fmt.Errorf("%s: id %s appears twice", where, sh.ID)
 		}
+		// Kept as encodeHero writes it (ListJSON answers it as it is): an
+		// edited file may hold other spacing, escapes or unknown fields. A
+		// hero over the store's limit is kept as it is written.
+		if data, err := encodeHero(h); err == nil {
+			sh.Hero = data
+		}
 		set.put(sh)
 	}
 	return set, readKeyRecords(set, doc.IdempotencyKey)

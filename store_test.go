@@ -459,6 +459,31 @@ func TestFileStoreOpen(t *testing.T) {
 	}
 }
 
+// TestFileStoreListsEditedHeroesEncoded: a hero written into the file by
+// hand (other spacing, an escaped "<", a field the API does not have) is
+// listed as the API writes heroes, as it was before ListJSON answered the
+// stored JSON as it is.
+func TestFileStoreListsEditedHeroesEncoded(t *testing.T) {
+	t.Parallel()
+	const id = "6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"
+	path := filepath.Join(t.TempDir(), "heroes.json")
+	writeFile(`{"version":1,"heroes":[{"id":"`+id+`","etag":"\"a\"","hero":{ "id": "`+id+
+		`", "name": "Ada \u003c3", "level": 3, "nickname": "x" }}]}`)(t, path)
+	s, err := openFileStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	heroes, err1 := s.List(context.Background(), 0, 10)
+	js, err2 := s.ListJSON(context.Background(), 0, 10)
+	if err1 != nil || err2 != nil || len(heroes) != 1 || len(js) != 1 {
+		t.Fatalf("List, ListJSON = %d, %d heroes, %v, %v; want 1", len(heroes), len(js), err1, err2)
+	}
+	if want, _ := encodeHero(heroes[0]); string(js[0]) != string(want) || strings.Contains(string(js[0]), "nickname") {
+		t.Errorf("ListJSON = %s; want %s", js[0], want)
+	}
+}
+
 // writeFile returns a setup that writes content to the path.
 func writeFile(content string) func(t *testing.T, path string) {
 	return func(t *testing.T, path string) {
