@@ -852,6 +852,27 @@ var (
 	errBadAZP   = &verifyError{"jwks: azp is not the client id", "invalid token"}
 )
 
+// verifyAccessToken verifies an access token of the login flow as
+// requireAuth does (verifier.verify), without the cache, and returns all its
+// claims: only the login flow needs them, so it lives here.
+func (v *verifier) verifyAccessToken(ctx context.Context, raw string) (*claims, error) {
+	t, err := v.verifyRaw(ctx, raw, true)
+	if v.opts.Observe("token", err); err != nil {
+		return nil, err
+	}
+	return &t.claims, nil
+}
+
+// verifyRaw is verifier.verify of raw, in a jws of its own.
+func (v *verifier) verifyRaw(ctx context.Context, raw string, access bool) (*jws, error) {
+	t := new(jws)
+	if err := t.screen(raw); err != nil {
+		return nil, err
+	}
+	_, err := v.verify(ctx, t, v.opts.Now(), access)
+	return t, err
+}
+
 // verifyIDToken verifies an OpenID Connect ID token (OpenID Connect Core
 // §3.1.3.7); it lives here because only the login flow needs it. It does
 // every check of verify, with iss the discovery issuer (step 2; never the v1
@@ -862,7 +883,7 @@ var (
 // that check: only for ID tokens from a refresh (§12.2), which carry none of
 // ours. Not cached.
 func (v *verifier) verifyIDToken(ctx context.Context, raw, nonce string) (*claims, error) {
-	t, _, err := v.verify(ctx, raw, v.opts.Now(), false)
+	t, err := v.verifyRaw(ctx, raw, false)
 	if err != nil {
 		return nil, err
 	}

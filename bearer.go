@@ -4,32 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 )
-
-// Permissions: delegated scopes (scp) or application permissions (roles) of
-// the API's Entra app registration, compared exactly. Each grants those
-// before it in permissions: Admin ⊇ Heroes.Create ⊇ Heroes.Read.
-const (
-	permRead   = "Heroes.Read"
-	permCreate = "Heroes.Create"
-	permAdmin  = "Admin"
-)
-
-var permissions = []string{permRead, permCreate, permAdmin} // weakest first
 
 // bearerRealm is the realm of every WWW-Authenticate challenge (RFC 6750 §3).
 const bearerRealm = "heroes-auth"
 
 // requireAuth is the bearer middleware (RFC 6750 §2.1, §3): it takes the
 // access token from the Authorization header only (never a query string or
-// form field), verifies it with v, checks that its scp/scope or roles grant
-// perm, then puts the claims in the request context (principalFrom) and
-// tells a caller hook (withCallerHook) before next. It logs why it refuses,
-// never the token, and answers with the JSON error body:
+// form field), verifies it (verifier.authenticate), checks that its scp,
+// scope or roles grant perm, and puts its principal in the request context
+// (principalFrom) for next. It tells a caller hook why it refused
+// (withCallerHook), or logs it, never the token, and answers in JSON:
 //   - no Authorization header, or another scheme: 401 with a bare
 //     `Bearer realm="heroes-auth"` challenge;
 //   - a malformed header (several headers, no token, not one token68):
@@ -42,61 +31,52 @@ func requireAuth(logger *slog.Logger, v *verifier, perm string) func(http.Handle
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			raw, err := bearerToken(r)
-			var c *claims
+			var p *principal
 			if err == nil {
-				c, err = v.verifyAccessToken(r.Context(), raw)
+				p, err = v.authenticate(r.Context(), raw)
+			}
+			if err == nil && !hasPermission(p, perm) {
+				err = fmt.Errorf("%w %s", errNotGranted, perm)
+			}
+			if hook, ok := r.Context().Value(callerHookKey{}).(func(*principal, error)); ok {
+				hook(p, err) // one log line per request: the request log's
+			} else if err != nil && !errors.Is(err, errNoCredentials) {
+				logger.InfoContext(r.Context(), "auth: bearer credentials refused", "err", err)
 			}
 			if err != nil {
-				rejectBearer(w, r, logger, err)
+				rejectBearer(w, r, logger, perm, err)
 				return
 			}
-			if hook, ok := r.Context().Value(callerHookKey{}).(func(*claims)); ok {
-				hook(c) // the caller is known, allowed or not
-			}
-			if !hasPermission(c, perm) {
-				logger.InfoContext(r.Context(), "auth: bearer token lacks permission", "need", perm, "oid", c.ObjectID, "tid", c.TenantID)
-				challenge(w, http.StatusForbidden, "insufficient_scope", "the token does not grant "+perm, `, scope="`+perm+`"`)
-				return
-			}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, c)))
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 		})
 	}
 }
 
-// Context keys of the verified claims and of withCallerHook's hook.
+// Context keys of the principal and of withCallerHook's hook.
 type (
 	principalKey  struct{}
 	callerHookKey struct{}
 )
 
 // withCallerHook returns ctx with hook, which requireAuth calls with the
-// claims of every verified token, allowed or not: how a request log that
-// wraps requireAuth learns who called.
-func withCallerHook(ctx context.Context, hook func(*claims)) context.Context {
+// principal of every verified token (allowed or not) and why it refused the
+// credentials: how a request log that wraps requireAuth learns who called.
+func withCallerHook(ctx context.Context, hook func(p *principal, refused error)) context.Context {
 	return context.WithValue(ctx, callerHookKey{}, hook)
 }
 
-// principalFrom returns the verified claims requireAuth put in ctx, for a
-// handler or an authorization policy that needs its caller. They may be
-// shared with other requests: read only.
-func principalFrom(ctx context.Context) (*claims, bool) {
-	c, ok := ctx.Value(principalKey{}).(*claims)
-	return c, ok && c != nil
+// principalFrom returns the principal requireAuth put in ctx, for a handler
+// that needs its caller.
+func principalFrom(ctx context.Context) (*principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(*principal)
+	return p, ok && p != nil
 }
 
-// hasPermission reports whether c's scopes or roles grant perm. An unknown
-// perm is granted to nobody.
-func hasPermission(c *claims, perm string) bool {
-	i := slices.Index(permissions, perm)
-	return i >= 0 && slices.ContainsFunc(permissions[i:], func(p string) bool {
-		return slices.Contains(c.Scopes, p) || slices.Contains(c.Roles, p)
-	})
-}
-
-// Errors of bearerToken (RFC 6750 §3.1).
+// Errors of bearerToken (RFC 6750 §3.1), and of a token without the permission.
 var (
 	errNoCredentials  = errors.New("auth: no bearer credentials")
 	errBadAuthzHeader = errors.New("auth: malformed Authorization header")
+	errNotGranted     = errors.New("auth: the token does not grant")
 )
 
 // bearerToken extracts the token of "Authorization: Bearer <token>"
@@ -131,26 +111,30 @@ func bearerToken(r *http.Request) (string, error) {
 // 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
 func isToken68(s string) bool {
 	body := strings.TrimRight(s, "=")
-	return body != "" && !strings.ContainsFunc(body, func(r rune) bool {
-		return r > '~' || !isBase64URLByte(byte(r)) && strings.IndexByte(".~+/", byte(r)) < 0
-	})
+	for i := range len(body) {
+		if c := body[i]; !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || strings.IndexByte("-._~+/", c) >= 0) {
+			return false
+		}
+	}
+	return body != ""
 }
 
-// rejectBearer answers a request whose credentials failed, per RFC 6750 §3.
-func rejectBearer(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
+// rejectBearer answers a request whose credentials failed, per RFC 6750 §3,
+// and logs at Warn why it could not verify them.
+func rejectBearer(w http.ResponseWriter, r *http.Request, logger *slog.Logger, perm string, err error) {
 	switch {
 	case errors.Is(err, errNoCredentials):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="`+bearerRealm+`"`)
 		writeJSON(w, http.StatusUnauthorized, apiError{Detail: "authentication required"})
+	case errors.Is(err, errNotGranted):
+		challenge(w, http.StatusForbidden, "insufficient_scope", "the token does not grant "+perm, `, scope="`+perm+`"`)
 	case errors.Is(err, errBadAuthzHeader):
-		logger.InfoContext(r.Context(), "auth: malformed Authorization header", "err", err)
 		challenge(w, http.StatusBadRequest, "invalid_request", "the Authorization header is not Bearer and one token", "")
 	case errors.Is(err, errIDPUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		logger.WarnContext(r.Context(), "auth: cannot verify bearer token", "err", err)
 		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusServiceUnavailable, apiError{Detail: "the identity provider's keys are not available yet; retry later"})
 	default:
-		logger.InfoContext(r.Context(), "auth: bearer token refused", "err", err)
 		hint := "invalid token"
 		if ve, ok := errors.AsType[*verifyError](err); ok {
 			hint = ve.hint
@@ -160,9 +144,13 @@ func rejectBearer(w http.ResponseWriter, r *http.Request, logger *slog.Logger, e
 }
 
 // challenge writes an error answer with a Bearer challenge carrying code and
-// description (RFC 6750 §3), extra appended to the challenge as is, and the
-// same code and description in the JSON body.
+// description (RFC 6750 §3), extra appended as is, and the same code and
+// description in the JSON body. Both are printable ASCII without '"' or '\'
+// (verifyError), so they are written as they are, as writeJSON would.
 func challenge(w http.ResponseWriter, status int, code, description, extra string) {
-	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error=%q, error_description=%q%s`, bearerRealm, code, description, extra))
-	writeJSON(w, status, apiError{Detail: description, Error: code})
+	h := w.Header()
+	h.Set("WWW-Authenticate", `Bearer realm="`+bearerRealm+`", error="`+code+`", error_description="`+description+`"`+extra)
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	io.WriteString(w, `{"detail":"`+description+`","error":"`+code+`"}`+"\n")
 }

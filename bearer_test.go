@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -11,7 +13,7 @@ import (
 	"time"
 )
 
-// protected wraps a handler that reports the principal's subject in
+// protected wraps a handler that reports the principal's object id in
 // requireAuth(perm) over v.
 func protected(v *verifier, perm string) http.Handler {
 	logger := slog.New(slog.DiscardHandler)
@@ -21,7 +23,7 @@ func protected(v *verifier, perm string) http.Handler {
 			writeError(w, http.StatusInternalServerError, "no principal")
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"sub": c.Subject})
+		writeJSON(w, http.StatusOK, map[string]string{"oid": c.ObjectID})
 	}))
 }
 
@@ -267,6 +269,7 @@ func TestSplitScope(t *testing.T) {
 		want []string
 	}{
 		{"", nil},
+		{"  ", nil},
 		{"a", []string{"a"}},
 		{"a b", []string{"a", "b"}},
 		{" a  b ", []string{"a", "b"}},
@@ -274,8 +277,38 @@ func TestSplitScope(t *testing.T) {
 		{"a\u00a0b c", []string{"a\u00a0b", "c"}},
 	}
 	for _, tc := range tests {
-		if got := splitScope(tc.in); !slices.Equal(got, tc.want) {
-			t.Errorf("splitScope(%q) = %q; want %q", tc.in, got, tc.want)
+		scp, _ := json.Marshal(tc.in)
+		tok, err := parseToken(b64(`{"alg":"RS256","kid":"k0"}`) + "." + b64(`{"scp":`+string(scp)+`}`) + ".AA")
+		if err != nil {
+			t.Fatalf("scp %q: %v", tc.in, err)
+		}
+		if !slices.Equal(tok.claims.Scopes, tc.want) {
+			t.Errorf("scp %q: Scopes = %q; want %q", tc.in, tok.claims.Scopes, tc.want)
+		}
+	}
+}
+
+// TestChallengeWritesWhatWriteJSONWould: challenge writes its answer by
+// hand; for every description requireAuth gives, the body is byte for byte
+// writeJSON's and the challenge quotes as %q would.
+func TestChallengeWritesWhatWriteJSONWould(t *testing.T) {
+	t.Parallel()
+	descriptions := []string{"the token does not grant " + permAdmin, "the Authorization header is not Bearer and one token", "invalid token"}
+	for _, o := range tokenOutcomes {
+		if ve, ok := errors.AsType[*verifyError](o.err); ok {
+			descriptions = append(descriptions, ve.hint)
+		}
+	}
+	for _, d := range descriptions {
+		got, want := httptest.NewRecorder(), httptest.NewRecorder()
+		challenge(got, http.StatusUnauthorized, "invalid_token", d, `, scope="x"`)
+		writeJSON(want, http.StatusUnauthorized, apiError{Detail: d, Error: "invalid_token"})
+		if got.Body.String() != want.Body.String() || got.Header().Get("Content-Type") != want.Header().Get("Content-Type") || got.Code != want.Code {
+			t.Errorf("challenge(%q) = %d %q %s; want writeJSON's %d %q %s", d, got.Code, got.Header().Get("Content-Type"), got.Body, want.Code, want.Header().Get("Content-Type"), want.Body)
+		}
+		wantChallenge := fmt.Sprintf(`Bearer realm=%q, error=%q, error_description=%q, scope="x"`, bearerRealm, "invalid_token", d)
+		if h := got.Header().Get("WWW-Authenticate"); h != wantChallenge {
+			t.Errorf("challenge(%q) WWW-Authenticate = %q; want %q", d, h, wantChallenge)
 		}
 	}
 }

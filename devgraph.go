@@ -80,8 +80,8 @@ func (d *devIDP) checkOBOAssertion(base, raw string, now time.Time) (*claims, *d
 	bad := func(desc string) *devOAuthError {
 		return &devOAuthError{status: http.StatusBadRequest, code: "invalid_grant", aadsts: 50013, desc: "Assertion failed: " + desc}
 	}
-	t, err := parseTokenInto(raw, new([]byte))
-	if err != nil || verifyRS256(&d.key.PublicKey, t.signingInput, t.signature) != nil {
+	t := new(jws)
+	if t.screen(raw) != nil || t.parse() != nil || verifyRS256(&d.key.PublicKey, t.sum, t.signature) != nil {
 		return nil, bad("it is not a token of this identity provider.")
 	}
 	switch c := &t.claims; {
@@ -156,8 +156,8 @@ func (d *devIDP) devGraphToken(r *http.Request) (*claims, string) {
 	if err != nil {
 		return nil, "Access token is empty or malformed."
 	}
-	t, err := parseTokenInto(raw, new([]byte))
-	if err != nil || verifyRS256(&d.key.PublicKey, t.signingInput, t.signature) != nil {
+	t := new(jws)
+	if t.screen(raw) != nil || t.parse() != nil || verifyRS256(&d.key.PublicKey, t.sum, t.signature) != nil {
 		return nil, "Access token validation failure: not signed by the dev identity provider."
 	}
 	switch c := &t.claims; {

@@ -1110,11 +1110,11 @@ func devFederatedCredential(base string, key *rsa.PublicKey) federatedCredential
 // (signature), 700211 (issuer), 700212 (audience), 700213 (subject),
 // 700024 (time).
 func (fc federatedCredential) check(raw string, now time.Time) (int, string) {
-	t, err := parseTokenInto(raw, new([]byte))
-	if err != nil {
+	t := new(jws)
+	if err := t.screen(raw); err != nil || t.parse() != nil {
 		return 50027, "The client assertion is not a valid JWT."
 	}
-	if verifyRS256(fc.Key, t.signingInput, t.signature) != nil {
+	if verifyRS256(fc.Key, t.sum, t.signature) != nil {
 		return 700027, "Client assertion failed signature validation."
 	}
 	switch c := &t.claims; {

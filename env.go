@@ -180,6 +180,11 @@ type config struct {
 	// (GRAPH_BASE_URL), default the cloud's Graph host (cloudFor).
 	GraphBaseURL string
 
+	// TokenCacheSize is how many verified access tokens are kept, so that a
+	// token seen before skips RSA (TOKEN_CACHE_SIZE, 2 to 10,000,000),
+	// default 100,000: about 20 MB when full (README, "Performance").
+	TokenCacheSize int
+
 	// MetricsAddr is the listen address of GET /metrics, a listener of its
 	// own (METRICS_ADDR, host:port), default "" (no metrics). Keep it off
 	// the public network: the metrics name routes, outcomes and latencies.
@@ -199,7 +204,7 @@ func (c config) verifyOptions(client *http.Client, logger *slog.Logger) verifyOp
 		AuthorityHost: c.AuthorityHost, TenantID: c.TenantID, ClientID: c.ClientID,
 		Audiences: c.Audiences, AllowedTenants: c.AllowedTenants, AnyTenant: c.AnyTenant,
 		AcceptV1Tokens: c.AcceptV1Tokens, V1Issuer: cloudFor(c.AuthorityHost).v1Issuer, CustomSigningKeys: c.CustomSigningKeys,
-		Leeway: c.ClockSkew, Now: time.Now, Client: client, Logger: logger,
+		Leeway: c.ClockSkew, Now: time.Now, Client: client, Logger: logger, TokenCacheSize: c.TokenCacheSize,
 	}
 }
 
@@ -246,6 +251,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	e.browser(&c)
 	e.observability(&c)
 	e.beyondSignIn(&c)
+	e.tokenCache(&c)
 	if len(e.problems) > 0 {
 		msg := strings.Join(e.problems, "\n  ")
 		if c.ClientID == "" || c.TenantID == "" || len(c.APIScopes) == 0 {
@@ -599,6 +605,15 @@ func (e *envReader) beyondSignIn(c *config) {
 	if len(c.GraphScope) > 1024 || !isNQSChars(c.GraphScope) {
 		e.bad("GRAPH_SCOPE must be scopes of printable ASCII, space-separated")
 	}
+}
+
+// tokenCache reads TOKEN_CACHE_SIZE: a whole number from 2 to 10,000,000.
+func (e *envReader) tokenCache(c *config) {
+	n, err := strconv.Atoi(e.or("TOKEN_CACHE_SIZE", "100000"))
+	if err != nil || n < 2 || n > 10_000_000 {
+		e.bad("TOKEN_CACHE_SIZE is not a whole number from 2 to 10000000")
+	}
+	c.TokenCacheSize = n
 }
 
 // errConfig marks every error of loadConfig; run exits with status 2 on it.

@@ -56,6 +56,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		{"DOCS_ASSETS_URL", cfg.DocsAssetsURL, "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0"},
 		{"CORS_ALLOWED_ORIGINS", len(cfg.CORSAllowedOrigins), 0},
 		{"METRICS_ADDR is off", cfg.MetricsAddr, ""},
+		{"TOKEN_CACHE_SIZE", cfg.TokenCacheSize, 100_000},
+		{"the verifier's cache size", cfg.verifyOptions(nil, nil).TokenCacheSize, 100_000},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -92,6 +94,10 @@ func TestLoadConfigValid(t *testing.T) {
 		{"SESSION_KEY of 32 bytes", map[string]string{"SESSION_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="},
 			func(c config) bool {
 				return string(c.SessionKey) == "0123456789abcdef0123456789abcdef" && !c.SessionKeyRandom
+			}},
+		{"TOKEN_CACHE_SIZE", map[string]string{"TOKEN_CACHE_SIZE": "20000"},
+			func(c config) bool {
+				return c.TokenCacheSize == 20_000 && c.verifyOptions(nil, nil).TokenCacheSize == 20_000
 			}},
 		{"CLOCK_SKEW and LOG_LEVEL", map[string]string{"CLOCK_SKEW": "30s", "LOG_LEVEL": "debug"},
 			func(c config) bool { return c.ClockSkew == 30*time.Second && c.LogLevel.String() == "DEBUG" }},
@@ -207,6 +213,9 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"plain-http authority on a LAN address is refused", map[string]string{"AZURE_AUTHORITY_HOST": "http://10.0.0.5"}, []string{"AZURE_AUTHORITY_HOST must be an https URL"}},
 		{"plain-http authority on a localhost look-alike is refused", map[string]string{"AZURE_AUTHORITY_HOST": "http://localhost.evil.example"}, []string{"AZURE_AUTHORITY_HOST must be an https URL"}},
 		{"bad durations", map[string]string{"CLOCK_SKEW": "5", "SHUTDOWN_GRACE": "-1s"}, []string{"CLOCK_SKEW is not a duration", "SHUTDOWN_GRACE must be between"}},
+		{"TOKEN_CACHE_SIZE not a number", map[string]string{"TOKEN_CACHE_SIZE": "100k"}, []string{"TOKEN_CACHE_SIZE is not a whole number"}},
+		{"TOKEN_CACHE_SIZE too small", map[string]string{"TOKEN_CACHE_SIZE": "1"}, []string{"TOKEN_CACHE_SIZE is not a whole number"}},
+		{"TOKEN_CACHE_SIZE too large", map[string]string{"TOKEN_CACHE_SIZE": "10000001"}, []string{"TOKEN_CACHE_SIZE is not a whole number"}},
 		{"bad booleans", map[string]string{"ACCEPT_V1_TOKENS": "maybe", "AZURE_CUSTOM_SIGNING_KEYS": "yes please"}, []string{"ACCEPT_V1_TOKENS", "AZURE_CUSTOM_SIGNING_KEYS"}},
 		{"short SESSION_KEY", map[string]string{"SESSION_KEY": "c2hvcnQ="}, []string{"SESSION_KEY is not 32 bytes"}},
 		{"file store without file", map[string]string{"HEROES_STORE": "file"}, []string{"HEROES_FILE is required"}},

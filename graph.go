@@ -75,7 +75,7 @@ func (g *graphProfiles) handleMe() http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		c, ok := principalFrom(r.Context())
 		raw, err := bearerToken(r) // requireAuth read it already: it is well-formed
-		if !ok || err != nil || len(c.Scopes) == 0 || c.ObjectID == "" {
+		if !ok || err != nil || !c.Delegated || c.ObjectID == "" {
 			writeError(w, http.StatusForbidden, "GET /api/me needs a signed-in user's token (delegated scopes, scp); an app-only token has no profile")
 			return
 		}

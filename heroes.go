@@ -165,6 +165,9 @@ func utf16Bytes(s string) int {
 //     weak tag never matches), or "*" for any stored version; a change
 //     always gives a new etag;
 //   - List skips offset heroes and returns at most limit, never nil;
+//     ListJSON returns the same heroes, each as encodeHero writes it (the
+//     local stores keep that JSON, so a list answer decodes nothing; it may
+//     be the store's own copy: read only);
 //   - Create fails with errHeroConflict when h.ID is already stored;
 //   - Replace and Delete of an unknown id give errHeroNotFound whatever
 //     ifMatch holds;
@@ -179,6 +182,7 @@ func utf16Bytes(s string) int {
 //     retried with its key never stores h twice.
 type heroStore interface {
 	List(ctx context.Context, offset, limit int) ([]hero, error)
+	ListJSON(ctx context.Context, offset, limit int) ([]json.RawMessage, error)
 	Get(ctx context.Context, id string) (h hero, etag string, err error)
 	Create(ctx context.Context, h hero) (etag string, err error)
 	CreateOnce(ctx context.Context, h hero, key idempotencyKey) (rec idemRecord, replay bool, err error)
@@ -445,16 +449,14 @@ func heroID(w http.ResponseWriter, r *http.Request) (string, bool) {
 type heroArray struct {
 	w   http.ResponseWriter
 	buf bytes.Buffer
-	enc *json.Encoder
-	n   int   // heroes written
-	err error // the first write error; later writes are skipped
+	enc *json.Encoder // made by the first add
+	n   int           // heroes written
+	err error         // the first write error; later writes are skipped
 }
 
 // startHeroArray sends the status 200, Content-Type and "[".
 func startHeroArray(w http.ResponseWriter) *heroArray {
 	a := &heroArray{w: w}
-	a.enc = json.NewEncoder(&a.buf)
-	a.enc.SetEscapeHTML(false)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	a.write([]byte("["))
@@ -464,19 +466,27 @@ func startHeroArray(w http.ResponseWriter) *heroArray {
 // add writes one hero. It reports false once writing has failed (the
 // client has gone), so the caller can stop early.
 func (a *heroArray) add(h hero) bool {
+	if a.enc == nil {
+		a.enc = json.NewEncoder(&a.buf)
+		a.enc.SetEscapeHTML(false)
+	}
+	a.buf.Reset()
+	if err := a.enc.Encode(h); err != nil && a.err == nil {
+		a.err = fmt.Errorf("heroes: encoding hero %s: %w", h.ID, err)
+	}
+	return a.addJSON(bytes.TrimSuffix(a.buf.Bytes(), []byte("\n")))
+}
+
+// addJSON is add for a hero encoded as encodeHero does.
+func (a *heroArray) addJSON(data []byte) bool {
 	if a.err != nil {
 		return false
 	}
-	a.buf.Reset()
 	if a.n > 0 {
-		a.buf.WriteByte(',')
+		a.write([]byte(","))
 	}
-	if err := a.enc.Encode(h); err != nil {
-		a.err = fmt.Errorf("heroes: encoding hero %s: %w", h.ID, err)
-		return false
-	}
+	a.write(data)
 	a.n++
-	a.write(bytes.TrimSuffix(a.buf.Bytes(), []byte("\n")))
 	return a.err == nil
 }
 
@@ -501,8 +511,8 @@ func (a *heroArray) abort(logger *slog.Logger, r *http.Request, err error) {
 // handleHeroList serves GET /api/heroes/ (and /api/heroes): 200 with a JSON
 // list of heroes ordered by id, ?limit= (default 100, 1 to 1000) and
 // ?offset= (default 0); 422 for bad paging values. Needs Heroes.Read. The
-// page is read from the store in one call (one consistent view) and written
-// hero by hero (heroArray).
+// page is read from the store in one call (one consistent view), as the
+// JSON it keeps (ListJSON), and written hero by hero (heroArray).
 func handleHeroList(logger *slog.Logger, store heroStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		offset, limit, err := parsePaging(r.URL.Query())
@@ -510,14 +520,14 @@ func handleHeroList(logger *slog.Logger, store heroStore) http.Handler {
 			writeDecodeError(w, err)
 			return
 		}
-		heroes, err := store.List(r.Context(), offset, limit)
+		heroes, err := store.ListJSON(r.Context(), offset, limit)
 		if err != nil {
 			writeStoreError(w, r, logger, err)
 			return
 		}
 		a := startHeroArray(w)
 		for _, h := range heroes {
-			if !a.add(h) {
+			if !a.addJSON(h) {
 				return // the client has gone
 			}
 		}

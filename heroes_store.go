@@ -297,6 +297,12 @@ func parseHeroesFile(data []byte) (*heroSet, error) {
 		if _, dup := set.byID[sh.ID]; dup {
 			return nil, fmt.Errorf("%s: id %s appears twice", where, sh.ID)
 		}
+		// Kept as encodeHero writes it (ListJSON answers it as it is): an
+		// edited file may hold other spacing, escapes or unknown fields. A
+		// hero over the store's limit is kept as it is written.
+		if data, err := encodeHero(h); err == nil {
+			sh.Hero = data
+		}
 		set.put(sh)
 	}
 	return set, readKeyRecords(set, doc.IdempotencyKey)
@@ -396,25 +402,39 @@ func (s *localStore) count() int {
 	return len(s.set.ids)
 }
 
-// List returns up to limit heroes after skipping offset, ordered by id.
-func (s *localStore) List(ctx context.Context, offset, limit int) ([]hero, error) {
-	out := []hero{}
+// ListJSON returns up to limit heroes after skipping offset, ordered by
+// id, as the store keeps them: encodeHero's JSON, shared (read only).
+func (s *localStore) ListJSON(ctx context.Context, offset, limit int) ([]json.RawMessage, error) {
+	out := []json.RawMessage{}
 	err := s.read(func(set *heroSet) error {
 		if offset < 0 || offset >= len(set.ids) || limit <= 0 {
 			return nil
 		}
 		ids := set.ids[offset:]
-		for _, id := range ids[:min(limit, len(ids))] {
-			var h hero
-			if err := json.Unmarshal(set.byID[id].Hero, &h); err != nil {
-				return fmt.Errorf("heroes: stored hero %s: %w", id, err)
-			}
-			out = append(out, h)
+		ids = ids[:min(limit, len(ids))]
+		out = make([]json.RawMessage, len(ids))
+		for i, id := range ids {
+			out[i] = set.byID[id].Hero
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	return out, nil
+}
+
+// List is ListJSON's heroes, decoded.
+func (s *localStore) List(ctx context.Context, offset, limit int) ([]hero, error) {
+	stored, err := s.ListJSON(ctx, offset, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]hero, len(stored))
+	for i, data := range stored {
+		if err := json.Unmarshal(data, &out[i]); err != nil {
+			return nil, fmt.Errorf("heroes: stored hero %d of the page: %w", i, err)
+		}
 	}
 	return out, nil
 }

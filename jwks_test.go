@@ -167,7 +167,7 @@ func TestKeySetRotation(t *testing.T) {
 		t.Fatalf("first load: %v", err)
 	}
 	tok0 := signWith(t, p, k0, "k0")
-	if _, err := v.verifyAccessToken(ctx, tok0); err != nil {
+	if _, err := v.authenticate(ctx, tok0); err != nil {
 		t.Fatalf("first token: %v", err)
 	}
 	if err := v.ready(); err != nil {
@@ -176,12 +176,12 @@ func TestKeySetRotation(t *testing.T) {
 
 	t.Run("new kid right after the scheduled load is accepted after one fetch", func(t *testing.T) {
 		p.publish(map[string]*rsa.PrivateKey{"k0": k0, "k1": k1})
-		if _, err := v.verifyAccessToken(ctx, signWith(t, p, k1, "k1")); err != nil || p.jwksHits.Load() != 2 {
+		if _, err := v.authenticate(ctx, signWith(t, p, k1, "k1")); err != nil || p.jwksHits.Load() != 2 {
 			t.Fatalf("verify = %v after %d JWKS requests; want nil after 2", err, p.jwksHits.Load())
 		}
 	})
 	t.Run("a second unknown kid within the refetch interval fetches nothing", func(t *testing.T) {
-		_, err := v.verifyAccessToken(ctx, signWith(t, p, k1, "k9"))
+		_, err := v.authenticate(ctx, signWith(t, p, k1, "k9"))
 		if !errors.Is(err, errUnknownKID) || p.jwksHits.Load() != 2 {
 			t.Fatalf("verify = %v after %d JWKS requests; want errUnknownKID after 2", err, p.jwksHits.Load())
 		}
@@ -189,7 +189,7 @@ func TestKeySetRotation(t *testing.T) {
 	t.Run("after the interval an unknown kid fetches again", func(t *testing.T) {
 		v.clock.advance(minKeyRefetch)
 		p.publish(map[string]*rsa.PrivateKey{"k0": k0, "k1": k1, "k9": k1})
-		if _, err := v.verifyAccessToken(ctx, signWith(t, p, k1, "k9")); err != nil || p.jwksHits.Load() != 3 {
+		if _, err := v.authenticate(ctx, signWith(t, p, k1, "k9")); err != nil || p.jwksHits.Load() != 3 {
 			t.Fatalf("verify = %v after %d JWKS requests; want nil after 3", err, p.jwksHits.Load())
 		}
 	})
@@ -201,20 +201,20 @@ func TestKeySetRotation(t *testing.T) {
 		if err := v.keys.refresh(ctx); err != nil {
 			t.Fatalf("refresh: %v", err)
 		}
-		if _, err := v.verifyAccessToken(ctx, tok0); !errors.Is(err, errUnknownKID) {
+		if _, err := v.authenticate(ctx, tok0); !errors.Is(err, errUnknownKID) {
 			t.Fatalf("verify(k0 token) = %v; want errUnknownKID", err)
 		}
 	})
 	t.Run("a key replaced under the same kid drops cached tokens", func(t *testing.T) {
 		tok1 := signWith(t, p, k1, "k1")
-		if _, err := v.verifyAccessToken(ctx, tok1); err != nil {
+		if _, err := v.authenticate(ctx, tok1); err != nil {
 			t.Fatalf("verify(k1 token) = %v", err)
 		}
 		p.publish(map[string]*rsa.PrivateKey{"k1": testKeys()[2]})
 		if err := v.keys.refresh(ctx); err != nil {
 			t.Fatalf("refresh: %v", err)
 		}
-		if _, err := v.verifyAccessToken(ctx, tok1); !errors.Is(err, errBadSignature) {
+		if _, err := v.authenticate(ctx, tok1); !errors.Is(err, errBadSignature) {
 			t.Fatalf("verify(k1 token, key replaced) = %v; want errBadSignature", err)
 		}
 	})
@@ -314,7 +314,7 @@ func TestKeySetKeepsKeysWhenFetchFails(t *testing.T) {
 			if err := v.keys.refresh(ctx); err == nil {
 				t.Fatalf("refresh against a broken endpoint = nil; want an error")
 			}
-			v.cache = newTokenCache(10)
+			v.cache = &tokenCache{half: 5}
 			if _, err := v.verifyAccessToken(ctx, tok); err != nil {
 				t.Fatalf("verify with the old keys = %v; want nil", err)
 			}

@@ -261,7 +261,7 @@ func TestRequestLogLine(t *testing.T) {
 	var logs syncBuffer
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 	h := logRequests(logger, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Context().Value(callerHookKey{}).(func(*claims))(&claims{ObjectID: "oid-1", TenantID: "tid-1", AuthorizedParty: "azp-1"})
+		r.Context().Value(callerHookKey{}).(func(*principal, error))(&principal{ObjectID: "oid-1", TenantID: "tid-1", AuthorizedParty: "azp-1"}, nil)
 		w.WriteHeader(http.StatusTeapot)
 		io.WriteString(w, "12345")
 	}))
@@ -569,5 +569,32 @@ func TestPermissionNotes(t *testing.T) {
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%s: permissionNotes = %v; want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestRefusalOnTheRequestLine: why requireAuth refused a token is on the
+// request's one log line (auth_error), without the token; the resource
+// server alone, with no request log, logs the refusal itself.
+func TestRefusalOnTheRequestLine(t *testing.T) {
+	p := newTestIDP(t)
+	garbage := "eyJ" + strings.Repeat("x", 40) + ".e30.AA"
+	var logs syncBuffer
+	h := newTestServer(t, p, nil, &logs)
+	h.ServeHTTP(httptest.NewRecorder(), bearer(httptest.NewRequest("GET", "/api/heroes/", nil), garbage))
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	var last map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last["msg"] != "request" || last["status"] != 401.0 ||
+		!strings.Contains(fmt.Sprint(last["auth_error"]), "malformed token") || strings.Contains(logs.String(), garbage) {
+		t.Errorf("log = %s; want the request line with auth_error and no token", logs.String())
+	}
+	if strings.Contains(logs.String(), "refused") {
+		t.Errorf("log = %s; want no line of its own for the refusal", logs.String())
+	}
+	var alone syncBuffer
+	v := newTestVerifier(t, p, nil)
+	requireAuth(slog.New(slog.NewJSONHandler(&alone, nil)), v.verifier, permRead)(http.NotFoundHandler()).
+		ServeHTTP(httptest.NewRecorder(), bearer(httptest.NewRequest("GET", "/", nil), garbage))
+	if !strings.Contains(alone.String(), "auth: bearer credentials refused") || strings.Contains(alone.String(), garbage) {
+		t.Errorf("log without a request log = %s; want the refusal, without the token", alone.String())
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -248,6 +249,11 @@ func (s meteredStore) done(op string, start time.Time, err error) {
 func (s meteredStore) List(ctx context.Context, offset, limit int) (hs []hero, err error) {
 	defer func(start time.Time) { s.done("list", start, err) }(time.Now())
 	return s.heroStore.List(ctx, offset, limit)
+}
+
+func (s meteredStore) ListJSON(ctx context.Context, offset, limit int) (hs []json.RawMessage, err error) {
+	defer func(start time.Time) { s.done("list", start, err) }(time.Now())
+	return s.heroStore.ListJSON(ctx, offset, limit)
 }
 
 func (s meteredStore) Get(ctx context.Context, id string) (h hero, etag string, err error) {

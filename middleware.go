@@ -55,13 +55,15 @@ func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
 }
 
 // requestInfo is what logRequests learns about a request while it is
-// served: its id, its trace (traceparent, or a new one), and the caller,
-// which requireAuth reports through withCallerHook. It lives in the request
-// context; only the request's own goroutine changes it.
+// served: its id, its trace (traceparent, or a new one), and the caller or
+// why its credentials were refused, which requireAuth reports through
+// withCallerHook. It lives in the request context; only the request's own
+// goroutine changes it.
 type requestInfo struct {
 	id            string
 	trace         traceContext
 	oid, tid, azp string
+	refused       error
 }
 
 // requestInfoKey is the context key of *requestInfo.
@@ -117,7 +119,7 @@ func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		info := &requestInfo{id: r.Header.Get("X-Request-Id")}
-		if !requestIDPattern.MatchString(info.id) {
+		if info.id == "" || !requestIDPattern.MatchString(info.id) {
 			info.id = rand.Text()
 		}
 		var ok bool
@@ -127,12 +129,17 @@ func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
 		w.Header().Set("X-Request-Id", info.id)
 		rec := &responseRecorder{ResponseWriter: w}
 		ctx := context.WithValue(r.Context(), requestInfoKey{}, info)
-		ctx = withCallerHook(ctx, func(c *claims) { info.oid, info.tid, info.azp = c.ObjectID, c.TenantID, c.AuthorizedParty })
+		ctx = withCallerHook(ctx, func(p *principal, refused error) {
+			if p != nil {
+				info.oid, info.tid, info.azp = p.ObjectID, p.TenantID, p.AuthorizedParty
+			}
+			info.refused = refused
+		})
 		next.ServeHTTP(rec, r.WithContext(ctx))
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
-		attrs := []slog.Attr{
+		attrs := append(make([]slog.Attr, 0, 11), // room for them all: one array, on the stack
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
 			slog.Int("status", rec.status),
@@ -140,9 +147,12 @@ func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
 			slog.Int64("bytes", rec.bytes),
 			slog.String("request_id", info.id),
 			slog.String("trace_id", info.trace.traceID),
-		}
+		)
 		if info.oid != "" || info.tid != "" || info.azp != "" {
 			attrs = append(attrs, slog.String("oid", info.oid), slog.String("tid", info.tid), slog.String("azp", info.azp))
+		}
+		if info.refused != nil {
+			attrs = append(attrs, slog.String("auth_error", info.refused.Error()))
 		}
 		logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 	})

@@ -62,7 +62,7 @@ func newOBOTokens(af *authFlow, tenant string) *oboTokens {
 // Errors are metadata's and redeem's: errIDPUnavailable, errTokenTimeout,
 // errTokenUnreachable, errTokenAnswer, errClientCredential or *tokenError
 // (consent missing, a claims challenge, an expired assertion …).
-func (o *oboTokens) token(ctx context.Context, assertion string, c *claims, scope string) (string, error) {
+func (o *oboTokens) token(ctx context.Context, assertion string, c *principal, scope string) (string, error) {
 	key := oboKey{c.TenantID, c.ObjectID, scope}
 	if tok, ok := o.get(key); ok {
 		return tok, nil

@@ -8,10 +8,11 @@ import (
 	"time"
 )
 
-// oboClaims are a caller's verified claims for the cache tests: a user of
+// oboClaims is a caller's verified principal for the cache tests: a user of
 // testTenant whose token expires at exp.
-func oboClaims(oid string, exp time.Time) *claims {
-	return &claims{TenantID: testTenant, ObjectID: oid, Scopes: []string{permRead}, Expiry: exp}
+func oboClaims(oid string, exp time.Time) *principal {
+	p := newPrincipal(&claims{TenantID: testTenant, ObjectID: oid, Scopes: []string{permRead}, Expiry: exp})
+	return &p
 }
 
 // TestOBOTokenCache: downstream tokens are kept per tenant, user and scope,
@@ -28,7 +29,7 @@ func TestOBOTokenCache(t *testing.T) {
 	clock := newFakeClock(time.Now())
 	o := g.gp.obo
 	o.now = clock.now
-	ask := func(c *claims, scope string) string {
+	ask := func(c *principal, scope string) string {
 		t.Helper()
 		tok, err := o.token(ctx, "the caller's token", c, scope)
 		if err != nil {

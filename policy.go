@@ -83,7 +83,7 @@ func refuseGuests(logger *slog.Logger, allow bool) func(http.Handler) http.Handl
 			return next
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if c, ok := principalFrom(r.Context()); ok && isGuest(c) {
+			if c, ok := principalFrom(r.Context()); ok && c.Guest {
 				logger.InfoContext(r.Context(), "auth: guest refused", "oid", c.ObjectID, "tid", c.TenantID)
 				challenge(w, http.StatusForbidden, "insufficient_scope", "guest users are not allowed: sign in with an account of the tenant itself", "")
 				return
@@ -91,14 +91,4 @@ func refuseGuests(logger *slog.Logger, allow bool) func(http.Handler) http.Handl
 			next.ServeHTTP(w, r)
 		})
 	}
-}
-
-// isGuest reports whether c is a guest's token (Microsoft Learn, "Optional
-// claims reference" acct and "Access token claims reference" idp): acct is
-// 1 (an optional claim the API's registration must ask for), or idp is
-// present and names another issuer than iss (a user authenticated by
-// another tenant or provider; Entra leaves idp out for the tenant's own
-// members). This is fastapi-azure-auth's test.
-func isGuest(c *claims) bool {
-	return c.AccountType == "1" || c.IdentityProvider != "" && c.IdentityProvider != c.Issuer
 }

@@ -345,3 +345,8 @@ func (s *spentStates) prune(now time.Time) {
 		s.order = slices.Delete(s.order, 0, n)
 	}
 }
+
+// isBase64URLByte reports whether b is in the base64url alphabet (RFC 4648 §5).
+func isBase64URLByte(b byte) bool {
+	return 'A' <= b && b <= 'Z' || 'a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '-' || b == '_'
+}

@@ -195,12 +195,24 @@ func testHeroStore(t *testing.T, open func(t *testing.T) heroStore) {
 				if gotIDs := heroIDs(got); !slices.Equal(gotIDs, want) {
 					t.Errorf("List(%d, %d) ids = %v; want %v", p.offset, p.limit, gotIDs, want)
 				}
+				js, err := s.ListJSON(ctx, p.offset, p.limit)
+				if err != nil || js == nil || len(js) != len(got) {
+					t.Fatalf("ListJSON(%d, %d) = %d heroes, %v; want List's %d", p.offset, p.limit, len(js), err, len(got))
+				}
+				for i := range js {
+					if data, _ := encodeHero(got[i]); string(js[i]) != string(data) {
+						t.Errorf("ListJSON(%d, %d)[%d] = %s; want List's hero as encodeHero writes it, %s", p.offset, p.limit, i, js[i], data)
+					}
+				}
 			}
 		}},
 		{"list of an empty store is empty, not nil", func(t *testing.T, s heroStore) {
 			got, err := s.List(ctx, 0, 100)
 			if err != nil || got == nil || len(got) != 0 {
 				t.Fatalf("List() = %v, %v; want [], nil", got, err)
+			}
+			if js, err := s.ListJSON(ctx, 0, 100); err != nil || js == nil || len(js) != 0 {
+				t.Fatalf("ListJSON() = %v, %v; want [], nil", js, err)
 			}
 		}},
 		{"replace stores the new hero under a new etag", func(t *testing.T, s heroStore) {
@@ -444,6 +456,31 @@ func TestFileStoreOpen(t *testing.T) {
 				t.Errorf("openFileStore() holds %d heroes; want %d", got, tc.wantN)
 			}
 		})
+	}
+}
+
+// TestFileStoreListsEditedHeroesEncoded: a hero written into the file by
+// hand (other spacing, an escaped "<", a field the API does not have) is
+// listed as the API writes heroes, as it was before ListJSON answered the
+// stored JSON as it is.
+func TestFileStoreListsEditedHeroesEncoded(t *testing.T) {
+	t.Parallel()
+	const id = "6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"
+	path := filepath.Join(t.TempDir(), "heroes.json")
+	writeFile(`{"version":1,"heroes":[{"id":"`+id+`","etag":"\"a\"","hero":{ "id": "`+id+
+		`", "name": "Ada \u003c3", "level": 3, "nickname": "x" }}]}`)(t, path)
+	s, err := openFileStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	heroes, err1 := s.List(context.Background(), 0, 10)
+	js, err2 := s.ListJSON(context.Background(), 0, 10)
+	if err1 != nil || err2 != nil || len(heroes) != 1 || len(js) != 1 {
+		t.Fatalf("List, ListJSON = %d, %d heroes, %v, %v; want 1", len(heroes), len(js), err1, err2)
+	}
+	if want, _ := encodeHero(heroes[0]); string(js[0]) != string(want) || strings.Contains(string(js[0]), "nickname") {
+		t.Errorf("ListJSON = %s; want %s", js[0], want)
 	}
 }
 

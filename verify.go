@@ -1,8 +1,8 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
-	"container/list"
 	"context"
 	"crypto"
 	"crypto/rsa"
@@ -18,14 +18,15 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unique"
 )
 
 // Limits of token verification, in bytes unless stated.
 const (
-	maxTokenBytes  = 16 << 10     // a compact JWS longer than this is refused unread
-	maxKeyIDLen    = 256          // longest kid or x5t accepted in a token header
-	tokenCacheSize = 10000        // verified access tokens kept (LRU)
-	maxNumericDate = 253402300799 // latest exp, nbf or iat: 9999-12-31T23:59:59Z, in seconds since the epoch
+	maxTokenBytes         = 16 << 10     // a compact JWS longer than this is refused unread
+	maxKeyIDLen           = 256          // longest kid or x5t accepted in a token header
+	defaultTokenCacheSize = 100_000      // verified access tokens kept (verifyOptions.TokenCacheSize)
+	maxNumericDate        = 253402300799 // latest exp, nbf or iat: 9999-12-31T23:59:59Z, in seconds since the epoch
 )
 
 // verifyOptions are the settings of the resource-server half (provider,
@@ -42,6 +43,7 @@ type verifyOptions struct {
 	AcceptV1Tokens    bool             // admits access tokens of the v1 issuer (V1Issuer)
 	V1Issuer          string           // the cloud's v1 issuer template; "" is v1IssuerTemplate (the public cloud's)
 	Leeway            time.Duration    // clock skew allowed on exp, nbf and iat, both ways
+	TokenCacheSize    int              // verified access tokens kept (tokenCache); 0 means 100,000, 1 none
 	Now               func() time.Time // clock of time checks and backoffs; nil means time.Now
 	Client            *http.Client     // for discovery and keys: with a Timeout, following no redirects
 	Logger            *slog.Logger     // receives fetch outcomes; nil discards them
@@ -69,6 +71,7 @@ func (o verifyOptions) withDefaults() verifyOptions {
 	if o.Observe == nil {
 		o.Observe = func(string, error) {}
 	}
+	o.TokenCacheSize = cmp.Or(o.TokenCacheSize, defaultTokenCacheSize)
 	return o
 }
 
@@ -98,67 +101,89 @@ var (
 	errNoPermissions   = &verifyError{"jwks: token has neither scp nor roles", "the token has neither scp nor roles"}
 )
 
-// jws is a parsed compact JWS whose signature is not yet checked.
+// jws is a compact JWS on its way through the checks (screen, then parse).
+// buf holds the token, the sum of its signing input, then the decoded
+// segments. verifier.authenticate reuses jws values; it copies what it keeps.
 type jws struct {
+	buf                []byte
+	pEnd, hn           int // end of the signing input in buf, length of the decoded header
 	alg, kid, x5t, typ string
-	signingInput       []byte // ASCII "header.payload", exactly as received
-	signature          []byte // decoded third segment
+	sum                [sha256.Size]byte // of the signing input, ASCII "header.payload" as received
+	signature          []byte            // decoded third segment
 	claims             claims
+	lists              [8]string // holds the claims' lists, so a usual token needs no other array
 }
 
-// parseTokenInto splits and decodes a compact JWS (RFC 7515 §7.1) and its
-// claims, refusing before any cryptography: more than maxTokenBytes;
-// anything but three segments of canonical unpadded base64url; a header or
-// payload that is not a JSON object, holds duplicate member names, or nests
-// deeper than maxJSONDepth; and what parseHeader refuses. Claims are
-// type-checked (parseClaims) but not yet validated. The token is copied and
-// decoded into *scratch (grown when too small): signingInput and signature
-// alias it until it is reused; header values and claims do not. Errors wrap
-// errMalformedToken, errUnsupportedAlg, errBadHeader or errNoKeyID.
-func parseTokenInto(raw string, scratch *[]byte) (*jws, error) {
-	if len(raw) > maxTokenBytes {
-		return nil, fmt.Errorf("%w: longer than %d bytes", errMalformedToken, maxTokenBytes)
-	}
-	// Strict base64url decoding refuses every byte outside the alphabet,
-	// padding included, except CR and LF, which it skips: refuse those here.
-	if strings.IndexByte(raw, '\r') >= 0 || strings.IndexByte(raw, '\n') >= 0 {
-		return nil, fmt.Errorf("%w: line break inside", errMalformedToken)
-	}
+// screen starts t over with raw, refusing with errMalformedToken what costs
+// next to nothing to find, so garbage is never hashed: more than
+// maxTokenBytes, a line break, other than three segments (RFC 7515 §7.1), a
+// header that is not canonical base64url of a JSON object. Then it hashes.
+func (t *jws) screen(raw string) error {
 	h, p, ok1 := strings.Cut(raw, ".")
-	p, sg, ok2 := strings.Cut(p, ".")
-	if !ok1 || !ok2 || strings.IndexByte(sg, '.') >= 0 {
-		return nil, fmt.Errorf("%w: not three segments", errMalformedToken)
+	p, s, ok2 := strings.Cut(p, ".")
+	switch {
+	case len(raw) > maxTokenBytes:
+		return fmt.Errorf("%w: longer than %d bytes", errMalformedToken, maxTokenBytes)
+	// CR and LF: the only bytes outside the alphabet strict base64url skips.
+	case strings.IndexByte(raw, '\r') >= 0 || strings.IndexByte(raw, '\n') >= 0:
+		return fmt.Errorf("%w: line break inside", errMalformedToken)
+	case !ok1 || !ok2 || strings.IndexByte(s, '.') >= 0:
+		return fmt.Errorf("%w: not three segments", errMalformedToken)
 	}
-	enc := base64.RawURLEncoding.Strict()
-	need := len(raw) + enc.DecodedLen(len(h)) + enc.DecodedLen(len(p)) + enc.DecodedLen(len(sg))
-	if cap(*scratch) < need {
-		*scratch = make([]byte, need)
+	n, enc := len(raw)+sha256.Size, base64.RawURLEncoding.Strict() // unpadded, without stray bits: one encoding only
+	*t = jws{buf: slices.Grow(t.buf[:0], n+enc.DecodedLen(len(raw)))[:n], pEnd: len(h) + 1 + len(p)}
+	copy(t.buf, raw)
+	hn, err := enc.Decode(t.buf[n:cap(t.buf)], t.buf[:len(h)])
+	if t.hn = hn; err != nil {
+		return errNotBase64URL
+	} else if err := parseObject(t.buf[n:n+hn], nil); err != nil {
+		return malformed("header", err)
 	}
-	buf := (*scratch)[:need]
-	src := buf[:copy(buf, raw):len(raw)]
-	buf = buf[len(raw):]
-	hEnd := len(h) + 1 + len(p)
-	var seg [3][]byte // header, payload, signature
-	for i, s := range [3][]byte{src[:len(h)], src[len(h)+1 : hEnd], src[hEnd+1:]} {
-		n, err := enc.Decode(buf, s)
-		if err != nil {
-			return nil, fmt.Errorf("%w: segment is not canonical base64url", errMalformedToken)
-		}
-		seg[i], buf = buf[:n:n], buf[n:]
-	}
-	t := &jws{signingInput: src[:hEnd], signature: seg[2]}
-	if err := t.parseHeader(seg[0]); err != nil {
-		return nil, err
-	}
-	if err := parseClaims(seg[1], &t.claims); err != nil {
-		return nil, err
-	}
-	return t, nil
+	t.sum = sha256.Sum256(t.buf[:t.pEnd])
+	copy(t.buf[len(raw):], t.sum[:])
+	return nil
 }
 
-// isBase64URLByte reports whether b is in the base64url alphabet (RFC 4648 §5).
-func isBase64URLByte(b byte) bool {
-	return 'A' <= b && b <= 'Z' || 'a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '-' || b == '_'
+var errNotBase64URL = fmt.Errorf("%w: segment is not canonical base64url", errMalformedToken)
+
+// parse decodes a screened token, refusing before any cryptography a
+// payload or signature that is not canonical unpadded base64url, and what
+// parseHeader refuses. It reads the claim set (RFC 7519 §4) into t.claims:
+// it must be a JSON object without duplicate names, nested at most
+// maxJSONDepth deep, whose registered and Entra claims have their JSON
+// types: strings; aud a string or an array of strings; roles an array of
+// strings; exp, nbf and iat NumericDates (decodeNumericDate). Other claims
+// are ignored. Header values and claims share one copy of the JSON texts.
+func (t *jws) parse() error {
+	n, hn, dec, enc := len(t.buf), t.hn, t.buf[len(t.buf):cap(t.buf)], base64.RawURLEncoding.Strict() // the header is decoded already
+	pn, err1 := enc.Decode(dec[hn:], t.buf[bytes.IndexByte(t.buf, '.')+1:t.pEnd])
+	sn, err2 := enc.Decode(dec[hn+pn:], t.buf[t.pEnd+1:n-sha256.Size])
+	if err1 != nil || err2 != nil {
+		return errNotBase64URL
+	}
+	text := string(dec[:hn+pn])
+	t.signature = dec[hn+pn : hn+pn+sn]
+	if err := t.parseHeader(decoder{dec[:hn], text[:hn]}); err != nil {
+		return err
+	}
+	r := claimReader{claims: &t.claims, d: decoder{dec[hn : hn+pn], text[hn:]}, lists: t.lists[:0]}
+	if err := parseObject(r.d.data, r.read); err != nil {
+		return malformed("payload", err)
+	}
+	if !r.hasScp {
+		r.scp = r.scope // RFC 9068 §2.2.3, used only when Entra's scp is absent
+	}
+	start := len(r.lists)
+	for item := range strings.SplitSeq(r.scp, " ") { // RFC 6749 §3.3: other white space stays in a scope
+		if item != "" {
+			r.lists = append(r.lists, item)
+		}
+	}
+	c := &t.claims
+	c.Scopes = r.lists[start:len(r.lists):len(r.lists)]
+	c.AuthorizedParty = cmp.Or(c.AZP, r.appid)
+	c.PreferredUsername = cmp.Or(c.PreferredUsername, r.upn, r.uniqueName)
+	return nil
 }
 
 // parseHeader reads the JOSE header (RFC 7515 §4) and refuses an alg other
@@ -167,9 +192,8 @@ func isBase64URLByte(b byte) bool {
 // than JWT or at+jwt, with or without "application/" (RFC 9068 §2.1); a kid
 // or x5t longer than maxKeyIDLen; and neither kid nor x5t. The jku, x5u, jwk
 // and x5c members are never used: keys come only from our key set.
-func (t *jws) parseHeader(data []byte) error {
-	d := decoder{data: data, text: string(data)}
-	err := parseObject(data, func(m member) (err error) {
+func (t *jws) parseHeader(d decoder) error {
+	err := parseObject(d.data, func(m member) (err error) {
 		switch string(m.key) {
 		case "alg":
 			t.alg, err = d.str(m)
@@ -217,9 +241,7 @@ func malformed(what string, err error) error {
 }
 
 // claims are the verified claims of an Entra access or ID token
-// (RFC 7519 §4.1; Microsoft identity platform token claims reference). A
-// *claims returned by the verifier may be shared between requests (see
-// tokenCache): treat it, and its slices, as read-only.
+// (RFC 7519 §4.1; Microsoft identity platform token claims reference).
 type claims struct {
 	Issuer            string    // iss
 	Subject           string    // sub
@@ -242,30 +264,12 @@ type claims struct {
 	IdentityProvider  string    // idp: who authenticated the user, when not the issuer (guests)
 }
 
-// parseClaims decodes a JWT claims set (RFC 7519 §4) into c. Registered and
-// Entra claims must have their documented JSON types: strings; aud a string
-// or an array of strings; roles an array of strings; exp, nbf and iat
-// NumericDates (decodeNumericDate). Other claims are ignored. Errors wrap
-// errMalformedToken.
-func parseClaims(data []byte, c *claims) error {
-	r := claimReader{claims: c, d: decoder{data: data, text: string(data)}}
-	if err := parseObject(data, r.read); err != nil {
-		return malformed("payload", err)
-	}
-	if !r.hasScp {
-		r.scp = r.scope // RFC 9068 §2.2.3, used only when Entra's scp is absent
-	}
-	c.Scopes = splitScope(r.scp)
-	c.AuthorizedParty = cmp.Or(c.AuthorizedParty, r.appid)
-	c.PreferredUsername = cmp.Or(c.PreferredUsername, r.upn, r.uniqueName)
-	return nil
-}
-
 // claimReader reads claim set members into claims, and keeps aside the v1
 // and RFC 9068 claims that stand in for others when those are absent.
 type claimReader struct {
 	*claims
 	d                                  decoder
+	lists                              []string // the items of aud, roles and scopes, appended
 	scp, scope, upn, uniqueName, appid string
 	hasScp                             bool
 }
@@ -278,7 +282,7 @@ func (r *claimReader) read(m member) (err error) {
 	case "sub":
 		c.Subject, err = d.str(m)
 	case "aud":
-		c.Audience, err = d.strs(m, true)
+		c.Audience, err = r.strs(m, true)
 	case "exp":
 		c.Expiry, err = decodeNumericDate(m.val)
 	case "nbf":
@@ -290,8 +294,7 @@ func (r *claimReader) read(m member) (err error) {
 	case "oid":
 		c.ObjectID, err = d.str(m)
 	case "azp":
-		c.AuthorizedParty, err = d.str(m)
-		c.AZP = c.AuthorizedParty
+		c.AZP, err = d.str(m)
 	case "appid":
 		r.appid, err = d.str(m)
 	case "name":
@@ -312,9 +315,9 @@ func (r *claimReader) read(m member) (err error) {
 	case "scope":
 		r.scope, err = d.str(m)
 	case "roles":
-		c.Roles, err = d.strs(m, false)
+		c.Roles, err = r.strs(m, false)
 	case "acrs":
-		c.AuthContexts, err = d.strs(m, false)
+		c.AuthContexts, err = r.strs(m, false)
 	case "idp":
 		c.IdentityProvider, err = d.str(m)
 	case "acct": // a number in Entra's tokens; a string is taken too
@@ -326,13 +329,6 @@ func (r *claimReader) read(m member) (err error) {
 		return fmt.Errorf("%w: claim %s: %w", errMalformedToken, m.key, err)
 	}
 	return nil
-}
-
-// splitScope splits a scope string on single spaces (%x20) and drops empty
-// items (RFC 6749 §3.3: scope-token *( SP scope-token )). Tabs, no-break
-// spaces and other white space stay inside a scope, which then matches none.
-func splitScope(s string) []string {
-	return slices.DeleteFunc(strings.Split(s, " "), func(item string) bool { return item == "" })
 }
 
 // decoder turns the values of parsed members into Go strings. Every string
@@ -357,25 +353,23 @@ func (d decoder) str(m member) (string, error) {
 var errNotString, errNotStrings = errors.New("not a string"), errors.New("not an array of strings")
 
 // strs decodes a member whose value must be an array of strings, or, when
-// single is true, also a lone string (RFC 7519 §4.1.3 aud).
-func (d decoder) strs(m member, single bool) ([]string, error) {
-	if single && m.val[0] == '"' {
-		s, err := d.str(m)
-		return []string{s}, err
-	}
-	if m.val[0] != '[' {
-		return nil, errNotStrings
-	}
-	out := make([]string, 0, 4)
-	err := walk(d.data, m.off, func(item member) error {
-		s, err := d.str(item)
-		out = append(out, s)
+// single is true, also a lone string (RFC 7519 §4.1.3 aud), into r.lists.
+func (r *claimReader) strs(m member, single bool) ([]string, error) {
+	start, err := len(r.lists), errNotStrings
+	add := func(m member) error {
+		s, err := r.d.str(m)
+		r.lists = append(r.lists, s)
 		return err
-	})
+	}
+	if single && m.val[0] == '"' {
+		err = add(m)
+	} else if m.val[0] == '[' {
+		err = walk(r.d.data, m.off, add)
+	}
 	if err != nil {
 		return nil, errNotStrings
 	}
-	return out, nil
+	return r.lists[start:len(r.lists):len(r.lists)], nil
 }
 
 // decodeNumericDate decodes a NumericDate (RFC 7519 §2): seconds since the
@@ -397,14 +391,13 @@ func decodeNumericDate(val []byte) (time.Time, error) {
 }
 
 // verifyRS256 checks an RSASSA-PKCS1-v1_5 SHA-256 signature (RFC 7518 §3.3,
-// RFC 8017 §8.2.2) of signingInput, the ASCII "header.payload" of a compact
-// JWS, under pub. The signature must be exactly as long as the modulus. It
-// applies no key policy (size, exponent): parseJWKS does.
-func verifyRS256(pub *rsa.PublicKey, signingInput []byte, sig []byte) error {
+// RFC 8017 §8.2.2) under pub of a JWS whose signing input has the SHA-256
+// sum. The signature must be exactly as long as the modulus. It applies no
+// key policy (size, exponent): parseJWKS does.
+func verifyRS256(pub *rsa.PublicKey, sum [sha256.Size]byte, sig []byte) error {
 	if len(sig) != pub.Size() {
 		return fmt.Errorf("%w: %d bytes for a %d-byte modulus", errBadSignature, len(sig), pub.Size())
 	}
-	sum := sha256.Sum256(signingInput)
 	if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], sig); err != nil {
 		return errBadSignature
 	}
@@ -413,8 +406,8 @@ func verifyRS256(pub *rsa.PublicKey, signingInput []byte, sig []byte) error {
 
 // verifier checks Entra RS256 JWTs against the key set and the discovery
 // issuer, with opts.Leeway on the time claims (verify lists the checks in
-// their order). Verified access tokens are cached (tokenCache) so a repeated
-// token skips RSA. Safe for concurrent use.
+// their order). Access tokens it verified are cached (authenticate) so a
+// repeated token skips RSA. Safe for concurrent use.
 //
 // It does not check: azp/appid of access tokens (any client of our API may
 // call it; verifyIDToken in auth.go checks an ID token's azp), acr/amr, the
@@ -425,84 +418,70 @@ type verifier struct {
 	p     *provider
 	ks    *keySet
 	cache *tokenCache
-	bufs  sync.Pool // of *[]byte: scratch space to hash and decode tokens in
+	jwss  sync.Pool // of *jws, reused by authenticate
 }
 
 func newVerifier(opts verifyOptions, p *provider, ks *keySet) *verifier {
-	return &verifier{opts: opts.withDefaults(), p: p, ks: ks, cache: newTokenCache(tokenCacheSize),
-		bufs: sync.Pool{New: func() any { return new([]byte) }}}
+	opts = opts.withDefaults()
+	return &verifier{opts: opts, p: p, ks: ks, cache: &tokenCache{half: opts.TokenCacheSize / 2},
+		jwss: sync.Pool{New: func() any { return new(jws) }}}
 }
 
-// verifyAccessToken verifies a bearer access token: every check of verify,
-// an audience in opts.Audiences, and scp, scope or roles present (a token
-// with none is unconsented or meant for someone else, Microsoft.Identity.Web
-// IDW10201). A token verified before comes from the cache (tokenCache).
-// Errors wrap the sentinels, errIDPUnavailable, or ctx's error.
-func (v *verifier) verifyAccessToken(ctx context.Context, raw string) (*claims, error) {
-	bp := v.bufs.Get().(*[]byte) // hashing a copy allocates nothing, unlike []byte(raw)
-	*bp = append((*bp)[:0], raw...)
-	sum := sha256.Sum256(*bp)
-	v.bufs.Put(bp)
+// authenticate verifies a bearer access token (verify) and returns its
+// principal; one verified before comes from the cache, keyed by SHA-256 over
+// its signature segment and the signing input's sum verify uses too.
+func (v *verifier) authenticate(ctx context.Context, raw string) (p *principal, err error) {
+	t := v.jwss.Get().(*jws)
+	defer v.jwss.Put(t)
 	now := v.opts.Now()
-	if c := v.cache.get(sum, now, v.opts.Leeway, v.ks); c != nil {
-		v.opts.Observe("token_cached", nil)
-		return c, nil
+	if err = t.screen(raw); err == nil {
+		key := sha256.Sum256(t.buf[t.pEnd+1:]) // the signature segment, then the sum
+		if p = v.cache.get(key, now, v.ks); p != nil {
+			v.opts.Observe("token_cached", nil)
+			return p, nil
+		}
+		var k *publicKey
+		if k, err = v.verify(ctx, t, now, true); err == nil {
+			p = v.cache.put(key, &t.claims, k, now, v.opts.Leeway)
+		}
 	}
-	t, k, err := v.checkAccessToken(ctx, raw, now)
-	if v.opts.Observe("token", err); err != nil {
+	v.opts.Observe("token", err)
+	return p, err
+}
+
+// verify checks a screened token in this order: parse (only RS256); find
+// the key by kid or x5t; the signature; the tenant, the issuer and the
+// signing key's issuer (checkIssuer; the v1 issuer only for access tokens,
+// with opts.AcceptV1Tokens); exp, nbf, iat (checkTime); for an access token,
+// an audience in opts.Audiences and scp, scope or roles present (none:
+// unconsented or meant for someone else, Microsoft.Identity.Web IDW10201).
+// Claims of an unauthenticated token are never evaluated or reported (an
+// unknown kid refetches at most once per minKeyRefetch: keySet.key). Errors
+// wrap the sentinels, errIDPUnavailable, or ctx's; k is then nil unless the
+// signature was good.
+func (v *verifier) verify(ctx context.Context, t *jws, now time.Time, access bool) (*publicKey, error) {
+	if err := t.parse(); err != nil {
 		return nil, err
-	}
-	v.cache.put(sum, &t.claims, k)
-	return &t.claims, nil
-}
-
-// checkAccessToken is verifyAccessToken without the cache.
-func (v *verifier) checkAccessToken(ctx context.Context, raw string, now time.Time) (*jws, *publicKey, error) {
-	t, k, err := v.verify(ctx, raw, now, v.opts.AcceptV1Tokens)
-	switch {
-	case err != nil:
-		return nil, nil, err
-	case !slices.ContainsFunc(t.claims.Audience, func(aud string) bool { return slices.Contains(v.opts.Audiences, aud) }):
-		return nil, nil, fmt.Errorf("%w: %q", errBadAudience, truncate(strings.Join(t.claims.Audience, " "), 64))
-	case len(t.claims.Scopes) == 0 && len(t.claims.Roles) == 0:
-		return nil, nil, errNoPermissions
-	}
-	return t, k, nil
-}
-
-// verify does the checks both token kinds share, in this order: parse,
-// refusing any alg but RS256 (parseTokenInto); find the key by kid or x5t;
-// check the signature; then the tenant, the issuer and the signing key's
-// issuer (checkIssuer; the v1 issuer only when v1), and exp, nbf and iat
-// (checkTime). The signature comes first so that the claims of an
-// unauthenticated token are never evaluated or reported. go-oidc checks the
-// claims first to spare key refetches for tokens that fail anyway; here an
-// unknown kid refetches at most once per minKeyRefetch (keySet.key), which
-// removes that reason.
-func (v *verifier) verify(ctx context.Context, raw string, now time.Time, v1 bool) (*jws, *publicKey, error) {
-	scratch := v.bufs.Get().(*[]byte)
-	defer v.bufs.Put(scratch)
-	t, err := parseTokenInto(raw, scratch)
-	if err != nil {
-		return nil, nil, err
 	}
 	k, err := v.ks.key(ctx, t.kid, t.x5t)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	err = verifyRS256(k.pub, t.signingInput, t.signature)
-	t.signingInput, t.signature = nil, nil // they alias scratch, which the next request reuses
-	if err != nil {
-		return nil, nil, err
+	if err := verifyRS256(k.pub, t.sum, t.signature); err != nil {
+		return nil, err
 	}
 	md, err := v.p.metadata(ctx)
-	if err == nil {
-		err = cmp.Or(v.checkIssuer(md, &t.claims, k, v1), checkTime(&t.claims, now, v.opts.Leeway))
+	if c := &t.claims; err == nil {
+		err = cmp.Or(v.checkIssuer(md, c, k, access && v.opts.AcceptV1Tokens), checkTime(c, now, v.opts.Leeway))
+		switch {
+		case err != nil || !access:
+		case !slices.ContainsFunc(c.Audience, func(aud string) bool { return slices.Contains(v.opts.Audiences, aud) }):
+			err = fmt.Errorf("%w: %q", errBadAudience, truncate(strings.Join(c.Audience, " "), 64))
+		case len(c.Scopes) == 0 && len(c.Roles) == 0:
+			err = errNoPermissions
+		}
 	}
-	if err != nil {
-		return nil, nil, err
-	}
-	return t, k, nil
+	return k, err
 }
 
 // checkIssuer checks tid and iss. tid must be the discovery issuer's tenant
@@ -578,57 +557,103 @@ func (v *verifier) ready() error {
 	return nil
 }
 
-// tokenCache keeps verified access tokens by the SHA-256 of the compact
-// token, the least recently used dropped beyond max. An entry is used only
-// while its token is inside exp/nbf (with the skew) and the key that
+// Permissions: delegated scopes (scp) or application permissions (roles) of
+// the API's Entra app registration, compared exactly. Each grants those
+// before it in permissions: Admin ⊇ Heroes.Create ⊇ Heroes.Read.
+const (
+	permRead   = "Heroes.Read"
+	permCreate = "Heroes.Create"
+	permAdmin  = "Admin"
+)
+
+var permissions = []string{permRead, permCreate, permAdmin} // weakest first
+
+// principal is what requireAuth keeps of a verified access token: what the
+// request log, handlers, policies and hasPermission need, so that a cached
+// token costs little memory (tokenCache). Shared between requests: read only.
+type principal struct {
+	TenantID        string    // tid
+	ObjectID        string    // oid
+	AuthorizedParty string    // azp (v2) or appid (v1): the client application
+	AuthContexts    []string  // acrs: the authentication context ids satisfied (c1…c99), nil for none
+	Expiry          time.Time // exp
+	grants          uint64    // bit i set: scp or roles hold permissions[i]
+	Delegated       bool      // scp is present: a signed-in user's token, not an app-only one
+	Guest           bool      // isGuest: a guest's token
+}
+
+// newPrincipal is c's principal: copies, not parts of the token's JSON
+// text, with tid, azp and acrs, the same for many callers, interned.
+func newPrincipal(c *claims) principal {
+	p := principal{unique.Make(c.TenantID).Value(), strings.Clone(c.ObjectID), unique.Make(c.AuthorizedParty).Value(),
+		nil, c.Expiry, 0, len(c.Scopes) > 0, isGuest(c)}
+	for _, id := range c.AuthContexts {
+		p.AuthContexts = append(p.AuthContexts, unique.Make(id).Value())
+	}
+	for i, perm := range permissions {
+		if slices.Contains(c.Scopes, perm) || slices.Contains(c.Roles, perm) {
+			p.grants |= 1 << i
+		}
+	}
+	return p
+}
+
+// isGuest reports whether c is a guest's token, as fastapi-azure-auth
+// decides (Microsoft Learn, "Optional claims reference" acct, "Access token
+// claims reference" idp): acct is 1, or idp names another issuer than iss.
+func isGuest(c *claims) bool {
+	return c.AccountType == "1" || c.IdentityProvider != "" && c.IdentityProvider != c.Issuer
+}
+
+// hasPermission reports whether p's scopes or roles grant perm: hold it or
+// a permission after it in permissions. An unknown perm is granted to nobody.
+func hasPermission(p *principal, perm string) bool {
+	i := slices.Index(permissions, perm)
+	return i >= 0 && p.grants>>i != 0
+}
+
+// tokenCache keeps the principals of verified access tokens by key (see
+// authenticate) in two generations of at most max/2: when the young one is
+// full, the old one is dropped and the young one becomes old, so a token in
+// use is verified again once per max/2 new tokens. An entry serves inside
+// exp (with the skew), not before it was verified, and while the key that
 // verified it is current (keySet.current). Safe for concurrent use.
 type tokenCache struct {
-	max int
+	half int // most entries of a generation (max/2); 0 keeps none
 
-	mu      sync.Mutex // guards lru and entries
-	lru     *list.List // of *cacheEntry, most recently used at the front
-	entries map[[sha256.Size]byte]*list.Element
+	mu         sync.RWMutex // guards young and old
+	young, old map[[sha256.Size]byte]*cacheEntry
 }
 
+// cacheEntry is what the cache keeps of a token: about 200 bytes of heap.
 type cacheEntry struct {
-	sum [sha256.Size]byte
-	c   *claims
-	k   *publicKey // the key that verified the token
+	p           principal
+	from, until int64      // nanoseconds since the epoch: when verified, and exp plus the skew
+	k           *publicKey // the key that verified the token
 }
 
-func newTokenCache(max int) *tokenCache {
-	return &tokenCache{max: max, lru: list.New(), entries: map[[sha256.Size]byte]*list.Element{}}
-}
-
-// get returns the claims cached under sum, or nil.
-func (tc *tokenCache) get(sum [sha256.Size]byte, now time.Time, skew time.Duration, ks *keySet) *claims {
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	el := tc.entries[sum]
-	if el == nil {
+// get returns the principal cached under key, or nil.
+func (tc *tokenCache) get(key [sha256.Size]byte, now time.Time, ks *keySet) *principal {
+	tc.mu.RLock()
+	e := cmp.Or(tc.young[key], tc.old[key])
+	tc.mu.RUnlock()
+	if n := now.UnixNano(); e == nil || n < e.from || n >= e.until || !ks.current(e.k) {
 		return nil
 	}
-	e := el.Value.(*cacheEntry)
-	if checkTime(e.c, now, skew) != nil || !ks.current(e.k) {
-		tc.lru.Remove(el)
-		delete(tc.entries, sum)
-		return nil
-	}
-	tc.lru.MoveToFront(el)
-	return e.c
+	return &e.p
 }
 
-func (tc *tokenCache) put(sum [sha256.Size]byte, c *claims, k *publicKey) {
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	if el := tc.entries[sum]; el != nil {
-		tc.lru.MoveToFront(el)
-		return
+// put keeps the principal of c, verified at now with k, and returns it. An
+// exp past 2262 overflows until, which then ends earlier, never later.
+func (tc *tokenCache) put(key [sha256.Size]byte, c *claims, k *publicKey, now time.Time, skew time.Duration) *principal {
+	e := &cacheEntry{p: newPrincipal(c), from: now.UnixNano(), until: c.Expiry.Add(skew).UnixNano(), k: k}
+	if tc.half > 0 {
+		tc.mu.Lock()
+		if tc.young == nil || len(tc.young) >= tc.half {
+			tc.old, tc.young = tc.young, make(map[[sha256.Size]byte]*cacheEntry, tc.half)
+		}
+		tc.young[key] = e
+		tc.mu.Unlock()
 	}
-	tc.entries[sum] = tc.lru.PushFront(&cacheEntry{sum: sum, c: c, k: k})
-	for tc.lru.Len() > tc.max {
-		old := tc.lru.Back()
-		tc.lru.Remove(old)
-		delete(tc.entries, old.Value.(*cacheEntry).sum)
-	}
+	return &e.p
 }
