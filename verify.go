@@ -423,7 +423,7 @@ type verifier struct {
 
 func newVerifier(opts verifyOptions, p *provider, ks *keySet) *verifier {
 	opts = opts.withDefaults()
-	return &verifier{opts: opts, p: p, ks: ks, cache: &tokenCache{half: opts.TokenCacheSize / 2},
+	return &verifier{opts: opts, p: p, ks: ks, cache: &tokenCache{half: opts.TokenCacheSize / 2, skew: opts.Leeway},
 		jwss: sync.Pool{New: func() any { return new(jws) }}}
 }
 
@@ -442,7 +442,7 @@ func (v *verifier) authenticate(ctx context.Context, raw string) (p *principal, 
 		}
 		var k *publicKey
 		if k, err = v.verify(ctx, t, now, true); err == nil {
-			p = v.cache.put(key, &t.claims, k, now, v.opts.Leeway)
+			p = v.cache.put(key, &t.claims, k, now)
 		}
 	}
 	v.opts.Observe("token", err)
@@ -619,17 +619,18 @@ func hasPermission(p *principal, perm string) bool {
 // exp (with the skew), not before it was verified, and while the key that
 // verified it is current (keySet.current). Safe for concurrent use.
 type tokenCache struct {
-	half int // most entries of a generation (max/2); 0 keeps none
-
-	mu         sync.RWMutex // guards young and old
+	half       int           // most entries of a generation (max/2); 0 keeps none
+	skew       time.Duration // served until exp plus skew
+	mu         sync.RWMutex  // guards young and old
 	young, old map[[sha256.Size]byte]*cacheEntry
 }
 
-// cacheEntry is what the cache keeps of a token: about 200 bytes of heap.
+// cacheEntry is what the cache keeps of a token: 128 bytes, and its key
+// and the maps' share: at most 256 bytes (TestTokenCacheMemory).
 type cacheEntry struct {
-	p           principal
-	from, until int64      // nanoseconds since the epoch: when verified, and exp plus the skew
-	k           *publicKey // the key that verified the token
+	p    principal
+	from int64      // when verified, nanoseconds since the epoch
+	k    *publicKey // the key that verified the token
 }
 
 // get returns the principal cached under key, or nil.
@@ -637,16 +638,15 @@ func (tc *tokenCache) get(key [sha256.Size]byte, now time.Time, ks *keySet) *pri
 	tc.mu.RLock()
 	e := cmp.Or(tc.young[key], tc.old[key])
 	tc.mu.RUnlock()
-	if n := now.UnixNano(); e == nil || n < e.from || n >= e.until || !ks.current(e.k) {
+	if e == nil || now.UnixNano() < e.from || !now.Before(e.p.Expiry.Add(tc.skew)) || !ks.current(e.k) {
 		return nil
 	}
 	return &e.p
 }
 
-// put keeps the principal of c, verified at now with k, and returns it. An
-// exp past 2262 overflows until, which then ends earlier, never later.
-func (tc *tokenCache) put(key [sha256.Size]byte, c *claims, k *publicKey, now time.Time, skew time.Duration) *principal {
-	e := &cacheEntry{p: newPrincipal(c), from: now.UnixNano(), until: c.Expiry.Add(skew).UnixNano(), k: k}
+// put keeps the principal of c, verified at now with k, and returns it.
+func (tc *tokenCache) put(key [sha256.Size]byte, c *claims, k *publicKey, now time.Time) *principal {
+	e := &cacheEntry{p: newPrincipal(c), from: now.UnixNano(), k: k}
 	if tc.half > 0 {
 		tc.mu.Lock()
 		if tc.young == nil || len(tc.young) >= tc.half {

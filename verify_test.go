@@ -522,7 +522,7 @@ func TestVerifiedTokenCache(t *testing.T) {
 		now := time.Now()
 		c := &claims{Expiry: now.Add(time.Hour)}
 		for b := range byte(6) {
-			tc.put([32]byte{b}, c, k, now, 0) // 0 and 1, then 2 and 3 fill a generation each
+			tc.put([32]byte{b}, c, k, now) // 0 and 1, then 2 and 3 fill a generation each
 		}
 		var kept []byte
 		for b := range byte(6) {
@@ -880,7 +880,7 @@ func TestTokenCacheMemory(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tc.put(jt.sum, &jt.claims, k, now, 5*time.Minute)
+		tc.put(jt.sum, &jt.claims, k, now)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
