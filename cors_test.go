@@ -113,9 +113,10 @@ func TestCORSPreflightBeforeRouting(t *testing.T) {
 }
 
 // TestOriginSettings: parseOrigin (CORS_ALLOWED_ORIGINS) gives origins as
-// browsers send them and refuses anything else; assetsOrigin
-// (DOCS_ASSETS_URL) gives the one origin the /docs CSP allows, and refuses
-// plain http off loopback and URLs with more than a path.
+// browsers send them and refuses anything else; assetsBase
+// (DOCS_ASSETS_URL) gives the folder the /docs CSP names the files in, and
+// refuses plain http off loopback, URLs with more than a path, and paths
+// with characters that could change the policy.
 func TestOriginSettings(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -142,16 +143,21 @@ func TestOriginSettings(t *testing.T) {
 		{parseOrigin, "https://app.example.com:", ""},
 		{parseOrigin, "https://app;example.com", ""},
 		{parseOrigin, "null", ""},
-		{assetsOrigin, docsDefaultAssetsURL, "https://cdn.jsdelivr.net"},
-		{assetsOrigin, "https://assets.example.com/swagger-ui-dist@5.35.0", "https://assets.example.com"},
-		{assetsOrigin, "http://localhost:8080/swagger", "http://localhost:8080"},
-		{assetsOrigin, "http://127.0.0.1:9000", "http://127.0.0.1:9000"},
-		{assetsOrigin, "http://assets.example.com/swagger", ""}, // plain http off loopback
-		{assetsOrigin, "https://assets.example.com/x?v=1", ""},
-		{assetsOrigin, "https://assets.example.com/x#f", ""},
-		{assetsOrigin, "https://u:p@assets.example.com/x", ""},
-		{assetsOrigin, "https://assets;example.com/x", ""},
-		{assetsOrigin, "/swagger", ""},
+		{assetsBase, docsDefaultAssetsURL, docsDefaultAssetsURL},
+		{assetsBase, "https://Assets.Example.COM/swagger-ui-dist@5.35.0/", "https://assets.example.com/swagger-ui-dist@5.35.0"},
+		{assetsBase, "http://localhost:8080/swagger", "http://localhost:8080/swagger"},
+		{assetsBase, "http://127.0.0.1:9000", "http://127.0.0.1:9000"},
+		{assetsBase, "https://assets.example.com/a%20b/x+y~z", "https://assets.example.com/a%20b/x+y~z"},
+		{assetsBase, "http://assets.example.com/swagger", ""}, // plain http off loopback
+		{assetsBase, "https://assets.example.com/x?v=1", ""},
+		{assetsBase, "https://assets.example.com/x#f", ""},
+		{assetsBase, "https://u:p@assets.example.com/x", ""},
+		{assetsBase, "https://assets;example.com/x", ""},
+		{assetsBase, "https://assets.example.com/x;report-uri", ""}, // would add a CSP directive
+		{assetsBase, "https://assets.example.com/x,y", ""},
+		{assetsBase, "https://assets.example.com/x'y", ""},
+		{assetsBase, "https://assets.example.com/a b", "https://assets.example.com/a%20b"}, // as the browser asks for it
+		{assetsBase, "/swagger", ""},
 		{originOfOrError, "https://login.microsoftonline.com/tenant/oauth2/v2.0/token", "https://login.microsoftonline.com"},
 		{originOfOrError, "http://localhost:8000/devidp/x/token", "http://localhost:8000"},
 		{originOfOrError, "https://x;report-uri/token", ""}, // would add a CSP directive
