@@ -58,13 +58,7 @@ var pieces = []struct {
 // would. It fails when a piece needs a file it must never need, or more
 // files or lines than its budget.
 func TestPiecesBuildAlone(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds each piece in a module of its own; skipped with -short")
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command on PATH to build the pieces with")
-	}
+	goBin := goForBuilds(t)
 	defs := topLevelDefinitions(t)
 	for _, p := range pieces {
 		t.Run(p.name, func(t *testing.T) {
@@ -104,13 +98,7 @@ var readmeExamples = map[string]struct{ start, never []string }{
 // of a module holding its piece's files, as TestPiecesBuildAlone assembles
 // them, so that the examples a reader copies compile.
 func TestReadmeExamplesBuild(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds each example in a module of its own; skipped with -short")
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command on PATH to build the examples with")
-	}
+	goBin := goForBuilds(t)
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -136,6 +124,20 @@ func TestReadmeExamplesBuild(t *testing.T) {
 			}
 		})
 	}
+}
+
+// goForBuilds is the go command that builds pieces in modules of their
+// own; the test skips with -short or when there is none on PATH.
+func goForBuilds(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds pieces in modules of their own; skipped with -short")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command on PATH to build the pieces with")
+	}
+	return goBin
 }
 
 // TestReadmeListsEveryFile: README's "Where things are" names every non-test
