@@ -75,13 +75,13 @@ type docsPage struct {
 	css        string // the URL of swagger-ui.css
 }
 
-// docsFallback is what #swagger-ui shows until Swagger UI replaces it: all
-// a reader sees when the assets could not be loaded (the CDN unreachable,
-// a file failing its SRI check) or scripts are off. %[1]s is the HTML-escaped
-// URL of the OpenAPI document.
-const docsFallback = `<p>Swagger UI could not be loaded from its CDN (DOCS_ASSETS_URL): this browser cannot reach it, ` +
-	`or its files did not match their integrity hashes. The API is described in <a href="%[1]s">%[1]s</a>; ` +
-	`open it in any OpenAPI tool.</p>`
+// docsFallback is what #swagger-ui shows until Swagger UI replaces it: for
+// a moment while the files load, and for good when they could not be loaded
+// (the CDN unreachable, a file failing its SRI check) or scripts are off.
+// %[1]s is the HTML-escaped URL of the OpenAPI document.
+const docsFallback = `<p>Loading Swagger UI… If this text stays, Swagger UI could not be loaded from its CDN ` +
+	`(DOCS_ASSETS_URL): this browser cannot reach it, or its files did not match their integrity hashes. ` +
+	`The API is described in <a href="%[1]s">%[1]s</a>; open it in any OpenAPI tool.</p>`
 
 // newDocsPage builds the page: Swagger UI from cfg.DocsAssetsURL (with SRI),
 // reading base/openapi.json, signing in with cfg.OpenAPIClientID by the

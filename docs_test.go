@@ -78,7 +78,7 @@ func TestDocsPage(t *testing.T) {
 				`"oauth2RedirectUrl":"http://localhost:8000/docs/oauth2-redirect"`,
 				`"clientId":"` + tc.clientID + `"`,
 				`"usePkceWithAuthorizationCodeGrant":true`,
-				`<div id="swagger-ui"><p>Swagger UI could not be loaded from its CDN`,
+				`<div id="swagger-ui"><p>Loading Swagger UI… If this text stays, Swagger UI could not be loaded from its CDN`,
 				`<a href="http://localhost:8000/openapi.json">http://localhost:8000/openapi.json</a>`,
 				`if (typeof SwaggerUIBundle === "function") {`,
 				`"scopes":["api://` + testClientID + `/Heroes.Read"]`,
