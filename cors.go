@@ -15,12 +15,15 @@ const (
 	// corsAllowMethods are the methods of the API's routes.
 	corsAllowMethods = "GET, POST, PUT, DELETE"
 	// corsAllowHeaders are the request headers the API reads besides the
-	// CORS-safelisted ones.
-	corsAllowHeaders = "Authorization, Content-Type, If-Match"
+	// CORS-safelisted ones: the bearer token, a JSON body's type, the
+	// hero's version to change, a create's idempotency key, and the
+	// request id and W3C trace context a browser client may send.
+	corsAllowHeaders = "Authorization, Content-Type, If-Match, Idempotency-Key, X-Request-Id, traceparent"
 	// corsExposeHeaders are the answer headers a script may read besides
 	// the safelisted ones: the bearer challenge (RFC 6750 §3), the hero's
-	// version, where a new hero is, when to retry, the request id.
-	corsExposeHeaders = "WWW-Authenticate, ETag, Location, Retry-After, X-Request-Id"
+	// version, where a new hero is, whether a create was the first answer
+	// replayed (Idempotency-Key), when to retry, the request id.
+	corsExposeHeaders = "WWW-Authenticate, ETag, Location, Idempotent-Replayed, Retry-After, X-Request-Id"
 	// corsMaxAge is how long, in seconds, a browser may reuse a preflight
 	// answer (Chromium caps it at 7200).
 	corsMaxAge = "600"

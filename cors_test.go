@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -50,7 +51,7 @@ func TestCORS(t *testing.T) {
 	}{
 		{"listed preflight, no token", withCORS, preflight(listed), http.StatusNoContent, map[string]string{
 			"Access-Control-Allow-Origin": listed, "Access-Control-Allow-Methods": corsAllowMethods,
-			"Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match", "Access-Control-Max-Age": corsMaxAge,
+			"Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match, Idempotency-Key, X-Request-Id, traceparent", "Access-Control-Max-Age": corsMaxAge,
 			"Vary": "Origin", "Access-Control-Allow-Credentials": "", "WWW-Authenticate": ""}},
 		{"listed origin, second entry", withCORS, preflight("http://localhost:3000"), http.StatusNoContent, map[string]string{
 			"Access-Control-Allow-Origin": "http://localhost:3000"}},
@@ -93,6 +94,51 @@ func TestCORS(t *testing.T) {
 	}
 }
 
+// TestCORSIdempotentCreate: a page on a listed origin may send
+// Idempotency-Key (its preflight allows every request header the API reads,
+// in any case), and can read Idempotent-Replayed, Location, ETag,
+// WWW-Authenticate and Retry-After on the answers.
+func TestCORSIdempotentCreate(t *testing.T) {
+	t.Parallel()
+	p := newTestIDP(t)
+	const origin = "https://app.example.com"
+	h := newTestServer(t, p, map[string]string{"CORS_ALLOWED_ORIGINS": origin}, io.Discard)
+	pre := httptest.NewRequest("OPTIONS", "/api/heroes/", nil)
+	pre.Header.Set("Origin", origin)
+	pre.Header.Set("Access-Control-Request-Method", "POST")
+	pre.Header.Set("Access-Control-Request-Headers", "authorization,content-type,idempotency-key,traceparent,x-request-id")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, pre)
+	allowed := strings.Split(strings.ToLower(rec.Header().Get("Access-Control-Allow-Headers")), ", ")
+	for _, want := range strings.Split(pre.Header.Get("Access-Control-Request-Headers"), ",") {
+		if !slices.Contains(allowed, want) {
+			t.Errorf("preflight = %d, Access-Control-Allow-Headers %q; it lacks %s", rec.Code, rec.Header().Get("Access-Control-Allow-Headers"), want)
+		}
+	}
+	tok := p.token(t, map[string]any{"scp": "Heroes.Create"})
+	var got []*httptest.ResponseRecorder
+	for range 2 {
+		r := httptest.NewRequest("POST", "/api/heroes/", strings.NewReader(validHeroJSON("Cors")))
+		r.Header.Set("Origin", origin)
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Idempotency-Key", `"cors-1"`)
+		bearer(r, tok)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		got = append(got, rec)
+	}
+	if got[0].Code != http.StatusCreated || got[1].Code != http.StatusCreated || got[1].Header().Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("two creates with one key = %d, %d (Idempotent-Replayed %q); want 201, 201 (true)",
+			got[0].Code, got[1].Code, got[1].Header().Get("Idempotent-Replayed"))
+	}
+	exposed := strings.Split(got[1].Header().Get("Access-Control-Expose-Headers"), ", ")
+	for _, want := range []string{"Idempotent-Replayed", "Location", "ETag", "WWW-Authenticate", "Retry-After", "X-Request-Id"} {
+		if !slices.Contains(exposed, want) {
+			t.Errorf("Access-Control-Expose-Headers = %q; it lacks %s", got[1].Header().Get("Access-Control-Expose-Headers"), want)
+		}
+	}
+}
+
 // TestCORSPreflightBeforeRouting: a listed origin's preflight is answered
 // for any route, the sign-in's and the OpenAPI document's too, and never
 // reaches a handler.
@@ -113,9 +159,10 @@ func TestCORSPreflightBeforeRouting(t *testing.T) {
 }
 
 // TestOriginSettings: parseOrigin (CORS_ALLOWED_ORIGINS) gives origins as
-// browsers send them and refuses anything else; assetsOrigin
-// (DOCS_ASSETS_URL) gives the one origin the /docs CSP allows, and refuses
-// plain http off loopback and URLs with more than a path.
+// browsers send them and refuses anything else; assetsBase
+// (DOCS_ASSETS_URL) gives the folder the /docs CSP names the files in, and
+// refuses plain http off loopback, URLs with more than a path, and paths
+// with characters that could change the policy.
 func TestOriginSettings(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -142,16 +189,21 @@ func TestOriginSettings(t *testing.T) {
 		{parseOrigin, "https://app.example.com:", ""},
 		{parseOrigin, "https://app;example.com", ""},
 		{parseOrigin, "null", ""},
-		{assetsOrigin, docsDefaultAssetsURL, "https://cdn.jsdelivr.net"},
-		{assetsOrigin, "https://assets.example.com/swagger-ui-dist@5.35.0", "https://assets.example.com"},
-		{assetsOrigin, "http://localhost:8080/swagger", "http://localhost:8080"},
-		{assetsOrigin, "http://127.0.0.1:9000", "http://127.0.0.1:9000"},
-		{assetsOrigin, "http://assets.example.com/swagger", ""}, // plain http off loopback
-		{assetsOrigin, "https://assets.example.com/x?v=1", ""},
-		{assetsOrigin, "https://assets.example.com/x#f", ""},
-		{assetsOrigin, "https://u:p@assets.example.com/x", ""},
-		{assetsOrigin, "https://assets;example.com/x", ""},
-		{assetsOrigin, "/swagger", ""},
+		{assetsBase, docsDefaultAssetsURL, docsDefaultAssetsURL},
+		{assetsBase, "https://Assets.Example.COM/swagger-ui-dist@5.35.0/", "https://assets.example.com/swagger-ui-dist@5.35.0"},
+		{assetsBase, "http://localhost:8080/swagger", "http://localhost:8080/swagger"},
+		{assetsBase, "http://127.0.0.1:9000", "http://127.0.0.1:9000"},
+		{assetsBase, "https://assets.example.com/a%20b/x+y~z", "https://assets.example.com/a%20b/x+y~z"},
+		{assetsBase, "http://assets.example.com/swagger", ""}, // plain http off loopback
+		{assetsBase, "https://assets.example.com/x?v=1", ""},
+		{assetsBase, "https://assets.example.com/x#f", ""},
+		{assetsBase, "https://u:p@assets.example.com/x", ""},
+		{assetsBase, "https://assets;example.com/x", ""},
+		{assetsBase, "https://assets.example.com/x;report-uri", ""}, // would add a CSP directive
+		{assetsBase, "https://assets.example.com/x,y", ""},
+		{assetsBase, "https://assets.example.com/x'y", ""},
+		{assetsBase, "https://assets.example.com/a b", "https://assets.example.com/a%20b"}, // as the browser asks for it
+		{assetsBase, "/swagger", ""},
 		{originOfOrError, "https://login.microsoftonline.com/tenant/oauth2/v2.0/token", "https://login.microsoftonline.com"},
 		{originOfOrError, "http://localhost:8000/devidp/x/token", "http://localhost:8000"},
 		{originOfOrError, "https://x;report-uri/token", ""}, // would add a CSP directive

@@ -26,17 +26,26 @@ const (
 	docsRedirectPath = "/docs/oauth2-redirect"
 )
 
-// assetsOrigin checks an assets URL (DOCS_ASSETS_URL) and returns its origin,
-// the one source the /docs page's Content-Security-Policy allows scripts and
-// styles from. The URL must be https (http only on loopback: the files run
-// as scripts on the page), with a plain host, and no user, query or
-// fragment.
-func assetsOrigin(s string) (string, error) {
+// assetsBase checks an assets URL (DOCS_ASSETS_URL, without its trailing
+// slash) and returns it as the /docs page loads from it and names it in its
+// Content-Security-Policy: the host lower-cased, the rest as given. The URL
+// must be https (http only on loopback: the files run as scripts on the
+// page), with a plain host, no user, query or fragment, and a path of
+// letters, digits and - . _ ~ / @ + % only, so that it adds nothing to the
+// policy or the page.
+func assetsBase(s string) (string, error) {
 	u, err := url.Parse(s)
-	if err != nil || !isSecureURL(s) || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery || !isHostPort(u.Host) {
+	if err != nil || !isSecureURL(s) || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery ||
+		!isHostPort(u.Host) || strings.ContainsFunc(u.EscapedPath(), isNotAssetsPathChar) {
 		return "", fmt.Errorf("must be an https URL with no query (http only on localhost, 127.0.0.0/8 or ::1), e.g. %s", docsDefaultAssetsURL)
 	}
-	return u.Scheme + "://" + strings.ToLower(u.Host), nil
+	return u.Scheme + "://" + strings.ToLower(u.Host) + strings.TrimRight(u.EscapedPath(), "/"), nil
+}
+
+// isNotAssetsPathChar reports whether r may not appear in the path of
+// DOCS_ASSETS_URL (see assetsBase).
+func isNotAssetsPathChar(r rune) bool {
+	return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("-._~/@+%", r))
 }
 
 // originOf is the scheme://host[:port] of an absolute http(s) URL, or ""
@@ -62,13 +71,23 @@ func sha256Source(s string) string {
 type docsPage struct {
 	html       []byte // the page, UTF-8
 	scriptHash string // the CSP source of its inline script
-	assets     string // the assets origin
+	bundle     string // the URL of swagger-ui-bundle.js
+	css        string // the URL of swagger-ui.css
 }
+
+// docsFallback is what #swagger-ui shows until Swagger UI replaces it: for
+// a moment while the files load, and for good when they could not be loaded
+// (the CDN unreachable, a file failing its SRI check) or scripts are off.
+// %[1]s is the HTML-escaped URL of the OpenAPI document.
+const docsFallback = `<p>Loading Swagger UI… If this text stays, Swagger UI could not be loaded from its CDN ` +
+	`(DOCS_ASSETS_URL): this browser cannot reach it, or its files did not match their integrity hashes. ` +
+	`The API is described in <a href="%[1]s">%[1]s</a>; open it in any OpenAPI tool.</p>`
 
 // newDocsPage builds the page: Swagger UI from cfg.DocsAssetsURL (with SRI),
 // reading base/openapi.json, signing in with cfg.OpenAPIClientID by the
 // authorization code flow with PKCE (RFC 7636) as a public client, the
-// pop-up returning to base + docsRedirectPath, cfg.APIScopes ticked.
+// pop-up returning to base + docsRedirectPath, cfg.APIScopes ticked; until
+// it loads, #swagger-ui holds docsFallback.
 func newDocsPage(cfg config, base string) docsPage {
 	ui, _ := json.Marshal(map[string]any{ // strings and booleans: Marshal cannot fail
 		"url": base + "/openapi.json", "dom_id": "#swagger-ui", "layout": "BaseLayout", "deepLinking": true,
@@ -79,32 +98,36 @@ func newDocsPage(cfg config, base string) docsPage {
 		"scopes": append([]string{}, cfg.APIScopes...), "appName": "Heroes API",
 	})
 	// json.Marshal writes <, > and & as \u escapes: the values cannot end
-	// the script element.
-	script := "\nconst config = " + string(ui) + ";\nconfig.presets = [SwaggerUIBundle.presets.apis];\n" +
-		"window.ui = SwaggerUIBundle(config);\nwindow.ui.initOAuth(" + string(oauth) + ");\n"
-	assets := html.EscapeString(cfg.DocsAssetsURL)
-	page := `<!doctype html>
+	// the script element. Without the bundle the script stops quietly and
+	// the fallback text stays.
+	script := "\nif (typeof SwaggerUIBundle === \"function\") {\nconst config = " + string(ui) + ";\n" +
+		"config.presets = [SwaggerUIBundle.presets.apis];\nwindow.ui = SwaggerUIBundle(config);\n" +
+		"window.ui.initOAuth(" + string(oauth) + ");\n}\n"
+	assets, _ := assetsBase(cfg.DocsAssetsURL) // loadConfig checked it
+	p := docsPage{scriptHash: sha256Source(script), bundle: assets + "/swagger-ui-bundle.js", css: assets + "/swagger-ui.css"}
+	p.html = []byte(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Heroes API · Swagger UI</title>
 <link rel="icon" href="data:,">
-<link rel="stylesheet" href="` + assets + `/swagger-ui.css" integrity="` + docsCSSIntegrity + `" crossorigin="anonymous">
+<link rel="stylesheet" href="` + html.EscapeString(p.css) + `" integrity="` + docsCSSIntegrity + `" crossorigin="anonymous">
 </head><body>
-<div id="swagger-ui"></div>
-<script src="` + assets + `/swagger-ui-bundle.js" charset="UTF-8" integrity="` + docsBundleIntegrity + `" crossorigin="anonymous"></script>
+<div id="swagger-ui">` + fmt.Sprintf(docsFallback, html.EscapeString(base+"/openapi.json")) + `</div>
+<script src="` + html.EscapeString(p.bundle) + `" charset="UTF-8" integrity="` + docsBundleIntegrity + `" crossorigin="anonymous"></script>
 <script>` + script + `</script>
 </body></html>
-`
-	origin, _ := assetsOrigin(cfg.DocsAssetsURL) // loadConfig checked it
-	return docsPage{html: []byte(page), scriptHash: sha256Source(script), assets: origin}
+`)
+	return p
 }
 
-// csp is the page's Content-Security-Policy: scripts only from the assets
-// origin plus the page's own inline script, styles only from the assets
-// origin, images from the service and data: URLs (Swagger UI's icons), and
-// fetches (the document, Try it out, the token request) only to the origins
-// in connect. Nothing may frame the page.
+// csp is the page's Content-Security-Policy: scripts only from the exact
+// URL of swagger-ui-bundle.js plus the page's own inline script, styles
+// only from the exact URL of swagger-ui.css (CSP Level 3: a source with a
+// path not ending in "/" matches that path alone), images from the service
+// and data: URLs (Swagger UI's icons), and fetches (the document, Try it
+// out, the token request) only to the origins in connect. Nothing may frame
+// the page.
 func (p docsPage) csp(connect []string) string {
-	return "default-src 'none'; script-src " + p.assets + " " + p.scriptHash + "; style-src " + p.assets +
+	return "default-src 'none'; script-src " + p.bundle + " " + p.scriptHash + "; style-src " + p.css +
 		"; img-src 'self' data:; connect-src " + strings.Join(connect, " ") +
 		"; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 }

@@ -43,21 +43,24 @@ func getOnServiceHost(h http.Handler, path string) *httptest.ResponseRecorder {
 // from the pinned CDN URLs (or DOCS_ASSETS_URL) with SRI hashes, signing in
 // as OPENAPI_CLIENT_ID with PKCE and returning to the redirect URI made from
 // REDIRECT_URI; its own CSP allows scripts and styles from exactly the
-// assets origin plus its inline script, fetches to the service and the token
-// endpoint; and it sends no Cross-Origin-Opener-Policy.
+// exact URLs of the two files plus its inline script (never a whole origin
+// such as https://cdn.jsdelivr.net), fetches to the service and the token
+// endpoint; until Swagger UI loads, #swagger-ui says it could not and points
+// to /openapi.json; and it sends no Cross-Origin-Opener-Policy.
 func TestDocsPage(t *testing.T) {
 	t.Parallel()
 	p := newTestIDP(t)
 	const otherClient = "33333333-4444-4555-8666-777777777777"
 	tests := []struct {
-		name           string
-		env            map[string]string
-		assets, origin string
-		clientID       string
+		name     string
+		env      map[string]string
+		assets   string
+		clientID string
 	}{
-		{"defaults", nil, docsDefaultAssetsURL, "https://cdn.jsdelivr.net", testClientID},
+		{"defaults", nil, "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0", testClientID},
 		{"own assets and client", map[string]string{"DOCS_ASSETS_URL": "http://127.0.0.1:9000/swagger/", "OPENAPI_CLIENT_ID": otherClient},
-			"http://127.0.0.1:9000/swagger", "http://127.0.0.1:9000", otherClient},
+			"http://127.0.0.1:9000/swagger", otherClient},
+		{"host lower-cased", map[string]string{"DOCS_ASSETS_URL": "https://Assets.Example.com/ui"}, "https://assets.example.com/ui", testClientID},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -75,6 +78,9 @@ func TestDocsPage(t *testing.T) {
 				`"oauth2RedirectUrl":"http://localhost:8000/docs/oauth2-redirect"`,
 				`"clientId":"` + tc.clientID + `"`,
 				`"usePkceWithAuthorizationCodeGrant":true`,
+				`<div id="swagger-ui"><p>Loading Swagger UI… If this text stays, Swagger UI could not be loaded from its CDN`,
+				`<a href="http://localhost:8000/openapi.json">http://localhost:8000/openapi.json</a>`,
+				`if (typeof SwaggerUIBundle === "function") {`,
 				`"scopes":["api://` + testClientID + `/Heroes.Read"]`,
 			} {
 				if !strings.Contains(page, want) {
@@ -87,8 +93,8 @@ func TestDocsPage(t *testing.T) {
 			csp := cspDirectives(rec.Header().Get("Content-Security-Policy"))
 			for name, want := range map[string]string{
 				"default-src":     "'none'",
-				"script-src":      tc.origin + " " + sha256Source(inlineScript(t, page)),
-				"style-src":       tc.origin,
+				"script-src":      tc.assets + "/swagger-ui-bundle.js " + sha256Source(inlineScript(t, page)),
+				"style-src":       tc.assets + "/swagger-ui.css",
 				"img-src":         "'self' data:",
 				"connect-src":     "'self' http://localhost:8000 " + originOf(p.srv.URL),
 				"frame-ancestors": "'none'",

@@ -276,7 +276,7 @@ func (e *envReader) browser(c *config) {
 		e.bad("OPENAPI_CLIENT_ID is not a GUID")
 	}
 	c.DocsAssetsURL = strings.TrimRight(e.or("DOCS_ASSETS_URL", docsDefaultAssetsURL), "/")
-	if _, err := assetsOrigin(c.DocsAssetsURL); err != nil {
+	if _, err := assetsBase(c.DocsAssetsURL); err != nil {
 		e.bad("DOCS_ASSETS_URL %v", err)
 	}
 	for o := range strings.SplitSeq(e.get("CORS_ALLOWED_ORIGINS"), ",") {

@@ -190,7 +190,7 @@ func serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Du
 func warnSettings(logger *slog.Logger, cfg config, addr net.Addr) {
 	if cfg.Dev {
 		logger.Warn("running with -dev: a local identity provider signs tokens; not for production. "+
-			"The AZURE_* identity settings, API_SCOPE and REDIRECT_URI are the dev provider's; yours are ignored", "addr", addr.String())
+			"The identity settings (AZURE_CLIENT_ID, AZURE_TENANT_ID, API_SCOPE, REDIRECT_URI …: README, Trying it with -dev) are the dev provider's; yours are ignored", "addr", addr.String())
 	} else if cfg.SessionKeyRandom {
 		logger.Warn("SESSION_KEY is unset: using a random key for this process; several replicas need one shared key")
 	}

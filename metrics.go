@@ -92,10 +92,13 @@ func newMetrics() *metrics {
 type routeKey struct{}
 
 // noteRoute records the route pattern that serves the request of ctx, for
-// the request metrics; "" for a request no route takes.
+// the request metrics, as a reader would write the path: without the {$}
+// that makes a pattern ending in "/" match that path alone ("GET /{$}" is
+// "GET /", "GET /api/heroes/{$}" is "GET /api/heroes/"); "" for a request
+// no route takes.
 func noteRoute(ctx context.Context, pattern string) {
 	if p, ok := ctx.Value(routeKey{}).(*string); ok {
-		*p = pattern
+		*p = strings.TrimSuffix(pattern, "{$}")
 	}
 }
 

@@ -72,25 +72,29 @@ func TestMetricsCountersMove(t *testing.T) {
 	send("POST", "/api/heroes/", good, validHeroJSON("Counted"))
 	send("GET", "/api/heroes/", p.token(t, map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}), "")
 	send("GET", "/api/heroes/", good[:len(good)-4]+"AAAA", "")
+	send("GET", "/api/heroes", good, "")
+	send("GET", "/", "", "")
 	for i := range 50 {
 		send("GET", fmt.Sprintf("/no/such/page/%d", i), "", "")
 	}
 	after := scrape(t, m)
 	want := map[string]float64{
-		`heroes_http_requests_total{route="GET /api/heroes/{$}",status="2xx"}`:    2,
-		`heroes_http_requests_total{route="GET /api/heroes/{$}",status="4xx"}`:    2,
-		`heroes_http_requests_total{route="POST /api/heroes/{$}",status="2xx"}`:   1,
-		`heroes_http_requests_total{route="unmatched",status="4xx"}`:              50,
-		`heroes_http_request_duration_seconds_count{route="GET /api/heroes/{$}"}`: 4,
-		`heroes_token_verifications_total{outcome="verified"}`:                    1,
-		`heroes_token_verifications_total{outcome="cache_hit"}`:                   2,
-		`heroes_token_verifications_total{outcome="expired"}`:                     1,
-		`heroes_token_verifications_total{outcome="bad_signature"}`:               1,
-		`heroes_jwks_fetches_total{result="ok"}`:                                  1,
-		`heroes_idp_request_duration_seconds_count{endpoint="discovery"}`:         1,
-		`heroes_idp_request_duration_seconds_count{endpoint="keys"}`:              1,
-		`heroes_store_operation_duration_seconds_count{operation="list"}`:         2,
-		`heroes_store_operation_duration_seconds_count{operation="create"}`:       1,
+		`heroes_http_requests_total{route="GET /api/heroes/",status="2xx"}`:    2,
+		`heroes_http_requests_total{route="GET /api/heroes/",status="4xx"}`:    2,
+		`heroes_http_requests_total{route="POST /api/heroes/",status="2xx"}`:   1,
+		`heroes_http_requests_total{route="GET /api/heroes",status="2xx"}`:     1,
+		`heroes_http_requests_total{route="GET /",status="3xx"}`:               1, // to REDIRECT_URI's host
+		`heroes_http_requests_total{route="unmatched",status="4xx"}`:           50,
+		`heroes_http_request_duration_seconds_count{route="GET /api/heroes/"}`: 4,
+		`heroes_token_verifications_total{outcome="verified"}`:                 1,
+		`heroes_token_verifications_total{outcome="cache_hit"}`:                3,
+		`heroes_token_verifications_total{outcome="expired"}`:                  1,
+		`heroes_token_verifications_total{outcome="bad_signature"}`:            1,
+		`heroes_jwks_fetches_total{result="ok"}`:                               1,
+		`heroes_idp_request_duration_seconds_count{endpoint="discovery"}`:      1,
+		`heroes_idp_request_duration_seconds_count{endpoint="keys"}`:           1,
+		`heroes_store_operation_duration_seconds_count{operation="list"}`:      3,
+		`heroes_store_operation_duration_seconds_count{operation="create"}`:    1,
 	}
 	for series, delta := range want {
 		if got := after[series] - before[series]; got != delta {
@@ -100,6 +104,9 @@ func TestMetricsCountersMove(t *testing.T) {
 	for series := range after {
 		if strings.Contains(series, "/no/such") {
 			t.Errorf("a raw path became a label: %s", series)
+		}
+		if strings.Contains(series, "{$}") {
+			t.Errorf("a route label shows the pattern's {$}: %s", series)
 		}
 	}
 	for _, name := range []string{"go_goroutines", "go_memstats_heap_alloc_bytes", "process_start_time_seconds", "heroes_http_requests_in_flight"} {

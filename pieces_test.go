@@ -4,6 +4,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,18 +58,12 @@ var pieces = []struct {
 // would. It fails when a piece needs a file it must never need, or more
 // files or lines than its budget.
 func TestPiecesBuildAlone(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds each piece in a module of its own; skipped with -short")
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command on PATH to build the pieces with")
-	}
+	goBin := goForBuilds(t)
 	defs := topLevelDefinitions(t)
 	for _, p := range pieces {
 		t.Run(p.name, func(t *testing.T) {
 			t.Parallel()
-			files, why := assemblePiece(t, goBin, defs, p.start)
+			files, why := assemblePiece(t, goBin, defs, p.start, stubMain)
 			lines := 0
 			for _, f := range files {
 				lines += countLines(t, f)
@@ -89,15 +84,98 @@ func TestPiecesBuildAlone(t *testing.T) {
 	}
 }
 
+// readmeExamples are README's example mains ("Taking a piece"), each after
+// an <!-- example: name --> line, with the files its build starts from and
+// those it must never need.
+var readmeExamples = map[string]struct{ start, never []string }{
+	"resource server": {[]string{"jwks.go", "bearer.go"}, pieces[0].never},
+	"login":           {[]string{"auth.go"}, pieces[1].never},
+	"heroes with bearer tokens": {[]string{"heroes.go", "bearer.go"},
+		[]string{"main.go", "env.go", "auth.go", "session.go", "credentials.go", "middleware.go", "devidp.go", "openapi.go"}},
+}
+
+// TestReadmeExamplesBuild builds each of README's example mains as the main
+// of a module holding its piece's files, as TestPiecesBuildAlone assembles
+// them, so that the examples a reader copies compile.
+func TestReadmeExamplesBuild(t *testing.T) {
+	goBin := goForBuilds(t)
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := regexp.MustCompile("(?s)<!-- example: ([a-z ]+) -->\n```go\n(.*?)```\n").FindAllStringSubmatch(string(readme), -1)
+	if len(found) != len(readmeExamples) {
+		t.Fatalf("README has %d example mains; want %d (%v)", len(found), len(readmeExamples), slices.Collect(maps.Keys(readmeExamples)))
+	}
+	defs := topLevelDefinitions(t)
+	for _, m := range found {
+		ex, ok := readmeExamples[m[1]]
+		if !ok {
+			t.Errorf("README's example %q is not in readmeExamples", m[1])
+			continue
+		}
+		t.Run(m[1], func(t *testing.T) {
+			t.Parallel()
+			files, why := assemblePiece(t, goBin, defs, ex.start, m[2])
+			for _, f := range files {
+				if slices.Contains(ex.never, f) {
+					t.Errorf("README's example %q needs %s (for %s)", m[1], f, why[f])
+				}
+			}
+		})
+	}
+}
+
+// goForBuilds is the go command that builds pieces in modules of their
+// own; the test skips with -short or when there is none on PATH.
+func goForBuilds(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds pieces in modules of their own; skipped with -short")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command on PATH to build the pieces with")
+	}
+	return goBin
+}
+
+// TestReadmeListsEveryFile: README's "Where things are" names every non-test
+// Go file of the service.
+func TestReadmeListsEveryFile(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(readme)
+	start, end := strings.Index(text, "## Where things are"), strings.Index(text, "## Taking a piece")
+	if start < 0 || end < start {
+		t.Fatal("README has no \"Where things are\" section before \"Taking a piece\"")
+	}
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if !strings.HasSuffix(f, "_test.go") && !strings.Contains(text[start:end], "`"+f+"`") {
+			t.Errorf("README's \"Where things are\" does not list %s", f)
+		}
+	}
+}
+
 // undefinedPattern matches the compiler's reports of a missing package-level
 // name and of a missing method.
 var undefinedPattern = regexp.MustCompile(`undefined: (\w+)|type \*?(\w+) has no field or method (\w+)`)
 
-// assemblePiece builds start (plus a stub main) in a fresh module, adding the
-// defining file of each undefined name, and returns the files it ended with
-// and, for each file added, the name it was added for. main.go is never
-// copied (its main would clash with the stub): a piece that needs it fails.
-func assemblePiece(t *testing.T, goBin string, defs map[string]string, start []string) ([]string, map[string]string) {
+// stubMain is the main of a piece built alone.
+const stubMain = "package main\n\nfunc main() {}\n"
+
+// assemblePiece builds start (plus mainSrc, a file holding main) in a fresh
+// module, adding the defining file of each undefined name, and returns the
+// files it ended with and, for each file added, the name it was added for.
+// main.go is never copied (its main would clash with mainSrc's): a piece
+// that needs it fails.
+func assemblePiece(t *testing.T, goBin string, defs map[string]string, start []string, mainSrc string) ([]string, map[string]string) {
 	t.Helper()
 	dir := t.TempDir()
 	write := func(name, text string) {
@@ -106,7 +184,7 @@ func assemblePiece(t *testing.T, goBin string, defs map[string]string, start []s
 		}
 	}
 	write("go.mod", "module piece\n\ngo 1.26\n")
-	write("zz_stub_main.go", "package main\n\nfunc main() {}\n")
+	write("zz_stub_main.go", mainSrc)
 	files, why := []string{}, map[string]string{}
 	add := func(f string) {
 		data, err := os.ReadFile(f)

@@ -9,6 +9,8 @@
 #                                  ─ federated credential of the app registration
 #   Container Apps environment ─ container app: 2+ replicas, probes on
 #                                /healthz and /readyz, SESSION_KEY from a secret
+#   app registration ─ Web redirect URI …/auth/callback, SPA redirect URI
+#                      …/docs/oauth2-redirect (Authorize in /docs)
 #   optional: a deployer identity that GitHub Actions signs in as (OIDC)
 #
 # Usage (from anywhere; az login first, with Owner or Contributor + User
@@ -266,7 +268,7 @@ else
 	az_run containerapp create --name "$APP_NAME" --resource-group "$RESOURCE_GROUP" --yaml "$rendered"
 fi
 
-# ---------------------------------------------------------------- 8. redirect URI
+# ---------------------------------------------------------------- 8. redirect URIs
 # The app registration must list https://<fqdn>/auth/callback exactly
 # (REDIRECT_URI). Added to the existing Web redirect URIs, none removed.
 step "redirect URI https://$APP_FQDN/auth/callback on the app registration"
@@ -275,6 +277,29 @@ mapfile -t uris < <(az_get REDIRECT_URIS ad app show --id "$APP_CLIENT_ID" --que
 if ! printf '%s\n' "${uris[@]}" | grep -qxF "$redirect"; then
 	if [[ "${uris[0]:-}" == "<REDIRECT_URIS>" ]]; then uris=(); fi
 	az_run ad app update --id "$APP_CLIENT_ID" --web-redirect-uris "${uris[@]}" "$redirect"
+fi
+
+# /docs (Swagger UI's Authorize) redeems its code in the browser, which Entra
+# allows only for a redirect URI of the single-page-application platform:
+# https://<fqdn>/docs/oauth2-redirect. az ad app update has no option for
+# it, so Microsoft Graph's application update (PATCH /applications/{object
+# id}, spa.redirectUris) through az rest, on the Graph of az's own cloud.
+# The PATCH replaces the list: it is sent with the URIs already there.
+step "SPA redirect URI https://$APP_FQDN/docs/oauth2-redirect on the app registration (Authorize in /docs)"
+spa_redirect="https://$APP_FQDN/docs/oauth2-redirect"
+mapfile -t spa_uris < <(az_get SPA_REDIRECT_URIS ad app show --id "$APP_CLIENT_ID" --query 'spa.redirectUris[]')
+if [[ "${spa_uris[0]:-}" == "<SPA_REDIRECT_URIS>" ]]; then spa_uris=(); fi
+if ! printf '%s\n' "${spa_uris[@]}" | grep -qxF "$spa_redirect"; then
+	APP_OBJECT_ID="$(az_get APP_OBJECT_ID ad app show --id "$APP_CLIENT_ID" --query id)"
+	GRAPH_URL="$(az_get GRAPH_URL cloud show --query endpoints.microsoftGraphResourceId)"
+	spa_json=""
+	for u in "${spa_uris[@]}" "$spa_redirect"; do
+		# A redirect URI holds no quote or backslash; refuse to build bad JSON.
+		[[ "$u" != *[\"\\]* ]] || die "an SPA redirect URI of the app registration holds a quote or backslash: $u"
+		spa_json+="${spa_json:+,}\"$u\""
+	done
+	az_run rest --method PATCH --uri "${GRAPH_URL%/}/v1.0/applications/$APP_OBJECT_ID" \
+		--headers Content-Type=application/json --body "{\"spa\":{\"redirectUris\":[$spa_json]}}"
 fi
 
 # ---------------------------------------------------------------- 9. GitHub Actions deployer (optional)

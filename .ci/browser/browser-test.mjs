@@ -15,10 +15,12 @@
 //         sign-out, an admin who steps up (DELETE's claims challenge, "sign
 //         in again with c1", the second step) and deletes, and a sign-in
 //         started on 127.0.0.1;
-//   docs  /docs: Swagger UI under its CSP with SRI-checked assets, Authorize
+//   docs  /docs: Swagger UI under its CSP with SRI-checked assets, the
+//         fallback text when the assets cannot be reached, Authorize
 //         (pop-up, dev sign-in, PKCE), Try it out GET 200 and DELETE 403;
 //   cors  a page on the listed origin reads the API, one on another origin
-//         cannot.
+//         cannot; the listed one creates with Idempotency-Key twice and
+//         reads Idempotent-Replayed and Location.
 //
 // One line per step ("ok", "FAIL" or "skip"), each step under a timeout,
 // then a closing "N passed, N failed, N skipped" line; exit status 1 on any
@@ -72,6 +74,12 @@ const chromiumArgs = [
 const DEV_TENANT = 'decaf000-0000-4000-8000-000000000001';
 const DEV_CLIENT = 'decaf000-0000-4000-8000-000000000002';
 const SCOPES = ['Heroes.Read', 'Heroes.Create', 'Admin'];
+/** HERO is a valid hero to create. */
+const HERO = {
+  name: 'Cors', race: 'Elf', class_: 'Wizard', level: 5,
+  ability_scores: { strength: 8, dexterity: 14, constitution: 12, intelligence: 18, wisdom: 12, charisma: 10 },
+  equipment: { weapon: 'Quarterstaff', items: [] }, hit_points: 27, armor_class: 12, speed: 30,
+};
 const apiScope = (s) => `api://${DEV_CLIENT}/${s}`;
 const swaggerDir = path.dirname(requireDep.resolve('swagger-ui-dist/package.json'));
 
@@ -438,6 +446,7 @@ step('"sign in again with c1": the dev provider asks for a second step; then DEL
   check(Array.isArray(acrs) && acrs.includes('c1'), `the new token's acrs: ${JSON.stringify(acrs)}`);
   const del = await api('DELETE', `/api/heroes/${c.deleteId}`, s.token);
   check(del.status === 200, `DELETE answered ${del.status}: ${del.text.slice(0, 200)}`);
+  c.adminToken = s.token;
   const get = await api('GET', `/api/heroes/${c.deleteId}`, s.token);
   check(get.status === 404, `GET after DELETE answered ${get.status}`);
   return `acrs ${JSON.stringify(acrs)}`;
@@ -455,6 +464,24 @@ step('a sign-in started at 127.0.0.1 moves to localhost first and completes', as
 
 // ---------------------------------------------------------------- docs
 
+step('/docs without its assets (CDN unreachable): a text points to /openapi.json, no script error', async (c) => {
+  const page = await c.browser.newPage();
+  onCleanup('close the offline /docs page', () => page.isClosed() || page.close().catch(() => {}));
+  page.setDefaultTimeout(cfg.stepTimeout);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.setRequestInterception(true);
+  page.on('request', (r) => (r.url().startsWith(c.assetsOrigin) ? r.abort('internetdisconnected') : r.continue()));
+  await page.goto(`${c.base}/docs`, { waitUntil: 'load' });
+  const shown = await text(page, '#swagger-ui');
+  check(shown.includes('could not be loaded') && shown.includes(`${c.base}/openapi.json`), `#swagger-ui says: ${shown}`);
+  const href = await page.$eval('#swagger-ui a', (a) => a.href);
+  check(href === `${c.base}/openapi.json`, `the link goes to ${href}`);
+  check(errors.length === 0, `script errors: ${errors.join(' | ')}`);
+  await page.close(); // the steps below use a page of their own, in front
+  return shown.slice(0, 60) + '…';
+}, { group: 'docs' });
+
 step('/docs: Swagger UI from DOCS_ASSETS_URL (SRI) under its own CSP', async (c) => {
   const page = c.docsPage = await c.browser.newPage();
   page.setDefaultTimeout(cfg.stepTimeout);
@@ -463,8 +490,11 @@ step('/docs: Swagger UI from DOCS_ASSETS_URL (SRI) under its own CSP', async (c)
   page.on('pageerror', (e) => c.docsConsole.push(`pageerror: ${e.message}`));
   const res = await page.goto(`${c.base}/docs`, { waitUntil: 'load' });
   const csp = res.headers()['content-security-policy'] || '';
-  check(csp.includes(`script-src ${c.assetsOrigin} 'sha256-`) && !csp.includes('unsafe'), `CSP: ${csp}`);
+  check(csp.includes(`script-src ${c.assetsOrigin}/swagger-ui-bundle.js 'sha256-`) &&
+    csp.includes(`style-src ${c.assetsOrigin}/swagger-ui.css;`) && !csp.includes('unsafe'), `CSP: ${csp}`);
   await page.waitForSelector('.swagger-ui .information-container .title');
+  const shown = await text(page, '#swagger-ui');
+  check(!shown.includes('could not be loaded'), 'the fallback text is still shown beside Swagger UI');
   const title = await text(page, '.swagger-ui .information-container .title');
   check(title.startsWith('Heroes API'), `title "${title}"`);
   check(await page.$('.swagger-ui button.authorize'), 'no Authorize button');
@@ -574,7 +604,20 @@ step('CORS: a page on the listed origin reads the API; one on another origin can
   check(/^200 \d+ heroes$/.test(listed), `from the listed origin ${c.assetsOrigin}: ${listed}`);
   const other = await fetchFrom(c.otherOrigin);
   check(other.startsWith('blocked'), `from the unlisted origin ${c.otherOrigin}: ${other}`);
-  return `${c.assetsOrigin}: ${listed}; ${c.otherOrigin}: ${other}`;
+  // An idempotent create from the listed origin: the preflight allows
+  // Idempotency-Key, and the page reads Idempotent-Replayed and Location.
+  await page.goto(`${c.assetsOrigin}/blank`);
+  const replay = await page.evaluate(async (base, token, hero) => {
+    const post = async () => {
+      const r = await fetch(`${base}/api/heroes/`, { method: 'POST', body: hero, headers: {
+        Authorization: `Bearer ${token}`, 'Content-Type': 'application/json', 'Idempotency-Key': '"browser-cors-1"' } });
+      return `${r.status} ${r.headers.get('Idempotent-Replayed')} ${r.headers.get('Location')}`;
+    };
+    try { return [await post(), await post()]; } catch (e) { return [`blocked: ${e.message}`]; }
+  }, c.base, c.adminToken, JSON.stringify(HERO));
+  check(replay.length === 2 && /^201 null \/api\/heroes\/[\w-]+$/.test(replay[0]) &&
+    replay[1] === replay[0].replace(' null ', ' true '), `idempotent creates from ${c.assetsOrigin}: ${replay.join('; ')}`);
+  return `${c.assetsOrigin}: ${listed}, replayed create ${replay[1]}; ${c.otherOrigin}: ${other}`;
 }, { group: 'cors' });
 
 // ---------------------------------------------------------------- main
