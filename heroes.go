@@ -165,6 +165,9 @@ func utf16Bytes(s string) int {
 //     weak tag never matches), or "*" for any stored version; a change
 //     always gives a new etag;
 //   - List skips offset heroes and returns at most limit, never nil;
+//     ListAfter returns at most limit heroes whose id sorts after after
+//     ("" for the first), never nil, without reading the heroes before it
+//     (a walk through every hero costs each hero once, not once a page);
 //     ListJSON returns the same heroes, each as encodeHero writes it (the
 //     local stores keep that JSON, so a list answer decodes nothing; it may
 //     be the store's own copy: read only);
@@ -182,6 +185,7 @@ func utf16Bytes(s string) int {
 //     retried with its key never stores h twice.
 type heroStore interface {
 	List(ctx context.Context, offset, limit int) ([]hero, error)
+	ListAfter(ctx context.Context, after string, limit int) ([]hero, error)
 	ListJSON(ctx context.Context, offset, limit int) ([]json.RawMessage, error)
 	Get(ctx context.Context, id string) (h hero, etag string, err error)
 	Create(ctx context.Context, h hero) (etag string, err error)
@@ -686,19 +690,20 @@ const fireballACBelow = 20
 // heroes that know a spell named Fireball (case-insensitive) and have an
 // armor class below 20, ordered by id. Heroes without spells simply do not
 // match. Needs Heroes.Read. The store is read a page of maxLimit heroes at
-// a time and matches are written as they are found (heroArray), so memory
-// holds one page, not every hero. A store failure on the first page is the
-// usual error answer; on a later one the 200 is already sent, so the
-// answer is cut off (heroArray.abort).
+// a time, each page from the last id of the one before (ListAfter), so the
+// walk reads each hero once; matches are written as they are found
+// (heroArray), so memory holds one page, not every hero. A store failure
+// on the first page is the usual error answer; on a later one the 200 is
+// already sent, so the answer is cut off (heroArray.abort).
 func handleFireballLowAC(logger *slog.Logger, store heroStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		page, err := store.List(r.Context(), 0, maxLimit)
+		page, err := store.ListAfter(r.Context(), "", maxLimit)
 		if err != nil {
 			writeStoreError(w, r, logger, err)
 			return
 		}
 		a := startHeroArray(w)
-		for offset := 0; ; {
+		for {
 			for _, h := range page {
 				if knowsFireballLowAC(h) && !a.add(h) {
 					return // the client has gone
@@ -707,8 +712,7 @@ func handleFireballLowAC(logger *slog.Logger, store heroStore) http.Handler {
 			if len(page) < maxLimit {
 				break
 			}
-			offset += maxLimit
-			if page, err = store.List(r.Context(), offset, maxLimit); err != nil {
+			if page, err = store.ListAfter(r.Context(), page[len(page)-1].ID, maxLimit); err != nil {
 				a.abort(logger, r, err)
 			}
 		}

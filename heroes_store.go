@@ -405,12 +405,36 @@ func (s *localStore) count() int {
 // ListJSON returns up to limit heroes after skipping offset, ordered by
 // id, as the store keeps them: encodeHero's JSON, shared (read only).
 func (s *localStore) ListJSON(ctx context.Context, offset, limit int) ([]json.RawMessage, error) {
+	return s.page(limit, func(*heroSet) int { return offset })
+}
+
+// List is ListJSON's heroes, decoded.
+func (s *localStore) List(ctx context.Context, offset, limit int) ([]hero, error) {
+	return decodeStored(s.ListJSON(ctx, offset, limit))
+}
+
+// ListAfter returns up to limit heroes whose id sorts after after, ordered
+// by id; it finds the first by binary search.
+func (s *localStore) ListAfter(ctx context.Context, after string, limit int) ([]hero, error) {
+	return decodeStored(s.page(limit, func(set *heroSet) int {
+		i, found := slices.BinarySearch(set.ids, after)
+		if found {
+			i++
+		}
+		return i
+	}))
+}
+
+// page returns the JSON of up to limit heroes in id order from the one at
+// index start(set) on, never nil.
+func (s *localStore) page(limit int, start func(*heroSet) int) ([]json.RawMessage, error) {
 	out := []json.RawMessage{}
 	err := s.read(func(set *heroSet) error {
-		if offset < 0 || offset >= len(set.ids) || limit <= 0 {
+		i := start(set)
+		if i < 0 || i >= len(set.ids) || limit <= 0 {
 			return nil
 		}
-		ids := set.ids[offset:]
+		ids := set.ids[i:]
 		ids = ids[:min(limit, len(ids))]
 		out = make([]json.RawMessage, len(ids))
 		for i, id := range ids {
@@ -424,9 +448,8 @@ func (s *localStore) ListJSON(ctx context.Context, offset, limit int) ([]json.Ra
 	return out, nil
 }
 
-// List is ListJSON's heroes, decoded.
-func (s *localStore) List(ctx context.Context, offset, limit int) ([]hero, error) {
-	stored, err := s.ListJSON(ctx, offset, limit)
+// decodeStored decodes the heroes of a page, passing err on.
+func decodeStored(stored []json.RawMessage, err error) ([]hero, error) {
 	if err != nil {
 		return nil, err
 	}

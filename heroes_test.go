@@ -445,6 +445,9 @@ func TestHeroListPaging(t *testing.T) {
 type failingStore struct{ err error }
 
 func (s failingStore) List(context.Context, int, int) ([]hero, error) { return nil, s.err }
+func (s failingStore) ListAfter(context.Context, string, int) ([]hero, error) {
+	return nil, s.err
+}
 func (s failingStore) ListJSON(context.Context, int, int) ([]json.RawMessage, error) {
 	return nil, s.err
 }

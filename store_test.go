@@ -206,6 +206,35 @@ func testHeroStore(t *testing.T, open func(t *testing.T) heroStore) {
 				}
 			}
 		}},
+		{"list after an id pages by key", func(t *testing.T, s heroStore) {
+			var ids []string
+			for i := range 5 {
+				h := testHero(newHeroID(), fmt.Sprintf("Hero %d", i))
+				mustCreate(t, s, h)
+				ids = append(ids, h.ID)
+			}
+			slices.Sort(ids)
+			between := ids[1][:35] + "z" // after ids[1], before ids[2] unless they share 35 characters
+			if between >= ids[2] {
+				between = ids[1]
+			}
+			for _, p := range []struct {
+				after string
+				limit int
+				want  []string
+			}{
+				{"", 100, ids}, {"", 2, ids[:2]}, {ids[0], 2, ids[1:3]}, {between, 10, ids[2:]},
+				{ids[4], 10, []string{}}, {"ffffffff-ffff-4fff-bfff-ffffffffffff", 3, []string{}}, {"", 0, []string{}},
+			} {
+				got, err := s.ListAfter(ctx, p.after, p.limit)
+				if err != nil || got == nil {
+					t.Fatalf("ListAfter(%q, %d) = %v, %v; want a non-nil slice", p.after, p.limit, got, err)
+				}
+				if gotIDs := heroIDs(got); !slices.Equal(gotIDs, p.want) {
+					t.Errorf("ListAfter(%q, %d) ids = %v; want %v", p.after, p.limit, gotIDs, p.want)
+				}
+			}
+		}},
 		{"list of an empty store is empty, not nil", func(t *testing.T, s heroStore) {
 			got, err := s.List(ctx, 0, 100)
 			if err != nil || got == nil || len(got) != 0 {
