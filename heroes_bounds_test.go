@@ -357,3 +357,27 @@ func TestFireballReadsEachHeroOnce(t *testing.T) {
 		t.Errorf("fireball read %d entities in %d key-only scans besides; want each of the %d heroes once, no scan", count.entities, count.keyScans, heroes)
 	}
 }
+
+// TestTableKeySweepKeepsUp checks the table store's sweep deletes every
+// expired key, not only the first maxKeySweep, so keys cannot pile up in
+// the table faster than an hourly sweep deletes them.
+func TestTableKeySweepKeepsUp(t *testing.T) {
+	const expired = 2*maxKeySweep + 100
+	table := newMemTable(t)
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	old := now.Add(-idempotencyTTL - time.Hour).Format(time.RFC3339)
+	table.mu.Lock()
+	table.rows[tableKeyPartition] = map[string]map[string]any{}
+	for i := range expired {
+		rk := fmt.Sprintf("%064x", i)
+		table.rows[tableKeyPartition][rk] = map[string]any{"PartitionKey": tableKeyPartition, "RowKey": rk, "Fingerprint": "fp",
+			"HeroID": newHeroID(), "HeroETag": "", tableHeroProperty: "{}", "Created": old, "Done": "true"}
+		table.etags[tableKeyPartition+"/"+rk] = fmt.Sprintf(`W/"datetime'k%d'"`, i)
+	}
+	table.mu.Unlock()
+	s := table.store(t, 5*time.Second)
+	n, err := s.sweepAllKeys(t.Context(), now)
+	if err != nil || n != expired || table.count(tableKeyPartition) != 0 {
+		t.Errorf("sweepAllKeys() = %d, %v, leaving %d keys; want all %d deleted", n, err, table.count(tableKeyPartition), expired)
+	}
+}

@@ -996,8 +996,9 @@ var tableNamePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{2,62}$`)
 // sharing the table agree.
 const (
 	tableKeyPartition = "idempotency"
-	// keySweepEvery is how often one process deletes expired keys, at
-	// most maxKeySweep of them a run.
+	// keySweepEvery is how often one process deletes expired keys,
+	// maxKeySweep of them a run, runs following each other while they find
+	// that many (sweepAllKeys).
 	keySweepEvery = time.Hour
 	maxKeySweep   = 1000
 )
@@ -1150,13 +1151,28 @@ func (s *tableStore) sweepKeysSometimes(ctx context.Context) {
 		defer s.sweeps.Done()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		n, err := s.sweepKeys(ctx, now)
+		n, err := s.sweepAllKeys(ctx, now)
 		if err != nil {
 			s.logger.WarnContext(ctx, "table: deleting expired idempotency keys", "deleted", n, "err", err)
 		} else if n > 0 {
 			s.logger.InfoContext(ctx, "table: expired idempotency keys deleted", "deleted", n)
 		}
 	}()
+}
+
+// sweepAllKeys runs sweepKeys until a run deletes fewer than maxKeySweep
+// key entities or ctx ends, so an hour's sweep is not stopped at 1,000
+// while more expired keys wait (they would pile up under more than 1,000
+// keyed creates an hour); it returns how many it deleted in all.
+func (s *tableStore) sweepAllKeys(ctx context.Context, now time.Time) (int, error) {
+	total := 0
+	for {
+		n, err := s.sweepKeys(ctx, now)
+		total += n
+		if err != nil || n < maxKeySweep || ctx.Err() != nil {
+			return total, err
+		}
+	}
 }
 
 // sweepKeys deletes up to maxKeySweep key entities that expired at now.
