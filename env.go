@@ -134,6 +134,12 @@ type config struct {
 	// default "heroes".
 	HeroesTable string
 
+	// HeroesMaxBytes bounds the memory and file stores, in bytes of the
+	// heroes file (HEROES_MAX_BYTES, minStoreBytes to defaultMaxStoreBytes:
+	// 1 MiB to 256 MiB), default 256 MiB, the most the file store reads
+	// back at start. A quarter is for idempotency keys.
+	HeroesMaxBytes int64
+
 	// LogFormat is "text" (default) or "json" (LOG_FORMAT).
 	LogFormat string
 	// LogLevel is the lowest level logged (LOG_LEVEL: debug, info, warn,
@@ -210,7 +216,8 @@ func (c config) verifyOptions(client *http.Client, logger *slog.Logger) verifyOp
 
 // storeOptions are the heroes store's settings.
 func (c config) storeOptions() storeOptions {
-	return storeOptions{Kind: c.HeroesStore, File: c.HeroesFile, ConnectionString: c.StorageConnectionString, Table: c.HeroesTable}
+	return storeOptions{Kind: c.HeroesStore, File: c.HeroesFile, ConnectionString: c.StorageConnectionString, Table: c.HeroesTable,
+		MaxBytes: c.HeroesMaxBytes}
 }
 
 // isMultiTenant reports whether TenantID names a multi-tenant authority.
@@ -247,6 +254,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	e.clientCredential(&c)
 	e.tokens(&c)
 	e.store(&c)
+	e.storeBound(&c)
 	e.logging(&c)
 	e.browser(&c)
 	e.observability(&c)
@@ -551,6 +559,16 @@ func (e *envReader) store(c *config) {
 	default:
 		e.bad("HEROES_STORE must be memory, file or azuretable")
 	}
+}
+
+// storeBound reads HEROES_MAX_BYTES: a whole number of bytes from
+// minStoreBytes to defaultMaxStoreBytes.
+func (e *envReader) storeBound(c *config) {
+	n, err := strconv.ParseInt(e.or("HEROES_MAX_BYTES", strconv.Itoa(defaultMaxStoreBytes)), 10, 64)
+	if err != nil || n < minStoreBytes || n > defaultMaxStoreBytes {
+		e.bad("HEROES_MAX_BYTES is not a whole number of bytes from %d to %d", minStoreBytes, defaultMaxStoreBytes)
+	}
+	c.HeroesMaxBytes = n
 }
 
 // logging reads LOG_FORMAT and LOG_LEVEL.

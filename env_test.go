@@ -57,6 +57,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		{"CORS_ALLOWED_ORIGINS", len(cfg.CORSAllowedOrigins), 0},
 		{"METRICS_ADDR is off", cfg.MetricsAddr, ""},
 		{"TOKEN_CACHE_SIZE", cfg.TokenCacheSize, 100_000},
+		{"HEROES_MAX_BYTES", cfg.storeOptions().MaxBytes, int64(256 << 20)},
 		{"the verifier's cache size", cfg.verifyOptions(nil, nil).TokenCacheSize, 100_000},
 	}
 	for _, c := range checks {
@@ -95,6 +96,8 @@ func TestLoadConfigValid(t *testing.T) {
 			func(c config) bool {
 				return string(c.SessionKey) == "0123456789abcdef0123456789abcdef" && !c.SessionKeyRandom
 			}},
+		{"HEROES_MAX_BYTES", map[string]string{"HEROES_MAX_BYTES": "1048576"},
+			func(c config) bool { return c.HeroesMaxBytes == 1<<20 && c.storeOptions().MaxBytes == 1<<20 }},
 		{"TOKEN_CACHE_SIZE", map[string]string{"TOKEN_CACHE_SIZE": "20000"},
 			func(c config) bool {
 				return c.TokenCacheSize == 20_000 && c.verifyOptions(nil, nil).TokenCacheSize == 20_000
@@ -213,6 +216,9 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"plain-http authority on a LAN address is refused", map[string]string{"AZURE_AUTHORITY_HOST": "http://10.0.0.5"}, []string{"AZURE_AUTHORITY_HOST must be an https URL"}},
 		{"plain-http authority on a localhost look-alike is refused", map[string]string{"AZURE_AUTHORITY_HOST": "http://localhost.evil.example"}, []string{"AZURE_AUTHORITY_HOST must be an https URL"}},
 		{"bad durations", map[string]string{"CLOCK_SKEW": "5", "SHUTDOWN_GRACE": "-1s"}, []string{"CLOCK_SKEW is not a duration", "SHUTDOWN_GRACE must be between"}},
+		{"HEROES_MAX_BYTES not a number", map[string]string{"HEROES_MAX_BYTES": "64MiB"}, []string{"HEROES_MAX_BYTES is not a whole number of bytes from 1048576 to 268435456"}},
+		{"HEROES_MAX_BYTES too small", map[string]string{"HEROES_MAX_BYTES": "1048575"}, []string{"HEROES_MAX_BYTES is not a whole number"}},
+		{"HEROES_MAX_BYTES too large", map[string]string{"HEROES_MAX_BYTES": "268435457"}, []string{"HEROES_MAX_BYTES is not a whole number"}},
 		{"TOKEN_CACHE_SIZE not a number", map[string]string{"TOKEN_CACHE_SIZE": "100k"}, []string{"TOKEN_CACHE_SIZE is not a whole number"}},
 		{"TOKEN_CACHE_SIZE too small", map[string]string{"TOKEN_CACHE_SIZE": "1"}, []string{"TOKEN_CACHE_SIZE is not a whole number"}},
 		{"TOKEN_CACHE_SIZE too large", map[string]string{"TOKEN_CACHE_SIZE": "10000001"}, []string{"TOKEN_CACHE_SIZE is not a whole number"}},

@@ -165,6 +165,9 @@ func utf16Bytes(s string) int {
 //     weak tag never matches), or "*" for any stored version; a change
 //     always gives a new etag;
 //   - List skips offset heroes and returns at most limit, never nil;
+//     ListAfter returns at most limit heroes whose id sorts after after
+//     ("" for the first), never nil, without reading the heroes before it
+//     (a walk through every hero costs each hero once, not once a page);
 //     ListJSON returns the same heroes, each as encodeHero writes it (the
 //     local stores keep that JSON, so a list answer decodes nothing; it may
 //     be the store's own copy: read only);
@@ -172,6 +175,8 @@ func utf16Bytes(s string) int {
 //   - Replace and Delete of an unknown id give errHeroNotFound whatever
 //     ifMatch holds;
 //   - a hero the store cannot hold gives errHeroTooLarge (maps to 422);
+//   - a create or a growing replace that would take the store past its
+//     size bound gives errStoreFull (maps to 507) and changes nothing;
 //   - CreateOnce is Create under an idempotency key: unless key.ID was
 //     used within idempotencyTTL it creates h and remembers the answer
 //     (replay false); otherwise it creates nothing and returns the first
@@ -182,6 +187,7 @@ func utf16Bytes(s string) int {
 //     retried with its key never stores h twice.
 type heroStore interface {
 	List(ctx context.Context, offset, limit int) ([]hero, error)
+	ListAfter(ctx context.Context, after string, limit int) ([]hero, error)
 	ListJSON(ctx context.Context, offset, limit int) ([]json.RawMessage, error)
 	Get(ctx context.Context, id string) (h hero, etag string, err error)
 	Create(ctx context.Context, h hero) (etag string, err error)
@@ -193,12 +199,13 @@ type heroStore interface {
 }
 
 // Errors of every heroStore, matched with errors.Is; writeStoreError maps
-// them to 404, 409, 422, 503 and 502.
+// them to 404, 409, 422, 507, 503 and 502.
 var (
 	errHeroNotFound     = errors.New("heroes: hero not found")
 	errHeroConflict     = errors.New("heroes: hero was changed by someone else")
 	errHeroTooLarge     = errors.New("heroes: hero is too large for the store")
 	errStoreUnavailable = errors.New("heroes: store unavailable")
+	errStoreFull        = errors.New("heroes: store is full")
 	errStoreBadAnswer   = errors.New("heroes: store gave an unexpected answer")
 )
 
@@ -209,6 +216,10 @@ type storeOptions struct {
 	File             string // the file store's JSON file
 	ConnectionString string // the table store's Azure Storage connection string; never logged
 	Table            string // the table store's table name
+	// MaxBytes bounds the memory and file stores (localStore.maxBytes):
+	// 0 is defaultMaxStoreBytes, the most the file store reads back at
+	// start; larger values are lowered to it.
+	MaxBytes int64
 	// TokenSource gets an Entra access token for storageResource, used by
 	// the table store when ConnectionString has no AccountKey; nil when
 	// there is none. It must be safe for concurrent use and cache tokens.
@@ -222,12 +233,15 @@ func openStore(ctx context.Context, opts storeOptions, client *http.Client, logg
 	switch opts.Kind {
 	case "memory", "":
 		logger.Info("heroes: in-memory store; heroes are lost at exit")
-		return newMemoryStore(), nil
+		s := newMemoryStore()
+		s.setMaxBytes(opts.MaxBytes)
+		return s, nil
 	case "file":
 		s, err := openFileStore(opts.File)
 		if err != nil {
 			return nil, err
 		}
+		s.setMaxBytes(opts.MaxBytes)
 		logger.Info("heroes: file store", "file", opts.File, "heroes", s.count(), "stale_temporary_files", s.staleTemps)
 		if s.staleErr != nil {
 			logger.Warn("heroes: stale temporary files left in place", "err", s.staleErr)
@@ -279,7 +293,8 @@ func parsePaging(q url.Values) (offset, limit int, err error) {
 }
 
 // writeStoreError answers a store error: 404 {"detail":"Hero not found"},
-// 409 for a stale If-Match, 422 for a hero too large for the store, 503 with
+// 409 for a stale If-Match, 422 for a hero too large for the store, 507
+// Insufficient Storage (RFC 4918 §11.5) when the store is full, 503 with
 // Retry-After when the store is unavailable (unreachable, throttling, busy),
 // 502 when it gave an answer that makes no sense (RFC 9110 §15.6.3: an
 // invalid response from an upstream server), 500 otherwise. The storage
@@ -297,6 +312,11 @@ func writeStoreError(w http.ResponseWriter, r *http.Request, logger *slog.Logger
 			Type: "too_large",
 			Ctx:  map[string]any{"max_bytes": maxHeroJSONBytes},
 		}}})
+	case errors.Is(err, errStoreFull):
+		// Not a 503: the store stays full until heroes are deleted, so a
+		// Retry-After would only invite retries that cannot succeed.
+		logger.WarnContext(r.Context(), "heroes: store full", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInsufficientStorage, "The hero store is full; nothing was changed. Delete heroes you no longer need, or ask the operator for room")
 	case errors.Is(err, errStoreUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		logger.WarnContext(r.Context(), "heroes: store unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
 		w.Header().Set("Retry-After", "5")
@@ -562,7 +582,7 @@ func handleHeroGet(logger *slog.Logger, store heroStore) http.Handler {
 // the same key with another hero gets 422 (heroStore.CreateOnce).
 func handleHeroCreate(logger *slog.Logger, store heroStore, callerID func(*http.Request) string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		keyID, err := idempotencyKeyOf(r, callerID)
+		key, err := idempotencyKeyOf(r, callerID)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, badIdempotencyKeyDetail)
 			return
@@ -572,8 +592,8 @@ func handleHeroCreate(logger *slog.Logger, store heroStore, callerID func(*http.
 			writeDecodeError(w, err)
 			return
 		}
-		if keyID != nil {
-			createOnce(w, r, logger, store, h, *keyID)
+		if key != nil {
+			createOnce(w, r, logger, store, h, *key)
 			return
 		}
 		h.ID = newHeroID()
@@ -588,14 +608,14 @@ func handleHeroCreate(logger *slog.Logger, store heroStore, callerID func(*http.
 	})
 }
 
-// createOnce is handleHeroCreate under the idempotency key keyID.
-func createOnce(w http.ResponseWriter, r *http.Request, logger *slog.Logger, store heroStore, h hero, keyID string) {
-	fp, err := heroFingerprint(h)
-	if err == nil {
+// createOnce is handleHeroCreate under the idempotency key key.
+func createOnce(w http.ResponseWriter, r *http.Request, logger *slog.Logger, store heroStore, h hero, key idempotencyKey) {
+	var err error
+	if key.Fingerprint, err = heroFingerprint(h); err == nil {
 		h.ID = newHeroID()
 		var rec idemRecord
 		var replay bool
-		if rec, replay, err = store.CreateOnce(r.Context(), h, idempotencyKey{ID: keyID, Fingerprint: fp}); err == nil {
+		if rec, replay, err = store.CreateOnce(r.Context(), h, key); err == nil {
 			writeIdempotentCreate(w, rec, replay)
 			return
 		}
@@ -686,19 +706,20 @@ const fireballACBelow = 20
 // heroes that know a spell named Fireball (case-insensitive) and have an
 // armor class below 20, ordered by id. Heroes without spells simply do not
 // match. Needs Heroes.Read. The store is read a page of maxLimit heroes at
-// a time and matches are written as they are found (heroArray), so memory
-// holds one page, not every hero. A store failure on the first page is the
-// usual error answer; on a later one the 200 is already sent, so the
-// answer is cut off (heroArray.abort).
+// a time, each page from the last id of the one before (ListAfter), so the
+// walk reads each hero once; matches are written as they are found
+// (heroArray), so memory holds one page, not every hero. A store failure
+// on the first page is the usual error answer; on a later one the 200 is
+// already sent, so the answer is cut off (heroArray.abort).
 func handleFireballLowAC(logger *slog.Logger, store heroStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		page, err := store.List(r.Context(), 0, maxLimit)
+		page, err := store.ListAfter(r.Context(), "", maxLimit)
 		if err != nil {
 			writeStoreError(w, r, logger, err)
 			return
 		}
 		a := startHeroArray(w)
-		for offset := 0; ; {
+		for {
 			for _, h := range page {
 				if knowsFireballLowAC(h) && !a.add(h) {
 					return // the client has gone
@@ -707,8 +728,7 @@ func handleFireballLowAC(logger *slog.Logger, store heroStore) http.Handler {
 			if len(page) < maxLimit {
 				break
 			}
-			offset += maxLimit
-			if page, err = store.List(r.Context(), offset, maxLimit); err != nil {
+			if page, err = store.ListAfter(r.Context(), page[len(page)-1].ID, maxLimit); err != nil {
 				a.abort(logger, r, err)
 			}
 		}

@@ -24,25 +24,34 @@ const (
 	idempotencyTTL = 24 * time.Hour
 	// maxIdempotencyKeyLen bounds the Idempotency-Key value, in characters.
 	maxIdempotencyKeyLen = 255
-	// maxIdempotencyKeys bounds the keys a memory or file store remembers;
-	// when full, the oldest is forgotten first.
-	maxIdempotencyKeys = 10_000
+	// maxIdempotencyKeys bounds the keys a memory or file store remembers
+	// in all, and maxCallerIdempotencyKeys those of one caller. A caller
+	// at its own bound forgets its own oldest key; when all keys together
+	// are at their bound (or take a quarter of the store's bytes, see
+	// localStore.limits), the caller holding the most keys forgets its
+	// oldest. So a caller creating many keys never makes another caller's
+	// retry create a duplicate, unless that caller holds as many keys.
+	maxIdempotencyKeys       = 10_000
+	maxCallerIdempotencyKeys = 1_000
 )
 
 // idempotencyKey is an Idempotency-Key as a store keeps it: ID is the hex
 // SHA-256 of the caller and the key (idempotencyKeyOf), so one caller's key
 // never finds another caller's answer and no key is stored as sent;
-// Fingerprint is the hex SHA-256 of the request's hero (heroFingerprint).
+// Caller is 32 hex digits of a SHA-256 of the caller alone, by which the
+// local stores count each caller's keys; Fingerprint is the hex SHA-256 of
+// the request's hero (heroFingerprint).
 type idempotencyKey struct {
-	ID, Fingerprint string
+	ID, Caller, Fingerprint string
 }
 
 // idemRecord is the first answer to a create made under an idempotency key:
 // the hero's id, its ETag ("" when it could not be learnt: the table store
 // lost the answer of the write and the hero has changed since) and its JSON
-// as the answer's body, and when the key was first used (seconds since the
-// Unix epoch). It is also the record format of the heroes file's
-// idempotency_keys.
+// as the answer's body, when the key was first used (seconds since the
+// Unix epoch), and the key's Caller ("" in files written before callers
+// were recorded; the table store leaves it empty). It is also the record
+// format of the heroes file's idempotency_keys.
 type idemRecord struct {
 	Key         string          `json:"key"`
 	Fingerprint string          `json:"fingerprint"`
@@ -50,6 +59,7 @@ type idemRecord struct {
 	ETag        string          `json:"etag"`
 	Hero        json.RawMessage `json:"hero"`
 	Created     int64           `json:"created"`
+	Caller      string          `json:"caller,omitempty"`
 }
 
 // live reports whether r is still remembered at now (younger than
@@ -72,8 +82,9 @@ var errBadIdempotencyKey = errors.New("heroes: malformed Idempotency-Key")
 // send (8e03978e-…) is read too, as the same key. The key is 1 to
 // maxIdempotencyKeyLen printable ASCII characters; anything else, or the
 // field given twice, is errBadIdempotencyKey. caller names who is calling
-// (nil: everyone is one caller), and the key is bound to it.
-func idempotencyKeyOf(r *http.Request, caller func(*http.Request) string) (*string, error) {
+// (nil: everyone is one caller), and the key is bound to it. The
+// Fingerprint is left for the caller to fill.
+func idempotencyKeyOf(r *http.Request, caller func(*http.Request) string) (*idempotencyKey, error) {
 	values := r.Header.Values("Idempotency-Key")
 	if len(values) == 0 {
 		return nil, nil
@@ -95,8 +106,8 @@ func idempotencyKeyOf(r *http.Request, caller func(*http.Request) string) (*stri
 		who = caller(r)
 	}
 	sum := sha256.Sum256([]byte(who + "\x00" + key))
-	id := hex.EncodeToString(sum[:])
-	return &id, nil
+	whoSum := sha256.Sum256([]byte("caller\x00" + who))
+	return &idempotencyKey{ID: hex.EncodeToString(sum[:]), Caller: hex.EncodeToString(whoSum[:16])}, nil
 }
 
 // unquoteSFString decodes a Structured Field String (RFC 8941 §3.3.3):

@@ -325,18 +325,16 @@ func TestListAnswersStream(t *testing.T) {
 	}
 }
 
-// failingAfter is a heroStore whose List fails from offset from on.
-type failingAfter struct {
-	heroStore
-	from int
-}
+// failingAfter is a heroStore whose ListAfter fails for every page but
+// the first.
+type failingAfter struct{ heroStore }
 
-// List fails from offset f.from on.
-func (f failingAfter) List(ctx context.Context, offset, limit int) ([]hero, error) {
-	if offset >= f.from {
+// ListAfter fails unless after is "".
+func (f failingAfter) ListAfter(ctx context.Context, after string, limit int) ([]hero, error) {
+	if after != "" {
 		return nil, errStoreUnavailable
 	}
-	return f.heroStore.List(ctx, offset, limit)
+	return f.heroStore.ListAfter(ctx, after, limit)
 }
 
 // TestFireballStoreFailsMidAnswer checks a store failure after the 200 was
@@ -349,7 +347,7 @@ func TestFireballStoreFailsMidAnswer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	srv := httptest.NewServer(heroMux(failingAfter{heroStore: mem, from: maxLimit}))
+	srv := httptest.NewServer(heroMux(failingAfter{mem}))
 	defer srv.Close()
 	resp, err := srv.Client().Get(srv.URL + "/api/heroes-fireball-low-ac")
 	if err != nil {

@@ -28,18 +28,23 @@ type storedHero struct {
 }
 
 // heroSet holds a local store's heroes by id and the ids in ascending
-// order, and its idempotency keys by key id, oldest first. It is not safe
-// for concurrent use; localStore guards it.
+// order, and its idempotency keys by key id, oldest first, with what they
+// take of the heroes file (upper bounds, see recordBytes) and how many keys
+// each caller holds. It is not safe for concurrent use; localStore guards
+// it.
 type heroSet struct {
-	byID map[string]storedHero
-	ids  []string // sorted ascending
+	byID      map[string]storedHero
+	ids       []string // sorted ascending
+	heroBytes int64    // the heroes' records
 
-	keys     map[string]idemRecord
-	keyOrder []string // key ids, oldest first
+	keys       map[string]idemRecord
+	keyOrder   []string       // key ids, oldest first
+	keyBytes   int64          // the key records
+	callerKeys map[string]int // keys held, by idemRecord.Caller
 }
 
 func newHeroSet() *heroSet {
-	return &heroSet{byID: map[string]storedHero{}, keys: map[string]idemRecord{}}
+	return &heroSet{byID: map[string]storedHero{}, keys: map[string]idemRecord{}, callerKeys: map[string]int{}}
 }
 
 // liveKey returns the record of key id when it is younger than
@@ -49,36 +54,113 @@ func (s *heroSet) liveKey(id string, now time.Time) (idemRecord, bool) {
 	return rec, ok && rec.live(now)
 }
 
-// keysToDrop is how many of the oldest keys go before one more is added at
-// now: the expired ones, then as many as keep maxIdempotencyKeys.
-func (s *heroSet) keysToDrop(now time.Time) int {
-	n := 0
-	for n < len(s.keyOrder) && (!s.keys[s.keyOrder[n]].live(now) || len(s.keyOrder)-n >= maxIdempotencyKeys) {
-		n++
+// keysToForget returns the ids of the keys that remembering rec at now
+// forgets, so that the keys stay within lim: the expired ones at the
+// front; then, while rec's caller would hold more than lim.callerKeys, its
+// own oldest; then, while the keys would be more than lim.keys or take
+// more than lim.keyBytes, the oldest of the caller holding the most (rec's
+// caller counted with rec, and chosen on a tie). It is errStoreFull when
+// rec alone takes more than lim.keyBytes. s is not changed.
+func (s *heroSet) keysToForget(rec idemRecord, now time.Time, lim storeLimits) ([]string, error) {
+	var out []string
+	gone := map[string]bool{}
+	held := map[string]int{rec.Caller: 1} // changes to s.callerKeys
+	n, size := len(s.keyOrder)+1, s.keyBytes+rec.recordBytes()
+	forget := func(id string) {
+		r := s.keys[id]
+		out, gone[id] = append(out, id), true
+		held[r.Caller]--
+		n, size = n-1, size-r.recordBytes()
 	}
-	return n
+	for _, id := range s.keyOrder {
+		if s.keys[id].live(now) {
+			break
+		}
+		forget(id)
+	}
+	for s.callerKeys[rec.Caller]+held[rec.Caller] > lim.callerKeys {
+		id := s.oldestKeyOf(rec.Caller, gone)
+		if id == "" {
+			break // lim.callerKeys < 1: only the new key is left
+		}
+		forget(id)
+	}
+	for n > lim.keys || size > lim.keyBytes {
+		id := s.oldestKeyOf(s.largestHolder(rec.Caller, held), gone)
+		if id == "" {
+			return nil, fmt.Errorf("%w: an idempotency key record of %d bytes is over the keys' bound of %d", errStoreFull, rec.recordBytes(), lim.keyBytes)
+		}
+		forget(id)
+	}
+	return out, nil
 }
 
-// addKey remembers rec, forgetting the keys keysToDrop names.
-func (s *heroSet) addKey(rec idemRecord, now time.Time) {
-	n := s.keysToDrop(now)
-	for _, id := range s.keyOrder[:n] {
+// oldestKeyOf is the id of caller's oldest key not in gone; "" when it has
+// none.
+func (s *heroSet) oldestKeyOf(caller string, gone map[string]bool) string {
+	for _, id := range s.keyOrder {
+		if !gone[id] && s.keys[id].Caller == caller {
+			return id
+		}
+	}
+	return ""
+}
+
+// largestHolder is the caller holding the most keys, counting the changes
+// in held: requester when it holds as many as any other and has a key
+// stored, else the first such caller in string order; "" when no caller
+// holds a stored key.
+func (s *heroSet) largestHolder(requester string, held map[string]int) string {
+	best, most := "", 0
+	for c, n := range s.callerKeys {
+		n += held[c]
+		stored := n
+		if c == requester {
+			stored-- // its new key is not stored yet
+		}
+		if stored > 0 && (n > most || n == most && (c == requester || best != requester && c < best)) {
+			best, most = c, n
+		}
+	}
+	return best
+}
+
+// addKey remembers rec, forgetting the keys forget names (keysToForget).
+func (s *heroSet) addKey(rec idemRecord, forget []string) {
+	gone := map[string]bool{}
+	for _, id := range forget {
+		r := s.keys[id]
+		gone[id] = true
+		s.keyBytes -= r.recordBytes()
+		if s.callerKeys[r.Caller]--; s.callerKeys[r.Caller] <= 0 {
+			delete(s.callerKeys, r.Caller)
+		}
 		delete(s.keys, id)
 	}
-	s.keyOrder = append(slices.Delete(s.keyOrder, 0, n), rec.Key)
+	s.keyOrder = slices.DeleteFunc(s.keyOrder, func(id string) bool { return gone[id] })
+	s.appendKey(rec)
+}
+
+// appendKey adds rec as the newest key.
+func (s *heroSet) appendKey(rec idemRecord) {
+	s.keyOrder = append(s.keyOrder, rec.Key)
 	s.keys[rec.Key] = rec
+	s.keyBytes += rec.recordBytes()
+	s.callerKeys[rec.Caller]++
 }
 
 // keyRecordsWith returns the key records, oldest first, as they are after
-// addKey(*rec, now), or as they are when rec is nil; s is not changed.
-func (s *heroSet) keyRecordsWith(rec *idemRecord, now time.Time) []idemRecord {
-	from := 0
-	if rec != nil {
-		from = s.keysToDrop(now)
+// addKey(*rec, forget), or as they are when rec is nil; s is not changed.
+func (s *heroSet) keyRecordsWith(rec *idemRecord, forget []string) []idemRecord {
+	gone := make(map[string]bool, len(forget))
+	for _, id := range forget {
+		gone[id] = true
 	}
-	out := make([]idemRecord, 0, len(s.keyOrder)-from+1)
-	for _, id := range s.keyOrder[from:] {
-		out = append(out, s.keys[id])
+	out := make([]idemRecord, 0, len(s.keyOrder)+1)
+	for _, id := range s.keyOrder {
+		if !gone[id] {
+			out = append(out, s.keys[id])
+		}
 	}
 	if rec != nil {
 		out = append(out, *rec)
@@ -86,19 +168,76 @@ func (s *heroSet) keyRecordsWith(rec *idemRecord, now time.Time) []idemRecord {
 	return out
 }
 
+// fitsHero checks that storing sh (over the hero with its id, if any)
+// keeps the heroes within lim.heroBytes; a change that does not grow them
+// always fits, so a full store can still shrink.
+func (s *heroSet) fitsHero(sh storedHero, lim storeLimits) error {
+	grow := sh.recordBytes()
+	if old, ok := s.byID[sh.ID]; ok {
+		grow -= old.recordBytes()
+	}
+	if grow > 0 && s.heroBytes+grow > lim.heroBytes {
+		return fmt.Errorf("%w: the heroes would take %d bytes, over their bound of %d", errStoreFull, s.heroBytes+grow, lim.heroBytes)
+	}
+	return nil
+}
+
 // put stores sh under sh.ID, adding the id in order when it is new.
 func (s *heroSet) put(sh storedHero) {
-	if i, found := slices.BinarySearch(s.ids, sh.ID); !found {
+	if old, ok := s.byID[sh.ID]; ok {
+		s.heroBytes -= old.recordBytes()
+	} else {
+		i, _ := slices.BinarySearch(s.ids, sh.ID)
 		s.ids = slices.Insert(s.ids, i, sh.ID)
 	}
 	s.byID[sh.ID] = sh
+	s.heroBytes += sh.recordBytes()
 }
 
 func (s *heroSet) remove(id string) {
 	if i, found := slices.BinarySearch(s.ids, id); found {
 		s.ids = slices.Delete(s.ids, i, i+1)
 	}
-	delete(s.byID, id)
+	if old, ok := s.byID[id]; ok {
+		s.heroBytes -= old.recordBytes()
+		delete(s.byID, id)
+	}
+}
+
+// The heroes file's records take at most this many bytes each
+// (recordBytes), with the comma after them, and the document around them
+// at most fileEnvelopeBytes: {"version":1,"heroes":[…],"idempotency_keys":[…]}
+// and a newline.
+const fileEnvelopeBytes = 64
+
+// recordBytes is an upper bound of the bytes sh takes in the heroes file,
+// comma included: {"id":…,"etag":…,"hero":…}, its hero as stored (already
+// compact, so the encoder never lengthens it).
+func (sh storedHero) recordBytes() int64 {
+	return int64(len(sh.Hero)) + jsonStringBound(sh.ID) + jsonStringBound(sh.ETag) + 24
+}
+
+// recordBytes is an upper bound of the bytes r takes in the heroes file,
+// comma included: its seven members' names take 72 bytes, created at most
+// 20 digits.
+func (r idemRecord) recordBytes() int64 {
+	return int64(len(r.Hero)) + jsonStringBound(r.Key) + jsonStringBound(r.Fingerprint) + jsonStringBound(r.HeroID) +
+		jsonStringBound(r.ETag) + jsonStringBound(r.Caller) + 92
+}
+
+// jsonStringBound is an upper bound of the length of s as a JSON string:
+// its quotes, and at most 6 bytes for each byte the encoder may escape or
+// replace (control characters, quote, backslash, any non-ASCII byte).
+func jsonStringBound(s string) int64 {
+	n := int64(2)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			n += 6
+		} else {
+			n++
+		}
+	}
+	return n
 }
 
 // recordsWith returns the records of s, ordered by id, as they are after
@@ -137,6 +276,9 @@ type localStore struct {
 	// now is the clock of idempotency keys and readiness probes: time.Now
 	// outside tests. Set before the store is used.
 	now func() time.Time
+	// limits bound what the store holds (setMaxBytes). Set before the
+	// store is used, never changed after.
+	limits storeLimits
 	// staleTemps is how many temporary files of crashed writers
 	// openFileStore removed, and staleErr why it could not remove others.
 	staleTemps int
@@ -152,13 +294,49 @@ type localStore struct {
 	lastProbe   time.Time
 }
 
-// newMemoryStore returns an empty store that lives in memory only.
+// newMemoryStore returns an empty store that lives in memory only, bounded
+// to defaultMaxStoreBytes.
 func newMemoryStore() *localStore {
-	return &localStore{set: newHeroSet(), fsync: (*os.File).Sync, now: time.Now}
+	s := &localStore{set: newHeroSet(), fsync: (*os.File).Sync, now: time.Now}
+	s.setMaxBytes(0)
+	return s
 }
 
-// maxHeroesFile bounds the heroes file read at start (256 MiB).
-const maxHeroesFile = 256 << 20
+// maxHeroesFile bounds the heroes file read at start (256 MiB), and
+// defaultMaxStoreBytes the bytes a local store holds unless told less: the
+// same, so the file store never writes a file it cannot read back.
+// minStoreBytes (1 MiB) is the least a setting may ask for: a quarter of it
+// still holds the key record of a hero at maxHeroJSONBytes.
+const (
+	maxHeroesFile        = 256 << 20
+	defaultMaxStoreBytes = maxHeroesFile
+	minStoreBytes        = 1 << 20
+)
+
+// storeLimits bound a local store, in bytes of the heroes file (its
+// records' recordBytes) whether or not there is a file: heroBytes for the
+// heroes (a create or a growing replace beyond it is errStoreFull),
+// keyBytes, keys and callerKeys for the idempotency keys (beyond them keys
+// are forgotten, see heroSet.keysToForget).
+type storeLimits struct {
+	heroBytes, keyBytes int64
+	keys, callerKeys    int
+}
+
+// setMaxBytes bounds the store to n bytes of file (0 or anything above
+// defaultMaxStoreBytes: defaultMaxStoreBytes): a quarter for idempotency
+// keys, the rest (less the document's own fileEnvelopeBytes) for heroes.
+// The memory store keeps the same bound, so it cannot grow without limit.
+// Call it before the store is used.
+func (s *localStore) setMaxBytes(n int64) {
+	if n <= 0 || n > defaultMaxStoreBytes {
+		n = defaultMaxStoreBytes
+	}
+	s.limits = storeLimits{
+		heroBytes: n - n/4 - fileEnvelopeBytes, keyBytes: n / 4,
+		keys: maxIdempotencyKeys, callerKeys: maxCallerIdempotencyKeys,
+	}
+}
 
 // heroesFile is the JSON document of the file store, in UTF-8:
 //
@@ -320,9 +498,10 @@ func readKeyRecords(set *heroSet, recs []idemRecord) error {
 			return fmt.Errorf("idempotency key record %d: key appears twice", i)
 		case !isGUID(rec.HeroID) || !json.Valid(rec.Hero):
 			return fmt.Errorf("idempotency key record %d: hero_id is not a UUID, or hero is not JSON", i)
+		case rec.Caller != "" && (len(rec.Caller) != 32 || strings.Trim(rec.Caller, "0123456789abcdef") != ""):
+			return fmt.Errorf("idempotency key record %d: caller is not 32 hexadecimal digits", i)
 		}
-		set.keyOrder = append(set.keyOrder, rec.Key)
-		set.keys[rec.Key] = rec
+		set.appendKey(rec)
 	}
 	return nil
 }
@@ -405,12 +584,36 @@ func (s *localStore) count() int {
 // ListJSON returns up to limit heroes after skipping offset, ordered by
 // id, as the store keeps them: encodeHero's JSON, shared (read only).
 func (s *localStore) ListJSON(ctx context.Context, offset, limit int) ([]json.RawMessage, error) {
+	return s.page(limit, func(*heroSet) int { return offset })
+}
+
+// List is ListJSON's heroes, decoded.
+func (s *localStore) List(ctx context.Context, offset, limit int) ([]hero, error) {
+	return decodeStored(s.ListJSON(ctx, offset, limit))
+}
+
+// ListAfter returns up to limit heroes whose id sorts after after, ordered
+// by id; it finds the first by binary search.
+func (s *localStore) ListAfter(ctx context.Context, after string, limit int) ([]hero, error) {
+	return decodeStored(s.page(limit, func(set *heroSet) int {
+		i, found := slices.BinarySearch(set.ids, after)
+		if found {
+			i++
+		}
+		return i
+	}))
+}
+
+// page returns the JSON of up to limit heroes in id order from the one at
+// index start(set) on, never nil.
+func (s *localStore) page(limit int, start func(*heroSet) int) ([]json.RawMessage, error) {
 	out := []json.RawMessage{}
 	err := s.read(func(set *heroSet) error {
-		if offset < 0 || offset >= len(set.ids) || limit <= 0 {
+		i := start(set)
+		if i < 0 || i >= len(set.ids) || limit <= 0 {
 			return nil
 		}
-		ids := set.ids[offset:]
+		ids := set.ids[i:]
 		ids = ids[:min(limit, len(ids))]
 		out = make([]json.RawMessage, len(ids))
 		for i, id := range ids {
@@ -424,9 +627,8 @@ func (s *localStore) ListJSON(ctx context.Context, offset, limit int) ([]json.Ra
 	return out, nil
 }
 
-// List is ListJSON's heroes, decoded.
-func (s *localStore) List(ctx context.Context, offset, limit int) ([]hero, error) {
-	stored, err := s.ListJSON(ctx, offset, limit)
+// decodeStored decodes the heroes of a page, passing err on.
+func decodeStored(stored []json.RawMessage, err error) ([]hero, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -495,7 +697,7 @@ func (s *localStore) CreateOnce(ctx context.Context, h hero, key idempotencyKey)
 	case found:
 		return rec, true, nil
 	}
-	rec = idemRecord{Key: key.ID, Fingerprint: key.Fingerprint, HeroID: h.ID, Hero: data, Created: s.now().Unix()}
+	rec = idemRecord{Key: key.ID, Fingerprint: key.Fingerprint, HeroID: h.ID, Hero: data, Created: s.now().Unix(), Caller: key.Caller}
 	rec.ETag, err = s.changeLocked(h.ID, &h, absent(h.ID), &rec)
 	return rec, false, err
 }
@@ -550,42 +752,68 @@ func (s *localStore) changeLocked(id string, h *hero, check func(old storedHero,
 	}
 	// Only writers change the set and this one holds writeMu, so reading it
 	// under the read lock and changing it later under the write lock is safe.
-	var doc heroesFile
-	var sh *storedHero
+	var p changePlan
 	now := s.now()
-	err := s.read(func(set *heroSet) error {
-		old, exists := set.byID[id]
-		if err := check(old, exists); err != nil {
-			return err
-		}
-		if h != nil {
-			sh = &storedHero{ID: id, ETag: newETag(), Hero: data}
-		}
-		if key != nil {
-			key.ETag = sh.ETag
-		}
-		if s.path != "" {
-			doc = heroesFile{Version: 1, Heroes: set.recordsWith(id, sh), IdempotencyKey: set.keyRecordsWith(key, now)}
-		}
-		return nil
+	err := s.read(func(set *heroSet) (err error) {
+		p, err = s.plan(set, id, data, check, key, now)
+		return err
 	})
 	if err != nil {
 		return "", err
 	}
-	if err := s.writeFile(doc); err != nil {
+	if err := s.writeFile(p.doc); err != nil {
 		return "", err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if key != nil {
-		s.set.addKey(*key, now)
+		s.set.addKey(*key, p.forget)
 	}
-	if sh == nil {
+	if p.sh == nil {
 		s.set.remove(id)
 		return "", nil
 	}
-	s.set.put(*sh)
-	return sh.ETag, nil
+	s.set.put(*p.sh)
+	return p.sh.ETag, nil
+}
+
+// changePlan is one change worked out on a heroSet before it is made: the
+// hero's new version (nil deletes it), the keys remembering a new key
+// forgets, and for the file store the document to write.
+type changePlan struct {
+	sh     *storedHero
+	forget []string
+	doc    heroesFile
+}
+
+// plan works out a change of set (not changed): data stores the hero id
+// (nil deletes it) if check passes on the stored version and it fits
+// s.limits (else errStoreFull), and key, when not nil, is remembered with
+// it (its ETag set to the new hero's), forgetting keys as keysToForget
+// says.
+func (s *localStore) plan(set *heroSet, id string, data []byte, check func(old storedHero, exists bool) error, key *idemRecord, now time.Time) (changePlan, error) {
+	var p changePlan
+	old, exists := set.byID[id]
+	if err := check(old, exists); err != nil {
+		return p, err
+	}
+	if data != nil {
+		p.sh = &storedHero{ID: id, ETag: newETag(), Hero: data}
+		if err := set.fitsHero(*p.sh, s.limits); err != nil {
+			return p, err
+		}
+	}
+	if key != nil {
+		key.ETag = p.sh.ETag
+		var err error
+		if p.forget, err = set.keysToForget(*key, now, s.limits); err != nil {
+			return p, err
+		}
+	}
+	if s.path != "" {
+		p.doc = heroesFile{Version: 1, Heroes: set.recordsWith(id, p.sh), IdempotencyKey: set.keyRecordsWith(key, p.forget)}
+	}
+	return p, nil
 }
 
 // writeFile writes doc to the file (nothing for the memory store) and
@@ -596,6 +824,9 @@ func (s *localStore) writeFile(doc heroesFile) error {
 		return nil
 	}
 	err := writeHeroesFile(s.path, doc, s.fsync)
+	if errors.Is(err, errStoreFull) {
+		return err // nothing was written: the disk is not at fault
+	}
 	s.mu.Lock()
 	s.writeFailed = err
 	s.mu.Unlock()
@@ -624,6 +855,11 @@ func writeHeroesFile(path string, doc heroesFile, fsync func(*os.File) error) (e
 		return fmt.Errorf("heroes: encoding %s: %w", path, err)
 	}
 	data := buf.Bytes() // ends in a newline
+	if len(data) > maxHeroesFile {
+		// The limits keep it smaller; should they ever fail to, the file
+		// must still be one that openFileStore reads back.
+		return fmt.Errorf("heroes: %s would be %d bytes, over the %d it is read back with: %w", path, len(data), maxHeroesFile, errStoreFull)
+	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -691,7 +927,7 @@ func (s *localStore) Ready(ctx context.Context) error {
 	s.mu.Lock()
 	if failed = s.writeFailed; failed != nil && now.Sub(s.lastProbe) >= readyProbeEvery {
 		s.lastProbe, probe = now, true
-		doc = heroesFile{Version: 1, Heroes: s.set.recordsWith("", nil), IdempotencyKey: s.set.keyRecordsWith(nil, now)}
+		doc = heroesFile{Version: 1, Heroes: s.set.recordsWith("", nil), IdempotencyKey: s.set.keyRecordsWith(nil, nil)}
 	}
 	s.mu.Unlock()
 	if probe {

@@ -445,6 +445,9 @@ func TestHeroListPaging(t *testing.T) {
 type failingStore struct{ err error }
 
 func (s failingStore) List(context.Context, int, int) ([]hero, error) { return nil, s.err }
+func (s failingStore) ListAfter(context.Context, string, int) ([]hero, error) {
+	return nil, s.err
+}
 func (s failingStore) ListJSON(context.Context, int, int) ([]json.RawMessage, error) {
 	return nil, s.err
 }
@@ -473,6 +476,7 @@ func TestStoreErrorAnswers(t *testing.T) {
 		{"unavailable is 503 with Retry-After", fmt.Errorf("%w: %s", errStoreUnavailable, secret), 503, true},
 		{"timeout is 503 with Retry-After", fmt.Errorf("table: %s: %w", secret, context.DeadlineExceeded), 503, true},
 		{"too large is 422", fmt.Errorf("%w: %s", errHeroTooLarge, secret), 422, false},
+		{"full is 507 without Retry-After", fmt.Errorf("%w: %s", errStoreFull, secret), 507, false},
 		{"conflict is 409", fmt.Errorf("%w: %s", errHeroConflict, secret), 409, false},
 		{"an unexpected store answer is 502 without Retry-After", fmt.Errorf("%w: %s", errStoreBadAnswer, secret), 502, false},
 		{"anything else is 500", errors.New(secret), 500, false},
@@ -487,7 +491,7 @@ func TestStoreErrorAnswers(t *testing.T) {
 		} {
 			t.Run(tc.name+"/"+req.method+" "+req.target, func(t *testing.T) {
 				w := do(h, req.method, req.target, req.body)
-				if tc.wantStatus == 422 && req.method == "GET" || tc.wantStatus == 409 && req.method == "GET" {
+				if (tc.wantStatus == 422 || tc.wantStatus == 409 || tc.wantStatus == 507) && req.method == "GET" {
 					return // GET cannot give these errors; the fake is not realistic there
 				}
 				if w.Code != tc.wantStatus {

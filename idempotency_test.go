@@ -21,8 +21,8 @@ import (
 
 // memTable is a small Table service in memory on a loopback server: insert,
 // read, update and delete of entities, and queries by PartitionKey (with an
-// optional "and <property> lt|gt '<value>'"), with ETags and If-Match as the
-// service has them. It does not check signatures (fakeTable does that).
+// optional "and <property> lt|gt '<value>'", $top and continuation
+// headers), with ETags and If-Match as the service has them. It does not check signatures (fakeTable does that).
 // stallNext makes the service apply the next requests matching a predicate,
 // then hold their answer for stallFor: a frozen backend whose writes land
 // although the client gave up. Safe for concurrent use.
@@ -191,7 +191,12 @@ func (m *memTable) query(w http.ResponseWriter, q url.Values) {
 		}
 	}
 	sort.Strings(rks)
+	if next := q.Get("NextRowKey"); next != "" {
+		rks = rks[sort.SearchStrings(rks, next):]
+	}
 	if top, err := strconv.Atoi(q.Get("$top")); err == nil && len(rks) > top {
+		w.Header().Set("x-ms-continuation-NextPartitionKey", match[1])
+		w.Header().Set("x-ms-continuation-NextRowKey", rks[top])
 		rks = rks[:top]
 	}
 	page := []map[string]any{}

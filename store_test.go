@@ -66,6 +66,18 @@ func testHeroStore(t *testing.T, open func(t *testing.T) heroStore) {
 		}
 		return etag
 	}
+	// createSorted creates n heroes and returns their ids in order.
+	createSorted := func(t *testing.T, s heroStore, n int) []string {
+		t.Helper()
+		var ids []string
+		for i := range n {
+			h := testHero(newHeroID(), fmt.Sprintf("Hero %d", i))
+			mustCreate(t, s, h)
+			ids = append(ids, h.ID)
+		}
+		slices.Sort(ids)
+		return ids
+	}
 
 	tests := []struct {
 		name string
@@ -176,13 +188,7 @@ func testHeroStore(t *testing.T, open func(t *testing.T) heroStore) {
 			}
 		}},
 		{"list is ordered by id and pages with offset and limit", func(t *testing.T, s heroStore) {
-			var ids []string
-			for i := range 7 {
-				h := testHero(newHeroID(), fmt.Sprintf("Hero %d", i))
-				mustCreate(t, s, h)
-				ids = append(ids, h.ID)
-			}
-			slices.Sort(ids)
+			ids := createSorted(t, s, 7)
 			for _, p := range []struct{ offset, limit int }{{0, 100}, {0, 3}, {2, 3}, {5, 10}, {6, 1}, {7, 5}, {100, 5}} {
 				got, err := s.List(ctx, p.offset, p.limit)
 				if err != nil {
@@ -203,6 +209,29 @@ func testHeroStore(t *testing.T, open func(t *testing.T) heroStore) {
 					if data, _ := encodeHero(got[i]); string(js[i]) != string(data) {
 						t.Errorf("ListJSON(%d, %d)[%d] = %s; want List's hero as encodeHero writes it, %s", p.offset, p.limit, i, js[i], data)
 					}
+				}
+			}
+		}},
+		{"list after an id pages by key", func(t *testing.T, s heroStore) {
+			ids := createSorted(t, s, 5)
+			between := ids[1][:35] + "z" // after ids[1], before ids[2] unless they share 35 characters
+			if between >= ids[2] {
+				between = ids[1]
+			}
+			for _, p := range []struct {
+				after string
+				limit int
+				want  []string
+			}{
+				{"", 100, ids}, {"", 2, ids[:2]}, {ids[0], 2, ids[1:3]}, {between, 10, ids[2:]},
+				{ids[4], 10, []string{}}, {"ffffffff-ffff-4fff-bfff-ffffffffffff", 3, []string{}}, {"", 0, []string{}},
+			} {
+				got, err := s.ListAfter(ctx, p.after, p.limit)
+				if err != nil || got == nil {
+					t.Fatalf("ListAfter(%q, %d) = %v, %v; want a non-nil slice", p.after, p.limit, got, err)
+				}
+				if gotIDs := heroIDs(got); !slices.Equal(gotIDs, p.want) {
+					t.Errorf("ListAfter(%q, %d) ids = %v; want %v", p.after, p.limit, gotIDs, p.want)
 				}
 			}
 		}},

@@ -709,21 +709,22 @@ func (s *tableStore) entityIn(pk, rk string) string {
 
 // List returns at most limit heroes ordered by id, after skipping offset of
 // them. The service has no offset, so the skipped heroes are read as keys
-// only (1,000 a page), then heroes are read tableListPage a page from the
-// last skipped key on; each read follows the
+// only (1,000 a page), then heroes are read from the last skipped key on
+// (ListAfter); each read follows the
 // x-ms-continuation-NextPartitionKey/NextRowKey headers ("Query timeout and
-// pagination"). A negative offset counts as 0; limit <= 0 gives no heroes.
+// pagination"). A page at offset n thus costs n/1000 calls more than the
+// first one, and walking every hero a page at a time by offset costs
+// calls growing with the square of the heroes: walk with ListAfter
+// instead. A negative offset counts as 0; limit <= 0 gives no heroes.
 func (s *tableStore) List(ctx context.Context, offset, limit int) ([]hero, error) {
-	heroes := []hero{}
 	if limit <= 0 {
-		return heroes, nil
+		return []hero{}, nil
 	}
-	filter := "PartitionKey eq " + odataString(tablePartition)
+	after := ""
 	if offset > 0 {
-		var last string
 		skipped := 0
-		err := s.scan(ctx, "list heroes", filter, "RowKey", tableSkipPage, offset, func(e tableEntity) error {
-			last = e.RowKey
+		err := s.scan(ctx, "list heroes", heroesFilter, "RowKey", tableSkipPage, offset, func(e tableEntity) error {
+			after = e.RowKey
 			skipped++
 			return nil
 		})
@@ -731,9 +732,27 @@ func (s *tableStore) List(ctx context.Context, offset, limit int) ([]hero, error
 			return nil, err
 		}
 		if skipped < offset {
-			return heroes, nil
+			return []hero{}, nil
 		}
-		filter += " and RowKey gt " + odataString(last)
+	}
+	return s.ListAfter(ctx, after, limit)
+}
+
+// heroesFilter selects the heroes' partition (tablePartition holds no
+// quote, so it needs no escaping).
+const heroesFilter = "PartitionKey eq '" + tablePartition + "'"
+
+// ListAfter returns at most limit heroes whose id (RowKey) sorts after
+// after ("" for the first), ordered by id, tableListPage a page: one query
+// from that key on, whatever the number of heroes before it.
+func (s *tableStore) ListAfter(ctx context.Context, after string, limit int) ([]hero, error) {
+	heroes := []hero{}
+	if limit <= 0 {
+		return heroes, nil
+	}
+	filter := heroesFilter
+	if after != "" {
+		filter += " and RowKey gt " + odataString(after)
 	}
 	err := s.scan(ctx, "list heroes", filter, "RowKey,"+tableHeroProperty, tableListPage, limit, func(e tableEntity) error {
 		h, err := e.hero()
@@ -952,8 +971,7 @@ func serviceIfMatch(ifMatch string) string {
 // Ready reports whether the table can be read: it creates the table if
 // needed and queries one key.
 func (s *tableStore) Ready(ctx context.Context) error {
-	filter := "PartitionKey eq " + odataString(tablePartition)
-	return s.scan(ctx, "ready", filter, "RowKey", 1, 1, func(tableEntity) error { return nil })
+	return s.scan(ctx, "ready", heroesFilter, "RowKey", 1, 1, func(tableEntity) error { return nil })
 }
 
 // Close waits for a deletion of expired idempotency keys in progress; it
@@ -978,8 +996,9 @@ var tableNamePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{2,62}$`)
 // sharing the table agree.
 const (
 	tableKeyPartition = "idempotency"
-	// keySweepEvery is how often one process deletes expired keys, at
-	// most maxKeySweep of them a run.
+	// keySweepEvery is how often one process deletes expired keys,
+	// maxKeySweep of them a run, runs following each other while they find
+	// that many (sweepAllKeys).
 	keySweepEvery = time.Hour
 	maxKeySweep   = 1000
 )
@@ -1132,13 +1151,28 @@ func (s *tableStore) sweepKeysSometimes(ctx context.Context) {
 		defer s.sweeps.Done()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		n, err := s.sweepKeys(ctx, now)
+		n, err := s.sweepAllKeys(ctx, now)
 		if err != nil {
 			s.logger.WarnContext(ctx, "table: deleting expired idempotency keys", "deleted", n, "err", err)
 		} else if n > 0 {
 			s.logger.InfoContext(ctx, "table: expired idempotency keys deleted", "deleted", n)
 		}
 	}()
+}
+
+// sweepAllKeys runs sweepKeys until a run deletes fewer than maxKeySweep
+// key entities or ctx ends, so an hour's sweep is not stopped at 1,000
+// while more expired keys wait (they would pile up under more than 1,000
+// keyed creates an hour); it returns how many it deleted in all.
+func (s *tableStore) sweepAllKeys(ctx context.Context, now time.Time) (int, error) {
+	total := 0
+	for {
+		n, err := s.sweepKeys(ctx, now)
+		total += n
+		if err != nil || n < maxKeySweep || ctx.Err() != nil {
+			return total, err
+		}
+	}
 }
 
 // sweepKeys deletes up to maxKeySweep key entities that expired at now.
