@@ -259,6 +259,11 @@ func (s meteredStore) ListJSON(ctx context.Context, offset, limit int) (hs []jso
 	return s.heroStore.ListJSON(ctx, offset, limit)
 }
 
+func (s meteredStore) ListAfter(ctx context.Context, after string, limit int) (hs []hero, err error) {
+	defer func(start time.Time) { s.done("list", start, err) }(time.Now())
+	return s.heroStore.ListAfter(ctx, after, limit)
+}
+
 func (s meteredStore) Get(ctx context.Context, id string) (h hero, etag string, err error) {
 	defer func(start time.Time) { s.done("get", start, err) }(time.Now())
 	return s.heroStore.Get(ctx, id)

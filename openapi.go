@@ -152,7 +152,7 @@ func openAPIHeroPaths(read, create, admin string) obj {
 			"responses": heroResponses(obj{"201": withETag(jsonResponse("The created hero; Location names it", ref("Hero")), obj{
 				"Location":            obj{"description": "/api/heroes/{id} of the new hero", "schema": obj{"type": "string"}},
 				"Idempotent-Replayed": obj{"description": "true when this is the first answer again, for a repeated Idempotency-Key", "schema": obj{"type": "string"}},
-			})}, "400", "413", "415", "422"),
+			})}, "400", "413", "415", "422", "507"),
 		}
 	}
 	return obj{
@@ -164,7 +164,7 @@ func openAPIHeroPaths(read, create, admin string) obj {
 			"put": obj{"summary": "Replace a hero", "operationId": "replaceHero", "tags": []string{"heroes"}, "security": secured(create),
 				"parameters":  []obj{ifMatchParam()},
 				"requestBody": heroBody(),
-				"responses":   heroResponses(obj{"200": withETag(jsonResponse("The replaced hero", ref("Hero")), nil)}, "400", "404", "409", "413", "415", "422")},
+				"responses":   heroResponses(obj{"200": withETag(jsonResponse("The replaced hero", ref("Hero")), nil)}, "400", "404", "409", "413", "415", "422", "507")},
 			"delete": obj{"summary": "Delete a hero", "operationId": "deleteHero", "tags": []string{"heroes"}, "security": secured(admin),
 				"parameters": []obj{ifMatchParam()},
 				"responses":  withStepUp(heroResponses(obj{"200": jsonResponse("Deleted", ref("Message"))}, "400", "404", "409"))},
@@ -267,6 +267,7 @@ func heroResponses(ok obj, extra ...string) obj {
 		"409": "If-Match does not match the hero's current ETag",
 		"413": "Body larger than 1 MiB",
 		"415": "Content-Type is not application/json",
+		"507": "The hero store is full (HEROES_MAX_BYTES); nothing was changed",
 	}
 	ok["400"] = errorResponse("Malformed Authorization header")
 	ok["401"] = errorResponse("Missing or invalid bearer token (WWW-Authenticate names the check)")
