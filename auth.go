@@ -148,12 +148,12 @@ func newAuthFlow(cfg loginOptions, p metadataSource, v tokenVerifier, client *ht
 	if err != nil {
 		return nil, err
 	}
-	cred, err := loadClientCredential(cfg, logger)
-	if err != nil {
+	af := &authFlow{opts: cfg, p: p, v: v, client: client, logger: logger, seal: seal, now: time.Now,
+		spent: newSpentStates(maxSpentStates)}
+	if af.cred, err = loadClientCredential(cfg, logger, func() time.Time { return af.now() }); err != nil {
 		return nil, err
 	}
-	return &authFlow{opts: cfg, p: p, v: v, client: client, logger: logger, seal: seal, cred: cred, now: time.Now,
-		spent: newSpentStates(maxSpentStates)}, nil
+	return af, nil
 }
 
 // scope is the scope requested at login and on token requests: OpenID

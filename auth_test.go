@@ -811,7 +811,7 @@ func TestLogsHoldNoSecretCodeOrToken(t *testing.T) {
 	} {
 		h := newHarness(t, harnessOptions{env: env})
 		if env["AZURE_CLIENT_CERTIFICATE_PATH"] != "" {
-			h.ti.checkClient = (&assertionChecker{cert: cert, seen: map[string]bool{}}).check
+			h.ti.checkClient = (&assertionChecker{cert: cert, seen: map[string]string{}}).check
 		} else if env["AZURE_CLIENT_AUTH"] == "basic" {
 			h.ti.checkClient = func(r *http.Request, _ url.Values) error {
 				if _, s, _ := r.BasicAuth(); s != testSecret {
