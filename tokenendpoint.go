@@ -326,9 +326,15 @@ var grantErrorText = []struct {
 	code int
 	text string
 }{
-	{70008, "the sign-in code or refresh token has expired"},
+	// Entra's own text for 70008 is "has expired due to inactivity, or is
+	// not valid": it also answers so for a token it cannot place.
+	{70008, "the sign-in code or refresh token has expired or is not valid"},
 	{54005, "the sign-in code was already redeemed"},
 	{70000, "the sign-in code or refresh token is invalid or was already used"},
+	// A value that is no refresh token or code of Entra's at all (cut,
+	// mistyped, from another service or an older -dev run): Entra answers
+	// invalid_grant AADSTS9002313, "Request is malformed or invalid".
+	{9002313, "the refresh token or code is malformed: it is not one the identity provider issued (check it was copied whole)"},
 	{700082, "the refresh token has expired after a long time unused"},
 	{50173, "the grant was revoked (for example after a password change)"},
 	{50076, "the sign-in now needs multi-factor authentication"},
