@@ -676,6 +676,14 @@ func (af *authFlow) verifyFailure(w http.ResponseWriter, r *http.Request, which,
 // verified before it is handed out, and a new ID token when one comes. An
 // answer without a new refresh token or ID token is normal (Entra rotates
 // refresh tokens at will; OpenID Connect Core §12.2): the JSON notes say so.
+//
+// Security: the handler lends the service's client credential to whoever
+// sends a refresh token. A refresh token issued to a confidential client is
+// useless without that client's credential; here anyone holding one (a
+// leaked or stolen token included) gets new access tokens for as long as it
+// lives, and the service, keeping no session, cannot tell. A deployment
+// whose clients never refresh here should block the route at its proxy;
+// README "Security notes: /auth/refresh" says what else to do.
 func (af *authFlow) handleRefresh() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
