@@ -236,6 +236,9 @@ func TestBasicClientAuthentication(t *testing.T) {
 	}
 }
 
+// TestNewAuthFlowRefusesUnusableCertificates: an unusable certificate is
+// one of loadConfig's problems, naming AZURE_CLIENT_CERTIFICATE_PATH, and
+// newAuthFlow (for a program filling loginOptions itself) refuses it too.
 func TestNewAuthFlowRefusesUnusableCertificates(t *testing.T) {
 	t.Parallel()
 	key := testKeys()[1]
@@ -275,8 +278,16 @@ func TestNewAuthFlowRefusesUnusableCertificates(t *testing.T) {
 	idp := newTestIDP(t)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := idp.config(t, map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": tc.path(t), "AZURE_CLIENT_SECRET": ""})
-			_, err := newAuthFlow(cfg.loginOptions(), fakeMetadata{}, newVerifier(cfg.verifyOptions(nil, nil), nil, nil), http.DefaultClient, slog.New(slog.DiscardHandler))
+			path := tc.path(t)
+			_, err := loadConfig(mapGetenv(map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": path, "AZURE_CLIENT_SECRET": ""}))
+			if err == nil || !strings.Contains(err.Error(), "AZURE_CLIENT_CERTIFICATE_PATH: client certificate") || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("loadConfig = %v; want a problem naming AZURE_CLIENT_CERTIFICATE_PATH and containing %q", err, tc.want)
+			}
+			// A program taking the login piece alone fills loginOptions itself.
+			cfg := idp.config(t, nil)
+			lo := cfg.loginOptions()
+			lo.ClientAuth, lo.ClientCertPath, lo.ClientSecret = clientAuthCertificate, path, ""
+			_, err = newAuthFlow(lo, fakeMetadata{}, newVerifier(cfg.verifyOptions(nil, nil), nil, nil), http.DefaultClient, slog.New(slog.DiscardHandler))
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "auth: ") {
 				t.Errorf("newAuthFlow = %v; want an auth: error containing %q", err, tc.want)
 			}
