@@ -197,6 +197,12 @@ type config struct {
 	// default 5s: callers of /readyz cost a remote store at most one request
 	// per interval. 0 asks the store on every request.
 	ReadyzCache time.Duration
+	// RefreshEnabled serves POST /auth/refresh and asks for offline_access
+	// at sign-in (AUTH_REFRESH_ENABLED), default true. false: no refresh
+	// token is issued and /auth/refresh answers 404, so the service never
+	// lends its client credential to a refresh token (README, "Security
+	// notes: /auth/refresh").
+	RefreshEnabled bool
 
 	// Dev is true when the service runs with -dev and serves its own local
 	// identity provider under /devidp/. Only run sets it, from the flag; no
@@ -235,6 +241,7 @@ func (c config) loginOptions() loginOptions {
 			ClientID: c.ManagedIdentityClientID, Audience: c.TokenExchangeAudience},
 		APIScopes: c.APIScopes, RedirectURI: c.RedirectURI, PostLogoutRedirectURI: c.PostLogoutRedirectURI,
 		SessionKey: c.SessionKey, StepUpAuthContext: c.StepUpAuthContext,
+		RefreshDisabled: !c.RefreshEnabled,
 	}
 }
 
@@ -643,11 +650,15 @@ func (e *envReader) certificate(c *config) {
 	}
 }
 
-// readiness reads READYZ_CACHE: a duration from 0 to 1m.
+// readiness reads READYZ_CACHE, a duration from 0 to 1m, and
+// AUTH_REFRESH_ENABLED, true or false.
 func (e *envReader) readiness(c *config) {
 	var err error
 	if c.ReadyzCache, err = parseDuration(e.or("READYZ_CACHE", "5s"), time.Minute); err != nil {
 		e.bad("READYZ_CACHE %v", err)
+	}
+	if c.RefreshEnabled, err = strconv.ParseBool(e.or("AUTH_REFRESH_ENABLED", "true")); err != nil {
+		e.bad("AUTH_REFRESH_ENABLED is not true or false")
 	}
 }
 

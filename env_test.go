@@ -61,6 +61,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 		{"METRICS_ADDR is off", cfg.MetricsAddr, ""},
 		{"TOKEN_CACHE_SIZE", cfg.TokenCacheSize, 100_000},
 		{"the verifier's cache size", cfg.verifyOptions(nil, nil).TokenCacheSize, 100_000},
+		{"READYZ_CACHE", cfg.ReadyzCache, 5 * time.Second},
+		{"AUTH_REFRESH_ENABLED", cfg.RefreshEnabled, true},
+		{"refresh served", cfg.loginOptions().RefreshDisabled, false},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -259,6 +262,7 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"plain-http assets off loopback", map[string]string{"DOCS_ASSETS_URL": "http://cdn.example.com/swagger"}, []string{"DOCS_ASSETS_URL must be an https URL"}},
 		{"OPENAPI_CLIENT_ID not a GUID", map[string]string{"OPENAPI_CLIENT_ID": "swagger"}, []string{"OPENAPI_CLIENT_ID is not a GUID"}},
 		{"READYZ_CACHE not a duration", map[string]string{"READYZ_CACHE": "5"}, []string{"READYZ_CACHE is not a duration"}},
+		{"AUTH_REFRESH_ENABLED not a boolean", map[string]string{"AUTH_REFRESH_ENABLED": "off"}, []string{"AUTH_REFRESH_ENABLED is not true or false"}},
 		{"READYZ_CACHE over a minute", map[string]string{"READYZ_CACHE": "2m"}, []string{"READYZ_CACHE must be between 0 and 1m0s"}},
 		{"bad METRICS_ADDR", map[string]string{"METRICS_ADDR": "9090"}, []string{"METRICS_ADDR is not host:port"}},
 		{"METRICS_ADDR on the API's listener", map[string]string{"ADDR": "localhost:8000", "METRICS_ADDR": "localhost:8000"}, []string{"METRICS_ADDR must differ from ADDR"}},
