@@ -788,20 +788,15 @@ func TestResourceToken(t *testing.T) {
 	})
 }
 
-// TestSpecialFilesAreRefusedWithoutBlocking: a FIFO named as the federated
-// token file or the client certificate, directly or through a symlink, is
-// refused at once, naming what it is; opening it without O_NONBLOCK, or
-// reading it without the regular-file check, would wait for a writer that
-// never comes. A symlink chain to a regular file (as Kubernetes projects
-// the token) is read.
-func TestSpecialFilesAreRefusedWithoutBlocking(t *testing.T) {
-	t.Parallel()
+// testFIFO makes a named pipe (FIFO) in a new temporary folder and returns
+// its path; it skips the test where there are none (Windows, no mkfifo).
+func testFIFO(t *testing.T) string {
+	t.Helper()
 	mkfifo, err := exec.LookPath("mkfifo")
 	if runtime.GOOS == "windows" || err != nil {
 		t.Skip("no FIFOs here")
 	}
-	dir := t.TempDir()
-	fifo := filepath.Join(dir, "fifo")
+	fifo := filepath.Join(t.TempDir(), "fifo")
 	if out, err := exec.Command(mkfifo, fifo).CombinedOutput(); err != nil {
 		t.Skipf("mkfifo: %v %s", err, out)
 	}
@@ -812,6 +807,19 @@ func TestSpecialFilesAreRefusedWithoutBlocking(t *testing.T) {
 			f.Close()
 		}
 	})
+	return fifo
+}
+
+// TestSpecialFilesAreRefusedWithoutBlocking: a FIFO named as the federated
+// token file or the client certificate, directly or through a symlink, is
+// refused at once, naming what it is; opening it without O_NONBLOCK, or
+// reading it without the regular-file check, would wait for a writer that
+// never comes. A symlink chain to a regular file (as Kubernetes projects
+// the token) is read.
+func TestSpecialFilesAreRefusedWithoutBlocking(t *testing.T) {
+	t.Parallel()
+	fifo := testFIFO(t)
+	dir := filepath.Dir(fifo)
 	link := filepath.Join(dir, "link-to-fifo")
 	if err := os.Symlink(fifo, link); err != nil {
 		t.Fatal(err)

@@ -265,12 +265,16 @@ func newIDPClient() *http.Client {
 
 // withDotEnvFile returns a getenv that falls back to the variables of the
 // file at path (see parseDotEnv) when it exists, and those variables; real
-// environment variables win. A missing file changes nothing; an unreadable
-// or malformed one is an errConfig error.
+// environment variables win. A missing file changes nothing; an unreadable,
+// malformed or oversized one, or one that is not a regular file (read as
+// readRegularFile reads, so a FIFO cannot hold the start), is an errConfig
+// error.
 func withDotEnvFile(getenv func(string) string, path string) (func(string) string, map[string]string, error) {
-	data, err := os.ReadFile(path)
+	data, err := readRegularFile(path, maxDotEnvSize)
 	if errors.Is(err, os.ErrNotExist) {
 		return getenv, nil, nil
+	} else if errors.Is(err, errTooLarge) {
+		return nil, nil, fmt.Errorf("%w: %s is larger than %d bytes", errConfig, path, maxDotEnvSize)
 	} else if err != nil {
 		return nil, nil, fmt.Errorf("%w: reading %s: %w", errConfig, path, err)
 	}

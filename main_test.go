@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -721,5 +722,42 @@ func TestListenOnAnAddressInUse(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("listen = %v; want it to say %q", err, want)
 		}
+	}
+}
+
+// TestDotEnvFileIsBounded: .env_oauth is read only when it is a regular file
+// of at most maxDotEnvSize bytes; a FIFO is refused at once (it would hold
+// the start for ever), a missing file changes nothing, a good one is read.
+func TestDotEnvFileIsBounded(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name, path, want string // want: "" for success
+	}{
+		{"missing", filepath.Join(dir, "absent"), ""},
+		{"good", write("good", "LOG_LEVEL=debug\n"), ""},
+		{"too large", write("large", strings.Repeat("#", maxDotEnvSize+1)), "larger than"},
+		{"a FIFO", testFIFO(t), "named pipe"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			done := make(chan error, 1)
+			go func() { _, _, err := withDotEnvFile(mapGetenv(nil), tc.path); done <- err }()
+			select {
+			case err := <-done:
+				if tc.want == "" && err != nil || tc.want != "" && (!errors.Is(err, errConfig) || !strings.Contains(err.Error(), tc.want)) {
+					t.Errorf("withDotEnvFile(%s) = %v; want %q", tc.name, err, tc.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("withDotEnvFile(%s) still blocked after 10 s", tc.name)
+			}
+		})
 	}
 }
