@@ -488,13 +488,7 @@ func TestManagedIdentityAssertionIsRenewedBeforeItExpires(t *testing.T) {
 func TestFederatedTokenFileUnusableAtStart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, content string) string { return writeTestFile(t, dir, name, content) }
 	tests := []struct {
 		name, path, want string
 	}{
@@ -786,6 +780,17 @@ func TestResourceToken(t *testing.T) {
 			t.Errorf("the storage token has audience %v, %v; want https://storage.azure.com", c.claims.Audience, err)
 		}
 	})
+}
+
+// writeTestFile writes content to the file name in dir (0600) and returns
+// its path.
+func writeTestFile(tb testing.TB, dir, name, content string) string {
+	tb.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return p
 }
 
 // testFIFO makes a named pipe (FIFO) in a new temporary folder and returns

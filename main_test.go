@@ -731,13 +731,7 @@ func TestListenOnAnAddressInUse(t *testing.T) {
 func TestDotEnvFileIsBounded(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, content string) string { return writeTestFile(t, dir, name, content) }
 	tests := []struct {
 		name, path, want string // want: "" for success
 	}{
