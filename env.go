@@ -190,7 +190,8 @@ type config struct {
 	// the public network: the metrics name routes, outcomes and latencies.
 	MetricsAddr string
 
-	// Readiness (GET /readyz).
+	// Exposure: how often GET /readyz reaches the store, and whether
+	// POST /auth/refresh is served.
 
 	// ReadyzCache is how long GET /readyz reuses the store's answer,
 	// success or failure alike (READYZ_CACHE, a Go duration from 0 to 1m),
@@ -253,6 +254,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c := config{Addr: e.get("ADDR")}
 	if c.Addr == "" {
 		c.Addr = e.port()
+	} else {
+		e.get("PORT") // ADDR wins; asked anyway, so a PORT in .env_oauth is no unknown key
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		e.bad("ADDR is not host:port")
@@ -269,6 +272,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	e.tokenCache(&c)
 	e.certificate(&c)
 	e.readiness(&c)
+	e.refresh(&c)
 	if len(e.problems) > 0 {
 		msg := strings.Join(e.problems, "\n  ")
 		if c.ClientID == "" || c.TenantID == "" || len(c.APIScopes) == 0 {
@@ -650,13 +654,17 @@ func (e *envReader) certificate(c *config) {
 	}
 }
 
-// readiness reads READYZ_CACHE, a duration from 0 to 1m, and
-// AUTH_REFRESH_ENABLED, true or false.
+// readiness reads READYZ_CACHE, a duration from 0 to 1m.
 func (e *envReader) readiness(c *config) {
 	var err error
 	if c.ReadyzCache, err = parseDuration(e.or("READYZ_CACHE", "5s"), time.Minute); err != nil {
 		e.bad("READYZ_CACHE %v", err)
 	}
+}
+
+// refresh reads AUTH_REFRESH_ENABLED, true or false.
+func (e *envReader) refresh(c *config) {
+	var err error
 	if c.RefreshEnabled, err = strconv.ParseBool(e.or("AUTH_REFRESH_ENABLED", "true")); err != nil {
 		e.bad("AUTH_REFRESH_ENABLED is not true or false")
 	}

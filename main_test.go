@@ -676,10 +676,12 @@ func TestReadinessIsCached(t *testing.T) {
 // TestUnknownDotEnvKeysAreWarned: the keys of .env_oauth that loadConfig
 // never reads (a misspelt setting) are warned about at start, by name and
 // never with their value; every setting loadConfig reads, whatever the
-// other settings (ALLOWED_TENANTS with a single tenant too), is known.
+// other settings (ALLOWED_TENANTS with a single tenant, PORT beside ADDR), is
+// known.
 func TestUnknownDotEnvKeysAreWarned(t *testing.T) {
 	t.Parallel()
-	vars := map[string]string{"AZURE_CLIENT_ID": testClientID, "ALLOWED_TENANTS": testTenant, "HEROES_FILES": "secret-ish-value", "LOG_LEVLE": "debug"}
+	vars := map[string]string{"AZURE_CLIENT_ID": testClientID, "ALLOWED_TENANTS": testTenant, "PORT": "8080", // ADDR wins over PORT
+		"HEROES_FILES": "secret-ish-value", "LOG_LEVLE": "debug"}
 	read := map[string]bool{}
 	getenv := withFallback(mapGetenv(map[string]string{"ADDR": "127.0.0.1:0"}), vars)
 	_, ln, _, err := listen(getenv, false, read)
