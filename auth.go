@@ -81,6 +81,11 @@ type loginOptions struct {
 	PostLogoutRedirectURI string
 	// SessionKey is the 32-byte AES-256-GCM key sealing login cookies.
 	SessionKey []byte
+	// RefreshDisabled turns refresh off: the sign-in does not ask for
+	// offline_access, so Entra issues no refresh token, and POST
+	// /auth/refresh answers 404 (handleRefresh says why). false (the zero
+	// value) serves it.
+	RefreshDisabled bool
 	// StepUpAuthContext, when set, is the Conditional Access authentication
 	// context id (c1…c99) some operations of the API need: the signed-in
 	// page offers to sign in again with it when the new access token lacks
@@ -148,19 +153,23 @@ func newAuthFlow(cfg loginOptions, p metadataSource, v tokenVerifier, client *ht
 	if err != nil {
 		return nil, err
 	}
-	cred, err := loadClientCredential(cfg, logger)
-	if err != nil {
+	af := &authFlow{opts: cfg, p: p, v: v, client: client, logger: logger, seal: seal, now: time.Now,
+		spent: newSpentStates(maxSpentStates)}
+	if af.cred, err = loadClientCredential(cfg, logger, func() time.Time { return af.now() }); err != nil {
 		return nil, err
 	}
-	return &authFlow{opts: cfg, p: p, v: v, client: client, logger: logger, seal: seal, cred: cred, now: time.Now,
-		spent: newSpentStates(maxSpentStates)}, nil
+	return af, nil
 }
 
 // scope is the scope requested at login and on token requests: OpenID
-// Connect's openid and profile, offline_access for a refresh token, and the
-// API's scopes (config.APIScopes).
+// Connect's openid and profile, offline_access for a refresh token (unless
+// RefreshDisabled), and the API's scopes (config.APIScopes).
 func (af *authFlow) scope() string {
-	return strings.Join(append([]string{"openid", "profile", "offline_access"}, af.opts.APIScopes...), " ")
+	s := []string{"openid", "profile", "offline_access"}
+	if af.opts.RefreshDisabled {
+		s = s[:2]
+	}
+	return strings.Join(append(s, af.opts.APIScopes...), " ")
 }
 
 // handleLogin serves GET /auth/login[?return_to=/path][&prompt=…]
@@ -676,9 +685,22 @@ func (af *authFlow) verifyFailure(w http.ResponseWriter, r *http.Request, which,
 // verified before it is handed out, and a new ID token when one comes. An
 // answer without a new refresh token or ID token is normal (Entra rotates
 // refresh tokens at will; OpenID Connect Core §12.2): the JSON notes say so.
+//
+// Security: the handler lends the service's client credential to whoever
+// sends a refresh token. A refresh token issued to a confidential client is
+// useless without that client's credential; here anyone holding one (a
+// leaked or stolen token included) gets new access tokens for as long as it
+// lives, and the service, keeping no session, cannot tell. A deployment
+// whose clients never refresh here should turn it off
+// (loginOptions.RefreshDisabled: 404, and no refresh token is issued);
+// README "Security notes: /auth/refresh" says what else to do.
 func (af *authFlow) handleRefresh() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
+		if af.opts.RefreshDisabled {
+			writeError(w, http.StatusNotFound, "this service does not redeem refresh tokens (AUTH_REFRESH_ENABLED=false); sign in again at /auth/login")
+			return
+		}
 		rt, status, detail := readRefreshToken(w, r)
 		if status == http.StatusBadRequest {
 			writeJSON(w, status, apiError{Detail: detail, Error: "invalid_request"}) // RFC 6749 §5.2

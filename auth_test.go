@@ -811,7 +811,7 @@ func TestLogsHoldNoSecretCodeOrToken(t *testing.T) {
 	} {
 		h := newHarness(t, harnessOptions{env: env})
 		if env["AZURE_CLIENT_CERTIFICATE_PATH"] != "" {
-			h.ti.checkClient = (&assertionChecker{cert: cert, seen: map[string]bool{}}).check
+			h.ti.checkClient = (&assertionChecker{cert: cert, seen: map[string]string{}}).check
 		} else if env["AZURE_CLIENT_AUTH"] == "basic" {
 			h.ti.checkClient = func(r *http.Request, _ url.Values) error {
 				if _, s, _ := r.BasicAuth(); s != testSecret {
@@ -1098,5 +1098,30 @@ func TestSignInPagesMoveToTheServiceHost(t *testing.T) {
 				t.Errorf("GET %s on %s set a cookie before moving", tc.path, tc.host)
 			}
 		})
+	}
+}
+
+// TestRefreshCanBeTurnedOff: with AUTH_REFRESH_ENABLED=false the sign-in
+// asks for no offline_access (so no refresh token is issued), and POST
+// /auth/refresh answers 404 in JSON without calling the token endpoint:
+// the service lends its client credential to no refresh token.
+func TestRefreshCanBeTurnedOff(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{env: map[string]string{"AUTH_REFRESH_ENABLED": "false"}})
+	_, loc := h.login(t, "")
+	u, err := url.Parse(loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "openid profile api://" + testClientID + "/Heroes.Read"; u.Query().Get("scope") != want {
+		t.Errorf("authorize scope = %q; want %q", u.Query().Get("scope"), want)
+	}
+	calls := countTokenCalls(h)
+	w := h.do(newRefreshRequest("application/x-www-form-urlencoded", "refresh_token=rt-1"))
+	if w.Code != http.StatusNotFound || !strings.Contains(w.Body.String(), "AUTH_REFRESH_ENABLED=false") || !strings.Contains(w.Header().Get("Content-Type"), "json") {
+		t.Errorf("refresh = %d %s; want a 404 JSON answer naming AUTH_REFRESH_ENABLED=false", w.Code, w.Body)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Errorf("%d requests reached the token endpoint; want none", n)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +34,8 @@ func TestRequireAuthAnswers(t *testing.T) {
 	good := p.token(t, nil)
 	expired := p.token(t, map[string]any{"exp": time.Now().Add(-time.Hour).Unix()})
 	otherAud := p.token(t, map[string]any{"aud": "99999999-2222-3333-4444-555555555555"})
+	payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(good, ".")[1])
+	oldKey := rawToken(testKeys()[1], `{"alg":"RS256","kid":"from-before-a-restart"}`, string(payload))
 	tests := []struct {
 		name       string
 		header     []string // Authorization header values
@@ -64,6 +67,8 @@ func TestRequireAuthAnswers(t *testing.T) {
 			`Bearer realm="heroes-auth", error="invalid_token", error_description="malformed token"`, "invalid_token"},
 		{"expired token says so", []string{"Bearer " + expired}, "/", 401,
 			`Bearer realm="heroes-auth", error="invalid_token", error_description="the token expired"`, "invalid_token"},
+		{"an unknown signing key says to sign in again", []string{"Bearer " + oldKey}, "/", 401,
+			`Bearer realm="heroes-auth", error="invalid_token", error_description="unknown signing key: sign in again for a new token"`, "invalid_token"},
 		{"wrong audience says so", []string{"Bearer " + otherAud}, "/", 401,
 			`Bearer realm="heroes-auth", error="invalid_token", error_description="wrong audience"`, "invalid_token"},
 	}

@@ -12,11 +12,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -35,26 +37,47 @@ const (
 )
 
 // clientCredential is what token requests need beyond loginOptions: the
-// certificate of clientAuthCertificate, or the source of the client
-// assertion of clientAuthFederated and clientAuthManagedIdentity (and, for
-// the latter, the managed identity itself). All nil for a secret. It is
-// immutable and safe for concurrent use.
+// certificate of clientAuthCertificate, the managed identity of
+// clientAuthManagedIdentity, and the source of the client assertion of
+// either or of clientAuthFederated. All nil for a secret. It is not
+// changed after loadClientCredential and is safe for concurrent use.
 type clientCredential struct {
-	cert      *clientCertificate
-	assertion func(context.Context) (string, error)
-	mi        *managedIdentity
+	cert *clientCertificate
+	mi   *managedIdentity
+	// assertion gives the client assertion for a token request to
+	// endpoint: the certificate's (signed for that endpoint) or the managed
+	// identity's token, both kept in held while they are valid, or the
+	// federated token file's content, read for every request.
+	assertion func(ctx context.Context, endpoint string) (string, error)
+	// held keeps the certificate's or the managed identity's assertion;
+	// nil for the other credentials.
+	held *heldToken
+}
+
+// forget drops assertion when it is the one held, so that the next token
+// request gets a new one: redeem calls it when the token endpoint refuses
+// an assertion (rejectsAssertion). ctx bounds the wait for a fetch under
+// way.
+func (cc clientCredential) forget(ctx context.Context, assertion string) {
+	if cc.held != nil && assertion != "" {
+		cc.held.drop(ctx, assertion)
+	}
 }
 
 // loadClientCredential checks the client credential opts.ClientAuth names
 // and logs which one is used: the certificate (loaded, with a warning when
 // it expires within 30 days), the federated token file (read once now, so a
 // missing, empty or unreadable file stops start-up), the managed identity
-// (no call is made: its endpoint may not answer yet), or a secret.
-func loadClientCredential(opts loginOptions, logger *slog.Logger) (clientCredential, error) {
+// (no call is made: its endpoint may not answer yet), or a secret. now is
+// the clock of assertions and of the held ones' expiry.
+func loadClientCredential(opts loginOptions, logger *slog.Logger, now func() time.Time) (clientCredential, error) {
 	switch opts.ClientAuth {
 	case clientAuthCertificate:
 		cert, err := loadCertificateCredential(opts.ClientCertPath, logger)
-		return clientCredential{cert: cert}, err
+		if err != nil {
+			return clientCredential{}, err
+		}
+		return certificateCredential(cert, opts.ClientID, now), nil
 	case clientAuthPost, clientAuthBasic:
 		if opts.ClientSecret == "" {
 			return clientCredential{}, errors.New("auth: AZURE_CLIENT_SECRET is empty")
@@ -66,14 +89,32 @@ func loadClientCredential(opts loginOptions, logger *slog.Logger) (clientCredent
 			return clientCredential{}, err
 		}
 		logger.Info("auth: client credential: federated token file, read for every token request", "file", path)
-		return clientCredential{assertion: func(context.Context) (string, error) { return readFederatedToken(path) }}, nil
+		return clientCredential{assertion: func(context.Context, string) (string, error) { return readFederatedToken(path) }}, nil
 	case clientAuthManagedIdentity:
-		mi := newManagedIdentity(opts.ManagedIdentity, time.Now)
+		mi := newManagedIdentity(opts.ManagedIdentity, now)
 		logger.Info("auth: client credential: managed identity token", "endpoint", mi.endpointName(),
 			"managed_identity_client_id", opts.ManagedIdentity.ClientID, "audience", mi.audience())
-		return clientCredential{mi: mi, assertion: cachedToken(mi.fetcher(mi.audience()), time.Now)}, nil
+		held, fetch := newHeldToken(now), mi.fetcher(mi.audience())
+		return clientCredential{mi: mi, held: held, assertion: func(ctx context.Context, _ string) (string, error) {
+			return held.get(ctx, "", fetch)
+		}}, nil
 	}
 	return clientCredential{}, fmt.Errorf("auth: unknown client authentication %q", opts.ClientAuth)
+}
+
+// certificateCredential is the credential of cert: an assertion signed for
+// the token endpoint asked for and kept (held) until tokenRefreshMargin
+// before its exp, so that token requests within a few minutes share one
+// signature instead of each making its own.
+func certificateCredential(cert *clientCertificate, clientID string, now func() time.Time) clientCredential {
+	held := newHeldToken(now)
+	return clientCredential{cert: cert, held: held, assertion: func(ctx context.Context, endpoint string) (string, error) {
+		return held.get(ctx, endpoint, func(context.Context) (string, time.Time, error) {
+			at := now()
+			a, err := cert.assertion(clientID, endpoint, at)
+			return a, at.Add(assertionLifetime), err
+		})
+	}}
 }
 
 // loadCertificateCredential loads the certificate at path and logs it.
@@ -97,7 +138,8 @@ func loadCertificateCredential(path string, logger *slog.Logger) (*clientCertifi
 // the client authentication of opts.ClientAuth: client_secret in the body
 // (§2.3.1, "post"), HTTP Basic with form-encoded id and secret ("basic"), a
 // client assertion signed with the certificate (RFC 7523 §2.2,
-// "certificate"), or a client assertion another issuer signed: the
+// "certificate"; one signature serves the requests of a few minutes,
+// certificateCredential), or a client assertion another issuer signed: the
 // federated token file's content ("federated") or the managed identity's
 // token ("managed-identity"), as Microsoft's "client credentials flow"
 // (third case, federated credential) describes. An assertion that cannot be
@@ -105,15 +147,8 @@ func loadCertificateCredential(path string, logger *slog.Logger) (*clientCertifi
 func (af *authFlow) tokenRequest(ctx context.Context, endpoint string, form url.Values) (*http.Request, error) {
 	form.Set("client_id", af.opts.ClientID)
 	switch af.opts.ClientAuth {
-	case clientAuthCertificate:
-		assertion, err := af.cred.cert.assertion(af.opts.ClientID, endpoint, af.now())
-		if err != nil {
-			return nil, err
-		}
-		form.Set("client_assertion_type", clientAssertionType)
-		form.Set("client_assertion", assertion)
-	case clientAuthFederated, clientAuthManagedIdentity:
-		assertion, err := af.cred.assertion(ctx)
+	case clientAuthCertificate, clientAuthFederated, clientAuthManagedIdentity:
+		assertion, err := af.cred.assertion(ctx, endpoint)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", errClientCredential, err)
 		}
@@ -140,8 +175,9 @@ const (
 	// clientAssertionType is the client_assertion_type of a JWT assertion.
 	clientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 	// assertionLifetime is how long an assertion is valid: Microsoft asks for
-	// 5 to 10 minutes after nbf.
-	assertionLifetime = 5 * time.Minute
+	// 5 to 10 minutes after nbf. certificateCredential reuses one until
+	// tokenRefreshMargin before its exp, so for the first 5 minutes.
+	assertionLifetime = 10 * time.Minute
 	// maxCertificateFile bounds the PEM file read at start, in bytes.
 	maxCertificateFile = 1 << 20
 )
@@ -159,21 +195,16 @@ type clientCertificate struct {
 // loadClientCertificate reads the PEM file at path (config.ClientCertPath):
 // the first CERTIFICATE block is the certificate, and a PRIVATE KEY (PKCS #8)
 // or RSA PRIVATE KEY (PKCS #1) block its key. It fails when the file is
-// missing or too large, the key is not RSA of 2048 bits or more, the key does
+// missing, not a regular file (readRegularFile) or too large, the key is not RSA of 2048 bits or more, the key does
 // not match the certificate, or the certificate has expired at now. Errors
 // name the problem and never hold key material.
 func loadClientCertificate(path string, now time.Time) (*clientCertificate, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("auth: client certificate: %w", err)
-	}
-	defer f.Close()
-	data, err := readAtMost(f, maxCertificateFile)
+	data, err := readRegularFile(path, maxCertificateFile)
 	if errors.Is(err, errTooLarge) {
 		return nil, fmt.Errorf("auth: client certificate %s is larger than %d bytes", path, maxCertificateFile)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("auth: client certificate %s: %w", path, err)
+		return nil, fmt.Errorf("auth: client certificate: %w", err)
 	}
 	cc, err := parseClientCertificate(data, now)
 	if err != nil {
@@ -285,28 +316,63 @@ func (cc *clientCertificate) assertion(clientID, tokenEndpoint string, now time.
 	return input + "." + base64.RawURLEncoding.EncodeToString(sig), nil
 }
 
+// errNotRegular is readRegularFile's error for a path that names no regular
+// file.
+var errNotRegular = errors.New("not a regular file")
+
+// readRegularFile reads the file at path, following symlinks, when it is a
+// regular file of at most max bytes (errTooLarge, wrapped, otherwise). It
+// opens the file without blocking (O_NONBLOCK: opening a FIFO that no one
+// writes waits for ever otherwise) and checks the opened file (fstat), so a
+// FIFO, device, socket or directory, named by mistake or swapped in, is an
+// error wrapping errNotRegular and saying what it is, and never holds the
+// caller. Reading a regular file does not block.
+func readRegularFile(path string, max int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if m := fi.Mode(); !m.IsRegular() {
+		what := "a special file"
+		switch {
+		case m.IsDir():
+			what = "a directory"
+		case m&fs.ModeNamedPipe != 0:
+			what = "a named pipe (FIFO)"
+		case m&fs.ModeDevice != 0:
+			what = "a device"
+		case m&fs.ModeSocket != 0:
+			what = "a socket"
+		}
+		return nil, fmt.Errorf("%s is %s, %w", path, what, errNotRegular)
+	}
+	return readAtMost(f, max)
+}
+
 // maxFederatedToken bounds the federated token file and a managed
 // identity's token, in bytes (Kubernetes service account tokens are about
 // 1 KiB).
 const maxFederatedToken = 64 << 10
 
 // readFederatedToken reads the JWT in the federated token file at path
-// (AZURE_FEDERATED_TOKEN_FILE), trimmed of surrounding white space. A
-// missing, unreadable, empty or oversized file, or one that holds no
+// (AZURE_FEDERATED_TOKEN_FILE), trimmed of surrounding white space, as
+// readRegularFile reads it: symlinks followed (Kubernetes projects the
+// token through two), never blocking on a FIFO or a device. A missing,
+// unreadable, empty, oversized or not regular file, or one that holds no
 // compact JWS (three dot-separated parts), is an error naming the file and
 // never its content.
 func readFederatedToken(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("auth: federated token file (AZURE_FEDERATED_TOKEN_FILE): %w", err)
-	}
-	defer f.Close()
-	data, err := readAtMost(f, maxFederatedToken)
+	data, err := readRegularFile(path, maxFederatedToken)
 	if errors.Is(err, errTooLarge) {
 		return "", fmt.Errorf("auth: federated token file %s is larger than %d bytes", path, maxFederatedToken)
 	}
 	if err != nil {
-		return "", fmt.Errorf("auth: federated token file %s: %w", path, err)
+		return "", fmt.Errorf("auth: federated token file (AZURE_FEDERATED_TOKEN_FILE): %w", err)
 	}
 	tok := strings.TrimSpace(string(data))
 	switch {
@@ -325,32 +391,110 @@ const tokenRefreshMargin = 5 * time.Minute
 // tokenFetcher gets a new token and the time it expires.
 type tokenFetcher func(ctx context.Context) (token string, expires time.Time, err error)
 
-// cachedToken returns a token source that hands out the token fetch last
-// gave while it has more than tokenRefreshMargin left by now, and calls
-// fetch again otherwise. One fetch runs at a time, and callers waiting for
-// it give up when their ctx ends. A failed fetch is not cached: the next
-// call tries again. The source is safe for concurrent use.
-func cachedToken(fetch tokenFetcher, now func() time.Time) func(context.Context) (string, error) {
-	lock := make(chan struct{}, 1) // held while reading, fetching or writing tok and exp
-	var tok string
-	var exp time.Time
-	return func(ctx context.Context) (string, error) {
-		select {
-		case lock <- struct{}{}:
-		case <-ctx.Done():
-			return "", ctx.Err()
-		}
-		defer func() { <-lock }()
-		if tok != "" && now().Before(exp.Add(-tokenRefreshMargin)) {
-			return tok, nil
-		}
-		t, e, err := fetch(ctx)
-		if err != nil {
-			return "", err
-		}
-		tok, exp = t, e
-		return tok, nil
+// maxTokenHold caps how long a token or assertion is kept, whatever expiry
+// its issuer claims: a far-future expires_on must not pin one for ever.
+const maxTokenHold = 24 * time.Hour
+
+// heldToken keeps the token a fetch last gave, for one key (a token
+// endpoint, or "" when there is only one kind), and hands it out while it
+// has more than tokenRefreshMargin left. It holds it until the earliest of
+// the expiry the fetch reported, the token's own exp claim when it is a JWT
+// (jwtExpiry), and maxTokenHold after the fetch. One fetch runs at a time,
+// and callers waiting for it give up when their ctx ends. A failed fetch is
+// not kept: the next call tries again. It is safe for concurrent use.
+type heldToken struct {
+	now  func() time.Time
+	lock chan struct{} // held while reading, fetching or writing key, tok and exp
+	key  string
+	tok  string
+	exp  time.Time
+}
+
+// newHeldToken returns an empty heldToken dated by now.
+func newHeldToken(now func() time.Time) *heldToken {
+	return &heldToken{now: now, lock: make(chan struct{}, 1)}
+}
+
+// acquire takes h.lock, or fails with ctx's error when ctx ends first.
+func (h *heldToken) acquire(ctx context.Context) error {
+	select {
+	case h.lock <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
+}
+
+// get returns the token held for key, or fetches, holds and returns a new
+// one.
+func (h *heldToken) get(ctx context.Context, key string, fetch tokenFetcher) (string, error) {
+	if err := h.acquire(ctx); err != nil {
+		return "", err
+	}
+	defer func() { <-h.lock }()
+	now := h.now()
+	if h.tok != "" && h.key == key && now.Before(h.exp.Add(-tokenRefreshMargin)) {
+		return h.tok, nil
+	}
+	tok, exp, err := fetch(ctx)
+	if err != nil {
+		return "", err
+	}
+	if jexp, ok := jwtExpiry(tok); ok && jexp.Before(exp) {
+		exp = jexp
+	}
+	if limit := now.Add(maxTokenHold); exp.After(limit) {
+		exp = limit
+	}
+	h.key, h.tok, h.exp = key, tok, exp
+	return tok, nil
+}
+
+// drop forgets tok when it is the token held (not one fetched since), so
+// that the next get fetches anew. When ctx ends while a fetch holds the
+// lock, it gives up: that fetch replaces the token anyway.
+func (h *heldToken) drop(ctx context.Context, tok string) {
+	if h.acquire(ctx) != nil {
+		return
+	}
+	defer func() { <-h.lock }()
+	if h.tok == tok {
+		h.tok, h.key, h.exp = "", "", time.Time{}
+	}
+}
+
+// jwtExpiry returns the exp claim (RFC 7519 §4.1.4, seconds since the
+// epoch) of tok when tok is a compact JWS whose payload is a JSON object
+// with a numeric exp; ok is false otherwise. The signature is not checked:
+// the time only shortens how long the service keeps a token it was given.
+func jwtExpiry(tok string) (exp time.Time, ok bool) {
+	_, rest, found := strings.Cut(tok, ".")
+	payload, _, found2 := strings.Cut(rest, ".")
+	if !found || !found2 {
+		return time.Time{}, false
+	}
+	data, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return time.Time{}, false
+	}
+	var c struct {
+		Exp json.Number `json:"exp"`
+	}
+	if json.Unmarshal(data, &c) != nil {
+		return time.Time{}, false
+	}
+	n, err := c.Exp.Float64()
+	if err != nil || n <= 0 || n > 1e12 {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(n), 0), true
+}
+
+// cachedToken returns a token source that hands out, through a heldToken of
+// its own, the token fetch gives.
+func cachedToken(fetch tokenFetcher, now func() time.Time) func(context.Context) (string, error) {
+	h := newHeldToken(now)
+	return func(ctx context.Context) (string, error) { return h.get(ctx, "", fetch) }
 }
 
 // managedIdentityOptions locate a managed identity's tokens. The zero value
@@ -510,7 +654,7 @@ func parseManagedIdentityAnswer(status int, contentType string, body []byte, now
 	}
 	if status != http.StatusOK {
 		text := strings.TrimSpace(a.Error + " " + a.ErrorDescription + " " + a.Message)
-		return "", time.Time{}, fmt.Errorf("status %d %s", status, truncate(text, maxManagedIdentityErr))
+		return "", time.Time{}, fmt.Errorf("status %d %s", status, cleanIdPText(text, maxManagedIdentityErr))
 	}
 	if jsonErr != nil {
 		return "", time.Time{}, fmt.Errorf("unusable answer: %w", jsonErr)
@@ -536,7 +680,8 @@ func parseManagedIdentityAnswer(status int, contentType string, body []byte, now
 // scope <resource>/.default, authenticated as every token request
 // (tokenRequest: federated token file, certificate or secret); then the
 // app registration's service principal holds the role. Tokens are cached
-// until tokenRefreshMargin before they expire.
+// (heldToken) until tokenRefreshMargin before they expire, and never more
+// than maxTokenHold.
 func (af *authFlow) resourceToken(resource string) func(context.Context) (string, error) {
 	if af.cred.mi != nil {
 		return cachedToken(af.cred.mi.fetcher(resource), af.now)

@@ -18,11 +18,14 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -77,11 +80,13 @@ func pkcs8Block(tb testing.TB, key any) *pem.Block {
 // certificate (RFC 7523 §3, Microsoft "certificate credentials"), on its own
 // code: PS256 signature by the certificate's key, x5t#S256 = the
 // certificate's SHA-256 thumbprint, aud = the token endpoint, iss = sub =
-// the client id, a jti never seen before, and exp 5 to 10 minutes after nbf.
+// the client id, a jti not seen in another assertion (the same assertion
+// may come again while it is valid, as MSAL's cached ones do), and exp 5 to
+// 10 minutes after nbf.
 type assertionChecker struct {
 	cert *x509.Certificate
-	mu   sync.Mutex // guards seen
-	seen map[string]bool
+	mu   sync.Mutex        // guards seen
+	seen map[string]string // jti → the assertion that carried it
 }
 
 func (ac *assertionChecker) check(r *http.Request, form url.Values) error {
@@ -141,10 +146,10 @@ func (ac *assertionChecker) check(r *http.Request, form url.Values) error {
 	}
 	ac.mu.Lock()
 	defer ac.mu.Unlock()
-	if ac.seen[c.Jti] {
-		return fmt.Errorf("jti %q replayed", c.Jti)
+	if a, ok := ac.seen[c.Jti]; ok && a != form.Get("client_assertion") {
+		return fmt.Errorf("jti %q replayed in another assertion", c.Jti)
 	}
-	ac.seen[c.Jti] = true
+	ac.seen[c.Jti] = form.Get("client_assertion")
 	return nil
 }
 
@@ -163,7 +168,7 @@ func TestCertificateAssertionIsAcceptedByTheProvider(t *testing.T) {
 	cert := testCertificate(t, key, time.Now().Add(365*24*time.Hour))
 	path := writePEM(t, &pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}, pkcs8Block(t, key))
 	h := newHarness(t, harnessOptions{env: map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": path, "AZURE_CLIENT_SECRET": ""}})
-	ac := &assertionChecker{cert: cert, seen: map[string]bool{}}
+	ac := &assertionChecker{cert: cert, seen: map[string]string{}}
 	h.ti.checkClient = ac.check
 	w := h.signIn(t, "", "")
 	if w.Code != http.StatusOK {
@@ -172,7 +177,7 @@ func TestCertificateAssertionIsAcceptedByTheProvider(t *testing.T) {
 	rt, _ := decodeAnswer(t, w)["refresh_token"].(string)
 	r := newRefreshRequest("application/x-www-form-urlencoded", url.Values{"refresh_token": {rt}}.Encode())
 	if w := h.do(r); w.Code != http.StatusOK {
-		t.Errorf("refresh with a certificate = %d %s; want 200 (and a fresh jti)", w.Code, w.Body)
+		t.Errorf("refresh with a certificate = %d %s; want 200", w.Code, w.Body)
 	}
 }
 
@@ -183,7 +188,7 @@ func TestCertificateAssertionSignedByAnotherKeyIsRefused(t *testing.T) {
 	h := newHarness(t, harnessOptions{env: map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": path, "AZURE_CLIENT_SECRET": ""}})
 	// The provider has another certificate registered for the app.
 	registered := testCertificate(t, testKeys()[2], time.Now().Add(time.Hour))
-	h.ti.checkClient = (&assertionChecker{cert: registered, seen: map[string]bool{}}).check
+	h.ti.checkClient = (&assertionChecker{cert: registered, seen: map[string]string{}}).check
 	setTokenHandlerWrap(h, func(err error) (int, string, int) { return 401, "invalid_client", 700027 })
 	w := h.signIn(t, "", "")
 	if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), "AADSTS700027") {
@@ -231,6 +236,9 @@ func TestBasicClientAuthentication(t *testing.T) {
 	}
 }
 
+// TestNewAuthFlowRefusesUnusableCertificates: an unusable certificate is
+// one of loadConfig's problems, naming AZURE_CLIENT_CERTIFICATE_PATH, and
+// newAuthFlow (for a program filling loginOptions itself) refuses it too.
 func TestNewAuthFlowRefusesUnusableCertificates(t *testing.T) {
 	t.Parallel()
 	key := testKeys()[1]
@@ -270,8 +278,16 @@ func TestNewAuthFlowRefusesUnusableCertificates(t *testing.T) {
 	idp := newTestIDP(t)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := idp.config(t, map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": tc.path(t), "AZURE_CLIENT_SECRET": ""})
-			_, err := newAuthFlow(cfg.loginOptions(), fakeMetadata{}, newVerifier(cfg.verifyOptions(nil, nil), nil, nil), http.DefaultClient, slog.New(slog.DiscardHandler))
+			path := tc.path(t)
+			_, err := loadConfig(mapGetenv(map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": path, "AZURE_CLIENT_SECRET": ""}))
+			if err == nil || !strings.Contains(err.Error(), "AZURE_CLIENT_CERTIFICATE_PATH: client certificate") || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("loadConfig = %v; want a problem naming AZURE_CLIENT_CERTIFICATE_PATH and containing %q", err, tc.want)
+			}
+			// A program taking the login piece alone fills loginOptions itself.
+			cfg := idp.config(t, nil)
+			lo := cfg.loginOptions()
+			lo.ClientAuth, lo.ClientCertPath, lo.ClientSecret = clientAuthCertificate, path, ""
+			_, err = newAuthFlow(lo, fakeMetadata{}, newVerifier(cfg.verifyOptions(nil, nil), nil, nil), http.DefaultClient, slog.New(slog.DiscardHandler))
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "auth: ") {
 				t.Errorf("newAuthFlow = %v; want an auth: error containing %q", err, tc.want)
 			}
@@ -301,7 +317,7 @@ func TestCertificateWithPKCS1KeyAndChainLoads(t *testing.T) {
 // TestRefreshUsesTheCodeGrantsClientAuthentication: the refresh grant
 // (RFC 6749 §6) authenticates the client exactly as the code grant does:
 // client_secret in the body, HTTP Basic (AZURE_CLIENT_AUTH=basic), or a
-// certificate's client assertion with a fresh jti (RFC 7523 §2.2). The test
+// certificate's client assertion (RFC 7523 §2.2). The test
 // provider refuses any other authentication.
 func TestRefreshUsesTheCodeGrantsClientAuthentication(t *testing.T) {
 	t.Parallel()
@@ -326,7 +342,7 @@ func TestRefreshUsesTheCodeGrantsClientAuthentication(t *testing.T) {
 		{"client_secret in the body", nil, checkClientSecretPost},
 		{"HTTP Basic", map[string]string{"AZURE_CLIENT_AUTH": "basic"}, checkBasic},
 		{"certificate assertion", map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": certPath, "AZURE_CLIENT_SECRET": ""},
-			(&assertionChecker{cert: cert, seen: map[string]bool{}}).check},
+			(&assertionChecker{cert: cert, seen: map[string]string{}}).check},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -472,13 +488,7 @@ func TestManagedIdentityAssertionIsRenewedBeforeItExpires(t *testing.T) {
 func TestFederatedTokenFileUnusableAtStart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, content string) string { return writeTestFile(t, dir, name, content) }
 	tests := []struct {
 		name, path, want string
 	}{
@@ -770,4 +780,244 @@ func TestResourceToken(t *testing.T) {
 			t.Errorf("the storage token has audience %v, %v; want https://storage.azure.com", c.claims.Audience, err)
 		}
 	})
+}
+
+// writeTestFile writes content to the file name in dir (0600) and returns
+// its path.
+func writeTestFile(tb testing.TB, dir, name, content string) string {
+	tb.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// testFIFO makes a named pipe (FIFO) in a new temporary folder and returns
+// its path; it skips the test where there are none (Windows, no mkfifo).
+func testFIFO(t *testing.T) string {
+	t.Helper()
+	mkfifo, err := exec.LookPath("mkfifo")
+	if runtime.GOOS == "windows" || err != nil {
+		t.Skip("no FIFOs here")
+	}
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if out, err := exec.Command(mkfifo, fifo).CombinedOutput(); err != nil {
+		t.Skipf("mkfifo: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		// Should a read be stuck after all, a writer that comes and goes
+		// lets it end, so the test binary does not hang.
+		if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+	})
+	return fifo
+}
+
+// TestSpecialFilesAreRefusedWithoutBlocking: a FIFO named as the federated
+// token file or the client certificate, directly or through a symlink, is
+// refused at once, naming what it is; opening it without O_NONBLOCK, or
+// reading it without the regular-file check, would wait for a writer that
+// never comes. A symlink chain to a regular file (as Kubernetes projects
+// the token) is read.
+func TestSpecialFilesAreRefusedWithoutBlocking(t *testing.T) {
+	t.Parallel()
+	fifo := testFIFO(t)
+	dir := filepath.Dir(fifo)
+	link := filepath.Join(dir, "link-to-fifo")
+	if err := os.Symlink(fifo, link); err != nil {
+		t.Fatal(err)
+	}
+	tok := newTestFederation().assertion(t, nil)
+	data := filepath.Join(dir, "..2026_12_01", "token")
+	os.MkdirAll(filepath.Dir(data), 0o700)
+	writeToken(t, data, tok)
+	os.Symlink(filepath.Dir(data), filepath.Join(dir, "..data"))
+	os.Symlink(filepath.Join("..data", "token"), filepath.Join(dir, "token"))
+
+	tests := []struct {
+		name string
+		read func() error
+		want string
+	}{
+		{"federated token file is a FIFO", func() error { _, err := readFederatedToken(fifo); return err }, "named pipe"},
+		{"federated token file links to a FIFO", func() error { _, err := readFederatedToken(link); return err }, "named pipe"},
+		{"client certificate is a FIFO", func() error { _, err := loadClientCertificate(fifo, time.Now()); return err }, "named pipe"},
+		{"federated token file is a device", func() error { _, err := readFederatedToken(os.DevNull); return err }, "a device"},
+		{"federated token through Kubernetes' symlinks", func() error {
+			got, err := readFederatedToken(filepath.Join(dir, "token"))
+			if err == nil && got != tok {
+				err = errors.New("read another content")
+			}
+			return err
+		}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			done := make(chan error, 1)
+			go func() { done <- tc.read() }()
+			select {
+			case err := <-done:
+				if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, errNotRegular)) {
+					t.Errorf("read = %v; want an error naming %q", err, tc.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("read still blocked after 10 s")
+			}
+		})
+	}
+}
+
+// TestHeldTokenLifetime: a token is held until the earliest of the expiry
+// its issuer reported (expires_on), its own exp claim when it is a JWT, and
+// maxTokenHold, less tokenRefreshMargin; a far-future expires_on does not
+// keep it for ever.
+func TestHeldTokenLifetime(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	jwt := func(exp time.Time) string {
+		return "e30." + base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, `{"exp":%d}`, exp.Unix())) + ".c2ln"
+	}
+	tests := []struct {
+		name      string
+		tok       string
+		expiresOn time.Time
+		heldFor   time.Duration // how long it is handed out
+	}{
+		{"opaque token, an hour", "opaque", start.Add(time.Hour), time.Hour},
+		{"opaque token, expires_on in 10 years", "opaque", start.AddDate(10, 0, 0), maxTokenHold},
+		{"JWT whose exp comes before expires_on", jwt(start.Add(30 * time.Minute)), start.Add(2 * time.Hour), 30 * time.Minute},
+		{"JWT whose exp comes after expires_on", jwt(start.Add(3 * time.Hour)), start.Add(time.Hour), time.Hour},
+		{"JWT and expires_on both far away", jwt(start.AddDate(5, 0, 0)), start.AddDate(10, 0, 0), maxTokenHold},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			clock := newFakeClock(start)
+			h := newHeldToken(clock.now)
+			var n int
+			fetch := func(context.Context) (string, time.Time, error) { n++; return tc.tok, tc.expiresOn, nil }
+			h.get(context.Background(), "", fetch)
+			clock.advance(tc.heldFor - tokenRefreshMargin - time.Second)
+			h.get(context.Background(), "", fetch)
+			if n != 1 {
+				t.Errorf("fetches %v after the first = %d; want the token held", tc.heldFor-tokenRefreshMargin-time.Second, n-1)
+			}
+			clock.advance(time.Second)
+			h.get(context.Background(), "", fetch)
+			if n != 2 {
+				t.Errorf("fetches %v after the first = %d; want a new fetch", tc.heldFor-tokenRefreshMargin, n-1)
+			}
+		})
+	}
+}
+
+// TestHeldTokenDrop: a dropped token is fetched anew; dropping a token no
+// longer held (one replaced since) keeps the newer one; another key (token
+// endpoint) fetches anew.
+func TestHeldTokenDrop(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC))
+	h := newHeldToken(clock.now)
+	var n int
+	fetch := func(context.Context) (string, time.Time, error) {
+		n++
+		return fmt.Sprintf("token-%d", n), clock.now().Add(time.Hour), nil
+	}
+	ctx := context.Background()
+	get := func(key string) string { tok, _ := h.get(ctx, key, fetch); return tok }
+	first := get("a")
+	h.drop(ctx, first)
+	second := get("a")
+	h.drop(ctx, first) // a late refusal of the first one
+	for _, c := range []struct{ got, want string }{{first, "token-1"}, {second, "token-2"}, {get("a"), "token-2"}, {get("b"), "token-3"}} {
+		if c.got != c.want {
+			t.Errorf("token = %q; want %q", c.got, c.want)
+		}
+	}
+}
+
+// TestCertificateAssertionIsHeld: token requests within 5 minutes send one
+// assertion (one signature); later, or for another token endpoint, a new
+// one is signed, with its own jti.
+func TestCertificateAssertionIsHeld(t *testing.T) {
+	t.Parallel()
+	key := testKeys()[1]
+	cc, err := parseClientCertificate(slices.Concat(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: testCertificate(t, key, time.Now().AddDate(1, 0, 0)).Raw}),
+		pem.EncodeToMemory(pkcs8Block(t, key))), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := newFakeClock(time.Now())
+	cred := certificateCredential(cc, testClientID, clock.now)
+	ctx, ep := context.Background(), "https://login.example/t/oauth2/v2.0/token"
+	get := func(endpoint string) string {
+		a, err := cred.assertion(ctx, endpoint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	first := get(ep)
+	clock.advance(assertionLifetime - tokenRefreshMargin - time.Second)
+	if get(ep) != first {
+		t.Errorf("a request %v later signed a new assertion; want the held one", assertionLifetime-tokenRefreshMargin-time.Second)
+	}
+	clock.advance(time.Second)
+	later := get(ep)
+	if later == first {
+		t.Errorf("an assertion with %v left was sent again; want a new one", tokenRefreshMargin)
+	}
+	if other := get("https://login.example/u/oauth2/v2.0/token"); other == later {
+		t.Errorf("another token endpoint got the assertion signed for %s", ep)
+	}
+	cred.forget(ctx, first) // no longer held: nothing happens
+	if get("https://login.example/u/oauth2/v2.0/token") == later {
+		t.Errorf("forgetting an old assertion changed the held one")
+	}
+}
+
+// TestRefusedAssertionIsFetchedAnew: when the token endpoint refuses the
+// managed identity's assertion (invalid_client), the held one is dropped and
+// the next request fetches a new one, instead of sending the refused one
+// until it expires. rejectsAssertion names the answers that drop it.
+func TestRefusedAssertionIsFetchedAnew(t *testing.T) {
+	t.Parallel()
+	fi := newFakeIdentity(t)
+	h := newHarness(t, harnessOptions{env: fi.env()})
+	var log assertionLog
+	accept := log.checkFederated(fi.fed.credential())
+	var refuse atomic.Bool
+	refuse.Store(true)
+	h.ti.checkClient = func(r *http.Request, form url.Values) error {
+		if refuse.Swap(false) {
+			return errors.New("AADSTS700024: Client assertion is not within its valid time range")
+		}
+		return accept(r, form)
+	}
+	if w := h.signIn(t, "", ""); w.Code != http.StatusBadGateway {
+		t.Fatalf("sign-in with a refused assertion = %d %s; want 502", w.Code, w.Body)
+	}
+	if w := h.signIn(t, "", ""); w.Code != http.StatusOK {
+		t.Fatalf("sign-in after = %d %s; want 200", w.Code, w.Body)
+	}
+	if n := len(fi.resources()); n != 2 {
+		t.Errorf("the identity endpoint was asked %d times; want 2: the refused token is not sent again", n)
+	}
+
+	for _, tc := range []struct {
+		te   tokenError
+		want bool
+	}{
+		{tokenError{Code: "invalid_client", ErrorCodes: []int{7000215}}, true},
+		{tokenError{Code: "invalid_grant", ErrorCodes: []int{700024}}, true},
+		{tokenError{Code: "invalid_request", Description: "AADSTS700024: Client assertion is not within its valid time range."}, true},
+		{tokenError{Code: "invalid_grant", ErrorCodes: []int{70008}}, false},
+		{tokenError{Code: "temporarily_unavailable"}, false},
+	} {
+		if got := tc.te.rejectsAssertion(); got != tc.want {
+			t.Errorf("rejectsAssertion(%s %v) = %v; want %v", tc.te.Code, tc.te.codes(), got, tc.want)
+		}
+	}
 }

@@ -230,7 +230,7 @@ func listenDev(getenv func(string) string) (net.Listener, *devIDP, func(string) 
 	addr := cmp.Or(getenv("ADDR"), "localhost:"+cmp.Or(getenv("PORT"), "8000"))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("listen on %s: %w", addr, err)
+		return nil, nil, nil, listenError(addr, err)
 	}
 	host, port, _ := net.SplitHostPort(ln.Addr().String()) // a TCP listener's address always has a port
 	if !isLoopbackHost(host) {

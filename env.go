@@ -196,6 +196,21 @@ type config struct {
 	// the public network: the metrics name routes, outcomes and latencies.
 	MetricsAddr string
 
+	// Exposure: how often GET /readyz reaches the store, and whether
+	// POST /auth/refresh is served.
+
+	// ReadyzCache is how long GET /readyz reuses the store's answer,
+	// success or failure alike (READYZ_CACHE, a Go duration from 0 to 1m),
+	// default 5s: callers of /readyz cost a remote store at most one request
+	// per interval. 0 asks the store on every request.
+	ReadyzCache time.Duration
+	// RefreshEnabled serves POST /auth/refresh and asks for offline_access
+	// at sign-in (AUTH_REFRESH_ENABLED), default true. false: no refresh
+	// token is issued and /auth/refresh answers 404, so the service never
+	// lends its client credential to a refresh token (README, "Security
+	// notes: /auth/refresh").
+	RefreshEnabled bool
+
 	// Dev is true when the service runs with -dev and serves its own local
 	// identity provider under /devidp/. Only run sets it, from the flag; no
 	// variable can.
@@ -234,6 +249,7 @@ func (c config) loginOptions() loginOptions {
 			ClientID: c.ManagedIdentityClientID, Audience: c.TokenExchangeAudience},
 		APIScopes: c.APIScopes, RedirectURI: c.RedirectURI, PostLogoutRedirectURI: c.PostLogoutRedirectURI,
 		SessionKey: c.SessionKey, StepUpAuthContext: c.StepUpAuthContext,
+		RefreshDisabled: !c.RefreshEnabled,
 	}
 }
 
@@ -245,6 +261,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c := config{Addr: e.get("ADDR")}
 	if c.Addr == "" {
 		c.Addr = e.port()
+	} else {
+		e.get("PORT") // ADDR wins; asked anyway, so a PORT in .env_oauth is no unknown key
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		e.bad("ADDR is not host:port")
@@ -260,6 +278,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	e.observability(&c)
 	e.beyondSignIn(&c)
 	e.tokenCache(&c)
+	e.certificate(&c)
+	e.readiness(&c)
+	e.refresh(&c)
 	if len(e.problems) > 0 {
 		msg := strings.Join(e.problems, "\n  ")
 		if c.ClientID == "" || c.TenantID == "" || len(c.APIScopes) == 0 {
@@ -272,15 +293,16 @@ func loadConfig(getenv func(string) string) (config, error) {
 
 // firstRunHint ends the error of a start without the identity settings:
 // the two ways to get going.
-const firstRunHint = `To try the service on this machine without Azure, run: go run . -dev
+const firstRunHint = `To try the service on this machine without Azure, start it with -dev (from the source folder: go run . -dev).
 To use your Entra app registration, put AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_TENANT_ID and
-API_SCOPE in a file named .env_oauth in this folder (README.md, "Setting it up with Entra ID").`
+API_SCOPE in a file named .env_oauth in the folder it is started from (README.md, "Setting it up with Entra ID").`
 
 // browser reads the settings of the /docs page and of CORS. A bad origin or
-// assets URL is a problem; OPENAPI_CLIENT_ID defaults to the client id.
+// assets URL is a problem; OPENAPI_CLIENT_ID defaults to the client id,
+// whose problems identity reports once.
 func (e *envReader) browser(c *config) {
 	c.OpenAPIClientID = e.or("OPENAPI_CLIENT_ID", c.ClientID)
-	if c.OpenAPIClientID != "" && !isGUID(c.OpenAPIClientID) {
+	if e.get("OPENAPI_CLIENT_ID") != "" && !isGUID(c.OpenAPIClientID) {
 		e.bad("OPENAPI_CLIENT_ID is not a GUID")
 	}
 	c.DocsAssetsURL = strings.TrimRight(e.or("DOCS_ASSETS_URL", docsDefaultAssetsURL), "/")
@@ -365,13 +387,14 @@ func (e *envReader) identity(c *config) {
 	}
 
 	c.TenantID = strings.ToLower(e.get("AZURE_TENANT_ID"))
+	allowed := e.get("ALLOWED_TENANTS") // read whatever the tenant, so .env_oauth knows it (unknownKeys)
 	switch {
 	case c.TenantID == "":
 		e.bad("AZURE_TENANT_ID is required")
 	case c.TenantID == "consumers":
 		e.bad("AZURE_TENANT_ID=consumers is not supported: use a tenant GUID, organizations or common")
 	case c.isMultiTenant():
-		c.AllowedTenants, c.AnyTenant = parseAllowedTenants(e.get("ALLOWED_TENANTS"), e.bad)
+		c.AllowedTenants, c.AnyTenant = parseAllowedTenants(allowed, e.bad)
 		if len(c.AllowedTenants) == 0 && !c.AnyTenant {
 			e.bad("ALLOWED_TENANTS is required when AZURE_TENANT_ID is %s: list the tenant GUIDs that may sign in, or * to accept any tenant on purpose", c.TenantID)
 		}
@@ -632,6 +655,51 @@ func (e *envReader) tokenCache(c *config) {
 		e.bad("TOKEN_CACHE_SIZE is not a whole number from 2 to 10000000")
 	}
 	c.TokenCacheSize = n
+}
+
+// certificate loads AZURE_CLIENT_CERTIFICATE_PATH when it is the client
+// credential, so that a file that cannot be read, a PEM without a
+// certificate or an RSA key, a key that does not match the certificate, or
+// an expired certificate is reported with the other problems, naming the
+// variable (loadClientCertificate says which). newAuthFlow loads it again to
+// use it.
+func (e *envReader) certificate(c *config) {
+	if c.ClientAuth != clientAuthCertificate {
+		return
+	}
+	if _, err := loadClientCertificate(c.ClientCertPath, time.Now()); err != nil {
+		e.bad("AZURE_CLIENT_CERTIFICATE_PATH: %s", strings.TrimPrefix(err.Error(), "auth: "))
+	}
+}
+
+// readiness reads READYZ_CACHE, a duration from 0 to 1m.
+func (e *envReader) readiness(c *config) {
+	var err error
+	if c.ReadyzCache, err = parseDuration(e.or("READYZ_CACHE", "5s"), time.Minute); err != nil {
+		e.bad("READYZ_CACHE %v", err)
+	}
+}
+
+// refresh reads AUTH_REFRESH_ENABLED, true or false.
+func (e *envReader) refresh(c *config) {
+	var err error
+	if c.RefreshEnabled, err = strconv.ParseBool(e.or("AUTH_REFRESH_ENABLED", "true")); err != nil {
+		e.bad("AUTH_REFRESH_ENABLED is not true or false")
+	}
+}
+
+// unknownKeys returns the keys of .env_oauth (vars) that were not read
+// (read: every key loadConfig asked for), sorted: likely misspelt
+// settings, which run warns about, naming the key and never its value.
+func unknownKeys(vars map[string]string, read map[string]bool) []string {
+	var out []string
+	for k := range vars {
+		if !read[k] {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // errConfig marks every error of loadConfig; run exits with status 2 on it.

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"encoding/pem"
 	"errors"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -59,6 +62,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 		{"TOKEN_CACHE_SIZE", cfg.TokenCacheSize, 100_000},
 		{"HEROES_MAX_BYTES", cfg.storeOptions().MaxBytes, int64(256 << 20)},
 		{"the verifier's cache size", cfg.verifyOptions(nil, nil).TokenCacheSize, 100_000},
+		{"READYZ_CACHE", cfg.ReadyzCache, 5 * time.Second},
+		{"AUTH_REFRESH_ENABLED", cfg.RefreshEnabled, true},
+		{"refresh served", cfg.loginOptions().RefreshDisabled, false},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -68,6 +74,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 }
 
 func TestLoadConfigValid(t *testing.T) {
+	key := testKeys()[1]
+	certPath := writePEM(t, &pem.Block{Type: "CERTIFICATE", Bytes: testCertificate(t, key, time.Now().AddDate(1, 0, 0)).Raw}, pkcs8Block(t, key))
 	tests := []struct {
 		name  string
 		env   map[string]string
@@ -76,7 +84,7 @@ func TestLoadConfigValid(t *testing.T) {
 		{"HEROES_FILE alone selects the file store", map[string]string{"HEROES_FILE": "/tmp/h.json"},
 			func(c config) bool { return c.HeroesStore == "file" }},
 		{"a certificate path selects certificate auth, no secret needed",
-			map[string]string{"AZURE_CLIENT_SECRET": "", "AZURE_CLIENT_CERTIFICATE_PATH": "/tmp/c.pem"},
+			map[string]string{"AZURE_CLIENT_SECRET": "", "AZURE_CLIENT_CERTIFICATE_PATH": certPath},
 			func(c config) bool { return c.ClientAuth == clientAuthCertificate }},
 		{"basic client auth", map[string]string{"AZURE_CLIENT_AUTH": "basic"},
 			func(c config) bool { return c.ClientAuth == clientAuthBasic }},
@@ -259,6 +267,9 @@ func TestLoadConfigInvalid(t *testing.T) {
 			[]string{`CORS_ALLOWED_ORIGINS: "https://app.example.com/" is not an origin`}},
 		{"plain-http assets off loopback", map[string]string{"DOCS_ASSETS_URL": "http://cdn.example.com/swagger"}, []string{"DOCS_ASSETS_URL must be an https URL"}},
 		{"OPENAPI_CLIENT_ID not a GUID", map[string]string{"OPENAPI_CLIENT_ID": "swagger"}, []string{"OPENAPI_CLIENT_ID is not a GUID"}},
+		{"READYZ_CACHE not a duration", map[string]string{"READYZ_CACHE": "5"}, []string{"READYZ_CACHE is not a duration"}},
+		{"AUTH_REFRESH_ENABLED not a boolean", map[string]string{"AUTH_REFRESH_ENABLED": "off"}, []string{"AUTH_REFRESH_ENABLED is not true or false"}},
+		{"READYZ_CACHE over a minute", map[string]string{"READYZ_CACHE": "2m"}, []string{"READYZ_CACHE must be between 0 and 1m0s"}},
 		{"bad METRICS_ADDR", map[string]string{"METRICS_ADDR": "9090"}, []string{"METRICS_ADDR is not host:port"}},
 		{"METRICS_ADDR on the API's listener", map[string]string{"ADDR": "localhost:8000", "METRICS_ADDR": "localhost:8000"}, []string{"METRICS_ADDR must differ from ADDR"}},
 	}
@@ -294,7 +305,7 @@ func TestLoadConfigNamesTheWaysToStart(t *testing.T) {
 		if err == nil {
 			t.Fatalf("%s: loadConfig = nil; want an error", tc.name)
 		}
-		got := strings.Contains(err.Error(), "go run . -dev") && strings.Contains(err.Error(), ".env_oauth")
+		got := strings.Contains(err.Error(), "start it with -dev") && strings.Contains(err.Error(), ".env_oauth")
 		if got != tc.hint {
 			t.Errorf("%s: error names -dev and .env_oauth = %v; want %v:\n%v", tc.name, got, tc.hint, err)
 		}
@@ -434,4 +445,57 @@ func FuzzParseDotEnv(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLoadConfigChecksTheClientCertificate: a client certificate that
+// cannot be used is one of loadConfig's problems, reported with the others
+// and naming AZURE_CLIENT_CERTIFICATE_PATH: a missing file, a file that is
+// no PEM, a PEM without the key, a key of another certificate.
+func TestLoadConfigChecksTheClientCertificate(t *testing.T) {
+	t.Parallel()
+	key, other := testKeys()[1], testKeys()[0]
+	cert := &pem.Block{Type: "CERTIFICATE", Bytes: testCertificate(t, key, time.Now().AddDate(1, 0, 0)).Raw}
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "cert.txt")
+	os.WriteFile(notPEM, []byte("not a certificate"), 0o600)
+	tests := []struct {
+		name, path, want string
+	}{
+		{"missing file", filepath.Join(dir, "absent.pem"), "no such file"},
+		{"not PEM", notPEM, "no CERTIFICATE block"},
+		{"no private key", writePEM(t, cert), "no RSA private key"},
+		{"key of another certificate", writePEM(t, cert, pkcs8Block(t, other)), "does not match the certificate"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := loadConfig(mapGetenv(map[string]string{"AZURE_CLIENT_SECRET": "", "AZURE_CLIENT_CERTIFICATE_PATH": tc.path, "LOG_LEVEL": "loud"}))
+			if err == nil {
+				t.Fatal("loadConfig = nil; want an error")
+			}
+			for _, want := range []string{"AZURE_CLIENT_CERTIFICATE_PATH: client certificate", tc.want, "LOG_LEVEL must be"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("loadConfig error %q does not say %q", err, want)
+				}
+			}
+		})
+	}
+	if _, err := loadConfig(mapGetenv(map[string]string{"AZURE_CLIENT_SECRET": "", "AZURE_CLIENT_CERTIFICATE_PATH": writePEM(t, cert, pkcs8Block(t, key))})); err != nil {
+		t.Errorf("loadConfig with a good certificate = %v; want nil", err)
+	}
+}
+
+// TestLoadConfigReportsABadClientIDOnce: OPENAPI_CLIENT_ID defaults to
+// AZURE_CLIENT_ID, so a bad client id is one problem, not two; a bad
+// OPENAPI_CLIENT_ID of its own is still reported.
+func TestLoadConfigReportsABadClientIDOnce(t *testing.T) {
+	t.Parallel()
+	_, err := loadConfig(mapGetenv(map[string]string{"AZURE_CLIENT_ID": "my-app"}))
+	if err == nil || !strings.Contains(err.Error(), "AZURE_CLIENT_ID is not a GUID") || strings.Contains(err.Error(), "OPENAPI_CLIENT_ID") {
+		t.Errorf("loadConfig = %v; want AZURE_CLIENT_ID is not a GUID, and nothing about OPENAPI_CLIENT_ID", err)
+	}
+	_, err = loadConfig(mapGetenv(map[string]string{"AZURE_CLIENT_ID": "my-app", "OPENAPI_CLIENT_ID": "swagger"}))
+	if err == nil || !strings.Contains(err.Error(), "OPENAPI_CLIENT_ID is not a GUID") {
+		t.Errorf("loadConfig = %v; want OPENAPI_CLIENT_ID is not a GUID too", err)
+	}
 }

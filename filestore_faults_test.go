@@ -186,6 +186,7 @@ func newServerWithKeys(t *testing.T, store heroStore) http.Handler {
 	t.Helper()
 	p := newTestIDP(t)
 	cfg := p.config(t, nil)
+	cfg.ReadyzCache = 0 // the tests change the store between two calls of /readyz
 	logger := discardLogger()
 	client := &http.Client{Timeout: 5 * time.Second}
 	prov := newProvider(cfg.verifyOptions(client, logger))

@@ -279,7 +279,7 @@ func (g *graphProfiles) oboFailure(w http.ResponseWriter, r *http.Request, err e
 func (g *graphProfiles) oboRefused(w http.ResponseWriter, r *http.Request, te *tokenError) {
 	codes, aadsts := te.codes(), te.aadsts()
 	g.logger.WarnContext(r.Context(), "graph: on-behalf-of refused", "status", te.Status, "error", te.Code, "aadsts", aadsts,
-		"suberror", te.Suberror, "claims_challenge", te.Claims != "", "trace_id", te.TraceID, "correlation_id", te.CorrelationID)
+		"suberror", te.Suberror, "claims_challenge", te.Claims != "", "entra_trace_id", te.TraceID, "entra_correlation_id", te.CorrelationID)
 	claims, err := readClaimsRequest(te.Claims)
 	switch fix, fault := te.configFault(); {
 	case err == nil && claims != "":

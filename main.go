@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -57,16 +58,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if help || err != nil {
 		return err
 	}
-	if getenv, err = withDotEnvFile(getenv, ".env_oauth"); err != nil {
+	getenv, dotEnv, err := withDotEnvFile(getenv, ".env_oauth")
+	if err != nil {
 		return err
 	}
-	cfg, ln, idp, err := listen(getenv, dev)
+	read := map[string]bool{}
+	cfg, ln, idp, err := listen(getenv, dev, read)
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
 	logger := newLogger(cfg, stdout)
-	warnSettings(logger, cfg, ln.Addr())
+	warnSettings(logger, cfg, ln.Addr(), unknownKeys(dotEnv, read))
 
 	m := newMetricsIf(cfg.MetricsAddr != "")
 	client, storeClient := newIDPClient(), newIDPClient()
@@ -90,11 +93,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer store.Close()
 	store = m.meter(store)
-	if cfg.Dev {
-		if err := seedHeroes(ctx, store); err != nil {
-			logger.Warn("-dev: sample heroes not added", "err", err)
-		}
-	}
+	seedDev(ctx, cfg.Dev, store, logger)
 
 	stopMetrics, err := startMetrics(cfg.MetricsAddr, m, logger)
 	if err != nil {
@@ -108,6 +107,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	return store.Close()
+}
+
+// seedDev adds the sample heroes to store when the service runs with -dev
+// (dev); a failure is only logged.
+func seedDev(ctx context.Context, dev bool, store heroStore, logger *slog.Logger) {
+	if !dev {
+		return
+	}
+	if err := seedHeroes(ctx, store); err != nil {
+		logger.Warn("-dev: sample heroes not added", "err", err)
+	}
 }
 
 // parseFlags reads the command line. help is true when -h or -help asked
@@ -131,8 +141,9 @@ func parseFlags(args []string, stderr io.Writer) (dev, help bool, err error) {
 // listen loads the settings and opens the listener. With -dev the listener
 // comes first (listenDev): the dev provider's URLs, and so the settings,
 // depend on the port actually bound. Otherwise the settings are checked
-// before anything else happens, and the listener is on cfg.Addr.
-func listen(getenv func(string) string, dev bool) (config, net.Listener, *devIDP, error) {
+// before anything else happens, and the listener is on cfg.Addr. Every
+// variable loadConfig asks for is put in read.
+func listen(getenv func(string) string, dev bool, read map[string]bool) (config, net.Listener, *devIDP, error) {
 	var ln net.Listener
 	var idp *devIDP
 	if dev {
@@ -141,7 +152,7 @@ func listen(getenv func(string) string, dev bool) (config, net.Listener, *devIDP
 			return config{}, nil, nil, err
 		}
 	}
-	cfg, err := loadConfig(getenv)
+	cfg, err := loadConfig(func(k string) string { read[k] = true; return getenv(k) })
 	if err != nil {
 		if ln != nil {
 			ln.Close()
@@ -151,10 +162,19 @@ func listen(getenv func(string) string, dev bool) (config, net.Listener, *devIDP
 	cfg.Dev = dev
 	if ln == nil {
 		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
-			return config{}, nil, nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+			return config{}, nil, nil, listenError(cfg.Addr, err)
 		}
 	}
 	return cfg, ln, idp, nil
+}
+
+// listenError is the error of a failed listen on addr: when another
+// process holds the address, it says so and how to choose another.
+func listenError(addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("listen on %s: the address is in use: stop what listens there, or choose another with ADDR (host:port) or PORT: %w", addr, err)
+	}
+	return fmt.Errorf("listen on %s: %w", addr, err)
 }
 
 // serve serves srv on ln until ctx ends, then shuts down gracefully: it
@@ -186,8 +206,10 @@ func serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Du
 
 // warnSettings logs the settings that suit one machine but not production
 // (-dev; a session key made per process, which -dev does not mention: it
-// is one process by design) and the likely mistakes of config.warnings.
-func warnSettings(logger *slog.Logger, cfg config, addr net.Addr) {
+// is one process by design), the likely mistakes of config.warnings, and
+// the keys of .env_oauth that are no setting (unknown: named, never their
+// values).
+func warnSettings(logger *slog.Logger, cfg config, addr net.Addr, unknown []string) {
 	if cfg.Dev {
 		logger.Warn("running with -dev: a local identity provider signs tokens; not for production. "+
 			"The identity settings (AZURE_CLIENT_ID, AZURE_TENANT_ID, API_SCOPE, REDIRECT_URI …: README, Trying it with -dev) are the dev provider's; yours are ignored", "addr", addr.String())
@@ -196,6 +218,9 @@ func warnSettings(logger *slog.Logger, cfg config, addr net.Addr) {
 	}
 	for _, w := range cfg.warnings() {
 		logger.Warn("settings: " + w)
+	}
+	for _, k := range unknown {
+		logger.Warn("settings: .env_oauth sets "+k+", which is not a setting of the service (misspelt?); it is ignored", "key", k)
 	}
 }
 
@@ -239,21 +264,25 @@ func newIDPClient() *http.Client {
 }
 
 // withDotEnvFile returns a getenv that falls back to the variables of the
-// file at path (see parseDotEnv) when it exists; real environment variables
-// win. A missing file changes nothing; an unreadable or malformed one is an
-// errConfig error.
-func withDotEnvFile(getenv func(string) string, path string) (func(string) string, error) {
-	data, err := os.ReadFile(path)
+// file at path (see parseDotEnv) when it exists, and those variables; real
+// environment variables win. A missing file changes nothing; an unreadable,
+// malformed or oversized one, or one that is not a regular file (read as
+// readRegularFile reads, so a FIFO cannot hold the start), is an errConfig
+// error.
+func withDotEnvFile(getenv func(string) string, path string) (func(string) string, map[string]string, error) {
+	data, err := readRegularFile(path, maxDotEnvSize)
 	if errors.Is(err, os.ErrNotExist) {
-		return getenv, nil
+		return getenv, nil, nil
+	} else if errors.Is(err, errTooLarge) {
+		return nil, nil, fmt.Errorf("%w: %s is larger than %d bytes", errConfig, path, maxDotEnvSize)
 	} else if err != nil {
-		return nil, fmt.Errorf("%w: reading %s: %w", errConfig, path, err)
+		return nil, nil, fmt.Errorf("%w: reading %s: %w", errConfig, path, err)
 	}
 	vars, err := parseDotEnv(data)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return withFallback(getenv, vars), nil
+	return withFallback(getenv, vars), vars, nil
 }
 
 // newHTTPServer is the service's http.Server: every timeout and the header
@@ -361,7 +390,7 @@ func addRoutes(mux router, logger *slog.Logger, cfg config, prov *provider, v *v
 	// A sign-in starts from these pages: on RedirectURI's host only.
 	mux.Handle("GET /{$}", af.onServiceHost(handleIndex(cfg.Dev, cfg.APIScopes)))
 	mux.Handle("GET /healthz", handleHealthz())
-	mux.Handle("GET /readyz", handleReadyz(logger, v, store))
+	mux.Handle("GET /readyz", handleReadyz(logger, v, store, cfg.ReadyzCache))
 	mux.Handle("GET /openapi.json", handleOpenAPI(cfg, prov))
 	mux.Handle("GET /docs", af.onServiceHost(handleDocs(cfg, prov)))
 	mux.Handle("GET "+docsRedirectPath, handleDocsRedirect())
@@ -453,20 +482,21 @@ func handleHealthz() http.Handler {
 }
 
 // handleReadyz serves GET /readyz: 200 when the discovery document and the
-// signing keys are loaded and the store answers, else 503 naming what is not
-// ready. No authentication.
-func handleReadyz(logger *slog.Logger, v *verifier, store heroStore) http.Handler {
+// signing keys are loaded and the store answers, else 503 with Retry-After
+// naming what is not ready. No authentication. The store's answer is reused
+// for cfg.ReadyzCache (storeReadiness), success and failure alike, so that
+// callers of /readyz, however many, cost a remote store at most one request
+// per that interval; the keys, a local check, are asked every time.
+func handleReadyz(logger *slog.Logger, v *verifier, store heroStore, cache time.Duration) http.Handler {
+	sr := &storeReadiness{logger: logger, store: store, ttl: cache, now: time.Now}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		defer cancel()
 		checks := map[string]string{"keys": "ok", "store": "ok"}
 		ready := true
 		if err := v.ready(); err != nil {
 			checks["keys"], ready = err.Error(), false
 		}
-		if err := store.Ready(ctx); err != nil {
+		if !sr.ready(r.Context()) {
 			checks["store"], ready = "unavailable", false
-			logger.WarnContext(r.Context(), "readyz: store not ready", "err", err)
 		}
 		if !ready {
 			w.Header().Set("Retry-After", "5")
@@ -475,4 +505,39 @@ func handleReadyz(logger *slog.Logger, v *verifier, store heroStore) http.Handle
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": checks})
 	})
+}
+
+// storeReadiness asks the store whether it is ready (heroStore.Ready, within
+// 5 s) and keeps the answer for ttl (0: asks every time). One check runs at
+// a time; requests arriving meanwhile wait for its answer. A failure is
+// logged once per check. Safe for concurrent use.
+type storeReadiness struct {
+	logger *slog.Logger
+	store  heroStore
+	ttl    time.Duration
+	now    func() time.Time
+
+	mu sync.Mutex // guards at and ok; held during a check
+	at time.Time  // when ok was found; zero before the first check
+	ok bool
+}
+
+// ready returns the store's kept answer, or checks it anew once ttl has
+// passed. The check does not end with the request that started it (ctx's
+// values are kept, its cancellation is not), so a caller going away cannot
+// make the store look down to the others.
+func (sr *storeReadiness) ready(ctx context.Context) bool {
+	sr.mu.Lock()
+	defer sr.mu.Unlock()
+	if now := sr.now(); !sr.at.IsZero() && now.Sub(sr.at) < sr.ttl && !now.Before(sr.at) {
+		return sr.ok
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err := sr.store.Ready(ctx)
+	if err != nil {
+		sr.logger.WarnContext(ctx, "readyz: store not ready", "err", err)
+	}
+	sr.at, sr.ok = sr.now(), err == nil
+	return sr.ok
 }

@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -596,5 +598,162 @@ func TestRefusalOnTheRequestLine(t *testing.T) {
 		ServeHTTP(httptest.NewRecorder(), bearer(httptest.NewRequest("GET", "/", nil), garbage))
 	if !strings.Contains(alone.String(), "auth: bearer credentials refused") || strings.Contains(alone.String(), garbage) {
 		t.Errorf("log without a request log = %s; want the refusal, without the token", alone.String())
+	}
+}
+
+// countingStore is a store whose Ready counts its calls and fails while
+// down is set, or when its ctx has ended.
+type countingStore struct {
+	*localStore
+	calls atomic.Int64
+	down  atomic.Bool
+}
+
+func (s *countingStore) Ready(ctx context.Context) error {
+	s.calls.Add(1)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.down.Load() {
+		return fmt.Errorf("%w: test store is down", errStoreUnavailable)
+	}
+	return nil
+}
+
+// TestReadinessIsCached: the store's readiness is asked at most once per
+// READYZ_CACHE, and its answer (success or failure) is reused meanwhile,
+// so callers of /readyz cannot multiply requests to the store; after the
+// interval it is asked again; a request that goes away does not make the
+// store look down; 0 asks every time.
+func TestReadinessIsCached(t *testing.T) {
+	t.Parallel()
+	store := &countingStore{localStore: newMemoryStore()}
+	clock := newFakeClock(time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC))
+	sr := &storeReadiness{logger: discardLogger(), store: store, ttl: 5 * time.Second, now: clock.now}
+	ctx := context.Background()
+	steps := []struct {
+		name      string
+		advance   time.Duration
+		down      bool
+		want      bool
+		wantCalls int64
+	}{
+		{"first call asks the store", 0, false, true, 1},
+		{"a hundred calls within the interval ask nothing", time.Second, true, true, 1},
+		{"after the interval the store is asked again", 4 * time.Second, true, false, 2},
+		{"a failure is kept too", 4 * time.Second, false, false, 2},
+		{"and asked again after the interval", time.Second, false, true, 3},
+	}
+	for _, st := range steps {
+		clock.advance(st.advance)
+		store.down.Store(st.down)
+		for range 100 {
+			if got := sr.ready(ctx); got != st.want {
+				t.Fatalf("%s: ready = %v; want %v", st.name, got, st.want)
+			}
+		}
+		if got := store.calls.Load(); got != st.wantCalls {
+			t.Errorf("%s: the store was asked %d times in all; want %d", st.name, got, st.wantCalls)
+		}
+	}
+
+	clock.advance(time.Minute)
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if !sr.ready(gone) {
+		t.Errorf("ready for a request that went away = false; want the store's own answer, true")
+	}
+
+	uncached := &storeReadiness{logger: discardLogger(), store: store, now: clock.now}
+	before := store.calls.Load()
+	uncached.ready(ctx)
+	uncached.ready(ctx)
+	if got := store.calls.Load() - before; got != 2 {
+		t.Errorf("with READYZ_CACHE=0 two calls asked the store %d times; want 2", got)
+	}
+}
+
+// TestUnknownDotEnvKeysAreWarned: the keys of .env_oauth that loadConfig
+// never reads (a misspelt setting) are warned about at start, by name and
+// never with their value; every setting loadConfig reads, whatever the
+// other settings (ALLOWED_TENANTS with a single tenant, PORT beside ADDR), is
+// known.
+func TestUnknownDotEnvKeysAreWarned(t *testing.T) {
+	t.Parallel()
+	vars := map[string]string{"AZURE_CLIENT_ID": testClientID, "ALLOWED_TENANTS": testTenant, "PORT": "8080", // ADDR wins over PORT
+		"HEROES_FILES": "secret-ish-value", "LOG_LEVLE": "debug"}
+	read := map[string]bool{}
+	getenv := withFallback(mapGetenv(map[string]string{"ADDR": "127.0.0.1:0"}), vars)
+	_, ln, _, err := listen(getenv, false, read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	unknown := unknownKeys(vars, read)
+	if want := []string{"HEROES_FILES", "LOG_LEVLE"}; !slices.Equal(unknown, want) {
+		t.Errorf("unknownKeys = %q; want %q", unknown, want)
+	}
+	var logs bytes.Buffer
+	cfg, _ := loadConfig(mapGetenv(nil))
+	warnSettings(slog.New(slog.NewTextHandler(&logs, nil)), cfg, ln.Addr(), unknown)
+	for _, k := range unknown {
+		if !strings.Contains(logs.String(), ".env_oauth sets "+k+", which is not a setting") {
+			t.Errorf("no warning names %s:\n%s", k, logs.String())
+		}
+	}
+	if strings.Contains(logs.String(), "secret-ish-value") {
+		t.Errorf("a warning holds a value of .env_oauth:\n%s", logs.String())
+	}
+}
+
+// TestListenOnAnAddressInUse: when ADDR is taken, the error says the
+// address is in use and how to choose another (ADDR or PORT).
+func TestListenOnAnAddressInUse(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	_, ln, _, err := listen(mapGetenv(map[string]string{"ADDR": taken.Addr().String()}), false, map[string]bool{})
+	if err == nil {
+		ln.Close()
+		t.Skip("this system let two listeners share the address")
+	}
+	for _, want := range []string{"listen on " + taken.Addr().String(), "address is in use", "ADDR", "PORT"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("listen = %v; want it to say %q", err, want)
+		}
+	}
+}
+
+// TestDotEnvFileIsBounded: .env_oauth is read only when it is a regular file
+// of at most maxDotEnvSize bytes; a FIFO is refused at once (it would hold
+// the start for ever), a missing file changes nothing, a good one is read.
+func TestDotEnvFileIsBounded(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, content string) string { return writeTestFile(t, dir, name, content) }
+	tests := []struct {
+		name, path, want string // want: "" for success
+	}{
+		{"missing", filepath.Join(dir, "absent"), ""},
+		{"good", write("good", "LOG_LEVEL=debug\n"), ""},
+		{"too large", write("large", strings.Repeat("#", maxDotEnvSize+1)), "larger than"},
+		{"a FIFO", testFIFO(t), "named pipe"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			done := make(chan error, 1)
+			go func() { _, _, err := withDotEnvFile(mapGetenv(nil), tc.path); done <- err }()
+			select {
+			case err := <-done:
+				if tc.want == "" && err != nil || tc.want != "" && (!errors.Is(err, errConfig) || !strings.Contains(err.Error(), tc.want)) {
+					t.Errorf("withDotEnvFile(%s) = %v; want %q", tc.name, err, tc.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("withDotEnvFile(%s) still blocked after 10 s", tc.name)
+			}
+		})
 	}
 }

@@ -70,7 +70,8 @@ func (tr *tokenResponse) lifetime() (int64, bool) {
 }
 
 // tokenError is an error answer of the token endpoint (tokenResponse's error
-// members) with its HTTP status. parseTokenAnswer bounds its text fields.
+// members) with its HTTP status. parseTokenAnswer bounds and cleans its text
+// fields (cleanIdPText).
 type tokenError struct {
 	Status        int
 	Code          string // RFC 6749 §5.2 error
@@ -122,8 +123,9 @@ func (e *tokenError) configFault() (string, bool) {
 // redeem posts form to the token endpoint (RFC 6749 §3.2, §4.1.3, §6) as
 // tokenRequest builds it, waits at most idpTimeout and reads at most
 // maxTokenAnswer bytes. Errors: errTokenTimeout, errTokenUnreachable,
-// errTokenAnswer (wrapped, naming what was wrong), or *tokenError. Neither
-// the form nor the answer is logged.
+// errTokenAnswer (wrapped, naming what was wrong), or *tokenError; one that
+// refuses the client assertion (rejectsAssertion) drops the held one
+// (clientCredential.forget). Neither the form nor the answer is logged.
 func (af *authFlow) redeem(ctx context.Context, md providerMetadata, form url.Values) (*tokenResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, idpTimeout)
 	defer cancel()
@@ -146,7 +148,19 @@ func (af *authFlow) redeem(ctx context.Context, md providerMetadata, form url.Va
 	if err != nil {
 		return nil, networkError(err)
 	}
-	return parseTokenAnswer(resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	tr, err := parseTokenAnswer(resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	if te, ok := errors.AsType[*tokenError](err); ok && te.rejectsAssertion() {
+		af.cred.forget(ctx, form.Get("client_assertion"))
+	}
+	return tr, err
+}
+
+// rejectsAssertion reports whether the answer refuses the client's
+// authentication: invalid_client (RFC 6749 §5.2), or AADSTS700024 (the
+// assertion is outside its validity window), which Entra may send as
+// invalid_grant. A client assertion held for later requests must then go.
+func (e *tokenError) rejectsAssertion() bool {
+	return e.Code == "invalid_client" || slices.Contains(e.codes(), 700024)
 }
 
 // networkError classifies a failed exchange: errTokenTimeout when a deadline
@@ -175,12 +189,12 @@ func parseTokenAnswer(status int, contentType string, body []byte) (*tokenRespon
 	case err == nil && tr.ErrorCode != "":
 		te := &tokenError{
 			Status:        status,
-			Code:          truncate(tr.ErrorCode, 64),
-			Description:   truncate(tr.ErrorDescription, maxShownIdPText),
+			Code:          cleanIdPText(tr.ErrorCode, 64),
+			Description:   cleanIdPText(tr.ErrorDescription, maxShownIdPText),
 			ErrorCodes:    tr.ErrorCodes[:min(len(tr.ErrorCodes), 8)],
-			Suberror:      truncate(tr.Suberror, 64),
-			TraceID:       truncate(tr.TraceID, 64),
-			CorrelationID: truncate(tr.CorrelationID, 64),
+			Suberror:      cleanIdPText(tr.Suberror, 64),
+			TraceID:       cleanIdPText(tr.TraceID, 64),
+			CorrelationID: cleanIdPText(tr.CorrelationID, 64),
 		}
 		if len(tr.Claims) <= maxClaimsLen {
 			te.Claims = tr.Claims // a longer one is no challenge Entra sends
@@ -201,6 +215,25 @@ func parseTokenAnswer(status int, contentType string, body []byte) (*tokenRespon
 		return nil, fmt.Errorf("%w: token_type %q is not Bearer", errTokenAnswer, truncate(tr.TokenType, 20))
 	}
 	return &tr, nil
+}
+
+// cleanIdPText makes an identity provider's text fit for a log line or an
+// answer: each control character (C0, DEL, C1: Entra ends lines of its
+// descriptions with CR LF) becomes a space, the bidirectional embedding,
+// override and isolate controls (U+202A to U+202E, U+2066 to U+2069), which
+// could make a log line read other than it is, are dropped, and the result
+// is cut to n bytes (truncate, which also replaces invalid UTF-8).
+func cleanIdPText(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r < 0x20 || r >= 0x7f && r <= 0x9f:
+			return ' '
+		case r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069:
+			return -1
+		}
+		return r
+	}, truncate(s, 4*n))
+	return truncate(s, n)
 }
 
 // configFaults are Entra error codes that mean the service is misconfigured,
@@ -255,7 +288,7 @@ var userFixable = map[string]bool{
 func (af *authFlow) tokenFailure(w http.ResponseWriter, r *http.Request, err error, id, restart string) {
 	var te *tokenError
 	if errors.Is(err, errClientCredential) {
-		af.logger.Error("auth: the service's client credential is unavailable; an operator must fix it", "login", id, "err", err)
+		af.logger.ErrorContext(r.Context(), "auth: the service's client credential is unavailable; an operator must fix it", "login", id, "err", err)
 		af.fail(w, r, http.StatusBadGateway, "the service cannot authenticate to the identity provider just now (client credential unavailable); an operator must fix it", "", "")
 		return
 	}
@@ -269,12 +302,12 @@ func (af *authFlow) tokenFailure(w http.ResponseWriter, r *http.Request, err err
 	if fix, ok := te.configFault(); ok {
 		af.logger.ErrorContext(r.Context(), "auth: the identity provider rejected the service's configuration",
 			"login", id, "error", te.Code, "aadsts", aadsts, "fix", fix,
-			"description", te.Description, "trace_id", te.TraceID, "correlation_id", te.CorrelationID)
+			"description", te.Description, "entra_trace_id", te.TraceID, "entra_correlation_id", te.CorrelationID)
 		af.fail(w, r, http.StatusBadGateway, "the service is misconfigured for the identity provider ("+aadsts+"); an operator must fix it", te.Code, aadsts)
 		return
 	}
 	af.logger.WarnContext(r.Context(), "auth: token endpoint returned an error", "login", id, "status", te.Status, "error", te.Code,
-		"aadsts", aadsts, "description", te.Description, "trace_id", te.TraceID, "correlation_id", te.CorrelationID)
+		"aadsts", aadsts, "description", te.Description, "entra_trace_id", te.TraceID, "entra_correlation_id", te.CorrelationID)
 	switch {
 	case userFixable[te.Code]:
 		detail := describeGrantError(te)
@@ -293,9 +326,15 @@ var grantErrorText = []struct {
 	code int
 	text string
 }{
-	{70008, "the sign-in code or refresh token has expired"},
+	// Entra's own text for 70008 is "has expired due to inactivity, or is
+	// not valid": it also answers so for a token it cannot place.
+	{70008, "the sign-in code or refresh token has expired or is not valid"},
 	{54005, "the sign-in code was already redeemed"},
 	{70000, "the sign-in code or refresh token is invalid or was already used"},
+	// A value that is no refresh token or code of Entra's at all (cut,
+	// mistyped, from another service or an older -dev run): Entra answers
+	// invalid_grant AADSTS9002313, "Request is malformed or invalid".
+	{9002313, "the refresh token or code is malformed: it is not one the identity provider issued (check it was copied whole)"},
 	{700082, "the refresh token has expired after a long time unused"},
 	{50173, "the grant was revoked (for example after a password change)"},
 	{50076, "the sign-in now needs multi-factor authentication"},

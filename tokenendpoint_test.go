@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -41,7 +42,9 @@ func TestTokenEndpointRedirectIsNotFollowed(t *testing.T) {
 }
 
 // TestGrantErrorsAreDescribedByTheirCode: an invalid_grant says what Entra's
-// error code means, and only AADSTS70008 says "expired".
+// error code means; only AADSTS70008 says "expired" (with "or is not
+// valid", as Entra's text does), and a malformed token (AADSTS9002313) says
+// so.
 func TestGrantErrorsAreDescribedByTheirCode(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -50,10 +53,12 @@ func TestGrantErrorsAreDescribedByTheirCode(t *testing.T) {
 		want    string
 		notWant string
 	}{
-		{"70008 is expired", tokenError{Code: "invalid_grant", ErrorCodes: []int{70008}}, "has expired", ""},
+		{"70008 is expired or not valid", tokenError{Code: "invalid_grant", ErrorCodes: []int{70008}}, "has expired or is not valid", ""},
 		{"54005 is already redeemed", tokenError{Code: "invalid_grant", ErrorCodes: []int{54005}}, "already redeemed", "expired"},
 		{"70000 is invalid or already used", tokenError{Code: "invalid_grant", ErrorCodes: []int{70000}}, "invalid or was already used", "expired"},
 		{"70000 found in the description", tokenError{Code: "invalid_grant", Description: "AADSTS70000: refresh token already used"}, "invalid or was already used", "expired"},
+		{"9002313 is malformed, not expired", tokenError{Code: "invalid_grant", ErrorCodes: []int{9002313}}, "is malformed", "expired"},
+		{"9002313 found in the description", tokenError{Code: "invalid_grant", Description: "AADSTS9002313: Invalid request. Request is malformed or invalid."}, "is malformed", "expired"},
 		{"700082 is unused too long", tokenError{Code: "invalid_grant", ErrorCodes: []int{700082}}, "long time unused", ""},
 		{"an unknown code is generic", tokenError{Code: "invalid_grant", ErrorCodes: []int{9999999}}, "invalid, expired or already used", ""},
 		{"no code is generic", tokenError{Code: "invalid_grant"}, "invalid, expired or already used", ""},
@@ -85,6 +90,9 @@ func TestTokenEndpointErrorsAreMapped(t *testing.T) {
 		{"unknown code is 400 invalid, expired or already used", func(w http.ResponseWriter, r *http.Request) {
 			entraError(w, 400, "invalid_grant", "AADSTS70000: The provided value for the 'code' parameter is not valid.", 70000)
 		}, 400, []string{"invalid or was already used", "AADSTS70000", "start again at /auth/login"}, ""},
+		{"malformed code or token is 400 saying so, not expired", func(w http.ResponseWriter, r *http.Request) {
+			entraError(w, 400, "invalid_grant", "AADSTS9002313: Invalid request. Request is malformed or invalid.", 9002313)
+		}, 400, []string{"is malformed", "AADSTS9002313", "start again at /auth/login"}, ""},
 		{"v1 answer with the code only in the description", func(w http.ResponseWriter, r *http.Request) {
 			entraError(w, 400, "invalid_grant", "AADSTS70008: expired")
 		}, 400, []string{"AADSTS70008", "start again"}, ""},
@@ -514,6 +522,60 @@ func TestTokenAnswersOver1MiBAre502(t *testing.T) {
 			}
 			if tc.want != http.StatusOK && strings.Contains(w.Body.String(), "access_token") {
 				t.Errorf("an oversized answer's token was handed out")
+			}
+		})
+	}
+}
+
+// TestTokenFailureLogLines: the log lines of a refused token request carry
+// the request's own trace_id (W3C trace context) and Entra's trace and
+// correlation ids under entra_trace_id and entra_correlation_id, never
+// under trace_id; Entra's description reaches the log without control or
+// bidirectional characters (cleanIdPText); and the error line of an
+// unavailable client credential carries the request context too.
+func TestTokenFailureLogLines(t *testing.T) {
+	t.Parallel()
+	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	desc := "AADSTS70000: bad\r\ngrant \u202eevil\u2066 \x1b[31mred\u0085"
+	quoted, _ := json.Marshal(desc)
+	body := `{"error":"invalid_grant","error_description":` + string(quoted) + `,"error_codes":[70000],"trace_id":"entra-trace","correlation_id":"entra-corr"}`
+	_, teErr := parseTokenAnswer(http.StatusBadRequest, "application/json", []byte(body))
+	for _, tc := range []struct {
+		name, msg string
+		err       error
+		want      map[string]string
+	}{
+		{"refused grant", "auth: token endpoint returned an error", teErr,
+			map[string]string{"trace_id": trace, "entra_trace_id": "entra-trace", "entra_correlation_id": "entra-corr",
+				"description": "AADSTS70000: bad  grant evil  [31mred "}},
+		{"client credential unavailable", "auth: the service's client credential is unavailable; an operator must fix it",
+			fmt.Errorf("%w: token file gone", errClientCredential), map[string]string{"trace_id": trace}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var buf syncBuffer
+			logger := slog.New(requestLogHandler{slog.NewJSONHandler(&buf, nil)})
+			af := &authFlow{logger: logger}
+			h := logRequests(logger, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				af.tokenFailure(w, r, tc.err, "", restartLogin)
+			}))
+			r := httptest.NewRequest(http.MethodPost, "/auth/refresh", nil)
+			r.Header.Set("traceparent", "00-"+trace+"-00f067aa0ba902b7-01")
+			h.ServeHTTP(httptest.NewRecorder(), r)
+			var line map[string]any
+			for l := range strings.Lines(buf.String()) {
+				var m map[string]any
+				if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == tc.msg {
+					line = m
+				}
+			}
+			if line == nil {
+				t.Fatalf("no log line %q in:\n%s", tc.msg, buf.String())
+			}
+			for k, want := range tc.want {
+				if got, _ := line[k].(string); got != want {
+					t.Errorf("log %s = %q; want %q", k, got, want)
+				}
 			}
 		})
 	}

@@ -89,7 +89,7 @@ var (
 	errUnsupportedAlg  = &verifyError{"jwks: unsupported alg (only RS256 is accepted)", "unsupported algorithm (only RS256)"}
 	errBadHeader       = &verifyError{"jwks: unacceptable token header", "unacceptable token header"}
 	errNoKeyID         = &verifyError{"jwks: token header has no kid or x5t", "the token names no signing key (kid)"}
-	errUnknownKID      = &verifyError{"jwks: unknown signing key", "unknown signing key"}
+	errUnknownKID      = &verifyError{"jwks: unknown signing key", "unknown signing key: sign in again for a new token"}
 	errBadSignature    = &verifyError{"jwks: bad signature", "bad signature"}
 	errBadIssuer       = &verifyError{"jwks: wrong issuer", "wrong issuer"}
 	errKeyIssuer       = &verifyError{"jwks: signing key belongs to another issuer", "the signing key belongs to another issuer"}
