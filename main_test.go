@@ -757,3 +757,34 @@ func TestDotEnvFileIsBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestLogPath: the request log writes a path cut to maxLogPath bytes,
+// with control characters as spaces and bidirectional overrides dropped, in
+// JSON as in text, so a request can neither flood the log nor disguise or
+// forge a line; a plain path is written as it is.
+func TestRequestLogPath(t *testing.T) {
+	long := "/" + strings.Repeat("a", 60_000)
+	cases := []struct{ path, want string }{
+		{"/api/heroes/", "/api/heroes/"},
+		{"/x\u202egpj.exe", "/xgpj.exe"},
+		{"/a\u2066b\u2069c", "/abc"},
+		{"/line\nlevel=ERROR msg=forged", "/line level=ERROR msg=forged"},
+		{"/nul\x00\x1b[31m\u0085", "/nul  [31m "},
+		{"/héros", "/héros"},
+		{long, long[:maxLogPath] + "…"},
+	}
+	for _, tc := range cases {
+		var logs syncBuffer
+		h := logRequests(slog.New(slog.NewJSONHandler(&logs, nil)), http.NotFoundHandler())
+		r := httptest.NewRequest("GET", "/", nil)
+		r.URL.Path = tc.path
+		h.ServeHTTP(httptest.NewRecorder(), r)
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(logs.String()), &rec); err != nil {
+			t.Fatalf("log is not one JSON line: %q", logs.String())
+		}
+		if rec["path"] != tc.want {
+			t.Errorf("path %q logged as %q; want %q", truncate(tc.path, 40), rec["path"], truncate(tc.want, 40))
+		}
+	}
+}

@@ -141,7 +141,7 @@ func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
 		}
 		attrs := append(make([]slog.Attr, 0, 11), // room for them all: one array, on the stack
 			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
+			slog.String("path", logPath(r.URL.Path)),
 			slog.Int("status", rec.status),
 			slog.Duration("duration", time.Since(start)),
 			slog.Int64("bytes", rec.bytes),
@@ -156,4 +156,21 @@ func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
 		}
 		logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 	})
+}
+
+// maxLogPath is the most bytes of a request's path the request log writes.
+const maxLogPath = 512
+
+// logPath is a request path as the request log writes it: at most
+// maxLogPath bytes, with control characters as spaces and bidirectional
+// overrides dropped (cleanIdPText), so that a request can neither flood the
+// log nor disguise or forge a line of it, in text or JSON format. A plain
+// ASCII path is written as it is.
+func logPath(p string) string {
+	for i := range len(p) {
+		if p[i] < 0x20 || p[i] >= 0x7f {
+			return cleanIdPText(p, maxLogPath)
+		}
+	}
+	return truncate(p, maxLogPath)
 }
