@@ -33,6 +33,7 @@ func TestRequireAuthAnswers(t *testing.T) {
 	good := p.token(t, nil)
 	expired := p.token(t, map[string]any{"exp": time.Now().Add(-time.Hour).Unix()})
 	otherAud := p.token(t, map[string]any{"aud": "99999999-2222-3333-4444-555555555555"})
+	idToken := p.token(t, map[string]any{"azp": nil, "scp": nil, "roles": []string{"Admin"}, "nonce": "n"}) // aud is the client id
 	tests := []struct {
 		name       string
 		header     []string // Authorization header values
@@ -66,6 +67,8 @@ func TestRequireAuthAnswers(t *testing.T) {
 			`Bearer realm="heroes-auth", error="invalid_token", error_description="the token expired"`, "invalid_token"},
 		{"wrong audience says so", []string{"Bearer " + otherAud}, "/", 401,
 			`Bearer realm="heroes-auth", error="invalid_token", error_description="wrong audience"`, "invalid_token"},
+		{"an ID token with roles is not an access token", []string{"Bearer " + idToken}, "/", 401,
+			`Bearer realm="heroes-auth", error="invalid_token", error_description="the token names no client application (azp, appid): not an access token"`, "invalid_token"},
 	}
 	v := newTestVerifier(t, p, nil)
 	h := protected(v.verifier, permRead)

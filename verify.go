@@ -99,6 +99,7 @@ var (
 	errIssuedInFuture  = &verifyError{"jwks: token issued in the future", "the token was issued in the future (iat)"}
 	errTenantForbidden = &verifyError{"jwks: tenant not allowed", "the tenant is not allowed"}
 	errNoPermissions   = &verifyError{"jwks: token has neither scp nor roles", "the token has neither scp nor roles"}
+	errNoClient        = &verifyError{"jwks: token names no client application", "the token names no client application (azp, appid): not an access token"}
 )
 
 // jws is a compact JWS on its way through the checks (screen, then parse).
@@ -181,7 +182,7 @@ func (t *jws) parse() error {
 	}
 	c := &t.claims
 	c.Scopes = r.lists[start:len(r.lists):len(r.lists)]
-	c.AuthorizedParty = cmp.Or(c.AZP, r.appid)
+	c.AuthorizedParty = cmp.Or(c.AZP, r.appid, r.clientID)
 	c.PreferredUsername = cmp.Or(c.PreferredUsername, r.upn, r.uniqueName)
 	return nil
 }
@@ -251,7 +252,7 @@ type claims struct {
 	IssuedAt          time.Time // iat, zero when absent
 	TenantID          string    // tid
 	ObjectID          string    // oid
-	AuthorizedParty   string    // azp (v2) or appid (v1)
+	AuthorizedParty   string    // azp (v2), appid (v1) or client_id (RFC 9068 §2.2)
 	AZP               string    // azp alone, "" when absent (OpenID Connect Core §2)
 	Name              string    // name
 	PreferredUsername string    // preferred_username (v2) or upn/unique_name (v1)
@@ -268,10 +269,10 @@ type claims struct {
 // and RFC 9068 claims that stand in for others when those are absent.
 type claimReader struct {
 	*claims
-	d                                  decoder
-	lists                              []string // the items of aud, roles and scopes, appended
-	scp, scope, upn, uniqueName, appid string
-	hasScp                             bool
+	d                                            decoder
+	lists                                        []string // the items of aud, roles and scopes, appended
+	scp, scope, upn, uniqueName, appid, clientID string
+	hasScp                                       bool
 }
 
 func (r *claimReader) read(m member) (err error) {
@@ -297,6 +298,8 @@ func (r *claimReader) read(m member) (err error) {
 		c.AZP, err = d.str(m)
 	case "appid":
 		r.appid, err = d.str(m)
+	case "client_id":
+		r.clientID, err = d.str(m)
 	case "name":
 		c.Name, err = d.str(m)
 	case "preferred_username":
@@ -409,8 +412,8 @@ func verifyRS256(pub *rsa.PublicKey, sum [sha256.Size]byte, sig []byte) error {
 // their order). Access tokens it verified are cached (authenticate) so a
 // repeated token skips RSA. Safe for concurrent use.
 //
-// It does not check: azp/appid of access tokens (any client of our API may
-// call it; verifyIDToken in auth.go checks an ID token's azp), acr/amr, the
+// It does not check which client an access token names (any client of our API
+// may call it; verifyIDToken in auth.go checks an ID token's azp), acr/amr, the
 // at_hash/c_hash of hybrid flows, token revocation (Entra access tokens are
 // not revocable before exp), or the x5c chain of keys.
 type verifier struct {
@@ -453,7 +456,8 @@ func (v *verifier) authenticate(ctx context.Context, raw string) (p *principal, 
 // the key by kid or x5t; the signature; the tenant, the issuer and the
 // signing key's issuer (checkIssuer; the v1 issuer only for access tokens,
 // with opts.AcceptV1Tokens); exp, nbf, iat (checkTime); for an access token,
-// an audience in opts.Audiences and scp, scope or roles present (none:
+// an audience in opts.Audiences, a client application (azp, appid or
+// client_id: an ID token names none) and scp, scope or roles present (none:
 // unconsented or meant for someone else, Microsoft.Identity.Web IDW10201).
 // Claims of an unauthenticated token are never evaluated or reported (an
 // unknown kid refetches at most once per minKeyRefetch: keySet.key). Errors
@@ -477,6 +481,8 @@ func (v *verifier) verify(ctx context.Context, t *jws, now time.Time, access boo
 		case err != nil || !access:
 		case !slices.ContainsFunc(c.Audience, func(aud string) bool { return slices.Contains(v.opts.Audiences, aud) }):
 			err = fmt.Errorf("%w: %q", errBadAudience, truncate(strings.Join(c.Audience, " "), 64))
+		case c.AuthorizedParty == "": // Entra's ID tokens carry neither azp nor appid
+			err = errNoClient
 		case len(c.Scopes) == 0 && len(c.Roles) == 0:
 			err = errNoPermissions
 		}
@@ -574,7 +580,7 @@ var permissions = []string{permRead, permCreate, permAdmin} // weakest first
 type principal struct {
 	TenantID        string    // tid
 	ObjectID        string    // oid
-	AuthorizedParty string    // azp (v2) or appid (v1): the client application
+	AuthorizedParty string    // azp (v2), appid (v1) or client_id: the client application
 	AuthContexts    []string  // acrs: the authentication context ids satisfied (c1…c99), nil for none
 	Expiry          time.Time // exp
 	grants          uint64    // bit i set: scp or roles hold permissions[i]

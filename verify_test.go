@@ -130,6 +130,13 @@ func TestVerifyAccessTokenClaims(t *testing.T) {
 		{name: "no scp and no roles is refused", override: map[string]any{"scp": nil}, want: errNoPermissions},
 		{name: "empty scp and no roles is refused", override: map[string]any{"scp": ""}, want: errNoPermissions},
 		{name: "roles alone (app-only token) are accepted", override: map[string]any{"scp": nil, "roles": []string{"Heroes.Read"}}},
+		{name: "no azp, appid or client_id (an ID token) is refused", override: map[string]any{"azp": nil}, want: errNoClient},
+		{name: "an ID token with roles is refused", override: map[string]any{"azp": nil, "scp": nil, "roles": []string{"Admin"}, "nonce": "n"}, want: errNoClient},
+		{name: "an empty azp names no client", override: map[string]any{"azp": ""}, want: errNoClient},
+		{name: "appid (v1) names the client", override: map[string]any{"azp": nil, "appid": testClientID, "ver": "1.0"}},
+		{name: "RFC 9068 client_id names the client", override: map[string]any{"azp": nil, "client_id": testClientID}},
+		{name: "azp not a string is malformed", override: map[string]any{"azp": 5}, want: errMalformedToken},
+		{name: "client_id not a string is malformed", override: map[string]any{"azp": nil, "client_id": 5}, want: errMalformedToken},
 		{name: "RFC 9068 scope is accepted when scp is absent", override: map[string]any{"scp": nil, "scope": "Heroes.Read"}},
 		{name: "roles as a string is malformed", override: map[string]any{"roles": "Admin"}, want: errMalformedToken},
 		{name: "scp as an array is malformed", override: map[string]any{"scp": []string{"Heroes.Read"}}, want: errMalformedToken},
@@ -391,7 +398,7 @@ func TestVerifyKeyIssuer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			v := staticVerifier(t, tid, "https://login.microsoftonline.com/"+tid+"/v2.0", []string{testClientID}, &publicKey{kid: "k0", issuer: tc.keyIssuer, pub: &key.PublicKey}, now)
-			tok := sign(t, key, stdHeader, map[string]any{"iss": tc.iss, "tid": tid, "aud": testClientID, "scp": "Heroes.Read", "exp": now.Add(time.Hour).Unix()})
+			tok := sign(t, key, stdHeader, map[string]any{"iss": tc.iss, "tid": tid, "aud": testClientID, "appid": testClientID, "scp": "Heroes.Read", "exp": now.Add(time.Hour).Unix()})
 			_, err := v.verifyAccessToken(context.Background(), tok)
 			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
 				t.Fatalf("verifyAccessToken = %v; want %v", err, tc.want)
@@ -759,9 +766,9 @@ func FuzzParseToken(f *testing.F) {
 	iss := "https://login.microsoftonline.com/" + testTenant + "/v2.0"
 	key := testKeys()[0]
 	good := sign(f, key, stdHeader, map[string]any{"iss": iss, "aud": testClientID, "tid": testTenant,
-		"scp": "Heroes.Read", "exp": now.Add(time.Hour).Unix(), "nbf": now.Unix(), "roles": []string{"Admin"}})
+		"azp": testClientID, "scp": "Heroes.Read", "exp": now.Add(time.Hour).Unix(), "nbf": now.Unix(), "roles": []string{"Admin"}})
 	f.Add(good)
-	f.Add(sign(f, key, map[string]string{"alg": "RS256", "x5t": "k0"}, map[string]any{"iss": iss, "aud": []string{testClientID}, "scp": "x", "exp": 1.8e9}))
+	f.Add(sign(f, key, map[string]string{"alg": "RS256", "x5t": "k0"}, map[string]any{"iss": iss, "aud": []string{testClientID}, "appid": "a", "scp": "x", "exp": 1.8e9}))
 	f.Add(b64(`{"alg":"none"}`) + "." + b64(`{}`) + ".")
 	f.Add(b64(`{"alg":"RS256","kid":"k0","\u006bid":"k1"}`) + "." + b64(`{"exp":[{"a":{}}]}`) + ".AA")
 	v := staticVerifier(f, testTenant, iss, []string{testClientID}, &publicKey{kid: "k0", pub: &key.PublicKey}, now)
