@@ -45,7 +45,7 @@ type verifyOptions struct {
 	Leeway            time.Duration    // clock skew allowed on exp, nbf and iat, both ways
 	TokenCacheSize    int              // verified access tokens kept (tokenCache); 0 means 100,000, 1 none
 	Now               func() time.Time // clock of time checks and backoffs; nil means time.Now
-	Client            *http.Client     // for discovery and keys: with a Timeout, following no redirects
+	Client            *http.Client     // for discovery and keys; nil means one of idpFetchTimeout following no redirect
 	Logger            *slog.Logger     // receives fetch outcomes; nil discards them
 	// Observe, when set, hears of each token check ("token_cached"; "token", err) and key fetch ("keys_fetch", err).
 	Observe func(event string, err error)
@@ -70,6 +70,9 @@ func (o verifyOptions) withDefaults() verifyOptions {
 	}
 	if o.Observe == nil {
 		o.Observe = func(string, error) {}
+	}
+	if o.Client == nil { // a redirect answer is refused as an unexpected status (getJSON)
+		o.Client = &http.Client{Timeout: idpFetchTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	o.TokenCacheSize = cmp.Or(o.TokenCacheSize, defaultTokenCacheSize)
 	return o
