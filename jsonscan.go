@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -268,27 +269,33 @@ func (s *scanner) digits() int {
 }
 
 // names is the set of member names of one object: the first 32 in a list
-// (no allocation), the rest in a map, so that many names cost linear time.
+// (no allocation), the rest in a map, so that many names cost linear time;
+// a bit per hash of a name (hashes) spares comparing most names at all.
 type names struct {
-	few  [32][]byte
-	n    int
-	many map[string]bool
+	few    [32][]byte
+	n      int
+	many   map[string]bool
+	hashes uint64
 }
 
 // add adds key and reports whether it was there already.
 func (ns *names) add(key []byte) (dup bool) {
-	for _, k := range ns.few[:ns.n] {
-		if string(k) == string(key) {
-			return true
-		}
+	h := len(key) // then a hash of it, of its length and three of its bytes
+	if h > 0 {
+		h += int(key[0])*7 + int(key[h/2])*3 + int(key[h-1])
+	}
+	if bit := uint64(1) << (h % 64); ns.hashes&bit == 0 {
+		ns.hashes |= bit
+	} else {
+		dup = ns.many[string(key)] || slices.ContainsFunc(ns.few[:ns.n], func(k []byte) bool { return string(k) == string(key) })
 	}
 	switch {
+	case dup:
 	case ns.n < len(ns.few):
 		ns.few[ns.n], ns.n = key, ns.n+1
 	case ns.many == nil:
 		ns.many = map[string]bool{string(key): true}
 	default:
-		dup = ns.many[string(key)]
 		ns.many[string(key)] = true
 	}
 	return dup
