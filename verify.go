@@ -65,15 +65,12 @@ func (o verifyOptions) withDefaults() verifyOptions {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
+	o.Logger = cmp.Or(o.Logger, slog.New(slog.DiscardHandler))
 	if o.Observe == nil {
 		o.Observe = func(string, error) {}
 	}
-	if o.Client == nil { // a redirect answer is refused as an unexpected status (getJSON)
-		o.Client = &http.Client{Timeout: idpFetchTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	}
+	// A redirect answer is refused as an unexpected status (getJSON).
+	o.Client = cmp.Or(o.Client, &http.Client{Timeout: idpFetchTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }})
 	o.TokenCacheSize = cmp.Or(o.TokenCacheSize, defaultTokenCacheSize)
 	return o
 }
