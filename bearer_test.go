@@ -315,3 +315,26 @@ func TestChallengeWritesWhatWriteJSONWould(t *testing.T) {
 		}
 	}
 }
+
+// TestIsToken68 checks isToken68 against RFC 7235 §2.1's alphabet for every
+// byte value, alone, inside a token and before "=" padding.
+func TestIsToken68(t *testing.T) {
+	t.Parallel()
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
+	for c := range 256 {
+		ch, in := string([]byte{byte(c)}), strings.IndexByte(alphabet, byte(c)) >= 0
+		for _, tc := range []struct {
+			s    string
+			want bool
+		}{{ch, in}, {"a" + ch + "b", in}, {ch + "==", in}, {"ab" + ch, in || c == '='}} {
+			if got := isToken68(tc.s); got != tc.want {
+				t.Errorf("isToken68(%q) = %v; want %v", tc.s, got, tc.want)
+			}
+		}
+	}
+	for _, s := range []string{"", "=", "==", "a=b"} {
+		if isToken68(s) {
+			t.Errorf("isToken68(%q) = true; want false", s)
+		}
+	}
+}
