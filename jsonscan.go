@@ -145,10 +145,7 @@ func (s *scanner) value(depth int) error {
 // list reads the object or array at s.pos and calls each (unless nil) on
 // every member or item.
 func (s *scanner) list(depth int, each func(member) error) error {
-	closing := byte(']')
-	if s.data[s.pos] == '{' {
-		closing = '}'
-	}
+	closing := s.data[s.pos] + 2 // in ASCII, '}' follows '{' by 2, and ']' '[' too
 	var seen names
 	var key []byte // stays nil in an array
 	s.pos++
@@ -269,28 +266,26 @@ func (s *scanner) digits() int {
 }
 
 // names is the set of member names of one object: the first 32 in a list
-// (no allocation), the rest in a map, so that many names cost linear time;
-// a bit per hash of a name (hashes) spares comparing most names at all.
+// (no allocation), the rest in a map, so that many names cost linear time.
 type names struct {
 	few    [32][]byte
 	n      int
 	many   map[string]bool
-	hashes uint64
+	hashes uint64 // bit h%64 set for each name's hash h (add): spares comparing most names
 }
 
 // add adds key and reports whether it was there already.
-func (ns *names) add(key []byte) (dup bool) {
+func (ns *names) add(key []byte) bool {
 	h := len(key) // then a hash of it, of its length and three of its bytes
 	if h > 0 {
 		h += int(key[0])*7 + int(key[h/2])*3 + int(key[h-1])
 	}
 	if bit := uint64(1) << (h % 64); ns.hashes&bit == 0 {
 		ns.hashes |= bit
-	} else {
-		dup = ns.many[string(key)] || slices.ContainsFunc(ns.few[:ns.n], func(k []byte) bool { return string(k) == string(key) })
+	} else if ns.many[string(key)] || slices.ContainsFunc(ns.few[:ns.n], func(k []byte) bool { return string(k) == string(key) }) {
+		return true
 	}
 	switch {
-	case dup:
 	case ns.n < len(ns.few):
 		ns.few[ns.n], ns.n = key, ns.n+1
 	case ns.many == nil:
@@ -298,5 +293,5 @@ func (ns *names) add(key []byte) (dup bool) {
 	default:
 		ns.many[string(key)] = true
 	}
-	return dup
+	return false
 }

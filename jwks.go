@@ -192,8 +192,7 @@ func parseJWKS(data []byte) (*keyIndex, []error, error) {
 	if len(keys) > maxJWKSKeys {
 		return nil, nil, fmt.Errorf("jwks: key set has %d keys, more than %d", len(keys), maxJWKSKeys)
 	}
-	ix := &keyIndex{byKID: map[string]*publicKey{}, byX5T: map[string]*publicKey{}}
-	var skipped []error
+	ix, skipped := &keyIndex{byKID: map[string]*publicKey{}, byX5T: map[string]*publicKey{}}, []error(nil)
 	dupKID, dupX5T := map[string]bool{}, map[string]bool{}
 	for i, m := range keys {
 		k, err := parseJWK(m)

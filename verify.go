@@ -45,7 +45,7 @@ type verifyOptions struct {
 	Leeway            time.Duration    // clock skew allowed on exp, nbf and iat, both ways
 	TokenCacheSize    int              // verified access tokens kept (tokenCache); 0 means 100,000, 1 none
 	Now               func() time.Time // clock of time checks and backoffs; nil means time.Now
-	Client            *http.Client     // for discovery and keys; nil means one of idpFetchTimeout following no redirect
+	Client            *http.Client     // for discovery and keys; nil: one of idpFetchTimeout following no redirect (getJSON refuses a redirect answer)
 	Logger            *slog.Logger     // receives fetch outcomes; nil discards them
 	// Observe, when set, hears of each token check ("token_cached"; "token", err) and key fetch ("keys_fetch", err).
 	Observe func(event string, err error)
@@ -69,7 +69,6 @@ func (o verifyOptions) withDefaults() verifyOptions {
 	if o.Observe == nil {
 		o.Observe = func(string, error) {}
 	}
-	// A redirect answer is refused as an unexpected status (getJSON).
 	o.Client = cmp.Or(o.Client, &http.Client{Timeout: idpFetchTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }})
 	o.TokenCacheSize = cmp.Or(o.TokenCacheSize, defaultTokenCacheSize)
 	return o
@@ -100,6 +99,9 @@ var (
 	errTenantForbidden = &verifyError{"jwks: tenant not allowed", "the tenant is not allowed"}
 	errNoPermissions   = &verifyError{"jwks: token has neither scp nor roles", "the token has neither scp nor roles"}
 	errNoClient        = &verifyError{"jwks: token names no client application", "the token names no client application (azp, appid): not an access token"}
+	errNotBase64URL    = fmt.Errorf("%w: segment is not canonical base64url", errMalformedToken)
+	// Details of errMalformedToken.
+	errNotString, errNotStrings = errors.New("not a string"), errors.New("not an array of strings")
 )
 
 // jws is a compact JWS on its way through the checks (screen, then parse).
@@ -125,8 +127,7 @@ func (t *jws) screen(raw string) error {
 	switch {
 	case len(raw) > maxTokenBytes:
 		return fmt.Errorf("%w: longer than %d bytes", errMalformedToken, maxTokenBytes)
-	// CR and LF: the only bytes outside the alphabet strict base64url skips.
-	case strings.IndexByte(raw, '\r') >= 0 || strings.IndexByte(raw, '\n') >= 0:
+	case strings.IndexByte(raw, '\r') >= 0 || strings.IndexByte(raw, '\n') >= 0: // the only bytes outside the alphabet strict base64url skips
 		return fmt.Errorf("%w: line break inside", errMalformedToken)
 	case !ok1 || !ok2 || strings.IndexByte(s, '.') >= 0:
 		return fmt.Errorf("%w: not three segments", errMalformedToken)
@@ -145,16 +146,13 @@ func (t *jws) screen(raw string) error {
 	return nil
 }
 
-var errNotBase64URL = fmt.Errorf("%w: segment is not canonical base64url", errMalformedToken)
-
-// parse decodes a screened token, refusing before any cryptography a
-// payload or signature that is not canonical unpadded base64url, and what
-// parseHeader refuses. It reads the claim set (RFC 7519 §4) into t.claims:
-// it must be a JSON object without duplicate names, nested at most
-// maxJSONDepth deep, whose registered and Entra claims have their JSON
-// types: strings; aud a string or an array of strings; roles an array of
-// strings; exp, nbf and iat NumericDates (decodeNumericDate). Other claims
-// are ignored. Header values and claims share one copy of the JSON texts.
+// parse decodes a screened token, refusing before any cryptography what
+// parseHeader refuses and a payload or signature not in canonical unpadded
+// base64url. It reads the claim set (RFC 7519 §4) into t.claims: a JSON
+// object without duplicate names, at most maxJSONDepth deep, its registered
+// and Entra claims of their JSON types (strings; aud one or an array; roles
+// and acrs arrays of strings; exp, nbf, iat NumericDates: decodeNumericDate),
+// others ignored. Header values and claims share one copy of the JSON texts.
 func (t *jws) parse() error {
 	n, hn, dec, enc := len(t.buf), t.hn, t.buf[len(t.buf):cap(t.buf)], base64.RawURLEncoding.Strict() // the header is decoded already
 	pn, err1 := enc.Decode(dec[hn:], t.buf[bytes.IndexByte(t.buf, '.')+1:t.pEnd])
@@ -353,8 +351,6 @@ func (d decoder) str(m member) (string, error) {
 	return unquote(m.val), nil // escapes: rare in tokens
 }
 
-var errNotString, errNotStrings = errors.New("not a string"), errors.New("not an array of strings")
-
 // strs decodes a member whose value must be an array of strings, or, when
 // single is true, also a lone string (RFC 7519 §4.1.3 aud), into r.lists.
 func (r *claimReader) strs(m member, single bool) ([]string, error) {
@@ -452,17 +448,16 @@ func (v *verifier) authenticate(ctx context.Context, raw string) (p *principal, 
 	return p, err
 }
 
-// verify checks a screened token in this order: parse (only RS256); find
-// the key by kid or x5t; the signature; the tenant, the issuer and the
-// signing key's issuer (checkIssuer; the v1 issuer only for access tokens,
-// with opts.AcceptV1Tokens); exp, nbf, iat (checkTime); for an access token,
-// an audience in opts.Audiences, a client application (azp, appid or
-// client_id: an ID token names none) and scp, scope or roles present (none:
-// unconsented or meant for someone else, Microsoft.Identity.Web IDW10201).
-// Claims of an unauthenticated token are never evaluated or reported (an
-// unknown kid refetches at most once per minKeyRefetch: keySet.key). Errors
-// wrap the sentinels, errIDPUnavailable, or ctx's; k is then nil unless the
-// signature was good.
+// verify checks a screened token in this order: parse (only RS256); the key
+// by kid or x5t; the signature; tenant, issuer and signing key's issuer
+// (checkIssuer; v1 issuers only for access tokens, with opts.AcceptV1Tokens);
+// exp, nbf, iat (checkTime); for an access token, an audience in
+// opts.Audiences, a client application (azp, appid or client_id: ID tokens
+// name none), and scp, scope or roles (none: unconsented or meant for someone
+// else, Microsoft.Identity.Web IDW10201). Claims of an unauthenticated token
+// are never evaluated or reported (an unknown kid refetches at most once per
+// minKeyRefetch: keySet.key). Errors wrap the sentinels, errIDPUnavailable or
+// ctx's; k is then nil unless the signature was good.
 func (v *verifier) verify(ctx context.Context, t *jws, now time.Time, access bool) (*publicKey, error) {
 	if err := t.parse(); err != nil {
 		return nil, err
