@@ -36,6 +36,7 @@ func TestRequireAuthAnswers(t *testing.T) {
 	otherAud := p.token(t, map[string]any{"aud": "99999999-2222-3333-4444-555555555555"})
 	payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(good, ".")[1])
 	oldKey := rawToken(testKeys()[1], `{"alg":"RS256","kid":"from-before-a-restart"}`, string(payload))
+	idToken := p.token(t, map[string]any{"azp": nil, "scp": nil, "roles": []string{"Admin"}, "nonce": "n"}) // aud is the client id
 	tests := []struct {
 		name       string
 		header     []string // Authorization header values
@@ -71,6 +72,8 @@ func TestRequireAuthAnswers(t *testing.T) {
 			`Bearer realm="heroes-auth", error="invalid_token", error_description="unknown signing key: sign in again for a new token"`, "invalid_token"},
 		{"wrong audience says so", []string{"Bearer " + otherAud}, "/", 401,
 			`Bearer realm="heroes-auth", error="invalid_token", error_description="wrong audience"`, "invalid_token"},
+		{"an ID token with roles is not an access token", []string{"Bearer " + idToken}, "/", 401,
+			`Bearer realm="heroes-auth", error="invalid_token", error_description="the token names no client application (azp, appid): not an access token"`, "invalid_token"},
 	}
 	v := newTestVerifier(t, p, nil)
 	h := protected(v.verifier, permRead)
@@ -314,6 +317,29 @@ func TestChallengeWritesWhatWriteJSONWould(t *testing.T) {
 		wantChallenge := fmt.Sprintf(`Bearer realm=%q, error=%q, error_description=%q, scope="x"`, bearerRealm, "invalid_token", d)
 		if h := got.Header().Get("WWW-Authenticate"); h != wantChallenge {
 			t.Errorf("challenge(%q) WWW-Authenticate = %q; want %q", d, h, wantChallenge)
+		}
+	}
+}
+
+// TestIsToken68 checks isToken68 against RFC 7235 §2.1's alphabet for every
+// byte value, alone, inside a token and before "=" padding.
+func TestIsToken68(t *testing.T) {
+	t.Parallel()
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
+	for c := range 256 {
+		ch, in := string([]byte{byte(c)}), strings.IndexByte(alphabet, byte(c)) >= 0
+		for _, tc := range []struct {
+			s    string
+			want bool
+		}{{ch, in}, {"a" + ch + "b", in}, {ch + "==", in}, {"ab" + ch, in || c == '='}} {
+			if got := isToken68(tc.s); got != tc.want {
+				t.Errorf("isToken68(%q) = %v; want %v", tc.s, got, tc.want)
+			}
+		}
+	}
+	for _, s := range []string{"", "=", "==", "a=b"} {
+		if isToken68(s) {
+			t.Errorf("isToken68(%q) = true; want false", s)
 		}
 	}
 }

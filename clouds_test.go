@@ -164,7 +164,7 @@ func (fc *fakeCloud) verifier(t *testing.T, env map[string]string, logs *syncBuf
 // valid an hour from now, with override applied.
 func cloudClaims(now time.Time, override map[string]any) map[string]any {
 	c := map[string]any{"aud": testClientID, "tid": testTenant, "oid": "00000000-0000-0000-0000-0000000000aa", "sub": "s",
-		"scp": "Heroes.Read", "ver": "2.0", "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+		"azp": "22222222-3333-4444-5555-666666666666", "scp": "Heroes.Read", "ver": "2.0", "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix()}
 	for k, v := range override {
 		c[k] = v
 	}

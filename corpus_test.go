@@ -181,6 +181,31 @@ func TestCorpusFullVerification(t *testing.T) {
 	}
 }
 
+// TestCorpusIDTokensAreNotAccessTokens: every real Entra ID token of the
+// corpus that verifies as an ID token is refused as an access token for
+// naming no client application (Entra's access tokens carry azp or appid,
+// its ID tokens neither).
+func TestCorpusIDTokensAreNotAccessTokens(t *testing.T) {
+	t.Parallel()
+	n := 0
+	for _, c := range loadCorpus(t) {
+		if _, special := corpusWant[c.Name]; special || !strings.HasPrefix(c.Name, "azure_") || c.Expect != "valid-signature" {
+			continue
+		}
+		v, access, _ := corpusVerifier(t, c)
+		if access {
+			continue
+		}
+		n++
+		if _, err := v.verifyAccessToken(context.Background(), c.Token); !errors.Is(err, errNoClient) {
+			t.Errorf("%s: verifyAccessToken = %v; want %v", c.Name, err, errNoClient)
+		}
+	}
+	if n == 0 {
+		t.Fatal("no Entra ID token in the corpus")
+	}
+}
+
 // corpusVerifier builds a verifier for a corpus case (see
 // TestCorpusFullVerification) and says whether the token is an access token
 // and which nonce it carries.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -144,10 +145,7 @@ func (s *scanner) value(depth int) error {
 // list reads the object or array at s.pos and calls each (unless nil) on
 // every member or item.
 func (s *scanner) list(depth int, each func(member) error) error {
-	closing := byte(']')
-	if s.data[s.pos] == '{' {
-		closing = '}'
-	}
+	closing := s.data[s.pos] + 2 // in ASCII, '}' follows '{' by 2, and ']' '[' too
 	var seen names
 	var key []byte // stays nil in an array
 	s.pos++
@@ -270,17 +268,22 @@ func (s *scanner) digits() int {
 // names is the set of member names of one object: the first 32 in a list
 // (no allocation), the rest in a map, so that many names cost linear time.
 type names struct {
-	few  [32][]byte
-	n    int
-	many map[string]bool
+	few    [32][]byte
+	n      int
+	many   map[string]bool
+	hashes uint64 // bit h%64 set for each name's hash h (add): spares comparing most names
 }
 
 // add adds key and reports whether it was there already.
-func (ns *names) add(key []byte) (dup bool) {
-	for _, k := range ns.few[:ns.n] {
-		if string(k) == string(key) {
-			return true
-		}
+func (ns *names) add(key []byte) bool {
+	h := len(key) // then a hash of it, of its length and three of its bytes
+	if h > 0 {
+		h += int(key[0])*7 + int(key[h/2])*3 + int(key[h-1])
+	}
+	if bit := uint64(1) << (h % 64); ns.hashes&bit == 0 {
+		ns.hashes |= bit
+	} else if ns.many[string(key)] || slices.ContainsFunc(ns.few[:ns.n], func(k []byte) bool { return string(k) == string(key) }) {
+		return true
 	}
 	switch {
 	case ns.n < len(ns.few):
@@ -288,8 +291,7 @@ func (ns *names) add(key []byte) (dup bool) {
 	case ns.many == nil:
 		ns.many = map[string]bool{string(key): true}
 	default:
-		dup = ns.many[string(key)]
 		ns.many[string(key)] = true
 	}
-	return dup
+	return false
 }

@@ -31,7 +31,7 @@ func FuzzParseObject(f *testing.F) {
 
 func TestParseObject(t *testing.T) {
 	t.Parallel()
-	many := func(n int, dupAt int) string {
+	many := func(n, dupAt, dupOf int) string {
 		var b strings.Builder
 		b.WriteString("{")
 		for i := range n {
@@ -40,7 +40,7 @@ func TestParseObject(t *testing.T) {
 			}
 			name := "k" + strconv.Itoa(i)
 			if i == dupAt {
-				name = "k0"
+				name = "k" + strconv.Itoa(dupOf)
 			}
 			b.WriteString(`"` + name + `":1`)
 		}
@@ -59,8 +59,12 @@ func TestParseObject(t *testing.T) {
 		{"duplicate name in a nested object", `{"a":{"x":1,"x":2}}`, false},
 		{"duplicate name written with an escape", `{"alg":1,"\u0061lg":2}`, false},
 		{"names differing in case are different names", `{"iss":1,"ISS":2,"Iss":3}`, true},
-		{"duplicate among many names", many(200, 150), false},
-		{"many distinct names", many(200, -1), true},
+		{"duplicate among many names", many(200, 150, 0), false},
+		{"duplicate among the first 32 names", many(30, 29, 28), false},
+		{"duplicate among names beyond the first 32", many(200, 150, 140), false},
+		{"many distinct names", many(200, -1, 0), true},
+		{"empty names", `{"":1,"a":{"":2}}`, true},
+		{"duplicate empty name", `{"a":1,"":1,"":2}`, false},
 		{"array at top level", `[1]`, false},
 		{"string at top level", `"a"`, false},
 		{"data after the object", `{} {}`, false},

@@ -97,9 +97,7 @@ func (ks *keySet) fetch(ctx context.Context, attempt int) error {
 	ix, skipped, err := ks.load(ctx)
 	if ks.opts.Observe("keys_fetch", err); err != nil {
 		level := slog.LevelWarn
-		if errors.Is(err, errIDPUnavailable) {
-			// No discovery document: provider.fetch has already logged
-			// this attempt at WARN, and one line per failure is enough.
+		if errors.Is(err, errIDPUnavailable) { // no discovery document: provider.fetch logged this attempt at WARN
 			level = slog.LevelDebug
 		}
 		ks.opts.Logger.Log(ctx, level, "jwks: key set not loaded; keeping the previous keys", "failures", attempt, "err", err)
@@ -155,17 +153,17 @@ func (ks *keySet) key(ctx context.Context, kid, x5t string) (*publicKey, error) 
 		}
 		return ok
 	})
+	var err error
 	if call != nil {
-		if err := call.wait(ctx); err != nil && ks.keys.Load() == nil {
-			return nil, fmt.Errorf("%w: %w", errIDPUnavailable, err)
-		}
+		err = call.wait(ctx)
 	}
-	ix := ks.keys.Load()
-	if ix == nil {
+	switch ix := ks.keys.Load(); {
+	case ix == nil && err != nil:
+		return nil, fmt.Errorf("%w: %w", errIDPUnavailable, err)
+	case ix == nil:
 		return nil, errIDPUnavailable
-	}
-	if k := ix.lookup(kid, x5t); k != nil {
-		return k, nil
+	case ix.lookup(kid, x5t) != nil:
+		return ix.lookup(kid, x5t), nil
 	}
 	return nil, fmt.Errorf("%w: %q", errUnknownKID, cmp.Or(kid, x5t))
 }
@@ -194,8 +192,7 @@ func parseJWKS(data []byte) (*keyIndex, []error, error) {
 	if len(keys) > maxJWKSKeys {
 		return nil, nil, fmt.Errorf("jwks: key set has %d keys, more than %d", len(keys), maxJWKSKeys)
 	}
-	ix := &keyIndex{byKID: map[string]*publicKey{}, byX5T: map[string]*publicKey{}}
-	var skipped []error
+	ix, skipped := &keyIndex{byKID: map[string]*publicKey{}, byX5T: map[string]*publicKey{}}, []error(nil)
 	dupKID, dupX5T := map[string]bool{}, map[string]bool{}
 	for i, m := range keys {
 		k, err := parseJWK(m)

@@ -168,7 +168,7 @@ var tokenOutcomes = []struct {
 	{errNoKeyID, "no_key_id"}, {errUnknownKID, "unknown_key"}, {errBadSignature, "bad_signature"},
 	{errBadIssuer, "wrong_issuer"}, {errKeyIssuer, "key_of_another_issuer"}, {errBadAudience, "wrong_audience"},
 	{errTokenExpired, "expired"}, {errNotYetValid, "not_yet_valid"}, {errIssuedInFuture, "issued_in_future"},
-	{errTenantForbidden, "tenant_not_allowed"}, {errNoPermissions, "no_permissions"},
+	{errTenantForbidden, "tenant_not_allowed"}, {errNoClient, "no_client"}, {errNoPermissions, "no_permissions"},
 	{errIDPUnavailable, "keys_unavailable"}, {context.Canceled, "canceled"}, {context.DeadlineExceeded, "timeout"},
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -71,14 +72,14 @@ func (p *provider) metadata(ctx context.Context) (providerMetadata, error) {
 	if call == nil {
 		return providerMetadata{}, fmt.Errorf("%w: retry in %v: %w", errIDPUnavailable, wait.Round(time.Second), last)
 	}
-	err := call.wait(ctx)
-	switch {
+	switch err := call.wait(ctx); {
 	case err == nil:
 		return *p.md.Load(), nil
 	case err == ctx.Err(): // this caller gave up; the fetch goes on for the others
 		return providerMetadata{}, err
+	default:
+		return providerMetadata{}, fmt.Errorf("%w: discovery: %w", errIDPUnavailable, err)
 	}
-	return providerMetadata{}, fmt.Errorf("%w: discovery: %w", errIDPUnavailable, err)
 }
 
 // fetch loads, checks and keeps the discovery document (fetcher.start's fetch).
@@ -86,10 +87,7 @@ func (p *provider) fetch(ctx context.Context, attempt int) error {
 	var md providerMetadata
 	body, err := getJSON(ctx, p.opts.Client, p.opts.discoveryURL())
 	if err == nil {
-		err = json.Unmarshal(body, &md)
-	}
-	if err == nil {
-		err = p.validate(&md)
+		err = cmp.Or(json.Unmarshal(body, &md), p.validate(&md)) // validate refuses what a failed Unmarshal leaves
 	}
 	if err != nil {
 		p.opts.Logger.Warn("jwks: discovery document not loaded", "url", p.opts.discoveryURL(), "failures", attempt, "err", err)
@@ -224,8 +222,7 @@ func getJSON(ctx context.Context, client *http.Client, u string) ([]byte, error)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		// An error in the body is best effort: a read error leaves it out.
-		body, _ := readAtMost(resp.Body, maxIDPErrorBody)
+		body, _ := readAtMost(resp.Body, maxIDPErrorBody) // best effort: a read error leaves the body's error out
 		return nil, fmt.Errorf("jwks: %s answered %s%s", req.URL.Redacted(), resp.Status, providerErrorText(body))
 	}
 	if ct := resp.Header.Get("Content-Type"); !isJSONType(ct) {

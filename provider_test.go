@@ -148,3 +148,30 @@ func FuzzProviderErrorText(f *testing.F) {
 		}
 	})
 }
+
+// TestNilClientDefault: verifyOptions without a Client get one with
+// idpFetchTimeout that follows no redirect, so a provider that answers a
+// discovery request with a redirect is refused, and the target never asked.
+func TestNilClientDefault(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int32
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer target.Close()
+	redirect := httptest.NewServer(http.RedirectHandler(target.URL+"/elsewhere", http.StatusFound))
+	defer redirect.Close()
+	for _, o := range []verifyOptions{newProvider(verifyOptions{}).opts, newKeySet(verifyOptions{}, nil).opts, newVerifier(verifyOptions{}, nil, nil).opts} {
+		if o.Client == nil || o.Client.Timeout != idpFetchTimeout {
+			t.Fatalf("default Client = %+v; want one with a %v timeout", o.Client, idpFetchTimeout)
+		}
+		if _, err := getJSON(context.Background(), o.Client, redirect.URL); err == nil || !strings.Contains(err.Error(), "302") {
+			t.Errorf("getJSON through a redirect = %v; want the 302 refused", err)
+		}
+	}
+	p := newProvider(verifyOptions{AuthorityHost: redirect.URL, TenantID: testTenant})
+	if _, err := p.metadata(context.Background()); !errors.Is(err, errIDPUnavailable) {
+		t.Errorf("metadata through a redirect = %v; want errIDPUnavailable", err)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the redirect's target was asked %d times; want 0", n)
+	}
+}

@@ -45,7 +45,7 @@ type verifyOptions struct {
 	Leeway            time.Duration    // clock skew allowed on exp, nbf and iat, both ways
 	TokenCacheSize    int              // verified access tokens kept (tokenCache); 0 means 100,000, 1 none
 	Now               func() time.Time // clock of time checks and backoffs; nil means time.Now
-	Client            *http.Client     // for discovery and keys: with a Timeout, following no redirects
+	Client            *http.Client     // for discovery and keys; nil: one of idpFetchTimeout following no redirect (getJSON refuses a redirect answer)
 	Logger            *slog.Logger     // receives fetch outcomes; nil discards them
 	// Observe, when set, hears of each token check ("token_cached"; "token", err) and key fetch ("keys_fetch", err).
 	Observe func(event string, err error)
@@ -65,12 +65,11 @@ func (o verifyOptions) withDefaults() verifyOptions {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
+	o.Logger = cmp.Or(o.Logger, slog.New(slog.DiscardHandler))
 	if o.Observe == nil {
 		o.Observe = func(string, error) {}
 	}
+	o.Client = cmp.Or(o.Client, &http.Client{Timeout: idpFetchTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }})
 	o.TokenCacheSize = cmp.Or(o.TokenCacheSize, defaultTokenCacheSize)
 	return o
 }
@@ -99,6 +98,10 @@ var (
 	errIssuedInFuture  = &verifyError{"jwks: token issued in the future", "the token was issued in the future (iat)"}
 	errTenantForbidden = &verifyError{"jwks: tenant not allowed", "the tenant is not allowed"}
 	errNoPermissions   = &verifyError{"jwks: token has neither scp nor roles", "the token has neither scp nor roles"}
+	errNoClient        = &verifyError{"jwks: token names no client application", "the token names no client application (azp, appid): not an access token"}
+	errNotBase64URL    = fmt.Errorf("%w: segment is not canonical base64url", errMalformedToken)
+	// Details of errMalformedToken.
+	errNotString, errNotStrings = errors.New("not a string"), errors.New("not an array of strings")
 )
 
 // jws is a compact JWS on its way through the checks (screen, then parse).
@@ -124,8 +127,7 @@ func (t *jws) screen(raw string) error {
 	switch {
 	case len(raw) > maxTokenBytes:
 		return fmt.Errorf("%w: longer than %d bytes", errMalformedToken, maxTokenBytes)
-	// CR and LF: the only bytes outside the alphabet strict base64url skips.
-	case strings.IndexByte(raw, '\r') >= 0 || strings.IndexByte(raw, '\n') >= 0:
+	case strings.IndexByte(raw, '\r') >= 0 || strings.IndexByte(raw, '\n') >= 0: // the only bytes outside the alphabet strict base64url skips
 		return fmt.Errorf("%w: line break inside", errMalformedToken)
 	case !ok1 || !ok2 || strings.IndexByte(s, '.') >= 0:
 		return fmt.Errorf("%w: not three segments", errMalformedToken)
@@ -144,16 +146,13 @@ func (t *jws) screen(raw string) error {
 	return nil
 }
 
-var errNotBase64URL = fmt.Errorf("%w: segment is not canonical base64url", errMalformedToken)
-
-// parse decodes a screened token, refusing before any cryptography a
-// payload or signature that is not canonical unpadded base64url, and what
-// parseHeader refuses. It reads the claim set (RFC 7519 §4) into t.claims:
-// it must be a JSON object without duplicate names, nested at most
-// maxJSONDepth deep, whose registered and Entra claims have their JSON
-// types: strings; aud a string or an array of strings; roles an array of
-// strings; exp, nbf and iat NumericDates (decodeNumericDate). Other claims
-// are ignored. Header values and claims share one copy of the JSON texts.
+// parse decodes a screened token, refusing before any cryptography what
+// parseHeader refuses and a payload or signature not in canonical unpadded
+// base64url. It reads the claim set (RFC 7519 §4) into t.claims: a JSON
+// object without duplicate names, at most maxJSONDepth deep, its registered
+// and Entra claims of their JSON types (strings; aud one or an array; roles
+// and acrs arrays of strings; exp, nbf, iat NumericDates: decodeNumericDate),
+// others ignored. Header values and claims share one copy of the JSON texts.
 func (t *jws) parse() error {
 	n, hn, dec, enc := len(t.buf), t.hn, t.buf[len(t.buf):cap(t.buf)], base64.RawURLEncoding.Strict() // the header is decoded already
 	pn, err1 := enc.Decode(dec[hn:], t.buf[bytes.IndexByte(t.buf, '.')+1:t.pEnd])
@@ -181,7 +180,7 @@ func (t *jws) parse() error {
 	}
 	c := &t.claims
 	c.Scopes = r.lists[start:len(r.lists):len(r.lists)]
-	c.AuthorizedParty = cmp.Or(c.AZP, r.appid)
+	c.AuthorizedParty = cmp.Or(c.AZP, r.appid, r.clientID)
 	c.PreferredUsername = cmp.Or(c.PreferredUsername, r.upn, r.uniqueName)
 	return nil
 }
@@ -251,7 +250,7 @@ type claims struct {
 	IssuedAt          time.Time // iat, zero when absent
 	TenantID          string    // tid
 	ObjectID          string    // oid
-	AuthorizedParty   string    // azp (v2) or appid (v1)
+	AuthorizedParty   string    // azp (v2), appid (v1) or client_id (RFC 9068 §2.2)
 	AZP               string    // azp alone, "" when absent (OpenID Connect Core §2)
 	Name              string    // name
 	PreferredUsername string    // preferred_username (v2) or upn/unique_name (v1)
@@ -268,10 +267,10 @@ type claims struct {
 // and RFC 9068 claims that stand in for others when those are absent.
 type claimReader struct {
 	*claims
-	d                                  decoder
-	lists                              []string // the items of aud, roles and scopes, appended
-	scp, scope, upn, uniqueName, appid string
-	hasScp                             bool
+	d                                            decoder
+	lists                                        []string // the items of aud, roles and scopes, appended
+	scp, scope, upn, uniqueName, appid, clientID string
+	hasScp                                       bool
 }
 
 func (r *claimReader) read(m member) (err error) {
@@ -297,6 +296,8 @@ func (r *claimReader) read(m member) (err error) {
 		c.AZP, err = d.str(m)
 	case "appid":
 		r.appid, err = d.str(m)
+	case "client_id":
+		r.clientID, err = d.str(m)
 	case "name":
 		c.Name, err = d.str(m)
 	case "preferred_username":
@@ -349,8 +350,6 @@ func (d decoder) str(m member) (string, error) {
 	}
 	return unquote(m.val), nil // escapes: rare in tokens
 }
-
-var errNotString, errNotStrings = errors.New("not a string"), errors.New("not an array of strings")
 
 // strs decodes a member whose value must be an array of strings, or, when
 // single is true, also a lone string (RFC 7519 §4.1.3 aud), into r.lists.
@@ -409,8 +408,8 @@ func verifyRS256(pub *rsa.PublicKey, sum [sha256.Size]byte, sig []byte) error {
 // their order). Access tokens it verified are cached (authenticate) so a
 // repeated token skips RSA. Safe for concurrent use.
 //
-// It does not check: azp/appid of access tokens (any client of our API may
-// call it; verifyIDToken in auth.go checks an ID token's azp), acr/amr, the
+// It does not check which client an access token names (any client of our API
+// may call it; verifyIDToken in auth.go checks an ID token's azp), acr/amr, the
 // at_hash/c_hash of hybrid flows, token revocation (Entra access tokens are
 // not revocable before exp), or the x5c chain of keys.
 type verifier struct {
@@ -449,16 +448,16 @@ func (v *verifier) authenticate(ctx context.Context, raw string) (p *principal, 
 	return p, err
 }
 
-// verify checks a screened token in this order: parse (only RS256); find
-// the key by kid or x5t; the signature; the tenant, the issuer and the
-// signing key's issuer (checkIssuer; the v1 issuer only for access tokens,
-// with opts.AcceptV1Tokens); exp, nbf, iat (checkTime); for an access token,
-// an audience in opts.Audiences and scp, scope or roles present (none:
-// unconsented or meant for someone else, Microsoft.Identity.Web IDW10201).
-// Claims of an unauthenticated token are never evaluated or reported (an
-// unknown kid refetches at most once per minKeyRefetch: keySet.key). Errors
-// wrap the sentinels, errIDPUnavailable, or ctx's; k is then nil unless the
-// signature was good.
+// verify checks a screened token in this order: parse (only RS256); the key
+// by kid or x5t; the signature; tenant, issuer and signing key's issuer
+// (checkIssuer; v1 issuers only for access tokens, with opts.AcceptV1Tokens);
+// exp, nbf, iat (checkTime); for an access token, an audience in
+// opts.Audiences, a client application (azp, appid or client_id: ID tokens
+// name none), and scp, scope or roles (none: unconsented or meant for someone
+// else, Microsoft.Identity.Web IDW10201). Claims of an unauthenticated token
+// are never evaluated or reported (an unknown kid refetches at most once per
+// minKeyRefetch: keySet.key). Errors wrap the sentinels, errIDPUnavailable or
+// ctx's; k is then nil unless the signature was good.
 func (v *verifier) verify(ctx context.Context, t *jws, now time.Time, access bool) (*publicKey, error) {
 	if err := t.parse(); err != nil {
 		return nil, err
@@ -477,6 +476,8 @@ func (v *verifier) verify(ctx context.Context, t *jws, now time.Time, access boo
 		case err != nil || !access:
 		case !slices.ContainsFunc(c.Audience, func(aud string) bool { return slices.Contains(v.opts.Audiences, aud) }):
 			err = fmt.Errorf("%w: %q", errBadAudience, truncate(strings.Join(c.Audience, " "), 64))
+		case c.AuthorizedParty == "": // Entra's ID tokens carry neither azp nor appid
+			err = errNoClient
 		case len(c.Scopes) == 0 && len(c.Roles) == 0:
 			err = errNoPermissions
 		}
@@ -574,7 +575,7 @@ var permissions = []string{permRead, permCreate, permAdmin} // weakest first
 type principal struct {
 	TenantID        string    // tid
 	ObjectID        string    // oid
-	AuthorizedParty string    // azp (v2) or appid (v1): the client application
+	AuthorizedParty string    // azp (v2), appid (v1) or client_id: the client application
 	AuthContexts    []string  // acrs: the authentication context ids satisfied (c1…c99), nil for none
 	Expiry          time.Time // exp
 	grants          uint64    // bit i set: scp or roles hold permissions[i]
