@@ -52,11 +52,8 @@ func requireAuth(logger *slog.Logger, v *verifier, perm string) func(http.Handle
 	}
 }
 
-// Context keys of the principal and of withCallerHook's hook.
-type (
-	principalKey  struct{}
-	callerHookKey struct{}
-)
+type principalKey struct{}  // context key of the principal
+type callerHookKey struct{} // context key of withCallerHook's hook
 
 // withCallerHook returns ctx with hook, which requireAuth calls with the
 // principal of every verified token (allowed or not) and why it refused the

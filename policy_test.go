@@ -254,6 +254,13 @@ func TestIsGuest(t *testing.T) {
 		{claims{Issuer: iss, IdentityProvider: iss}, false},
 		{claims{Issuer: iss, IdentityProvider: "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd0122247/"}, true},
 		{claims{Issuer: iss, IdentityProvider: "mail"}, true},
+		// an app-only v2 token names its own tenant's v1 issuer as idp
+		{claims{Issuer: iss, TenantID: testTenant, IdentityProvider: "https://sts.windows.net/" + testTenant + "/"}, false},
+		// a guest: iss and tid are the resource tenant's, idp the home tenant's
+		{claims{Issuer: iss, TenantID: testTenant, IdentityProvider: "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd0122247/"}, true},
+		{claims{Issuer: iss, TenantID: testTenant, IdentityProvider: "live.com"}, true},
+		// no tid: idp is compared with iss only
+		{claims{Issuer: iss, IdentityProvider: "https://sts.windows.net//"}, true},
 	}
 	for _, tc := range tests {
 		if got := isGuest(&tc.c); got != tc.want {

@@ -599,11 +599,12 @@ func newPrincipal(c *claims) principal {
 	return p
 }
 
-// isGuest reports whether c is a guest's token, as fastapi-azure-auth
-// decides (Microsoft Learn, "Optional claims reference" acct, "Access token
-// claims reference" idp): acct is 1, or idp names another issuer than iss.
+// isGuest reports whether c is a guest's token, as fastapi-azure-auth decides
+// ("Optional claims reference" acct, "Access token claims reference" idp): acct
+// is 1, or idp names neither iss nor c's own tenant (as app-only tokens' does).
 func isGuest(c *claims) bool {
-	return c.AccountType == "1" || c.IdentityProvider != "" && c.IdentityProvider != c.Issuer
+	idp, own := c.IdentityProvider, c.TenantID != "" && strings.Contains(c.IdentityProvider, "/"+c.TenantID+"/")
+	return c.AccountType == "1" || idp != "" && idp != c.Issuer && !own
 }
 
 // hasPermission reports whether p's scopes or roles grant perm: hold it or
