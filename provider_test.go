@@ -175,3 +175,19 @@ func TestNilClientDefault(t *testing.T) {
 		t.Errorf("the redirect's target was asked %d times; want 0", n)
 	}
 }
+
+// TestAuthorityHostDefault: an empty AuthorityHost is the public cloud's,
+// and a final "/" is dropped, so discovery is never asked at "host//tenant".
+func TestAuthorityHostDefault(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ host, want string }{
+		{"", "https://login.microsoftonline.com/" + testTenant + "/v2.0/.well-known/openid-configuration"},
+		{"https://login.microsoftonline.us/", "https://login.microsoftonline.us/" + testTenant + "/v2.0/.well-known/openid-configuration"},
+		{"http://localhost:8000/devidp//", "http://localhost:8000/devidp/" + testTenant + "/v2.0/.well-known/openid-configuration"},
+	}
+	for _, tc := range tests {
+		if got := newProvider(verifyOptions{AuthorityHost: tc.host, TenantID: testTenant}).opts.discoveryURL(); got != tc.want {
+			t.Errorf("discoveryURL with AuthorityHost %q = %q; want %q", tc.host, got, tc.want)
+		}
+	}
+}

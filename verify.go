@@ -33,7 +33,7 @@ const (
 // key set, verifier). The service fills them from its environment (env.go);
 // a program that takes this half fills them itself. Read-only once passed in.
 type verifyOptions struct {
-	AuthorityHost     string           // base URL, such as https://login.microsoftonline.com (see discoveryURL)
+	AuthorityHost     string           // base URL (discoveryURL); "" is https://login.microsoftonline.com; a final "/" is dropped
 	TenantID          string           // tenant GUID, or "organizations" or "common" for a multi-tenant API
 	AllowedTenants    []string         // lowercase tenant GUIDs a multi-tenant API accepts
 	AnyTenant         bool             // a multi-tenant API accepts every tenant
@@ -71,6 +71,7 @@ func (o verifyOptions) withDefaults() verifyOptions {
 	}
 	o.Client = cmp.Or(o.Client, &http.Client{Timeout: idpFetchTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }})
 	o.TokenCacheSize = cmp.Or(o.TokenCacheSize, defaultTokenCacheSize)
+	o.AuthorityHost = cmp.Or(strings.TrimRight(o.AuthorityHost, "/"), "https://login.microsoftonline.com")
 	return o
 }
 
