@@ -166,8 +166,9 @@ func openAPIHeroPaths(read, create, admin string) obj {
 				"requestBody": heroBody("Elminster the Sage"),
 				"responses":   heroResponses(obj{"200": withETag(jsonResponse("The replaced hero", ref("Hero")), nil)}, "400", "404", "409", "413", "415", "422", "507")},
 			"delete": obj{"summary": "Delete a hero", "operationId": "deleteHero", "tags": []string{"heroes"}, "security": secured(admin),
-				"parameters": []obj{ifMatchParam()},
-				"responses":  withStepUp(heroResponses(obj{"200": jsonResponse("Deleted", ref("Message"))}, "400", "404", "409"))},
+				"description": stepUpNote,
+				"parameters":  []obj{ifMatchParam()},
+				"responses":   withStepUp(heroResponses(obj{"200": jsonResponse("Deleted", ref("Message"))}, "400", "404", "409"))},
 		},
 		"/api/heroes-fireball-low-ac": obj{"get": obj{
 			"summary":     "Heroes who know Fireball and have armor class below 20",
@@ -197,6 +198,14 @@ func openAPIMePath(read string) obj {
 		},
 	}}
 }
+
+// stepUpNote is the description of DELETE, the operation that needs Admin:
+// how a caller of /docs gets past a step-up claims challenge, which Swagger
+// UI's Authorize cannot answer.
+const stepUpNote = "With STEP_UP_AUTH_CONTEXT set (c1 under -dev) the token must also carry that authentication context " +
+	"in acrs, else 401 insufficient_claims. To get such a token, open /auth/login?claims=<the claims value of the 401's " +
+	"WWW-Authenticate> (or the signed-in page's \"sign in again with c1\" link), sign in with the second step, then in " +
+	"Authorize log out of oauth2 and paste the new access token under bearerAuth."
 
 // withStepUp describes the 401 of an operation that needs Admin, which
 // with STEP_UP_AUTH_CONTEXT may be a claims challenge (policy.go).

@@ -286,6 +286,10 @@ func TestOpenAPIOperations(t *testing.T) {
 		})
 	}
 	dig(t, doc, "paths", "/readyz", "get", "responses", "503", "headers", "Retry-After")
+	// /docs cannot answer a step-up challenge itself: DELETE says how.
+	if d, _ := dig(t, doc, "paths", "/api/heroes/{id}", "delete", "description").(string); !strings.Contains(d, "/auth/login?claims=") || !strings.Contains(d, "bearerAuth") {
+		t.Errorf("DELETE description = %q; want how to get a stepped-up token (/auth/login?claims=…) and use it (bearerAuth)", d)
+	}
 }
 
 // TestOpenAPIConstraints checks the documented schemas carry the limits
