@@ -78,10 +78,13 @@ type docsPage struct {
 // docsFallback is what #swagger-ui shows until Swagger UI replaces it: for
 // a moment while the files load, and for good when they could not be loaded
 // (the CDN unreachable, a file failing its SRI check) or scripts are off.
-// %[1]s is the HTML-escaped URL of the OpenAPI document.
+// %[1]s is the HTML-escaped URL of the OpenAPI document. It names the
+// README's section on serving the files yourself.
 const docsFallback = `<p>Loading Swagger UI… If this text stays, Swagger UI could not be loaded from its CDN ` +
 	`(DOCS_ASSETS_URL): this browser cannot reach it, or its files did not match their integrity hashes. ` +
-	`The API is described in <a href="%[1]s">%[1]s</a>; open it in any OpenAPI tool.</p>`
+	`The API is described in <a href="%[1]s">%[1]s</a>; open it in any OpenAPI tool. ` +
+	`To serve Swagger UI's two files from your own machine or network, see the section ` +
+	`&ldquo;Serving Swagger UI&rsquo;s files yourself&rdquo; of the service&rsquo;s README.md (DOCS_ASSETS_URL).</p>`
 
 // newDocsPage builds the page: Swagger UI from cfg.DocsAssetsURL (with SRI),
 // reading base/openapi.json, signing in with cfg.OpenAPIClientID by the

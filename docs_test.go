@@ -80,6 +80,7 @@ func TestDocsPage(t *testing.T) {
 				`"usePkceWithAuthorizationCodeGrant":true`,
 				`<div id="swagger-ui"><p>Loading Swagger UI… If this text stays, Swagger UI could not be loaded from its CDN`,
 				`<a href="http://localhost:8000/openapi.json">http://localhost:8000/openapi.json</a>`,
+				`Serving Swagger UI&rsquo;s files yourself&rdquo; of the service&rsquo;s README.md (DOCS_ASSETS_URL)`,
 				`if (typeof SwaggerUIBundle === "function") {`,
 				`"scopes":["api://` + testClientID + `/Heroes.Read"]`,
 			} {

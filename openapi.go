@@ -148,7 +148,7 @@ func openAPIHeroPaths(read, create, admin string) obj {
 			"summary": "Create a hero", "operationId": "createHero", "tags": []string{"heroes"},
 			"security":    secured(create),
 			"parameters":  []obj{idempotencyKeyParam()},
-			"requestBody": heroBody(),
+			"requestBody": heroBody("Elminster"),
 			"responses": heroResponses(obj{"201": withETag(jsonResponse("The created hero; Location names it", ref("Hero")), obj{
 				"Location":            obj{"description": "/api/heroes/{id} of the new hero", "schema": obj{"type": "string"}},
 				"Idempotent-Replayed": obj{"description": "true when this is the first answer again, for a repeated Idempotency-Key", "schema": obj{"type": "string"}},
@@ -163,11 +163,12 @@ func openAPIHeroPaths(read, create, admin string) obj {
 				"responses": heroResponses(obj{"200": withETag(jsonResponse("The hero", ref("Hero")), nil)}, "404")},
 			"put": obj{"summary": "Replace a hero", "operationId": "replaceHero", "tags": []string{"heroes"}, "security": secured(create),
 				"parameters":  []obj{ifMatchParam()},
-				"requestBody": heroBody(),
+				"requestBody": heroBody("Elminster the Sage"),
 				"responses":   heroResponses(obj{"200": withETag(jsonResponse("The replaced hero", ref("Hero")), nil)}, "400", "404", "409", "413", "415", "422", "507")},
 			"delete": obj{"summary": "Delete a hero", "operationId": "deleteHero", "tags": []string{"heroes"}, "security": secured(admin),
-				"parameters": []obj{ifMatchParam()},
-				"responses":  withStepUp(heroResponses(obj{"200": jsonResponse("Deleted", ref("Message"))}, "400", "404", "409"))},
+				"description": stepUpNote,
+				"parameters":  []obj{ifMatchParam()},
+				"responses":   withStepUp(heroResponses(obj{"200": jsonResponse("Deleted", ref("Message"))}, "400", "404", "409"))},
 		},
 		"/api/heroes-fireball-low-ac": obj{"get": obj{
 			"summary":     "Heroes who know Fireball and have armor class below 20",
@@ -197,6 +198,14 @@ func openAPIMePath(read string) obj {
 		},
 	}}
 }
+
+// stepUpNote is the description of DELETE, the operation that needs Admin:
+// how a caller of /docs gets past a step-up claims challenge, which Swagger
+// UI's Authorize cannot answer.
+const stepUpNote = "With STEP_UP_AUTH_CONTEXT set (c1 under -dev) the token must also carry that authentication context " +
+	"in acrs, else 401 insufficient_claims. To get such a token, open /auth/login?claims=<the claims value of the 401's " +
+	"WWW-Authenticate> (or the signed-in page's \"sign in again with c1\" link), sign in with the second step, then in " +
+	"Authorize log out of oauth2 and paste the new access token under bearerAuth."
 
 // withStepUp describes the 401 of an operation that needs Admin, which
 // with STEP_UP_AUTH_CONTEXT may be a claims challenge (policy.go).
@@ -248,9 +257,27 @@ func ifMatchParam() obj {
 		"description": "* or a comma-separated list of the hero's ETags, exactly as the ETag header gave them (RFC 9110 §13.1.1); several If-Match lines count as one list. The change goes through when * is given or any listed tag is the current ETag (strong comparison: a weak W/\"…\" tag never matches), else 409; a malformed If-Match is 400."}
 }
 
-// heroBody is the request body of POST and PUT.
-func heroBody() obj {
-	return obj{"required": true, "content": obj{"application/json": obj{"schema": ref("HeroInput")}}}
+// heroBody is the request body of POST and PUT, with an example that the
+// service accepts as it stands (TestOpenAPIExamplesAccepted sends it), so
+// Swagger UI's Try it out starts from a valid hero rather than one it
+// builds from the schema, which would hold both class_ and class.
+func heroBody(name string) obj {
+	return obj{"required": true, "content": obj{"application/json": obj{"schema": ref("HeroInput"), "example": heroExample(name)}}}
+}
+
+// heroExample is a valid hero named name, giving class_ (not its alias).
+func heroExample(name string) obj {
+	return obj{
+		"name": name, "race": "Elf", "class_": "Wizard", "level": 5,
+		"background": "Sage", "alignment": "Neutral Good",
+		"ability_scores": obj{"strength": 8, "dexterity": 14, "constitution": 12,
+			"intelligence": 18, "wisdom": 13, "charisma": 10},
+		"skill_proficiencies": obj{"arcana": true, "history": true},
+		"equipment":           obj{"weapon": "Quarterstaff", "armor": nil, "items": []string{"Spellbook"}},
+		"spells": []obj{{"name": "Fireball", "level": 3, "casting_time": "1 action", "range": "150 feet",
+			"components": []string{"V", "S", "M"}, "duration": "Instantaneous"}},
+		"hit_points": 27, "armor_class": 12, "speed": 30,
+	}
 }
 
 // heroResponses adds to ok the error answers every protected hero route can
@@ -322,7 +349,8 @@ func heroProperties(input bool) obj {
 		"flaws":               optStrSchema(),
 	}
 	if input {
-		p["class"] = obj{"type": "string", "maxLength": maxStringRunes, "description": "Alias of class_; give one of them, not both"}
+		p["class_"] = obj{"type": "string", "maxLength": maxStringRunes, "description": "The hero's class; give class_ or its alias class, not both (both is 422)"}
+		p["class"] = obj{"type": "string", "maxLength": maxStringRunes, "description": "Alias of class_; give class_ or class, not both (both is 422)"}
 		p["id"] = obj{"type": "string", "format": "uuid", "description": "Ignored on create; on replace it must equal the path's id"}
 	}
 	return p

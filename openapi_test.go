@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -284,6 +286,10 @@ func TestOpenAPIOperations(t *testing.T) {
 		})
 	}
 	dig(t, doc, "paths", "/readyz", "get", "responses", "503", "headers", "Retry-After")
+	// /docs cannot answer a step-up challenge itself: DELETE says how.
+	if d, _ := dig(t, doc, "paths", "/api/heroes/{id}", "delete", "description").(string); !strings.Contains(d, "/auth/login?claims=") || !strings.Contains(d, "bearerAuth") {
+		t.Errorf("DELETE description = %q; want how to get a stepped-up token (/auth/login?claims=…) and use it (bearerAuth)", d)
+	}
 }
 
 // TestOpenAPIConstraints checks the documented schemas carry the limits
@@ -347,5 +353,39 @@ func TestOpenAPIServers(t *testing.T) {
 		if len(servers) != 1 || dig(t, servers[0], "url") != want {
 			t.Errorf("REDIRECT_URI %s: servers = %v; want one, %s", redirect, doc["servers"], want)
 		}
+	}
+}
+
+// TestOpenAPIExamplesAccepted sends the request body examples of POST and
+// PUT, as Swagger UI's Try it out sends them, through the service's own
+// handlers: they must be accepted (201, then 200), so that no change to the
+// schema or to validation can leave /docs offering a body the service
+// refuses.
+func TestOpenAPIExamplesAccepted(t *testing.T) {
+	p := newTestIDP(t)
+	doc := fetchOpenAPI(t, p.config(t, nil))
+	h := newTestServer(t, p, nil, io.Discard)
+	tok := p.token(t, map[string]any{"scp": permCreate})
+	send := func(method, target string, example any) *httptest.ResponseRecorder {
+		t.Helper()
+		body, err := json.Marshal(example)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := bearer(httptest.NewRequest(method, target, bytes.NewReader(body)), tok)
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	post := dig(t, doc, "paths", "/api/heroes/", "post", "requestBody", "content", "application/json", "example")
+	w := send("POST", "/api/heroes/", post)
+	if w.Code != http.StatusCreated {
+		t.Fatalf("POST /api/heroes/ with the document's example = %d %s; want 201", w.Code, w.Body)
+	}
+	put := dig(t, doc, "paths", "/api/heroes/{id}", "put", "requestBody", "content", "application/json", "example")
+	loc := w.Header().Get("Location")
+	if w := send("PUT", loc, put); w.Code != http.StatusOK {
+		t.Errorf("PUT %s with the document's example = %d %s; want 200", loc, w.Code, w.Body)
 	}
 }

@@ -53,7 +53,8 @@ func requireAuthContext(logger *slog.Logger, id, authorizeURI string) func(http.
 				logger.InfoContext(r.Context(), "auth: token lacks the authentication context", "need", id, "oid", c.ObjectID, "tid", c.TenantID)
 			}
 			claimsChallenge(w, authorizeURI, authContextClaims(id),
-				"this operation needs authentication context "+id+" (a second step at sign-in): sign in again with the claims of this challenge")
+				"this operation needs authentication context "+id+" (a second step at sign-in): sign in again with the claims of this challenge; "+
+					"with this service's sign-in, open /auth/login?claims=<the claims value of this challenge>")
 		})
 	}
 }

@@ -52,6 +52,14 @@ func TestStepUpChallenge(t *testing.T) {
 			if !strings.Contains(w.Body.String(), "authentication context c1") {
 				t.Errorf("body %s does not say which authentication context is needed", w.Body)
 			}
+			if !strings.Contains(w.Body.String(), "/auth/login?claims=") {
+				t.Errorf("body %s does not say how this service's sign-in takes the claims", w.Body)
+			}
+			// RFC 6750 §3: error_description is %x20-21 / %x23-5B / %x5D-7E.
+			desc := bearerChallengeParams(w.Header().Get("WWW-Authenticate"))["error_description"]
+			if desc == "" || strings.IndexFunc(desc, func(r rune) bool { return r < 0x20 || r > 0x7e || r == '"' || r == '\\' }) >= 0 {
+				t.Errorf("error_description %q; want printable ASCII without quote or backslash", desc)
+			}
 		})
 	}
 	t.Run("off by default", func(t *testing.T) {

@@ -38,13 +38,25 @@ IMAGE_REPO="${IMAGE_REPO:-heroes-auth}"             # repository in the registry
 FIC_NAME="${FIC_NAME:-heroes-auth-containerapp}"    # federated credential on the app registration
 # The app registration (README.md, "Setting it up with Entra ID"). Required.
 APP_CLIENT_ID="${APP_CLIENT_ID:-}"
-# Scopes the sign-in asks for; default: the three scopes of README.md.
+# Scopes the sign-in asks for; default: the three scopes of README.md under
+# the App ID URI api://<APP_CLIENT_ID> (set API_SCOPE if the registration's
+# Application ID URI is another one).
 API_SCOPE="${API_SCOPE:-}"
-# Entra authority and the matching token-exchange audience (US Gov:
-# https://login.microsoftonline.us + api://AzureADTokenExchangeUSGov; China:
-# https://login.chinacloudapi.cn + api://AzureADTokenExchangeChina).
+# The cloud: Entra's authority host and the audience of the token exchange
+# (the managed identity's token that stands in for a client secret). Both
+# reach the container (AZURE_AUTHORITY_HOST, AZURE_TOKEN_EXCHANGE_AUDIENCE)
+# and the federated credentials. FIC_AUDIENCE follows AUTHORITY_HOST unless
+# set: US Gov https://login.microsoftonline.us -> api://AzureADTokenExchangeUSGov;
+# China https://login.chinacloudapi.cn -> api://AzureADTokenExchangeChina.
+# az must be signed in to the same cloud (az cloud set --name ...; az login).
 AUTHORITY_HOST="${AUTHORITY_HOST:-https://login.microsoftonline.com}"
-FIC_AUDIENCE="${FIC_AUDIENCE:-api://AzureADTokenExchange}"
+AUTHORITY_HOST="${AUTHORITY_HOST%/}"
+case "$AUTHORITY_HOST" in
+https://login.microsoftonline.us | https://login.usgovcloudapi.net) default_fic_audience=api://AzureADTokenExchangeUSGov ;;
+https://login.chinacloudapi.cn | https://login.partner.microsoftonline.cn) default_fic_audience=api://AzureADTokenExchangeChina ;;
+*) default_fic_audience=api://AzureADTokenExchange ;;
+esac
+FIC_AUDIENCE="${FIC_AUDIENCE:-$default_fic_audience}"
 # GitHub Actions deployer (optional): owner/repo and the branch it deploys.
 GITHUB_REPO="${GITHUB_REPO:-}"
 GITHUB_BRANCH="${GITHUB_BRANCH:-main}"
@@ -107,6 +119,11 @@ assign_role() {
 if ! dry; then
 	command -v az >/dev/null || die "the Azure CLI (az) is required: https://learn.microsoft.com/cli/azure/install-azure-cli"
 	az account show --output none 2>/dev/null || die "run az login first"
+	# The federated credential, the container's settings and az's own
+	# sign-in must all be in one cloud.
+	az_authority="$(az cloud show --query endpoints.activeDirectory --output tsv)"
+	[[ "${az_authority%/}" == "$AUTHORITY_HOST" ]] ||
+		die "az is signed in to the cloud of $az_authority but AUTHORITY_HOST is $AUTHORITY_HOST: set AUTHORITY_HOST (and FIC_AUDIENCE) for that cloud, or az cloud set --name <cloud> and az login"
 fi
 # The az containerapp commands come as an extension; without it a script
 # would stop at an install prompt.
@@ -163,6 +180,12 @@ if ! az_exists storage account show --name "$STORAGE_ACCOUNT" --resource-group "
 		--allow-blob-public-access false --allow-shared-key-access false
 fi
 STORAGE_ID="$(az_get STORAGE_ID storage account show --name "$STORAGE_ACCOUNT" --resource-group "$RESOURCE_GROUP" --query id)"
+# The table endpoint as the account names it, with its cloud's suffix
+# (table.core.windows.net, table.core.usgovcloudapi.net,
+# table.core.chinacloudapi.cn), without the trailing slash.
+TABLE_ENDPOINT="$(az_get TABLE_ENDPOINT storage account show --name "$STORAGE_ACCOUNT" --resource-group "$RESOURCE_GROUP" \
+	--query primaryEndpoints.table)"
+TABLE_ENDPOINT="${TABLE_ENDPOINT%/}"
 # The table through the management plane (an idempotent PUT), so the person
 # running this needs no data role on the account. The service would also
 # create it at start.
@@ -245,7 +268,8 @@ render() {
 	local text name
 	text="$(<"$TEMPLATE")"
 	for name in LOCATION APP_NAME RESOURCE_GROUP IDENTITY_ID ENVIRONMENT_ID ACR_LOGIN_SERVER SESSION_KEY \
-		IMAGE TENANT_ID APP_CLIENT_ID API_SCOPE APP_FQDN IDENTITY_CLIENT_ID STORAGE_ACCOUNT TABLE_NAME; do
+		IMAGE TENANT_ID APP_CLIENT_ID API_SCOPE APP_FQDN IDENTITY_CLIENT_ID STORAGE_ACCOUNT TABLE_NAME \
+		TABLE_ENDPOINT AUTHORITY_HOST FIC_AUDIENCE; do
 		# The replacement is quoted so that & in a value stays literal (bash 5.2).
 		text="${text//"\${$name}"/"${!name}"}"
 	done
@@ -315,7 +339,7 @@ if [[ -n "$GITHUB_REPO" ]]; then
 		az_run identity federated-credential create --name github-deploy \
 			--identity-name "$DEPLOYER_IDENTITY_NAME" --resource-group "$RESOURCE_GROUP" \
 			--issuer https://token.actions.githubusercontent.com \
-			--subject "$gh_subject" --audiences api://AzureADTokenExchange
+			--subject "$gh_subject" --audiences "$FIC_AUDIENCE"
 	fi
 	# Contributor on this resource group only: az acr build (ACR Tasks) and
 	# az containerapp update; it cannot grant roles to anyone.
@@ -331,6 +355,15 @@ Actions → Variables; none of them is a secret):
   ACR_NAME=$ACR_NAME
   CONTAINERAPP_NAME=$APP_NAME
 EOF
+	if [[ "$FIC_AUDIENCE" != api://AzureADTokenExchange ]]; then
+		# azure/login's environment and audience inputs (deploy.yml reads these).
+		azure_environment=azureusgovernment
+		[[ "$FIC_AUDIENCE" == api://AzureADTokenExchangeChina ]] && azure_environment=azurechinacloud
+		cat >&2 <<EOF
+  AZURE_ENVIRONMENT=$azure_environment
+  AZURE_TOKEN_EXCHANGE_AUDIENCE=$FIC_AUDIENCE
+EOF
+	fi
 fi
 
 # ---------------------------------------------------------------- 10. smoke test

@@ -18,6 +18,9 @@
 //   docs  /docs: Swagger UI under its CSP with SRI-checked assets, the
 //         fallback text when the assets cannot be reached, Authorize
 //         (pop-up, dev sign-in, PKCE), Try it out GET 200 and DELETE 403;
+//         then, as README says for -dev's step-up, a c1 token from
+//         /auth/login?claims=… pasted under bearerAuth (oauth2 logged
+//         out): Try it out POST with its pre-filled body 201, DELETE 200;
 //   cors  a page on the listed origin reads the API, one on another origin
 //         cannot; the listed one creates with Idempotency-Key twice and
 //         reads Idempotent-Replayed and Location.
@@ -556,13 +559,24 @@ async function tryItOut(page, opId, params = {}) {
   await page.waitForSelector(op);
   if (!(await page.$(`${op}.is-open`))) await page.click(`${op} .opblock-summary`);
   await page.waitForSelector(`${op} .try-out__btn`);
-  await page.click(`${op} .try-out__btn`);
-  for (const [name, value] of Object.entries(params)) await page.type(`${op} tr[data-param-name="${name}"] input`, value);
+  // The button says Cancel once the operation is in Try it out mode.
+  if (!(await page.$(`${op} .try-out__btn.cancel`))) await page.click(`${op} .try-out__btn`);
+  for (const [name, value] of Object.entries(params)) {
+    const input = `${op} tr[data-param-name="${name}"] input`;
+    await page.click(input, { clickCount: 3 }); // typing replaces what an earlier run left
+    await page.type(input, value);
+  }
+  // A run before this one may have left its answer on show: wait for the
+  // API's answer to this run, then for Swagger UI to show its status.
+  const answered = page.waitForResponse((r) => r.url().startsWith(`${ctx.base}/api/`) && r.request().method() !== 'OPTIONS');
   await page.click(`${op} .execute`);
-  await page.waitForSelector(`${op} .live-responses-table .response .response-col_status`);
-  const status = await text(page, `${op} .live-responses-table .response .response-col_status`);
+  const want = String((await answered).status());
+  const statusCell = `${op} .live-responses-table .response .response-col_status`;
+  await page.waitForFunction((sel, w) => document.querySelector(sel)?.textContent.trim() === w, {}, statusCell, want);
+  const status = await text(page, statusCell);
   const curl = await page.$eval(`${op} .curl-command`, (e) => e.textContent).catch(() => '');
-  return { status, curl };
+  const body = await page.$eval(`${op} .live-responses-table .response .response-col_description pre`, (e) => e.textContent).catch(() => '');
+  return { status, curl, body };
 }
 
 step('/docs: Try it out GET /api/heroes/ is 200 with the token from Authorize', async (c) => {
@@ -581,6 +595,50 @@ step('/docs: Try it out DELETE /api/heroes/{id} is 403 for the reader; no CSP vi
   const csp = c.docsConsole.filter((m) => /Content Security Policy/i.test(m));
   check(csp.length === 0, `CSP violations on /docs: ${csp.join(' | ')}`);
   return 'Swagger UI shows 403';
+}, { group: 'docs' });
+
+step('/docs: a c1 token pasted under bearerAuth; Try it out POST with its pre-filled body is 201, DELETE 200', async (c) => {
+  // README's way for -dev's step-up in /docs: a token from
+  // /auth/login?claims=<the challenge's claims>, with the second step.
+  const signIn = await c.browser.newPage();
+  signIn.setDefaultTimeout(cfg.stepTimeout);
+  const claims = '{"access_token":{"acrs":{"essential":true,"value":"c1"}}}';
+  mark('sign in with the claims of the step-up challenge');
+  await signIn.goto(`${c.base}/auth/login?claims=${encodeURIComponent(Buffer.from(claims).toString('base64'))}`);
+  await signIn.waitForSelector('input[name=stepup]');
+  await fillDevSignIn(signIn, 'docs-admin', SCOPES, 'signin', true, true);
+  const { token } = await signedInPage(signIn);
+  await signIn.close();
+  check((decodeJWT(token).acrs || []).includes('c1'), `the token's acrs: ${JSON.stringify(decodeJWT(token).acrs)}`);
+
+  const page = c.docsPage;
+  mark('Authorize: Logout under oauth2, the token under bearerAuth');
+  await page.click('.swagger-ui .auth-wrapper button.authorize');
+  await page.waitForSelector('.swagger-ui .modal-ux .auth-container');
+  await page.$$eval('.swagger-ui .modal-ux .auth-container', (boxes) => boxes.forEach((b) =>
+    b.setAttribute('data-test', b.querySelector('input[id^="client_id_"]') || /oauth2/i.test(b.textContent) ? 'oauth2' : 'bearer')));
+  const logout = await page.$$('.swagger-ui .modal-ux .auth-container[data-test=oauth2] button');
+  for (const b of logout) if ((await b.evaluate((e) => e.textContent.trim())) === 'Logout') await b.click();
+  const bearerBox = '.swagger-ui .modal-ux .auth-container[data-test=bearer]';
+  await page.waitForSelector(`${bearerBox} input`);
+  // Set at once (typing a 1.5 KB token key by key takes seconds), as
+  // React sees a paste: through the value setter and an input event.
+  await page.$eval(`${bearerBox} input`, (e, v) => {
+    Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set.call(e, v);
+    e.dispatchEvent(new Event('input', { bubbles: true }));
+  }, token);
+  await page.click(`${bearerBox} button.authorize`);
+  await page.click('.swagger-ui .modal-ux button.close-modal');
+
+  mark('Try it out POST /api/heroes/ with the body Swagger UI fills in');
+  const created = await tryItOut(page, 'createHero');
+  check(created.status === '201', `POST: Swagger UI shows status ${created.status}: ${created.body.slice(0, 300)}`);
+  check(!created.curl.includes('"class"'), `the pre-filled body sends the class alias: ${created.curl.slice(0, 300)}`);
+  const id = JSON.parse(created.body).id;
+  mark(`Try it out DELETE /api/heroes/${id}`);
+  const deleted = await tryItOut(page, 'deleteHero', { id });
+  check(deleted.status === '200', `DELETE: Swagger UI shows status ${deleted.status}: ${deleted.body.slice(0, 300)}`);
+  return `created and deleted ${id}`;
 }, { group: 'docs' });
 
 // ---------------------------------------------------------------- cors
