@@ -292,7 +292,7 @@ func TestReadyProbesWriteRarely(t *testing.T) {
 // readBack reads the ids the file of s holds, as a restart would.
 func readBack(t *testing.T, s *localStore) []string {
 	t.Helper()
-	set, err := readHeroesFile(s.path)
+	set, _, err := readHeroesFile(s.path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -246,6 +246,10 @@ func openStore(ctx context.Context, opts storeOptions, client *http.Client, logg
 		if s.staleErr != nil {
 			logger.Warn("heroes: stale temporary files left in place", "err", s.staleErr)
 		}
+		if s.duplicateKeys > 0 {
+			logger.Warn("heroes: the file held an idempotency key more than once; kept the latest record of each, the next change rewrites it",
+				"file", opts.File, "dropped_records", s.duplicateKeys)
+		}
 		return s, nil
 	case "azuretable":
 		return openTableStore(ctx, opts.ConnectionString, opts.Table, client, logger, opts.TokenSource)

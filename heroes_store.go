@@ -55,8 +55,10 @@ func (s *heroSet) liveKey(id string, now time.Time) (idemRecord, bool) {
 }
 
 // keysToForget returns the ids of the keys that remembering rec at now
-// forgets, so that the keys stay within lim: the expired ones at the
-// front; then, while rec's caller would hold more than lim.callerKeys, its
+// forgets, so that the keys stay within lim: an earlier record of rec.Key
+// (rec replaces it, so no key is ever held twice) and every expired key,
+// wherever it stands (the wall clock may step back, so keyOrder is the
+// order keys were stored in, not that of their Created); then, while rec's caller would hold more than lim.callerKeys, its
 // own oldest; then, while the keys would be more than lim.keys or take
 // more than lim.keyBytes, the oldest of the caller holding the most (rec's
 // caller counted with rec, and chosen on a tie). It is errStoreFull when
@@ -73,10 +75,9 @@ func (s *heroSet) keysToForget(rec idemRecord, now time.Time, lim storeLimits) (
 		n, size = n-1, size-r.recordBytes()
 	}
 	for _, id := range s.keyOrder {
-		if s.keys[id].live(now) {
-			break
+		if id == rec.Key || !s.keys[id].live(now) {
+			forget(id)
 		}
-		forget(id)
 	}
 	for s.callerKeys[rec.Caller]+held[rec.Caller] > lim.callerKeys {
 		id := s.oldestKeyOf(rec.Caller, gone)
@@ -129,24 +130,36 @@ func (s *heroSet) largestHolder(requester string, held map[string]int) string {
 func (s *heroSet) addKey(rec idemRecord, forget []string) {
 	gone := map[string]bool{}
 	for _, id := range forget {
-		r := s.keys[id]
 		gone[id] = true
-		s.keyBytes -= r.recordBytes()
-		if s.callerKeys[r.Caller]--; s.callerKeys[r.Caller] <= 0 {
-			delete(s.callerKeys, r.Caller)
-		}
+		s.uncountKey(s.keys[id])
 		delete(s.keys, id)
 	}
 	s.keyOrder = slices.DeleteFunc(s.keyOrder, func(id string) bool { return gone[id] })
 	s.appendKey(rec)
 }
 
-// appendKey adds rec as the newest key.
-func (s *heroSet) appendKey(rec idemRecord) {
+// uncountKey takes r out of keyBytes and callerKeys; the caller removes it
+// from keys and keyOrder.
+func (s *heroSet) uncountKey(r idemRecord) {
+	s.keyBytes -= r.recordBytes()
+	if s.callerKeys[r.Caller]--; s.callerKeys[r.Caller] <= 0 {
+		delete(s.callerKeys, r.Caller)
+	}
+}
+
+// appendKey adds rec as the newest key, replacing (and reporting) an
+// earlier record of the same key, so a key is never held twice.
+func (s *heroSet) appendKey(rec idemRecord) (replaced bool) {
+	if old, ok := s.keys[rec.Key]; ok {
+		s.uncountKey(old)
+		s.keyOrder = slices.DeleteFunc(s.keyOrder, func(id string) bool { return id == rec.Key })
+		replaced = true
+	}
 	s.keyOrder = append(s.keyOrder, rec.Key)
 	s.keys[rec.Key] = rec
 	s.keyBytes += rec.recordBytes()
 	s.callerKeys[rec.Caller]++
+	return replaced
 }
 
 // keyRecordsWith returns the key records, oldest first, as they are after
@@ -283,6 +296,9 @@ type localStore struct {
 	// openFileStore removed, and staleErr why it could not remove others.
 	staleTemps int
 	staleErr   error
+	// duplicateKeys is how many idempotency key records openFileStore
+	// dropped because a later record held the same key (readKeyRecords).
+	duplicateKeys int
 
 	mu     sync.RWMutex // guards the fields below
 	set    *heroSet
@@ -372,7 +388,7 @@ func openFileStore(path string) (*localStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	set, err := readHeroesFile(path)
+	set, dups, err := readHeroesFile(path)
 	if err != nil {
 		if lock != nil {
 			lock.Close() // releases the lock; start-up fails anyway
@@ -380,7 +396,7 @@ func openFileStore(path string) (*localStore, error) {
 		return nil, err
 	}
 	s := newMemoryStore()
-	s.path, s.lock, s.set = path, lock, set
+	s.path, s.lock, s.set, s.duplicateKeys = path, lock, set, dups
 	s.staleTemps, s.staleErr = removeStaleTemps(path)
 	return s, nil
 }
@@ -413,27 +429,28 @@ func removeStaleTemps(path string) (int, error) {
 }
 
 // readHeroesFile loads the file store's file: an empty set when it does not
-// exist, an error naming it when it cannot be read or parsed.
-func readHeroesFile(path string) (*heroSet, error) {
+// exist, an error naming it when it cannot be read or parsed. dups is how
+// many duplicate idempotency key records it dropped (readKeyRecords).
+func readHeroesFile(path string) (set *heroSet, dups int, err error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return newHeroSet(), nil
+		return newHeroSet(), 0, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("heroes: reading %s: %w", path, err)
+		return nil, 0, fmt.Errorf("heroes: reading %s: %w", path, err)
 	}
 	defer f.Close()
 	data, err := readAtMost(f, maxHeroesFile)
 	if errors.Is(err, errTooLarge) {
-		return nil, fmt.Errorf("heroes: reading %s: larger than %d bytes", path, maxHeroesFile)
+		return nil, 0, fmt.Errorf("heroes: reading %s: larger than %d bytes", path, maxHeroesFile)
 	} else if err != nil {
-		return nil, fmt.Errorf("heroes: reading %s: %w", path, err)
+		return nil, 0, fmt.Errorf("heroes: reading %s: %w", path, err)
 	}
-	set, err := parseHeroesFile(data)
+	set, dups, err = parseHeroesFile(data)
 	if err != nil {
-		return nil, fmt.Errorf("heroes: %s is corrupt (fix or move it; it was not changed): %w", path, err)
+		return nil, 0, fmt.Errorf("heroes: %s is corrupt (fix or move it; it was not changed): %w", path, err)
 	}
-	return set, nil
+	return set, dups, nil
 }
 
 // parseHeroesFile parses the file store's document (heroesFile) and checks
@@ -441,69 +458,84 @@ func readHeroesFile(path string) (*heroSet, error) {
 // etag, no duplicate id, and a hero that decodes. Errors say in plain words
 // what is wrong and at which byte offset of data (describeJSONError), never
 // in Go's type names.
-func parseHeroesFile(data []byte) (*heroSet, error) {
+func parseHeroesFile(data []byte) (*heroSet, int, error) {
 	var doc heroesFile
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&doc); err != nil {
-		return nil, describeJSONError(err, 0, int64(len(data)), "the document")
+		return nil, 0, describeJSONError(err, 0, int64(len(data)), "the document")
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("data after the JSON document at byte offset %d", dec.InputOffset())
+		return nil, 0, fmt.Errorf("data after the JSON document at byte offset %d", dec.InputOffset())
 	}
 	if doc.Version != 1 {
-		return nil, fmt.Errorf("version is %d, but this program reads only version 1", doc.Version)
+		return nil, 0, fmt.Errorf("version is %d, but this program reads only version 1", doc.Version)
 	}
 	set := newHeroSet()
 	for i, sh := range doc.Heroes {
-		// The record's hero holds the very bytes of data, so its offset in
-		// data can be found; an identical earlier hero gives the same error.
-		at := int64(max(bytes.Index(data, sh.Hero), 0))
-		where := fmt.Sprintf("hero record %d (byte offset %d)", i, at)
-		var h hero
-		if err := json.Unmarshal(sh.Hero, &h); err != nil {
-			return nil, fmt.Errorf("%s: %w", where, describeJSONError(err, at, at+int64(len(sh.Hero)), "the hero"))
+		if err := readHeroRecord(set, sh, i, data); err != nil {
+			return nil, 0, err
 		}
-		switch {
-		case !isGUID(sh.ID):
-			return nil, fmt.Errorf("%s: id %q is not a UUID", where, sh.ID)
-		case h.ID != sh.ID:
-			return nil, fmt.Errorf("%s: id %s differs from the hero's own id %q", where, sh.ID, h.ID)
-		case sh.ETag == "":
-			return nil, fmt.Errorf("%s: etag is empty", where)
-		}
-		if _, dup := set.byID[sh.ID]; dup {
-			return nil, fmt.Errorf("%s: id %s appears twice", where, sh.ID)
-		}
-		// Kept as encodeHero writes it (ListJSON answers it as it is): an
-		// edited file may hold other spacing, escapes or unknown fields. A
-		// hero over the store's limit is kept as it is written.
-		if data, err := encodeHero(h); err == nil {
-			sh.Hero = data
-		}
-		set.put(sh)
 	}
-	return set, readKeyRecords(set, doc.IdempotencyKey)
+	dups, err := readKeyRecords(set, doc.IdempotencyKey)
+	return set, dups, err
+}
+
+// readHeroRecord checks hero record i of a heroes file, sh, and adds it to
+// set: a UUID id matching the hero's own, a non-empty etag, an id not seen
+// before, and a hero that decodes. data is the whole file, searched for
+// the record's byte offset only when it is refused.
+func readHeroRecord(set *heroSet, sh storedHero, i int, data []byte) error {
+	// The record's hero holds the very bytes of data; an identical earlier
+	// hero gives the same offset.
+	offset := func() int64 { return int64(max(bytes.Index(data, sh.Hero), 0)) }
+	where := func() string { return fmt.Sprintf("hero record %d (byte offset %d)", i, offset()) }
+	var h hero
+	if err := json.Unmarshal(sh.Hero, &h); err != nil {
+		at := offset()
+		return fmt.Errorf("%s: %w", where(), describeJSONError(err, at, at+int64(len(sh.Hero)), "the hero"))
+	}
+	switch _, dup := set.byID[sh.ID]; {
+	case !isGUID(sh.ID):
+		return fmt.Errorf("%s: id %q is not a UUID", where(), sh.ID)
+	case h.ID != sh.ID:
+		return fmt.Errorf("%s: id %s differs from the hero's own id %q", where(), sh.ID, h.ID)
+	case sh.ETag == "":
+		return fmt.Errorf("%s: etag is empty", where())
+	case dup:
+		return fmt.Errorf("%s: id %s appears twice", where(), sh.ID)
+	}
+	// Kept as encodeHero writes it (ListJSON answers it as it is): an
+	// edited file may hold other spacing, escapes or unknown fields. A
+	// hero over the store's limit is kept as it is written.
+	if data, err := encodeHero(h); err == nil {
+		sh.Hero = data
+	}
+	set.put(sh)
+	return nil
 }
 
 // readKeyRecords adds the idempotency keys of a heroes file to set, checking
-// each: a 64-digit hex key given once, a UUID hero id and a hero that is
-// JSON.
-func readKeyRecords(set *heroSet, recs []idemRecord) error {
+// each: a 64-digit hex key, a UUID hero id and a hero that is JSON. A key
+// given twice (builds before this one could store an expired key again
+// after the wall clock stepped back) keeps its later record, the one those
+// builds answered with; dups counts the records so dropped, for a warning.
+// Refusing such a file would stop the service over a remembered answer.
+func readKeyRecords(set *heroSet, recs []idemRecord) (dups int, err error) {
 	for i, rec := range recs {
-		switch _, dup := set.keys[rec.Key]; {
+		switch {
 		case len(rec.Key) != 64 || strings.Trim(rec.Key, "0123456789abcdef") != "":
-			return fmt.Errorf("idempotency key record %d: key is not 64 hexadecimal digits", i)
-		case dup:
-			return fmt.Errorf("idempotency key record %d: key appears twice", i)
+			return 0, fmt.Errorf("idempotency key record %d: key is not 64 hexadecimal digits", i)
 		case !isGUID(rec.HeroID) || !json.Valid(rec.Hero):
-			return fmt.Errorf("idempotency key record %d: hero_id is not a UUID, or hero is not JSON", i)
+			return 0, fmt.Errorf("idempotency key record %d: hero_id is not a UUID, or hero is not JSON", i)
 		case rec.Caller != "" && (len(rec.Caller) != 32 || strings.Trim(rec.Caller, "0123456789abcdef") != ""):
-			return fmt.Errorf("idempotency key record %d: caller is not 32 hexadecimal digits", i)
+			return 0, fmt.Errorf("idempotency key record %d: caller is not 32 hexadecimal digits", i)
 		}
-		set.appendKey(rec)
+		if set.appendKey(rec) {
+			dups++
+		}
 	}
-	return nil
+	return dups, nil
 }
 
 // describeJSONError rewords an encoding/json error about a heroes file in
