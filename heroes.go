@@ -124,8 +124,14 @@ const maxHeroJSONBytes = 64 << 10
 // application/json with X-Content-Type-Options: nosniff, where escaping buys
 // nothing and would make a hero full of "<" six times its size.
 func encodeHero(h hero) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
+	return encodeHeroTo(new(bytes.Buffer), h)
+}
+
+// encodeHeroTo is encodeHero into buf, emptied first: the JSON returned
+// shares buf's memory, so a caller encoding many heroes reuses one buffer.
+func encodeHeroTo(buf *bytes.Buffer, h hero) ([]byte, error) {
+	buf.Reset()
+	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(h); err != nil {
 		return nil, fmt.Errorf("heroes: encoding hero %s: %w", h.ID, err)
@@ -237,11 +243,10 @@ func openStore(ctx context.Context, opts storeOptions, client *http.Client, logg
 		s.setMaxBytes(opts.MaxBytes)
 		return s, nil
 	case "file":
-		s, err := openFileStore(opts.File)
+		s, err := openFileStore(opts.File, opts.MaxBytes)
 		if err != nil {
 			return nil, err
 		}
-		s.setMaxBytes(opts.MaxBytes)
 		logger.Info("heroes: file store", "file", opts.File, "heroes", s.count(), "stale_temporary_files", s.staleTemps)
 		if s.staleErr != nil {
 			logger.Warn("heroes: stale temporary files left in place", "err", s.staleErr)

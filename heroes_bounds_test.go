@@ -153,7 +153,7 @@ func TestFullStoreRefusesAndKeepsEverything(t *testing.T) {
 			}
 			if path != "" {
 				s.Close()
-				again, err := openFileStore(path)
+				again, err := openFileStore(path, 0)
 				if err != nil || again.count() != len(ids) {
 					t.Fatalf("reopening the full file = %v; want its %d heroes", err, len(ids))
 				}

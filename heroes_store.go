@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -325,7 +326,7 @@ func newMemoryStore() *localStore {
 // still holds the key record of a hero at maxHeroJSONBytes.
 const (
 	maxHeroesFile        = 256 << 20
-	defaultMaxStoreBytes = maxHeroesFile
+	defaultMaxStoreBytes = 64 << 20
 	minStoreBytes        = 1 << 20
 )
 
@@ -335,21 +336,23 @@ const (
 // keyBytes, keys and callerKeys for the idempotency keys (beyond them keys
 // are forgotten, see heroSet.keysToForget).
 type storeLimits struct {
+	fileBytes           int64 // the whole file: heroBytes, keyBytes and fileEnvelopeBytes
 	heroBytes, keyBytes int64
 	keys, callerKeys    int
 }
 
-// setMaxBytes bounds the store to n bytes of file (0 or anything above
-// defaultMaxStoreBytes: defaultMaxStoreBytes): a quarter for idempotency
+// setMaxBytes bounds the store to n bytes of file (0: defaultMaxStoreBytes;
+// anything above maxHeroesFile: maxHeroesFile): a quarter for idempotency
 // keys, the rest (less the document's own fileEnvelopeBytes) for heroes.
 // The memory store keeps the same bound, so it cannot grow without limit.
 // Call it before the store is used.
 func (s *localStore) setMaxBytes(n int64) {
-	if n <= 0 || n > defaultMaxStoreBytes {
+	if n <= 0 {
 		n = defaultMaxStoreBytes
 	}
+	n = min(n, maxHeroesFile)
 	s.limits = storeLimits{
-		heroBytes: n - n/4 - fileEnvelopeBytes, keyBytes: n / 4,
+		fileBytes: n, heroBytes: n - n/4 - fileEnvelopeBytes, keyBytes: n / 4,
 		keys: maxIdempotencyKeys, callerKeys: maxCallerIdempotencyKeys,
 	}
 }
@@ -382,20 +385,23 @@ type heroesFile struct {
 // any point leaves either the old or the new file, never a torn one. Each
 // change rewrites the whole file, which suits the hundreds or few thousand
 // heroes of one machine; several replicas share the azuretable store. The
-// file is owned by one store at a time (lockHeroesFile).
-func openFileStore(path string) (*localStore, error) {
+// file is owned by one store at a time (lockHeroesFile). maxBytes bounds
+// the store as setMaxBytes says; a file already larger is refused, naming
+// HEROES_MAX_BYTES, and left untouched.
+func openFileStore(path string, maxBytes int64) (*localStore, error) {
+	s := newMemoryStore()
+	s.setMaxBytes(maxBytes)
 	lock, err := lockHeroesFile(path)
 	if err != nil {
 		return nil, err
 	}
-	set, dups, err := readHeroesFile(path)
+	set, dups, err := readHeroesFile(path, s.limits.fileBytes)
 	if err != nil {
 		if lock != nil {
 			lock.Close() // releases the lock; start-up fails anyway
 		}
 		return nil, err
 	}
-	s := newMemoryStore()
 	s.path, s.lock, s.set, s.duplicateKeys = path, lock, set, dups
 	s.staleTemps, s.staleErr = removeStaleTemps(path)
 	return s, nil
@@ -429,9 +435,10 @@ func removeStaleTemps(path string) (int, error) {
 }
 
 // readHeroesFile loads the file store's file: an empty set when it does not
-// exist, an error naming it when it cannot be read or parsed. dups is how
-// many duplicate idempotency key records it dropped (readKeyRecords).
-func readHeroesFile(path string) (set *heroSet, dups int, err error) {
+// exist, an error naming it when it cannot be read or parsed or is larger
+// than maxBytes. dups is how many duplicate idempotency key records it
+// dropped (readKeyRecords).
+func readHeroesFile(path string, maxBytes int64) (set *heroSet, dups int, err error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return newHeroSet(), 0, nil
@@ -440,30 +447,43 @@ func readHeroesFile(path string) (set *heroSet, dups int, err error) {
 		return nil, 0, fmt.Errorf("heroes: reading %s: %w", path, err)
 	}
 	defer f.Close()
-	data, err := readAtMost(f, maxHeroesFile)
-	if errors.Is(err, errTooLarge) {
-		return nil, 0, fmt.Errorf("heroes: reading %s: larger than %d bytes", path, maxHeroesFile)
-	} else if err != nil {
+	fi, err := f.Stat()
+	if err != nil {
 		return nil, 0, fmt.Errorf("heroes: reading %s: %w", path, err)
 	}
-	set, dups, err = parseHeroesFile(data)
+	if fi.Size() > maxBytes {
+		return nil, 0, fmt.Errorf("heroes: %s is %d bytes, over the store's bound of %d (HEROES_MAX_BYTES); "+
+			"raise HEROES_MAX_BYTES (at most %d) to open it, or move it (it was not changed)", path, fi.Size(), maxBytes, maxHeroesFile)
+	}
+	// Decoded from the file itself, so the whole file is in memory once
+	// (in the decoder) rather than twice; a refused hero's byte offset is
+	// found by reading the file again.
+	locate := func(raw []byte) int64 {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return 0 // the offset is a hint; the error says what is wrong
+		}
+		return int64(max(bytes.Index(data, raw), 0))
+	}
+	set, dups, err = parseHeroesFile(io.LimitReader(f, maxBytes), fi.Size(), locate)
 	if err != nil {
 		return nil, 0, fmt.Errorf("heroes: %s is corrupt (fix or move it; it was not changed): %w", path, err)
 	}
 	return set, dups, nil
 }
 
-// parseHeroesFile parses the file store's document (heroesFile) and checks
-// each record: version 1, a UUID id matching the hero's own, a non-empty
-// etag, no duplicate id, and a hero that decodes. Errors say in plain words
-// what is wrong and at which byte offset of data (describeJSONError), never
-// in Go's type names.
-func parseHeroesFile(data []byte) (*heroSet, int, error) {
+// parseHeroesFile parses the file store's document (heroesFile), of size
+// bytes, from r and checks each record: version 1, a UUID id matching the
+// hero's own, a non-empty etag, no duplicate id, and a hero that decodes.
+// Errors say in plain words what is wrong and at which byte offset
+// (describeJSONError; locate finds a record's hero in the file), never in
+// Go's type names.
+func parseHeroesFile(r io.Reader, size int64, locate func(raw []byte) int64) (*heroSet, int, error) {
 	var doc heroesFile
-	dec := json.NewDecoder(bytes.NewReader(data))
+	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&doc); err != nil {
-		return nil, 0, describeJSONError(err, 0, int64(len(data)), "the document")
+		return nil, 0, describeJSONError(err, 0, size, "the document")
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, 0, fmt.Errorf("data after the JSON document at byte offset %d", dec.InputOffset())
@@ -471,9 +491,9 @@ func parseHeroesFile(data []byte) (*heroSet, int, error) {
 	if doc.Version != 1 {
 		return nil, 0, fmt.Errorf("version is %d, but this program reads only version 1", doc.Version)
 	}
-	set := newHeroSet()
+	set, buf := newHeroSet(), new(bytes.Buffer)
 	for i, sh := range doc.Heroes {
-		if err := readHeroRecord(set, sh, i, data); err != nil {
+		if err := readHeroRecord(set, sh, i, buf, locate); err != nil {
 			return nil, 0, err
 		}
 	}
@@ -483,12 +503,11 @@ func parseHeroesFile(data []byte) (*heroSet, int, error) {
 
 // readHeroRecord checks hero record i of a heroes file, sh, and adds it to
 // set: a UUID id matching the hero's own, a non-empty etag, an id not seen
-// before, and a hero that decodes. data is the whole file, searched for
-// the record's byte offset only when it is refused.
-func readHeroRecord(set *heroSet, sh storedHero, i int, data []byte) error {
-	// The record's hero holds the very bytes of data; an identical earlier
-	// hero gives the same offset.
-	offset := func() int64 { return int64(max(bytes.Index(data, sh.Hero), 0)) }
+// before, and a hero that decodes. buf is encodeHeroTo's, reused from
+// record to record. locate finds the hero's byte offset in the file (an
+// identical earlier hero gives the same), only when the record is refused.
+func readHeroRecord(set *heroSet, sh storedHero, i int, buf *bytes.Buffer, locate func(raw []byte) int64) error {
+	offset := func() int64 { return locate(sh.Hero) }
 	where := func() string { return fmt.Sprintf("hero record %d (byte offset %d)", i, offset()) }
 	var h hero
 	if err := json.Unmarshal(sh.Hero, &h); err != nil {
@@ -507,9 +526,11 @@ func readHeroRecord(set *heroSet, sh storedHero, i int, data []byte) error {
 	}
 	// Kept as encodeHero writes it (ListJSON answers it as it is): an
 	// edited file may hold other spacing, escapes or unknown fields. A
-	// hero over the store's limit is kept as it is written.
-	if data, err := encodeHero(h); err == nil {
-		sh.Hero = data
+	// hero over the store's limit is kept as it is written. The record's
+	// own copy is kept when it is the same, as it is in a file this store
+	// wrote: it is exactly as long as the hero, the encoder's buffer longer.
+	if data, err := encodeHeroTo(buf, h); err == nil && !bytes.Equal(data, sh.Hero) {
+		sh.Hero = bytes.Clone(data)
 	}
 	set.put(sh)
 	return nil
@@ -855,7 +876,7 @@ func (s *localStore) writeFile(doc heroesFile) error {
 	if s.path == "" {
 		return nil
 	}
-	err := writeHeroesFile(s.path, doc, s.fsync)
+	err := writeHeroesFile(s.path, doc, s.limits.fileBytes, s.fsync)
 	if errors.Is(err, errStoreFull) {
 		return err // nothing was written: the disk is not at fault
 	}
@@ -876,22 +897,11 @@ func newETag() string { return `"` + rand.Text() + `"` }
 // writeHeroesFile writes doc to path durably: a temporary file in the same
 // folder (so the rename stays on one file system), fsync of it, rename over
 // path, then fsync of the folder so the rename itself survives a crash.
-// fsync is (*os.File).Sync outside tests.
-func writeHeroesFile(path string, doc heroesFile, fsync func(*os.File) error) (err error) {
-	// Without HTML escaping, which json.Marshal would also apply inside
-	// each record's already-encoded hero.
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(doc); err != nil {
-		return fmt.Errorf("heroes: encoding %s: %w", path, err)
-	}
-	data := buf.Bytes() // ends in a newline
-	if len(data) > maxHeroesFile {
-		// The limits keep it smaller; should they ever fail to, the file
-		// must still be one that openFileStore reads back.
-		return fmt.Errorf("heroes: %s would be %d bytes, over the %d it is read back with: %w", path, len(data), maxHeroesFile, errStoreFull)
-	}
+// The document is streamed record by record through a bufio.Writer, so a
+// write holds one record's encoding beside the store, never a copy of the
+// whole file. A document over maxBytes is errStoreFull and writes nothing
+// at path. fsync is (*os.File).Sync outside tests.
+func writeHeroesFile(path string, doc heroesFile, maxBytes int64, fsync func(*os.File) error) (err error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -903,7 +913,7 @@ func writeHeroesFile(path string, doc heroesFile, fsync func(*os.File) error) (e
 			os.Remove(tmp.Name()) // best effort: a stray temp file is harmless
 		}
 	}()
-	if _, err = tmp.Write(data); err != nil {
+	if err = encodeHeroesFile(tmp, doc, maxBytes); err != nil {
 		return fmt.Errorf("heroes: writing %s: %w", path, err)
 	}
 	if err = fsync(tmp); err != nil {
@@ -916,6 +926,95 @@ func writeHeroesFile(path string, doc heroesFile, fsync func(*os.File) error) (e
 		return fmt.Errorf("heroes: replacing %s: %w", path, err)
 	}
 	return syncDir(dir, fsync)
+}
+
+// encodeHeroesFile writes doc to f as the heroes file's JSON and a
+// newline, one record at a time through a bufio.Writer: the same bytes as
+// a json.Encoder without HTML escaping would write for the whole document.
+// Past maxBytes it stops with errStoreFull (the limits keep the file
+// smaller; should they ever fail to, the file must still be one the next
+// start reads back).
+func encodeHeroesFile(f io.Writer, doc heroesFile, maxBytes int64) error {
+	e := &fileEncoder{w: bufio.NewWriterSize(f, 64<<10), max: maxBytes}
+	e.enc = json.NewEncoder(&e.rec)
+	e.enc.SetEscapeHTML(false) // as encodeHero: heroes are written as stored
+	e.raw(`{"version":`)
+	e.value(doc.Version)
+	e.raw(`,"heroes":`)
+	encodeList(e, doc.Heroes, e.storedHero)
+	if len(doc.IdempotencyKey) > 0 {
+		e.raw(`,"idempotency_keys":`)
+		encodeList(e, doc.IdempotencyKey, func(r idemRecord) { e.value(r) })
+	}
+	e.raw("}\n")
+	if e.err == nil {
+		e.err = e.w.Flush()
+	}
+	return e.err
+}
+
+// encodeList writes items as a JSON list, each written by item.
+func encodeList[T any](e *fileEncoder, items []T, item func(T)) {
+	e.raw("[")
+	for i, v := range items {
+		if i > 0 {
+			e.raw(",")
+		}
+		item(v)
+	}
+	e.raw("]")
+}
+
+// fileEncoder writes the heroes file through w, encoding one value at a
+// time into rec and counting the bytes written in n; err is its first
+// failure, after which it writes nothing more.
+type fileEncoder struct {
+	w      *bufio.Writer
+	rec    bytes.Buffer
+	enc    *json.Encoder // writes to rec
+	n, max int64
+	err    error
+}
+
+// raw writes s as it is.
+func (e *fileEncoder) raw(s string) {
+	if e.err == nil {
+		e.count(e.w.WriteString(s))
+	}
+}
+
+// value writes v as JSON, without the newline json.Encoder ends it with.
+func (e *fileEncoder) value(v any) {
+	if e.err != nil {
+		return
+	}
+	e.rec.Reset()
+	if e.err = e.enc.Encode(v); e.err == nil {
+		e.count(e.w.Write(bytes.TrimSuffix(e.rec.Bytes(), []byte("\n"))))
+	}
+}
+
+// storedHero writes sh as json.Encoder would, its hero as it is: stored
+// heroes are already compact (encodeHero), and compacting them again took
+// half of a write's time.
+func (e *fileEncoder) storedHero(sh storedHero) {
+	e.raw(`{"id":`)
+	e.value(sh.ID)
+	e.raw(`,"etag":`)
+	e.value(sh.ETag)
+	e.raw(`,"hero":`)
+	if e.err == nil {
+		e.count(e.w.Write(sh.Hero))
+	}
+	e.raw("}")
+}
+
+// count adds k bytes written to n, keeping err, errStoreFull past max.
+func (e *fileEncoder) count(k int, err error) {
+	e.n += int64(k)
+	if e.err = err; err == nil && e.n > e.max {
+		e.err = fmt.Errorf("the file would be over the %d bytes it is read back with: %w", e.max, errStoreFull)
+	}
 }
 
 // syncDir flushes a folder with fsync so a rename in it is durable.

@@ -368,7 +368,7 @@ func TestIdempotencyKeyAnswers(t *testing.T) {
 	}{
 		{"memory", func(*testing.T) heroStore { return newMemoryStore() }},
 		{"file", func(t *testing.T) heroStore {
-			s, err := openFileStore(t.TempDir() + "/heroes.json")
+			s, err := openFileStore(t.TempDir() + "/heroes.json", 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -427,7 +427,7 @@ func TestIdempotencyKeyAnswers(t *testing.T) {
 func TestIdempotencyKeysSurviveRestart(t *testing.T) {
 	path := t.TempDir() + "/heroes.json"
 	open := func() *localStore {
-		s, err := openFileStore(path)
+		s, err := openFileStore(path, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -631,7 +631,7 @@ func TestIdempotencyKeysUnderClockSteps(t *testing.T) {
 					return
 				}
 				s.Close()
-				if _, dups, err := readHeroesFile(path); err != nil || dups != 0 {
+				if _, dups, err := readHeroesFile(path, maxHeroesFile); err != nil || dups != 0 {
 					t.Errorf("reading the file back = %d duplicate keys, %v; want none, nil", dups, err)
 				}
 			})
@@ -684,7 +684,7 @@ func TestFileStoreLoadsDuplicateKeyRecords(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkAccounting(t, s, path, defaultMaxStoreBytes)
-			if _, dups, err := readHeroesFile(path); err != nil || dups != 0 {
+			if _, dups, err := readHeroesFile(path, maxHeroesFile); err != nil || dups != 0 {
 				t.Errorf("the file after a change = %d duplicate keys, %v; want none", dups, err)
 			}
 		})

@@ -403,9 +403,9 @@ func TestStores(t *testing.T) {
 	}{
 		{"memory", func(t *testing.T) heroStore { return newMemoryStore() }},
 		{"file", func(t *testing.T) heroStore {
-			s, err := openFileStore(t.TempDir() + "/heroes.json")
+			s, err := openFileStore(t.TempDir() + "/heroes.json", 0)
 			if err != nil {
-				t.Fatalf("openFileStore() = %v", err)
+				t.Fatalf("openFileStore(, 0) = %v", err)
 			}
 			return s
 		}},
@@ -427,7 +427,7 @@ func TestFileStoreOpen(t *testing.T) {
 	}{
 		{"missing file starts empty", func(t *testing.T, path string) {}, false, 0},
 		{"file written by the store loads", func(t *testing.T, path string) {
-			s, err := openFileStore(path)
+			s, err := openFileStore(path, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -464,25 +464,25 @@ func TestFileStoreOpen(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "heroes.json")
 			tc.setup(t, path)
 			before, _ := os.ReadFile(path) // nil when missing or a folder
-			s, err := openFileStore(path)
+			s, err := openFileStore(path, 0)
 			if tc.wantErr {
 				if err == nil {
-					t.Fatalf("openFileStore() = nil error; want one")
+					t.Fatalf("openFileStore(, 0) = nil error; want one")
 				}
 				if !strings.Contains(err.Error(), path) {
-					t.Errorf("openFileStore() = %q; want the error to name %s", err, path)
+					t.Errorf("openFileStore(, 0) = %q; want the error to name %s", err, path)
 				}
 				if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
-					t.Errorf("openFileStore() changed the file it refused")
+					t.Errorf("openFileStore(, 0) changed the file it refused")
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("openFileStore() = %v", err)
+				t.Fatalf("openFileStore(, 0) = %v", err)
 			}
 			defer s.Close()
 			if got := s.count(); got != tc.wantN {
-				t.Errorf("openFileStore() holds %d heroes; want %d", got, tc.wantN)
+				t.Errorf("openFileStore(, 0) holds %d heroes; want %d", got, tc.wantN)
 			}
 		})
 	}
@@ -498,7 +498,7 @@ func TestFileStoreListsEditedHeroesEncoded(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "heroes.json")
 	writeFile(`{"version":1,"heroes":[{"id":"`+id+`","etag":"\"a\"","hero":{ "id": "`+id+
 		`", "name": "Ada \u003c3", "level": 3, "nickname": "x" }}]}`)(t, path)
-	s, err := openFileStore(path)
+	s, err := openFileStore(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -530,7 +530,7 @@ func TestFileStoreRestartSeesEveryWrite(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "heroes.json")
-	s, err := openFileStore(path)
+	s, err := openFileStore(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -562,7 +562,7 @@ func TestFileStoreRestartSeesEveryWrite(t *testing.T) {
 		t.Errorf("List() after Close = %v; want errStoreUnavailable", err)
 	}
 
-	r, err := openFileStore(path)
+	r, err := openFileStore(path, 0)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
@@ -587,7 +587,7 @@ func TestFileStoreFailedWriteChangesNothing(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s, err := openFileStore(filepath.Join(dir, "heroes.json"))
+	s, err := openFileStore(filepath.Join(dir, "heroes.json"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -652,9 +652,9 @@ func TestFileStoreSurvivesSIGKILL(t *testing.T) {
 	if len(acked) == 0 {
 		t.Fatal("the child acknowledged no hero before it was killed")
 	}
-	s, err := openFileStore(path)
+	s, err := openFileStore(path, 0)
 	if err != nil {
-		t.Fatalf("openFileStore() after SIGKILL = %v; want the file to load (and the lock released)", err)
+		t.Fatalf("openFileStore(, 0) after SIGKILL = %v; want the file to load (and the lock released)", err)
 	}
 	defer s.Close()
 	for _, id := range acked {
@@ -673,7 +673,7 @@ func TestHelperFileWriter(t *testing.T) {
 	if path == "" {
 		t.Skip("runs only as the child of TestFileStoreSurvivesSIGKILL")
 	}
-	s, err := openFileStore(path)
+	s, err := openFileStore(path, 0)
 	if err != nil {
 		fmt.Println("open:", err)
 		os.Exit(2)
@@ -696,24 +696,24 @@ func TestFileStoreSingleOwner(t *testing.T) {
 		t.Skip("the file lock is flock(2), unix only")
 	}
 	path := filepath.Join(t.TempDir(), "heroes.json")
-	first, err := openFileStore(path)
+	first, err := openFileStore(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := openFileStore(path)
+	second, err := openFileStore(path, 0)
 	if err == nil {
 		second.Close()
-		t.Fatalf("second openFileStore() = nil error; want the file refused while held")
+		t.Fatalf("second openFileStore(, 0) = nil error; want the file refused while held")
 	}
 	if !strings.Contains(err.Error(), path) {
-		t.Errorf("second openFileStore() = %q; want the error to name %s", err, path)
+		t.Errorf("second openFileStore(, 0) = %q; want the error to name %s", err, path)
 	}
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	again, err := openFileStore(path)
+	again, err := openFileStore(path, 0)
 	if err != nil {
-		t.Fatalf("openFileStore() after Close = %v; want the lock released", err)
+		t.Fatalf("openFileStore(, 0) after Close = %v; want the lock released", err)
 	}
 	again.Close()
 }
@@ -750,18 +750,18 @@ func TestFileStoreCorruptMessages(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := openFileStore(path)
+			_, err := openFileStore(path, 0)
 			if err == nil {
-				t.Fatalf("openFileStore(%s) = nil error; want one", tc.content)
+				t.Fatalf("openFileStore(%s, 0) = nil error; want one", tc.content)
 			}
 			for _, want := range tc.want {
 				if !strings.Contains(err.Error(), want) {
-					t.Errorf("openFileStore(%s) = %q; want it to say %q", tc.content, err, want)
+					t.Errorf("openFileStore(%s, 0) = %q; want it to say %q", tc.content, err, want)
 				}
 			}
 			for _, goWords := range []string{"Go value", "Go struct", "main.", "json:"} {
 				if strings.Contains(err.Error(), goWords) {
-					t.Errorf("openFileStore(%s) = %q; want no Go type names (%q)", tc.content, err, goWords)
+					t.Errorf("openFileStore(%s, 0) = %q; want no Go type names (%q)", tc.content, err, goWords)
 				}
 			}
 		})
@@ -787,7 +787,7 @@ func TestFileStoreDurableWrite(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "heroes.json")
-	s, err := openFileStore(path)
+	s, err := openFileStore(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -869,7 +869,7 @@ func TestFileStoreDurableWrite(t *testing.T) {
 func TestFileStoreConcurrentCreatesSurviveReopen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "heroes.json")
-	s, err := openFileStore(path)
+	s, err := openFileStore(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -894,7 +894,7 @@ func TestFileStoreConcurrentCreatesSurviveReopen(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r, err := openFileStore(path)
+	r, err := openFileStore(path, 0)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
