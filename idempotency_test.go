@@ -368,7 +368,7 @@ func TestIdempotencyKeyAnswers(t *testing.T) {
 	}{
 		{"memory", func(*testing.T) heroStore { return newMemoryStore() }},
 		{"file", func(t *testing.T) heroStore {
-			s, err := openFileStore(t.TempDir() + "/heroes.json", 0)
+			s, err := openFileStore(t.TempDir()+"/heroes.json", 0)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -403,9 +403,9 @@ func TestStores(t *testing.T) {
 	}{
 		{"memory", func(t *testing.T) heroStore { return newMemoryStore() }},
 		{"file", func(t *testing.T) heroStore {
-			s, err := openFileStore(t.TempDir() + "/heroes.json", 0)
+			s, err := openFileStore(t.TempDir()+"/heroes.json", 0)
 			if err != nil {
-				t.Fatalf("openFileStore(, 0) = %v", err)
+				t.Fatalf("openFileStore() = %v", err)
 			}
 			return s
 		}},
@@ -467,22 +467,22 @@ func TestFileStoreOpen(t *testing.T) {
 			s, err := openFileStore(path, 0)
 			if tc.wantErr {
 				if err == nil {
-					t.Fatalf("openFileStore(, 0) = nil error; want one")
+					t.Fatalf("openFileStore() = nil error; want one")
 				}
 				if !strings.Contains(err.Error(), path) {
-					t.Errorf("openFileStore(, 0) = %q; want the error to name %s", err, path)
+					t.Errorf("openFileStore() = %q; want the error to name %s", err, path)
 				}
 				if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
-					t.Errorf("openFileStore(, 0) changed the file it refused")
+					t.Errorf("openFileStore() changed the file it refused")
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("openFileStore(, 0) = %v", err)
+				t.Fatalf("openFileStore() = %v", err)
 			}
 			defer s.Close()
 			if got := s.count(); got != tc.wantN {
-				t.Errorf("openFileStore(, 0) holds %d heroes; want %d", got, tc.wantN)
+				t.Errorf("openFileStore() holds %d heroes; want %d", got, tc.wantN)
 			}
 		})
 	}
@@ -654,7 +654,7 @@ func TestFileStoreSurvivesSIGKILL(t *testing.T) {
 	}
 	s, err := openFileStore(path, 0)
 	if err != nil {
-		t.Fatalf("openFileStore(, 0) after SIGKILL = %v; want the file to load (and the lock released)", err)
+		t.Fatalf("openFileStore() after SIGKILL = %v; want the file to load (and the lock released)", err)
 	}
 	defer s.Close()
 	for _, id := range acked {
@@ -703,17 +703,17 @@ func TestFileStoreSingleOwner(t *testing.T) {
 	second, err := openFileStore(path, 0)
 	if err == nil {
 		second.Close()
-		t.Fatalf("second openFileStore(, 0) = nil error; want the file refused while held")
+		t.Fatalf("second openFileStore() = nil error; want the file refused while held")
 	}
 	if !strings.Contains(err.Error(), path) {
-		t.Errorf("second openFileStore(, 0) = %q; want the error to name %s", err, path)
+		t.Errorf("second openFileStore() = %q; want the error to name %s", err, path)
 	}
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
 	again, err := openFileStore(path, 0)
 	if err != nil {
-		t.Fatalf("openFileStore(, 0) after Close = %v; want the lock released", err)
+		t.Fatalf("openFileStore() after Close = %v; want the lock released", err)
 	}
 	again.Close()
 }
