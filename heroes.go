@@ -222,9 +222,10 @@ type storeOptions struct {
 	File             string // the file store's JSON file
 	ConnectionString string // the table store's Azure Storage connection string; never logged
 	Table            string // the table store's table name
-	// MaxBytes bounds the memory and file stores (localStore.maxBytes):
-	// 0 is defaultMaxStoreBytes, the most the file store reads back at
-	// start; larger values are lowered to it.
+	// MaxBytes bounds the memory and file stores in bytes of the heroes
+	// file (localStore.setMaxBytes): 0 is defaultMaxStoreBytes (64 MiB);
+	// values above maxHeroesFile (256 MiB) are lowered to it. A heroes
+	// file already larger stops the file store's start.
 	MaxBytes int64
 	// TokenSource gets an Entra access token for storageResource, used by
 	// the table store when ConnectionString has no AccountKey; nil when
