@@ -1,11 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -101,45 +97,4 @@ func BenchmarkFileStoreCreate(b *testing.B) {
 	}
 	_, total1 := heapAfterGC()
 	b.ReportMetric(float64(total1-total0)/float64(b.N)/float64(size), "alloc/file")
-}
-
-// TestEncodeHeroesFile checks the streamed heroes file is, byte for byte,
-// the document a json.Encoder without HTML escaping writes whole, and that
-// a document over the bound is errStoreFull.
-func TestEncodeHeroesFile(t *testing.T) {
-	h := testHero(newHeroID(), `Tom <"&"> Ünïcode`)
-	data, err := encodeHero(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sh := storedHero{ID: h.ID, ETag: newETag(), Hero: data}
-	key := idemRecord{Key: strings.Repeat("a", 64), Fingerprint: "fp", HeroID: h.ID, ETag: sh.ETag, Hero: data, Created: 1, Caller: strings.Repeat("1", 32)}
-	tests := []struct {
-		name string
-		doc  heroesFile
-	}{
-		{"empty", heroesFile{Version: 1, Heroes: []storedHero{}}},
-		{"heroes", heroesFile{Version: 1, Heroes: []storedHero{sh, sh}}},
-		{"heroes and keys", heroesFile{Version: 1, Heroes: []storedHero{sh}, IdempotencyKey: []idemRecord{key, key}}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			var want bytes.Buffer
-			enc := json.NewEncoder(&want)
-			enc.SetEscapeHTML(false)
-			if err := enc.Encode(tc.doc); err != nil {
-				t.Fatal(err)
-			}
-			var got bytes.Buffer
-			if err := encodeHeroesFile(&got, tc.doc, maxHeroesFile); err != nil {
-				t.Fatal(err)
-			}
-			if got.String() != want.String() {
-				t.Errorf("encodeHeroesFile() = %s; want %s", got.String(), want.String())
-			}
-			if err := encodeHeroesFile(io.Discard, tc.doc, int64(want.Len()-1)); !errors.Is(err, errStoreFull) {
-				t.Errorf("encodeHeroesFile() one byte over the bound = %v; want errStoreFull", err)
-			}
-		})
-	}
 }

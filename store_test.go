@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -925,5 +927,46 @@ func assertNoTempFiles(tb testing.TB, dir string) {
 		if e.Name() != "heroes.json" && e.Name() != "heroes.json.lock" {
 			tb.Errorf("folder holds %s; want only heroes.json and its lock (no temporary file left)", e.Name())
 		}
+	}
+}
+
+// TestEncodeHeroesFile checks the streamed heroes file is, byte for byte,
+// the document a json.Encoder without HTML escaping writes whole, and that
+// a document over the bound is errStoreFull.
+func TestEncodeHeroesFile(t *testing.T) {
+	h := testHero(newHeroID(), `Tom <"&"> Ünïcode`)
+	data, err := encodeHero(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := storedHero{ID: h.ID, ETag: newETag(), Hero: data}
+	key := idemRecord{Key: strings.Repeat("a", 64), Fingerprint: "fp", HeroID: h.ID, ETag: sh.ETag, Hero: data, Created: 1, Caller: strings.Repeat("1", 32)}
+	tests := []struct {
+		name string
+		doc  heroesFile
+	}{
+		{"empty", heroesFile{Version: 1, Heroes: []storedHero{}}},
+		{"heroes", heroesFile{Version: 1, Heroes: []storedHero{sh, sh}}},
+		{"heroes and keys", heroesFile{Version: 1, Heroes: []storedHero{sh}, IdempotencyKey: []idemRecord{key, key}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var want bytes.Buffer
+			enc := json.NewEncoder(&want)
+			enc.SetEscapeHTML(false)
+			if err := enc.Encode(tc.doc); err != nil {
+				t.Fatal(err)
+			}
+			var got bytes.Buffer
+			if err := encodeHeroesFile(&got, tc.doc, maxHeroesFile); err != nil {
+				t.Fatal(err)
+			}
+			if got.String() != want.String() {
+				t.Errorf("encodeHeroesFile() = %s; want %s", got.String(), want.String())
+			}
+			if err := encodeHeroesFile(io.Discard, tc.doc, int64(want.Len()-1)); !errors.Is(err, errStoreFull) {
+				t.Errorf("encodeHeroesFile() one byte over the bound = %v; want errStoreFull", err)
+			}
+		})
 	}
 }
