@@ -476,32 +476,149 @@ func readHeroesFile(path string, maxBytes int64) (set *heroSet, dups int, err er
 }
 
 // parseHeroesFile parses the file store's document (heroesFile), of size
-// bytes, from r and checks each record: version 1, a UUID id matching the
-// hero's own, a non-empty etag, no duplicate id, and a hero that decodes.
-// Errors say in plain words what is wrong and at which byte offset
-// (describeJSONError; locate finds a record's hero in the file), never in
-// Go's type names.
-func parseHeroesFile(r io.Reader, size int64, locate func(raw []byte) int64) (*heroSet, int, error) {
-	var doc heroesFile
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&doc); err != nil {
-		return nil, 0, describeJSONError(err, 0, size, "the document")
+// bytes, from r and checks each record as it comes (readHeroRecord,
+// readKeyRecord), so the decoder holds one record at a time, never the
+// whole file. Errors say in plain words what is wrong and near which byte
+// offset (describeJSONError; locate finds a record's hero in the file),
+// never in Go's type names. dups is how many duplicate idempotency key
+// records it dropped.
+func parseHeroesFile(r io.Reader, size int64, locate func(raw []byte) int64) (set *heroSet, dups int, err error) {
+	p := &fileParser{dec: json.NewDecoder(r), size: size, locate: locate, set: newHeroSet()}
+	p.dec.DisallowUnknownFields()
+	if err := p.delim('{', "the document", `an object {"version":1,"heroes":[…]}`); err != nil {
+		return nil, 0, err
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, 0, fmt.Errorf("data after the JSON document at byte offset %d", dec.InputOffset())
-	}
-	if doc.Version != 1 {
-		return nil, 0, fmt.Errorf("version is %d, but this program reads only version 1", doc.Version)
-	}
-	set, buf := newHeroSet(), new(bytes.Buffer)
-	for i, sh := range doc.Heroes {
-		if err := readHeroRecord(set, sh, i, buf, locate); err != nil {
+	version, seen := 0, map[string]bool{}
+	for p.dec.More() {
+		tok, err := p.dec.Token()
+		name, _ := tok.(string) // a member's name is always a string
+		switch {
+		case err != nil:
+			return nil, 0, p.fail(err, 0, "the document")
+		case seen[name]:
+			return nil, 0, fmt.Errorf("%s appears twice in the document", name)
+		case name == "version":
+			err = p.value(&version, "version")
+		case name == "heroes":
+			err = p.list(name, p.hero)
+		case name == "idempotency_keys":
+			err = p.list(name, p.key)
+		default:
+			err = fmt.Errorf("unknown field %q in the document (it holds only version, heroes and idempotency_keys)", name)
+		}
+		if err != nil {
 			return nil, 0, err
 		}
+		seen[name] = true
 	}
-	dups, err := readKeyRecords(set, doc.IdempotencyKey)
-	return set, dups, err
+	if _, err := p.dec.Token(); err != nil { // the document's }
+		return nil, 0, p.fail(err, 0, "the document")
+	}
+	if _, err := p.dec.Token(); err != io.EOF {
+		return nil, 0, fmt.Errorf("data after the JSON document at byte offset %d", p.dec.InputOffset())
+	}
+	if version != 1 {
+		return nil, 0, fmt.Errorf("version is %d, but this program reads only version 1", version)
+	}
+	return p.set, p.dups, nil
+}
+
+// fileParser is parseHeroesFile's state: the decoder reading the file, the
+// set it fills, encodeHeroTo's buffer reused from hero to hero, and the
+// duplicate key records dropped.
+type fileParser struct {
+	dec    *json.Decoder
+	size   int64
+	locate func(raw []byte) int64
+	set    *heroSet
+	buf    bytes.Buffer
+	dups   int
+}
+
+// fail rewords err met at base (describeJSONError); the file ending before
+// the document does is the JSON ending early.
+func (p *fileParser) fail(err error, base int64, what string) error {
+	if errors.Is(err, io.EOF) && p.dec.InputOffset() > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return describeJSONError(err, base, p.size, what)
+}
+
+// delim reads the next token, which must be want: else what is named as
+// the JSON it is and should, what it should be.
+func (p *fileParser) delim(want json.Delim, what, should string) error {
+	tok, err := p.dec.Token()
+	if err != nil {
+		return p.fail(err, 0, what)
+	}
+	if tok != want {
+		return fmt.Errorf("near byte offset %d: %s is a JSON %s, but should be %s", p.dec.InputOffset(), what, tokenKind(tok), should)
+	}
+	return nil
+}
+
+// tokenKind names the JSON value a json.Decoder token starts, in
+// encoding/json's words (UnmarshalTypeError.Value).
+func tokenKind(tok json.Token) string {
+	switch tok := tok.(type) {
+	case json.Delim:
+		return map[json.Delim]string{'[': "array", '{': "object"}[tok]
+	case string:
+		return "string"
+	case float64:
+		return "number"
+	case bool:
+		return "bool"
+	}
+	return "null"
+}
+
+// value decodes the next value into v; what names it in errors.
+func (p *fileParser) value(v any, what string) error {
+	base := p.dec.InputOffset() + 1 // past the ':' or ',' (offsets within the value count from there)
+	if err := p.dec.Decode(v); err != nil {
+		return p.fail(err, base, what)
+	}
+	return nil
+}
+
+// list reads the JSON list named what, calling item for each of its
+// elements with its index.
+func (p *fileParser) list(what string, item func(i int) error) error {
+	if err := p.delim('[', what, "a list"); err != nil {
+		return err
+	}
+	for i := 0; p.dec.More(); i++ {
+		if err := item(i); err != nil {
+			return err
+		}
+	}
+	if _, err := p.dec.Token(); err != nil { // the list's ]
+		return p.fail(err, 0, what)
+	}
+	return nil
+}
+
+// hero reads hero record i into the set.
+func (p *fileParser) hero(i int) error {
+	var sh storedHero
+	if err := p.value(&sh, "the record"); err != nil {
+		return fmt.Errorf("hero record %d: %w", i, err)
+	}
+	return readHeroRecord(p.set, sh, i, &p.buf, p.locate)
+}
+
+// key reads idempotency key record i into the set.
+func (p *fileParser) key(i int) error {
+	var rec idemRecord
+	if err := p.value(&rec, "the record"); err != nil {
+		return fmt.Errorf("idempotency key record %d: %w", i, err)
+	}
+	dup, err := readKeyRecord(p.set, rec, i)
+	if dup {
+		p.dups++
+	}
+	return err
 }
 
 // readHeroRecord checks hero record i of a heroes file, sh, and adds it to
@@ -539,27 +656,23 @@ func readHeroRecord(set *heroSet, sh storedHero, i int, buf *bytes.Buffer, locat
 	return nil
 }
 
-// readKeyRecords adds the idempotency keys of a heroes file to set, checking
-// each: a 64-digit hex key, a UUID hero id and a hero that is JSON. A key
-// given twice (builds before this one could store an expired key again
-// after the wall clock stepped back) keeps its later record, the one those
-// builds answered with; dups counts the records so dropped, for a warning.
-// Refusing such a file would stop the service over a remembered answer.
-func readKeyRecords(set *heroSet, recs []idemRecord) (dups int, err error) {
-	for i, rec := range recs {
-		switch {
-		case len(rec.Key) != 64 || strings.Trim(rec.Key, "0123456789abcdef") != "":
-			return 0, fmt.Errorf("idempotency key record %d: key is not 64 hexadecimal digits", i)
-		case !isGUID(rec.HeroID) || !json.Valid(rec.Hero):
-			return 0, fmt.Errorf("idempotency key record %d: hero_id is not a UUID, or hero is not JSON", i)
-		case rec.Caller != "" && (len(rec.Caller) != 32 || strings.Trim(rec.Caller, "0123456789abcdef") != ""):
-			return 0, fmt.Errorf("idempotency key record %d: caller is not 32 hexadecimal digits", i)
-		}
-		if set.appendKey(rec) {
-			dups++
-		}
+// readKeyRecord checks idempotency key record i of a heroes file, rec, and
+// adds it to set: a 64-digit hex key, a UUID hero id and a hero that is
+// JSON. A key given twice (builds before this one could store an expired
+// key again after the wall clock stepped back) keeps its later record, the
+// one those builds answered with; dup reports an earlier record so
+// dropped, for a warning. Refusing such a file would stop the service over
+// a remembered answer.
+func readKeyRecord(set *heroSet, rec idemRecord, i int) (dup bool, err error) {
+	switch {
+	case len(rec.Key) != 64 || strings.Trim(rec.Key, "0123456789abcdef") != "":
+		return false, fmt.Errorf("idempotency key record %d: key is not 64 hexadecimal digits", i)
+	case !isGUID(rec.HeroID) || !json.Valid(rec.Hero):
+		return false, fmt.Errorf("idempotency key record %d: hero_id is not a UUID, or hero is not JSON", i)
+	case rec.Caller != "" && (len(rec.Caller) != 32 || strings.Trim(rec.Caller, "0123456789abcdef") != ""):
+		return false, fmt.Errorf("idempotency key record %d: caller is not 32 hexadecimal digits", i)
 	}
-	return dups, nil
+	return set.appendKey(rec), nil
 }
 
 // describeJSONError rewords an encoding/json error about a heroes file in
@@ -589,7 +702,7 @@ func describeJSONError(err error, base, end int64, what string) error {
 		return fmt.Errorf("near byte offset %d: %s is a JSON %s, but should be %s", base+te.Offset, name, te.Value, want)
 	}
 	if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return fmt.Errorf("unknown field %s in %s (the document holds only version and heroes, each hero record only id, etag and hero)", field, what)
+		return fmt.Errorf("unknown field %s in %s (a hero record holds only id, etag and hero; a key record only key, fingerprint, hero_id, etag, hero, created and caller)", field, what)
 	}
 	return fmt.Errorf("in %s: %s", what, strings.TrimPrefix(err.Error(), "json: "))
 }
