@@ -321,10 +321,11 @@ func newMemoryStore() *localStore {
 
 // maxHeroesFile (256 MiB) is the most a local store may be told to hold,
 // and defaultMaxStoreBytes (64 MiB) what it holds unless told otherwise.
-// A file store's process peaks at about 3.3 times the file at start (the
-// file in the decoder beside the heroes; BenchmarkFileStoreOpen), so 64 MiB
-// is what a 0.5 GiB container holds with room to spare; each change
-// allocates little more than one record beside the store. minStoreBytes
+// A file store's process peaks at about 2.2 times the file (measured
+// resident memory; README "Storing heroes"), so 64 MiB is what a 0.5 GiB
+// container holds with room to spare: the file is read and written record
+// by record, and a change allocates little more than one record beside
+// the store (BenchmarkFileStoreOpen, BenchmarkFileStoreCreate). minStoreBytes
 // (1 MiB) is the least a setting may ask for: a quarter of it still holds
 // the key record of a hero at maxHeroJSONBytes.
 const (
