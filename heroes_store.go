@@ -577,7 +577,12 @@ func tokenKind(tok json.Token) string {
 // value decodes the next value into v; what names it in errors.
 func (p *fileParser) value(v any, what string) error {
 	base := p.dec.InputOffset() + 1 // past the ':' or ',' (offsets within the value count from there)
-	if err := p.dec.Decode(v); err != nil {
+	err := p.dec.Decode(v)
+	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+		// The decoder's offset of a syntax error inside a value is not one
+		// of the file; the value's start (or the separator before it) is.
+		return fmt.Errorf("not valid JSON in %s, which starts near byte offset %d: %s", what, base-1, se.Error())
+	} else if err != nil {
 		return p.fail(err, base, what)
 	}
 	return nil

@@ -741,6 +741,7 @@ func TestFileStoreCorruptMessages(t *testing.T) {
 		{"heroes twice", `{"version":1,"heroes":[],"heroes":[]}`, []string{"heroes appears twice"}},
 		{"no version", `{"heroes":[]}`, []string{"version is 0", "only version 1"}},
 		{"unknown field in a record", `{"version":1,"heroes":[{"id":"` + id + `","etag":"\"a\"","hero":{"id":"` + id + `"},"x":1}]}`, []string{"hero record 0", `unknown field "x"`}},
+		{"syntax error in a record", `{"version":1,"heroes":[{"id":}]}`, []string{"hero record 0", "not valid JSON in the record", "near byte offset 23", "invalid character '}'"}},
 		{"cut short in a record", `{"version":1,"heroes":[{"id":"` + id + `","etag":"\"a\""`, []string{"ends early"}},
 		{"a key record of the wrong shape", `{"version":1,"heroes":[],"idempotency_keys":[{"key":1}]}`, []string{"idempotency key record 0", "key is a JSON number", "should be a string"}},
 		{"cut short", `{"version":1,"heroes":[`, []string{"ends early", "offset 23"}},
@@ -975,4 +976,40 @@ func TestEncodeHeroesFile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzParseHeroesFile checks the heroes file parser never panics, and that
+// whatever it accepts is written back (encodeHeroesFile) as a file it reads
+// again to the same heroes and keys, each key once.
+func FuzzParseHeroesFile(f *testing.F) {
+	const id = "6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"
+	key := `{"key":"` + strings.Repeat("a", 64) + `","fingerprint":"fp","hero_id":"` + id + `","etag":"\"e\"","hero":{},"created":1}`
+	for _, seed := range []string{
+		`{"version":1,"heroes":[]}`, `[]`, `{"version":1,"heroes":[}`, `{"heroes":[],"version":1,"idempotency_keys":[` + key + `,` + key + `]}`,
+		`{"version":1,"heroes":[{"id":"` + id + `","etag":"\"a\"","hero":{"id":"` + id + `","name":"A","level":"5"}}]}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		read := func(data []byte) (*heroSet, error) {
+			set, _, err := parseHeroesFile(bytes.NewReader(data), int64(len(data)), func([]byte) int64 { return 0 })
+			return set, err
+		}
+		set, err := read(data)
+		if err != nil {
+			return
+		}
+		var out bytes.Buffer
+		doc := heroesFile{Version: 1, Heroes: set.recordsWith("", nil), IdempotencyKey: set.keyRecordsWith(nil, nil)}
+		if err := encodeHeroesFile(&out, doc, maxHeroesFile); err != nil {
+			t.Fatalf("encodeHeroesFile() of an accepted file = %v", err)
+		}
+		again, err := read(out.Bytes())
+		if err != nil {
+			t.Fatalf("reading back %s = %v", out.Bytes(), err)
+		}
+		if !slices.Equal(again.ids, set.ids) || !slices.Equal(again.keyOrder, set.keyOrder) || len(set.keyOrder) != len(set.keys) {
+			t.Errorf("read back %v keys %v; want %v keys %v", again.ids, again.keyOrder, set.ids, set.keyOrder)
+		}
+	})
 }
