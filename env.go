@@ -135,9 +135,9 @@ type config struct {
 	HeroesTable string
 
 	// HeroesMaxBytes bounds the memory and file stores, in bytes of the
-	// heroes file (HEROES_MAX_BYTES, minStoreBytes to defaultMaxStoreBytes:
-	// 1 MiB to 256 MiB), default 256 MiB, the most the file store reads
-	// back at start. A quarter is for idempotency keys.
+	// heroes file (HEROES_MAX_BYTES, minStoreBytes to maxHeroesFile: 1 MiB
+	// to 256 MiB), default defaultMaxStoreBytes (64 MiB, what a 0.5 GiB
+	// container holds). A quarter is for idempotency keys.
 	HeroesMaxBytes int64
 
 	// LogFormat is "text" (default) or "json" (LOG_FORMAT).
@@ -585,11 +585,11 @@ func (e *envReader) store(c *config) {
 }
 
 // storeBound reads HEROES_MAX_BYTES: a whole number of bytes from
-// minStoreBytes to defaultMaxStoreBytes.
+// minStoreBytes to maxHeroesFile, default defaultMaxStoreBytes.
 func (e *envReader) storeBound(c *config) {
 	n, err := strconv.ParseInt(e.or("HEROES_MAX_BYTES", strconv.Itoa(defaultMaxStoreBytes)), 10, 64)
-	if err != nil || n < minStoreBytes || n > defaultMaxStoreBytes {
-		e.bad("HEROES_MAX_BYTES is not a whole number of bytes from %d to %d", minStoreBytes, defaultMaxStoreBytes)
+	if err != nil || n < minStoreBytes || n > maxHeroesFile {
+		e.bad("HEROES_MAX_BYTES is not a whole number of bytes from %d to %d", minStoreBytes, maxHeroesFile)
 	}
 	c.HeroesMaxBytes = n
 }

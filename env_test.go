@@ -60,7 +60,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		{"CORS_ALLOWED_ORIGINS", len(cfg.CORSAllowedOrigins), 0},
 		{"METRICS_ADDR is off", cfg.MetricsAddr, ""},
 		{"TOKEN_CACHE_SIZE", cfg.TokenCacheSize, 100_000},
-		{"HEROES_MAX_BYTES", cfg.storeOptions().MaxBytes, int64(256 << 20)},
+		{"HEROES_MAX_BYTES", cfg.storeOptions().MaxBytes, int64(64 << 20)},
 		{"the verifier's cache size", cfg.verifyOptions(nil, nil).TokenCacheSize, 100_000},
 		{"READYZ_CACHE", cfg.ReadyzCache, 5 * time.Second},
 		{"AUTH_REFRESH_ENABLED", cfg.RefreshEnabled, true},
@@ -106,6 +106,8 @@ func TestLoadConfigValid(t *testing.T) {
 			}},
 		{"HEROES_MAX_BYTES", map[string]string{"HEROES_MAX_BYTES": "1048576"},
 			func(c config) bool { return c.HeroesMaxBytes == 1<<20 && c.storeOptions().MaxBytes == 1<<20 }},
+		{"HEROES_MAX_BYTES at its most", map[string]string{"HEROES_MAX_BYTES": "268435456"},
+			func(c config) bool { return c.HeroesMaxBytes == 256<<20 }},
 		{"TOKEN_CACHE_SIZE", map[string]string{"TOKEN_CACHE_SIZE": "20000"},
 			func(c config) bool {
 				return c.TokenCacheSize == 20_000 && c.verifyOptions(nil, nil).TokenCacheSize == 20_000

@@ -137,7 +137,7 @@ func TestHelperMidWriteCrash(t *testing.T) {
 	if path == "" {
 		t.Skip("runs only as the child of TestCrashLeftoversAreRemoved")
 	}
-	s, err := openFileStore(path)
+	s, err := openFileStore(path, 0)
 	if err != nil {
 		fmt.Println("open:", err)
 		os.Exit(2)
@@ -210,7 +210,7 @@ func newServerWithKeys(t *testing.T, store heroStore) http.Handler {
 func TestReadyzAfterFailedWrite(t *testing.T) {
 	for _, diskErr := range []error{syscall.ENOSPC, syscall.EROFS, os.ErrPermission} {
 		t.Run(diskErr.Error(), func(t *testing.T) {
-			store, err := openFileStore(filepath.Join(t.TempDir(), "heroes.json"))
+			store, err := openFileStore(filepath.Join(t.TempDir(), "heroes.json"), 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -250,7 +250,7 @@ func TestReadyzAfterFailedWrite(t *testing.T) {
 // back, with its heroes unchanged.
 func TestReadyProbesWriteRarely(t *testing.T) {
 	ctx := t.Context()
-	store, err := openFileStore(filepath.Join(t.TempDir(), "heroes.json"))
+	store, err := openFileStore(filepath.Join(t.TempDir(), "heroes.json"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +292,7 @@ func TestReadyProbesWriteRarely(t *testing.T) {
 // readBack reads the ids the file of s holds, as a restart would.
 func readBack(t *testing.T, s *localStore) []string {
 	t.Helper()
-	set, err := readHeroesFile(s.path)
+	set, _, err := readHeroesFile(s.path, maxHeroesFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -124,8 +124,14 @@ const maxHeroJSONBytes = 64 << 10
 // application/json with X-Content-Type-Options: nosniff, where escaping buys
 // nothing and would make a hero full of "<" six times its size.
 func encodeHero(h hero) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
+	return encodeHeroTo(new(bytes.Buffer), h)
+}
+
+// encodeHeroTo is encodeHero into buf, emptied first: the JSON returned
+// shares buf's memory, so a caller encoding many heroes reuses one buffer.
+func encodeHeroTo(buf *bytes.Buffer, h hero) ([]byte, error) {
+	buf.Reset()
+	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(h); err != nil {
 		return nil, fmt.Errorf("heroes: encoding hero %s: %w", h.ID, err)
@@ -216,9 +222,10 @@ type storeOptions struct {
 	File             string // the file store's JSON file
 	ConnectionString string // the table store's Azure Storage connection string; never logged
 	Table            string // the table store's table name
-	// MaxBytes bounds the memory and file stores (localStore.maxBytes):
-	// 0 is defaultMaxStoreBytes, the most the file store reads back at
-	// start; larger values are lowered to it.
+	// MaxBytes bounds the memory and file stores in bytes of the heroes
+	// file (localStore.setMaxBytes): 0 is defaultMaxStoreBytes (64 MiB);
+	// values above maxHeroesFile (256 MiB) are lowered to it. A heroes
+	// file already larger stops the file store's start.
 	MaxBytes int64
 	// TokenSource gets an Entra access token for storageResource, used by
 	// the table store when ConnectionString has no AccountKey; nil when
@@ -237,14 +244,17 @@ func openStore(ctx context.Context, opts storeOptions, client *http.Client, logg
 		s.setMaxBytes(opts.MaxBytes)
 		return s, nil
 	case "file":
-		s, err := openFileStore(opts.File)
+		s, err := openFileStore(opts.File, opts.MaxBytes)
 		if err != nil {
 			return nil, err
 		}
-		s.setMaxBytes(opts.MaxBytes)
 		logger.Info("heroes: file store", "file", opts.File, "heroes", s.count(), "stale_temporary_files", s.staleTemps)
 		if s.staleErr != nil {
 			logger.Warn("heroes: stale temporary files left in place", "err", s.staleErr)
+		}
+		if s.duplicateKeys > 0 {
+			logger.Warn("heroes: the file held an idempotency key more than once; kept the latest record of each, the next change rewrites it",
+				"file", opts.File, "dropped_records", s.duplicateKeys)
 		}
 		return s, nil
 	case "azuretable":

@@ -153,7 +153,7 @@ func TestFullStoreRefusesAndKeepsEverything(t *testing.T) {
 			}
 			if path != "" {
 				s.Close()
-				again, err := openFileStore(path)
+				again, err := openFileStore(path, 0)
 				if err != nil || again.count() != len(ids) {
 					t.Fatalf("reopening the full file = %v; want its %d heroes", err, len(ids))
 				}
@@ -384,5 +384,46 @@ func TestTableKeySweepKeepsUp(t *testing.T) {
 	n, err := s.sweepAllKeys(t.Context(), now)
 	if err != nil || n != expired || table.count(tableKeyPartition) != 0 {
 		t.Errorf("sweepAllKeys() = %d, %v, leaving %d keys; want all %d deleted", n, err, table.count(tableKeyPartition), expired)
+	}
+}
+
+// TestFileOverBoundStopsStart checks a heroes file larger than the store's
+// bound (one written under a higher HEROES_MAX_BYTES, or before the
+// default was lowered) stops the start with an error naming
+// HEROES_MAX_BYTES, leaves the file as it was, and opens once the bound
+// holds it.
+func TestFileOverBoundStopsStart(t *testing.T) {
+	path := t.TempDir() + "/heroes.json"
+	size := writeBenchFile(t, path, minStoreBytes+minStoreBytes/2)
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		maxBytes int64
+		wantErr  []string // all in the error; none: it opens
+	}{
+		{"over the bound", minStoreBytes, []string{"HEROES_MAX_BYTES", fmt.Sprint(size), "over the store's bound of 1048576", "not changed"}},
+		{"within the bound", 2 * minStoreBytes, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := openStore(t.Context(), storeOptions{Kind: "file", File: path, MaxBytes: tc.maxBytes}, nil, discardLogger())
+			if err == nil {
+				s.Close()
+			}
+			if (err != nil) != (tc.wantErr != nil) {
+				t.Fatalf("openStore(MaxBytes %d) for a file of %d bytes = %v; want error %v", tc.maxBytes, size, err, tc.wantErr != nil)
+			}
+			for _, want := range tc.wantErr {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("openStore() = %q; want it to say %q", err, want)
+				}
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(after, before) {
+				t.Errorf("the file changed on open")
+			}
+		})
 	}
 }

@@ -170,7 +170,7 @@ func TestHeroSizeLimitEveryStore(t *testing.T) {
 	}{
 		{"memory", func(t *testing.T) *localStore { return newMemoryStore() }},
 		{"file", func(t *testing.T) *localStore {
-			s, err := openFileStore(filepath.Join(t.TempDir(), "heroes.json"))
+			s, err := openFileStore(filepath.Join(t.TempDir(), "heroes.json"), 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -208,7 +208,7 @@ func TestHeroSizeLimitEveryStore(t *testing.T) {
 // heroes file.
 func TestAnswersWithoutHTMLEscaping(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "heroes.json")
-	s, err := openFileStore(path)
+	s, err := openFileStore(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

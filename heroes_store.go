@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -55,8 +56,10 @@ func (s *heroSet) liveKey(id string, now time.Time) (idemRecord, bool) {
 }
 
 // keysToForget returns the ids of the keys that remembering rec at now
-// forgets, so that the keys stay within lim: the expired ones at the
-// front; then, while rec's caller would hold more than lim.callerKeys, its
+// forgets, so that the keys stay within lim: an earlier record of rec.Key
+// (rec replaces it, so no key is ever held twice) and every expired key,
+// wherever it stands (the wall clock may step back, so keyOrder is the
+// order keys were stored in, not that of their Created); then, while rec's caller would hold more than lim.callerKeys, its
 // own oldest; then, while the keys would be more than lim.keys or take
 // more than lim.keyBytes, the oldest of the caller holding the most (rec's
 // caller counted with rec, and chosen on a tie). It is errStoreFull when
@@ -73,10 +76,9 @@ func (s *heroSet) keysToForget(rec idemRecord, now time.Time, lim storeLimits) (
 		n, size = n-1, size-r.recordBytes()
 	}
 	for _, id := range s.keyOrder {
-		if s.keys[id].live(now) {
-			break
+		if id == rec.Key || !s.keys[id].live(now) {
+			forget(id)
 		}
-		forget(id)
 	}
 	for s.callerKeys[rec.Caller]+held[rec.Caller] > lim.callerKeys {
 		id := s.oldestKeyOf(rec.Caller, gone)
@@ -129,24 +131,36 @@ func (s *heroSet) largestHolder(requester string, held map[string]int) string {
 func (s *heroSet) addKey(rec idemRecord, forget []string) {
 	gone := map[string]bool{}
 	for _, id := range forget {
-		r := s.keys[id]
 		gone[id] = true
-		s.keyBytes -= r.recordBytes()
-		if s.callerKeys[r.Caller]--; s.callerKeys[r.Caller] <= 0 {
-			delete(s.callerKeys, r.Caller)
-		}
+		s.uncountKey(s.keys[id])
 		delete(s.keys, id)
 	}
 	s.keyOrder = slices.DeleteFunc(s.keyOrder, func(id string) bool { return gone[id] })
 	s.appendKey(rec)
 }
 
-// appendKey adds rec as the newest key.
-func (s *heroSet) appendKey(rec idemRecord) {
+// uncountKey takes r out of keyBytes and callerKeys; the caller removes it
+// from keys and keyOrder.
+func (s *heroSet) uncountKey(r idemRecord) {
+	s.keyBytes -= r.recordBytes()
+	if s.callerKeys[r.Caller]--; s.callerKeys[r.Caller] <= 0 {
+		delete(s.callerKeys, r.Caller)
+	}
+}
+
+// appendKey adds rec as the newest key, replacing (and reporting) an
+// earlier record of the same key, so a key is never held twice.
+func (s *heroSet) appendKey(rec idemRecord) (replaced bool) {
+	if old, ok := s.keys[rec.Key]; ok {
+		s.uncountKey(old)
+		s.keyOrder = slices.DeleteFunc(s.keyOrder, func(id string) bool { return id == rec.Key })
+		replaced = true
+	}
 	s.keyOrder = append(s.keyOrder, rec.Key)
 	s.keys[rec.Key] = rec
 	s.keyBytes += rec.recordBytes()
 	s.callerKeys[rec.Caller]++
+	return replaced
 }
 
 // keyRecordsWith returns the key records, oldest first, as they are after
@@ -283,6 +297,9 @@ type localStore struct {
 	// openFileStore removed, and staleErr why it could not remove others.
 	staleTemps int
 	staleErr   error
+	// duplicateKeys is how many idempotency key records openFileStore
+	// dropped because a later record held the same key (readKeyRecords).
+	duplicateKeys int
 
 	mu     sync.RWMutex // guards the fields below
 	set    *heroSet
@@ -302,14 +319,18 @@ func newMemoryStore() *localStore {
 	return s
 }
 
-// maxHeroesFile bounds the heroes file read at start (256 MiB), and
-// defaultMaxStoreBytes the bytes a local store holds unless told less: the
-// same, so the file store never writes a file it cannot read back.
-// minStoreBytes (1 MiB) is the least a setting may ask for: a quarter of it
-// still holds the key record of a hero at maxHeroJSONBytes.
+// maxHeroesFile (256 MiB) is the most a local store may be told to hold,
+// and defaultMaxStoreBytes (64 MiB) what it holds unless told otherwise.
+// A file store's process peaks at about 2.2 times the file (measured
+// resident memory; README "Storing heroes"), so 64 MiB is what a 0.5 GiB
+// container holds with room to spare: the file is read and written record
+// by record, and a change allocates little more than one record beside
+// the store (BenchmarkFileStoreOpen, BenchmarkFileStoreCreate). minStoreBytes
+// (1 MiB) is the least a setting may ask for: a quarter of it still holds
+// the key record of a hero at maxHeroJSONBytes.
 const (
 	maxHeroesFile        = 256 << 20
-	defaultMaxStoreBytes = maxHeroesFile
+	defaultMaxStoreBytes = 64 << 20
 	minStoreBytes        = 1 << 20
 )
 
@@ -319,21 +340,23 @@ const (
 // keyBytes, keys and callerKeys for the idempotency keys (beyond them keys
 // are forgotten, see heroSet.keysToForget).
 type storeLimits struct {
+	fileBytes           int64 // the whole file: heroBytes, keyBytes and fileEnvelopeBytes
 	heroBytes, keyBytes int64
 	keys, callerKeys    int
 }
 
-// setMaxBytes bounds the store to n bytes of file (0 or anything above
-// defaultMaxStoreBytes: defaultMaxStoreBytes): a quarter for idempotency
+// setMaxBytes bounds the store to n bytes of file (0: defaultMaxStoreBytes;
+// anything above maxHeroesFile: maxHeroesFile): a quarter for idempotency
 // keys, the rest (less the document's own fileEnvelopeBytes) for heroes.
 // The memory store keeps the same bound, so it cannot grow without limit.
 // Call it before the store is used.
 func (s *localStore) setMaxBytes(n int64) {
-	if n <= 0 || n > defaultMaxStoreBytes {
+	if n <= 0 {
 		n = defaultMaxStoreBytes
 	}
+	n = min(n, maxHeroesFile)
 	s.limits = storeLimits{
-		heroBytes: n - n/4 - fileEnvelopeBytes, keyBytes: n / 4,
+		fileBytes: n, heroBytes: n - n/4 - fileEnvelopeBytes, keyBytes: n / 4,
 		keys: maxIdempotencyKeys, callerKeys: maxCallerIdempotencyKeys,
 	}
 }
@@ -366,21 +389,24 @@ type heroesFile struct {
 // any point leaves either the old or the new file, never a torn one. Each
 // change rewrites the whole file, which suits the hundreds or few thousand
 // heroes of one machine; several replicas share the azuretable store. The
-// file is owned by one store at a time (lockHeroesFile).
-func openFileStore(path string) (*localStore, error) {
+// file is owned by one store at a time (lockHeroesFile). maxBytes bounds
+// the store as setMaxBytes says; a file already larger is refused, naming
+// HEROES_MAX_BYTES, and left untouched.
+func openFileStore(path string, maxBytes int64) (*localStore, error) {
+	s := newMemoryStore()
+	s.setMaxBytes(maxBytes)
 	lock, err := lockHeroesFile(path)
 	if err != nil {
 		return nil, err
 	}
-	set, err := readHeroesFile(path)
+	set, dups, err := readHeroesFile(path, s.limits.fileBytes)
 	if err != nil {
 		if lock != nil {
 			lock.Close() // releases the lock; start-up fails anyway
 		}
 		return nil, err
 	}
-	s := newMemoryStore()
-	s.path, s.lock, s.set = path, lock, set
+	s.path, s.lock, s.set, s.duplicateKeys = path, lock, set, dups
 	s.staleTemps, s.staleErr = removeStaleTemps(path)
 	return s, nil
 }
@@ -413,97 +439,246 @@ func removeStaleTemps(path string) (int, error) {
 }
 
 // readHeroesFile loads the file store's file: an empty set when it does not
-// exist, an error naming it when it cannot be read or parsed.
-func readHeroesFile(path string) (*heroSet, error) {
+// exist, an error naming it when it cannot be read or parsed or is larger
+// than maxBytes. dups is how many duplicate idempotency key records it
+// dropped (readKeyRecords).
+func readHeroesFile(path string, maxBytes int64) (set *heroSet, dups int, err error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return newHeroSet(), nil
+		return newHeroSet(), 0, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("heroes: reading %s: %w", path, err)
+		return nil, 0, fmt.Errorf("heroes: reading %s: %w", path, err)
 	}
 	defer f.Close()
-	data, err := readAtMost(f, maxHeroesFile)
-	if errors.Is(err, errTooLarge) {
-		return nil, fmt.Errorf("heroes: reading %s: larger than %d bytes", path, maxHeroesFile)
-	} else if err != nil {
-		return nil, fmt.Errorf("heroes: reading %s: %w", path, err)
-	}
-	set, err := parseHeroesFile(data)
+	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("heroes: %s is corrupt (fix or move it; it was not changed): %w", path, err)
+		return nil, 0, fmt.Errorf("heroes: reading %s: %w", path, err)
 	}
-	return set, nil
+	if fi.Size() > maxBytes {
+		return nil, 0, fmt.Errorf("heroes: %s is %d bytes, over the store's bound of %d (HEROES_MAX_BYTES); "+
+			"raise HEROES_MAX_BYTES (at most %d) to open it, or move it (it was not changed)", path, fi.Size(), maxBytes, maxHeroesFile)
+	}
+	// Decoded from the file itself, so the whole file is in memory once
+	// (in the decoder) rather than twice; a refused hero's byte offset is
+	// found by reading the file again.
+	locate := func(raw []byte) int64 {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return 0 // the offset is a hint; the error says what is wrong
+		}
+		return int64(max(bytes.Index(data, raw), 0))
+	}
+	set, dups, err = parseHeroesFile(io.LimitReader(f, maxBytes), fi.Size(), locate)
+	if err != nil {
+		return nil, 0, fmt.Errorf("heroes: %s is corrupt (fix or move it; it was not changed): %w", path, err)
+	}
+	return set, dups, nil
 }
 
-// parseHeroesFile parses the file store's document (heroesFile) and checks
-// each record: version 1, a UUID id matching the hero's own, a non-empty
-// etag, no duplicate id, and a hero that decodes. Errors say in plain words
-// what is wrong and at which byte offset of data (describeJSONError), never
-// in Go's type names.
-func parseHeroesFile(data []byte) (*heroSet, error) {
-	var doc heroesFile
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&doc); err != nil {
-		return nil, describeJSONError(err, 0, int64(len(data)), "the document")
+// parseHeroesFile parses the file store's document (heroesFile), of size
+// bytes, from r and checks each record as it comes (readHeroRecord,
+// readKeyRecord), so the decoder holds one record at a time, never the
+// whole file. Errors say in plain words what is wrong and near which byte
+// offset (describeJSONError; locate finds a record's hero in the file),
+// never in Go's type names. dups is how many duplicate idempotency key
+// records it dropped.
+func parseHeroesFile(r io.Reader, size int64, locate func(raw []byte) int64) (set *heroSet, dups int, err error) {
+	p := &fileParser{dec: json.NewDecoder(r), size: size, locate: locate, set: newHeroSet()}
+	p.dec.DisallowUnknownFields()
+	if err := p.delim('{', "the document", `an object {"version":1,"heroes":[…]}`); err != nil {
+		return nil, 0, err
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("data after the JSON document at byte offset %d", dec.InputOffset())
-	}
-	if doc.Version != 1 {
-		return nil, fmt.Errorf("version is %d, but this program reads only version 1", doc.Version)
-	}
-	set := newHeroSet()
-	for i, sh := range doc.Heroes {
-		// The record's hero holds the very bytes of data, so its offset in
-		// data can be found; an identical earlier hero gives the same error.
-		at := int64(max(bytes.Index(data, sh.Hero), 0))
-		where := fmt.Sprintf("hero record %d (byte offset %d)", i, at)
-		var h hero
-		if err := json.Unmarshal(sh.Hero, &h); err != nil {
-			return nil, fmt.Errorf("%s: %w", where, describeJSONError(err, at, at+int64(len(sh.Hero)), "the hero"))
-		}
+	version, seen := 0, map[string]bool{}
+	for p.dec.More() {
+		tok, err := p.dec.Token()
+		name, _ := tok.(string) // a member's name is always a string
 		switch {
-		case !isGUID(sh.ID):
-			return nil, fmt.Errorf("%s: id %q is not a UUID", where, sh.ID)
-		case h.ID != sh.ID:
-			return nil, fmt.Errorf("%s: id %s differs from the hero's own id %q", where, sh.ID, h.ID)
-		case sh.ETag == "":
-			return nil, fmt.Errorf("%s: etag is empty", where)
+		case err != nil:
+			return nil, 0, p.fail(err, 0, "the document")
+		case seen[name]:
+			return nil, 0, fmt.Errorf("%s appears twice in the document", name)
+		case name == "version":
+			err = p.value(&version, "version")
+		case name == "heroes":
+			err = p.list(name, p.hero)
+		case name == "idempotency_keys":
+			err = p.list(name, p.key)
+		default:
+			err = fmt.Errorf("unknown field %q in the document (it holds only version, heroes and idempotency_keys)", name)
 		}
-		if _, dup := set.byID[sh.ID]; dup {
-			return nil, fmt.Errorf("%s: id %s appears twice", where, sh.ID)
+		if err != nil {
+			return nil, 0, err
 		}
-		// Kept as encodeHero writes it (ListJSON answers it as it is): an
-		// edited file may hold other spacing, escapes or unknown fields. A
-		// hero over the store's limit is kept as it is written.
-		if data, err := encodeHero(h); err == nil {
-			sh.Hero = data
-		}
-		set.put(sh)
+		seen[name] = true
 	}
-	return set, readKeyRecords(set, doc.IdempotencyKey)
+	if _, err := p.dec.Token(); err != nil { // the document's }
+		return nil, 0, p.fail(err, 0, "the document")
+	}
+	if _, err := p.dec.Token(); err != io.EOF {
+		return nil, 0, fmt.Errorf("data after the JSON document at byte offset %d", p.dec.InputOffset())
+	}
+	if version != 1 {
+		return nil, 0, fmt.Errorf("version is %d, but this program reads only version 1", version)
+	}
+	return p.set, p.dups, nil
 }
 
-// readKeyRecords adds the idempotency keys of a heroes file to set, checking
-// each: a 64-digit hex key given once, a UUID hero id and a hero that is
-// JSON.
-func readKeyRecords(set *heroSet, recs []idemRecord) error {
-	for i, rec := range recs {
-		switch _, dup := set.keys[rec.Key]; {
-		case len(rec.Key) != 64 || strings.Trim(rec.Key, "0123456789abcdef") != "":
-			return fmt.Errorf("idempotency key record %d: key is not 64 hexadecimal digits", i)
-		case dup:
-			return fmt.Errorf("idempotency key record %d: key appears twice", i)
-		case !isGUID(rec.HeroID) || !json.Valid(rec.Hero):
-			return fmt.Errorf("idempotency key record %d: hero_id is not a UUID, or hero is not JSON", i)
-		case rec.Caller != "" && (len(rec.Caller) != 32 || strings.Trim(rec.Caller, "0123456789abcdef") != ""):
-			return fmt.Errorf("idempotency key record %d: caller is not 32 hexadecimal digits", i)
-		}
-		set.appendKey(rec)
+// fileParser is parseHeroesFile's state: the decoder reading the file, the
+// set it fills, encodeHeroTo's buffer reused from hero to hero, and the
+// duplicate key records dropped.
+type fileParser struct {
+	dec    *json.Decoder
+	size   int64
+	locate func(raw []byte) int64
+	set    *heroSet
+	buf    bytes.Buffer
+	dups   int
+}
+
+// fail rewords err met at base (describeJSONError); the file ending before
+// the document does is the JSON ending early.
+func (p *fileParser) fail(err error, base int64, what string) error {
+	if errors.Is(err, io.EOF) && p.dec.InputOffset() > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return describeJSONError(err, base, p.size, what)
+}
+
+// delim reads the next token, which must be want: else what is named as
+// the JSON it is and should, what it should be.
+func (p *fileParser) delim(want json.Delim, what, should string) error {
+	tok, err := p.dec.Token()
+	if err != nil {
+		return p.fail(err, 0, what)
+	}
+	if tok != want {
+		return fmt.Errorf("near byte offset %d: %s is a JSON %s, but should be %s", p.dec.InputOffset(), what, tokenKind(tok), should)
 	}
 	return nil
+}
+
+// tokenKind names the JSON value a json.Decoder token starts, in
+// encoding/json's words (UnmarshalTypeError.Value).
+func tokenKind(tok json.Token) string {
+	switch tok := tok.(type) {
+	case json.Delim:
+		return map[json.Delim]string{'[': "array", '{': "object"}[tok]
+	case string:
+		return "string"
+	case float64:
+		return "number"
+	case bool:
+		return "bool"
+	}
+	return "null"
+}
+
+// value decodes the next value into v; what names it in errors.
+func (p *fileParser) value(v any, what string) error {
+	base := p.dec.InputOffset() + 1 // past the ':' or ',' (offsets within the value count from there)
+	err := p.dec.Decode(v)
+	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+		// The decoder's offset of a syntax error inside a value is not one
+		// of the file; the value's start (or the separator before it) is.
+		return fmt.Errorf("not valid JSON in %s, which starts near byte offset %d: %s", what, base-1, se.Error())
+	} else if err != nil {
+		return p.fail(err, base, what)
+	}
+	return nil
+}
+
+// list reads the JSON list named what, calling item for each of its
+// elements with its index.
+func (p *fileParser) list(what string, item func(i int) error) error {
+	if err := p.delim('[', what, "a list"); err != nil {
+		return err
+	}
+	for i := 0; p.dec.More(); i++ {
+		if err := item(i); err != nil {
+			return err
+		}
+	}
+	if _, err := p.dec.Token(); err != nil { // the list's ]
+		return p.fail(err, 0, what)
+	}
+	return nil
+}
+
+// hero reads hero record i into the set.
+func (p *fileParser) hero(i int) error {
+	var sh storedHero
+	if err := p.value(&sh, "the record"); err != nil {
+		return fmt.Errorf("hero record %d: %w", i, err)
+	}
+	return readHeroRecord(p.set, sh, i, &p.buf, p.locate)
+}
+
+// key reads idempotency key record i into the set.
+func (p *fileParser) key(i int) error {
+	var rec idemRecord
+	if err := p.value(&rec, "the record"); err != nil {
+		return fmt.Errorf("idempotency key record %d: %w", i, err)
+	}
+	dup, err := readKeyRecord(p.set, rec, i)
+	if dup {
+		p.dups++
+	}
+	return err
+}
+
+// readHeroRecord checks hero record i of a heroes file, sh, and adds it to
+// set: a UUID id matching the hero's own, a non-empty etag, an id not seen
+// before, and a hero that decodes. buf is encodeHeroTo's, reused from
+// record to record. locate finds the hero's byte offset in the file (an
+// identical earlier hero gives the same), only when the record is refused.
+func readHeroRecord(set *heroSet, sh storedHero, i int, buf *bytes.Buffer, locate func(raw []byte) int64) error {
+	offset := func() int64 { return locate(sh.Hero) }
+	where := func() string { return fmt.Sprintf("hero record %d (byte offset %d)", i, offset()) }
+	var h hero
+	if err := json.Unmarshal(sh.Hero, &h); err != nil {
+		at := offset()
+		return fmt.Errorf("%s: %w", where(), describeJSONError(err, at, at+int64(len(sh.Hero)), "the hero"))
+	}
+	switch _, dup := set.byID[sh.ID]; {
+	case !isGUID(sh.ID):
+		return fmt.Errorf("%s: id %q is not a UUID", where(), sh.ID)
+	case h.ID != sh.ID:
+		return fmt.Errorf("%s: id %s differs from the hero's own id %q", where(), sh.ID, h.ID)
+	case sh.ETag == "":
+		return fmt.Errorf("%s: etag is empty", where())
+	case dup:
+		return fmt.Errorf("%s: id %s appears twice", where(), sh.ID)
+	}
+	// Kept as encodeHero writes it (ListJSON answers it as it is): an
+	// edited file may hold other spacing, escapes or unknown fields. A
+	// hero over the store's limit is kept as it is written. The record's
+	// own copy is kept when it is the same, as it is in a file this store
+	// wrote: it is exactly as long as the hero, the encoder's buffer longer.
+	if data, err := encodeHeroTo(buf, h); err == nil && !bytes.Equal(data, sh.Hero) {
+		sh.Hero = bytes.Clone(data)
+	}
+	set.put(sh)
+	return nil
+}
+
+// readKeyRecord checks idempotency key record i of a heroes file, rec, and
+// adds it to set: a 64-digit hex key, a UUID hero id and a hero that is
+// JSON. A key given twice (builds before this one could store an expired
+// key again after the wall clock stepped back) keeps its later record, the
+// one those builds answered with; dup reports an earlier record so
+// dropped, for a warning. Refusing such a file would stop the service over
+// a remembered answer.
+func readKeyRecord(set *heroSet, rec idemRecord, i int) (dup bool, err error) {
+	switch {
+	case len(rec.Key) != 64 || strings.Trim(rec.Key, "0123456789abcdef") != "":
+		return false, fmt.Errorf("idempotency key record %d: key is not 64 hexadecimal digits", i)
+	case !isGUID(rec.HeroID) || !json.Valid(rec.Hero):
+		return false, fmt.Errorf("idempotency key record %d: hero_id is not a UUID, or hero is not JSON", i)
+	case rec.Caller != "" && (len(rec.Caller) != 32 || strings.Trim(rec.Caller, "0123456789abcdef") != ""):
+		return false, fmt.Errorf("idempotency key record %d: caller is not 32 hexadecimal digits", i)
+	}
+	return set.appendKey(rec), nil
 }
 
 // describeJSONError rewords an encoding/json error about a heroes file in
@@ -533,7 +708,7 @@ func describeJSONError(err error, base, end int64, what string) error {
 		return fmt.Errorf("near byte offset %d: %s is a JSON %s, but should be %s", base+te.Offset, name, te.Value, want)
 	}
 	if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return fmt.Errorf("unknown field %s in %s (the document holds only version and heroes, each hero record only id, etag and hero)", field, what)
+		return fmt.Errorf("unknown field %s in %s (a hero record holds only id, etag and hero; a key record only key, fingerprint, hero_id, etag, hero, created and caller)", field, what)
 	}
 	return fmt.Errorf("in %s: %s", what, strings.TrimPrefix(err.Error(), "json: "))
 }
@@ -823,7 +998,7 @@ func (s *localStore) writeFile(doc heroesFile) error {
 	if s.path == "" {
 		return nil
 	}
-	err := writeHeroesFile(s.path, doc, s.fsync)
+	err := writeHeroesFile(s.path, doc, s.limits.fileBytes, s.fsync)
 	if errors.Is(err, errStoreFull) {
 		return err // nothing was written: the disk is not at fault
 	}
@@ -844,22 +1019,11 @@ func newETag() string { return `"` + rand.Text() + `"` }
 // writeHeroesFile writes doc to path durably: a temporary file in the same
 // folder (so the rename stays on one file system), fsync of it, rename over
 // path, then fsync of the folder so the rename itself survives a crash.
-// fsync is (*os.File).Sync outside tests.
-func writeHeroesFile(path string, doc heroesFile, fsync func(*os.File) error) (err error) {
-	// Without HTML escaping, which json.Marshal would also apply inside
-	// each record's already-encoded hero.
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(doc); err != nil {
-		return fmt.Errorf("heroes: encoding %s: %w", path, err)
-	}
-	data := buf.Bytes() // ends in a newline
-	if len(data) > maxHeroesFile {
-		// The limits keep it smaller; should they ever fail to, the file
-		// must still be one that openFileStore reads back.
-		return fmt.Errorf("heroes: %s would be %d bytes, over the %d it is read back with: %w", path, len(data), maxHeroesFile, errStoreFull)
-	}
+// The document is streamed record by record through a bufio.Writer, so a
+// write holds one record's encoding beside the store, never a copy of the
+// whole file. A document over maxBytes is errStoreFull and writes nothing
+// at path. fsync is (*os.File).Sync outside tests.
+func writeHeroesFile(path string, doc heroesFile, maxBytes int64, fsync func(*os.File) error) (err error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -871,7 +1035,7 @@ func writeHeroesFile(path string, doc heroesFile, fsync func(*os.File) error) (e
 			os.Remove(tmp.Name()) // best effort: a stray temp file is harmless
 		}
 	}()
-	if _, err = tmp.Write(data); err != nil {
+	if err = encodeHeroesFile(tmp, doc, maxBytes); err != nil {
 		return fmt.Errorf("heroes: writing %s: %w", path, err)
 	}
 	if err = fsync(tmp); err != nil {
@@ -884,6 +1048,95 @@ func writeHeroesFile(path string, doc heroesFile, fsync func(*os.File) error) (e
 		return fmt.Errorf("heroes: replacing %s: %w", path, err)
 	}
 	return syncDir(dir, fsync)
+}
+
+// encodeHeroesFile writes doc to f as the heroes file's JSON and a
+// newline, one record at a time through a bufio.Writer: the same bytes as
+// a json.Encoder without HTML escaping would write for the whole document.
+// Past maxBytes it stops with errStoreFull (the limits keep the file
+// smaller; should they ever fail to, the file must still be one the next
+// start reads back).
+func encodeHeroesFile(f io.Writer, doc heroesFile, maxBytes int64) error {
+	e := &fileEncoder{w: bufio.NewWriterSize(f, 64<<10), max: maxBytes}
+	e.enc = json.NewEncoder(&e.rec)
+	e.enc.SetEscapeHTML(false) // as encodeHero: heroes are written as stored
+	e.raw(`{"version":`)
+	e.value(doc.Version)
+	e.raw(`,"heroes":`)
+	encodeList(e, doc.Heroes, e.storedHero)
+	if len(doc.IdempotencyKey) > 0 {
+		e.raw(`,"idempotency_keys":`)
+		encodeList(e, doc.IdempotencyKey, func(r idemRecord) { e.value(r) })
+	}
+	e.raw("}\n")
+	if e.err == nil {
+		e.err = e.w.Flush()
+	}
+	return e.err
+}
+
+// encodeList writes items as a JSON list, each written by item.
+func encodeList[T any](e *fileEncoder, items []T, item func(T)) {
+	e.raw("[")
+	for i, v := range items {
+		if i > 0 {
+			e.raw(",")
+		}
+		item(v)
+	}
+	e.raw("]")
+}
+
+// fileEncoder writes the heroes file through w, encoding one value at a
+// time into rec and counting the bytes written in n; err is its first
+// failure, after which it writes nothing more.
+type fileEncoder struct {
+	w      *bufio.Writer
+	rec    bytes.Buffer
+	enc    *json.Encoder // writes to rec
+	n, max int64
+	err    error
+}
+
+// raw writes s as it is.
+func (e *fileEncoder) raw(s string) {
+	if e.err == nil {
+		e.count(e.w.WriteString(s))
+	}
+}
+
+// value writes v as JSON, without the newline json.Encoder ends it with.
+func (e *fileEncoder) value(v any) {
+	if e.err != nil {
+		return
+	}
+	e.rec.Reset()
+	if e.err = e.enc.Encode(v); e.err == nil {
+		e.count(e.w.Write(bytes.TrimSuffix(e.rec.Bytes(), []byte("\n"))))
+	}
+}
+
+// storedHero writes sh as json.Encoder would, its hero as it is: stored
+// heroes are already compact (encodeHero), and compacting them again took
+// half of a write's time.
+func (e *fileEncoder) storedHero(sh storedHero) {
+	e.raw(`{"id":`)
+	e.value(sh.ID)
+	e.raw(`,"etag":`)
+	e.value(sh.ETag)
+	e.raw(`,"hero":`)
+	if e.err == nil {
+		e.count(e.w.Write(sh.Hero))
+	}
+	e.raw("}")
+}
+
+// count adds k bytes written to n, keeping err, errStoreFull past max.
+func (e *fileEncoder) count(k int, err error) {
+	e.n += int64(k)
+	if e.err = err; err == nil && e.n > e.max {
+		e.err = fmt.Errorf("the file would be over the %d bytes it is read back with: %w", e.max, errStoreFull)
+	}
 }
 
 // syncDir flushes a folder with fsync so a rename in it is durable.

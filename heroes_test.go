@@ -719,7 +719,7 @@ func BenchmarkStoreCreate(b *testing.B) {
 	}{
 		{"memory", func(b *testing.B) *localStore { return newMemoryStore() }},
 		{"file", func(b *testing.B) *localStore {
-			s, err := openFileStore(filepath.Join(b.TempDir(), "heroes.json"))
+			s, err := openFileStore(filepath.Join(b.TempDir(), "heroes.json"), 0)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -365,7 +368,7 @@ func TestIdempotencyKeyAnswers(t *testing.T) {
 	}{
 		{"memory", func(*testing.T) heroStore { return newMemoryStore() }},
 		{"file", func(t *testing.T) heroStore {
-			s, err := openFileStore(t.TempDir() + "/heroes.json")
+			s, err := openFileStore(t.TempDir()+"/heroes.json", 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -424,7 +427,7 @@ func TestIdempotencyKeyAnswers(t *testing.T) {
 func TestIdempotencyKeysSurviveRestart(t *testing.T) {
 	path := t.TempDir() + "/heroes.json"
 	open := func() *localStore {
-		s, err := openFileStore(path)
+		s, err := openFileStore(path, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -573,5 +576,117 @@ func TestTableReplicasShareIdempotencyKeys(t *testing.T) {
 	}
 	if got := table.count("heroes"); got != 1 {
 		t.Errorf("the table holds %d heroes; want 1", got)
+	}
+}
+
+// TestIdempotencyKeysUnderClockSteps checks a key is never stored twice
+// whatever the wall clock does: after it steps back, an expired key can
+// stand behind a live one in the order keys were stored, and reusing it
+// must replace its record (a new hero, counted once), not add a second,
+// which a file store would refuse to open at the next start. Expired keys
+// are forgotten wherever they stand.
+func TestIdempotencyKeysUnderClockSteps(t *testing.T) {
+	type step struct {
+		advance    time.Duration // moves the clock before the create
+		key        int
+		wantReplay bool
+	}
+	tests := []struct {
+		name     string
+		steps    []step
+		wantKeys int // remembered after the last step
+	}{
+		{"expired key behind a live one after the clock steps back", []step{
+			{0, 1, false}, {-2 * time.Hour, 2, false}, {idempotencyTTL + time.Minute, 2, false},
+			{time.Minute, 2, true}, {0, 1, true}}, 2},
+		{"expired keys behind a live one are forgotten", []step{
+			{0, 1, false}, {-2 * time.Hour, 2, false}, {0, 3, false}, {idempotencyTTL + time.Minute, 4, false}}, 2},
+		{"clock steps forward past the TTL then back", []step{
+			{0, 1, false}, {idempotencyTTL + time.Hour, 1, false}, {-idempotencyTTL - time.Hour, 1, true}}, 1},
+		{"expired key at the front", []step{
+			{0, 1, false}, {time.Hour, 2, false}, {idempotencyTTL - time.Minute, 1, false}, {0, 2, true}}, 2},
+	}
+	for _, st := range boundedStores {
+		for _, tc := range tests {
+			t.Run(st.name+"/"+tc.name, func(t *testing.T) {
+				s, path := st.open(t, 0)
+				clock := newFakeClock(time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC))
+				s.now = clock.now
+				for i, sp := range tc.steps {
+					clock.advance(sp.advance)
+					key := idempotencyKey{ID: fmt.Sprintf("%064x", sp.key), Fingerprint: "fp", Caller: fmt.Sprintf("%032x", 1)}
+					_, replay, err := s.CreateOnce(t.Context(), testHero(newHeroID(), "Keyed"), key)
+					if err != nil || replay != sp.wantReplay {
+						t.Fatalf("step %d: CreateOnce(key %d) = replay %v, %v; want replay %v", i, sp.key, replay, err, sp.wantReplay)
+					}
+					checkAccounting(t, s, path, defaultMaxStoreBytes)
+				}
+				s.mu.RLock()
+				order := slices.Clone(s.set.keyOrder)
+				s.mu.RUnlock()
+				if len(order) != tc.wantKeys || len(slices.Compact(slices.Sorted(slices.Values(order)))) != len(order) {
+					t.Errorf("keys remembered = %d in order %v; want %d, each once", len(order), order, tc.wantKeys)
+				}
+				if path == "" {
+					return
+				}
+				s.Close()
+				if _, dups, err := readHeroesFile(path, maxHeroesFile); err != nil || dups != 0 {
+					t.Errorf("reading the file back = %d duplicate keys, %v; want none, nil", dups, err)
+				}
+			})
+		}
+	}
+}
+
+// TestFileStoreLoadsDuplicateKeyRecords checks a heroes file in which an
+// older build stored one idempotency key twice still opens: the later
+// record is kept (the answer that build gave last), the drop is logged as
+// a warning, the counts hold each key once, and the next change writes the
+// key once.
+func TestFileStoreLoadsDuplicateKeyRecords(t *testing.T) {
+	const first, second = "6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11", "7f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"
+	key := strings.Repeat("a", 64)
+	record := func(heroID string, created int) string {
+		return fmt.Sprintf(`{"key":%q,"fingerprint":"fp","hero_id":%q,"etag":"\"e\"","hero":{"id":%q},"created":%d,"caller":%q}`,
+			key, heroID, heroID, created, strings.Repeat("1", 32))
+	}
+	tests := []struct {
+		name    string
+		records []string
+		want    string // hero id of the record kept
+		dropped int
+	}{
+		{"the same key twice", []string{record(first, 100), record(second, 50)}, second, 1},
+		{"the same key three times", []string{record(first, 100), record(second, 50), record(first, 10)}, first, 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "heroes.json")
+			doc := `{"version":1,"heroes":[],"idempotency_keys":[` + strings.Join(tc.records, ",") + `]}`
+			if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			hs, err := openStore(t.Context(), storeOptions{Kind: "file", File: path}, nil, slog.New(slog.NewJSONHandler(&logs, nil)))
+			if err != nil {
+				t.Fatalf("openStore() = %v; want the file opened", err)
+			}
+			s := hs.(*localStore)
+			defer s.Close()
+			if got := s.set.keys[key].HeroID; got != tc.want || len(s.set.keyOrder) != 1 {
+				t.Errorf("key kept for hero %s, %d keys in order; want %s, 1", got, len(s.set.keyOrder), tc.want)
+			}
+			if want := fmt.Sprintf(`"dropped_records":%d`, tc.dropped); !strings.Contains(logs.String(), `"level":"WARN"`) || !strings.Contains(logs.String(), want) {
+				t.Errorf("logs = %s; want a warning with %s", logs.String(), want)
+			}
+			if _, err := s.Create(t.Context(), testHero(newHeroID(), "Next")); err != nil {
+				t.Fatal(err)
+			}
+			checkAccounting(t, s, path, defaultMaxStoreBytes)
+			if _, dups, err := readHeroesFile(path, maxHeroesFile); err != nil || dups != 0 {
+				t.Errorf("the file after a change = %d duplicate keys, %v; want none", dups, err)
+			}
+		})
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -403,7 +405,7 @@ func TestStores(t *testing.T) {
 	}{
 		{"memory", func(t *testing.T) heroStore { return newMemoryStore() }},
 		{"file", func(t *testing.T) heroStore {
-			s, err := openFileStore(t.TempDir() + "/heroes.json")
+			s, err := openFileStore(t.TempDir()+"/heroes.json", 0)
 			if err != nil {
 				t.Fatalf("openFileStore() = %v", err)
 			}
@@ -427,7 +429,7 @@ func TestFileStoreOpen(t *testing.T) {
 	}{
 		{"missing file starts empty", func(t *testing.T, path string) {}, false, 0},
 		{"file written by the store loads", func(t *testing.T, path string) {
-			s, err := openFileStore(path)
+			s, err := openFileStore(path, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -464,7 +466,7 @@ func TestFileStoreOpen(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "heroes.json")
 			tc.setup(t, path)
 			before, _ := os.ReadFile(path) // nil when missing or a folder
-			s, err := openFileStore(path)
+			s, err := openFileStore(path, 0)
 			if tc.wantErr {
 				if err == nil {
 					t.Fatalf("openFileStore() = nil error; want one")
@@ -498,7 +500,7 @@ func TestFileStoreListsEditedHeroesEncoded(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "heroes.json")
 	writeFile(`{"version":1,"heroes":[{"id":"`+id+`","etag":"\"a\"","hero":{ "id": "`+id+
 		`", "name": "Ada \u003c3", "level": 3, "nickname": "x" }}]}`)(t, path)
-	s, err := openFileStore(path)
+	s, err := openFileStore(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -530,7 +532,7 @@ func TestFileStoreRestartSeesEveryWrite(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "heroes.json")
-	s, err := openFileStore(path)
+	s, err := openFileStore(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -562,7 +564,7 @@ func TestFileStoreRestartSeesEveryWrite(t *testing.T) {
 		t.Errorf("List() after Close = %v; want errStoreUnavailable", err)
 	}
 
-	r, err := openFileStore(path)
+	r, err := openFileStore(path, 0)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
@@ -587,7 +589,7 @@ func TestFileStoreFailedWriteChangesNothing(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s, err := openFileStore(filepath.Join(dir, "heroes.json"))
+	s, err := openFileStore(filepath.Join(dir, "heroes.json"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -652,7 +654,7 @@ func TestFileStoreSurvivesSIGKILL(t *testing.T) {
 	if len(acked) == 0 {
 		t.Fatal("the child acknowledged no hero before it was killed")
 	}
-	s, err := openFileStore(path)
+	s, err := openFileStore(path, 0)
 	if err != nil {
 		t.Fatalf("openFileStore() after SIGKILL = %v; want the file to load (and the lock released)", err)
 	}
@@ -673,7 +675,7 @@ func TestHelperFileWriter(t *testing.T) {
 	if path == "" {
 		t.Skip("runs only as the child of TestFileStoreSurvivesSIGKILL")
 	}
-	s, err := openFileStore(path)
+	s, err := openFileStore(path, 0)
 	if err != nil {
 		fmt.Println("open:", err)
 		os.Exit(2)
@@ -696,11 +698,11 @@ func TestFileStoreSingleOwner(t *testing.T) {
 		t.Skip("the file lock is flock(2), unix only")
 	}
 	path := filepath.Join(t.TempDir(), "heroes.json")
-	first, err := openFileStore(path)
+	first, err := openFileStore(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := openFileStore(path)
+	second, err := openFileStore(path, 0)
 	if err == nil {
 		second.Close()
 		t.Fatalf("second openFileStore() = nil error; want the file refused while held")
@@ -711,7 +713,7 @@ func TestFileStoreSingleOwner(t *testing.T) {
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	again, err := openFileStore(path)
+	again, err := openFileStore(path, 0)
 	if err != nil {
 		t.Fatalf("openFileStore() after Close = %v; want the lock released", err)
 	}
@@ -734,7 +736,14 @@ func TestFileStoreCorruptMessages(t *testing.T) {
 		{"a list instead of the document", `[]`, []string{"offset 1", "the document is a JSON array", `should be an object {"version":1,"heroes":[…]}`}},
 		{"heroes not a list", `{"version":1,"heroes":{}}`, []string{"offset 23", "heroes is a JSON object", "should be a list"}},
 		{"version a string", `{"version":"1","heroes":[]}`, []string{"offset 14", "version is a JSON string", "should be a whole number"}},
-		{"syntax error", `{"version":1,"heroes":[}`, []string{"not valid JSON near byte offset 24", "invalid character '}'"}},
+		{"syntax error", `{"version":1,"heroes":[}`, []string{"not valid JSON near byte offset 23", "invalid character '}'"}},
+		{"heroes a number", `{"version":1,"heroes":5}`, []string{"offset 23", "heroes is a JSON number", "should be a list"}},
+		{"heroes twice", `{"version":1,"heroes":[],"heroes":[]}`, []string{"heroes appears twice"}},
+		{"no version", `{"heroes":[]}`, []string{"version is 0", "only version 1"}},
+		{"unknown field in a record", `{"version":1,"heroes":[{"id":"` + id + `","etag":"\"a\"","hero":{"id":"` + id + `"},"x":1}]}`, []string{"hero record 0", `unknown field "x"`}},
+		{"syntax error in a record", `{"version":1,"heroes":[{"id":}]}`, []string{"hero record 0", "not valid JSON in the record", "near byte offset 23", "invalid character '}'"}},
+		{"cut short in a record", `{"version":1,"heroes":[{"id":"` + id + `","etag":"\"a\""`, []string{"ends early"}},
+		{"a key record of the wrong shape", `{"version":1,"heroes":[],"idempotency_keys":[{"key":1}]}`, []string{"idempotency key record 0", "key is a JSON number", "should be a string"}},
 		{"cut short", `{"version":1,"heroes":[`, []string{"ends early", "offset 23"}},
 		{"empty file", ``, []string{"empty", `{"version":1,"heroes":[…]}`}},
 		{"unknown field", `{"version":1,"heroes":[],"x":1}`, []string{`unknown field "x" in the document`}},
@@ -750,18 +759,18 @@ func TestFileStoreCorruptMessages(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := openFileStore(path)
+			_, err := openFileStore(path, 0)
 			if err == nil {
-				t.Fatalf("openFileStore(%s) = nil error; want one", tc.content)
+				t.Fatalf("openFileStore(%s, 0) = nil error; want one", tc.content)
 			}
 			for _, want := range tc.want {
 				if !strings.Contains(err.Error(), want) {
-					t.Errorf("openFileStore(%s) = %q; want it to say %q", tc.content, err, want)
+					t.Errorf("openFileStore(%s, 0) = %q; want it to say %q", tc.content, err, want)
 				}
 			}
 			for _, goWords := range []string{"Go value", "Go struct", "main.", "json:"} {
 				if strings.Contains(err.Error(), goWords) {
-					t.Errorf("openFileStore(%s) = %q; want no Go type names (%q)", tc.content, err, goWords)
+					t.Errorf("openFileStore(%s, 0) = %q; want no Go type names (%q)", tc.content, err, goWords)
 				}
 			}
 		})
@@ -787,7 +796,7 @@ func TestFileStoreDurableWrite(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "heroes.json")
-	s, err := openFileStore(path)
+	s, err := openFileStore(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -869,7 +878,7 @@ func TestFileStoreDurableWrite(t *testing.T) {
 func TestFileStoreConcurrentCreatesSurviveReopen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "heroes.json")
-	s, err := openFileStore(path)
+	s, err := openFileStore(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -894,7 +903,7 @@ func TestFileStoreConcurrentCreatesSurviveReopen(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r, err := openFileStore(path)
+	r, err := openFileStore(path, 0)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
@@ -926,4 +935,81 @@ func assertNoTempFiles(tb testing.TB, dir string) {
 			tb.Errorf("folder holds %s; want only heroes.json and its lock (no temporary file left)", e.Name())
 		}
 	}
+}
+
+// TestEncodeHeroesFile checks the streamed heroes file is, byte for byte,
+// the document a json.Encoder without HTML escaping writes whole, and that
+// a document over the bound is errStoreFull.
+func TestEncodeHeroesFile(t *testing.T) {
+	h := testHero(newHeroID(), `Tom <"&"> Ünïcode`)
+	data, err := encodeHero(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := storedHero{ID: h.ID, ETag: newETag(), Hero: data}
+	key := idemRecord{Key: strings.Repeat("a", 64), Fingerprint: "fp", HeroID: h.ID, ETag: sh.ETag, Hero: data, Created: 1, Caller: strings.Repeat("1", 32)}
+	tests := []struct {
+		name string
+		doc  heroesFile
+	}{
+		{"empty", heroesFile{Version: 1, Heroes: []storedHero{}}},
+		{"heroes", heroesFile{Version: 1, Heroes: []storedHero{sh, sh}}},
+		{"heroes and keys", heroesFile{Version: 1, Heroes: []storedHero{sh}, IdempotencyKey: []idemRecord{key, key}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var want bytes.Buffer
+			enc := json.NewEncoder(&want)
+			enc.SetEscapeHTML(false)
+			if err := enc.Encode(tc.doc); err != nil {
+				t.Fatal(err)
+			}
+			var got bytes.Buffer
+			if err := encodeHeroesFile(&got, tc.doc, maxHeroesFile); err != nil {
+				t.Fatal(err)
+			}
+			if got.String() != want.String() {
+				t.Errorf("encodeHeroesFile() = %s; want %s", got.String(), want.String())
+			}
+			if err := encodeHeroesFile(io.Discard, tc.doc, int64(want.Len()-1)); !errors.Is(err, errStoreFull) {
+				t.Errorf("encodeHeroesFile() one byte over the bound = %v; want errStoreFull", err)
+			}
+		})
+	}
+}
+
+// FuzzParseHeroesFile checks the heroes file parser never panics, and that
+// whatever it accepts is written back (encodeHeroesFile) as a file it reads
+// again to the same heroes and keys, each key once.
+func FuzzParseHeroesFile(f *testing.F) {
+	const id = "6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"
+	key := `{"key":"` + strings.Repeat("a", 64) + `","fingerprint":"fp","hero_id":"` + id + `","etag":"\"e\"","hero":{},"created":1}`
+	for _, seed := range []string{
+		`{"version":1,"heroes":[]}`, `[]`, `{"version":1,"heroes":[}`, `{"heroes":[],"version":1,"idempotency_keys":[` + key + `,` + key + `]}`,
+		`{"version":1,"heroes":[{"id":"` + id + `","etag":"\"a\"","hero":{"id":"` + id + `","name":"A","level":"5"}}]}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		read := func(data []byte) (*heroSet, error) {
+			set, _, err := parseHeroesFile(bytes.NewReader(data), int64(len(data)), func([]byte) int64 { return 0 })
+			return set, err
+		}
+		set, err := read(data)
+		if err != nil {
+			return
+		}
+		var out bytes.Buffer
+		doc := heroesFile{Version: 1, Heroes: set.recordsWith("", nil), IdempotencyKey: set.keyRecordsWith(nil, nil)}
+		if err := encodeHeroesFile(&out, doc, maxHeroesFile); err != nil {
+			t.Fatalf("encodeHeroesFile() of an accepted file = %v", err)
+		}
+		again, err := read(out.Bytes())
+		if err != nil {
+			t.Fatalf("reading back %s = %v", out.Bytes(), err)
+		}
+		if !slices.Equal(again.ids, set.ids) || !slices.Equal(again.keyOrder, set.keyOrder) || len(set.keyOrder) != len(set.keys) {
+			t.Errorf("read back %v keys %v; want %v keys %v", again.ids, again.keyOrder, set.ids, set.keyOrder)
+		}
+	})
 }
