@@ -788,3 +788,29 @@ func TestRequestLogPath(t *testing.T) {
 		}
 	}
 }
+
+// TestSecurityHeadersNotShared: securityHeaders shares its values between
+// answers; a handler that adds to one of those headers changes its own
+// answer only, never the next one's.
+func TestSecurityHeadersNotShared(t *testing.T) {
+	h := securityHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/add" {
+			w.Header().Add("Content-Security-Policy", "img-src 'self'")
+			w.Header().Add("X-Frame-Options", "SAMEORIGIN")
+		}
+	}))
+	for _, path := range []string{"/add", "/", "/add", "/"} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		want := 1
+		if path == "/add" {
+			want = 2
+		}
+		if got := w.Header().Values("Content-Security-Policy"); len(got) != want || got[0] != contentSecurityPolicy {
+			t.Errorf("GET %s: Content-Security-Policy = %q; want %d values, the first the service's", path, got, want)
+		}
+		if got := w.Header().Values("X-Frame-Options"); len(got) != want || got[0] != "DENY" {
+			t.Errorf("GET %s: X-Frame-Options = %q; want %d values, the first DENY", path, got, want)
+		}
+	}
+}
