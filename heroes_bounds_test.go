@@ -427,3 +427,49 @@ func TestFileOverBoundStopsStart(t *testing.T) {
 		})
 	}
 }
+
+// TestShortHeroesFileWithinBound: heroes written shorter than the store
+// writes them (an edited file: members left out) are counted as the store
+// would write them back, so a file under HEROES_MAX_BYTES that would come
+// back over it stops the start, naming the setting, rather than open a store
+// that refuses every change, deletes included; one that fits opens and
+// shrinks.
+func TestShortHeroesFileWithinBound(t *testing.T) {
+	tests := []struct {
+		heroes int
+		opens  bool
+	}{
+		{20, true},      // a few KiB written back
+		{12_000, false}, // about 900 KiB on disk, several MiB written back
+	}
+	for _, tc := range tests {
+		path := t.TempDir() + "/heroes.json"
+		var b strings.Builder
+		b.WriteString(`{"version":1,"heroes":[`)
+		for i := range tc.heroes {
+			id := fmt.Sprintf("6f1c1f7e-3c7a-4c55-9a55-%012x", i)
+			fmt.Fprintf(&b, `%s{"id":%q,"etag":"\"e\"","hero":{"id":%q,"name":"A"}}`, map[bool]string{true: ",", false: ""}[i > 0], id, id)
+		}
+		b.WriteString("]}\n")
+		if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := openFileStore(path, minStoreBytes)
+		if !tc.opens {
+			if err == nil || !strings.Contains(err.Error(), "HEROES_MAX_BYTES") {
+				t.Errorf("%d short heroes (%d bytes) under a %d-byte bound: open = %v; want an error naming HEROES_MAX_BYTES", tc.heroes, b.Len(), minStoreBytes, err)
+			}
+			if err == nil {
+				s.lock.Close()
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%d short heroes: open = %v", tc.heroes, err)
+		}
+		if err := s.Delete(context.Background(), "6f1c1f7e-3c7a-4c55-9a55-000000000000", ""); err != nil {
+			t.Errorf("Delete after opening %d short heroes = %v; want it done", tc.heroes, err)
+		}
+		s.lock.Close()
+	}
+}

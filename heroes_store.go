@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -469,7 +470,7 @@ func readHeroesFile(path string, maxBytes int64) (set *heroSet, dups int, err er
 		}
 		return int64(max(bytes.Index(data, raw), 0))
 	}
-	set, dups, err = parseHeroesFile(io.LimitReader(f, maxBytes), fi.Size(), locate)
+	set, dups, err = parseHeroesFile(io.LimitReader(f, maxBytes), fi.Size(), maxBytes, locate)
 	if err != nil {
 		return nil, 0, fmt.Errorf("heroes: %s is corrupt (fix or move it; it was not changed): %w", path, err)
 	}
@@ -482,9 +483,12 @@ func readHeroesFile(path string, maxBytes int64) (set *heroSet, dups int, err er
 // whole file. Errors say in plain words what is wrong and near which byte
 // offset (describeJSONError; locate finds a record's hero in the file),
 // never in Go's type names. dups is how many duplicate idempotency key
-// records it dropped.
-func parseHeroesFile(r io.Reader, size int64, locate func(raw []byte) int64) (set *heroSet, dups int, err error) {
-	p := &fileParser{dec: json.NewDecoder(r), size: size, locate: locate, set: newHeroSet()}
+// records it dropped. Records that would take more than maxBytes once
+// written back in the store's own form are refused as they come (0: no
+// bound), so an edited file can neither pass the store's bound nor its
+// memory by holding heroes written shorter than the store writes them.
+func parseHeroesFile(r io.Reader, size, maxBytes int64, locate func(raw []byte) int64) (set *heroSet, dups int, err error) {
+	p := &fileParser{dec: json.NewDecoder(r), size: size, max: maxBytes, locate: locate, set: newHeroSet()}
 	p.dec.DisallowUnknownFields()
 	if err := p.delim('{', "the document", `an object {"version":1,"heroes":[…]}`); err != nil {
 		return nil, 0, err
@@ -530,6 +534,7 @@ func parseHeroesFile(r io.Reader, size int64, locate func(raw []byte) int64) (se
 type fileParser struct {
 	dec    *json.Decoder
 	size   int64
+	max    int64 // bound of the records written back (parseHeroesFile); 0 none
 	locate func(raw []byte) int64
 	set    *heroSet
 	buf    bytes.Buffer
@@ -611,7 +616,21 @@ func (p *fileParser) hero(i int) error {
 	if err := p.value(&sh, "the record"); err != nil {
 		return fmt.Errorf("hero record %d: %w", i, err)
 	}
-	return readHeroRecord(p.set, sh, i, &p.buf, p.locate)
+	if err := readHeroRecord(p.set, sh, i, &p.buf, p.locate); err != nil {
+		return err
+	}
+	return p.bounded()
+}
+
+// bounded refuses the records read so far when the store would write them
+// back (recordBytes) as a file over p.max: a store that could not write its
+// own file would refuse every change, deletes included.
+func (p *fileParser) bounded() error {
+	if n := p.set.heroBytes + p.set.keyBytes + fileEnvelopeBytes; p.max > 0 && n > p.max {
+		return fmt.Errorf("its records take %d bytes or more when the store writes them back (heroes in its own form), "+
+			"over the store's bound of %d (HEROES_MAX_BYTES): raise HEROES_MAX_BYTES (at most %d)", n, p.max, maxHeroesFile)
+	}
+	return nil
 }
 
 // key reads idempotency key record i into the set.
@@ -624,7 +643,7 @@ func (p *fileParser) key(i int) error {
 	if dup {
 		p.dups++
 	}
-	return err
+	return cmp.Or(err, p.bounded())
 }
 
 // readHeroRecord checks hero record i of a heroes file, sh, and adds it to
@@ -633,12 +652,17 @@ func (p *fileParser) key(i int) error {
 // record to record. locate finds the hero's byte offset in the file (an
 // identical earlier hero gives the same), only when the record is refused.
 func readHeroRecord(set *heroSet, sh storedHero, i int, buf *bytes.Buffer, locate func(raw []byte) int64) error {
-	offset := func() int64 { return locate(sh.Hero) }
+	at := int64(-1)
+	offset := func() int64 { // read the file again only for a refused record, once
+		if at < 0 {
+			at = locate(sh.Hero)
+		}
+		return at
+	}
 	where := func() string { return fmt.Sprintf("hero record %d (byte offset %d)", i, offset()) }
 	var h hero
 	if err := json.Unmarshal(sh.Hero, &h); err != nil {
-		at := offset()
-		return fmt.Errorf("%s: %w", where(), describeJSONError(err, at, at+int64(len(sh.Hero)), "the hero"))
+		return fmt.Errorf("%s: %w", where(), describeJSONError(err, offset(), offset()+int64(len(sh.Hero)), "the hero"))
 	}
 	switch _, dup := set.byID[sh.ID]; {
 	case !isGUID(sh.ID):

@@ -267,6 +267,10 @@ func TestIsGuest(t *testing.T) {
 		// a guest: iss and tid are the resource tenant's, idp the home tenant's
 		{claims{Issuer: iss, TenantID: testTenant, IdentityProvider: "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd0122247/"}, true},
 		{claims{Issuer: iss, TenantID: testTenant, IdentityProvider: "live.com"}, true},
+		// an idp merely holding the tenant id is another provider's
+		{claims{Issuer: iss, TenantID: testTenant, IdentityProvider: "https://idp.partner.example/" + testTenant + "/"}, true},
+		{claims{Issuer: iss, TenantID: testTenant, IdentityProvider: "https://sts.windows.net/" + testTenant + "/../evil/"}, true},
+		{claims{Issuer: iss, TenantID: testTenant, IdentityProvider: "https://accounts.evil.example/t/" + testTenant + "/x"}, true},
 		// no tid: idp is compared with iss only
 		{claims{Issuer: iss, IdentityProvider: "https://sts.windows.net//"}, true},
 	}

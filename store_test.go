@@ -992,7 +992,7 @@ func FuzzParseHeroesFile(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		read := func(data []byte) (*heroSet, error) {
-			set, _, err := parseHeroesFile(bytes.NewReader(data), int64(len(data)), func([]byte) int64 { return 0 })
+			set, _, err := parseHeroesFile(bytes.NewReader(data), int64(len(data)), 0, func([]byte) int64 { return 0 })
 			return set, err
 		}
 		set, err := read(data)

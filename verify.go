@@ -602,9 +602,9 @@ func newPrincipal(c *claims) principal {
 
 // isGuest reports whether c is a guest's token, as fastapi-azure-auth decides
 // ("Optional claims reference" acct, "Access token claims reference" idp): acct
-// is 1, or idp names neither iss nor c's own tenant (as app-only tokens' does).
+// is 1, or idp is neither iss nor c's own tenant's v1 issuer (app-only tokens').
 func isGuest(c *claims) bool {
-	idp, own := c.IdentityProvider, c.TenantID != "" && strings.Contains(c.IdentityProvider, "/"+c.TenantID+"/")
+	idp, own := c.IdentityProvider, c.TenantID != "" && issuerMatches(v1IssuerTemplate, c.TenantID, c.IdentityProvider)
 	return c.AccountType == "1" || idp != "" && idp != c.Issuer && !own
 }
 
