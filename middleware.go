@@ -45,7 +45,7 @@ func recoverPanics(logger *slog.Logger, next http.Handler) http.Handler {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			logger.ErrorContext(r.Context(), "panic in handler", "path", r.URL.Path, "request_id", requestID(r.Context()),
+			logger.ErrorContext(r.Context(), "panic in handler", "path", logPath(r.URL.Path), "request_id", requestID(r.Context()),
 				"panic", fmt.Sprintf("%T", v), "stack", string(debug.Stack()))
 			if rec, ok := w.(*responseRecorder); ok && rec.status != 0 {
 				return // the answer has started; the connection is all that is left

@@ -52,9 +52,11 @@ API_SCOPE="${API_SCOPE:-}"
 AUTHORITY_HOST="${AUTHORITY_HOST:-https://login.microsoftonline.com}"
 AUTHORITY_HOST="${AUTHORITY_HOST%/}"
 case "$AUTHORITY_HOST" in
-https://login.microsoftonline.us | https://login.usgovcloudapi.net) default_fic_audience=api://AzureADTokenExchangeUSGov ;;
-https://login.chinacloudapi.cn | https://login.partner.microsoftonline.cn) default_fic_audience=api://AzureADTokenExchangeChina ;;
-*) default_fic_audience=api://AzureADTokenExchange ;;
+https://login.microsoftonline.us | https://login.usgovcloudapi.net)
+	default_fic_audience=api://AzureADTokenExchangeUSGov azure_environment=azureusgovernment ;;
+https://login.chinacloudapi.cn | https://login.partner.microsoftonline.cn)
+	default_fic_audience=api://AzureADTokenExchangeChina azure_environment=azurechinacloud ;;
+*) default_fic_audience=api://AzureADTokenExchange azure_environment=azurecloud ;;
 esac
 FIC_AUDIENCE="${FIC_AUDIENCE:-$default_fic_audience}"
 # GitHub Actions deployer (optional): owner/repo and the branch it deploys.
@@ -190,7 +192,7 @@ TABLE_ENDPOINT="${TABLE_ENDPOINT%/}"
 # running this needs no data role on the account. The service would also
 # create it at start.
 az_run rest --method put \
-	--url "https://management.azure.com$STORAGE_ID/tableServices/default/tables/$TABLE_NAME?api-version=2023-05-01" \
+	--url "$STORAGE_ID/tableServices/default/tables/$TABLE_NAME?api-version=2023-05-01" \
 	--body '{}'
 
 # ---------------------------------------------------------------- 4. managed identity and its roles
@@ -355,10 +357,9 @@ Actions → Variables; none of them is a secret):
   ACR_NAME=$ACR_NAME
   CONTAINERAPP_NAME=$APP_NAME
 EOF
-	if [[ "$FIC_AUDIENCE" != api://AzureADTokenExchange ]]; then
-		# azure/login's environment and audience inputs (deploy.yml reads these).
-		azure_environment=azureusgovernment
-		[[ "$FIC_AUDIENCE" == api://AzureADTokenExchangeChina ]] && azure_environment=azurechinacloud
+	if [[ "$azure_environment" != azurecloud || "$FIC_AUDIENCE" != api://AzureADTokenExchange ]]; then
+		# azure/login's environment and audience inputs (deploy.yml reads
+		# these); the environment follows AUTHORITY_HOST, not the audience.
 		cat >&2 <<EOF
   AZURE_ENVIRONMENT=$azure_environment
   AZURE_TOKEN_EXCHANGE_AUDIENCE=$FIC_AUDIENCE
