@@ -496,7 +496,8 @@ func parseHeroesFile(r io.Reader, size, maxBytes int64, locate func(raw []byte) 
 	version, seen := 0, map[string]bool{}
 	for p.dec.More() {
 		tok, err := p.dec.Token()
-		name, _ := tok.(string) // a member's name is always a string
+		name, _ := tok.(string)      // a member's name is always a string
+		name = strings.ToLower(name) // names match without regard to case, as encoding/json matches them
 		switch {
 		case err != nil:
 			return nil, 0, p.fail(err, 0, "the document")
@@ -594,10 +595,17 @@ func (p *fileParser) value(v any, what string) error {
 }
 
 // list reads the JSON list named what, calling item for each of its
-// elements with its index.
+// elements with its index; null is no elements, as encoding/json reads it
+// (and builds before this one did).
 func (p *fileParser) list(what string, item func(i int) error) error {
-	if err := p.delim('[', what, "a list"); err != nil {
-		return err
+	tok, err := p.dec.Token()
+	switch {
+	case err != nil:
+		return p.fail(err, 0, what)
+	case tok == nil:
+		return nil
+	case tok != json.Delim('['):
+		return fmt.Errorf("near byte offset %d: %s is a JSON %s, but should be a list", p.dec.InputOffset(), what, tokenKind(tok))
 	}
 	for i := 0; p.dec.More(); i++ {
 		if err := item(i); err != nil {

@@ -447,6 +447,10 @@ func TestFileStoreOpen(t *testing.T) {
 		{"trailing data stops start-up", writeFile(`{"version":1,"heroes":[]} {}`), true, 0},
 		{"unknown version stops start-up", writeFile(`{"version":2,"heroes":[]}`), true, 0},
 		{"unknown field stops start-up", writeFile(`{"version":1,"heroes":[],"x":1}`), true, 0},
+		// hand-edited forms encoding/json read, as builds before the record-by-record reader did
+		{"heroes null loads as none", writeFile(`{"version":1,"heroes":null,"idempotency_keys":null}`), false, 0},
+		{"member names in another case load", writeFile(`{"Version":1,"HEROES":[{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11","etag":"\"a\"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}}]}`), false, 1},
+		{"the same member in two cases stops start-up", writeFile(`{"version":1,"heroes":[],"Heroes":[]}`), true, 0},
 		{"hero with a bad id stops start-up", writeFile(`{"version":1,"heroes":[{"id":"nope","etag":"\"a\"","hero":{"id":"nope"}}]}`), true, 0},
 		{"hero without etag stops start-up", writeFile(`{"version":1,"heroes":[{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11","etag":"","hero":{"id":"6f1c1f7e-3c7a-4c55-9a55-0d6b7f0c1a11"}}]}`), true, 0},
 		{"duplicate id stops start-up", writeFile(`{"version":1,"heroes":[` +
