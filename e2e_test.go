@@ -359,12 +359,20 @@ func swaggerSignIn(t *testing.T, base string, grants ...string) string {
 }
 
 // TestDevListensOnLoopbackOnly: -dev refuses an ADDR that is not loopback,
-// with a settings error, and without the flag /devidp/ does not exist.
+// and a PORT that is not a port number, with a settings error; without the
+// flag /devidp/ does not exist.
 func TestDevListensOnLoopbackOnly(t *testing.T) {
 	getenv := func(k string) string { return map[string]string{"ADDR": "0.0.0.0:0"}[k] }
 	err := run(context.Background(), []string{"heroes-auth", "-dev"}, getenv, io.Discard, io.Discard)
 	if exitCode(err) != 2 || !strings.Contains(err.Error(), "loopback") {
 		t.Errorf("run -dev on 0.0.0.0 = %v; want a settings error about loopback", err)
+	}
+	for _, port := range []string{"abc", "0", "99999", "080"} {
+		getenv := func(k string) string { return map[string]string{"PORT": port}[k] }
+		err := run(context.Background(), []string{"heroes-auth", "-dev"}, getenv, io.Discard, io.Discard)
+		if exitCode(err) != 2 || !strings.Contains(err.Error(), "PORT is not a port number") {
+			t.Errorf("run -dev with PORT=%s = %v; want a settings error naming PORT", port, err)
+		}
 	}
 	p := newTestIDP(t)
 	base, _, _ := startRun(t, nil, p.getenv(nil))

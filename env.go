@@ -12,6 +12,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -571,6 +573,8 @@ func (e *envReader) store(c *config) {
 	case "file":
 		if c.HeroesFile == "" {
 			e.bad("HEROES_FILE is required when HEROES_STORE=file")
+		} else if fi, err := os.Stat(filepath.Dir(c.HeroesFile)); err != nil || !fi.IsDir() {
+			e.bad("HEROES_FILE is in %s, which is not an existing folder: create it first", filepath.Dir(c.HeroesFile))
 		}
 	case "azuretable":
 		if c.StorageConnectionString == "" {

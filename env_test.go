@@ -235,6 +235,7 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"bad booleans", map[string]string{"ACCEPT_V1_TOKENS": "maybe", "AZURE_CUSTOM_SIGNING_KEYS": "yes please"}, []string{"ACCEPT_V1_TOKENS", "AZURE_CUSTOM_SIGNING_KEYS"}},
 		{"short SESSION_KEY", map[string]string{"SESSION_KEY": "c2hvcnQ="}, []string{"SESSION_KEY is not 32 bytes"}},
 		{"file store without file", map[string]string{"HEROES_STORE": "file"}, []string{"HEROES_FILE is required"}},
+		{"file store in a missing folder", map[string]string{"HEROES_FILE": "/no-such-folder-here/heroes.json"}, []string{"HEROES_FILE is in /no-such-folder-here, which is not an existing folder"}},
 		{"table store without connection string", map[string]string{"HEROES_STORE": "azuretable"}, []string{"AZURE_STORAGE_CONNECTION_STRING is required"}},
 		{"bad table name", map[string]string{"HEROES_STORE": "azuretable", "AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true", "HEROES_TABLE": "h-1"}, []string{"HEROES_TABLE must be"}},
 		{"unknown store", map[string]string{"HEROES_STORE": "postgres"}, []string{"HEROES_STORE must be"}},

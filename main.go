@@ -172,7 +172,7 @@ func listen(getenv func(string) string, dev bool, read map[string]bool) (config,
 // process holds the address, it says so and how to choose another.
 func listenError(addr string, err error) error {
 	if errors.Is(err, syscall.EADDRINUSE) {
-		return fmt.Errorf("listen on %s: the address is in use: stop what listens there, or choose another with ADDR (host:port) or PORT: %w", addr, err)
+		return fmt.Errorf("listen on %s: the address is in use: stop what listens there, or choose another with ADDR (host:port) or PORT (without -dev, set REDIRECT_URI, registered in Entra, to the new port too): %w", addr, err)
 	}
 	return fmt.Errorf("listen on %s: %w", addr, err)
 }
