@@ -228,7 +228,7 @@ func (d *devIDP) identityEnv(getenv func(string) string, base string) map[string
 // with the provider's values for the URL the listener is reached at.
 func listenDev(getenv func(string) string) (net.Listener, *devIDP, func(string) string, error) {
 	port := cmp.Or(getenv("PORT"), "8000")
-	if n, err := strconv.Atoi(port); getenv("ADDR") == "" && (err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port) {
+	if getenv("ADDR") == "" && !isPortNumber(port) {
 		return nil, nil, nil, fmt.Errorf("%w: PORT is not a port number from 1 to 65535", errConfig)
 	}
 	addr := cmp.Or(getenv("ADDR"), "localhost:"+port)

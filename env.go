@@ -445,11 +445,19 @@ func (e *envReader) port() string {
 	if p == "" {
 		return "localhost:8000"
 	}
-	if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != p {
+	if !isPortNumber(p) {
 		e.bad("PORT is not a port number from 1 to 65535")
 		return "localhost:8000"
 	}
 	return ":" + p
+}
+
+// isPortNumber reports whether p is a TCP port number from 1 to 65535,
+// written in decimal without a sign or leading zeros. port and listenDev
+// check PORT with it.
+func isPortNumber(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535 && strconv.Itoa(n) == p
 }
 
 // clientCredential reads the app's client credential: a secret (sent as
