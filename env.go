@@ -159,7 +159,8 @@ type config struct {
 	// browser sends it in Origin), default none: no CORS headers at all.
 	CORSAllowedOrigins []string
 	// DocsAssetsURL is the folder /docs loads Swagger UI's files from
-	// (DOCS_ASSETS_URL, without the trailing slash), default
+	// (DOCS_ASSETS_URL, without the trailing slash, its host lower-cased
+	// as assetsBase writes it), default
 	// docsDefaultAssetsURL: swagger-ui-dist at the pinned version on a CDN.
 	// Whatever serves them must serve that version's files unchanged, as
 	// the page checks them against Subresource Integrity hashes.
@@ -303,12 +304,13 @@ API_SCOPE in a file named .env_oauth in the folder it is started from (README.md
 // assets URL is a problem; OPENAPI_CLIENT_ID defaults to the client id,
 // whose problems identity reports once.
 func (e *envReader) browser(c *config) {
-	c.OpenAPIClientID = e.or("OPENAPI_CLIENT_ID", c.ClientID)
-	if e.get("OPENAPI_CLIENT_ID") != "" && !isGUID(c.OpenAPIClientID) {
+	if c.OpenAPIClientID = e.get("OPENAPI_CLIENT_ID"); c.OpenAPIClientID == "" {
+		c.OpenAPIClientID = c.ClientID
+	} else if !isGUID(c.OpenAPIClientID) {
 		e.bad("OPENAPI_CLIENT_ID is not a GUID")
 	}
-	c.DocsAssetsURL = strings.TrimRight(e.or("DOCS_ASSETS_URL", docsDefaultAssetsURL), "/")
-	if _, err := assetsBase(c.DocsAssetsURL); err != nil {
+	var err error
+	if c.DocsAssetsURL, err = assetsBase(strings.TrimRight(e.or("DOCS_ASSETS_URL", docsDefaultAssetsURL), "/")); err != nil {
 		e.bad("DOCS_ASSETS_URL %v", err)
 	}
 	for o := range strings.SplitSeq(e.get("CORS_ALLOWED_ORIGINS"), ",") {
