@@ -227,11 +227,14 @@ func (d *devIDP) identityEnv(getenv func(string) string, base string) map[string
 // listener, the provider, and a getenv that answers the identity settings
 // with the provider's values for the URL the listener is reached at.
 func listenDev(getenv func(string) string) (net.Listener, *devIDP, func(string) string, error) {
-	port := cmp.Or(getenv("PORT"), "8000")
-	if getenv("ADDR") == "" && !isPortNumber(port) {
-		return nil, nil, nil, fmt.Errorf("%w: PORT is not a port number from 1 to 65535", errConfig)
+	addr := getenv("ADDR")
+	if addr == "" {
+		port := cmp.Or(getenv("PORT"), "8000")
+		if !isPortNumber(port) {
+			return nil, nil, nil, fmt.Errorf("%w: PORT is not a port number from 1 to 65535", errConfig)
+		}
+		addr = "localhost:" + port
 	}
-	addr := cmp.Or(getenv("ADDR"), "localhost:"+port)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, nil, listenError(addr, err)
