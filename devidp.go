@@ -282,9 +282,7 @@ func (d *devIDP) addRoutes(mux router, logger *slog.Logger) {
 // answer: 503 before getenv, and AADSTS90002 for a {tenant} other than the
 // dev one (GUIDs compare case-insensitively, as Entra's do).
 func (d *devIDP) ready(r *http.Request) (string, *devOAuthError) {
-	d.mu.Lock()
-	base := d.base
-	d.mu.Unlock()
+	base := d.baseURL()
 	switch {
 	case base == "":
 		return "", errDevNotConfigured
@@ -1454,9 +1452,7 @@ func (d *devIDP) handleIdentity(logger *slog.Logger) http.Handler {
 // Storage (a v1 token, iss https://sts.windows.net/{tenant}/, as Entra
 // issues them for storage and as Azurite's --oauth basic checks them).
 func (d *devIDP) identityClaims(r *http.Request, now time.Time) (map[string]any, int, string) {
-	d.mu.Lock()
-	base := d.base
-	d.mu.Unlock()
+	base := d.baseURL()
 	q := r.URL.Query()
 	got, want := sha256.Sum256([]byte(r.Header.Get("X-IDENTITY-HEADER"))), sha256.Sum256([]byte(d.identityHeader))
 	switch {
