@@ -227,11 +227,14 @@ func (d *devIDP) identityEnv(getenv func(string) string, base string) map[string
 // listener, the provider, and a getenv that answers the identity settings
 // with the provider's values for the URL the listener is reached at.
 func listenDev(getenv func(string) string) (net.Listener, *devIDP, func(string) string, error) {
-	port := cmp.Or(getenv("PORT"), "8000")
-	if n, err := strconv.Atoi(port); getenv("ADDR") == "" && (err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port) {
-		return nil, nil, nil, fmt.Errorf("%w: PORT is not a port number from 1 to 65535", errConfig)
+	addr := getenv("ADDR")
+	if addr == "" {
+		port := cmp.Or(getenv("PORT"), "8000")
+		if !isPortNumber(port) {
+			return nil, nil, nil, fmt.Errorf("%w: PORT is not a port number from 1 to 65535", errConfig)
+		}
+		addr = "localhost:" + port
 	}
-	addr := cmp.Or(getenv("ADDR"), "localhost:"+port)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, nil, listenError(addr, err)
@@ -279,9 +282,7 @@ func (d *devIDP) addRoutes(mux router, logger *slog.Logger) {
 // answer: 503 before getenv, and AADSTS90002 for a {tenant} other than the
 // dev one (GUIDs compare case-insensitively, as Entra's do).
 func (d *devIDP) ready(r *http.Request) (string, *devOAuthError) {
-	d.mu.Lock()
-	base := d.base
-	d.mu.Unlock()
+	base := d.baseURL()
 	switch {
 	case base == "":
 		return "", errDevNotConfigured
@@ -1451,9 +1452,7 @@ func (d *devIDP) handleIdentity(logger *slog.Logger) http.Handler {
 // Storage (a v1 token, iss https://sts.windows.net/{tenant}/, as Entra
 // issues them for storage and as Azurite's --oauth basic checks them).
 func (d *devIDP) identityClaims(r *http.Request, now time.Time) (map[string]any, int, string) {
-	d.mu.Lock()
-	base := d.base
-	d.mu.Unlock()
+	base := d.baseURL()
 	q := r.URL.Query()
 	got, want := sha256.Sum256([]byte(r.Header.Get("X-IDENTITY-HEADER"))), sha256.Sum256([]byte(d.identityHeader))
 	switch {

@@ -106,7 +106,7 @@ func newDocsPage(cfg config, base string) docsPage {
 	script := "\nif (typeof SwaggerUIBundle === \"function\") {\nconst config = " + string(ui) + ";\n" +
 		"config.presets = [SwaggerUIBundle.presets.apis];\nwindow.ui = SwaggerUIBundle(config);\n" +
 		"window.ui.initOAuth(" + string(oauth) + ");\n}\n"
-	assets, _ := assetsBase(cfg.DocsAssetsURL) // loadConfig checked it
+	assets := cfg.DocsAssetsURL // as assetsBase wrote it (loadConfig)
 	p := docsPage{scriptHash: sha256Source(script), bundle: assets + "/swagger-ui-bundle.js", css: assets + "/swagger-ui.css"}
 	p.html = []byte(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -143,11 +143,11 @@ func (p docsPage) csp(connect []string) string {
 // must reach its opener.
 func handleDocs(cfg config, prov *provider) http.Handler {
 	base := serviceBase(cfg.RedirectURI)
-	page := newDocsPage(cfg, base)
+	page, baseOrigin := newDocsPage(cfg, base), originOf(base)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, tokenURL := oauthEndpoints(r.Context(), cfg, prov)
 		connect := []string{"'self'"}
-		for _, o := range []string{originOf(base), originOf(tokenURL)} {
+		for _, o := range []string{baseOrigin, originOf(tokenURL)} {
 			if o != "" && !slices.Contains(connect, o) {
 				connect = append(connect, o)
 			}

@@ -159,7 +159,8 @@ type config struct {
 	// browser sends it in Origin), default none: no CORS headers at all.
 	CORSAllowedOrigins []string
 	// DocsAssetsURL is the folder /docs loads Swagger UI's files from
-	// (DOCS_ASSETS_URL, without the trailing slash), default
+	// (DOCS_ASSETS_URL, without the trailing slash, its host lower-cased
+	// as assetsBase writes it), default
 	// docsDefaultAssetsURL: swagger-ui-dist at the pinned version on a CDN.
 	// Whatever serves them must serve that version's files unchanged, as
 	// the page checks them against Subresource Integrity hashes.
@@ -303,12 +304,13 @@ API_SCOPE in a file named .env_oauth in the folder it is started from (README.md
 // assets URL is a problem; OPENAPI_CLIENT_ID defaults to the client id,
 // whose problems identity reports once.
 func (e *envReader) browser(c *config) {
-	c.OpenAPIClientID = e.or("OPENAPI_CLIENT_ID", c.ClientID)
-	if e.get("OPENAPI_CLIENT_ID") != "" && !isGUID(c.OpenAPIClientID) {
+	if c.OpenAPIClientID = e.get("OPENAPI_CLIENT_ID"); c.OpenAPIClientID == "" {
+		c.OpenAPIClientID = c.ClientID
+	} else if !isGUID(c.OpenAPIClientID) {
 		e.bad("OPENAPI_CLIENT_ID is not a GUID")
 	}
-	c.DocsAssetsURL = strings.TrimRight(e.or("DOCS_ASSETS_URL", docsDefaultAssetsURL), "/")
-	if _, err := assetsBase(c.DocsAssetsURL); err != nil {
+	var err error
+	if c.DocsAssetsURL, err = assetsBase(strings.TrimRight(e.or("DOCS_ASSETS_URL", docsDefaultAssetsURL), "/")); err != nil {
 		e.bad("DOCS_ASSETS_URL %v", err)
 	}
 	for o := range strings.SplitSeq(e.get("CORS_ALLOWED_ORIGINS"), ",") {
@@ -445,11 +447,19 @@ func (e *envReader) port() string {
 	if p == "" {
 		return "localhost:8000"
 	}
-	if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != p {
+	if !isPortNumber(p) {
 		e.bad("PORT is not a port number from 1 to 65535")
 		return "localhost:8000"
 	}
 	return ":" + p
+}
+
+// isPortNumber reports whether p is a TCP port number from 1 to 65535,
+// written in decimal without a sign or leading zeros. port and listenDev
+// check PORT with it.
+func isPortNumber(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535 && strconv.Itoa(n) == p
 }
 
 // clientCredential reads the app's client credential: a secret (sent as

@@ -347,10 +347,14 @@ func formatFloat(v float64) string {
 }
 
 // quoteLabel quotes a label value, escaping backslash, double quote and
-// line feed as the text format requires.
+// line feed as the text format requires (labelEscaper).
 func quoteLabel(v string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(v) + `"`
+	return `"` + labelEscaper.Replace(v) + `"`
 }
+
+// labelEscaper escapes a label value for quoteLabel. Made once: every
+// counted request quotes its labels. A Replacer is safe for concurrent use.
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 
 // labelSet renders label names and values as {n1="v1",n2="v2"}.
 func labelSet(names, values []string) string {
