@@ -36,7 +36,7 @@ var clouds = []struct {
 	cloud
 }{
 	{[]string{"login.microsoftonline.us", "login.usgovcloudapi.net"},
-		cloud{"US Government", "https://sts.windows.net/{tenantid}/", "https://graph.microsoft.us", "api://AzureADTokenExchangeUSGov"}},
+		cloud{"US Government", v1IssuerTemplate, "https://graph.microsoft.us", "api://AzureADTokenExchangeUSGov"}},
 	{[]string{"login.partner.microsoftonline.cn", "login.chinacloudapi.cn"},
 		cloud{"Azure China (21Vianet)", "https://sts.chinacloudapi.cn/{tenantid}/", "https://microsoftgraph.chinacloudapi.cn", "api://AzureADTokenExchangeChina"}},
 }

@@ -71,6 +71,7 @@ func (o verifyOptions) withDefaults() verifyOptions {
 	}
 	o.Client = cmp.Or(o.Client, &http.Client{Timeout: idpFetchTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }})
 	o.TokenCacheSize = cmp.Or(o.TokenCacheSize, defaultTokenCacheSize)
+	o.V1Issuer = cmp.Or(o.V1Issuer, v1IssuerTemplate)
 	o.AuthorityHost = cmp.Or(strings.TrimRight(o.AuthorityHost, "/"), "https://login.microsoftonline.com")
 	return o
 }
@@ -504,7 +505,7 @@ func (v *verifier) checkIssuer(md providerMetadata, c *claims, k *publicKey, v1 
 	case tid == "":
 		tid = md.tenant
 	}
-	isV1 := v1 && issuerMatches(cmp.Or(v.opts.V1Issuer, v1IssuerTemplate), tid, c.Issuer)
+	isV1 := v1 && issuerMatches(v.opts.V1Issuer, tid, c.Issuer)
 	if !isV1 && !issuerMatches(md.Issuer, tid, c.Issuer) {
 		return fmt.Errorf("%w: %q", errBadIssuer, truncate(c.Issuer, 64))
 	}
