@@ -28,7 +28,9 @@ const (
 )
 
 // devGraphIssuer is the issuer of the dev provider's Graph tokens.
-func devGraphIssuer() string { return "https://sts.windows.net/" + devTenantID + "/" }
+func devGraphIssuer() string {
+	return strings.ReplaceAll(v1IssuerTemplate, tenantPlaceholder, devTenantID)
+}
 
 // onBehalfOf answers the on-behalf-of grant (Microsoft Learn, "OAuth 2.0
 // On-Behalf-Of flow"; the client has already authenticated): the assertion

@@ -238,11 +238,6 @@ func (c config) storeOptions() storeOptions {
 		MaxBytes: c.HeroesMaxBytes}
 }
 
-// isMultiTenant reports whether TenantID names a multi-tenant authority.
-func (c config) isMultiTenant() bool {
-	return c.TenantID == "organizations" || c.TenantID == "common"
-}
-
 // loginOptions are the client half's settings.
 func (c config) loginOptions() loginOptions {
 	return loginOptions{
@@ -397,7 +392,7 @@ func (e *envReader) identity(c *config) {
 		e.bad("AZURE_TENANT_ID is required")
 	case c.TenantID == "consumers":
 		e.bad("AZURE_TENANT_ID=consumers is not supported: use a tenant GUID, organizations or common")
-	case c.isMultiTenant():
+	case (verifyOptions{TenantID: c.TenantID}).isMultiTenant():
 		c.AllowedTenants, c.AnyTenant = parseAllowedTenants(allowed, e.bad)
 		if len(c.AllowedTenants) == 0 && !c.AnyTenant {
 			e.bad("ALLOWED_TENANTS is required when AZURE_TENANT_ID is %s: list the tenant GUIDs that may sign in, or * to accept any tenant on purpose", c.TenantID)
