@@ -241,12 +241,16 @@ func (af *authFlow) onServiceHost(next http.Handler) http.Handler {
 	if err != nil || base == "" {
 		return next
 	}
+	// Host names are compared with a port, a missing one being the
+	// scheme's default; RedirectURI's is worked out once, here.
+	defaultPort := map[string]string{"http": "80", "https": "443"}[want.Scheme]
+	wantHost := withPort(want.Host, defaultPort)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host := r.Host
 		if fwd := r.Header.Get("X-Forwarded-Host"); fwd != "" {
 			host, _, _ = strings.Cut(fwd, ",")
 		}
-		if sameHost(strings.TrimSpace(host), want) {
+		if strings.EqualFold(withPort(strings.TrimSpace(host), defaultPort), wantHost) { // case ignored
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -259,18 +263,13 @@ func (af *authFlow) onServiceHost(next http.Handler) http.Handler {
 	})
 }
 
-// sameHost reports whether host (a Host header: name or address, optional
-// port) names u's host and port, ignoring case; a missing port is u's
-// scheme's default.
-func sameHost(host string, u *url.URL) bool {
-	defaultPort := map[string]string{"http": "80", "https": "443"}[u.Scheme]
-	withPort := func(h string) string {
-		if _, _, err := net.SplitHostPort(h); err != nil {
-			return net.JoinHostPort(strings.Trim(h, "[]"), defaultPort)
-		}
-		return h
+// withPort returns host (a Host header: name or address, optional port)
+// with defaultPort added when it names none.
+func withPort(host, defaultPort string) string {
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		return net.JoinHostPort(strings.Trim(host, "[]"), defaultPort)
 	}
-	return strings.EqualFold(withPort(host), withPort(u.Host))
+	return host
 }
 
 // promptValues are the prompt values passed through to the authorization

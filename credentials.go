@@ -37,13 +37,12 @@ const (
 )
 
 // clientCredential is what token requests need beyond loginOptions: the
-// certificate of clientAuthCertificate, the managed identity of
-// clientAuthManagedIdentity, and the source of the client assertion of
-// either or of clientAuthFederated. All nil for a secret. It is not
-// changed after loadClientCredential and is safe for concurrent use.
+// managed identity of clientAuthManagedIdentity, and the source of the
+// client assertion of clientAuthCertificate, clientAuthFederated or
+// clientAuthManagedIdentity. All nil for a secret. It is not changed after
+// loadClientCredential and is safe for concurrent use.
 type clientCredential struct {
-	cert *clientCertificate
-	mi   *managedIdentity
+	mi *managedIdentity
 	// assertion gives the client assertion for a token request to
 	// endpoint: the certificate's (signed for that endpoint) or the managed
 	// identity's token, both kept in held while they are valid, or the
@@ -108,7 +107,7 @@ func loadClientCredential(opts loginOptions, logger *slog.Logger, now func() tim
 // signature instead of each making its own.
 func certificateCredential(cert *clientCertificate, clientID string, now func() time.Time) clientCredential {
 	held := newHeldToken(now)
-	return clientCredential{cert: cert, held: held, assertion: func(ctx context.Context, endpoint string) (string, error) {
+	return clientCredential{held: held, assertion: func(ctx context.Context, endpoint string) (string, error) {
 		return held.get(ctx, endpoint, func(context.Context) (string, time.Time, error) {
 			at := now()
 			a, err := cert.assertion(clientID, endpoint, at)

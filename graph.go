@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -109,17 +108,10 @@ func (g *graphProfiles) me(ctx context.Context, token string) (*graphUser, error
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "application/json")
-	resp, err := g.client.Do(req)
-	if err != nil {
-		return nil, graphNetworkError(err)
-	}
-	defer resp.Body.Close()
-	body, err := readAtMost(resp.Body, maxGraphAnswer)
+	resp, body, err := callAtMost(g.client, req, maxGraphAnswer, errGraphTimeout, errGraphUnreachable, errGraphAnswer)
 	switch {
-	case errors.Is(err, errTooLarge):
-		return nil, fmt.Errorf("%w: larger than %d bytes", errGraphAnswer, maxGraphAnswer)
 	case err != nil:
-		return nil, graphNetworkError(err)
+		return nil, err
 	case resp.StatusCode != http.StatusOK:
 		return nil, newGraphError(resp, body)
 	case !isJSONType(resp.Header.Get("Content-Type")):
@@ -130,16 +122,6 @@ func (g *graphProfiles) me(ctx context.Context, token string) (*graphUser, error
 		return nil, fmt.Errorf("%w: not a user with an id", errGraphAnswer)
 	}
 	return &u, nil
-}
-
-// graphNetworkError classifies a failed call: errGraphTimeout when a
-// deadline passed, else errGraphUnreachable.
-func graphNetworkError(err error) error {
-	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		return fmt.Errorf("%w: %w", errGraphTimeout, err)
-	}
-	return fmt.Errorf("%w: %w", errGraphUnreachable, err)
 }
 
 // newGraphError reads a non-200 answer: Graph's {"error":{"code":…}} body,

@@ -130,14 +130,13 @@ func (s *sealer) open(name, value string) (loginState, error) {
 var cookieEncoding = base64.RawURLEncoding.Strict()
 
 // decodeCookieValue decodes a sealed cookie value. Every byte must be of the
-// base64url alphabet: encoding/base64 skips CR and LF even when strict, and
-// those would be further spellings of the same value. Each value has one
-// spelling, so any changed byte is refused here or by AES-GCM.
+// base64url alphabet: strict decoding refuses every other byte but CR and
+// LF, which encoding/base64 skips and which would be further spellings of
+// the same value, so those are refused first (as jws.screen does). Each
+// value has one spelling, so any changed byte is refused here or by AES-GCM.
 func decodeCookieValue(value string) ([]byte, error) {
-	for i := 0; i < len(value); i++ {
-		if !isBase64URLByte(value[i]) {
-			return nil, fmt.Errorf("auth: login cookie holds byte %#x at %d, outside base64url", value[i], i)
-		}
+	if i := strings.IndexAny(value, "\r\n"); i >= 0 {
+		return nil, fmt.Errorf("auth: login cookie holds byte %#x at %d, outside base64url", value[i], i)
 	}
 	b, err := cookieEncoding.DecodeString(value)
 	if err != nil {
@@ -344,9 +343,4 @@ func (s *spentStates) prune(now time.Time) {
 	if n > 0 {
 		s.order = slices.Delete(s.order, 0, n)
 	}
-}
-
-// isBase64URLByte reports whether b is in the base64url alphabet (RFC 4648 §5).
-func isBase64URLByte(b byte) bool {
-	return 'A' <= b && b <= 'Z' || 'a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '-' || b == '_'
 }

@@ -136,17 +136,9 @@ func (af *authFlow) redeem(ctx context.Context, md providerMetadata, form url.Va
 	if err != nil {
 		return nil, err
 	}
-	resp, err := af.client.Do(req)
+	resp, body, err := callAtMost(af.client, req, maxTokenAnswer, errTokenTimeout, errTokenUnreachable, errTokenAnswer)
 	if err != nil {
-		return nil, networkError(err)
-	}
-	defer resp.Body.Close()
-	body, err := readAtMost(resp.Body, maxTokenAnswer)
-	if errors.Is(err, errTooLarge) {
-		return nil, fmt.Errorf("%w: larger than %d bytes", errTokenAnswer, maxTokenAnswer)
-	}
-	if err != nil {
-		return nil, networkError(err)
+		return nil, err
 	}
 	tr, err := parseTokenAnswer(resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	if te, ok := errors.AsType[*tokenError](err); ok && te.rejectsAssertion() {
@@ -163,14 +155,36 @@ func (e *tokenError) rejectsAssertion() bool {
 	return e.Code == "invalid_client" || slices.Contains(e.codes(), 700024)
 }
 
-// networkError classifies a failed exchange: errTokenTimeout when a deadline
-// passed (the client's Timeout or the context's), else errTokenUnreachable.
-func networkError(err error) error {
+// callAtMost sends req with client and reads at most max bytes of the
+// answer, closing its body: the one call-and-read of the token endpoint
+// (redeem) and of Microsoft Graph (graphProfiles.me), each passing its own
+// errors. An answer over max is answer ("larger than max bytes"); a failed
+// call or read is networkError's.
+func callAtMost(client *http.Client, req *http.Request, max int64, timeout, unreachable, answer error) (*http.Response, []byte, error) {
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, nil, networkError(err, timeout, unreachable)
+	}
+	defer resp.Body.Close()
+	body, err := readAtMost(resp.Body, max)
+	if errors.Is(err, errTooLarge) {
+		return nil, nil, fmt.Errorf("%w: larger than %d bytes", answer, max)
+	}
+	if err != nil {
+		return nil, nil, networkError(err, timeout, unreachable)
+	}
+	return resp, body, nil
+}
+
+// networkError classifies a failed exchange: timeout (wrapping err) when a
+// deadline passed (the client's Timeout or the context's), else
+// unreachable.
+func networkError(err, timeout, unreachable error) error {
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		return fmt.Errorf("%w: %w", errTokenTimeout, err)
+		return fmt.Errorf("%w: %w", timeout, err)
 	}
-	return fmt.Errorf("%w: %w", errTokenUnreachable, err)
+	return fmt.Errorf("%w: %w", unreachable, err)
 }
 
 // parseTokenAnswer reads a token endpoint answer into one tokenResponse. An
