@@ -60,8 +60,8 @@ func (s *heroSet) liveKey(id string, now time.Time) (idemRecord, bool) {
 // forgets, so that the keys stay within lim: an earlier record of rec.Key
 // (rec replaces it, so no key is ever held twice) and every expired key,
 // wherever it stands (the wall clock may step back, so keyOrder is the
-// order keys were stored in, not that of their Created); then, while rec's caller would hold more than lim.callerKeys, its
-// own oldest; then, while the keys would be more than lim.keys or take
+// order keys were stored in, not that of their Created); then, while rec's
+// caller would hold more than lim.callerKeys, its own oldest; then, while the keys would be more than lim.keys or take
 // more than lim.keyBytes, the oldest of the caller holding the most (rec's
 // caller counted with rec, and chosen on a tie). It is errStoreFull when
 // rec alone takes more than lim.keyBytes. s is not changed.
@@ -265,10 +265,18 @@ func (s *heroSet) recordsWith(id string, sh *storedHero) []storedHero {
 		}
 	}
 	if sh != nil {
-		out = append(out, *sh)
+		i, _ := slices.BinarySearchFunc(out, sh.ID, func(r storedHero, id string) int { return strings.Compare(r.ID, id) })
+		out = slices.Insert(out, i, *sh)
 	}
-	slices.SortFunc(out, func(a, b storedHero) int { return strings.Compare(a.ID, b.ID) })
 	return out
+}
+
+// fileWith returns the heroes file as it is after setting id to sh (nil
+// removes it) and remembering key (when not nil), forgetting the keys
+// forget names; fileWith("", nil, nil, nil) is the file as s holds it. s
+// itself is not changed.
+func (s *heroSet) fileWith(id string, sh *storedHero, key *idemRecord, forget []string) heroesFile {
+	return heroesFile{Version: 1, Heroes: s.recordsWith(id, sh), IdempotencyKey: s.keyRecordsWith(key, forget)}
 }
 
 // localStore is the memory store, and with a path the file store: heroes in
@@ -1018,7 +1026,7 @@ func (s *localStore) plan(set *heroSet, id string, data []byte, check func(old s
 		}
 	}
 	if s.path != "" {
-		p.doc = heroesFile{Version: 1, Heroes: set.recordsWith(id, p.sh), IdempotencyKey: set.keyRecordsWith(key, p.forget)}
+		p.doc = set.fileWith(id, p.sh, key, p.forget)
 	}
 	return p, nil
 }
@@ -1212,7 +1220,7 @@ func (s *localStore) Ready(ctx context.Context) error {
 	s.mu.Lock()
 	if failed = s.writeFailed; failed != nil && now.Sub(s.lastProbe) >= readyProbeEvery {
 		s.lastProbe, probe = now, true
-		doc = heroesFile{Version: 1, Heroes: s.set.recordsWith("", nil), IdempotencyKey: s.set.keyRecordsWith(nil, nil)}
+		doc = s.set.fileWith("", nil, nil, nil)
 	}
 	s.mu.Unlock()
 	if probe {

@@ -1004,7 +1004,7 @@ func FuzzParseHeroesFile(f *testing.F) {
 			return
 		}
 		var out bytes.Buffer
-		doc := heroesFile{Version: 1, Heroes: set.recordsWith("", nil), IdempotencyKey: set.keyRecordsWith(nil, nil)}
+		doc := set.fileWith("", nil, nil, nil)
 		if err := encodeHeroesFile(&out, doc, maxHeroesFile); err != nil {
 			t.Fatalf("encodeHeroesFile() of an accepted file = %v", err)
 		}
