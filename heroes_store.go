@@ -878,7 +878,7 @@ func (s *localStore) Get(ctx context.Context, id string) (hero, string, error) {
 
 // Create stores a new hero under h.ID.
 func (s *localStore) Create(ctx context.Context, h hero) (string, error) {
-	return s.change(h.ID, &h, absent(h.ID), nil)
+	return s.change(h.ID, &h, absent(h.ID))
 }
 
 // absent is the precondition of a create: no hero with id exists.
@@ -913,18 +913,18 @@ func (s *localStore) CreateOnce(ctx context.Context, h hero, key idempotencyKey)
 		return rec, true, nil
 	}
 	rec = idemRecord{Key: key.ID, Fingerprint: key.Fingerprint, HeroID: h.ID, Hero: data, Created: s.now().Unix(), Caller: key.Caller}
-	rec.ETag, err = s.changeLocked(h.ID, &h, absent(h.ID), &rec)
+	rec.ETag, err = s.changeLocked(h.ID, data, absent(h.ID), &rec)
 	return rec, false, err
 }
 
 // Replace stores h over the hero with the same id, if ifMatch allows.
 func (s *localStore) Replace(ctx context.Context, h hero, ifMatch string) (string, error) {
-	return s.change(h.ID, &h, existingMatching(ifMatch), nil)
+	return s.change(h.ID, &h, existingMatching(ifMatch))
 }
 
 // Delete removes the hero with id, if ifMatch allows.
 func (s *localStore) Delete(ctx context.Context, id string, ifMatch string) error {
-	_, err := s.change(id, nil, existingMatching(ifMatch), nil)
+	_, err := s.change(id, nil, existingMatching(ifMatch))
 	return err
 }
 
@@ -944,27 +944,28 @@ func existingMatching(ifMatch string) func(old storedHero, exists bool) error {
 }
 
 // change applies one change under the writer lock: h stores (nil deletes)
-// the hero with id, if check passes on the stored version, and key, when
-// not nil, is remembered with it (its ETag set to the new hero's). With a
-// file the whole new content is written durably first, so a failed write
-// changes nothing and an acknowledged change survives a crash.
-func (s *localStore) change(id string, h *hero, check func(old storedHero, exists bool) error, key *idemRecord) (string, error) {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	return s.changeLocked(id, h, check, key)
-}
-
-// changeLocked is change with s.writeMu held.
-func (s *localStore) changeLocked(id string, h *hero, check func(old storedHero, exists bool) error, key *idemRecord) (string, error) {
+// the hero with id, if check passes on the stored version. h is encoded
+// before the lock is taken, so a hero too large is refused whether or not
+// the id exists, as by the table store. With a file the whole new content
+// is written durably first, so a failed write changes nothing and an
+// acknowledged change survives a crash.
+func (s *localStore) change(id string, h *hero, check func(old storedHero, exists bool) error) (string, error) {
 	var data []byte
 	if h != nil {
-		// Encoded first, so a hero too large is refused whether or not
-		// the id exists, as by the table store.
 		var err error
 		if data, err = encodeHero(*h); err != nil {
 			return "", err
 		}
 	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.changeLocked(id, data, check, nil)
+}
+
+// changeLocked is change with s.writeMu held and the hero's JSON as
+// encodeHero wrote it (nil deletes); key, when not nil, is remembered with
+// the hero (its ETag set to the new hero's).
+func (s *localStore) changeLocked(id string, data []byte, check func(old storedHero, exists bool) error, key *idemRecord) (string, error) {
 	// Only writers change the set and this one holds writeMu, so reading it
 	// under the read lock and changing it later under the write lock is safe.
 	var p changePlan
