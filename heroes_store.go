@@ -56,23 +56,23 @@ func (s *heroSet) liveKey(id string, now time.Time) (idemRecord, bool) {
 	return rec, ok && rec.live(now)
 }
 
-// keysToForget returns the ids of the keys that remembering rec at now
-// forgets, so that the keys stay within lim: an earlier record of rec.Key
-// (rec replaces it, so no key is ever held twice) and every expired key,
-// wherever it stands (the wall clock may step back, so keyOrder is the
+// keysToForget returns the set of the ids of the keys that remembering rec
+// at now forgets, so that the keys stay within lim: an earlier record of
+// rec.Key (rec replaces it, so no key is ever held twice) and every expired
+// key, wherever it stands (the wall clock may step back, so keyOrder is the
 // order keys were stored in, not that of their Created); then, while rec's
-// caller would hold more than lim.callerKeys, its own oldest; then, while the keys would be more than lim.keys or take
-// more than lim.keyBytes, the oldest of the caller holding the most (rec's
-// caller counted with rec, and chosen on a tie). It is errStoreFull when
-// rec alone takes more than lim.keyBytes. s is not changed.
-func (s *heroSet) keysToForget(rec idemRecord, now time.Time, lim storeLimits) ([]string, error) {
-	var out []string
+// caller would hold more than lim.callerKeys, its own oldest; then, while
+// the keys would be more than lim.keys or take more than lim.keyBytes, the
+// oldest of the caller holding the most (rec's caller counted with rec, and
+// chosen on a tie). It is errStoreFull when rec alone takes more than
+// lim.keyBytes. s is not changed.
+func (s *heroSet) keysToForget(rec idemRecord, now time.Time, lim storeLimits) (map[string]bool, error) {
 	gone := map[string]bool{}
 	held := map[string]int{rec.Caller: 1} // changes to s.callerKeys
 	n, size := len(s.keyOrder)+1, s.keyBytes+rec.recordBytes()
 	forget := func(id string) {
 		r := s.keys[id]
-		out, gone[id] = append(out, id), true
+		gone[id] = true
 		held[r.Caller]--
 		n, size = n-1, size-r.recordBytes()
 	}
@@ -95,7 +95,7 @@ func (s *heroSet) keysToForget(rec idemRecord, now time.Time, lim storeLimits) (
 		}
 		forget(id)
 	}
-	return out, nil
+	return gone, nil
 }
 
 // oldestKeyOf is the id of caller's oldest key not in gone; "" when it has
@@ -128,15 +128,13 @@ func (s *heroSet) largestHolder(requester string, held map[string]int) string {
 	return best
 }
 
-// addKey remembers rec, forgetting the keys forget names (keysToForget).
-func (s *heroSet) addKey(rec idemRecord, forget []string) {
-	gone := map[string]bool{}
-	for _, id := range forget {
-		gone[id] = true
+// addKey remembers rec, forgetting the keys in forget (keysToForget).
+func (s *heroSet) addKey(rec idemRecord, forget map[string]bool) {
+	for id := range forget {
 		s.uncountKey(s.keys[id])
 		delete(s.keys, id)
 	}
-	s.keyOrder = slices.DeleteFunc(s.keyOrder, func(id string) bool { return gone[id] })
+	s.keyOrder = slices.DeleteFunc(s.keyOrder, func(id string) bool { return forget[id] })
 	s.appendKey(rec)
 }
 
@@ -166,14 +164,10 @@ func (s *heroSet) appendKey(rec idemRecord) (replaced bool) {
 
 // keyRecordsWith returns the key records, oldest first, as they are after
 // addKey(*rec, forget), or as they are when rec is nil; s is not changed.
-func (s *heroSet) keyRecordsWith(rec *idemRecord, forget []string) []idemRecord {
-	gone := make(map[string]bool, len(forget))
-	for _, id := range forget {
-		gone[id] = true
-	}
+func (s *heroSet) keyRecordsWith(rec *idemRecord, forget map[string]bool) []idemRecord {
 	out := make([]idemRecord, 0, len(s.keyOrder)+1)
 	for _, id := range s.keyOrder {
-		if !gone[id] {
+		if !forget[id] {
 			out = append(out, s.keys[id])
 		}
 	}
@@ -273,9 +267,9 @@ func (s *heroSet) recordsWith(id string, sh *storedHero) []storedHero {
 
 // fileWith returns the heroes file as it is after setting id to sh (nil
 // removes it) and remembering key (when not nil), forgetting the keys
-// forget names; fileWith("", nil, nil, nil) is the file as s holds it. s
+// in forget; fileWith("", nil, nil, nil) is the file as s holds it. s
 // itself is not changed.
-func (s *heroSet) fileWith(id string, sh *storedHero, key *idemRecord, forget []string) heroesFile {
+func (s *heroSet) fileWith(id string, sh *storedHero, key *idemRecord, forget map[string]bool) heroesFile {
 	return heroesFile{Version: 1, Heroes: s.recordsWith(id, sh), IdempotencyKey: s.keyRecordsWith(key, forget)}
 }
 
@@ -998,7 +992,7 @@ func (s *localStore) changeLocked(id string, data []byte, check func(old storedH
 // forgets, and for the file store the document to write.
 type changePlan struct {
 	sh     *storedHero
-	forget []string
+	forget map[string]bool
 	doc    heroesFile
 }
 
