@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -84,18 +82,9 @@ func TestCrashLeftoversAreRemoved(t *testing.T) {
 // acknowledged.
 func killMidWrite(t *testing.T, path string) []string {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperMidWriteCrash$")
-	cmd.Env = append(os.Environ(), envMidWriteCrash+"="+path)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, sc := startChildTest(t, "TestHelperMidWriteCrash", envMidWriteCrash, path)
 	defer cmd.Wait() // killed: its error is the expected signal
 	var acked []string
-	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		line := sc.Text()
 		if id, ok := strings.CutPrefix(line, "acked "); ok {
@@ -137,11 +126,7 @@ func TestHelperMidWriteCrash(t *testing.T) {
 	if path == "" {
 		t.Skip("runs only as the child of TestCrashLeftoversAreRemoved")
 	}
-	s, err := openFileStore(path, 0)
-	if err != nil {
-		fmt.Println("open:", err)
-		os.Exit(2)
-	}
+	s := openChildStore(path)
 	var hang atomic.Bool
 	s.fsync = func(f *os.File) error {
 		if hang.Load() && strings.Contains(f.Name(), ".tmp-") {
@@ -152,12 +137,7 @@ func TestHelperMidWriteCrash(t *testing.T) {
 	}
 	for i := range 3 {
 		hang.Store(i == 2)
-		h := testHero(newHeroID(), "Crash")
-		if _, err := s.Create(context.Background(), h); err != nil {
-			fmt.Println("create:", err)
-			os.Exit(2)
-		}
-		fmt.Println("acked", h.ID)
+		childCreate(s, "Crash")
 	}
 	os.Exit(0)
 }

@@ -56,23 +56,23 @@ func (s *heroSet) liveKey(id string, now time.Time) (idemRecord, bool) {
 	return rec, ok && rec.live(now)
 }
 
-// keysToForget returns the ids of the keys that remembering rec at now
-// forgets, so that the keys stay within lim: an earlier record of rec.Key
-// (rec replaces it, so no key is ever held twice) and every expired key,
-// wherever it stands (the wall clock may step back, so keyOrder is the
-// order keys were stored in, not that of their Created); then, while rec's caller would hold more than lim.callerKeys, its
-// own oldest; then, while the keys would be more than lim.keys or take
-// more than lim.keyBytes, the oldest of the caller holding the most (rec's
-// caller counted with rec, and chosen on a tie). It is errStoreFull when
-// rec alone takes more than lim.keyBytes. s is not changed.
-func (s *heroSet) keysToForget(rec idemRecord, now time.Time, lim storeLimits) ([]string, error) {
-	var out []string
+// keysToForget returns the set of the ids of the keys that remembering rec
+// at now forgets, so that the keys stay within lim: an earlier record of
+// rec.Key (rec replaces it, so no key is ever held twice) and every expired
+// key, wherever it stands (the wall clock may step back, so keyOrder is the
+// order keys were stored in, not that of their Created); then, while rec's
+// caller would hold more than lim.callerKeys, its own oldest; then, while
+// the keys would be more than lim.keys or take more than lim.keyBytes, the
+// oldest of the caller holding the most (rec's caller counted with rec, and
+// chosen on a tie). It is errStoreFull when rec alone takes more than
+// lim.keyBytes. s is not changed.
+func (s *heroSet) keysToForget(rec idemRecord, now time.Time, lim storeLimits) (map[string]bool, error) {
 	gone := map[string]bool{}
 	held := map[string]int{rec.Caller: 1} // changes to s.callerKeys
 	n, size := len(s.keyOrder)+1, s.keyBytes+rec.recordBytes()
 	forget := func(id string) {
 		r := s.keys[id]
-		out, gone[id] = append(out, id), true
+		gone[id] = true
 		held[r.Caller]--
 		n, size = n-1, size-r.recordBytes()
 	}
@@ -95,7 +95,7 @@ func (s *heroSet) keysToForget(rec idemRecord, now time.Time, lim storeLimits) (
 		}
 		forget(id)
 	}
-	return out, nil
+	return gone, nil
 }
 
 // oldestKeyOf is the id of caller's oldest key not in gone; "" when it has
@@ -128,15 +128,13 @@ func (s *heroSet) largestHolder(requester string, held map[string]int) string {
 	return best
 }
 
-// addKey remembers rec, forgetting the keys forget names (keysToForget).
-func (s *heroSet) addKey(rec idemRecord, forget []string) {
-	gone := map[string]bool{}
-	for _, id := range forget {
-		gone[id] = true
+// addKey remembers rec, forgetting the keys in forget (keysToForget).
+func (s *heroSet) addKey(rec idemRecord, forget map[string]bool) {
+	for id := range forget {
 		s.uncountKey(s.keys[id])
 		delete(s.keys, id)
 	}
-	s.keyOrder = slices.DeleteFunc(s.keyOrder, func(id string) bool { return gone[id] })
+	s.keyOrder = slices.DeleteFunc(s.keyOrder, func(id string) bool { return forget[id] })
 	s.appendKey(rec)
 }
 
@@ -166,14 +164,10 @@ func (s *heroSet) appendKey(rec idemRecord) (replaced bool) {
 
 // keyRecordsWith returns the key records, oldest first, as they are after
 // addKey(*rec, forget), or as they are when rec is nil; s is not changed.
-func (s *heroSet) keyRecordsWith(rec *idemRecord, forget []string) []idemRecord {
-	gone := make(map[string]bool, len(forget))
-	for _, id := range forget {
-		gone[id] = true
-	}
+func (s *heroSet) keyRecordsWith(rec *idemRecord, forget map[string]bool) []idemRecord {
 	out := make([]idemRecord, 0, len(s.keyOrder)+1)
 	for _, id := range s.keyOrder {
-		if !gone[id] {
+		if !forget[id] {
 			out = append(out, s.keys[id])
 		}
 	}
@@ -265,10 +259,18 @@ func (s *heroSet) recordsWith(id string, sh *storedHero) []storedHero {
 		}
 	}
 	if sh != nil {
-		out = append(out, *sh)
+		i, _ := slices.BinarySearchFunc(out, sh.ID, func(r storedHero, id string) int { return strings.Compare(r.ID, id) })
+		out = slices.Insert(out, i, *sh)
 	}
-	slices.SortFunc(out, func(a, b storedHero) int { return strings.Compare(a.ID, b.ID) })
 	return out
+}
+
+// fileWith returns the heroes file as it is after setting id to sh (nil
+// removes it) and remembering key (when not nil), forgetting the keys
+// in forget; fileWith("", nil, nil, nil) is the file as s holds it. s
+// itself is not changed.
+func (s *heroSet) fileWith(id string, sh *storedHero, key *idemRecord, forget map[string]bool) heroesFile {
+	return heroesFile{Version: 1, Heroes: s.recordsWith(id, sh), IdempotencyKey: s.keyRecordsWith(key, forget)}
 }
 
 // localStore is the memory store, and with a path the file store: heroes in
@@ -870,7 +872,7 @@ func (s *localStore) Get(ctx context.Context, id string) (hero, string, error) {
 
 // Create stores a new hero under h.ID.
 func (s *localStore) Create(ctx context.Context, h hero) (string, error) {
-	return s.change(h.ID, &h, absent(h.ID), nil)
+	return s.change(h.ID, &h, absent(h.ID))
 }
 
 // absent is the precondition of a create: no hero with id exists.
@@ -905,18 +907,18 @@ func (s *localStore) CreateOnce(ctx context.Context, h hero, key idempotencyKey)
 		return rec, true, nil
 	}
 	rec = idemRecord{Key: key.ID, Fingerprint: key.Fingerprint, HeroID: h.ID, Hero: data, Created: s.now().Unix(), Caller: key.Caller}
-	rec.ETag, err = s.changeLocked(h.ID, &h, absent(h.ID), &rec)
+	rec.ETag, err = s.changeLocked(h.ID, data, absent(h.ID), &rec)
 	return rec, false, err
 }
 
 // Replace stores h over the hero with the same id, if ifMatch allows.
 func (s *localStore) Replace(ctx context.Context, h hero, ifMatch string) (string, error) {
-	return s.change(h.ID, &h, existingMatching(ifMatch), nil)
+	return s.change(h.ID, &h, existingMatching(ifMatch))
 }
 
 // Delete removes the hero with id, if ifMatch allows.
 func (s *localStore) Delete(ctx context.Context, id string, ifMatch string) error {
-	_, err := s.change(id, nil, existingMatching(ifMatch), nil)
+	_, err := s.change(id, nil, existingMatching(ifMatch))
 	return err
 }
 
@@ -936,27 +938,28 @@ func existingMatching(ifMatch string) func(old storedHero, exists bool) error {
 }
 
 // change applies one change under the writer lock: h stores (nil deletes)
-// the hero with id, if check passes on the stored version, and key, when
-// not nil, is remembered with it (its ETag set to the new hero's). With a
-// file the whole new content is written durably first, so a failed write
-// changes nothing and an acknowledged change survives a crash.
-func (s *localStore) change(id string, h *hero, check func(old storedHero, exists bool) error, key *idemRecord) (string, error) {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	return s.changeLocked(id, h, check, key)
-}
-
-// changeLocked is change with s.writeMu held.
-func (s *localStore) changeLocked(id string, h *hero, check func(old storedHero, exists bool) error, key *idemRecord) (string, error) {
+// the hero with id, if check passes on the stored version. h is encoded
+// before the lock is taken, so a hero too large is refused whether or not
+// the id exists, as by the table store. With a file the whole new content
+// is written durably first, so a failed write changes nothing and an
+// acknowledged change survives a crash.
+func (s *localStore) change(id string, h *hero, check func(old storedHero, exists bool) error) (string, error) {
 	var data []byte
 	if h != nil {
-		// Encoded first, so a hero too large is refused whether or not
-		// the id exists, as by the table store.
 		var err error
 		if data, err = encodeHero(*h); err != nil {
 			return "", err
 		}
 	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.changeLocked(id, data, check, nil)
+}
+
+// changeLocked is change with s.writeMu held and the hero's JSON as
+// encodeHero wrote it (nil deletes); key, when not nil, is remembered with
+// the hero (its ETag set to the new hero's).
+func (s *localStore) changeLocked(id string, data []byte, check func(old storedHero, exists bool) error, key *idemRecord) (string, error) {
 	// Only writers change the set and this one holds writeMu, so reading it
 	// under the read lock and changing it later under the write lock is safe.
 	var p changePlan
@@ -989,7 +992,7 @@ func (s *localStore) changeLocked(id string, h *hero, check func(old storedHero,
 // forgets, and for the file store the document to write.
 type changePlan struct {
 	sh     *storedHero
-	forget []string
+	forget map[string]bool
 	doc    heroesFile
 }
 
@@ -1018,7 +1021,7 @@ func (s *localStore) plan(set *heroSet, id string, data []byte, check func(old s
 		}
 	}
 	if s.path != "" {
-		p.doc = heroesFile{Version: 1, Heroes: set.recordsWith(id, p.sh), IdempotencyKey: set.keyRecordsWith(key, p.forget)}
+		p.doc = set.fileWith(id, p.sh, key, p.forget)
 	}
 	return p, nil
 }
@@ -1212,7 +1215,7 @@ func (s *localStore) Ready(ctx context.Context) error {
 	s.mu.Lock()
 	if failed = s.writeFailed; failed != nil && now.Sub(s.lastProbe) >= readyProbeEvery {
 		s.lastProbe, probe = now, true
-		doc = heroesFile{Version: 1, Heroes: s.set.recordsWith("", nil), IdempotencyKey: s.set.keyRecordsWith(nil, nil)}
+		doc = s.set.fileWith("", nil, nil, nil)
 	}
 	s.mu.Unlock()
 	if probe {

@@ -628,17 +628,8 @@ func TestFileStoreSurvivesSIGKILL(t *testing.T) {
 		t.Skip("SIGKILL is not available on windows")
 	}
 	path := filepath.Join(t.TempDir(), "heroes.json")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperFileWriter$")
-	cmd.Env = append(os.Environ(), envFileWriter+"="+path)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, sc := startChildTest(t, "TestHelperFileWriter", envFileWriter, path)
 	var acked []string
-	sc := bufio.NewScanner(out)
 	deadline := time.Now().Add(3 * time.Second)
 	for len(acked) < 40 && time.Now().Before(deadline) && sc.Scan() {
 		if id, ok := strings.CutPrefix(sc.Text(), "acked "); ok {
@@ -679,20 +670,49 @@ func TestHelperFileWriter(t *testing.T) {
 	if path == "" {
 		t.Skip("runs only as the child of TestFileStoreSurvivesSIGKILL")
 	}
+	s := openChildStore(path)
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); {
+		childCreate(s, "Survivor")
+	}
+	os.Exit(0)
+}
+
+// startChildTest runs the test binary's test name as a child process, with
+// env set to path, and returns it and a scanner of its standard output.
+func startChildTest(t *testing.T, name, env, path string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$")
+	cmd.Env = append(os.Environ(), env+"="+path)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, bufio.NewScanner(out)
+}
+
+// openChildStore opens the file store at path for a child writer, or
+// prints "open: <error>" and exits 2.
+func openChildStore(path string) *localStore {
 	s, err := openFileStore(path, 0)
 	if err != nil {
 		fmt.Println("open:", err)
 		os.Exit(2)
 	}
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); {
-		h := testHero(newHeroID(), "Survivor")
-		if _, err := s.Create(context.Background(), h); err != nil {
-			fmt.Println("create:", err)
-			os.Exit(2)
-		}
-		fmt.Println("acked", h.ID)
+	return s
+}
+
+// childCreate creates a hero named name in s for a child writer and prints
+// "acked <id>" once Create returns, or prints "create: <error>" and exits 2.
+func childCreate(s *localStore, name string) {
+	h := testHero(newHeroID(), name)
+	if _, err := s.Create(context.Background(), h); err != nil {
+		fmt.Println("create:", err)
+		os.Exit(2)
 	}
-	os.Exit(0)
+	fmt.Println("acked", h.ID)
 }
 
 // TestFileStoreSingleOwner checks a second store cannot open a file another
@@ -1004,7 +1024,7 @@ func FuzzParseHeroesFile(f *testing.F) {
 			return
 		}
 		var out bytes.Buffer
-		doc := heroesFile{Version: 1, Heroes: set.recordsWith("", nil), IdempotencyKey: set.keyRecordsWith(nil, nil)}
+		doc := set.fileWith("", nil, nil, nil)
 		if err := encodeHeroesFile(&out, doc, maxHeroesFile); err != nil {
 			t.Fatalf("encodeHeroesFile() of an accepted file = %v", err)
 		}
