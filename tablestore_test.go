@@ -294,7 +294,11 @@ func newFakeTable(tb testing.TB, handle http.HandlerFunc) (*fakeTable, *tableSto
 		tb.Fatal(err)
 	}
 	f.acct = storageAccount{name: "fakeacct", key: []byte("fake-table-key"), endpoint: u}
-	client := &http.Client{Timeout: 2 * time.Second}
+	// The server's own client, not http.DefaultTransport: another test's
+	// httptest.Server.Close closes the default transport's idle connections
+	// and could cut a request of this one ("CloseIdleConnections called").
+	client := f.srv.Client()
+	client.Timeout = 2 * time.Second
 	return f, newTableStore(f.acct, "heroes", client, discardLogger(), fixedNow)
 }
 
