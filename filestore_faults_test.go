@@ -169,12 +169,7 @@ func newServerWithKeys(t *testing.T, store heroStore) http.Handler {
 	cfg.ReadyzCache = 0 // the tests change the store between two calls of /readyz
 	logger := discardLogger()
 	client := &http.Client{Timeout: 5 * time.Second}
-	prov := newProvider(cfg.verifyOptions(client, logger))
-	v := newVerifier(cfg.verifyOptions(client, logger), prov, newKeySet(cfg.verifyOptions(client, logger), prov))
-	af, err := newAuthFlow(cfg.loginOptions(), prov, v, client, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
+	prov, v, af := newTestHalves(t, cfg, cfg.verifyOptions(client, logger), client, logger)
 	h := newServer(logger, cfg, prov, v, af, store, nil)
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, bearer(httptest.NewRequest(http.MethodGet, "/api/heroes/", nil), p.token(t, nil)))

@@ -60,12 +60,7 @@ func newGraphHarnessEnv(t *testing.T, env map[string]string) *graphHarness {
 	cfg := g.idp.config(t, env)
 	logger := slog.New(slog.NewTextHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	client := &http.Client{Timeout: 5 * time.Second}
-	prov := newProvider(cfg.verifyOptions(client, logger))
-	v := newVerifier(cfg.verifyOptions(client, logger), prov, newKeySet(cfg.verifyOptions(client, logger), prov))
-	af, err := newAuthFlow(cfg.loginOptions(), prov, v, client, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, v, af := newTestHalves(t, cfg, cfg.verifyOptions(client, logger), client, logger)
 	g.gp = &graphProfiles{logger: logger, obo: newOBOTokens(af, cfg.TenantID), client: &http.Client{Timeout: 2 * time.Second},
 		base: cfg.GraphBaseURL, scope: cfg.GraphScope, authorizeURI: g.idp.srv.URL + "/" + testTenant + "/oauth2/v2.0/authorize"}
 	g.h = requireAuth(logger, v, permRead)(g.gp.handleMe())

@@ -163,18 +163,26 @@ func newTestServer(tb testing.TB, p *testIDP, extra map[string]string, logs io.W
 	cfg := p.config(tb, extra)
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	client := newIDPClient()
-	prov := newProvider(cfg.verifyOptions(client, logger))
-	keys := newKeySet(cfg.verifyOptions(client, logger), prov)
-	v := newVerifier(cfg.verifyOptions(client, logger), prov, keys)
+	prov, v, af := newTestHalves(tb, cfg, cfg.verifyOptions(client, logger), client, logger)
 	store, err := openStore(context.Background(), cfg.storeOptions(), client, logger)
 	if err != nil {
 		tb.Fatalf("openStore: %v", err)
 	}
+	return newServer(logger, cfg, prov, v, af, store, nil)
+}
+
+// newTestHalves builds what run builds from cfg for both halves: the
+// provider and key set from vo, the verifier, and the sign-in flow calling
+// the provider with client. It fails tb if the sign-in flow cannot be made.
+func newTestHalves(tb testing.TB, cfg config, vo verifyOptions, client *http.Client, logger *slog.Logger) (*provider, *verifier, *authFlow) {
+	tb.Helper()
+	prov := newProvider(vo)
+	v := newVerifier(vo, prov, newKeySet(vo, prov))
 	af, err := newAuthFlow(cfg.loginOptions(), prov, v, client, logger)
 	if err != nil {
 		tb.Fatalf("newAuthFlow: %v", err)
 	}
-	return newServer(logger, cfg, prov, v, af, store, nil)
+	return prov, v, af
 }
 
 func TestSecurityHeadersOnEveryAnswer(t *testing.T) {

@@ -25,12 +25,7 @@ func newMeteredServer(t *testing.T, p *testIDP, logs io.Writer) (http.Handler, *
 	client.Transport = traceTransport{next: http.DefaultTransport, observe: m.idpObserver()}
 	vo := cfg.verifyOptions(client, logger)
 	vo.Observe = m.verifyObserver()
-	prov := newProvider(vo)
-	v := newVerifier(vo, prov, newKeySet(vo, prov))
-	af, err := newAuthFlow(cfg.loginOptions(), prov, v, client, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
+	prov, v, af := newTestHalves(t, cfg, vo, client, logger)
 	return m.instrument(newServer(logger, cfg, prov, v, af, m.meter(newMemoryStore()), nil)), m
 }
 

@@ -60,13 +60,7 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 	cfg := p.config(t, nil)
 	client := &http.Client{Timeout: 5 * time.Second}
 	logger := discardLogger()
-	prov := newProvider(cfg.verifyOptions(client, logger))
-	keys := newKeySet(cfg.verifyOptions(client, logger), prov)
-	v := newVerifier(cfg.verifyOptions(client, logger), prov, keys)
-	af, err := newAuthFlow(cfg.loginOptions(), prov, v, client, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
+	prov, v, af := newTestHalves(t, cfg, cfg.verifyOptions(client, logger), client, logger)
 	rr := &routeRecorder{}
 	addRoutes(rr, logger, cfg, prov, v, af, newMemoryStore(), nil) // idp nil: /devidp/ is -dev only
 
